@@ -26,6 +26,7 @@
 #ifndef SHMLEASE_H
 #define SHMLEASE_H
 
+#include <errno.h>    /* the codes returned, negated: -EBUSY, ... */
 #include <stddef.h>
 #include <stdint.h>
 

@@ -1,0 +1,53 @@
+/* One error table: shmlease_strerror() and shmlease_errname() come from it. */
+#include "internal.h"
+
+#include <errno.h>
+
+#define SHMLEASE_ERRORS(X)                                                        \
+    X(0,               "OK",              "success")                              \
+    X(EINVAL,          "EINVAL",          "invalid argument")                     \
+    X(ENAMETOOLONG,    "ENAMETOOLONG",    "key longer than SHMLEASE_KEY_MAX")     \
+    X(EBUSY,           "EBUSY",           "lease held by another owner")          \
+    X(ETIMEDOUT,       "ETIMEDOUT",       "wait for the lease timed out")         \
+    X(ENOSPC,          "ENOSPC",          "no room: table full or /dev/shm full") \
+    X(ESTALE,          "ESTALE",          "lease lost: expired, broken or not this process's") \
+    X(ENOENT,          "ENOENT",          "no such table or lease")               \
+    X(EEXIST,          "EEXIST",          "table already exists")                 \
+    X(EACCES,          "EACCES",          "permission denied for this table")     \
+    X(EPROTO,          "EPROTO",          "not a shmlease table of this format (corrupt, truncated or foreign)") \
+    X(EPERM,           "EPERM",           "operation not allowed on a read-only handle") \
+    X(EUSERS,          "EUSERS",          "too many handles attached to the table") \
+    X(ENOMEM,          "ENOMEM",          "out of memory")                        \
+    X(EMFILE,          "EMFILE",          "too many open files in this process")  \
+    X(ENFILE,          "ENFILE",          "too many open files in the system")    \
+    X(EBADF,           "EBADF",           "table handle lost its file descriptor") \
+    X(EIO,             "EIO",             "input/output error")                   \
+    X(EINTR,           "EINTR",           "interrupted")                          \
+    X(EAGAIN,          "EAGAIN",          "try again")                            \
+    X(ENOSYS,          "ENOSYS",          "not supported by this kernel")         \
+    X(ENOTRECOVERABLE, "ENOTRECOVERABLE", "table lock not recoverable")           \
+    X(EOVERFLOW,       "EOVERFLOW",       "value too large")
+
+SHM_API const char *shmlease_strerror(int rc)
+{
+    if (rc > 0)
+        return "not an error code (a positive value: a callback's result)";
+    switch (-rc) {
+#define X(code, name, text) case code: return text;
+    SHMLEASE_ERRORS(X)
+#undef X
+    default: return "unknown error code";
+    }
+}
+
+SHM_API const char *shmlease_errname(int rc)
+{
+    if (rc > 0)
+        return "E?";
+    switch (-rc) {
+#define X(code, name, text) case code: return name;
+    SHMLEASE_ERRORS(X)
+#undef X
+    default: return "E?";
+    }
+}

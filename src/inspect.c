@@ -1,0 +1,161 @@
+/*
+ * Inspection: inspect, foreach, stats. Never blocks, never writes the segment,
+ * never touches its mutexes (works on a table whose structural lock is held
+ * by a dead or stopped process, and on read-only mappings). Every value read
+ * from the segment is bounds-checked before use (PITFALLS 16).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* A consistent snapshot of entry E into INFO at table time NOW.
+ * Returns 1 when the entry is a live lease (held or grace, unexpired). */
+static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t now,
+                    const uint32_t *want_key_seq, shmlease_info *info)
+{
+    for (int tries = 0; tries < 64; tries++) {
+        uint64_t w = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
+        uint32_t ks = __atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE);
+        uint32_t ps = __atomic_load_n(&e->pub_seq, __ATOMIC_ACQUIRE);
+        if (want_key_seq && ks != *want_key_seq)
+            return 0;
+        if (!w_live(w, now))
+            return 0;
+        if ((ks & 1) || (ps & 1))
+            continue;
+        memset(info, 0, sizeof *info);
+        uint32_t klen = __atomic_load_n(&e->key_len, __ATOMIC_RELAXED);
+        if (klen == 0 || klen > SHMLEASE_KEY_MAX)
+            return 0;
+        uint64_t kw[(SHMLEASE_KEY_MAX + 1) / 8];
+        for (size_t i = 0; i < sizeof kw / 8; i++)
+            kw[i] = __atomic_load_n((const uint64_t *)(const void *)(e->key + 8 * i), __ATOMIC_RELAXED);
+        uint32_t mlen = __atomic_load_n(&e->meta_len, __ATOMIC_RELAXED);
+        uint64_t mw[SHMLEASE_METADATA_MAX / 8];
+        for (size_t i = 0; i < sizeof mw / 8; i++)
+            mw[i] = __atomic_load_n((const uint64_t *)(const void *)(e->meta + 8 * i), __ATOMIC_RELAXED);
+        uint64_t token = __atomic_load_n(&e->pub_token, __ATOMIC_RELAXED);
+        uint32_t tag = __atomic_load_n(&e->pub_tag, __ATOMIC_RELAXED);
+        uint64_t wg = __atomic_load_n(&e->waitgen, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&e->pub_seq, __ATOMIC_RELAXED) != ps ||
+            __atomic_load_n(&e->key_seq, __ATOMIC_RELAXED) != ks ||
+            __atomic_load_n(&e->state, __ATOMIC_RELAXED) != w)
+            continue;
+
+        memcpy(info->key, kw, klen);
+        info->key[klen] = 0;
+        /* The publication block describes this claim only if its tag says so;
+         * a claimer between its CAS and its publication shows token 0. */
+        int ours = tag == w_tag(w);
+        if (ours) {
+            info->fencing_token = token;
+            if (mlen > SHMLEASE_METADATA_MAX)
+                mlen = SHMLEASE_METADATA_MAX;
+            memcpy(info->metadata, mw, mlen);
+            info->metadata_len = mlen;
+        }
+        info->expires_at_ms = t->created_at + w_deadline(w);
+        info->remaining_ms = (int64_t)w_deadline(w) - (int64_t)now;
+        info->waiters = (uint32_t)wg;
+        if (w_kind(w) == W_GRACE) {
+            info->in_grace = 1;
+            info->holder_pid = 0;
+            info->holder_alive = -1;
+        } else {
+            uint32_t owner = w_owner(w);
+            const struct shm_reg *r = &t->reg[owner];
+            info->holder_handle = owner;
+            info->holder_pid = __atomic_load_n(&r->pid, __ATOMIC_RELAXED);
+            info->holder_start_time = __atomic_load_n(&r->start_time, __ATOMIC_RELAXED);
+            uint64_t ns = __atomic_load_n(&r->pidns_ino, __ATOMIC_RELAXED);
+            info->holder_other_pidns = ns && t->my_pidns && ns != t->my_pidns;
+            info->holder_alive = shmlease__alive(t, owner);
+        }
+        return 1;
+    }
+    return 0;
+}
+
+SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *out)
+{
+    struct keybuf kb;
+    if (!t || !out)
+        return -EINVAL;
+    int rc = shmlease__key_prepare(t, key, &kb);
+    if (rc)
+        return rc;
+    for (int tries = 0; tries < 4; tries++) {
+        uint32_t kseq;
+        long ei = shmlease__lookup_stable(t, &kb, &kseq);
+        if (ei < 0)
+            return -ENOENT;
+        const struct shm_entry *e = &t->entries[ei];
+        if (snapshot(t, e, shmlease__now_rel(t), &kseq, out))
+            return 0;
+        /* Free, or the entry changed key under us: look again. */
+        if (__atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE) == kseq)
+            return -ENOENT;
+    }
+    return -ENOENT;
+}
+
+SHM_API int shmlease_foreach(shmlease_table *t, int (*fn)(const shmlease_info *, void *), void *arg)
+{
+    if (!t || !fn)
+        return -EINVAL;
+    shmlease_info info;
+    for (uint32_t i = 0; i < t->capacity; i++) {
+        const struct shm_entry *e = &t->entries[i];
+        if (!w_live(__atomic_load_n(&e->state, __ATOMIC_RELAXED), shmlease__now_rel(t)))
+            continue;
+        if (!snapshot(t, e, shmlease__now_rel(t), NULL, &info))
+            continue;
+        int r = fn(&info, arg);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+SHM_API int shmlease_stats_get(shmlease_table *t, shmlease_stats *out)
+{
+    if (!t || !out)
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    const struct shm_header *h = t->hdr;
+#define LD(x) __atomic_load_n(&h->x, __ATOMIC_RELAXED)
+    out->acquisitions = LD(hot.acquisitions);
+    out->releases = LD(hot.releases);
+    out->renewals = LD(hot.renewals);
+    out->fencing_counter = LD(hot.fence);
+    out->contended = LD(cold.contended);
+    out->waits = LD(cold.waits);
+    out->timeouts = LD(cold.timeouts);
+    out->busy = LD(cold.busy);
+    out->expirations = LD(cold.expirations);
+    out->reclaimed_dead = LD(cold.reclaimed_dead);
+    out->lost = LD(cold.lost);
+    out->broken = LD(cold.broken);
+    out->recoveries = LD(cold.recoveries);
+    uint32_t live = LD(live_count);
+#undef LD
+    out->capacity = t->capacity;
+    out->live_keys = live <= t->capacity ? live : t->capacity;
+    uint64_t now = shmlease__now_rel(t);
+    uint32_t held = 0;
+    for (uint32_t i = 0; i < t->capacity; i++)
+        held += (uint32_t)w_live(__atomic_load_n(&t->entries[i].state, __ATOMIC_RELAXED), now);
+    out->held = held;
+    uint32_t attached = 0;
+    for (uint32_t i = 1; i < REG_SLOTS; i++)
+        if (__atomic_load_n(&t->reg[i].state, __ATOMIC_RELAXED) == REG_ACTIVE && shmlease__alive(t, i) == 1)
+            attached++;
+    out->attached = attached;
+    out->format_version = SHM_LAYOUT_VERSION;
+    out->segment_bytes = t->map_size;
+    out->created_at_ms = t->created_at;
+    out->table_epoch = t->epoch;
+    return 0;
+}

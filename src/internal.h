@@ -1,0 +1,353 @@
+/*
+ * shmlease internals: the shared-memory layout (a file format: every process
+ * that maps a table agrees on it byte for byte) and the in-process handle.
+ *
+ * Segment "/shmlease.NAME":
+ *
+ *   offset 0            struct shm_header        (4096 bytes)
+ *   reg_off             struct shm_reg[4096]     process registry, slot 0 unused
+ *   index_off           uint64_t bucket[nbuckets] key -> entry, open addressing
+ *   entries_off         struct shm_entry[capacity] one per live key
+ *
+ * Nothing in the segment is a pointer; every field has a fixed width; the
+ * format word (below) changes whenever a size the layout depends on changes,
+ * so two builds that disagree refuse each other's segments.
+ *
+ * File-lock bytes (open-file-description locks, F_OFD_SETLK):
+ *   byte INIT_LOCK_OFF          held (write) by whoever initialises the segment
+ *   byte reg_lock_off(i)        held (write) by the handle registered in slot i
+ *                               for as long as it is attached: the kernel drops
+ *                               it when the last descriptor of that open file
+ *                               description closes, i.e. when the process dies.
+ */
+#ifndef SHMLEASE_INTERNAL_H
+#define SHMLEASE_INTERNAL_H
+
+#include "shmlease.h"
+#include "fault.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define SHM_API __attribute__((visibility("default")))
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define CACHELINE 64
+
+/* ---- header -------------------------------------------------------------- */
+
+/* 'SHMLEASE' read as a native u64: a segment made on a machine of the other
+ * byte order reads as SHM_MAGIC_SWAPPED. */
+#define SHM_MAGIC          UINT64_C(0x455341454c4d4853)
+#define SHM_MAGIC_SWAPPED  __builtin_bswap64(SHM_MAGIC)
+#define SHM_LAYOUT_VERSION 1u
+
+#define INIT_STATE_READY   UINT32_C(0x52454459)   /* "READY": header complete */
+
+#define HEADER_SIZE        4096u
+#define REG_SLOTS          4096u                  /* slot 0 means "nobody" */
+#define INIT_LOCK_OFF      0
+
+/* Intent record: the structural change in progress under a robust mutex, so
+ * that whoever inherits the mutex with EOWNERDEAD knows what was cut short. */
+enum intent_op {
+    INTENT_NONE = 0,
+    INTENT_INSERT = 1,       /* a = entry */
+    INTENT_RETIRE = 2,       /* a = entry */
+    INTENT_REGISTER = 3,     /* a = registry slot */
+    INTENT_SWEEP = 4,        /* a = registry slot whose leases are being freed */
+    INTENT_RECOVER = 5,      /* a = the op being repaired */
+};
+struct shm_intent {
+    uint32_t op;
+    uint32_t a;
+    uint32_t pid;            /* who wrote it, for diagnostics */
+    uint32_t pad;
+};
+
+/* Mutable header words, each group on its own cache line. */
+struct shm_stats_hot {        /* written by every acquire (atomic adds) */
+    uint64_t fence;           /* last fencing token handed out */
+    uint64_t acquisitions;
+    uint64_t releases;
+    uint64_t renewals;
+    uint64_t pad[4];
+};
+struct shm_stats_cold {
+    uint64_t contended, waits, timeouts, busy, expirations, reclaimed_dead,
+             lost, broken, recoveries;
+    uint64_t pad[7];
+};
+
+struct shm_header {
+    /* --- immutable once init_state == READY; written by the initialiser
+     *     under the init lock, read by anyone without a lock --- */
+    uint64_t magic;
+    uint64_t format;          /* format_word() */
+    uint32_t header_size;
+    uint32_t capacity;        /* entries */
+    uint32_t nbuckets;        /* power of two, >= 2 * capacity */
+    uint32_t reg_slots;
+    uint32_t entry_size;
+    uint32_t reg_size;
+    uint64_t reg_off, index_off, entries_off, total_size;
+    uint64_t epoch;           /* random; seeds the key hash */
+    uint64_t created_at;      /* table clock at creation: deadlines count from it */
+    uint32_t creator_uid;
+    uint32_t checksum;        /* over the fields above */
+    uint32_t init_state;      /* INIT_STATE_READY, stored last with release */
+    uint32_t pad0;
+
+    /* --- structural lock for the key index (insert, retire) --- */
+    _Alignas(CACHELINE) pthread_mutex_t index_mutex;
+    /* Guarded by index_mutex: */
+    _Alignas(CACHELINE) struct shm_intent index_intent;
+    uint32_t free_head;       /* entry + 1 of the first free entry, 0: none */
+    uint32_t live_count;      /* entries not RETIRED */
+    uint32_t index_seq;       /* odd while buckets are being changed (readers
+                                 without the lock use it as a seqlock) */
+    uint32_t reap_cursor;
+
+    /* --- structural lock for the registry --- */
+    _Alignas(CACHELINE) pthread_mutex_t reg_mutex;
+    _Alignas(CACHELINE) struct shm_intent reg_intent;   /* guarded by reg_mutex */
+    uint32_t reg_hint;                                  /* guarded by reg_mutex */
+
+    _Alignas(CACHELINE) struct shm_stats_hot  hot;      /* atomics, anyone */
+    _Alignas(CACHELINE) struct shm_stats_cold cold;     /* atomics, anyone */
+};
+
+/* ---- registry ------------------------------------------------------------ */
+
+enum reg_state { REG_FREE = 0, REG_ACTIVE = 1 };
+
+/* One per attached handle. Written only by the registering process under
+ * reg_mutex (and state by close); read by anyone without a lock: the fields
+ * are for display, liveness itself is the kernel-held byte lock. */
+struct shm_reg {
+    uint32_t state;           /* enum reg_state; written last with release */
+    int32_t  pid;             /* in the registrant's PID namespace */
+    uint64_t gen;             /* bumped at each registration of this slot */
+    uint64_t pidns_ino;       /* inode of /proc/self/ns/pid, 0 unknown */
+    uint64_t start_time;      /* /proc/self/stat field 22, 0 unknown */
+    uint32_t uid;
+    uint32_t pad;
+    uint64_t pad2[3];
+};
+
+/* ---- entries and the lease state word ------------------------------------ */
+
+/*
+ * struct shm_entry: one key. Field rules:
+ *   state    the lease word. Every change of ownership is ONE CAS on it.
+ *   token    unused (reserved); the token lives in the publication block.
+ *   waitgen  hi32: generation (bumped when the entry is reused for a new key),
+ *            lo32: sleeping waiters; CAS by waiters, reset by the inserter.
+ *   wake     futex word: bumped by whoever frees or changes the key's deadline
+ *            while waiters sleep (only when waitgen's count is non-zero).
+ *   watch    registry slot of the waiter that polls the holder's liveness.
+ *   key_seq, key_len, hash, key[]:
+ *            written only under index_mutex while state is RETIRED; key_seq is
+ *            odd during the write (a seqlock for lock-free readers).
+ *   pub_seq, pub_tag, pub_token, meta_len, meta[]:
+ *            the publication block: token and metadata of the current claim,
+ *            written by the claimer after its CAS; pub_seq is taken (even->odd)
+ *            by CAS so that two writers never interleave; pub_tag names the
+ *            claim (owner and sequence bits of its state word).
+ *   next_free  free-list link, under index_mutex.
+ */
+struct shm_entry {
+    uint64_t state;
+    uint64_t pub_token;
+    uint64_t waitgen;
+    uint32_t wake;
+    uint32_t watch;
+    uint32_t key_seq;
+    uint32_t key_len;
+    uint64_t hash;
+    uint32_t pub_seq;
+    uint32_t pub_tag;
+    uint32_t meta_len;
+    uint32_t next_free;
+    char     key[SHMLEASE_KEY_MAX + 1];      /* zero padded */
+    uint8_t  meta[SHMLEASE_METADATA_MAX];
+};
+
+/*
+ * The lease state word (64 bits):
+ *
+ *   63..62  kind    RETIRED 0 | FREE 1 | HELD 2 | GRACE 3
+ *   HELD:   61..50 owner (registry slot), 49..40 seq, 39..0 deadline
+ *   GRACE:  49..40 seq, 39..0 deadline (owner 0: held by nobody)
+ *   FREE:   61..0  the fencing token of the claim that ended (or a fresh one
+ *                  drawn by whoever freed it): never repeats
+ *   RETIRED: entry not in use (all-zero memory is RETIRED)
+ *
+ * The deadline lives IN the word. That is the answer to the owner-vs-deadline
+ * publication race (PITFALLS 5): there is no instant at which a reader can see
+ * a new owner beside an old deadline, because both change in the same CAS.
+ * Acquire, renew, release, grace, takeover of an expired or dead holder's
+ * lease and break are each one CAS from the word the actor examined to the
+ * word it wants; an actor whose examination is out of date fails its CAS and
+ * looks again. Deadlines are milliseconds since the table's created_at
+ * (40 bits: 34 years), clamped at that horizon.
+ *
+ * ABA: a FREE word carries a never-repeating token. A HELD word repeats only
+ * if the same handle re-claims the key with the same deadline millisecond and
+ * the same 10-bit sequence; a GRACE/HELD word that is expired cannot come back
+ * since new deadlines lie in the future.
+ */
+#define W_KIND_SHIFT   62
+#define W_RETIRED      UINT64_C(0)
+#define W_FREE         UINT64_C(1)
+#define W_HELD         UINT64_C(2)
+#define W_GRACE        UINT64_C(3)
+#define W_OWNER_SHIFT  50
+#define W_OWNER_MASK   UINT64_C(0xfff)
+#define W_SEQ_SHIFT    40
+#define W_SEQ_MASK     UINT64_C(0x3ff)
+#define W_DEADLINE_MASK ((UINT64_C(1) << 40) - 1)
+#define W_LOW62_MASK   ((UINT64_C(1) << 62) - 1)
+
+static inline uint64_t w_kind(uint64_t w)     { return w >> W_KIND_SHIFT; }
+static inline uint32_t w_owner(uint64_t w)    { return (uint32_t)((w >> W_OWNER_SHIFT) & W_OWNER_MASK); }
+static inline uint32_t w_seq(uint64_t w)      { return (uint32_t)((w >> W_SEQ_SHIFT) & W_SEQ_MASK); }
+static inline uint64_t w_deadline(uint64_t w) { return w & W_DEADLINE_MASK; }
+static inline uint32_t w_tag(uint64_t w)      { return (uint32_t)((w >> W_SEQ_SHIFT) & ((W_OWNER_MASK << 10) | W_SEQ_MASK)); }
+static inline uint64_t w_make_held(uint32_t owner, uint32_t seq, uint64_t deadline)
+{
+    return (W_HELD << W_KIND_SHIFT) | ((uint64_t)(owner & W_OWNER_MASK) << W_OWNER_SHIFT)
+         | ((uint64_t)(seq & W_SEQ_MASK) << W_SEQ_SHIFT) | (deadline & W_DEADLINE_MASK);
+}
+static inline uint64_t w_make_grace(uint32_t seq, uint64_t deadline)
+{
+    return (W_GRACE << W_KIND_SHIFT) | ((uint64_t)(seq & W_SEQ_MASK) << W_SEQ_SHIFT)
+         | (deadline & W_DEADLINE_MASK);
+}
+static inline uint64_t w_make_free(uint64_t token)    { return (W_FREE << W_KIND_SHIFT) | (token & W_LOW62_MASK); }
+static inline uint64_t w_make_retired(uint64_t token) { return (W_RETIRED << W_KIND_SHIFT) | (token & W_LOW62_MASK); }
+/* The sequence a new claim of an entry whose word is W gets. */
+static inline uint32_t w_next_seq(uint64_t w)
+{
+    uint32_t s = (w_kind(w) == W_HELD || w_kind(w) == W_GRACE) ? w_seq(w) : (uint32_t)w;
+    return (s + 1) & (uint32_t)W_SEQ_MASK;
+}
+/* Held (or in grace) and not expired at table time NOW. */
+static inline int w_live(uint64_t w, uint64_t now)
+{
+    uint64_t k = w_kind(w);
+    return (k == W_HELD || k == W_GRACE) && w_deadline(w) > now;
+}
+
+/* Bucket word: hi32 = hash >> 32 (a filter), lo32 = entry + 1; 0 = empty. */
+static inline uint64_t bucket_make(uint64_t hash, uint32_t entry) { return (hash & UINT64_C(0xffffffff00000000)) | (uint64_t)(entry + 1); }
+static inline uint32_t bucket_entry(uint64_t b) { return (uint32_t)b - 1; }
+
+/* The format word: layout version and every size the layout depends on. */
+static inline uint64_t format_word(void)
+{
+    return ((uint64_t)SHM_LAYOUT_VERSION << 56)
+         | ((uint64_t)sizeof(pthread_mutex_t) << 48)
+         | ((uint64_t)sizeof(void *) << 44)
+         | ((uint64_t)(sizeof(struct shm_entry) / 8) << 32)
+         | ((uint64_t)(sizeof(struct shm_reg)) << 24)
+         | ((uint64_t)(sizeof(pid_t)) << 20)
+         | ((uint64_t)SHMLEASE_KEY_MAX << 8)
+         | ((uint64_t)(SHMLEASE_METADATA_MAX / 8));
+}
+
+_Static_assert(sizeof(struct shm_entry) == 320, "entry layout");
+_Static_assert(offsetof(struct shm_entry, key) == 64, "entry hot words fill one line");
+_Static_assert(sizeof(struct shm_reg) == 64, "registry slot is one cache line");
+_Static_assert(offsetof(struct shm_header, index_mutex) == 128, "header immutable part: two lines");
+_Static_assert(offsetof(struct shm_header, hot) % CACHELINE == 0, "hot stats on their own line");
+_Static_assert(sizeof(struct shm_header) <= HEADER_SIZE, "header fits its page");
+_Static_assert(sizeof(uint32_t) == 4 && _Alignof(uint32_t) == 4, "futex word");
+
+/* ---- the in-process handle ----------------------------------------------- */
+
+struct shmlease_table {
+    int       fd;             /* O_CLOEXEC; its open file description holds our
+                                 registry byte lock */
+    int       readonly;
+    uint8_t  *map;
+    size_t    map_size;
+    struct shm_header *hdr;
+    struct shm_reg    *reg;
+    uint64_t          *buckets;
+    struct shm_entry  *entries;
+    uint32_t  capacity;
+    uint32_t  nbuckets;
+    uint64_t  created_at;
+    uint64_t  epoch;
+    uint64_t  (*clock_ms)(void *);
+    void     *clock_ctx;
+    int       fake_clock;     /* an injected clock: sleep in short slices */
+    uint64_t  my_pidns;
+
+    pthread_mutex_t lock;     /* in-process: serialises (re)registration */
+    uint32_t  reg_idx;        /* our registry slot, 0 = not registered */
+    uint64_t  reg_gen;
+    unsigned  fork_gen;       /* g_fork_gen when registered */
+    ino_t     ino;
+    dev_t     dev;
+
+    struct shmlease_table *next;   /* all handles, for the fork handler */
+    char      name[SHMLEASE_NAME_MAX + 1];
+};
+
+extern unsigned shmlease__fork_gen;   /* bumped in every fork child */
+
+/* clock.c */
+struct tbracket { uint64_t lo, hi; int exact; };   /* table time is in [lo, hi] */
+void     shmlease__time(const shmlease_table *t, struct tbracket *b);
+int      shmlease__passed(const shmlease_table *t, struct tbracket *b, uint64_t deadline);
+uint64_t shmlease__sys_clock_ms(void *ctx);
+uint64_t shmlease__now_rel(const shmlease_table *t);   /* ms since created_at */
+void     shmlease__ms_to_timespec(uint64_t ms, struct timespec *ts);
+
+/* segment.c */
+int      shmlease__validate_name(const char *name);
+uint64_t shmlease__reg_lock_off(const struct shm_header *h, uint32_t idx);
+uint64_t shmlease__header_checksum(const struct shm_header *h);
+int      shmlease__check_header(const struct shm_header *h, uint64_t file_size);
+
+/* mutex.c: the one lock-or-recover path for the robust mutexes */
+typedef void (*shmlease_repair_fn)(shmlease_table *t);
+int  shmlease__mutex_init(pthread_mutex_t *m);
+int  shmlease__lock(shmlease_table *t, pthread_mutex_t *m, shmlease_repair_fn repair);
+void shmlease__unlock(pthread_mutex_t *m);
+
+/* registry.c */
+int  shmlease__ensure_registered(shmlease_table *t);
+int  shmlease__alive(const shmlease_table *t, uint32_t idx);  /* 1, 0, -1 */
+void shmlease__unregister(shmlease_table *t);
+void shmlease__free_owner_leases(shmlease_table *t, uint32_t idx);
+void shmlease__reg_repair(shmlease_table *t);
+int  shmlease__read_proc_identity(int32_t *pid, uint64_t *start_time, uint64_t *pidns);
+
+/* table.c */
+struct keybuf {
+    uint64_t w[(SHMLEASE_KEY_MAX + 1 + 7) / 8];   /* zero padded */
+    uint32_t len;
+    uint64_t hash;
+};
+int  shmlease__key_prepare(const shmlease_table *t, const char *key, struct keybuf *kb);
+long shmlease__lookup(const shmlease_table *t, const struct keybuf *kb, uint32_t *key_seq);
+long shmlease__lookup_stable(const shmlease_table *t, const struct keybuf *kb, uint32_t *key_seq);
+int  shmlease__key_matches(const struct shm_entry *e, const struct keybuf *kb, uint32_t seq);
+long shmlease__insert_held(shmlease_table *t, const struct keybuf *kb, uint64_t held_word_proto,
+                           uint64_t *word_out, uint32_t *key_seq);
+void shmlease__index_repair(shmlease_table *t);
+void shmlease__wake(struct shm_entry *e, int all);
+
+/* lease.c */
+uint64_t shmlease__fresh_token(shmlease_table *t);
+
+/* stats: relaxed atomic adds on the header */
+#define STAT_ADD(t, grp, field) __atomic_fetch_add(&(t)->hdr->grp.field, 1, __ATOMIC_RELAXED)
+
+#endif

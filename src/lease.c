@@ -1,0 +1,473 @@
+/*
+ * Leases: acquire, renew, release, grace, break, check, and waiting.
+ *
+ * The state machine of an entry's state word (see internal.h for the bits):
+ *
+ *            insert (under index_mutex)          acquire: CAS
+ *   RETIRED ---------------------------> HELD <------------------- FREE
+ *      ^                                 | | |  release: CAS          ^
+ *      | retire: CAS (free/expired/dead) | | +-----------------------+
+ *      +---------------------------------+ |  release_after: CAS
+ *                                          v
+ *                                        GRACE --(deadline passes)--> takeable
+ *
+ *   HELD --renew: CAS (same owner and seq, new deadline)--> HELD
+ *   HELD (expired, or owner dead) --takeover: CAS--> HELD (new owner)
+ *   HELD/GRACE --break, or sweep of a dead registry slot: CAS--> FREE
+ *
+ * Each arrow is ONE compare-and-swap from the exact word the actor examined,
+ * so a crash between any two instructions leaves the word either before or
+ * after the transition, never half-way (PITFALLS 4), and an actor whose view
+ * is stale fails its CAS. Because the deadline is inside the word, nobody can
+ * see a new owner next to an old deadline (PITFALLS 5).
+ *
+ * Fencing tokens: drawn from the table's counter (one atomic add) AFTER the
+ * claiming CAS, then we check that the word is still ours. So a token is
+ * always drawn while its claim is current: anyone who later takes the key
+ * over (after expiry, death or break) draws a later, greater token. Tokens
+ * are greater than all tokens drawn before, for any key, for the life of the
+ * segment.
+ *
+ * Waiting: waiters sleep on the entry's 32-bit `wake` word (FUTEX_WAIT, not
+ * private: the word is shared between processes, PITFALLS 12) after counting
+ * themselves in `waitgen`; a releaser bumps `wake` and calls FUTEX_WAKE only
+ * when the count is non-zero, so an uncontended release makes no syscall.
+ * The count is raised before the waiter re-reads the state word and read by
+ * the releaser after its CAS (both sequentially consistent): one of them sees
+ * the other, so no wake-up is lost. Expiry needs no waker: waiters sleep until
+ * the holder's deadline. A holder's death wakes nobody, so one waiter per key
+ * (the "watcher", named in `watch`) wakes every WATCH_MS to ask the kernel
+ * whether the holder still holds its registry lock; the other waiters sleep at
+ * most IDLE_MS, to take over watching if the watcher dies.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <urcu/arch.h>
+#include <urcu/futex.h>
+
+#define WATCH_MS        1u     /* death-poll period of the watching waiter */
+#define IDLE_MS        50u     /* longest sleep of the other waiters */
+#define FAKE_CLOCK_MS   2u     /* longest sleep with an injected clock */
+#define TTL_HORIZON     W_DEADLINE_MASK
+
+/* Private lease fields. */
+#define L_ENTRY(l)  ((l)->_private[0])
+#define L_WORD(l)   ((l)->_private[1])
+#define L_REG(l)    ((l)->_private[2])       /* registry gen << 16 | fork gen */
+#define L_EPOCH(l)  ((l)->_private[3])       /* table epoch: catches foreign leases */
+
+uint64_t shmlease__fresh_token(shmlease_table *t)
+{
+    return __atomic_add_fetch(&t->hdr->hot.fence, 1, __ATOMIC_SEQ_CST);
+}
+
+static inline uint64_t deadline_after(uint64_t now, uint64_t ms)
+{
+    return ms >= TTL_HORIZON - now ? TTL_HORIZON : now + ms;
+}
+
+static inline uint64_t reg_stamp(const shmlease_table *t)
+{
+    return (t->reg_gen << 16) | (t->fork_gen & 0xffffu);
+}
+
+/* Fast check that the handle may use its registration (not a fork child that
+ * has yet to re-register). */
+static inline int handle_ready(shmlease_table *t)
+{
+    if (likely(t->reg_idx != 0 &&
+               t->fork_gen == __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED)))
+        return 0;
+    return shmlease__ensure_registered(t);
+}
+
+/* Writes token and metadata of the claim W into E's publication block. The
+ * block is taken by CAS on pub_seq so two writers never interleave (a paused
+ * former owner resuming here gives up when it sees the word is not its own). */
+static void publish(struct shm_entry *e, uint64_t w, uint64_t token, const void *meta, size_t len)
+{
+    for (int tries = 0; tries < 1000; tries++) {
+        uint32_t s = __atomic_load_n(&e->pub_seq, __ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&e->state, __ATOMIC_ACQUIRE) != w)
+            return;
+        if (s & 1) {
+            caa_cpu_relax();
+            continue;
+        }
+        if (!__atomic_compare_exchange_n(&e->pub_seq, &s, s + 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            continue;
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        __atomic_store_n(&e->pub_token, token, __ATOMIC_RELAXED);
+        __atomic_store_n(&e->meta_len, (uint32_t)len, __ATOMIC_RELAXED);
+        uint64_t buf[SHMLEASE_METADATA_MAX / 8];
+        memset(buf, 0, sizeof buf);
+        if (len)
+            memcpy(buf, meta, len);
+        for (size_t i = 0; i < (len + 7) / 8; i++)
+            __atomic_store_n((uint64_t *)(void *)(e->meta + 8 * i), buf[i], __ATOMIC_RELAXED);
+        __atomic_store_n(&e->pub_tag, w_tag(w), __ATOMIC_RELAXED);
+        __atomic_store_n(&e->pub_seq, s + 2, __ATOMIC_RELEASE);
+        return;
+    }
+}
+
+/* Waiter bookkeeping: returns the key generation counted in. */
+static uint32_t waiter_enter(struct shm_entry *e)
+{
+    uint64_t v = __atomic_load_n(&e->waitgen, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(&e->waitgen, &v, v + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+        ;
+    return (uint32_t)(v >> 32);
+}
+
+static void waiter_leave(struct shm_entry *e, uint32_t gen)
+{
+    uint64_t v = __atomic_load_n(&e->waitgen, __ATOMIC_RELAXED);
+    while ((uint32_t)(v >> 32) == gen && (uint32_t)v != 0 &&
+           !__atomic_compare_exchange_n(&e->waitgen, &v, v - 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+        ;
+}
+
+static inline void wake_waiters(struct shm_entry *e, int all)
+{
+    if ((uint32_t)__atomic_load_n(&e->waitgen, __ATOMIC_SEQ_CST) != 0)
+        shmlease__wake(e, all);
+}
+
+/*
+ * Sleeps until the entry may have changed: released, deadline reached,
+ * holder death checked (watcher), or the caller's wait deadline. W is the word
+ * that made us wait; OWNER its live holder (0 for a grace period).
+ */
+static void wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t w, uint32_t owner,
+                            uint64_t now, uint64_t wait_until)
+{
+    uint32_t gen = waiter_enter(e);
+    uint32_t v = __atomic_load_n(&e->wake, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&e->state, __ATOMIC_SEQ_CST) != w) {
+        waiter_leave(e, gen);
+        return;
+    }
+    uint64_t until = w_deadline(w) < wait_until ? w_deadline(w) : wait_until;
+    uint64_t ms = until > now ? until - now : 0;
+    int watcher = 0;
+    if (owner) {
+        uint32_t cur = __atomic_load_n(&e->watch, __ATOMIC_ACQUIRE);
+        if (cur == t->reg_idx ||
+            ((cur == 0 || shmlease__alive(t, cur) == 0) &&
+             __atomic_compare_exchange_n(&e->watch, &cur, t->reg_idx, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)))
+            watcher = 1;
+        uint64_t cap = watcher ? WATCH_MS : IDLE_MS;
+        if (ms > cap)
+            ms = cap;
+    } else if (ms > IDLE_MS) {
+        ms = IDLE_MS;
+    }
+    if (t->fake_clock && ms > FAKE_CLOCK_MS)
+        ms = FAKE_CLOCK_MS;
+    if (ms == 0)
+        ms = 1;
+    struct timespec ts;
+    shmlease__ms_to_timespec(ms, &ts);
+    futex_async((int32_t *)&e->wake, FUTEX_WAIT, (int32_t)v, &ts, NULL, 0);
+    if (watcher) {
+        uint32_t me = t->reg_idx;
+        __atomic_compare_exchange_n(&e->watch, &me, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    }
+    waiter_leave(e, gen);
+}
+
+static int validate_acquire(const shmlease_table *t, const shmlease_acquire_opts *o, const char *key,
+                            struct keybuf *kb)
+{
+    if (!t || !o)
+        return -EINVAL;
+    int rc = shmlease__key_prepare(t, key, kb);
+    if (rc)
+        return rc;
+    if (o->ttl_ms == 0 || o->wait_ms < SHMLEASE_WAIT_FOREVER)
+        return -EINVAL;
+    if (o->metadata_len > SHMLEASE_METADATA_MAX || (o->metadata_len && !o->metadata))
+        return -EINVAL;
+    return 0;
+}
+
+SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
+                             shmlease_lease *out)
+{
+    struct keybuf kb;
+    int rc = validate_acquire(t, o, key, &kb);
+    if (rc)
+        return rc;
+    if (!out)
+        return -EINVAL;
+    if (t->readonly)
+        return -EPERM;
+    if ((rc = handle_ready(t)) != 0)
+        return rc;
+
+    const uint32_t me = t->reg_idx;
+    struct tbracket tb;
+    shmlease__time(t, &tb);
+    uint64_t wait_until = 0;         /* computed with the precise clock when first needed */
+    int counted_contended = 0, counted_wait = 0;
+
+    for (;;) {
+        uint32_t kseq = 0;
+        uint64_t w;
+        long ei = shmlease__lookup(t, &kb, &kseq);
+        if (ei < 0) {
+            uint64_t proto = w_make_held(me, 0, deadline_after(tb.lo, o->ttl_ms));
+            ei = shmlease__insert_held(t, &kb, proto, &w, &kseq);
+            if (ei == -EAGAIN)
+                continue;
+            if (ei < 0) {
+                if (ei == -ENOSPC)
+                    STAT_ADD(t, cold, busy);
+                return (int)ei;
+            }
+            if (w != 0)
+                goto claimed;          /* inserted, already ours */
+        }
+        struct shm_entry *e = &t->entries[ei];
+
+        for (;;) {
+            w = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
+            /* The word belongs to our key only if the key did not change. */
+            if (w_kind(w) == W_RETIRED || __atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE) != kseq)
+                break;                 /* retired or reused: look up again */
+            shmlease__time(t, &tb);
+            uint64_t k = w_kind(w);
+            int take = 0, expired = 0, dead = 0;
+            uint32_t owner = 0;
+            if (k == W_FREE) {
+                take = 1;
+            } else if (shmlease__passed(t, &tb, w_deadline(w))) {
+                take = 1;
+                expired = (k == W_HELD);
+            } else if (k == W_HELD) {
+                owner = w_owner(w);
+                if (owner != me && shmlease__alive(t, owner) == 0)
+                    take = dead = 1;
+            }
+            if (take) {
+                uint64_t nw = w_make_held(me, w_next_seq(w), deadline_after(tb.lo, o->ttl_ms));
+                if (!__atomic_compare_exchange_n(&e->state, &w, nw, 0, __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE))
+                    continue;
+                if (expired)
+                    STAT_ADD(t, cold, expirations);
+                if (dead) {
+                    STAT_ADD(t, cold, reclaimed_dead);
+                    /* The dead holder's waiter-watcher role is void too. */
+                }
+                w = nw;
+                goto claimed;
+            }
+            /* Held by someone else (or by us: leases are not re-entrant). */
+            if (!counted_contended) {
+                counted_contended = 1;
+                STAT_ADD(t, cold, contended);
+            }
+            if (o->wait_ms == 0) {
+                STAT_ADD(t, cold, busy);
+                return -EBUSY;
+            }
+            uint64_t now = shmlease__now_rel(t);
+            if (!wait_until)
+                wait_until = o->wait_ms == SHMLEASE_WAIT_FOREVER ? UINT64_MAX
+                           : deadline_after(now, (uint64_t)o->wait_ms);
+            if (now >= wait_until) {
+                STAT_ADD(t, cold, timeouts);
+                wake_waiters(e, 0);    /* pass on a wake-up we may have consumed */
+                return -ETIMEDOUT;
+            }
+            if (!counted_wait) {
+                counted_wait = 1;
+                STAT_ADD(t, cold, waits);
+            }
+            wait_for_change(t, e, w, owner, now, wait_until);
+        }
+        continue;
+
+    claimed:
+        SHMLEASE_FAULT("acquire.after_cas");
+        {
+            struct shm_entry *ce = &t->entries[ei];
+            uint64_t token = shmlease__fresh_token(t);
+            SHMLEASE_FAULT("acquire.after_token");
+            /* Still ours after the token was drawn? Then any later owner draws
+             * a greater one. If not, we lost it in between: start over. */
+            if (__atomic_load_n(&ce->state, __ATOMIC_SEQ_CST) != w)
+                continue;
+            publish(ce, w, token, o->metadata, o->metadata_len);
+            STAT_ADD(t, hot, acquisitions);
+            out->fencing_token = token;
+            out->expires_at_ms = t->created_at + w_deadline(w);
+            L_ENTRY(out) = (uint64_t)ei;
+            L_WORD(out) = w;
+            L_REG(out) = reg_stamp(t);
+            L_EPOCH(out) = t->epoch;
+            return 0;
+        }
+    }
+}
+
+/* Checks a lease value against this handle. Returns its entry or a code. */
+static long lease_entry(shmlease_table *t, const shmlease_lease *l)
+{
+    if (!t || !l)
+        return -EINVAL;
+    if (L_EPOCH(l) != t->epoch || L_ENTRY(l) >= t->capacity || w_kind(L_WORD(l)) != W_HELD)
+        return -EINVAL;
+    if (t->readonly)
+        return -EPERM;
+    /* A lease taken before a fork, or through an earlier registration, is not
+     * this process's any more. */
+    if (t->reg_idx == 0 || L_REG(l) != reg_stamp(t) ||
+        t->fork_gen != __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED) ||
+        w_owner(L_WORD(l)) != t->reg_idx)
+        return -ESTALE;
+    return (long)L_ENTRY(l);
+}
+
+static int lost(shmlease_table *t)
+{
+    STAT_ADD(t, cold, lost);
+    return -ESTALE;
+}
+
+/* One CAS from the lease's word to NW, if the lease is current and unexpired. */
+static int lease_cas(shmlease_table *t, shmlease_lease *l, struct shm_entry *e, uint64_t nw,
+                     struct tbracket *tb)
+{
+    uint64_t w = L_WORD(l);
+    if (shmlease__passed(t, tb, w_deadline(w)))
+        return lost(t);
+    if (!__atomic_compare_exchange_n(&e->state, &w, nw, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+        return lost(t);
+    return 0;
+}
+
+SHM_API int shmlease_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms)
+{
+    long ei = lease_entry(t, l);
+    if (ei == -ESTALE)
+        return lost(t);
+    if (ei < 0)
+        return (int)ei;
+    if (ttl_ms == 0)
+        return -EINVAL;
+    struct shm_entry *e = &t->entries[ei];
+    struct tbracket tb;
+    shmlease__time(t, &tb);
+    uint64_t w = L_WORD(l);
+    uint64_t nw = w_make_held(w_owner(w), w_seq(w), deadline_after(tb.lo, ttl_ms));
+    SHMLEASE_FAULT("renew.before_cas");
+    int rc = lease_cas(t, l, e, nw, &tb);
+    if (rc)
+        return rc;
+    /* A shorter deadline may concern waiters sleeping until the old one. */
+    if (w_deadline(nw) < w_deadline(w))
+        wake_waiters(e, 1);
+    L_WORD(l) = nw;
+    l->expires_at_ms = t->created_at + w_deadline(nw);
+    STAT_ADD(t, hot, renewals);
+    return 0;
+}
+
+static int end_lease(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms)
+{
+    long ei = lease_entry(t, l);
+    if (ei == -ESTALE)
+        return lost(t);
+    if (ei < 0)
+        return (int)ei;
+    struct shm_entry *e = &t->entries[ei];
+    struct tbracket tb;
+    shmlease__time(t, &tb);
+    uint64_t w = L_WORD(l);
+    uint64_t nw = grace_ms ? w_make_grace(w_seq(w), deadline_after(tb.hi, grace_ms))
+                           : w_make_free(l->fencing_token);
+    SHMLEASE_FAULT("release.before_cas");
+    int rc = lease_cas(t, l, e, nw, &tb);
+    if (rc)
+        return rc;
+    /* A grace period changes the deadline waiters sleep towards: wake all. */
+    wake_waiters(e, grace_ms != 0);
+    STAT_ADD(t, hot, releases);
+    /* The value is spent: a second release is stale. */
+    L_WORD(l) = w_make_held(0, 0, 0);
+    return 0;
+}
+
+SHM_API int shmlease_release(shmlease_table *t, shmlease_lease *l)
+{
+    return end_lease(t, l, 0);
+}
+
+SHM_API int shmlease_release_after(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms)
+{
+    return end_lease(t, l, grace_ms);
+}
+
+SHM_API int shmlease_check(shmlease_table *t, const shmlease_lease *l)
+{
+    long ei = lease_entry(t, l);
+    if (ei == -ESTALE)
+        return lost(t);
+    if (ei < 0)
+        return (int)ei;
+    uint64_t w = __atomic_load_n(&t->entries[ei].state, __ATOMIC_ACQUIRE);
+    struct tbracket tb;
+    shmlease__time(t, &tb);
+    if (w != L_WORD(l) || shmlease__passed(t, &tb, w_deadline(w)))
+        return lost(t);
+    return 0;
+}
+
+SHM_API int shmlease_with(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
+                          int (*fn)(const shmlease_lease *l, void *arg), void *arg)
+{
+    if (!fn)
+        return -EINVAL;
+    shmlease_lease l;
+    int rc = shmlease_acquire(t, key, o, &l);
+    if (rc)
+        return rc;
+    int r = fn(&l, arg);
+    shmlease_release(t, &l);
+    return r;
+}
+
+SHM_API int shmlease_break(shmlease_table *t, const char *key)
+{
+    struct keybuf kb;
+    if (!t)
+        return -EINVAL;
+    int rc = shmlease__key_prepare(t, key, &kb);
+    if (rc)
+        return rc;
+    if (t->readonly)
+        return -EPERM;
+    struct shm_entry *e;
+    for (;;) {
+        uint32_t kseq;
+        long ei = shmlease__lookup_stable(t, &kb, &kseq);
+        if (ei < 0)
+            return -ENOENT;
+        e = &t->entries[ei];
+        uint64_t w = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE) != kseq)
+            continue;                  /* entry reused for another key meanwhile */
+        if (!w_live(w, shmlease__now_rel(t)))
+            return -ENOENT;
+        uint64_t nw = w_make_free(shmlease__fresh_token(t));
+        if (__atomic_compare_exchange_n(&e->state, &w, nw, 0, __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE))
+            break;
+    }
+    wake_waiters(e, 1);
+    STAT_ADD(t, cold, broken);
+    return 0;
+}

@@ -1,0 +1,217 @@
+/*
+ * Liveness: the process registry.
+ *
+ * Every read-write handle registers in one slot of the registry and, for as
+ * long as it is attached, holds an OFD write lock on that slot's byte of the
+ * segment file. The kernel drops the lock when the open file description goes
+ * away, i.e. when the process dies, however it dies, whatever PID namespace it
+ * lives in, and a new process that happens to get the same PID does not get
+ * the lock (PITFALLS 7, 8). So "is the holder of a lease alive?" is answered by
+ * F_OFD_GETLK on the holder's byte: a conflicting lock means alive, none means
+ * dead. PIDs, start times and PID-namespace inodes are kept for display only.
+ * A fork child never shares its parent's open file description (segment.c
+ * replaces the descriptor in the child), so it cannot keep a dead parent
+ * looking alive (PITFALLS 9).
+ *
+ * A slot is reused only after its previous user is dead (or closed), and only
+ * after every lease still naming it as owner has been freed ("sweep"), so a
+ * new registrant never inherits a dead process's leases. Registration, sweep
+ * and release of a slot happen under reg_mutex; a crash anywhere in them
+ * leaves a slot that is either not ACTIVE or ACTIVE without a lock (dead), and
+ * the sweep is simply redone on the next reuse.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int shmlease__reopen_fd(shmlease_table *t);
+
+int shmlease__read_proc_identity(int32_t *pid, uint64_t *start_time, uint64_t *pidns)
+{
+    *pid = (int32_t)getpid();
+    *start_time = 0;
+    *pidns = 0;
+    struct stat st;
+    if (stat("/proc/self/ns/pid", &st) == 0)
+        *pidns = (uint64_t)st.st_ino;
+    FILE *f = fopen("/proc/self/stat", "re");
+    if (!f)
+        return 0;
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    /* The command name may hold spaces and parentheses: parse from the last ')'. */
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return 0;
+    p++;
+    /* After ')': field 3 (state) ... field 22 (starttime) is the 20th token. */
+    char *save = NULL;
+    char *tok = strtok_r(p, " ", &save);
+    for (int field = 3; tok && field < 22; field++)
+        tok = strtok_r(NULL, " ", &save);
+    if (tok)
+        *start_time = strtoull(tok, NULL, 10);
+    return 0;
+}
+
+int shmlease__alive(const shmlease_table *t, uint32_t idx)
+{
+    if (idx == 0 || idx >= REG_SLOTS)
+        return 0;
+    if (idx == t->reg_idx && t->fork_gen == __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED))
+        return 1;
+    if (t->fd < 0)
+        return -1;
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+                       .l_start = (off_t)shmlease__reg_lock_off(t->hdr, idx), .l_len = 1};
+    if (fcntl(t->fd, F_OFD_GETLK, &fl) != 0)
+        return -1;
+    return fl.l_type != F_UNLCK;
+}
+
+static void wake_if_waiters(struct shm_entry *e)
+{
+    if ((uint32_t)__atomic_load_n(&e->waitgen, __ATOMIC_SEQ_CST) != 0)
+        shmlease__wake(e, 1);
+}
+
+/* Frees every lease whose word names IDX as owner. Each is one CAS from the
+ * word we saw to FREE(fresh token); a concurrent takeover simply wins. */
+void shmlease__free_owner_leases(shmlease_table *t, uint32_t idx)
+{
+    for (uint32_t i = 0; i < t->capacity; i++) {
+        struct shm_entry *e = &t->entries[i];
+        uint64_t w = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
+        while (w_kind(w) == W_HELD && w_owner(w) == idx) {
+            uint64_t nw = w_make_free(shmlease__fresh_token(t));
+            if (__atomic_compare_exchange_n(&e->state, &w, nw, 0, __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE)) {
+                wake_if_waiters(e);
+                break;
+            }
+        }
+    }
+}
+
+/* Repair after a registrant died holding reg_mutex: slots are committed by
+ * their state word, locks are kernel-held, sweeps are redone on reuse; only
+ * the intent record and the hint need resetting. */
+void shmlease__reg_repair(shmlease_table *t)
+{
+    struct shm_header *h = t->hdr;
+    h->reg_intent.op = INTENT_NONE;
+    if (h->reg_hint == 0 || h->reg_hint >= REG_SLOTS)
+        h->reg_hint = 1;
+}
+
+static int try_claim_slot(shmlease_table *t, uint32_t idx, int32_t pid, uint64_t start, uint64_t pidns)
+{
+    struct shm_header *h = t->hdr;
+    struct shm_reg *r = &t->reg[idx];
+    uint32_t state = __atomic_load_n(&r->state, __ATOMIC_ACQUIRE);
+    if (state == REG_ACTIVE && shmlease__alive(t, idx) != 0)
+        return 0;                           /* in use (or cannot tell) */
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+                       .l_start = (off_t)shmlease__reg_lock_off(h, idx), .l_len = 1};
+    if (fcntl(t->fd, F_OFD_SETLK, &fl) != 0)
+        return 0;                           /* someone alive holds it */
+    if (r->gen != 0) {
+        /* Reused: no lease may still name this slot. */
+        h->reg_intent = (struct shm_intent){INTENT_SWEEP, idx, (uint32_t)pid, 0};
+        shmlease__free_owner_leases(t, idx);
+        SHMLEASE_FAULT("registry.after_sweep");
+    }
+    h->reg_intent = (struct shm_intent){INTENT_REGISTER, idx, (uint32_t)pid, 0};
+    r->pid = pid;
+    r->start_time = start;
+    r->pidns_ino = pidns;
+    r->uid = (uint32_t)geteuid();
+    r->gen++;
+    __atomic_store_n(&r->state, REG_ACTIVE, __ATOMIC_RELEASE);
+    SHMLEASE_FAULT("registry.after_claim");
+    h->reg_intent.op = INTENT_NONE;
+    return 1;
+}
+
+static int register_handle(shmlease_table *t)
+{
+    struct shm_header *h = t->hdr;
+    int32_t pid;
+    uint64_t start, pidns;
+    shmlease__read_proc_identity(&pid, &start, &pidns);
+
+    int rc = shmlease__lock(t, &h->reg_mutex, shmlease__reg_repair);
+    if (rc)
+        return rc;
+    SHMLEASE_FAULT("registry.locked");
+    uint32_t hint = h->reg_hint;
+    if (hint == 0 || hint >= REG_SLOTS)
+        hint = 1;
+    uint32_t found = 0;
+    /* Prefer slots never used (no sweep), starting at the hint; then any. */
+    for (int pass = 0; pass < 2 && !found; pass++) {
+        for (uint32_t n = 0; n < REG_SLOTS - 1; n++) {
+            uint32_t idx = 1 + (hint - 1 + n) % (REG_SLOTS - 1);
+            struct shm_reg *r = &t->reg[idx];
+            if (pass == 0 && r->gen != 0)
+                continue;
+            if (pass == 1 && __atomic_load_n(&r->state, __ATOMIC_ACQUIRE) == REG_ACTIVE &&
+                shmlease__alive(t, idx) != 0)
+                continue;
+            if (try_claim_slot(t, idx, pid, start, pidns)) {
+                found = idx;
+                break;
+            }
+        }
+    }
+    if (found) {
+        h->reg_hint = found + 1 < REG_SLOTS ? found + 1 : 1;
+        t->reg_idx = found;
+        t->reg_gen = t->reg[found].gen;
+        t->fork_gen = __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED);
+        t->my_pidns = pidns;
+    }
+    shmlease__unlock(&h->reg_mutex);
+    return found ? 0 : -EUSERS;
+}
+
+/* Slow path of every lease call: registers the handle the first time, and
+ * again in a fork child. */
+int shmlease__ensure_registered(shmlease_table *t)
+{
+    pthread_mutex_lock(&t->lock);
+    int rc = 0;
+    unsigned fg = __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED);
+    if (t->reg_idx == 0 || t->fork_gen != fg) {
+        t->reg_idx = 0;
+        if (t->fd < 0)
+            rc = shmlease__reopen_fd(t);
+        if (rc == 0)
+            rc = register_handle(t);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
+void shmlease__unregister(shmlease_table *t)
+{
+    if (t->reg_idx == 0 || t->fork_gen != __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED))
+        return;
+    uint32_t idx = t->reg_idx;
+    shmlease__free_owner_leases(t, idx);
+    if (shmlease__lock(t, &t->hdr->reg_mutex, shmlease__reg_repair) == 0) {
+        __atomic_store_n(&t->reg[idx].state, REG_FREE, __ATOMIC_RELEASE);
+        shmlease__unlock(&t->hdr->reg_mutex);
+    }
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET,
+                       .l_start = (off_t)shmlease__reg_lock_off(t->hdr, idx), .l_len = 1};
+    fcntl(t->fd, F_OFD_SETLK, &fl);
+    t->reg_idx = 0;
+}

@@ -1,0 +1,536 @@
+/*
+ * The segment: names, the first-opener protocol, validation, mapping, close,
+ * and what happens to handles across fork().
+ *
+ * First-opener protocol (PITFALLS 13). The races: between shm_open(O_CREAT)
+ * and a complete header an attacher can see a 0-byte file or a half-written
+ * header; the creator can die half-way. The rule that closes them:
+ *
+ *   Whoever holds the init lock (an OFD write lock on byte INIT_LOCK_OFF) and
+ *   finds init_state != READY initialises the segment from scratch.
+ *
+ * Every read-write opener takes that lock (blocking) before looking at the
+ * header, so nobody attaches to a half-built header: either init_state is
+ * READY (stored last, with release) or the opener builds the segment itself.
+ * A creator that dies mid-init loses the lock with its life; the next opener
+ * finds init_state != READY and starts over (ftruncate to 0 first, so every
+ * byte is zero again). A READY segment is never re-initialised, so robust
+ * mutexes are initialised exactly once while anyone can be attached
+ * (PITFALLS 1). Read-only openers never lock: they wait briefly for READY and
+ * otherwise report -EPROTO.
+ *
+ * Validation reads the header with pread() before mapping anything, so a
+ * truncated or foreign file is refused without a SIGBUS and without a write.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+unsigned shmlease__fork_gen;
+
+static pthread_mutex_t g_handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static shmlease_table *g_handles;
+static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
+
+int shmlease__validate_name(const char *name)
+{
+    if (!name)
+        return -EINVAL;
+    size_t n = strnlen(name, SHMLEASE_NAME_MAX + 1);
+    if (n == 0 || n > SHMLEASE_NAME_MAX)
+        return -EINVAL;
+    if (!strcmp(name, ".") || !strcmp(name, ".."))
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return -EINVAL;
+    }
+    return 0;
+}
+
+static void shm_path(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "/shmlease.%s", name);
+}
+
+uint64_t shmlease__reg_lock_off(const struct shm_header *h, uint32_t idx)
+{
+    return h->reg_off + (uint64_t)idx * sizeof(struct shm_reg);
+}
+
+static uint32_t next_pow2(uint64_t v)
+{
+    uint32_t p = 16;
+    while (p < v)
+        p <<= 1;
+    return p;
+}
+
+/* Sizes of a table of CAPACITY entries. */
+static void layout(uint32_t capacity, struct shm_header *h)
+{
+    h->header_size = HEADER_SIZE;
+    h->capacity = capacity;
+    h->nbuckets = next_pow2((uint64_t)capacity * 2);
+    h->reg_slots = REG_SLOTS;
+    h->entry_size = sizeof(struct shm_entry);
+    h->reg_size = sizeof(struct shm_reg);
+    h->reg_off = HEADER_SIZE;
+    h->index_off = h->reg_off + (uint64_t)REG_SLOTS * sizeof(struct shm_reg);
+    h->entries_off = h->index_off + (uint64_t)h->nbuckets * sizeof(uint64_t);
+    uint64_t end = h->entries_off + (uint64_t)capacity * sizeof(struct shm_entry);
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0)
+        page = 4096;
+    h->total_size = (end + (uint64_t)page - 1) / (uint64_t)page * (uint64_t)page;
+}
+
+uint64_t shmlease__header_checksum(const struct shm_header *h)
+{
+    /* FNV-1a over the immutable fields, magic .. creator_uid. */
+    const uint8_t *p = (const uint8_t *)h;
+    size_t n = offsetof(struct shm_header, checksum);
+    uint32_t x = 2166136261u;
+    for (size_t i = 0; i < n; i++) {
+        x ^= p[i];
+        x *= 16777619u;
+    }
+    return x;
+}
+
+/* Everything an attacher checks. 0 or -EPROTO. */
+int shmlease__check_header(const struct shm_header *h, uint64_t file_size)
+{
+    if (h->magic != SHM_MAGIC)
+        return -EPROTO;              /* foreign, or the other byte order */
+    if (h->format != format_word())
+        return -EPROTO;
+    if (h->checksum != (uint32_t)shmlease__header_checksum(h))
+        return -EPROTO;
+    if (h->capacity == 0 || h->capacity > SHMLEASE_CAPACITY_MAX)
+        return -EPROTO;
+    struct shm_header want;
+    memset(&want, 0, sizeof want);
+    layout(h->capacity, &want);
+    if (h->header_size != want.header_size || h->nbuckets != want.nbuckets ||
+        h->reg_slots != want.reg_slots || h->entry_size != want.entry_size ||
+        h->reg_size != want.reg_size || h->reg_off != want.reg_off ||
+        h->index_off != want.index_off || h->entries_off != want.entries_off ||
+        h->total_size != want.total_size)
+        return -EPROTO;
+    if (file_size < h->total_size)
+        return -EPROTO;              /* truncated */
+    return 0;
+}
+
+static int ofd_lock(int fd, short type, off_t off, int wait)
+{
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = off, .l_len = 1};
+    for (;;) {
+        if (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        return -errno;
+    }
+}
+
+static uint64_t random_u64(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        v = ((uint64_t)ts.tv_nsec << 32) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 16);
+    }
+    return v | 1;
+}
+
+/* Builds a new segment in FD. Called with the init lock held. */
+static int initialise(int fd, uint32_t capacity, uint64_t now_ms, int created)
+{
+    struct shm_header proto;
+    memset(&proto, 0, sizeof proto);
+    layout(capacity, &proto);
+
+    /* Start from all zeroes whatever a dead initialiser left. */
+    if (!created && ftruncate(fd, 0) != 0)
+        return -errno;
+    SHMLEASE_FAULT("init.after_lock");
+    int rc = posix_fallocate(fd, 0, (off_t)proto.total_size);
+    if (rc != 0) {
+        if (ftruncate(fd, 0) != 0) { /* leave a 0-byte file: the next opener retries */ }
+        return rc == EFBIG ? -ENOSPC : -rc;
+    }
+    SHMLEASE_FAULT("init.after_fallocate");
+
+    uint8_t *map = mmap(NULL, proto.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED)
+        return -errno;
+    struct shm_header *h = (struct shm_header *)map;
+    /* magic and format first: a segment with them and without READY is
+     * recognised as our own half-built one (see half_built()). */
+    h->format = format_word();
+    __atomic_store_n(&h->magic, SHM_MAGIC, __ATOMIC_RELEASE);
+    memcpy(&h->header_size, &proto.header_size,
+           offsetof(struct shm_header, checksum) - offsetof(struct shm_header, header_size));
+    h->epoch = random_u64();
+    h->created_at = now_ms;
+    h->creator_uid = (uint32_t)geteuid();
+    h->checksum = (uint32_t)shmlease__header_checksum(h);
+
+    rc = shmlease__mutex_init(&h->index_mutex);
+    if (rc == 0)
+        rc = shmlease__mutex_init(&h->reg_mutex);
+    if (rc != 0) {
+        munmap(map, proto.total_size);
+        return rc;
+    }
+    /* All entries RETIRED (zero) and on the free list, in order. */
+    struct shm_entry *entries = (struct shm_entry *)(map + h->entries_off);
+    for (uint32_t i = 0; i < capacity; i++)
+        entries[i].next_free = (i + 1 < capacity) ? i + 2 : 0;
+    h->free_head = 1;
+    h->reg_hint = 1;
+    SHMLEASE_FAULT("init.after_mutexes");
+    __atomic_store_n(&h->init_state, INIT_STATE_READY, __ATOMIC_RELEASE);
+    munmap(map, proto.total_size);
+    return 0;
+}
+
+/* What a dying initialiser can leave: nothing, zeroes (space reserved, no
+ * header yet), or our magic and format without READY. Anything else is a
+ * foreign file, which we must not overwrite. */
+static int half_built(const struct shm_header *h, uint64_t size)
+{
+    if (size == 0)
+        return 1;
+    if (h->magic == SHM_MAGIC)
+        return h->format == format_word();
+    if (h->magic != 0 || (h->format != 0 && h->format != format_word()))
+        return 0;
+    const uint8_t *p = (const uint8_t *)h;
+    for (size_t i = offsetof(struct shm_header, header_size); i < sizeof *h; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
+static int read_header(int fd, struct shm_header *h, uint64_t *size)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    *size = (uint64_t)st.st_size;
+    memset(h, 0, sizeof *h);
+    if ((uint64_t)st.st_size < sizeof *h)
+        return 0;
+    ssize_t n = pread(fd, h, sizeof *h, 0);
+    if (n < 0)
+        return -errno;
+    if ((size_t)n < sizeof *h)
+        memset(h, 0, sizeof *h);
+    return 0;
+}
+
+/* ---- fork ----------------------------------------------------------------- */
+
+static void atfork_prepare(void) { pthread_mutex_lock(&g_handles_lock); }
+static void atfork_parent(void) { pthread_mutex_unlock(&g_handles_lock); }
+
+/* In the child: every handle's descriptor still refers to the parent's open
+ * file description, whose registry lock would keep a dead parent looking
+ * alive (PITFALLS 9). Replace it by a fresh open of the same file: the child
+ * then holds no lock and re-registers on first use. Only async-signal-safe
+ * calls here. */
+static void atfork_child(void)
+{
+    __atomic_add_fetch(&shmlease__fork_gen, 1, __ATOMIC_RELAXED);
+    for (shmlease_table *t = g_handles; t; t = t->next) {
+        pthread_mutex_init(&t->lock, NULL);
+        t->reg_idx = 0;
+        if (t->fd < 0)
+            continue;
+        char path[32] = "/proc/self/fd/";
+        char digits[12];
+        int n = 0, v = t->fd;
+        do {
+            digits[n++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v && n < 11);
+        size_t p = strlen(path);
+        while (n)
+            path[p++] = digits[--n];
+        path[p] = 0;
+        int nfd = open(path, (t->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+        if (nfd >= 0) {
+            dup3(nfd, t->fd, O_CLOEXEC);
+            close(nfd);
+        } else {
+            close(t->fd);
+            t->fd = -1;
+        }
+    }
+    pthread_mutex_init(&g_handles_lock, NULL);
+}
+
+static void install_atfork(void)
+{
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* ---- open / close / unlink ------------------------------------------------ */
+
+static int map_table(shmlease_table *t, const struct shm_header *hh)
+{
+    int prot = PROT_READ | (t->readonly ? 0 : PROT_WRITE);
+    void *map = mmap(NULL, hh->total_size, prot, MAP_SHARED, t->fd, 0);
+    if (map == MAP_FAILED)
+        return errno == EACCES ? -EACCES : -ENOMEM;
+    t->map = map;
+    t->map_size = hh->total_size;
+    t->hdr = (struct shm_header *)map;
+    t->reg = (struct shm_reg *)(t->map + hh->reg_off);
+    t->buckets = (uint64_t *)(t->map + hh->index_off);
+    t->entries = (struct shm_entry *)(t->map + hh->entries_off);
+    t->capacity = hh->capacity;
+    t->nbuckets = hh->nbuckets;
+    t->created_at = hh->created_at;
+    t->epoch = hh->epoch;
+    return 0;
+}
+
+static int open_fd(const char *path, const shmlease_options *o, uint32_t mode, int *created)
+{
+    int ro = (o->flags & SHMLEASE_OPEN_READONLY) != 0;
+    int create = !(o->flags & (SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_READONLY));
+    for (int tries = 0; tries < 100; tries++) {
+        if (create) {
+            int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+            if (fd >= 0) {
+                /* shm_open's mode was masked by the umask: set what was asked. */
+                if (fchmod(fd, mode) != 0) {
+                    int e = -errno;
+                    close(fd);
+                    shm_unlink(path);
+                    return e;
+                }
+                *created = 1;
+                return fd;
+            }
+            if (errno != EEXIST)
+                return -errno;
+            if (o->flags & SHMLEASE_OPEN_EXCL)
+                return -EEXIST;
+        }
+        int fd = shm_open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+        if (fd >= 0)
+            return fd;
+        if (errno != ENOENT || !create)
+            return -errno;
+        /* Unlinked between our two calls: go round. */
+    }
+    return -EAGAIN;
+}
+
+SHM_API int shmlease_open(const char *name, const shmlease_options *opts, shmlease_table **out)
+{
+    static const shmlease_options defaults;
+    const shmlease_options *o = opts ? opts : &defaults;
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    int rc = shmlease__validate_name(name);
+    if (rc)
+        return rc;
+    const uint32_t known = SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_EXCL | SHMLEASE_OPEN_READONLY;
+    if ((o->flags & ~known) || o->capacity > SHMLEASE_CAPACITY_MAX || o->mode > 0777)
+        return -EINVAL;
+    if ((o->flags & SHMLEASE_OPEN_EXCL) && (o->flags & (SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_READONLY)))
+        return -EINVAL;
+    uint32_t capacity = o->capacity ? o->capacity : SHMLEASE_DEFAULT_CAPACITY;
+    uint32_t mode = o->mode ? o->mode : 0600;
+
+    pthread_once(&g_atfork_once, install_atfork);
+#ifdef SHMLEASE_FAULT_POINTS
+    shmlease__fault_from_env();
+#endif
+
+    shmlease_table *t = calloc(1, sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    t->fd = -1;
+    t->readonly = (o->flags & SHMLEASE_OPEN_READONLY) != 0;
+    t->clock_ms = o->clock_ms;
+    t->clock_ctx = o->clock_ctx;
+    t->fake_clock = o->clock_ms != NULL;
+    pthread_mutex_init(&t->lock, NULL);
+    snprintf(t->name, sizeof t->name, "%s", name);
+
+    char path[SHMLEASE_NAME_MAX + 16];
+    shm_path(path, sizeof path, name);
+    int created = 0;
+    int fd = open_fd(path, o, mode, &created);
+    if (fd < 0) {
+        rc = fd;
+        goto fail;
+    }
+    t->fd = fd;
+
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        rc = -errno;
+        goto fail;
+    }
+    t->ino = st.st_ino;
+    t->dev = st.st_dev;
+    /* A table of another user is not used unless the caller asked to share
+     * (PITFALLS 15): a squatter cannot capture our leases. */
+    if (!t->readonly && !created && st.st_uid != geteuid() && !(mode & 077)) {
+        rc = -EACCES;
+        goto fail;
+    }
+
+    struct shm_header hh;
+    uint64_t size;
+    if (t->readonly) {
+        /* Never lock: wait a little for READY, then give up. */
+        for (int i = 0;; i++) {
+            rc = read_header(fd, &hh, &size);
+            if (rc)
+                goto fail;
+            if (__atomic_load_n(&hh.init_state, __ATOMIC_ACQUIRE) == INIT_STATE_READY || i >= 50)
+                break;
+            struct timespec ts = {0, 2 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        if (hh.init_state != INIT_STATE_READY) {
+            rc = -EPROTO;
+            goto fail;
+        }
+    } else {
+        for (int tries = 0;; tries++) {
+            rc = ofd_lock(fd, F_WRLCK, INIT_LOCK_OFF, 1);
+            if (rc)
+                goto fail;
+            rc = read_header(fd, &hh, &size);
+            /* A 0-byte file we did not create: its creator is most likely
+             * between shm_open and taking the init lock. Give it 100 ms
+             * before building the segment ourselves. */
+            if (rc || created || size != 0 || tries >= 50)
+                break;
+            ofd_lock(fd, F_UNLCK, INIT_LOCK_OFF, 0);
+            struct timespec ts = {0, 2 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        if (rc == 0 && hh.init_state != INIT_STATE_READY && !half_built(&hh, size))
+            rc = -EPROTO;       /* not ours: never write to it */
+        if (rc == 0 && hh.init_state != INIT_STATE_READY) {
+            uint64_t now = o->clock_ms ? o->clock_ms(o->clock_ctx) : shmlease__sys_clock_ms(NULL);
+            rc = initialise(fd, capacity, now, created);
+            if (rc == 0)
+                rc = read_header(fd, &hh, &size);
+            if (rc == -ENOSPC && created)
+                shm_unlink(path);
+        }
+        ofd_lock(fd, F_UNLCK, INIT_LOCK_OFF, 0);
+        if (rc)
+            goto fail;
+    }
+    rc = shmlease__check_header(&hh, size);
+    if (rc)
+        goto fail;
+    rc = map_table(t, &hh);
+    if (rc)
+        goto fail;
+    {
+        int32_t pid;
+        uint64_t st_time;
+        shmlease__read_proc_identity(&pid, &st_time, &t->my_pidns);
+    }
+    if (!t->readonly) {
+        rc = shmlease__ensure_registered(t);
+        if (rc)
+            goto fail;
+    }
+    pthread_mutex_lock(&g_handles_lock);
+    t->next = g_handles;
+    g_handles = t;
+    pthread_mutex_unlock(&g_handles_lock);
+    *out = t;
+    return 0;
+
+fail:
+    if (t->map)
+        munmap(t->map, t->map_size);
+    if (t->fd >= 0)
+        close(t->fd);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+    if (rc == -EFBIG)
+        rc = -ENOSPC;
+    return rc;
+}
+
+SHM_API void shmlease_close(shmlease_table *t)
+{
+    if (!t)
+        return;
+    pthread_mutex_lock(&g_handles_lock);
+    for (shmlease_table **p = &g_handles; *p; p = &(*p)->next) {
+        if (*p == t) {
+            *p = t->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g_handles_lock);
+    if (!t->readonly)
+        shmlease__unregister(t);
+    munmap(t->map, t->map_size);
+    if (t->fd >= 0)
+        close(t->fd);      /* drops our registry lock */
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
+SHM_API int shmlease_unlink(const char *name)
+{
+    int rc = shmlease__validate_name(name);
+    if (rc)
+        return rc;
+    char path[SHMLEASE_NAME_MAX + 16];
+    shm_path(path, sizeof path, name);
+    if (shm_unlink(path) != 0)
+        return -errno;
+    return 0;
+}
+
+/* A handle whose descriptor was lost in a fork child (no /proc): find the
+ * file again by name, if it is still the same file. */
+int shmlease__reopen_fd(shmlease_table *t);
+int shmlease__reopen_fd(shmlease_table *t)
+{
+    char path[SHMLEASE_NAME_MAX + 16];
+    shm_path(path, sizeof path, t->name);
+    int fd = shm_open(path, (t->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+    if (fd < 0)
+        return -EBADF;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_ino != t->ino || st.st_dev != t->dev) {
+        close(fd);
+        return -EBADF;
+    }
+    t->fd = fd;
+    return 0;
+}

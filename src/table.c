@@ -1,0 +1,379 @@
+/*
+ * The table: keys, hashing, the bucket index, insertion and retirement.
+ *
+ * Entries (one per live key) are a fixed array; the index is an open-addressing
+ * table of bucket words (linear probing, at most half full, no tombstones:
+ * deletion shifts later buckets back). Lookups take no lock. Insertion and
+ * retirement take index_mutex.
+ *
+ * Why lock-free lookups are safe against concurrent insert/retire:
+ *  - A lookup that MISSES is never trusted: the caller takes index_mutex and
+ *    looks again before inserting. Backward-shift deletion can hide a key from
+ *    a concurrent reader for an instant; that only sends it down the slow path.
+ *  - A lookup that HITS verifies the entry's key under the entry's key_seq
+ *    seqlock. A key is rewritten only while the entry is RETIRED, and every
+ *    retirement is a CAS of the state word to RETIRED, so a lease CAS that
+ *    expects the (non-RETIRED) word seen after verification fails if the entry
+ *    changed keys in between.
+ *
+ * Retirement frees capacity: an entry whose key is free (FREE, expired, or
+ * held by a dead process) can be retired so its space serves another key.
+ * It happens lazily, when an insert finds the free list empty.
+ *
+ * Crash safety: the derived structures (buckets, free list, live count) are
+ * rebuilt from the entries' state words and keys by shmlease__index_repair()
+ * whenever index_mutex is inherited from a dead owner. A state word is the
+ * commit point of every insert (RETIRED -> HELD) and retire (-> RETIRED).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <urcu/futex.h>
+
+/* ---- keys and hashing ------------------------------------------------------ */
+
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 32;
+    x *= UINT64_C(0xd6e8feb86659fd93);
+    x ^= x >> 32;
+    x *= UINT64_C(0xd6e8feb86659fd93);
+    x ^= x >> 32;
+    return x;
+}
+
+/* Key hash seeded with the table's random epoch, so that dynamic keys chosen
+ * by an outsider cannot be made to collide in every table. */
+static uint64_t key_hash(uint64_t seed, const uint64_t *w, uint32_t len)
+{
+    uint64_t h = seed ^ (len * UINT64_C(0x9e3779b97f4a7c15));
+    uint32_t nw = (len + 7) / 8;
+    for (uint32_t i = 0; i < nw; i++)
+        h = mix64(h ^ w[i]) + UINT64_C(0x9e3779b97f4a7c15);
+    return mix64(h);
+}
+
+int shmlease__key_prepare(const shmlease_table *t, const char *key, struct keybuf *kb)
+{
+    if (!key || !key[0])
+        return -EINVAL;
+    size_t n = strnlen(key, SHMLEASE_KEY_MAX + 1);
+    if (n > SHMLEASE_KEY_MAX)
+        return -ENAMETOOLONG;
+    memset(kb->w, 0, sizeof kb->w);
+    memcpy(kb->w, key, n);
+    kb->len = (uint32_t)n;
+    kb->hash = key_hash(t->epoch, kb->w, kb->len);
+    return 0;
+}
+
+/* Key words are read with relaxed atomic loads: a writer may be changing them
+ * (the seqlock decides whether what we read counts). */
+static inline uint64_t load_key_word(const struct shm_entry *e, uint32_t i)
+{
+    return __atomic_load_n((const uint64_t *)(const void *)(e->key + 8 * i), __ATOMIC_RELAXED);
+}
+
+/* 1 when E holds KB's key and key_seq still equals SEQ (even). */
+int shmlease__key_matches(const struct shm_entry *e, const struct keybuf *kb, uint32_t seq)
+{
+    if (seq & 1)
+        return 0;
+    if (__atomic_load_n(&e->key_len, __ATOMIC_RELAXED) != kb->len ||
+        __atomic_load_n(&e->hash, __ATOMIC_RELAXED) != kb->hash)
+        return 0;
+    uint32_t nw = (kb->len + 7) / 8;
+    for (uint32_t i = 0; i < nw; i++)
+        if (load_key_word(e, i) != kb->w[i])
+            return 0;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return __atomic_load_n(&e->key_seq, __ATOMIC_RELAXED) == seq;
+}
+
+/* Lock-free lookup: the entry holding KB's key, or -1 (maybe wrongly: see the
+ * top of this file). *KEY_SEQ gets the key_seq under which it matched. */
+long shmlease__lookup(const shmlease_table *t, const struct keybuf *kb, uint32_t *key_seq)
+{
+    uint32_t mask = t->nbuckets - 1;
+    uint32_t i = (uint32_t)kb->hash & mask;
+    uint64_t tag = kb->hash & UINT64_C(0xffffffff00000000);
+    for (uint32_t probes = 0; probes < t->nbuckets; probes++) {
+        uint64_t b = __atomic_load_n(&t->buckets[i], __ATOMIC_ACQUIRE);
+        if (b == 0)
+            return -1;
+        if ((b & UINT64_C(0xffffffff00000000)) == tag) {
+            uint32_t ei = bucket_entry(b);
+            if (ei < t->capacity) {
+                const struct shm_entry *e = &t->entries[ei];
+                uint32_t seq = __atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE);
+                if (shmlease__key_matches(e, kb, seq)) {
+                    if (key_seq)
+                        *key_seq = seq;
+                    return ei;
+                }
+            }
+        }
+        i = (i + 1) & mask;
+    }
+    return -1;
+}
+
+/* A lookup for readers that must not miss (inspect): retries while the index
+ * is being changed, and after a few tries (the changer may be dead or stopped
+ * with the mutex held) scans the entries themselves. Never writes. */
+long shmlease__lookup_stable(const shmlease_table *t, const struct keybuf *kb, uint32_t *key_seq)
+{
+    for (int tries = 0; tries < 8; tries++) {
+        uint32_t s1 = __atomic_load_n(&t->hdr->index_seq, __ATOMIC_ACQUIRE);
+        long e = shmlease__lookup(t, kb, key_seq);
+        if (e >= 0)
+            return e;
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        uint32_t s2 = __atomic_load_n(&t->hdr->index_seq, __ATOMIC_RELAXED);
+        if (!(s1 & 1) && s1 == s2)
+            return -1;
+    }
+    for (uint32_t i = 0; i < t->capacity; i++) {
+        const struct shm_entry *e = &t->entries[i];
+        if (w_kind(__atomic_load_n(&e->state, __ATOMIC_ACQUIRE)) == W_RETIRED)
+            continue;
+        uint32_t seq = __atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE);
+        if (shmlease__key_matches(e, kb, seq)) {
+            *key_seq = seq;
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* ---- waking waiters -------------------------------------------------------- */
+
+void shmlease__wake(struct shm_entry *e, int all)
+{
+    __atomic_fetch_add(&e->wake, 1, __ATOMIC_SEQ_CST);
+    futex_async((int32_t *)&e->wake, FUTEX_WAKE, all ? INT32_MAX : 1, NULL, NULL, 0);
+}
+
+/* ---- the index (under index_mutex) ---------------------------------------- */
+
+static void index_begin(struct shm_header *h) { __atomic_store_n(&h->index_seq, h->index_seq + 1, __ATOMIC_RELAXED); __atomic_thread_fence(__ATOMIC_RELEASE); }
+static void index_end(struct shm_header *h)   { __atomic_store_n(&h->index_seq, h->index_seq + 1, __ATOMIC_RELEASE); }
+
+static void bucket_put(shmlease_table *t, uint64_t hash, uint32_t entry)
+{
+    uint32_t mask = t->nbuckets - 1;
+    uint32_t i = (uint32_t)hash & mask;
+    while (__atomic_load_n(&t->buckets[i], __ATOMIC_RELAXED) != 0)
+        i = (i + 1) & mask;
+    __atomic_store_n(&t->buckets[i], bucket_make(hash, entry), __ATOMIC_RELEASE);
+}
+
+/* Removes ENTRY's bucket; later buckets of the same cluster shift back so no
+ * tombstone is left. */
+static void bucket_remove(shmlease_table *t, uint32_t entry)
+{
+    uint32_t mask = t->nbuckets - 1;
+    uint64_t hash = t->entries[entry].hash;
+    uint32_t i = (uint32_t)hash & mask;
+    for (uint32_t n = 0;; n++) {
+        uint64_t b = t->buckets[i];
+        if (b == 0 || n >= t->nbuckets)
+            return;                     /* not indexed (repair will see to it) */
+        if (bucket_entry(b) == entry)
+            break;
+        i = (i + 1) & mask;
+    }
+    uint32_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        uint64_t b = t->buckets[j];
+        if (b == 0)
+            break;
+        uint32_t be = bucket_entry(b);
+        uint32_t home = be < t->capacity ? (uint32_t)t->entries[be].hash & mask : j;
+        /* B may move to hole I unless its home lies cyclically in (I, J]. */
+        int stays = (i <= j) ? (i < home && home <= j) : (i < home || home <= j);
+        if (stays)
+            continue;
+        __atomic_store_n(&t->buckets[i], b, __ATOMIC_RELEASE);
+        i = j;
+    }
+    __atomic_store_n(&t->buckets[i], 0, __ATOMIC_RELEASE);
+}
+
+static void free_push(shmlease_table *t, uint32_t entry)
+{
+    t->entries[entry].next_free = t->hdr->free_head;
+    t->hdr->free_head = entry + 1;
+}
+
+/* Rebuilds buckets, free list and live count from the entries. Called with
+ * index_mutex held after EOWNERDEAD; idempotent; lock-free readers may miss
+ * keys meanwhile, which only sends them to the (locked) slow path. */
+void shmlease__index_repair(shmlease_table *t)
+{
+    struct shm_header *h = t->hdr;
+    h->index_intent.op = INTENT_RECOVER;
+    index_begin(h);
+    for (uint32_t i = 0; i < t->nbuckets; i++)
+        __atomic_store_n(&t->buckets[i], 0, __ATOMIC_RELAXED);
+    h->free_head = 0;
+    uint32_t live = 0;
+    for (uint32_t k = t->capacity; k-- > 0;) {
+        struct shm_entry *e = &t->entries[k];
+        uint64_t w = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
+        int usable = w_kind(w) != W_RETIRED && !(e->key_seq & 1) &&
+                     e->key_len >= 1 && e->key_len <= SHMLEASE_KEY_MAX;
+        if (usable) {
+            /* A second live entry for the same key cannot arise from our
+             * protocol; if the segment says so anyway, keep the first. */
+            struct keybuf kb;
+            memset(&kb, 0, sizeof kb);
+            memcpy(kb.w, e->key, e->key_len);
+            kb.len = e->key_len;
+            kb.hash = e->hash;
+            if (shmlease__lookup(t, &kb, NULL) >= 0)
+                usable = 0;
+        }
+        if (!usable) {
+            while (w_kind(w) != W_RETIRED &&
+                   !__atomic_compare_exchange_n(&e->state, &w, w_make_retired(w), 0,
+                                                __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE))
+                ;
+            if (e->key_seq & 1)
+                e->key_seq++;
+            free_push(t, k);
+            continue;
+        }
+        bucket_put(t, e->hash, k);
+        live++;
+    }
+    h->live_count = live;
+    index_end(h);
+    h->index_intent.op = INTENT_NONE;
+}
+
+/* Can entry E be retired at table time NOW? Then returns its word in *W. */
+static int retirable(shmlease_table *t, struct shm_entry *e, uint64_t now, uint64_t *w)
+{
+    *w = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
+    switch (w_kind(*w)) {
+    case W_FREE:
+        return 1;
+    case W_GRACE:
+        return w_deadline(*w) <= now;
+    case W_HELD:
+        return w_deadline(*w) <= now || shmlease__alive(t, w_owner(*w)) == 0;
+    default:
+        return 0;
+    }
+}
+
+/* Retires free entries to refill the free list. Prefers entries nobody waits
+ * on; takes waited-on ones only if that is all there is (their waiters are
+ * woken and look the key up again). Returns how many were retired. */
+static uint32_t reap(shmlease_table *t, uint64_t now)
+{
+    struct shm_header *h = t->hdr;
+    uint32_t got = 0;
+    for (int pass = 0; pass < 2 && got == 0; pass++) {
+        uint32_t start = h->reap_cursor % t->capacity;
+        for (uint32_t n = 0; n < t->capacity; n++) {
+            uint32_t k = (start + n) % t->capacity;
+            struct shm_entry *e = &t->entries[k];
+            uint64_t w;
+            if (!retirable(t, e, now, &w))
+                continue;
+            uint32_t waiting = (uint32_t)__atomic_load_n(&e->waitgen, __ATOMIC_ACQUIRE);
+            if (pass == 0 && waiting)
+                continue;
+            h->index_intent = (struct shm_intent){INTENT_RETIRE, k, 0, 0};
+            if (!__atomic_compare_exchange_n(&e->state, &w, w_make_retired(w), 0,
+                                             __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE))
+                continue;
+            SHMLEASE_FAULT("retire.after_cas");
+            if (waiting)
+                shmlease__wake(e, 1);
+            index_begin(h);
+            bucket_remove(t, k);
+            index_end(h);
+            SHMLEASE_FAULT("retire.after_unlink");
+            free_push(t, k);
+            h->live_count--;
+            h->index_intent.op = INTENT_NONE;
+            got++;
+            h->reap_cursor = k + 1;
+        }
+    }
+    return got;
+}
+
+/*
+ * Slow path of acquire for a key not found by the lock-free lookup. Under
+ * index_mutex: looks again; if the key is there returns its entry (>= 0) with
+ * *WORD_OUT = 0 (the caller claims it the usual way). Otherwise takes a free
+ * entry (retiring free keys if none), writes the key and publishes the entry
+ * already HELD by the caller with word HELD_PROTO (owner and deadline; the
+ * sequence is chosen here), so an inserted key is never seen unowned.
+ * Returns the entry, -ENOSPC, or a lock error.
+ */
+long shmlease__insert_held(shmlease_table *t, const struct keybuf *kb, uint64_t held_proto,
+                           uint64_t *word_out, uint32_t *key_seq)
+{
+    struct shm_header *h = t->hdr;
+    *word_out = 0;
+    int rc = shmlease__lock(t, &h->index_mutex, shmlease__index_repair);
+    if (rc)
+        return rc;
+    SHMLEASE_FAULT("index.locked");
+    long found = shmlease__lookup(t, kb, key_seq);
+    if (found >= 0) {
+        shmlease__unlock(&h->index_mutex);
+        return found;
+    }
+    if (h->free_head == 0 && reap(t, shmlease__now_rel(t)) == 0) {
+        shmlease__unlock(&h->index_mutex);
+        return -ENOSPC;
+    }
+    uint32_t k = h->free_head - 1;
+    if (k >= t->capacity) {             /* corrupt free list: rebuild it */
+        shmlease__index_repair(t);
+        shmlease__unlock(&h->index_mutex);
+        return -EAGAIN;
+    }
+    struct shm_entry *e = &t->entries[k];
+    h->index_intent = (struct shm_intent){INTENT_INSERT, k, 0, 0};
+    h->free_head = e->next_free;
+    SHMLEASE_FAULT("insert.after_pop");
+
+    uint32_t seq = e->key_seq;
+    __atomic_store_n(&e->key_seq, seq | 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    for (uint32_t i = 0; i < sizeof kb->w / 8; i++)
+        __atomic_store_n((uint64_t *)(void *)(e->key + 8 * i), kb->w[i], __ATOMIC_RELAXED);
+    __atomic_store_n(&e->key_len, kb->len, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->hash, kb->hash, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->key_seq, (seq | 1) + 1, __ATOMIC_RELEASE);
+    *key_seq = (seq | 1) + 1;
+    SHMLEASE_FAULT("insert.after_key");
+
+    /* New key generation: waiters of the old key are gone (woken at retire). */
+    uint64_t wg = __atomic_load_n(&e->waitgen, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->waitgen, ((wg >> 32) + 1) << 32, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->watch, 0, __ATOMIC_RELAXED);
+
+    uint64_t old = __atomic_load_n(&e->state, __ATOMIC_RELAXED);
+    uint64_t w = w_make_held(w_owner(held_proto), w_next_seq(old), w_deadline(held_proto));
+    __atomic_store_n(&e->state, w, __ATOMIC_SEQ_CST);        /* commit point */
+    SHMLEASE_FAULT("insert.after_state");
+    index_begin(h);
+    bucket_put(t, kb->hash, k);
+    index_end(h);
+    SHMLEASE_FAULT("insert.after_bucket");
+    h->live_count++;
+    h->index_intent.op = INTENT_NONE;
+    shmlease__unlock(&h->index_mutex);
+    *word_out = w;
+    return k;
+}
