@@ -48,7 +48,9 @@ static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t
         info->key[klen] = 0;
         /* The publication block describes this claim only if its tag says so;
          * a claimer between its CAS and its publication shows token 0. */
-        int ours = tag == w_tag(w);
+        /* A grace word keeps the sequence (not the owner) of the claim that
+         * entered grace: its token is still the one to show. */
+        int ours = w_kind(w) == W_GRACE ? (tag & (uint32_t)W_SEQ_MASK) == w_seq(w) : tag == w_tag(w);
         if (ours) {
             info->fencing_token = token;
             if (mlen > SHMLEASE_METADATA_MAX)
