@@ -3,7 +3,8 @@
  * delay the calling process, to prove that a crash at that instruction never
  * wedges the table or loses another process's lease.
  *
- * Compiled in only with -DSHMLEASE_FAULT_POINTS (CMake option of that name);
+ * Compiled in only with -DSHMLEASE_FAULT_POINTS (the shmlease_testing library
+ * that tests link; the installed libraries never have them);
  * otherwise SHMLEASE_FAULT() is empty and costs nothing.
  *
  * Arm a point in the process that should die there, either from code
