@@ -289,9 +289,10 @@ struct shmlease_table {
     uint64_t  my_pidns;
 
     pthread_mutex_t lock;     /* in-process: serialises (re)registration */
-    uint32_t  reg_idx;        /* our registry slot, 0 = not registered */
-    uint64_t  reg_gen;
-    unsigned  fork_gen;       /* g_fork_gen when registered */
+    /* Our registration, one word so that threads read it whole (atomics):
+     * bits 0..15 registry slot (0 = none), 16..31 fork generation at
+     * registration, 32..63 the slot's registration generation. */
+    uint64_t  regword;
     ino_t     ino;
     dev_t     dev;
 
@@ -300,6 +301,15 @@ struct shmlease_table {
 };
 
 extern unsigned shmlease__fork_gen;   /* bumped in every fork child */
+
+static inline uint64_t reg_load(const shmlease_table *t) { return __atomic_load_n(&t->regword, __ATOMIC_ACQUIRE); }
+/* Our registry slot if the registration is usable in this process, else 0. */
+static inline uint32_t reg_slot(uint64_t rw)
+{
+    unsigned fg = __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED) & 0xffffu;
+    return ((rw >> 16) & 0xffffu) == fg ? (uint32_t)(rw & 0xffffu) : 0;
+}
+static inline uint32_t my_slot(const shmlease_table *t) { return reg_slot(reg_load(t)); }
 
 /* clock.c */
 struct tbracket { uint64_t lo, hi; int exact; };   /* table time is in [lo, hi] */

@@ -55,7 +55,7 @@
 /* Private lease fields. */
 #define L_ENTRY(l)  ((l)->_private[0])
 #define L_WORD(l)   ((l)->_private[1])
-#define L_REG(l)    ((l)->_private[2])       /* registry gen << 16 | fork gen */
+#define L_REG(l)    ((l)->_private[2])       /* the handle's regword when acquired */
 #define L_EPOCH(l)  ((l)->_private[3])       /* table epoch: catches foreign leases */
 
 uint64_t shmlease__fresh_token(shmlease_table *t)
@@ -68,17 +68,11 @@ static inline uint64_t deadline_after(uint64_t now, uint64_t ms)
     return ms >= TTL_HORIZON - now ? TTL_HORIZON : now + ms;
 }
 
-static inline uint64_t reg_stamp(const shmlease_table *t)
-{
-    return (t->reg_gen << 16) | (t->fork_gen & 0xffffu);
-}
-
 /* Fast check that the handle may use its registration (not a fork child that
  * has yet to re-register). */
 static inline int handle_ready(shmlease_table *t)
 {
-    if (likely(t->reg_idx != 0 &&
-               t->fork_gen == __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED)))
+    if (likely(my_slot(t) != 0))
         return 0;
     return shmlease__ensure_registered(t);
 }
@@ -155,9 +149,10 @@ static void wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t w, 
     int watcher = 0;
     if (owner) {
         uint32_t cur = __atomic_load_n(&e->watch, __ATOMIC_ACQUIRE);
-        if (cur == t->reg_idx ||
+        uint32_t me = my_slot(t);
+        if (cur == me ||
             ((cur == 0 || shmlease__alive(t, cur) == 0) &&
-             __atomic_compare_exchange_n(&e->watch, &cur, t->reg_idx, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)))
+             __atomic_compare_exchange_n(&e->watch, &cur, me, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)))
             watcher = 1;
         uint64_t cap = watcher ? WATCH_MS : IDLE_MS;
         if (ms > cap)
@@ -173,7 +168,7 @@ static void wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t w, 
     shmlease__ms_to_timespec(ms, &ts);
     futex_async((int32_t *)&e->wake, FUTEX_WAIT, (int32_t)v, &ts, NULL, 0);
     if (watcher) {
-        uint32_t me = t->reg_idx;
+        uint32_t me = my_slot(t);
         __atomic_compare_exchange_n(&e->watch, &me, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
     }
     waiter_leave(e, gen);
@@ -208,7 +203,10 @@ SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_
     if ((rc = handle_ready(t)) != 0)
         return rc;
 
-    const uint32_t me = t->reg_idx;
+    const uint64_t rw = reg_load(t);
+    const uint32_t me = reg_slot(rw);
+    if (!me)
+        return -ESTALE;              /* cannot happen: handle_ready() registered us */
     struct tbracket tb;
     shmlease__time(t, &tb);
     uint64_t wait_until = 0;         /* computed with the precise clock when first needed */
@@ -307,7 +305,7 @@ SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_
             out->expires_at_ms = t->created_at + w_deadline(w);
             L_ENTRY(out) = (uint64_t)ei;
             L_WORD(out) = w;
-            L_REG(out) = reg_stamp(t);
+            L_REG(out) = rw;
             L_EPOCH(out) = t->epoch;
             return 0;
         }
@@ -325,9 +323,9 @@ static long lease_entry(shmlease_table *t, const shmlease_lease *l)
         return -EPERM;
     /* A lease taken before a fork, or through an earlier registration, is not
      * this process's any more. */
-    if (t->reg_idx == 0 || L_REG(l) != reg_stamp(t) ||
-        t->fork_gen != __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED) ||
-        w_owner(L_WORD(l)) != t->reg_idx)
+    uint64_t rw = reg_load(t);
+    uint32_t me = reg_slot(rw);
+    if (me == 0 || L_REG(l) != rw || w_owner(L_WORD(l)) != me)
         return -ESTALE;
     return (long)L_ENTRY(l);
 }

@@ -66,7 +66,7 @@ int shmlease__alive(const shmlease_table *t, uint32_t idx)
 {
     if (idx == 0 || idx >= REG_SLOTS)
         return 0;
-    if (idx == t->reg_idx && t->fork_gen == __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED))
+    if (idx == my_slot(t))
         return 1;
     if (t->fd < 0)
         return -1;
@@ -173,9 +173,8 @@ static int register_handle(shmlease_table *t)
     }
     if (found) {
         h->reg_hint = found + 1 < REG_SLOTS ? found + 1 : 1;
-        t->reg_idx = found;
-        t->reg_gen = t->reg[found].gen;
-        t->fork_gen = __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED);
+        uint64_t fg = __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED) & 0xffffu;
+        __atomic_store_n(&t->regword, (t->reg[found].gen << 32) | (fg << 16) | found, __ATOMIC_RELEASE);
         t->my_pidns = pidns;
     }
     shmlease__unlock(&h->reg_mutex);
@@ -188,9 +187,8 @@ int shmlease__ensure_registered(shmlease_table *t)
 {
     pthread_mutex_lock(&t->lock);
     int rc = 0;
-    unsigned fg = __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED);
-    if (t->reg_idx == 0 || t->fork_gen != fg) {
-        t->reg_idx = 0;
+    if (my_slot(t) == 0) {
+        __atomic_store_n(&t->regword, 0, __ATOMIC_RELEASE);
         if (t->fd < 0)
             rc = shmlease__reopen_fd(t);
         if (rc == 0)
@@ -202,9 +200,9 @@ int shmlease__ensure_registered(shmlease_table *t)
 
 void shmlease__unregister(shmlease_table *t)
 {
-    if (t->reg_idx == 0 || t->fork_gen != __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED))
+    uint32_t idx = my_slot(t);
+    if (idx == 0)
         return;
-    uint32_t idx = t->reg_idx;
     shmlease__free_owner_leases(t, idx);
     if (shmlease__lock(t, &t->hdr->reg_mutex, shmlease__reg_repair) == 0) {
         __atomic_store_n(&t->reg[idx].state, REG_FREE, __ATOMIC_RELEASE);
@@ -213,5 +211,5 @@ void shmlease__unregister(shmlease_table *t)
     struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET,
                        .l_start = (off_t)shmlease__reg_lock_off(t->hdr, idx), .l_len = 1};
     fcntl(t->fd, F_OFD_SETLK, &fl);
-    t->reg_idx = 0;
+    __atomic_store_n(&t->regword, 0, __ATOMIC_RELEASE);
 }

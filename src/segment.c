@@ -259,7 +259,7 @@ static void atfork_child(void)
     __atomic_add_fetch(&shmlease__fork_gen, 1, __ATOMIC_RELAXED);
     for (shmlease_table *t = g_handles; t; t = t->next) {
         pthread_mutex_init(&t->lock, NULL);
-        t->reg_idx = 0;
+        t->regword = 0;
         if (t->fd < 0)
             continue;
         char path[32] = "/proc/self/fd/";
