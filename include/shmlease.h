@@ -183,7 +183,6 @@ typedef struct shmlease_stats {
     uint64_t expirations;       /* acquires that took over an expired lease */
     uint64_t reclaimed_dead;    /* acquires that took over a dead holder's lease */
     uint64_t renewals;          /* successful renews */
-    uint64_t releases;          /* successful releases (with or without grace) */
     uint64_t lost;              /* renew/release/check that found the lease lost */
     uint64_t broken;            /* leases ended by shmlease_break */
     uint64_t recoveries;        /* structural changes repaired after a crash */

@@ -128,10 +128,10 @@ SHM_API int shmlease_stats_get(shmlease_table *t, shmlease_stats *out)
     memset(out, 0, sizeof *out);
     const struct shm_header *h = t->hdr;
 #define LD(x) __atomic_load_n(&h->x, __ATOMIC_RELAXED)
-    out->acquisitions = LD(hot.acquisitions);
-    out->releases = LD(hot.releases);
-    out->renewals = LD(hot.renewals);
     out->fencing_counter = LD(hot.fence);
+    uint64_t other = LD(cold.other_tokens);
+    out->acquisitions = out->fencing_counter >= other ? out->fencing_counter - other : 0;
+    out->renewals = LD(hot.renewals);
     out->contended = LD(cold.contended);
     out->waits = LD(cold.waits);
     out->timeouts = LD(cold.timeouts);

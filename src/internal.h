@@ -69,17 +69,16 @@ struct shm_intent {
 };
 
 /* Mutable header words, each group on its own cache line. */
-struct shm_stats_hot {        /* written by every acquire (atomic adds) */
+struct shm_stats_hot {        /* written by every acquire (one atomic add) */
     uint64_t fence;           /* last fencing token handed out */
-    uint64_t acquisitions;
-    uint64_t releases;
     uint64_t renewals;
-    uint64_t pad[4];
+    uint64_t pad[6];
 };
 struct shm_stats_cold {
     uint64_t contended, waits, timeouts, busy, expirations, reclaimed_dead,
              lost, broken, recoveries;
-    uint64_t pad[7];
+    uint64_t other_tokens;    /* tokens not handed to a successful acquire */
+    uint64_t pad[6];
 };
 
 struct shm_header {

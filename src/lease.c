@@ -58,7 +58,16 @@
 #define L_REG(l)    ((l)->_private[2])       /* the handle's regword when acquired */
 #define L_EPOCH(l)  ((l)->_private[3])       /* table epoch: catches foreign leases */
 
+/* A token that is not an acquisition's (break, sweep, close): counted apart
+ * so that acquisitions = fence - other_tokens, with no second atomic add on
+ * the acquire path. */
 uint64_t shmlease__fresh_token(shmlease_table *t)
+{
+    STAT_ADD(t, cold, other_tokens);
+    return __atomic_add_fetch(&t->hdr->hot.fence, 1, __ATOMIC_SEQ_CST);
+}
+
+static inline uint64_t acquire_token(shmlease_table *t)
 {
     return __atomic_add_fetch(&t->hdr->hot.fence, 1, __ATOMIC_SEQ_CST);
 }
@@ -77,34 +86,39 @@ static inline int handle_ready(shmlease_table *t)
     return shmlease__ensure_registered(t);
 }
 
-/* Writes token and metadata of the claim W into E's publication block. The
- * block is taken by CAS on pub_seq so two writers never interleave (a paused
- * former owner resuming here gives up when it sees the word is not its own). */
+/* Writes token and metadata of the claim W into E's publication block, under
+ * the block's seqlock (pub_seq odd while writing). Only the claimer writes it,
+ * right after its CAS; a former owner that was paused past its deadline sees
+ * the word is no longer its own and does not write. (If it were paused exactly
+ * between that check and its stores and resumed during the new owner's
+ * publication, inspection could show a mixed block for that claim; readers
+ * check the block's tag against the state word, and nothing but display reads
+ * the block, so ownership is never affected.) */
 static void publish(struct shm_entry *e, uint64_t w, uint64_t token, const void *meta, size_t len)
 {
-    for (int tries = 0; tries < 1000; tries++) {
-        uint32_t s = __atomic_load_n(&e->pub_seq, __ATOMIC_ACQUIRE);
-        if (__atomic_load_n(&e->state, __ATOMIC_ACQUIRE) != w)
-            return;
-        if (s & 1) {
-            caa_cpu_relax();
-            continue;
-        }
-        if (!__atomic_compare_exchange_n(&e->pub_seq, &s, s + 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-            continue;
-        __atomic_thread_fence(__ATOMIC_RELEASE);
-        __atomic_store_n(&e->pub_token, token, __ATOMIC_RELAXED);
-        __atomic_store_n(&e->meta_len, (uint32_t)len, __ATOMIC_RELAXED);
-        uint64_t buf[SHMLEASE_METADATA_MAX / 8];
-        memset(buf, 0, sizeof buf);
-        if (len)
-            memcpy(buf, meta, len);
-        for (size_t i = 0; i < (len + 7) / 8; i++)
-            __atomic_store_n((uint64_t *)(void *)(e->meta + 8 * i), buf[i], __ATOMIC_RELAXED);
-        __atomic_store_n(&e->pub_tag, w_tag(w), __ATOMIC_RELAXED);
-        __atomic_store_n(&e->pub_seq, s + 2, __ATOMIC_RELEASE);
+    uint32_t s = __atomic_load_n(&e->pub_seq, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&e->state, __ATOMIC_ACQUIRE) != w)
         return;
+    __atomic_store_n(&e->pub_seq, (s | 1), __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    __atomic_store_n(&e->pub_token, token, __ATOMIC_RELAXED);
+    uint32_t old_len = __atomic_load_n(&e->meta_len, __ATOMIC_RELAXED);
+    if (len || old_len) {
+        __atomic_store_n(&e->meta_len, (uint32_t)len, __ATOMIC_RELAXED);
+        size_t full = len / 8, i;
+        for (i = 0; i < full; i++) {
+            uint64_t v;
+            memcpy(&v, (const uint8_t *)meta + 8 * i, 8);
+            __atomic_store_n((uint64_t *)(void *)(e->meta + 8 * i), v, __ATOMIC_RELAXED);
+        }
+        if (len % 8) {
+            uint64_t v = 0;
+            memcpy(&v, (const uint8_t *)meta + 8 * i, len % 8);
+            __atomic_store_n((uint64_t *)(void *)(e->meta + 8 * i), v, __ATOMIC_RELAXED);
+        }
     }
+    __atomic_store_n(&e->pub_tag, w_tag(w), __ATOMIC_RELAXED);
+    __atomic_store_n(&e->pub_seq, (s | 1) + 1, __ATOMIC_RELEASE);
 }
 
 /* Waiter bookkeeping: returns the key generation counted in. */
@@ -293,14 +307,15 @@ SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_
         SHMLEASE_FAULT("acquire.after_cas");
         {
             struct shm_entry *ce = &t->entries[ei];
-            uint64_t token = shmlease__fresh_token(t);
+            uint64_t token = acquire_token(t);
             SHMLEASE_FAULT("acquire.after_token");
             /* Still ours after the token was drawn? Then any later owner draws
              * a greater one. If not, we lost it in between: start over. */
-            if (__atomic_load_n(&ce->state, __ATOMIC_SEQ_CST) != w)
+            if (__atomic_load_n(&ce->state, __ATOMIC_SEQ_CST) != w) {
+                STAT_ADD(t, cold, other_tokens);
                 continue;
+            }
             publish(ce, w, token, o->metadata, o->metadata_len);
-            STAT_ADD(t, hot, acquisitions);
             out->fencing_token = token;
             out->expires_at_ms = t->created_at + w_deadline(w);
             L_ENTRY(out) = (uint64_t)ei;
@@ -394,7 +409,6 @@ static int end_lease(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms)
         return rc;
     /* A grace period changes the deadline waiters sleep towards: wake all. */
     wake_waiters(e, grace_ms != 0);
-    STAT_ADD(t, hot, releases);
     /* The value is spent: a second release is stale. */
     L_WORD(l) = w_make_held(0, 0, 0);
     return 0;
