@@ -235,11 +235,8 @@ SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_
             ei = shmlease__insert_held(t, &kb, proto, &w, &kseq);
             if (ei == -EAGAIN)
                 continue;
-            if (ei < 0) {
-                if (ei == -ENOSPC)
-                    STAT_ADD(t, cold, busy);
+            if (ei < 0)
                 return (int)ei;
-            }
             if (w != 0)
                 goto claimed;          /* inserted, already ours */
         }
