@@ -52,6 +52,14 @@ void shmlease__time(const shmlease_table *t, struct tbracket *b)
     b->exact = 0;
 }
 
+/* The precise time as a bracket of width 0: for new deadlines, which the
+ * contract defines as now + ttl. */
+void shmlease__time_exact(const shmlease_table *t, struct tbracket *b)
+{
+    b->lo = b->hi = shmlease__now_rel(t);
+    b->exact = 1;
+}
+
 /* Is DEADLINE passed? Exact: reads the precise clock only inside the bracket. */
 int shmlease__passed(const shmlease_table *t, struct tbracket *b, uint64_t deadline)
 {

@@ -222,15 +222,20 @@ SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_
     if (!me)
         return -ESTALE;              /* cannot happen: handle_ready() registered us */
     struct tbracket tb;
-    shmlease__time(t, &tb);
     uint64_t wait_until = 0;         /* computed with the precise clock when first needed */
     int counted_contended = 0, counted_wait = 0;
 
+    int slow = 0;
     for (;;) {
         uint32_t kseq = 0;
         uint64_t w;
-        long ei = shmlease__lookup(t, &kb, &kseq);
+        /* After finding a retired entry, look up under index_mutex: the
+         * retirer may have died before unlinking it, and the lock's recovery
+         * is what rebuilds the index. */
+        long ei = slow ? -1 : shmlease__lookup(t, &kb, &kseq);
+        slow = 0;
         if (ei < 0) {
+            shmlease__time_exact(t, &tb);
             uint64_t proto = w_make_held(me, 0, deadline_after(tb.lo, o->ttl_ms));
             ei = shmlease__insert_held(t, &kb, proto, &w, &kseq);
             if (ei == -EAGAIN)
@@ -245,9 +250,11 @@ SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_
         for (;;) {
             w = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
             /* The word belongs to our key only if the key did not change. */
-            if (w_kind(w) == W_RETIRED || __atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE) != kseq)
-                break;                 /* retired or reused: look up again */
-            shmlease__time(t, &tb);
+            if (w_kind(w) == W_RETIRED || __atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE) != kseq) {
+                slow = 1;              /* retired or reused: look up again, locked */
+                break;
+            }
+            shmlease__time_exact(t, &tb);
             uint64_t k = w_kind(w);
             int take = 0, expired = 0, dead = 0;
             uint32_t owner = 0;
@@ -371,7 +378,7 @@ SHM_API int shmlease_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms
         return -EINVAL;
     struct shm_entry *e = &t->entries[ei];
     struct tbracket tb;
-    shmlease__time(t, &tb);
+    shmlease__time_exact(t, &tb);
     uint64_t w = L_WORD(l);
     uint64_t nw = w_make_held(w_owner(w), w_seq(w), deadline_after(tb.lo, ttl_ms));
     SHMLEASE_FAULT("renew.before_cas");

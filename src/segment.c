@@ -216,6 +216,10 @@ static int half_built(const struct shm_header *h, uint64_t size)
 {
     if (size == 0)
         return 1;
+    /* posix_fallocate() sets the whole size at once: a half-built segment
+     * is never shorter than its header. */
+    if (size < sizeof *h)
+        return 0;
     if (h->magic == SHM_MAGIC)
         return h->format == format_word();
     if (h->magic != 0 || (h->format != 0 && h->format != format_word()))
@@ -234,14 +238,32 @@ static int read_header(int fd, struct shm_header *h, uint64_t *size)
         return -errno;
     *size = (uint64_t)st.st_size;
     memset(h, 0, sizeof *h);
-    if ((uint64_t)st.st_size < sizeof *h)
-        return 0;
     ssize_t n = pread(fd, h, sizeof *h, 0);
     if (n < 0)
         return -errno;
-    if ((size_t)n < sizeof *h)
-        memset(h, 0, sizeof *h);
     return 0;
+}
+
+/* A new open file description of the same file as FD (not a dup): through
+ * /proc/self/fd, or by name when /proc is missing, checking it is the same
+ * inode. Returns the descriptor or a negative code. */
+static int reopen_same_file(int fd, int readonly, const char *name, ino_t ino, dev_t dev)
+{
+    char path[SHMLEASE_NAME_MAX + 32];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int nfd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (nfd >= 0)
+        return nfd;
+    shm_path(path, sizeof path, name);
+    nfd = shm_open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+    if (nfd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(nfd, &st) != 0 || st.st_ino != ino || st.st_dev != dev) {
+        close(nfd);
+        return -EAGAIN;                /* unlinked and replaced meanwhile */
+    }
+    return nfd;
 }
 
 /* ---- fork ----------------------------------------------------------------- */
@@ -454,6 +476,19 @@ SHM_API int shmlease_open(const char *name, const shmlease_options *opts, shmlea
     rc = map_table(t, &hh);
     if (rc)
         goto fail;
+    /* The mapping holds a reference to the open file description it was made
+     * through, and a fork child inherits the mapping: a lock held on that
+     * description would outlive the process that took it. So registry locks
+     * live on a second, never-mapped description, and the first is closed. */
+    {
+        int lfd = reopen_same_file(fd, t->readonly, t->name, t->ino, t->dev);
+        if (lfd < 0) {
+            rc = lfd;
+            goto fail;
+        }
+        close(fd);
+        t->fd = fd = lfd;
+    }
     {
         int32_t pid;
         uint64_t st_time;

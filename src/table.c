@@ -330,6 +330,13 @@ long shmlease__insert_held(shmlease_table *t, const struct keybuf *kb, uint64_t 
         return rc;
     SHMLEASE_FAULT("index.locked");
     long found = shmlease__lookup(t, kb, key_seq);
+    if (found >= 0 && w_kind(__atomic_load_n(&t->entries[found].state, __ATOMIC_ACQUIRE)) == W_RETIRED) {
+        /* Under the lock no retired entry is indexed; if one is, the index
+         * is damaged: rebuild it. */
+        shmlease__index_repair(t);
+        STAT_ADD(t, cold, recoveries);
+        found = shmlease__lookup(t, kb, key_seq);
+    }
     if (found >= 0) {
         shmlease__unlock(&h->index_mutex);
         return found;
