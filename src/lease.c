@@ -35,19 +35,27 @@
  * The count is raised before the waiter re-reads the state word and read by
  * the releaser after its CAS (both sequentially consistent): one of them sees
  * the other, so no wake-up is lost. Expiry needs no waker: waiters sleep until
- * the holder's deadline. A holder's death wakes nobody, so one waiter per key
- * (the "watcher", named in `watch`) wakes every WATCH_MS to ask the kernel
- * whether the holder still holds its registry lock; the other waiters sleep at
- * most IDLE_MS, to take over watching if the watcher dies.
+ * the holder's deadline. A holder's death is announced by the kernel: while a
+ * waiter sleeps on a key held by another handle, a small thread of the
+ * waiter's process blocks in F_OFD_SETLKW for a read lock on the holder's
+ * registry byte, which the kernel grants only when the holder's process is
+ * gone; the thread then bumps `wake` and wakes the sleepers. No polling, and a
+ * takeover follows a holder's death as fast as the kernel tears the process
+ * down. Waiters also wake every IDLE_MS, so that a waiter woken by a release
+ * and killed before it could take the key delays the others by that much at
+ * most. If the thread cannot be made, the waiter polls liveness every
+ * WATCH_MS instead.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <urcu/arch.h>
 #include <urcu/futex.h>
 
-#define WATCH_MS        1u     /* death-poll period of the watching waiter */
+#define WATCH_MS        1u     /* death-poll period when no death-watch thread */
 #define IDLE_MS        50u     /* longest sleep of the other waiters */
 #define FAKE_CLOCK_MS   2u     /* longest sleep with an injected clock */
 #define TTL_HORIZON     W_DEADLINE_MASK
@@ -144,36 +152,97 @@ static inline void wake_waiters(struct shm_entry *e, int all)
         shmlease__wake(e, all);
 }
 
+/* ---- death watch ---------------------------------------------------------- */
+
+struct deathwatch {
+    shmlease_table   *t;
+    struct shm_entry *e;
+    uint32_t owner;            /* registry slot watched */
+    int      running;          /* thread made, not yet joined */
+    int      fired;            /* the holder is gone (atomic) */
+    pthread_t th;
+};
+
+static void *deathwatch_main(void *arg)
+{
+    struct deathwatch *dw = arg;
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET,
+                       .l_start = (off_t)shmlease__reg_lock_off(dw->t->hdr, dw->owner), .l_len = 1};
+    int rc;
+    do {
+        rc = fcntl(dw->t->fd, F_OFD_SETLKW, &fl);   /* a cancellation point */
+    } while (rc != 0 && errno == EINTR);
+    int old;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+    __atomic_store_n(&dw->fired, rc == 0 ? 1 : -1, __ATOMIC_SEQ_CST);
+    shmlease__wake(dw->e, 1);
+    if (rc == 0) {
+        /* Granted: the holder's lock is gone. Do not keep the byte (after the
+         * wake-up, which is what the waiters are waiting for): a read lock
+         * there would make the slot look alive to other processes. */
+        fl.l_type = F_UNLCK;
+        fcntl(dw->t->fd, F_OFD_SETLK, &fl);
+    }
+    return NULL;
+}
+
+static void deathwatch_stop(struct deathwatch *dw)
+{
+    if (!dw->running)
+        return;
+    pthread_cancel(dw->th);
+    pthread_join(dw->th, NULL);
+    /* Whatever the cancellation interrupted, no read lock of ours stays. */
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET,
+                       .l_start = (off_t)shmlease__reg_lock_off(dw->t->hdr, dw->owner), .l_len = 1};
+    fcntl(dw->t->fd, F_OFD_SETLK, &fl);
+    dw->running = 0;
+}
+
+/* Watches OWNER's death while we sleep on E. 0 when a thread watches. */
+static int deathwatch_start(struct deathwatch *dw, shmlease_table *t, struct shm_entry *e, uint32_t owner)
+{
+    if (dw->running && dw->owner == owner && dw->e == e)
+        return __atomic_load_n(&dw->fired, __ATOMIC_SEQ_CST) < 0 ? -1 : 0;
+    deathwatch_stop(dw);
+    dw->t = t;
+    dw->e = e;
+    dw->owner = owner;
+    dw->fired = 0;
+    pthread_attr_t a;
+    if (pthread_attr_init(&a) != 0)
+        return -1;
+    pthread_attr_setstacksize(&a, PTHREAD_STACK_MIN > 65536 ? PTHREAD_STACK_MIN : 65536);
+    int rc = pthread_create(&dw->th, &a, deathwatch_main, dw);
+    pthread_attr_destroy(&a);
+    if (rc != 0)
+        return -1;
+    dw->running = 1;
+    return 0;
+}
+
 /*
- * Sleeps until the entry may have changed: released, deadline reached,
- * holder death checked (watcher), or the caller's wait deadline. W is the word
- * that made us wait; OWNER its live holder (0 for a grace period).
+ * Sleeps until the entry may have changed: released, deadline reached, the
+ * holder's death, or the caller's wait deadline. W is the word that made us
+ * wait; OWNER its live holder (0 for a grace period).
  */
 static void wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t w, uint32_t owner,
-                            uint64_t now, uint64_t wait_until)
+                            uint64_t now, uint64_t wait_until, struct deathwatch *dw)
 {
+    uint64_t cap = IDLE_MS;
+    if (owner && owner != my_slot(t) && deathwatch_start(dw, t, e, owner) != 0)
+        cap = WATCH_MS;                        /* no thread: poll liveness */
     uint32_t gen = waiter_enter(e);
     uint32_t v = __atomic_load_n(&e->wake, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&e->state, __ATOMIC_SEQ_CST) != w) {
+    if (__atomic_load_n(&e->state, __ATOMIC_SEQ_CST) != w ||
+        (owner && dw->running && dw->owner == owner && __atomic_load_n(&dw->fired, __ATOMIC_SEQ_CST) > 0)) {
         waiter_leave(e, gen);
         return;
     }
     uint64_t until = w_deadline(w) < wait_until ? w_deadline(w) : wait_until;
     uint64_t ms = until > now ? until - now : 0;
-    int watcher = 0;
-    if (owner) {
-        uint32_t cur = __atomic_load_n(&e->watch, __ATOMIC_ACQUIRE);
-        uint32_t me = my_slot(t);
-        if (cur == me ||
-            ((cur == 0 || shmlease__alive(t, cur) == 0) &&
-             __atomic_compare_exchange_n(&e->watch, &cur, me, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)))
-            watcher = 1;
-        uint64_t cap = watcher ? WATCH_MS : IDLE_MS;
-        if (ms > cap)
-            ms = cap;
-    } else if (ms > IDLE_MS) {
-        ms = IDLE_MS;
-    }
+    if (ms > cap)
+        ms = cap;
     if (t->fake_clock && ms > FAKE_CLOCK_MS)
         ms = FAKE_CLOCK_MS;
     if (ms == 0)
@@ -181,12 +250,11 @@ static void wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t w, 
     struct timespec ts;
     shmlease__ms_to_timespec(ms, &ts);
     futex_async((int32_t *)&e->wake, FUTEX_WAIT, (int32_t)v, &ts, NULL, 0);
-    if (watcher) {
-        uint32_t me = my_slot(t);
-        __atomic_compare_exchange_n(&e->watch, &me, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
-    }
     waiter_leave(e, gen);
 }
+
+static int acquire_inner(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
+                         shmlease_lease *out, struct deathwatch *dwp);
 
 static int validate_acquire(const shmlease_table *t, const shmlease_acquire_opts *o, const char *key,
                             struct keybuf *kb)
@@ -205,6 +273,15 @@ static int validate_acquire(const shmlease_table *t, const shmlease_acquire_opts
 
 SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
                              shmlease_lease *out)
+{
+    struct deathwatch dw = {0};
+    int rc = acquire_inner(t, key, o, out, &dw);
+    deathwatch_stop(&dw);
+    return rc;
+}
+
+static int acquire_inner(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
+                         shmlease_lease *out, struct deathwatch *dwp)
 {
     struct keybuf kb;
     int rc = validate_acquire(t, o, key, &kb);
@@ -265,7 +342,12 @@ SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_
                 expired = (k == W_HELD);
             } else if (k == W_HELD) {
                 owner = w_owner(w);
-                if (owner != me && shmlease__alive(t, owner) == 0)
+                /* A fired death watch on this very holder is the kernel's
+                 * word that it is gone: no need to ask again. */
+                if (owner != me &&
+                    ((dwp->running && dwp->owner == owner && dwp->e == e &&
+                      __atomic_load_n(&dwp->fired, __ATOMIC_SEQ_CST) > 0) ||
+                     shmlease__alive(t, owner) == 0))
                     take = dead = 1;
             }
             if (take) {
@@ -274,10 +356,8 @@ SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_
                     continue;
                 if (expired)
                     STAT_ADD(t, cold, expirations);
-                if (dead) {
+                if (dead)
                     STAT_ADD(t, cold, reclaimed_dead);
-                    /* The dead holder's waiter-watcher role is void too. */
-                }
                 w = nw;
                 goto claimed;
             }
@@ -303,7 +383,7 @@ SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_
                 counted_wait = 1;
                 STAT_ADD(t, cold, waits);
             }
-            wait_for_change(t, e, w, owner, now, wait_until);
+            wait_for_change(t, e, w, owner, now, wait_until, dwp);
         }
         continue;
 
