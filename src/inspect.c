@@ -12,7 +12,7 @@
 /* A consistent snapshot of entry E into INFO at table time NOW.
  * Returns 1 when the entry is a live lease (held or grace, unexpired). */
 static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t now,
-                    const uint32_t *want_key_seq, shmlease_info *info)
+                    const uint32_t *want_key_seq, shmlease_info *info, int8_t *alive_cache)
 {
     for (int tries = 0; tries < 64; tries++) {
         uint64_t w = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
@@ -73,7 +73,14 @@ static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t
             info->holder_start_time = __atomic_load_n(&r->start_time, __ATOMIC_RELAXED);
             uint64_t ns = __atomic_load_n(&r->pidns_ino, __ATOMIC_RELAXED);
             info->holder_other_pidns = ns && t->my_pidns && ns != t->my_pidns;
-            info->holder_alive = shmlease__alive(t, owner);
+            /* One walk asks the kernel once per holder, not once per lease. */
+            if (alive_cache) {
+                if (alive_cache[owner] == 2)
+                    alive_cache[owner] = (int8_t)shmlease__alive(t, owner);
+                info->holder_alive = alive_cache[owner];
+            } else {
+                info->holder_alive = shmlease__alive(t, owner);
+            }
         }
         return 1;
     }
@@ -94,7 +101,7 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
         if (ei < 0)
             return -ENOENT;
         const struct shm_entry *e = &t->entries[ei];
-        if (snapshot(t, e, shmlease__now_rel(t), &kseq, out))
+        if (snapshot(t, e, shmlease__now_rel(t), &kseq, out, NULL))
             return 0;
         /* Free, or the entry changed key under us: look again. */
         if (__atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE) == kseq)
@@ -108,11 +115,14 @@ SHM_API int shmlease_foreach(shmlease_table *t, int (*fn)(const shmlease_info *,
     if (!t || !fn)
         return -EINVAL;
     shmlease_info info;
+    int8_t alive_cache[REG_SLOTS];
+    memset(alive_cache, 2, sizeof alive_cache);     /* 2: not asked yet */
     for (uint32_t i = 0; i < t->capacity; i++) {
         const struct shm_entry *e = &t->entries[i];
-        if (!w_live(__atomic_load_n(&e->state, __ATOMIC_RELAXED), shmlease__now_rel(t)))
+        uint64_t now = shmlease__now_rel(t);
+        if (!w_live(__atomic_load_n(&e->state, __ATOMIC_RELAXED), now))
             continue;
-        if (!snapshot(t, e, shmlease__now_rel(t), NULL, &info))
+        if (!snapshot(t, e, now, NULL, &info, alive_cache))
             continue;
         int r = fn(&info, arg);
         if (r)

@@ -56,7 +56,10 @@
 #include <urcu/futex.h>
 
 #define WATCH_MS        1u     /* death-poll period when no death-watch thread */
-#define IDLE_MS        50u     /* longest sleep of the other waiters */
+#define IDLE_MS        50u     /* longest sleep of a waiter */
+#define SPIN_TRIES    200u     /* ~2-4 us of spinning before a waiter asks the
+                                  kernel anything: most critical sections are
+                                  shorter than the syscalls */
 #define FAKE_CLOCK_MS   2u     /* longest sleep with an injected clock */
 #define TTL_HORIZON     W_DEADLINE_MASK
 
@@ -301,6 +304,7 @@ static int acquire_inner(shmlease_table *t, const char *key, const shmlease_acqu
     struct tbracket tb;
     uint64_t wait_until = 0;         /* computed with the precise clock when first needed */
     int counted_contended = 0, counted_wait = 0;
+    unsigned spins = 0;
 
     int slow = 0;
     for (;;) {
@@ -342,6 +346,15 @@ static int acquire_inner(shmlease_table *t, const char *key, const shmlease_acqu
                 expired = (k == W_HELD);
             } else if (k == W_HELD) {
                 owner = w_owner(w);
+                if (o->wait_ms != 0 && owner != me && spins < SPIN_TRIES) {
+                    if (!counted_contended) {
+                        counted_contended = 1;
+                        STAT_ADD(t, cold, contended);
+                    }
+                    spins++;
+                    caa_cpu_relax();
+                    continue;          /* reload the word */
+                }
                 /* A fired death watch on this very holder is the kernel's
                  * word that it is gone: no need to ask again. */
                 if (owner != me &&
@@ -384,6 +397,7 @@ static int acquire_inner(shmlease_table *t, const char *key, const shmlease_acqu
                 STAT_ADD(t, cold, waits);
             }
             wait_for_change(t, e, w, owner, now, wait_until, dwp);
+            spins = 0;
         }
         continue;
 
