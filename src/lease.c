@@ -55,11 +55,12 @@
 #include <urcu/arch.h>
 #include <urcu/futex.h>
 
-#define WATCH_MS        1u     /* death-poll period when no death-watch thread */
+#define WATCH_MS        1u     /* sleeps of a young wait; death-poll period when
+                                  no death-watch thread can be made */
+#define WATCH_AFTER_MS  2u     /* a wait this old gets a death-watch thread:
+                                  most waits end sooner, with a release, and
+                                  should not pay for making a thread */
 #define IDLE_MS        50u     /* longest sleep of a waiter */
-#define SPIN_TRIES    200u     /* ~2-4 us of spinning before a waiter asks the
-                                  kernel anything: most critical sections are
-                                  shorter than the syscalls */
 #define FAKE_CLOCK_MS   2u     /* longest sleep with an injected clock */
 #define TTL_HORIZON     W_DEADLINE_MASK
 
@@ -230,10 +231,12 @@ static int deathwatch_start(struct deathwatch *dw, shmlease_table *t, struct shm
  * wait; OWNER its live holder (0 for a grace period).
  */
 static void wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t w, uint32_t owner,
-                            uint64_t now, uint64_t wait_until, struct deathwatch *dw)
+                            uint64_t now, uint64_t wait_until, struct deathwatch *dw, int young)
 {
     uint64_t cap = IDLE_MS;
-    if (owner && owner != my_slot(t) && deathwatch_start(dw, t, e, owner) != 0)
+    if (young)
+        cap = WATCH_MS;                        /* short, and no watch thread yet */
+    else if (owner && owner != my_slot(t) && deathwatch_start(dw, t, e, owner) != 0)
         cap = WATCH_MS;                        /* no thread: poll liveness */
     uint32_t gen = waiter_enter(e);
     uint32_t v = __atomic_load_n(&e->wake, __ATOMIC_SEQ_CST);
@@ -304,7 +307,8 @@ static int acquire_inner(shmlease_table *t, const char *key, const shmlease_acqu
     struct tbracket tb;
     uint64_t wait_until = 0;         /* computed with the precise clock when first needed */
     int counted_contended = 0, counted_wait = 0;
-    unsigned spins = 0;
+    unsigned sleeps = 0;
+    uint64_t wait_start = 0;
 
     int slow = 0;
     for (;;) {
@@ -346,22 +350,18 @@ static int acquire_inner(shmlease_table *t, const char *key, const shmlease_acqu
                 expired = (k == W_HELD);
             } else if (k == W_HELD) {
                 owner = w_owner(w);
-                if (o->wait_ms != 0 && owner != me && spins < SPIN_TRIES) {
-                    if (!counted_contended) {
-                        counted_contended = 1;
-                        STAT_ADD(t, cold, contended);
-                    }
-                    spins++;
-                    caa_cpu_relax();
-                    continue;          /* reload the word */
-                }
                 /* A fired death watch on this very holder is the kernel's
-                 * word that it is gone: no need to ask again. */
-                if (owner != me &&
-                    ((dwp->running && dwp->owner == owner && dwp->e == e &&
-                      __atomic_load_n(&dwp->fired, __ATOMIC_SEQ_CST) > 0) ||
-                     shmlease__alive(t, owner) == 0))
-                    take = dead = 1;
+                 * word that it is gone. Otherwise ask the kernel, except
+                 * before the first (short) sleep of a waiting acquire: most
+                 * waits end with a release, and the syscall would only slow
+                 * the handoff; a dead holder is found after that sleep. */
+                if (owner != me) {
+                    if (dwp->running && dwp->owner == owner && dwp->e == e &&
+                        __atomic_load_n(&dwp->fired, __ATOMIC_SEQ_CST) > 0)
+                        take = dead = 1;
+                    else if ((o->wait_ms == 0 || sleeps > 0) && shmlease__alive(t, owner) == 0)
+                        take = dead = 1;
+                }
             }
             if (take) {
                 uint64_t nw = w_make_held(me, w_next_seq(w), deadline_after(tb.lo, o->ttl_ms));
@@ -396,8 +396,10 @@ static int acquire_inner(shmlease_table *t, const char *key, const shmlease_acqu
                 counted_wait = 1;
                 STAT_ADD(t, cold, waits);
             }
-            wait_for_change(t, e, w, owner, now, wait_until, dwp);
-            spins = 0;
+            if (!wait_start)
+                wait_start = now;
+            wait_for_change(t, e, w, owner, now, wait_until, dwp, now - wait_start < WATCH_AFTER_MS);
+            sleeps++;
         }
         continue;
 
