@@ -22,6 +22,9 @@
  *   - All processes using one table must use the same clock: the system's
  *     monotonic clock by default, or the same injected test clock.
  *   - shmlease_close() must not race with other calls on the same handle.
+ *   - The segment is a mapped file: a process allowed to write it can also
+ *     truncate it, and every process that touches the lost pages then gets
+ *     SIGBUS. Keep the mode narrow (the default is 0600).
  */
 #ifndef SHMLEASE_H
 #define SHMLEASE_H
@@ -80,7 +83,8 @@ typedef struct shmlease_options {
  *             or it belongs to another user and the caller did not ask to share
  *             (mode with group/other bits)
  *   -EPROTO   the segment is not a shmlease table of this layout: bad magic, other
- *             byte order or format, truncated, inconsistent header
+ *             byte order or format, truncated, inconsistent header, or not a
+ *             regular file (a FIFO or directory squatting the name)
  *   -ENOSPC   no room in /dev/shm for a new segment
  *   -ENOMEM, -EMFILE, -ENFILE  resources
  */
@@ -155,7 +159,8 @@ typedef struct shmlease_info {
     int32_t  holder_pid;         /* 0 when held by nobody (grace period) */
     int      holder_alive;       /* 1 alive, 0 dead, -1 cannot tell */
     int64_t  remaining_ms;       /* until expiry; <= 0 expired */
-    uint32_t waiters;
+    uint32_t waiters;            /* threads of live processes sleeping on the key
+                                    (up to 16 per handle are shown) */
     uint8_t  metadata[SHMLEASE_METADATA_MAX];
     size_t   metadata_len;
     /* additions */

@@ -7,7 +7,63 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Sleeping waiters of live handles, per entry, from the wait records. The
+ * entry's raw counter cannot tell a waiter that was killed; the records of a
+ * dead handle are simply not counted. */
+struct waitview {
+    uint32_t n;
+    uint32_t rec[REG_SLOTS * 4];      /* entry + 1 of live records (cap: shown) */
+};
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void waitview_build(const shmlease_table *t, struct waitview *wv, int8_t *alive_cache)
+{
+    wv->n = 0;
+    for (uint32_t i = 1; i < REG_SLOTS; i++) {
+        if (__atomic_load_n(&t->reg[i].state, __ATOMIC_RELAXED) != REG_ACTIVE)
+            continue;
+        const uint32_t *recs = t->waits + (size_t)i * WAIT_RECORDS;
+        int any = 0;
+        for (uint32_t k = 0; k < WAIT_RECORDS; k++)
+            any |= __atomic_load_n(&recs[k], __ATOMIC_RELAXED) != 0;
+        if (!any)
+            continue;
+        if (alive_cache[i] == 2)
+            alive_cache[i] = (int8_t)shmlease__alive(t, i);
+        if (alive_cache[i] == 0)
+            continue;
+        for (uint32_t k = 0; k < WAIT_RECORDS && wv->n < sizeof wv->rec / sizeof wv->rec[0]; k++) {
+            uint32_t r = __atomic_load_n(&recs[k], __ATOMIC_RELAXED);
+            if (r && r <= t->capacity)
+                wv->rec[wv->n++] = r;
+        }
+    }
+    qsort(wv->rec, wv->n, sizeof wv->rec[0], cmp_u32);
+}
+
+static uint32_t waitview_count(const struct waitview *wv, uint32_t entry)
+{
+    uint32_t want = entry + 1, lo = 0, hi = wv->n;
+    while (lo < hi) {                          /* first record >= want */
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (wv->rec[mid] < want)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    uint32_t n = 0;
+    while (lo + n < wv->n && wv->rec[lo + n] == want)
+        n++;
+    return n;
+}
 
 /* A consistent snapshot of entry E into INFO at table time NOW.
  * Returns 1 when the entry is a live lease (held or grace, unexpired). */
@@ -37,7 +93,6 @@ static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t
             mw[i] = __atomic_load_n((const uint64_t *)(const void *)(e->meta + 8 * i), __ATOMIC_RELAXED);
         uint64_t token = __atomic_load_n(&e->pub_token, __ATOMIC_RELAXED);
         uint32_t tag = __atomic_load_n(&e->pub_tag, __ATOMIC_RELAXED);
-        uint64_t wg = __atomic_load_n(&e->waitgen, __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&e->pub_seq, __ATOMIC_RELAXED) != ps ||
             __atomic_load_n(&e->key_seq, __ATOMIC_RELAXED) != ks ||
@@ -60,7 +115,6 @@ static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t
         }
         info->expires_at_ms = t->created_at + w_deadline(w);
         info->remaining_ms = (int64_t)w_deadline(w) - (int64_t)now;
-        info->waiters = (uint32_t)wg;
         if (w_kind(w) == W_GRACE) {
             info->in_grace = 1;
             info->holder_pid = 0;
@@ -101,8 +155,17 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
         if (ei < 0)
             return -ENOENT;
         const struct shm_entry *e = &t->entries[ei];
-        if (snapshot(t, e, shmlease__now_rel(t), &kseq, out, NULL))
+        if (snapshot(t, e, shmlease__now_rel(t), &kseq, out, NULL)) {
+            int8_t alive_cache[REG_SLOTS];
+            memset(alive_cache, 2, sizeof alive_cache);
+            struct waitview *wv = malloc(sizeof *wv);
+            if (wv) {
+                waitview_build(t, wv, alive_cache);
+                out->waiters = waitview_count(wv, (uint32_t)ei);
+                free(wv);
+            }
             return 0;
+        }
         /* Free, or the entry changed key under us: look again. */
         if (__atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE) == kseq)
             return -ENOENT;
@@ -117,6 +180,10 @@ SHM_API int shmlease_foreach(shmlease_table *t, int (*fn)(const shmlease_info *,
     shmlease_info info;
     int8_t alive_cache[REG_SLOTS];
     memset(alive_cache, 2, sizeof alive_cache);     /* 2: not asked yet */
+    struct waitview *wv = malloc(sizeof *wv);
+    if (!wv)
+        return -ENOMEM;
+    waitview_build(t, wv, alive_cache);
     for (uint32_t i = 0; i < t->capacity; i++) {
         const struct shm_entry *e = &t->entries[i];
         uint64_t now = shmlease__now_rel(t);
@@ -124,10 +191,14 @@ SHM_API int shmlease_foreach(shmlease_table *t, int (*fn)(const shmlease_info *,
             continue;
         if (!snapshot(t, e, now, NULL, &info, alive_cache))
             continue;
+        info.waiters = waitview_count(wv, i);
         int r = fn(&info, arg);
-        if (r)
+        if (r) {
+            free(wv);
             return r;
+        }
     }
+    free(wv);
     return 0;
 }
 

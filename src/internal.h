@@ -6,6 +6,8 @@
  *
  *   offset 0            struct shm_header        (4096 bytes)
  *   reg_off             struct shm_reg[4096]     process registry, slot 0 unused
+ *   waits_off           uint32_t[4096][16]       wait records: entry + 1 that
+ *                                                a thread of that handle sleeps on
  *   index_off           uint64_t bucket[nbuckets] key -> entry, open addressing
  *   entries_off         struct shm_entry[capacity] one per live key
  *
@@ -49,6 +51,7 @@
 
 #define HEADER_SIZE        4096u
 #define REG_SLOTS          4096u                  /* slot 0 means "nobody" */
+#define WAIT_RECORDS       16u                    /* per handle: sleeping threads shown */
 #define INIT_LOCK_OFF      0
 
 /* Intent record: the structural change in progress under a robust mutex, so
@@ -254,6 +257,7 @@ static inline uint64_t format_word(void)
          | ((uint64_t)(sizeof(struct shm_entry) / 8) << 32)
          | ((uint64_t)(sizeof(struct shm_reg)) << 24)
          | ((uint64_t)(sizeof(pid_t)) << 20)
+         | ((uint64_t)(WAIT_RECORDS / 2 & 0xf) << 16)
          | ((uint64_t)SHMLEASE_KEY_MAX << 8)
          | ((uint64_t)(SHMLEASE_METADATA_MAX / 8));
 }
@@ -276,6 +280,7 @@ struct shmlease_table {
     size_t    map_size;
     struct shm_header *hdr;
     struct shm_reg    *reg;
+    uint32_t          *waits;         /* [REG_SLOTS][WAIT_RECORDS] */
     uint64_t          *buckets;
     struct shm_entry  *entries;
     uint32_t  capacity;
@@ -337,7 +342,13 @@ int  shmlease__alive(const shmlease_table *t, uint32_t idx);  /* 1, 0, -1 */
 void shmlease__unregister(shmlease_table *t);
 void shmlease__free_owner_leases(shmlease_table *t, uint32_t idx);
 void shmlease__reg_repair(shmlease_table *t);
+uint64_t shmlease__proc_start_time(int32_t pid);
 int  shmlease__read_proc_identity(int32_t *pid, uint64_t *start_time, uint64_t *pidns);
+
+static inline uint64_t waits_off(const struct shm_header *h)
+{
+    return h->reg_off + (uint64_t)REG_SLOTS * sizeof(struct shm_reg);
+}
 
 /* table.c */
 struct keybuf {

@@ -35,23 +35,28 @@
  * The count is raised before the waiter re-reads the state word and read by
  * the releaser after its CAS (both sequentially consistent): one of them sees
  * the other, so no wake-up is lost. Expiry needs no waker: waiters sleep until
- * the holder's deadline. A holder's death is announced by the kernel: while a
- * waiter sleeps on a key held by another handle, a small thread of the
- * waiter's process blocks in F_OFD_SETLKW for a read lock on the holder's
- * registry byte, which the kernel grants only when the holder's process is
- * gone; the thread then bumps `wake` and wakes the sleepers. No polling, and a
- * takeover follows a holder's death as fast as the kernel tears the process
- * down. Waiters also wake every IDLE_MS, so that a waiter woken by a release
- * and killed before it could take the key delays the others by that much at
- * most. If the thread cannot be made, the waiter polls liveness every
- * WATCH_MS instead.
+ * the holder's deadline. A holder's death is announced by the kernel: once a
+ * wait is WATCH_AFTER_MS old, a small thread of the waiter's process polls a
+ * pidfd of the holder's process (checked against the start time in the
+ * registry, so a reused PID is not mistaken for it) and an eventfd by which
+ * the waiter stops it; when the process ends, the thread wakes the sleepers,
+ * who confirm the death with the registry lock before taking the key. No
+ * polling, no cancellation. Younger waits, holders in another PID namespace
+ * (whose PIDs mean nothing here) and systems without pidfd sleep in WATCH_MS
+ * slices and ask the registry lock at each wake-up. Waiters also wake every
+ * IDLE_MS, so that a waiter woken by a release and killed before it could
+ * take the key delays the others by that much at most.
  */
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <urcu/arch.h>
 #include <urcu/futex.h>
 
@@ -159,60 +164,81 @@ static inline void wake_waiters(struct shm_entry *e, int all)
 /* ---- death watch ---------------------------------------------------------- */
 
 struct deathwatch {
-    shmlease_table   *t;
     struct shm_entry *e;
     uint32_t owner;            /* registry slot watched */
     int      running;          /* thread made, not yet joined */
-    int      fired;            /* the holder is gone (atomic) */
+    int      fired;            /* the holder's process ended (atomic) */
+    int      pidfd, stopfd;
     pthread_t th;
 };
 
 static void *deathwatch_main(void *arg)
 {
     struct deathwatch *dw = arg;
-    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET,
-                       .l_start = (off_t)shmlease__reg_lock_off(dw->t->hdr, dw->owner), .l_len = 1};
-    int rc;
-    do {
-        rc = fcntl(dw->t->fd, F_OFD_SETLKW, &fl);   /* a cancellation point */
-    } while (rc != 0 && errno == EINTR);
-    int old;
-    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
-    __atomic_store_n(&dw->fired, rc == 0 ? 1 : -1, __ATOMIC_SEQ_CST);
-    shmlease__wake(dw->e, 1);
-    if (rc == 0) {
-        /* Granted: the holder's lock is gone. Do not keep the byte (after the
-         * wake-up, which is what the waiters are waiting for): a read lock
-         * there would make the slot look alive to other processes. */
-        fl.l_type = F_UNLCK;
-        fcntl(dw->t->fd, F_OFD_SETLK, &fl);
+    struct pollfd p[2] = {{.fd = dw->pidfd, .events = POLLIN}, {.fd = dw->stopfd, .events = POLLIN}};
+    for (;;) {
+        int n = poll(p, 2, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+            __atomic_store_n(&dw->fired, 1, __ATOMIC_SEQ_CST);
+            shmlease__wake(dw->e, 1);
+        }
+        return NULL;                           /* fired, or told to stop */
     }
-    return NULL;
 }
 
 static void deathwatch_stop(struct deathwatch *dw)
 {
-    if (!dw->running)
-        return;
-    pthread_cancel(dw->th);
-    pthread_join(dw->th, NULL);
-    /* Whatever the cancellation interrupted, no read lock of ours stays. */
-    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET,
-                       .l_start = (off_t)shmlease__reg_lock_off(dw->t->hdr, dw->owner), .l_len = 1};
-    fcntl(dw->t->fd, F_OFD_SETLK, &fl);
-    dw->running = 0;
+    if (dw->running) {
+        uint64_t one = 1;
+        ssize_t n;
+        do {
+            n = write(dw->stopfd, &one, sizeof one);
+        } while (n < 0 && errno == EINTR);
+        pthread_join(dw->th, NULL);
+        dw->running = 0;
+    }
+    if (dw->pidfd >= 0)
+        close(dw->pidfd);
+    if (dw->stopfd >= 0)
+        close(dw->stopfd);
+    dw->pidfd = dw->stopfd = -1;
 }
 
-/* Watches OWNER's death while we sleep on E. 0 when a thread watches. */
+/* Starts watching the process registered in slot OWNER while we sleep on E.
+ * 0 when watched (or known gone: fired), -1 when it cannot be watched (a
+ * holder in another PID namespace, no pidfd): the caller polls instead. */
 static int deathwatch_start(struct deathwatch *dw, shmlease_table *t, struct shm_entry *e, uint32_t owner)
 {
-    if (dw->running && dw->owner == owner && dw->e == e)
-        return __atomic_load_n(&dw->fired, __ATOMIC_SEQ_CST) < 0 ? -1 : 0;
+    if (dw->owner == owner && dw->e == e && (dw->running || __atomic_load_n(&dw->fired, __ATOMIC_SEQ_CST)))
+        return 0;
     deathwatch_stop(dw);
-    dw->t = t;
     dw->e = e;
     dw->owner = owner;
     dw->fired = 0;
+    const struct shm_reg *r = &t->reg[owner];
+    uint64_t ns = __atomic_load_n(&r->pidns_ino, __ATOMIC_RELAXED);
+    int32_t pid = __atomic_load_n(&r->pid, __ATOMIC_RELAXED);
+    uint64_t start = __atomic_load_n(&r->start_time, __ATOMIC_RELAXED);
+    if (!ns || ns != t->my_pidns || pid <= 0 || !start)
+        return -1;                             /* its PID means nothing here */
+    dw->pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+    if (dw->pidfd < 0) {
+        if (errno != ESRCH)
+            return -1;
+        __atomic_store_n(&dw->fired, 1, __ATOMIC_SEQ_CST);   /* gone already */
+        return 0;
+    }
+    /* The pidfd pins a process; make sure it is the registered one and not
+     * a newcomer that got the same PID (PITFALLS 7). */
+    if (shmlease__proc_start_time(pid) != start) {
+        __atomic_store_n(&dw->fired, 1, __ATOMIC_SEQ_CST);
+        return 0;
+    }
+    dw->stopfd = eventfd(0, EFD_CLOEXEC);
+    if (dw->stopfd < 0)
+        return -1;
     pthread_attr_t a;
     if (pthread_attr_init(&a) != 0)
         return -1;
@@ -238,11 +264,25 @@ static void wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t w, 
         cap = WATCH_MS;                        /* short, and no watch thread yet */
     else if (owner && owner != my_slot(t) && deathwatch_start(dw, t, e, owner) != 0)
         cap = WATCH_MS;                        /* no thread: poll liveness */
+    /* A wait record in our own registry slot says which key this thread
+     * sleeps on, for inspection: unlike the counter, it dies with us (a dead
+     * handle's records are not counted). None free: still wait, unshown. */
+    uint32_t *rec = NULL, *recs = t->waits + (size_t)my_slot(t) * WAIT_RECORDS;
+    uint32_t want = (uint32_t)(e - t->entries) + 1;
+    for (uint32_t i = 0; i < WAIT_RECORDS && my_slot(t); i++) {
+        uint32_t z = 0;
+        if (__atomic_compare_exchange_n(&recs[i], &z, want, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+            rec = &recs[i];
+            break;
+        }
+    }
     uint32_t gen = waiter_enter(e);
     uint32_t v = __atomic_load_n(&e->wake, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&e->state, __ATOMIC_SEQ_CST) != w ||
-        (owner && dw->running && dw->owner == owner && __atomic_load_n(&dw->fired, __ATOMIC_SEQ_CST) > 0)) {
+        (owner && dw->owner == owner && dw->e == e && __atomic_load_n(&dw->fired, __ATOMIC_SEQ_CST))) {
         waiter_leave(e, gen);
+        if (rec)
+            __atomic_store_n(rec, 0, __ATOMIC_RELAXED);
         return;
     }
     uint64_t until = w_deadline(w) < wait_until ? w_deadline(w) : wait_until;
@@ -257,6 +297,8 @@ static void wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t w, 
     shmlease__ms_to_timespec(ms, &ts);
     futex_async((int32_t *)&e->wake, FUTEX_WAIT, (int32_t)v, &ts, NULL, 0);
     waiter_leave(e, gen);
+    if (rec)
+        __atomic_store_n(rec, 0, __ATOMIC_RELAXED);
 }
 
 static int acquire_inner(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
@@ -280,7 +322,7 @@ static int validate_acquire(const shmlease_table *t, const shmlease_acquire_opts
 SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
                              shmlease_lease *out)
 {
-    struct deathwatch dw = {0};
+    struct deathwatch dw = {.pidfd = -1, .stopfd = -1};
     int rc = acquire_inner(t, key, o, out, &dw);
     deathwatch_stop(&dw);
     return rc;
@@ -350,18 +392,12 @@ static int acquire_inner(shmlease_table *t, const char *key, const shmlease_acqu
                 expired = (k == W_HELD);
             } else if (k == W_HELD) {
                 owner = w_owner(w);
-                /* A fired death watch on this very holder is the kernel's
-                 * word that it is gone. Otherwise ask the kernel, except
-                 * before the first (short) sleep of a waiting acquire: most
-                 * waits end with a release, and the syscall would only slow
-                 * the handoff; a dead holder is found after that sleep. */
-                if (owner != me) {
-                    if (dwp->running && dwp->owner == owner && dwp->e == e &&
-                        __atomic_load_n(&dwp->fired, __ATOMIC_SEQ_CST) > 0)
-                        take = dead = 1;
-                    else if ((o->wait_ms == 0 || sleeps > 0) && shmlease__alive(t, owner) == 0)
-                        take = dead = 1;
-                }
+                /* Ask the kernel (the registry lock is the only proof of
+                 * death), except before the first (short) sleep of a waiting
+                 * acquire: most waits end with a release, and the syscall
+                 * would only slow the handoff. */
+                if (owner != me && (o->wait_ms == 0 || sleeps > 0) && shmlease__alive(t, owner) == 0)
+                    take = dead = 1;
             }
             if (take) {
                 uint64_t nw = w_make_held(me, w_next_seq(w), deadline_after(tb.lo, o->ttl_ms));

@@ -32,15 +32,15 @@
 
 int shmlease__reopen_fd(shmlease_table *t);
 
-int shmlease__read_proc_identity(int32_t *pid, uint64_t *start_time, uint64_t *pidns)
+/* Field 22 (starttime) of /proc/PID/stat (0 = self), 0 if unknown. */
+uint64_t shmlease__proc_start_time(int32_t pid)
 {
-    *pid = (int32_t)getpid();
-    *start_time = 0;
-    *pidns = 0;
-    struct stat st;
-    if (stat("/proc/self/ns/pid", &st) == 0)
-        *pidns = (uint64_t)st.st_ino;
-    FILE *f = fopen("/proc/self/stat", "re");
+    char path[64];
+    if (pid)
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    else
+        snprintf(path, sizeof path, "/proc/self/stat");
+    FILE *f = fopen(path, "re");
     if (!f)
         return 0;
     char buf[1024];
@@ -57,8 +57,17 @@ int shmlease__read_proc_identity(int32_t *pid, uint64_t *start_time, uint64_t *p
     char *tok = strtok_r(p, " ", &save);
     for (int field = 3; tok && field < 22; field++)
         tok = strtok_r(NULL, " ", &save);
-    if (tok)
-        *start_time = strtoull(tok, NULL, 10);
+    return tok ? strtoull(tok, NULL, 10) : 0;
+}
+
+int shmlease__read_proc_identity(int32_t *pid, uint64_t *start_time, uint64_t *pidns)
+{
+    *pid = (int32_t)getpid();
+    *pidns = 0;
+    struct stat st;
+    if (stat("/proc/self/ns/pid", &st) == 0)
+        *pidns = (uint64_t)st.st_ino;
+    *start_time = shmlease__proc_start_time(0);
     return 0;
 }
 
@@ -70,11 +79,14 @@ int shmlease__alive(const shmlease_table *t, uint32_t idx)
         return 1;
     if (t->fd < 0)
         return -1;
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+    /* Ask as a reader: only a write lock (a registered handle's) conflicts,
+     * so a read lock that some waiter's death watch holds for an instant on
+     * a dead holder's byte does not make it look alive. */
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET,
                        .l_start = (off_t)shmlease__reg_lock_off(t->hdr, idx), .l_len = 1};
     if (fcntl(t->fd, F_OFD_GETLK, &fl) != 0)
         return -1;
-    return fl.l_type != F_UNLCK;
+    return fl.l_type == F_WRLCK;
 }
 
 static void wake_if_waiters(struct shm_entry *e)
@@ -129,6 +141,8 @@ static int try_claim_slot(shmlease_table *t, uint32_t idx, int32_t pid, uint64_t
         SHMLEASE_FAULT("registry.after_sweep");
     }
     h->reg_intent = (struct shm_intent){INTENT_REGISTER, idx, (uint32_t)pid, 0};
+    for (uint32_t i = 0; i < WAIT_RECORDS; i++)       /* a dead user's records */
+        __atomic_store_n(&t->waits[(size_t)idx * WAIT_RECORDS + i], 0, __ATOMIC_RELAXED);
     r->pid = pid;
     r->start_time = start;
     r->pidns_ino = pidns;

@@ -87,7 +87,7 @@ static void layout(uint32_t capacity, struct shm_header *h)
     h->entry_size = sizeof(struct shm_entry);
     h->reg_size = sizeof(struct shm_reg);
     h->reg_off = HEADER_SIZE;
-    h->index_off = h->reg_off + (uint64_t)REG_SLOTS * sizeof(struct shm_reg);
+    h->index_off = waits_off(h) + (uint64_t)REG_SLOTS * WAIT_RECORDS * sizeof(uint32_t);
     h->entries_off = h->index_off + (uint64_t)h->nbuckets * sizeof(uint64_t);
     uint64_t end = h->entries_off + (uint64_t)capacity * sizeof(struct shm_entry);
     long page = sysconf(_SC_PAGESIZE);
@@ -324,6 +324,7 @@ static int map_table(shmlease_table *t, const struct shm_header *hh)
     t->map_size = hh->total_size;
     t->hdr = (struct shm_header *)map;
     t->reg = (struct shm_reg *)(t->map + hh->reg_off);
+    t->waits = (uint32_t *)(t->map + waits_off(hh));
     t->buckets = (uint64_t *)(t->map + hh->index_off);
     t->entries = (struct shm_entry *)(t->map + hh->entries_off);
     t->capacity = hh->capacity;
@@ -356,11 +357,16 @@ static int open_fd(const char *path, const shmlease_options *o, uint32_t mode, i
             if (o->flags & SHMLEASE_OPEN_EXCL)
                 return -EEXIST;
         }
-        int fd = shm_open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+        /* O_NONBLOCK: a FIFO squatting the name must not block the open. */
+        int fd = shm_open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK, 0);
         if (fd >= 0)
             return fd;
+        if (errno == EISDIR || errno == ENXIO || errno == ELOOP)
+            return -EPROTO;            /* something that is not a segment */
+        if (errno == EINVAL && !create)
+            return -EPROTO;
         if (errno != ENOENT || !create)
-            return -errno;
+            return errno == EINVAL ? -EPROTO : -errno;
         /* Unlinked between our two calls: go round. */
     }
     return -EAGAIN;
@@ -413,6 +419,10 @@ SHM_API int shmlease_open(const char *name, const shmlease_options *opts, shmlea
     struct stat st;
     if (fstat(fd, &st) != 0) {
         rc = -errno;
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = -EPROTO;                  /* a FIFO, a directory...: not a table */
         goto fail;
     }
     t->ino = st.st_ino;
