@@ -1,0 +1,869 @@
+/*
+ * shmlease: run a command under a lease (flock(1) with TTLs), and manage tables.
+ *
+ *   shmlease run [options] KEY -- COMMAND [ARGS...]
+ *   shmlease create NAME [--capacity N] [--mode MODE]
+ *   shmlease unlink NAME
+ *   shmlease break [--table NAME] KEY
+ *
+ * run: the design of the supervision loop.
+ *   The signals we forward, and SIGCHLD, are blocked before fork() and read
+ *   from a signalfd, so none can be lost or handled half-way: no signal
+ *   handlers at all. The child restores the original mask before exec. The
+ *   parent loops on poll(signalfd, tick): each turn it reaps the child with
+ *   waitpid(WNOHANG), renews the lease when a third of the TTL has passed and
+ *   otherwise checks it with shmlease_check(), so a lease broken by an
+ *   operator or lost to a pause is noticed within one tick (<= ttl/3, <= 1 s).
+ *   Once the lease is lost the child gets SIGTERM, then SIGKILL after
+ *   --kill-after, and we exit with the lost code whatever the child returns.
+ *   The child is also given PR_SET_PDEATHSIG=SIGTERM: if this supervisor is
+ *   killed, its lease is free for the next acquirer at once (dead holder), so
+ *   the command must not go on unprotected.
+ *   exec failures travel back through a close-on-exec pipe (126/127 as a shell).
+ */
+#include "tool-util.h"
+
+#include <shmlease.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define PROG "shmlease"
+
+/* Exit codes: keep in step with the help texts and shmlease.1. */
+#define EXIT_CONFLICT_DEFAULT 1    /* run: key held (-n) or wait ran out (-w)  */
+#define EXIT_NOT_DONE         1    /* create: exists; unlink/break: not found  */
+#define EXIT_USAGE            TOOL_EX_USAGE        /* 64 */
+#define EXIT_UNAVAILABLE      TOOL_EX_UNAVAILABLE  /* 69 */
+#define EXIT_OSERR            TOOL_EX_OSERR        /* 71 */
+#define EXIT_LOST_DEFAULT     TOOL_EX_TEMPFAIL     /* 75 */
+#define EXIT_CANNOT_EXEC      126
+#define EXIT_NOT_FOUND        127
+
+#define DEFAULT_TABLE         "default"
+#define DEFAULT_TTL_MS        30000u
+#define DEFAULT_KILL_AFTER_MS 10000u
+#define MAX_TICK_MS           1000u
+
+static const char exit_status_text[] =
+"Exit status:\n"
+"  0-255  run: the command's own exit status; 128+N if it was killed by signal N\n"
+"  1      run: KEY is held (-n) or the wait ran out (-w); change with -E\n"
+"         create: the table exists; unlink, break: no such table, or KEY not held\n"
+"  64     usage error: bad option or number, invalid table name or key\n"
+"  69     the table is unusable: corrupt or foreign (EPROTO), permission denied,\n"
+"         full (ENOSPC), too many handles (EUSERS)\n"
+"  71     system error: fork, memory, descriptors, unexpected library error\n"
+"  75     run: the lease was lost while the command ran (broken, or this process\n"
+"         was paused past the TTL); the command was terminated; see\n"
+"         --lost-exit-code\n"
+"  126    run: COMMAND cannot be executed\n"
+"  127    run: COMMAND not found\n";
+
+static void usage_main(FILE *f)
+{
+    fprintf(f,
+"Usage: " PROG " run [options] KEY -- COMMAND [ARGS...]\n"
+"       " PROG " create NAME [--capacity N] [--mode MODE]\n"
+"       " PROG " unlink NAME\n"
+"       " PROG " break [--table NAME] KEY\n"
+"       " PROG " COMMAND --help\n"
+"\n"
+"Named leases (locks that expire, with fencing tokens) shared by the processes\n"
+"of this host through /dev/shm/shmlease.NAME. See shmlease-dump(1) to inspect.\n"
+"\n"
+"Commands:\n"
+"  run     acquire KEY, run COMMAND while renewing the lease, release at its end\n"
+"  create  create a table (exclusive)\n"
+"  unlink  remove a table (processes that have it open keep using it)\n"
+"  break   forcibly end the lease on KEY (the holder's renewal fails)\n"
+"\n"
+"Example (cron: at most one report at a time, skipped while one runs):\n"
+"  */5 * * * * shmlease run -n --ttl 600 report -- /usr/local/bin/report\n"
+"\n"
+"%s", exit_status_text);
+}
+
+static void usage_run(FILE *f)
+{
+    fprintf(f,
+"Usage: " PROG " run [options] KEY [--] COMMAND [ARGS...]\n"
+"\n"
+"Acquires KEY on a table, runs COMMAND as a child, renews the lease every third\n"
+"of its TTL while it runs, releases it when COMMAND ends, and exits with\n"
+"COMMAND's status. Without -n or -w, waits for KEY as long as it takes.\n"
+"The child gets SHMLEASE_FENCING_TOKEN, SHMLEASE_KEY and SHMLEASE_TABLE in its\n"
+"environment. SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded\n"
+"to it (SIGINT/SIGQUIT typed at a terminal already reach it and are not sent twice).\n"
+"If the lease is lost while COMMAND runs (an operator broke it, or this process\n"
+"was paused past the TTL), COMMAND gets SIGTERM, then SIGKILL after --kill-after,\n"
+"and " PROG " exits with the lost code (75). If " PROG " itself is killed, COMMAND\n"
+"gets SIGTERM.\n"
+"\n"
+"Options:\n"
+"  -t, --table NAME            table to use (default \"" DEFAULT_TABLE "\"; created if missing)\n"
+"  -n, --nonblock              fail at once if KEY is held (same as -w 0)\n"
+"  -w, --wait SECONDS          wait at most SECONDS for KEY (fractions allowed)\n"
+"  -T, --ttl SECONDS           lease time to live (default 30)\n"
+"  -g, --grace SECONDS         keep KEY held (by nobody) SECONDS after COMMAND ends\n"
+"  -m, --metadata TEXT         metadata stored with the lease, at most %d bytes\n"
+"                              (default: the command line, truncated)\n"
+"  -E, --conflict-exit-code N  exit status when KEY is held or the wait ran out\n"
+"                              (default 1)\n"
+"  -L, --lost-exit-code N      exit status when the lease was lost (default 75)\n"
+"  -k, --kill-after SECONDS    SIGKILL the command this long after SIGTERM once the\n"
+"                              lease is lost (default 10)\n"
+"  -v, --verbose               say what happens on stderr (who holds a busy key)\n"
+"  -h, --help                  this help\n"
+"Durations are seconds, or a number with a unit: 500ms, 10s, 5m, 1h.\n"
+"\n"
+"Example (cron: at most one report at a time, skipped while one runs):\n"
+"  */5 * * * * shmlease run -n --ttl 600 report -- /usr/local/bin/report\n"
+"\n"
+"%s", SHMLEASE_METADATA_MAX, exit_status_text);
+}
+
+static void usage_create(FILE *f)
+{
+    fprintf(f,
+"Usage: " PROG " create NAME [--capacity N] [--mode MODE]\n"
+"\n"
+"Creates table NAME (/dev/shm/shmlease.NAME); fails if it exists.\n"
+"  -c, --capacity N   live keys the table holds (default %u, at most %u)\n"
+"  -m, --mode MODE    octal permission bits (default 0600; 0660 or 0666 to share\n"
+"                     the table with other users)\n"
+"  -h, --help         this help\n"
+"\n%s", SHMLEASE_DEFAULT_CAPACITY, SHMLEASE_CAPACITY_MAX, exit_status_text);
+}
+
+static void usage_unlink(FILE *f)
+{
+    fprintf(f,
+"Usage: " PROG " unlink NAME\n"
+"\n"
+"Removes table NAME. Processes that have it open keep using their copy; the\n"
+"next opener creates a new, empty table.\n"
+"\n%s", exit_status_text);
+}
+
+static void usage_break(FILE *f)
+{
+    fprintf(f,
+"Usage: " PROG " break [--table NAME] KEY\n"
+"\n"
+"Forcibly ends the lease on KEY, held or in a grace period. The holder's next\n"
+"renewal or check fails (" PROG " run terminates its command); the next acquirer\n"
+"gets a greater fencing token.\n"
+"  -t, --table NAME   table (default \"" DEFAULT_TABLE "\")\n"
+"  -q, --quiet        print nothing on success\n"
+"  -h, --help         this help\n"
+"\n%s", exit_status_text);
+}
+
+/* Exit code for an error opening or using a table. */
+static int table_error_exit(int rc)
+{
+    switch (-rc) {
+    case ENOENT:
+        return EXIT_NOT_DONE;
+    case EINVAL:
+    case ENAMETOOLONG:
+        return EXIT_USAGE;
+    case EACCES:
+    case EPROTO:
+    case ENOSPC:
+    case EUSERS:
+    case EPERM:
+        return EXIT_UNAVAILABLE;
+    default:
+        return EXIT_OSERR;
+    }
+}
+
+static const char *open_error_text(int rc)
+{
+    switch (-rc) {
+    case ENOENT:  return "no such table";
+    case EINVAL:  return "invalid table name (allowed: [A-Za-z0-9._-]{1,200})";
+    case EACCES:  return "permission denied";
+    case EPROTO:  return "not a usable shmlease table (corrupt, truncated, foreign, "
+                         "made by another version, or still being initialised)";
+    case ENOSPC:  return "no room in /dev/shm";
+    default:      return shmlease_strerror(rc);
+    }
+}
+
+/* A FIFO, directory or device under a table's name is refused before the
+ * library sees it: opening a FIFO would block until some writer comes. */
+static int check_regular(const char *name)
+{
+    char path[sizeof(TOOL_SHM_DIR) + sizeof(TOOL_SHM_PREFIX) + SHMLEASE_NAME_MAX + 8];
+    struct stat sb;
+    if (strlen(name) > SHMLEASE_NAME_MAX)
+        return 0;                          /* the library says EINVAL */
+    tool_table_path(name, path, sizeof(path));
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        fprintf(stderr, PROG ": table %s: not a shmlease table: %s is not a regular file "
+                        "(EPROTO)\n", name, path);
+        return -EPROTO;
+    }
+    return 0;
+}
+
+static int open_table(const char *name, uint32_t flags, shmlease_table **t)
+{
+    int rc = check_regular(name);
+    if (rc != 0)
+        return rc;
+    shmlease_options o;
+    memset(&o, 0, sizeof(o));
+    o.flags = flags;
+    rc = shmlease_open(name, &o, t);
+    if (rc != 0)
+        fprintf(stderr, PROG ": table %s: %s (%s)\n", name, open_error_text(rc),
+                shmlease_errname(rc));
+    return rc;
+}
+
+/* KEY as shown in messages: escaped (it may hold any byte but NUL), cut. */
+#define SHOWN_KEY_SIZE (4 * (SHMLEASE_KEY_MAX + 1) + 4)
+static const char *shown_key(const char *key, char *buf)
+{
+    size_t n = strnlen(key, SHMLEASE_KEY_MAX + 1);
+    tool_escape_text(key, n, buf);
+    if (key[n] != '\0')
+        strcat(buf, "...");
+    return buf;
+}
+
+static int parse_exit_code(const char *opt, const char *s, int *out)
+{
+    unsigned long long v;
+    if (tool_parse_uint(s, 255, &v) != 0) {
+        fprintf(stderr, PROG ": %s: '%s' is not an exit status (0-255)\n", opt, s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_duration_opt(const char *opt, const char *s, uint64_t *out)
+{
+    if (tool_parse_duration_ms(s, out) != 0) {
+        fprintf(stderr, PROG ": %s: invalid duration '%s' (seconds, or 500ms, 10s, 5m, 1h)\n",
+                opt, s);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* run                                                                       */
+
+struct run_opts {
+    const char *table;
+    const char *key;
+    char **cmd;
+    int64_t wait_ms;
+    uint64_t ttl_ms;
+    uint64_t grace_ms;
+    uint64_t kill_after_ms;
+    const char *metadata;
+    int conflict_code;
+    int lost_code;
+    bool verbose;
+};
+
+static int parse_run_opts(int argc, char **argv, struct run_opts *o)
+{
+    static const struct option longopts[] = {
+        { "table",              required_argument, NULL, 't' },
+        { "nonblock",           no_argument,       NULL, 'n' },
+        { "nb",                 no_argument,       NULL, 'n' },
+        { "wait",               required_argument, NULL, 'w' },
+        { "timeout",            required_argument, NULL, 'w' },
+        { "ttl",                required_argument, NULL, 'T' },
+        { "grace",              required_argument, NULL, 'g' },
+        { "metadata",           required_argument, NULL, 'm' },
+        { "conflict-exit-code", required_argument, NULL, 'E' },
+        { "lost-exit-code",     required_argument, NULL, 'L' },
+        { "kill-after",         required_argument, NULL, 'k' },
+        { "verbose",            no_argument,       NULL, 'v' },
+        { "help",               no_argument,       NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    /* Options may come before and after KEY: "run -n KEY --ttl 5 -- cmd".
+     * getopt stops at KEY ('+'); we take it and start again after it, with
+     * KEY in the place of argv[0] (optind = 0 re-initialises glibc's getopt). */
+    int base = 0;                 /* argv index of the current getopt argv[0] */
+    int sub_argc = argc;
+    char **sub_argv = argv;
+    optind = 0;
+    for (;;) {
+        int c;
+        while ((c = getopt_long(sub_argc, sub_argv, "+t:nw:T:g:m:E:L:k:vh", longopts,
+                                NULL)) != -1) {
+            switch (c) {
+            case 't':
+                o->table = tool_table_name(optarg);
+                break;
+            case 'n':
+                o->wait_ms = 0;
+                break;
+            case 'w': {
+                uint64_t ms;
+                if (parse_duration_opt("--wait", optarg, &ms) != 0)
+                    return EXIT_USAGE;
+                o->wait_ms = ms > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)ms;
+                break;
+            }
+            case 'T':
+                if (parse_duration_opt("--ttl", optarg, &o->ttl_ms) != 0)
+                    return EXIT_USAGE;
+                if (o->ttl_ms == 0) {
+                    fprintf(stderr, PROG ": --ttl must be positive\n");
+                    return EXIT_USAGE;
+                }
+                break;
+            case 'g':
+                if (parse_duration_opt("--grace", optarg, &o->grace_ms) != 0)
+                    return EXIT_USAGE;
+                break;
+            case 'm':
+                o->metadata = optarg;
+                if (strlen(optarg) > SHMLEASE_METADATA_MAX) {
+                    fprintf(stderr, PROG ": --metadata: at most %d bytes\n",
+                            SHMLEASE_METADATA_MAX);
+                    return EXIT_USAGE;
+                }
+                break;
+            case 'E':
+                if (parse_exit_code("--conflict-exit-code", optarg, &o->conflict_code) != 0)
+                    return EXIT_USAGE;
+                break;
+            case 'L':
+                if (parse_exit_code("--lost-exit-code", optarg, &o->lost_code) != 0)
+                    return EXIT_USAGE;
+                break;
+            case 'k':
+                if (parse_duration_opt("--kill-after", optarg, &o->kill_after_ms) != 0)
+                    return EXIT_USAGE;
+                break;
+            case 'v':
+                o->verbose = true;
+                break;
+            case 'h':
+                usage_run(stdout);
+                return 0;
+            default:
+                fprintf(stderr, "Try '" PROG " run --help'.\n");
+                return EXIT_USAGE;
+            }
+        }
+        int next = base + optind;              /* index in argv */
+        /* getopt consumed a "--"; the first word after KEY is COMMAND. */
+        if (o->key != NULL || next >= argc) {
+            if (o->key == NULL) {
+                fprintf(stderr, PROG " run: missing KEY\nTry '" PROG " run --help'.\n");
+                return EXIT_USAGE;
+            }
+            if (next >= argc) {
+                fprintf(stderr, PROG " run: missing COMMAND\nTry '" PROG " run --help'.\n");
+                return EXIT_USAGE;
+            }
+            o->cmd = argv + next;
+            return -1;                         /* parsed: go on */
+        }
+        o->key = argv[next];
+        base = next;
+        sub_argv = argv + next;
+        sub_argc = argc - next;
+        optind = 0;
+    }
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+static void describe_holder(shmlease_table *t, const char *key)
+{
+    char kbuf[SHOWN_KEY_SIZE];
+    const char *shown = shown_key(key, kbuf);
+    shmlease_info in;
+    if (shmlease_inspect(t, key, &in) != 0) {
+        fprintf(stderr, PROG ": %s is held\n", shown);
+        return;
+    }
+    char left[32];
+    tool_format_left(in.remaining_ms > 0 ? in.remaining_ms : 0, left, sizeof(left));
+    if (in.in_grace || in.holder_pid == 0)
+        fprintf(stderr, PROG ": %s is in a grace period (token %llu, %s left)\n", shown,
+                (unsigned long long)in.fencing_token, left);
+    else
+        fprintf(stderr, PROG ": %s is held by pid %ld%s (%s, token %llu, %s left)\n", shown,
+                (long)in.holder_pid, in.holder_other_pidns ? " of another PID namespace" : "",
+                in.holder_alive > 0 ? "alive" : in.holder_alive == 0 ? "dead" : "liveness unknown",
+                (unsigned long long)in.fencing_token, left);
+}
+
+static int status_to_code(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return EXIT_OSERR;
+}
+
+/* Forwarded signals; SIGCHLD is read from the same signalfd. */
+static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+
+static int cmd_run(int argc, char **argv)
+{
+    struct run_opts o = {
+        .table = DEFAULT_TABLE,
+        .wait_ms = SHMLEASE_WAIT_FOREVER,
+        .ttl_ms = DEFAULT_TTL_MS,
+        .kill_after_ms = DEFAULT_KILL_AFTER_MS,
+        .conflict_code = EXIT_CONFLICT_DEFAULT,
+        .lost_code = EXIT_LOST_DEFAULT,
+    };
+    int prc = parse_run_opts(argc, argv, &o);
+    if (prc >= 0)
+        return prc;
+    char kbuf[SHOWN_KEY_SIZE];
+    const char *key_shown = shown_key(o.key, kbuf);
+
+    /* Default metadata: the command line, cut at SHMLEASE_METADATA_MAX. */
+    char meta[SHMLEASE_METADATA_MAX + 1];
+    size_t meta_len = 0;
+    if (o.metadata != NULL) {
+        meta_len = strlen(o.metadata);
+        memcpy(meta, o.metadata, meta_len);
+    } else {
+        for (char **a = o.cmd; *a != NULL && meta_len < SHMLEASE_METADATA_MAX; a++) {
+            if (a != o.cmd)
+                meta[meta_len++] = ' ';
+            size_t l = strlen(*a);
+            size_t room = SHMLEASE_METADATA_MAX - meta_len;
+            if (l > room)
+                l = room;
+            memcpy(meta + meta_len, *a, l);
+            meta_len += l;
+        }
+        if (meta_len > SHMLEASE_METADATA_MAX)
+            meta_len = SHMLEASE_METADATA_MAX;
+    }
+
+    shmlease_table *t;
+    int rc = open_table(o.table, 0, &t);
+    if (rc != 0)
+        return table_error_exit(rc);
+
+    shmlease_acquire_opts ao;
+    memset(&ao, 0, sizeof(ao));
+    ao.ttl_ms = o.ttl_ms;
+    ao.wait_ms = o.wait_ms;
+    ao.metadata = meta_len ? meta : NULL;
+    ao.metadata_len = meta_len;
+    shmlease_lease lease;
+    rc = shmlease_acquire(t, o.key, &ao, &lease);
+    if (rc == -EBUSY || rc == -ETIMEDOUT) {
+        if (o.verbose)
+            describe_holder(t, o.key);
+        shmlease_close(t);
+        return o.conflict_code;
+    }
+    if (rc != 0) {
+        const char *what = rc == -EINVAL || rc == -ENAMETOOLONG
+                               ? "invalid key (1 to 127 bytes)"
+                           : rc == -ENOSPC ? "the table is full"
+                                           : shmlease_strerror(rc);
+        fprintf(stderr, PROG ": cannot acquire %s on table %s: %s (%s)\n", key_shown, o.table,
+                what, shmlease_errname(rc));
+        shmlease_close(t);
+        return table_error_exit(rc);
+    }
+    if (o.verbose)
+        fprintf(stderr, PROG ": acquired %s on table %s, token %llu, ttl %llums\n", key_shown,
+                o.table, (unsigned long long)lease.fencing_token,
+                (unsigned long long)o.ttl_ms);
+
+    /* From here on, every exit path releases (or lets go of) the lease. */
+    sigset_t mask, oldmask;
+    sigemptyset(&mask);
+    for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+        sigaddset(&mask, forwarded[i]);
+    sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, &oldmask);
+    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    int errpipe[2] = { -1, -1 };
+    char token[32];
+    snprintf(token, sizeof(token), "%llu", (unsigned long long)lease.fencing_token);
+    if (sfd < 0 || pipe2(errpipe, O_CLOEXEC) != 0 ||
+        setenv("SHMLEASE_FENCING_TOKEN", token, 1) != 0 ||
+        setenv("SHMLEASE_KEY", o.key, 1) != 0 || setenv("SHMLEASE_TABLE", o.table, 1) != 0) {
+        fprintf(stderr, PROG ": %s\n", strerror(errno));
+        shmlease_release(t, &lease);
+        shmlease_close(t);
+        return EXIT_OSERR;
+    }
+
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, PROG ": fork: %s\n", strerror(errno));
+        shmlease_release(t, &lease);
+        shmlease_close(t);
+        return EXIT_OSERR;
+    }
+    if (pid == 0) {
+        /* Child: async-signal-safe calls only until exec. */
+        close(errpipe[0]);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(EXIT_OSERR);             /* the supervisor is already gone */
+        sigprocmask(SIG_SETMASK, &oldmask, NULL);
+        execvp(o.cmd[0], o.cmd);
+        int e = errno;
+        ssize_t w = write(errpipe[1], &e, sizeof(e));
+        (void)w;
+        _exit(e == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
+    }
+
+    close(errpipe[1]);
+    int exec_errno = 0;
+    ssize_t got;
+    do
+        got = read(errpipe[0], &exec_errno, sizeof(exec_errno));
+    while (got < 0 && errno == EINTR);
+    close(errpipe[0]);
+    if (got != (ssize_t)sizeof(exec_errno))
+        exec_errno = 0;                    /* EOF: exec succeeded */
+
+    uint64_t renew_every = o.ttl_ms / 3 ? o.ttl_ms / 3 : 1;
+    uint64_t tick = min_u64(renew_every, MAX_TICK_MS);
+    uint64_t next_renew = shmlease_now_ms(t) + renew_every;
+    bool lost = false, killed = false;
+    uint64_t kill_at = 0;
+    int status = 0;
+    bool same_pgrp = true;                 /* the child stays in our process group */
+
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR) {
+            fprintf(stderr, PROG ": waitpid: %s\n", strerror(errno));
+            status = EXIT_OSERR << 8;
+            break;
+        }
+
+        uint64_t now = shmlease_now_ms(t);
+        if (!lost) {
+            if (now >= next_renew) {
+                rc = shmlease_renew(t, &lease, o.ttl_ms);
+                if (rc == 0)
+                    next_renew = now + renew_every;
+            } else {
+                rc = shmlease_check(t, &lease);
+            }
+            if (rc != 0) {
+                lost = true;
+                kill_at = now + o.kill_after_ms;
+                fprintf(stderr,
+                        PROG ": lease %s on table %s lost (%s: %s): it was broken, or this "
+                        "process was paused past its TTL; sending SIGTERM to %s (pid %ld)\n",
+                        key_shown, o.table, shmlease_errname(rc),
+                        rc == -ESTALE ? "no longer the current claim" : shmlease_strerror(rc),
+                        o.cmd[0], (long)pid);
+                kill(pid, SIGTERM);
+                now = shmlease_now_ms(t);
+            }
+        }
+        if (lost && !killed && now >= kill_at) {
+            fprintf(stderr, PROG ": %s (pid %ld) still running %llums after SIGTERM; "
+                            "sending SIGKILL\n",
+                    o.cmd[0], (long)pid, (unsigned long long)o.kill_after_ms);
+            kill(pid, SIGKILL);
+            killed = true;
+        }
+
+        uint64_t wait_for;
+        if (!lost)
+            wait_for = min_u64(next_renew > now ? next_renew - now : 0, tick);
+        else if (!killed)
+            wait_for = min_u64(kill_at > now ? kill_at - now : 0, MAX_TICK_MS);
+        else
+            wait_for = MAX_TICK_MS;
+        struct pollfd pfd = { .fd = sfd, .events = POLLIN };
+        if (poll(&pfd, 1, (int)wait_for) < 0 && errno != EINTR) {
+            fprintf(stderr, PROG ": poll: %s\n", strerror(errno));
+            kill(pid, SIGKILL);
+        }
+
+        struct signalfd_siginfo si;
+        while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+            int sig = (int)si.ssi_signo;
+            if (sig == SIGCHLD)
+                continue;                  /* reaped at the top of the loop */
+            /* A terminal's ^C / ^\ goes to the whole foreground process
+             * group, so the child has it already: do not send it twice. */
+            if (same_pgrp && si.ssi_code == SI_KERNEL && (sig == SIGINT || sig == SIGQUIT))
+                continue;
+            if (o.verbose)
+                fprintf(stderr, PROG ": forwarding signal %d to pid %ld\n", sig, (long)pid);
+            kill(pid, sig);
+        }
+    }
+
+    int code = status_to_code(status);
+    if (exec_errno != 0) {
+        fprintf(stderr, PROG ": %s: %s\n", o.cmd[0],
+                exec_errno == ENOENT ? "command not found" : strerror(exec_errno));
+        code = exec_errno == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
+    }
+
+    if (lost) {
+        fprintf(stderr, PROG ": %s ended with status %d after the lease was lost; "
+                        "exiting with %d\n",
+                o.cmd[0], code, o.lost_code);
+        shmlease_close(t);
+        return o.lost_code;
+    }
+
+    if (o.grace_ms > 0)
+        rc = shmlease_release_after(t, &lease, o.grace_ms);
+    else
+        rc = shmlease_release(t, &lease);
+    if (rc == -ESTALE) {
+        /* Lost between the last check and the command's end: the command
+         * may have run its last moments unprotected. */
+        fprintf(stderr, PROG ": lease %s on table %s was lost before %s ended "
+                        "(status %d); exiting with %d\n",
+                key_shown, o.table, o.cmd[0], code, o.lost_code);
+        shmlease_close(t);
+        return o.lost_code;
+    }
+    if (rc != 0)
+        fprintf(stderr, PROG ": releasing %s: %s (%s)\n", key_shown, shmlease_strerror(rc),
+                shmlease_errname(rc));
+    else if (o.verbose)
+        fprintf(stderr, PROG ": released %s%s; %s exited with %d\n", key_shown,
+                o.grace_ms ? " with a grace period" : "", o.cmd[0], code);
+    shmlease_close(t);
+    return code;
+}
+
+/* ------------------------------------------------------------------------ */
+/* create, unlink, break                                                     */
+
+static int cmd_create(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "capacity", required_argument, NULL, 'c' },
+        { "mode",     required_argument, NULL, 'm' },
+        { "help",     no_argument,       NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    shmlease_options so;
+    memset(&so, 0, sizeof(so));
+    so.flags = SHMLEASE_OPEN_EXCL;
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "c:m:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': {
+            unsigned long long v;
+            if (tool_parse_uint(optarg, SHMLEASE_CAPACITY_MAX, &v) != 0 || v == 0) {
+                fprintf(stderr, PROG " create: --capacity: 1 to %u\n",
+                        (unsigned)SHMLEASE_CAPACITY_MAX);
+                return EXIT_USAGE;
+            }
+            so.capacity = (uint32_t)v;
+            break;
+        }
+        case 'm': {
+            char *end;
+            errno = 0;
+            unsigned long v = strtoul(optarg, &end, 8);
+            if (optarg[0] < '0' || optarg[0] > '7' || *end != '\0' || errno != 0 || v > 0777) {
+                fprintf(stderr, PROG " create: --mode: octal permission bits, at most 0777\n");
+                return EXIT_USAGE;
+            }
+            so.mode = (uint32_t)v;
+            if (so.mode == 0) {
+                fprintf(stderr, PROG " create: --mode 0 would lock everyone out\n");
+                return EXIT_USAGE;
+            }
+            break;
+        }
+        case 'h':
+            usage_create(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "Try '" PROG " create --help'.\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1) {
+        fprintf(stderr, PROG " create: expected one table NAME\n");
+        return EXIT_USAGE;
+    }
+    const char *name = tool_table_name(argv[optind]);
+    shmlease_table *t;
+    int rc = shmlease_open(name, &so, &t);
+    if (rc == -EEXIST) {
+        fprintf(stderr, PROG ": table %s already exists\n", name);
+        return EXIT_NOT_DONE;
+    }
+    if (rc != 0) {
+        fprintf(stderr, PROG ": cannot create table %s: %s (%s)\n", name, open_error_text(rc),
+                shmlease_errname(rc));
+        return table_error_exit(rc);
+    }
+    shmlease_close(t);
+    return 0;
+}
+
+static int cmd_unlink(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if (c == 'h') {
+            usage_unlink(stdout);
+            return 0;
+        }
+        fprintf(stderr, "Try '" PROG " unlink --help'.\n");
+        return EXIT_USAGE;
+    }
+    if (argc - optind != 1) {
+        fprintf(stderr, PROG " unlink: expected one table NAME\n");
+        return EXIT_USAGE;
+    }
+    const char *name = tool_table_name(argv[optind]);
+    int rc = shmlease_unlink(name);
+    if (rc != 0) {
+        fprintf(stderr, PROG ": cannot unlink table %s: %s (%s)\n", name, open_error_text(rc),
+                shmlease_errname(rc));
+        return table_error_exit(rc);
+    }
+    return 0;
+}
+
+static int cmd_break(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "table", required_argument, NULL, 't' },
+        { "quiet", no_argument,       NULL, 'q' },
+        { "help",  no_argument,       NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *table = DEFAULT_TABLE;
+    bool quiet = false;
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "t:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            table = tool_table_name(optarg);
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'h':
+            usage_break(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "Try '" PROG " break --help'.\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1) {
+        fprintf(stderr, PROG " break: expected one KEY\n");
+        return EXIT_USAGE;
+    }
+    const char *key = argv[optind];
+    char kbuf[SHOWN_KEY_SIZE];
+    const char *shown = shown_key(key, kbuf);
+    shmlease_table *t;
+    int rc = open_table(table, SHMLEASE_OPEN_NOCREATE, &t);
+    if (rc != 0)
+        return table_error_exit(rc);
+    shmlease_info in;
+    bool have_info = shmlease_inspect(t, key, &in) == 0;
+    rc = shmlease_break(t, key);
+    shmlease_close(t);
+    if (rc == -ENOENT) {
+        fprintf(stderr, PROG ": %s is not held on table %s\n", shown, table);
+        return EXIT_NOT_DONE;
+    }
+    if (rc != 0) {
+        fprintf(stderr, PROG ": cannot break %s on table %s: %s (%s)\n", shown, table,
+                rc == -EINVAL || rc == -ENAMETOOLONG ? "invalid key (1 to 127 bytes)"
+                                                     : shmlease_strerror(rc),
+                shmlease_errname(rc));
+        return table_error_exit(rc);
+    }
+    if (!quiet) {
+        if (have_info && !in.in_grace && in.holder_pid != 0)
+            printf("broke %s on table %s (token %llu, holder pid %ld%s)\n", shown, table,
+                   (unsigned long long)in.fencing_token, (long)in.holder_pid,
+                   in.holder_alive == 0 ? ", dead" : "");
+        else if (have_info)
+            printf("broke %s on table %s (token %llu, grace period)\n", shown, table,
+                   (unsigned long long)in.fencing_token);
+        else
+            printf("broke %s on table %s\n", shown, table);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage_main(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        usage_main(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
+        printf(PROG " %d.%d.%d\n", SHMLEASE_VERSION_MAJOR, SHMLEASE_VERSION_MINOR,
+               SHMLEASE_VERSION_PATCH);
+        return 0;
+    }
+    /* Each command parses argv[1..]: its own name stands in for argv[0]. */
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "create") == 0)
+        return cmd_create(argc - 1, argv + 1);
+    if (strcmp(cmd, "unlink") == 0)
+        return cmd_unlink(argc - 1, argv + 1);
+    if (strcmp(cmd, "break") == 0)
+        return cmd_break(argc - 1, argv + 1);
+    fprintf(stderr, PROG ": unknown command '%s'\nTry '" PROG " --help'.\n", cmd);
+    return EXIT_USAGE;
+}

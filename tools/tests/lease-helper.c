@@ -1,0 +1,190 @@
+/*
+ * Test helper for the tool tests: does with the library what the tools are
+ * checked against. Keys and metadata are passed in hex so that tests can use
+ * any bytes. Output is one line of JSON per report, for Python's json module.
+ *
+ *   hold    TABLE KEYHEX TTL_MS METAHEX   acquire (try once), print
+ *           {"token":N,"pid":P}, hold until stdin reaches EOF, then release
+ *           and print {"released":RC}
+ *   grace   TABLE KEYHEX TTL_MS METAHEX GRACE_MS
+ *           acquire, release_after(GRACE_MS), print {"token":N}, exit
+ *   wait    TABLE KEYHEX TTL_MS WAIT_MS   acquire waiting up to WAIT_MS, print
+ *           {"rc":"ENAME","token":N}; release; exit
+ *   inspect TABLE KEYHEX                  the library's view of one key
+ *   stats   TABLE                         the library's counters
+ *
+ * Exit 0 on success, 1 when the library call failed, 2 on usage.
+ */
+#include <shmlease.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int unhex(const char *s, unsigned char *out, size_t max, size_t *len)
+{
+    size_t n = strlen(s);
+    if (n % 2 != 0 || n / 2 > max)
+        return -1;
+    for (size_t i = 0; i < n / 2; i++) {
+        unsigned v;
+        if (sscanf(s + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (unsigned char)v;
+    }
+    *len = n / 2;
+    return 0;
+}
+
+static void hex(FILE *f, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%02x", b[i]);
+}
+
+static shmlease_table *open_rw(const char *name)
+{
+    shmlease_table *t;
+    int rc = shmlease_open(name, NULL, &t);
+    if (rc != 0) {
+        printf("{\"rc\":\"%s\"}\n", shmlease_errname(rc));
+        exit(1);
+    }
+    return t;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: see the comment in lease-helper.c\n");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *cmd = argv[1];
+    const char *table = argv[2];
+    char key[SHMLEASE_KEY_MAX + 2];
+    size_t key_len = 0;
+    unsigned char meta[SHMLEASE_METADATA_MAX];
+    size_t meta_len = 0;
+
+    if (strcmp(cmd, "stats") == 0) {
+        shmlease_table *t = open_rw(table);
+        shmlease_stats s;
+        int rc = shmlease_stats_get(t, &s);
+        if (rc != 0) {
+            printf("{\"rc\":\"%s\"}\n", shmlease_errname(rc));
+            return 1;
+        }
+        printf("{\"rc\":\"OK\",\"acquisitions\":%llu,\"contended\":%llu,\"waits\":%llu,"
+               "\"timeouts\":%llu,\"busy\":%llu,\"expirations\":%llu,"
+               "\"reclaimed_dead\":%llu,\"renewals\":%llu,\"lost\":%llu,"
+               "\"broken\":%llu,\"recoveries\":%llu,\"fencing_counter\":%llu,"
+               "\"capacity\":%u,\"live_keys\":%u,\"held\":%u,\"attached\":%u,"
+               "\"format_version\":%u,\"segment_bytes\":%llu,\"created_at_ms\":%llu,"
+               "\"table_epoch\":\"%016llx\"}\n",
+               (unsigned long long)s.acquisitions, (unsigned long long)s.contended,
+               (unsigned long long)s.waits, (unsigned long long)s.timeouts,
+               (unsigned long long)s.busy, (unsigned long long)s.expirations,
+               (unsigned long long)s.reclaimed_dead, (unsigned long long)s.renewals,
+               (unsigned long long)s.lost,
+               (unsigned long long)s.broken, (unsigned long long)s.recoveries,
+               (unsigned long long)s.fencing_counter, s.capacity, s.live_keys, s.held,
+               s.attached, s.format_version, (unsigned long long)s.segment_bytes,
+               (unsigned long long)s.created_at_ms, (unsigned long long)s.table_epoch);
+        shmlease_close(t);
+        return 0;
+    }
+
+    if (argc < 4 || unhex(argv[3], (unsigned char *)key, SHMLEASE_KEY_MAX + 1, &key_len) != 0) {
+        fprintf(stderr, "lease-helper: bad KEYHEX\n");
+        return 2;
+    }
+    key[key_len] = '\0';
+
+    if (strcmp(cmd, "inspect") == 0) {
+        shmlease_table *t = open_rw(table);
+        shmlease_info in;
+        int rc = shmlease_inspect(t, key, &in);
+        if (rc != 0) {
+            printf("{\"rc\":\"%s\"}\n", shmlease_errname(rc));
+            shmlease_close(t);
+            return 1;
+        }
+        printf("{\"rc\":\"OK\",\"key_hex\":\"");
+        hex(stdout, in.key, strlen(in.key));
+        printf("\",\"fencing_token\":%llu,\"holder_pid\":%d,\"holder_alive\":%d,"
+               "\"remaining_ms\":%lld,\"waiters\":%u,\"metadata_len\":%zu,"
+               "\"metadata_hex\":\"",
+               (unsigned long long)in.fencing_token, in.holder_pid, in.holder_alive,
+               (long long)in.remaining_ms, in.waiters, in.metadata_len);
+        hex(stdout, in.metadata, in.metadata_len <= SHMLEASE_METADATA_MAX
+                                     ? in.metadata_len : SHMLEASE_METADATA_MAX);
+        printf("\",\"expires_at_ms\":%llu,\"in_grace\":%d,\"holder_other_pidns\":%d,"
+               "\"holder_start_time\":%llu,\"holder_handle\":%u,\"now_ms\":%llu}\n",
+               (unsigned long long)in.expires_at_ms, in.in_grace, in.holder_other_pidns,
+               (unsigned long long)in.holder_start_time, in.holder_handle,
+               (unsigned long long)shmlease_now_ms(t));
+        shmlease_close(t);
+        return 0;
+    }
+
+    if (argc < 5)
+        return 2;
+    shmlease_acquire_opts o;
+    memset(&o, 0, sizeof(o));
+    o.ttl_ms = strtoull(argv[4], NULL, 10);
+
+    if (strcmp(cmd, "wait") == 0) {
+        if (argc < 6)
+            return 2;
+        o.wait_ms = strtoll(argv[5], NULL, 10);
+        shmlease_table *t = open_rw(table);
+        shmlease_lease l;
+        int rc = shmlease_acquire(t, key, &o, &l);
+        printf("{\"rc\":\"%s\",\"token\":%llu}\n", rc ? shmlease_errname(rc) : "OK",
+               rc ? 0ULL : (unsigned long long)l.fencing_token);
+        if (rc == 0)
+            shmlease_release(t, &l);
+        shmlease_close(t);
+        return rc ? 1 : 0;
+    }
+
+    if (argc < 6 || unhex(argv[5], meta, sizeof(meta), &meta_len) != 0) {
+        fprintf(stderr, "lease-helper: bad METAHEX\n");
+        return 2;
+    }
+    o.metadata = meta_len ? meta : NULL;
+    o.metadata_len = meta_len;
+    shmlease_table *t = open_rw(table);
+    shmlease_lease l;
+    int rc = shmlease_acquire(t, key, &o, &l);
+    if (rc != 0) {
+        printf("{\"rc\":\"%s\"}\n", shmlease_errname(rc));
+        return 1;
+    }
+
+    if (strcmp(cmd, "grace") == 0) {
+        if (argc < 7)
+            return 2;
+        rc = shmlease_release_after(t, &l, strtoull(argv[6], NULL, 10));
+        printf("{\"rc\":\"%s\",\"token\":%llu}\n", rc ? shmlease_errname(rc) : "OK",
+               (unsigned long long)l.fencing_token);
+        shmlease_close(t);
+        return rc ? 1 : 0;
+    }
+    if (strcmp(cmd, "hold") == 0) {
+        printf("{\"rc\":\"OK\",\"token\":%llu,\"pid\":%d}\n",
+               (unsigned long long)l.fencing_token, (int)getpid());
+        char buf[64];
+        while (read(STDIN_FILENO, buf, sizeof(buf)) > 0)
+            ;
+        rc = shmlease_release(t, &l);
+        printf("{\"released\":\"%s\"}\n", rc ? shmlease_errname(rc) : "OK");
+        shmlease_close(t);
+        return 0;
+    }
+    return 2;
+}
