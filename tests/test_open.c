@@ -1,0 +1,547 @@
+/* Tables: shmlease_open / shmlease_close / shmlease_unlink, names, options, modes. */
+#include "testutil.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+static shmlease_info info_of(shmlease_table *t, const char *key, int *rc)
+{
+    shmlease_info i;
+    memset(&i, 0, sizeof i);
+    *rc = shmlease_inspect(t, key, &i);
+    return i;
+}
+
+static void test_open_creates_missing_table_then_attaches(void **state)
+{
+    (void)state;
+    const char *name = tu_name("create");
+    assert_false(tu_shm_exists(name));
+    shmlease_table *a = tu_open(name, NULL);
+    assert_true(tu_shm_exists(name)); /* tools can list tables in /dev/shm */
+    shmlease_table *b = tu_open(name, NULL);
+
+    /* the second open is the same table: a lease taken through one is seen
+     * and excluded through the other */
+    shmlease_lease l;
+    TU_RC(tu_acquire(a, "k", 10000, 0, &l), 0);
+    int rc;
+    shmlease_info i = info_of(b, "k", &rc);
+    TU_RC(rc, 0);
+    TU_EQU(i.fencing_token, l.fencing_token);
+    TU_EQ(i.holder_pid, getpid());
+    shmlease_lease l2;
+    TU_RC(tu_acquire(b, "k", 10000, 0, &l2), -EBUSY);
+    TU_EQU(tu_stats(a).table_epoch, tu_stats(b).table_epoch);
+    TU_RC(shmlease_release(a, &l), 0);
+}
+
+static void test_open_nocreate_missing_is_enoent(void **state)
+{
+    (void)state;
+    const char *name = tu_name("nocreate");
+    shmlease_options o = { 0 };
+    o.flags = SHMLEASE_OPEN_NOCREATE;
+    shmlease_table *t = NULL;
+    TU_RC(shmlease_open(name, &o, &t), -ENOENT);
+    assert_false(tu_shm_exists(name));
+    /* and attaches when present */
+    shmlease_table *c = tu_open(name, NULL);
+    shmlease_table *n = tu_open(name, &o);
+    TU_EQU(tu_stats(c).table_epoch, tu_stats(n).table_epoch);
+}
+
+static void test_open_excl_existing_is_eexist(void **state)
+{
+    (void)state;
+    const char *name = tu_name("excl");
+    shmlease_options o = { 0 };
+    o.flags = SHMLEASE_OPEN_EXCL;
+    shmlease_table *t = tu_open(name, &o); /* missing: EXCL creates */
+    assert_non_null(t);
+    shmlease_table *t2 = NULL;
+    TU_RC(shmlease_open(name, &o, &t2), -EEXIST);
+    /* the existing table is untouched */
+    shmlease_lease l;
+    TU_RC(tu_acquire(t, "k", 10000, 0, &l), 0);
+    TU_RC(shmlease_release(t, &l), 0);
+}
+
+static void test_open_excl_with_nocreate_is_einval(void **state)
+{
+    (void)state;
+    const char *name = tu_name("exclnocreate");
+    shmlease_options o = { 0 };
+    o.flags = SHMLEASE_OPEN_EXCL | SHMLEASE_OPEN_NOCREATE;
+    shmlease_table *t = NULL;
+    TU_RC(shmlease_open(name, &o, &t), -EINVAL);
+    assert_false(tu_shm_exists(name));
+}
+
+static int count_cb(const shmlease_info *i, void *arg)
+{
+    (void)i;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static int ro_fn_calls;
+static int ro_fn(const shmlease_lease *l, void *arg)
+{
+    (void)l;
+    (void)arg;
+    ro_fn_calls++;
+    return 0;
+}
+
+static void test_readonly_handle_lease_calls_are_eperm(void **state)
+{
+    (void)state;
+    const char *name = tu_name("ro");
+    shmlease_table *rw = tu_open(name, NULL);
+    shmlease_acquire_opts ao = tu_aopts(10000, 0);
+    ao.metadata = "meta";
+    ao.metadata_len = 4;
+    shmlease_lease l;
+    TU_RC(shmlease_acquire(rw, "held", &ao, &l), 0);
+    shmlease_stats before = tu_stats(rw);
+
+    shmlease_options o = { 0 };
+    o.flags = SHMLEASE_OPEN_READONLY;
+    shmlease_table *ro = tu_open(name, &o);
+
+    shmlease_lease x;
+    TU_RC(tu_acquire(ro, "free", 1000, 0, &x), -EPERM);
+    TU_RC(tu_acquire(ro, "held", 1000, 0, &x), -EPERM);
+    shmlease_lease copy = l;
+    TU_RC(shmlease_renew(ro, &copy, 1000), -EPERM);
+    copy = l;
+    TU_RC(shmlease_release(ro, &copy), -EPERM);
+    copy = l;
+    TU_RC(shmlease_release_after(ro, &copy, 1000), -EPERM);
+    TU_RC(shmlease_break(ro, "held"), -EPERM);
+    ro_fn_calls = 0;
+    TU_RC(shmlease_with(ro, "free", &ao, ro_fn, NULL), -EPERM);
+    TU_EQ(ro_fn_calls, 0);
+
+    /* inspection works on the read-only handle */
+    shmlease_info i;
+    TU_RC(shmlease_inspect(ro, "held", &i), 0);
+    TU_EQU(i.fencing_token, l.fencing_token);
+    TU_EQ(i.holder_pid, getpid());
+    TU_EQU(i.metadata_len, 4);
+    assert_memory_equal(i.metadata, "meta", 4);
+    TU_RC(shmlease_inspect(ro, "free", &i), -ENOENT);
+    int n = 0;
+    TU_RC(shmlease_foreach(ro, count_cb, &n), 0);
+    TU_EQ(n, 1);
+    shmlease_stats s = tu_stats(ro);
+    TU_EQU(s.acquisitions, before.acquisitions);
+    TU_EQU(s.table_epoch, before.table_epoch);
+    TU_EQU(s.fencing_counter, l.fencing_token);
+
+    /* nothing the read-only handle did changed the table */
+    shmlease_stats after = tu_stats(rw);
+    TU_EQU(after.acquisitions, before.acquisitions);
+    TU_EQU(after.fencing_counter, before.fencing_counter);
+    TU_EQU(after.held, 1);
+    TU_RC(shmlease_check(rw, &l), 0);
+    TU_RC(shmlease_renew(rw, &l, 10000), 0);
+    TU_RC(shmlease_release(rw, &l), 0);
+}
+
+static void test_readonly_open_of_missing_table_is_enoent(void **state)
+{
+    (void)state;
+    const char *name = tu_name("romissing");
+    shmlease_options o = { 0 };
+    o.flags = SHMLEASE_OPEN_READONLY;
+    shmlease_table *t = NULL;
+    TU_RC(shmlease_open(name, &o, &t), -ENOENT);
+    assert_false(tu_shm_exists(name));
+}
+
+static void test_unlink_while_open_handle_keeps_working(void **state)
+{
+    (void)state;
+    const char *name = tu_name("unlink");
+    shmlease_table *t = tu_open(name, NULL);
+    shmlease_lease a, b;
+    TU_RC(tu_acquire(t, "a", 10000, 0, &a), 0);
+    TU_RC(shmlease_unlink(name), 0);
+    assert_false(tu_shm_exists(name));
+
+    /* the old handle keeps working on the old (unlinked) table */
+    TU_RC(tu_acquire(t, "b", 10000, 0, &b), 0);
+    TU_GT(b.fencing_token, a.fencing_token);
+    shmlease_info i;
+    TU_RC(shmlease_inspect(t, "a", &i), 0);
+    TU_RC(shmlease_renew(t, &a, 10000), 0);
+
+    /* a new open creates a fresh, independent table */
+    shmlease_table *n = tu_open(name, NULL);
+    assert_true(tu_shm_exists(name));
+    TU_RC(shmlease_inspect(n, "a", &i), -ENOENT);
+    shmlease_lease na;
+    TU_RC(tu_acquire(n, "a", 10000, 0, &na), 0);
+    assert_true(tu_stats(n).table_epoch != tu_stats(t).table_epoch);
+    TU_RC(shmlease_release(t, &a), 0);
+    TU_RC(shmlease_release(t, &b), 0);
+    TU_RC(shmlease_release(n, &na), 0);
+
+    TU_RC(shmlease_unlink(name), 0);
+    TU_RC(shmlease_unlink(name), -ENOENT);
+    TU_RC(shmlease_unlink("bad/name"), -EINVAL);
+    TU_RC(shmlease_unlink(""), -EINVAL);
+    TU_RC(shmlease_unlink(NULL), -EINVAL);
+}
+
+static unsigned shm_mode(const char *name)
+{
+    char p[512];
+    struct stat st;
+    tu_shm_path(p, sizeof p, name);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        fail_msg("open(%s): %s", p, strerror(errno));
+    assert_int_equal(fstat(fd, &st), 0);
+    close(fd);
+    return (unsigned)(st.st_mode & 07777);
+}
+
+static void test_open_mode_honoured_despite_umask(void **state)
+{
+    (void)state;
+    umask(077);
+    const char *name = tu_name("mode644");
+    shmlease_options o = { 0 };
+    o.mode = 0644;
+    tu_open(name, &o);
+    TU_EQ(shm_mode(name), 0644);
+
+    umask(0);
+    const char *def = tu_name("modedefault");
+    tu_open(def, NULL);
+    TU_EQ(shm_mode(def), 0600);
+
+    umask(022);
+    const char *m666 = tu_name("mode666");
+    o.mode = 0666;
+    tu_open(m666, &o);
+    TU_EQ(shm_mode(m666), 0666);
+
+    /* the mode is used only when creating */
+    o.mode = 0640;
+    tu_open(name, &o);
+    TU_EQ(shm_mode(name), 0644);
+}
+
+static int shm_file_count_named(const char *name)
+{
+    return tu_shm_exists(name) ? 1 : 0;
+}
+
+static void test_open_bad_names_are_einval_and_create_nothing(void **state)
+{
+    (void)state;
+    const char *base = tu_name("bad"); /* unique prefix, never opened */
+    char space[256], ctrl[256], slash[256], uni[256], lead_slash[256], star[256];
+    char n201[202], n200[201];
+    snprintf(space, sizeof space, "%s y", base);
+    snprintf(ctrl, sizeof ctrl, "%s\x01", base);
+    snprintf(slash, sizeof slash, "%s/b", base);
+    snprintf(uni, sizeof uni, "%s\xc3\xa9", base);
+    snprintf(lead_slash, sizeof lead_slash, "/%s", base);
+    snprintf(star, sizeof star, "%s*", base);
+    memset(n201, 'x', 201);
+    memcpy(n201, base, strlen(base));
+    n201[201] = 0;
+    int dot_existed = tu_shm_exists(".") + tu_shm_exists("..") + tu_shm_exists("");
+
+    const char *bad[] = { "", ".", "..", "a/b", "x y", "\x01", space, ctrl, slash,
+                          uni, lead_slash, star, n201, "tab\tx", "nl\n" };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        shmlease_table *t = (shmlease_table *)0x1;
+        int rc = shmlease_open(bad[k], NULL, &t);
+        if (rc != -EINVAL)
+            fail_msg("shmlease_open(\"%s\") returned %d (%s), expected -EINVAL", bad[k], rc,
+                     shmlease_errname(rc));
+        if (rc == 0)
+            shmlease_close(t);
+        TU_RC(shmlease_unlink(bad[k]), -EINVAL);
+    }
+    shmlease_table *t = NULL;
+    TU_RC(shmlease_open(NULL, NULL, &t), -EINVAL);
+
+    TU_EQ(shm_file_count_named(space), 0);
+    TU_EQ(shm_file_count_named(ctrl), 0);
+    TU_EQ(shm_file_count_named(uni), 0);
+    TU_EQ(shm_file_count_named(star), 0);
+    TU_EQ(shm_file_count_named(n201), 0);
+    TU_EQ(tu_shm_exists(".") + tu_shm_exists("..") + tu_shm_exists(""), dot_existed);
+
+    /* boundaries that are valid: 200 bytes, every allowed character */
+    memset(n200, 'y', 200);
+    memcpy(n200, base, strlen(base));
+    n200[200] = 0;
+    tu_unlink_later(n200);
+    shmlease_table *ok = tu_open(n200, NULL);
+    assert_true(tu_shm_exists(n200));
+    tu_close(ok);
+    char chars[256];
+    snprintf(chars, sizeof chars, "%s.AZaz09_-.x", base);
+    tu_unlink_later(chars);
+    ok = tu_open(chars, NULL);
+    tu_close(ok);
+    /* dots are allowed inside a name; only "." and ".." themselves are not */
+    char dots[256];
+    snprintf(dots, sizeof dots, "..%s..", base);
+    tu_unlink_later(dots);
+    ok = tu_open(dots, NULL);
+    tu_close(ok);
+    TU_RC(shmlease_unlink(dots), 0);
+}
+
+static void test_open_bad_options_are_einval(void **state)
+{
+    (void)state;
+    const char *name = tu_name("badopts");
+    shmlease_options o;
+    shmlease_table *t = NULL;
+
+    memset(&o, 0, sizeof o);
+    o.capacity = SHMLEASE_CAPACITY_MAX + 1;
+    TU_RC(shmlease_open(name, &o, &t), -EINVAL);
+    o.capacity = UINT32_MAX;
+    TU_RC(shmlease_open(name, &o, &t), -EINVAL);
+
+    memset(&o, 0, sizeof o);
+    o.mode = 01777;
+    TU_RC(shmlease_open(name, &o, &t), -EINVAL);
+    o.mode = 04600;
+    TU_RC(shmlease_open(name, &o, &t), -EINVAL);
+    o.mode = 01000;
+    TU_RC(shmlease_open(name, &o, &t), -EINVAL);
+
+    memset(&o, 0, sizeof o);
+    o.flags = 1u << 3;
+    TU_RC(shmlease_open(name, &o, &t), -EINVAL);
+    o.flags = 1u << 31;
+    TU_RC(shmlease_open(name, &o, &t), -EINVAL);
+
+    assert_false(tu_shm_exists(name));
+
+    /* unknown flags are refused on attach too, not only on create */
+    tu_open(name, NULL);
+    o.flags = 1u << 7;
+    TU_RC(shmlease_open(name, &o, &t), -EINVAL);
+}
+
+static void test_close_null_is_noop(void **state)
+{
+    (void)state;
+    shmlease_close(NULL);
+}
+
+static void test_close_releases_the_handles_leases(void **state)
+{
+    (void)state;
+    const char *name = tu_name("close");
+    shmlease_table *a = tu_open(name, NULL);
+    shmlease_table *b = tu_open(name, NULL);
+    shmlease_lease l, x;
+    TU_RC(tu_acquire(a, "k1", 60000, 0, &l), 0);
+    TU_RC(tu_acquire(a, "k2", 60000, 0, &l), 0);
+    TU_RC(tu_acquire(b, "k1", 60000, 0, &x), -EBUSY);
+    tu_close(a);
+    TU_RC(tu_acquire(b, "k1", 60000, 0, &x), 0);
+    TU_RC(tu_acquire(b, "k2", 60000, 0, &x), 0);
+
+    /* across processes: a live process that closed its handle holds nothing */
+    tu_chan c;
+    tu_chan_init(&c);
+    pid_t p = tu_fork();
+    if (p == 0) {
+        tu_chan_child(&c);
+        shmlease_table *t = NULL;
+        CK_RC(shmlease_open(name, NULL, &t), 0);
+        shmlease_lease cl;
+        CK_RC(tu_acquire(t, "k3", 60000, 0, &cl), 0);
+        tu_up(&c, 1);
+        tu_down_recv(&c);
+        shmlease_close(t);
+        tu_up(&c, 2);
+        tu_down_recv(&c); /* stay alive until the parent looked */
+        _exit(0);
+    }
+    tu_chan_parent(&c, p);
+    TU_EQ(tu_up_recv(&c, 10000), 1);
+    TU_RC(tu_acquire(b, "k3", 60000, 0, &x), -EBUSY);
+    tu_down(&c, 0);
+    TU_EQ(tu_up_recv(&c, 10000), 2);
+    TU_RC(tu_acquire(b, "k3", 60000, 0, &x), 0);
+    tu_down(&c, 0);
+    tu_expect_exit0(p);
+}
+
+static void test_two_handles_in_one_process_are_distinct_owners(void **state)
+{
+    (void)state;
+    const char *name = tu_name("twohandles");
+    shmlease_table *a = tu_open(name, NULL);
+    shmlease_table *b = tu_open(name, NULL);
+    shmlease_lease la, lb;
+    TU_RC(tu_acquire(a, "k", 60000, 0, &la), 0);
+    TU_RC(tu_acquire(b, "k", 60000, 0, &lb), -EBUSY);
+    TU_RC(tu_acquire(b, "k", 60000, 100, &lb), -ETIMEDOUT);
+    TU_RC(shmlease_release(a, &la), 0);
+    TU_RC(tu_acquire(b, "k", 60000, 0, &lb), 0);
+    TU_RC(tu_acquire(a, "k", 60000, 0, &la), -EBUSY);
+    TU_RC(shmlease_release(b, &lb), 0);
+}
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n++;
+    closedir(d);
+    return n;
+}
+
+static void test_open_close_many_times_leaks_nothing(void **state)
+{
+    (void)state;
+    /* more opens than SHMLEASE_HANDLES_MAX: close must free its registry slot */
+    const char *name = tu_name("reopen");
+    shmlease_table *keep = tu_open_cap(name, 16);
+    int fds0 = count_fds();
+    for (int i = 0; i < SHMLEASE_HANDLES_MAX + 200; i++) {
+        shmlease_table *t = NULL;
+        int rc = shmlease_open(name, NULL, &t);
+        if (rc != 0)
+            fail_msg("open #%d returned %d (%s)", i, rc, shmlease_errname(rc));
+        if (i % 512 == 0) {
+            shmlease_lease l;
+            TU_RC(tu_acquire(t, "k", 60000, 0, &l), 0);
+        }
+        shmlease_close(t);
+    }
+    TU_EQ(count_fds(), fds0);
+    shmlease_lease l;
+    TU_RC(tu_acquire(keep, "k", 60000, 0, &l), 0);
+    TU_RC(shmlease_release(keep, &l), 0);
+}
+
+/* SHMLEASE_HANDLES_MAX handles attached at once; one more is -EUSERS (from the
+ * open that registers it, or from its first lease call); closing one makes room. */
+static void test_handles_beyond_the_maximum_are_eusers(void **state)
+{
+    (void)state;
+    const char *name = tu_name("eusers");
+    static shmlease_table *h[SHMLEASE_HANDLES_MAX + 2];
+    memset(h, 0, sizeof h);
+    shmlease_options o = { 0 };
+    o.capacity = 1;
+    int attached = 0, rc = 0;
+    for (int n = 0; n < SHMLEASE_HANDLES_MAX + 2; n++) {
+        rc = shmlease_open(name, &o, &h[n]);
+        if (rc == 0) {
+            shmlease_lease l;
+            rc = tu_acquire(h[n], "k", 60000, 0, &l);
+            if (rc == -EBUSY || (n == 0 && rc == 0))
+                rc = 0;
+        }
+        if (rc != 0)
+            break;
+        attached++;
+    }
+    if (rc != -EUSERS)
+        fail_msg("after %d attached handles: %d (%s), expected -EUSERS at %d", attached, rc,
+                 shmlease_errname(rc), SHMLEASE_HANDLES_MAX);
+    TU_EQ(attached, SHMLEASE_HANDLES_MAX);
+    TU_EQ(tu_stats(h[0]).attached, SHMLEASE_HANDLES_MAX);
+    /* closing one makes room for another */
+    shmlease_close(h[1]);
+    h[1] = NULL;
+    shmlease_close(h[attached]); /* the refused one, if its open succeeded */
+    h[attached] = NULL;
+    shmlease_table *x = tu_open(name, &o);
+    shmlease_lease l;
+    TU_RC(tu_acquire(x, "k", 60000, 0, &l), -EBUSY);
+    for (int i = 0; i < SHMLEASE_HANDLES_MAX + 2; i++)
+        shmlease_close(h[i]);
+    TU_EQ(tu_stats(x).attached, 1);
+    TU_RC(tu_acquire(x, "k", 60000, 0, &l), 0); /* h[0]'s lease went with it */
+}
+
+/* -EACCES: the caller may not map the segment. Needs root to become nobody. */
+static void test_open_without_permission_is_eacces(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("[  SKIPPED ] needs root to switch to another user\n");
+        skip();
+    }
+    const char *priv = tu_name("eacces");
+    tu_open(priv, NULL); /* 0600, root */
+    const char *shared = tu_name("shared666");
+    shmlease_options so = { 0 };
+    so.mode = 0666;
+    shmlease_table *st = tu_open(shared, &so);
+    shmlease_lease held;
+    TU_RC(tu_acquire(st, "root-held", 60000, 0, &held), 0);
+
+    pid_t p = tu_fork();
+    if (p == 0) {
+        CK(setgid(65534) == 0);
+        CK(setuid(65534) == 0);
+        shmlease_table *t = NULL;
+        CK_RC(shmlease_open(priv, NULL, &t), -EACCES);
+        shmlease_options o = { 0 };
+        o.flags = SHMLEASE_OPEN_READONLY;
+        CK_RC(shmlease_open(priv, &o, &t), -EACCES);
+        CK_RC(shmlease_unlink(priv), -EACCES);
+        /* a table made to be shared (mode 0666) is usable by another user who
+         * asks to share (mode with group/other bits) ... */
+        shmlease_options share = { 0 };
+        share.mode = 0666;
+        CK_RC(shmlease_open(shared, &share, &t), 0);
+        shmlease_lease l;
+        CK_RC(tu_acquire(t, "k", 60000, 0, &l), 0);
+        CK_RC(tu_acquire(t, "root-held", 60000, 0, &l), -EBUSY);
+        shmlease_close(t);
+        /* ... and refused to one who did not ask to share */
+        CK_RC(shmlease_open(shared, NULL, &t), -EACCES);
+        _exit(0);
+    }
+    tu_expect_exit0(p);
+    assert_true(tu_shm_exists(priv));
+    TU_RC(shmlease_check(st, &held), 0);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        TU_TEST(test_open_creates_missing_table_then_attaches),
+        TU_TEST(test_open_nocreate_missing_is_enoent),
+        TU_TEST(test_open_excl_existing_is_eexist),
+        TU_TEST(test_open_excl_with_nocreate_is_einval),
+        TU_TEST(test_readonly_handle_lease_calls_are_eperm),
+        TU_TEST(test_readonly_open_of_missing_table_is_enoent),
+        TU_TEST(test_unlink_while_open_handle_keeps_working),
+        TU_TEST(test_open_mode_honoured_despite_umask),
+        TU_TEST(test_open_bad_names_are_einval_and_create_nothing),
+        TU_TEST(test_open_bad_options_are_einval),
+        TU_TEST(test_close_null_is_noop),
+        TU_TEST(test_close_releases_the_handles_leases),
+        TU_TEST(test_two_handles_in_one_process_are_distinct_owners),
+        TU_TEST(test_open_close_many_times_leaks_nothing),
+        TU_TEST(test_handles_beyond_the_maximum_are_eusers),
+        TU_TEST(test_open_without_permission_is_eacces),
+    };
+    return TU_RUN(tests);
+}
