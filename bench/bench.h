@@ -1,0 +1,167 @@
+/*
+ * shmlease-bench: shmlease measured beside the locks users would pick instead,
+ * in the same run on the same machine.
+ *
+ * Files:
+ *   util.c   clock, statistics, process helpers, cleanup of everything we made
+ *   peers.c  the peers: CAS word, robust mutex, flock, OFD lock, POSIX named
+ *            semaphore, shmlease (one interface: struct peer_ops)
+ *   redis.c  the Redis peer: a real redis-server on a Unix socket, via hiredis
+ *   main.c   the scenarios, the Markdown report, the CSV files, the goals
+ */
+#ifndef SHMLEASE_BENCH_H
+#define SHMLEASE_BENCH_H
+
+#include <shmlease.h>
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#define MAXP        8        /* most processes of scenario 3 */
+#define MAX_SAMPLES 2048     /* most per-sample values in shared memory */
+#define BENCH_KEY   "bench-key"
+#define LONG_TTL_MS 600000u  /* 10 minutes: never expires during a measurement */
+
+/* ---- util.c ------------------------------------------------------------- */
+
+static inline uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+struct summary {
+    int    n;
+    double median, p99, min, max, mean;
+};
+/* Sorts v in place; nearest-rank percentiles. */
+void   summarize(double *v, int n, struct summary *s);
+double percentile_sorted(const double *v, int n, double p);
+
+void   sleep_us(long us);
+/* Polls *p until it is >= v; 0, or -1 after timeout_ms. */
+int    wait_u32_ge(const uint32_t *p, uint32_t v, long timeout_ms);
+/* State letter of /proc/PID/stat ('R', 'S', 'D', ...), or 0. */
+char   proc_state(pid_t pid);
+/* Waits until PID sleeps in the kernel ('S' or 'D'); 0, or -1 after timeout_ms. */
+int    wait_blocked(pid_t pid, long timeout_ms);
+
+/* Fork a child that runs fn(arg) and _exit()s with its result (0..255). The
+ * child dies with the bench (PR_SET_PDEATHSIG) and is killed by the cleanup. */
+pid_t  spawn(int (*fn)(void *), void *arg);
+/* waitpid with a deadline: 0 and *status, or -1 (still running after timeout_ms). */
+int    wait_child(pid_t pid, long timeout_ms, int *status);
+/* SIGKILL and reap. */
+void   kill_child(pid_t pid);
+int    in_child(void);
+
+/* Everything the bench creates outside its memory is registered here and
+ * removed at exit, on error and on SIGINT/SIGTERM (only by the main process). */
+void   cleanup_init(void);
+void   cleanup_add_shm(const char *shmlease_table_name);   /* shmlease_unlink */
+void   cleanup_add_sem(const char *sem_name);
+void   cleanup_add_file(const char *path);
+void   cleanup_add_dir(const char *path);                  /* rmdir, last */
+void   cleanup_set_server(pid_t pid);                      /* redis-server */
+void   cleanup_run(void);
+
+void  *shared_alloc(size_t size);                          /* MAP_SHARED|ANON */
+
+/* ---- peers.c ------------------------------------------------------------ */
+
+enum peer_id {
+    PEER_CAS, PEER_RMUTEX, PEER_SHMLEASE, PEER_FLOCK, PEER_OFD, PEER_SEM, PEER_REDIS,
+    PEER__COUNT
+};
+
+/* One process's view of one peer. Made by attach() in the process that uses it
+ * (after fork: every process opens its own file description, table handle,
+ * connection). */
+struct pinst {
+    int              id;
+    int              fd;
+    shmlease_table  *table;
+    shmlease_lease   lease;
+    sem_t           *sem;
+    void            *redis;         /* redisContext */
+    const char      *key;
+    uint64_t         ttl_ms;        /* shmlease and Redis */
+    uint64_t         tok_seq;
+    char             token[48];     /* Redis: the current claim's value */
+    int              last_error;    /* negative errno of the last failure */
+    uint64_t         owner_dead;    /* robust mutex: EOWNERDEAD seen */
+};
+
+struct peer_ops {
+    const char *name;               /* short, for CSV and tables */
+    int  (*attach)(struct pinst *);          /* 0 or -errno */
+    int  (*try_acquire)(struct pinst *);     /* 0 acquired, 1 busy, <0 -errno */
+    int  (*acquire)(struct pinst *);         /* blocks; 0 or -errno */
+    int  (*release)(struct pinst *);         /* 0 or -errno */
+    void (*detach)(struct pinst *);
+};
+
+/* State every process shares: the floor locks live here, with the control
+ * words of the multi-process scenarios. */
+struct shared {
+    _Alignas(64) uint32_t cas_word;
+    _Alignas(64) pthread_mutex_t rmutex;
+    /* scenario control */
+    _Alignas(64) uint32_t ready, go, stop, phase, waiting, done;
+    uint32_t inside;                /* exclusion check: 1 while someone is in the CS */
+    uint32_t violations;
+    uint64_t counter;               /* incremented in the CS without atomics */
+    uint64_t owner_changes;
+    uint32_t last_owner;
+    uint64_t t_mark;                /* ns: right before release()/kill() */
+    uint64_t last_token;            /* shmlease: fencing token of the last claim */
+    uint32_t token_violations;      /* a claim whose token was not greater */
+    uint64_t counts[MAXP];
+    int32_t  errors[MAXP];
+    double   samples[MAX_SAMPLES];
+};
+
+struct bench_env {
+    struct shared *sh;
+    char  tmpdir[128];
+    char  flock_path[192];
+    char  ofd_path[192];
+    char  sem_name[96];
+    char  table_name[96];
+    int   have_redis;
+    char  redis_why[160];           /* why skipped */
+    char  redis_sock[192];
+    char  redis_sha[48];
+    char  redis_version[64];
+};
+extern struct bench_env g_env;
+
+const struct peer_ops *peer(int id);
+int  peers_setup(void);                   /* parent, once: files, semaphore, table, mutex */
+int  peer_available(int id);
+void pinst_init(struct pinst *pi, int id);
+const char *peer_errname(int rc);
+
+/* ---- redis.c ------------------------------------------------------------ */
+
+/* Starts redis-server (fills g_env.have_redis / redis_why). */
+void redis_start(const char *server_bin);
+void redis_stop(void);
+extern const struct peer_ops redis_ops;
+int  redis_poll_us(void);                 /* blocking acquire polls this often */
+extern int g_redis_ttl_ms;                /* TTL of blocking acquires (takeover) */
+
+#endif
