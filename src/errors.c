@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <limits.h>
 
 #define SHMLEASE_ERRORS(X)                                                        \
     X(0,               "OK",              "success")                              \
@@ -32,6 +33,8 @@ SHM_API const char *shmlease_strerror(int rc)
 {
     if (rc > 0)
         return "not an error code (a positive value: a callback's result)";
+    if (rc == INT_MIN)
+        return "unknown error code";
     switch (-rc) {
 #define X(code, name, text) case code: return text;
     SHMLEASE_ERRORS(X)
@@ -42,7 +45,7 @@ SHM_API const char *shmlease_strerror(int rc)
 
 SHM_API const char *shmlease_errname(int rc)
 {
-    if (rc > 0)
+    if (rc > 0 || rc == INT_MIN)
         return "E?";
     switch (-rc) {
 #define X(code, name, text) case code: return name;
