@@ -5,16 +5,6 @@
 
 #include <pthread.h>
 
-static shmlease_info inspect_ok(shmlease_table *t, const char *key)
-{
-    shmlease_info i;
-    memset(&i, 0, sizeof i);
-    int rc = shmlease_inspect(t, key, &i);
-    if (rc != 0)
-        fail_msg("shmlease_inspect(%s) returned %d (%s)", key, rc, shmlease_errname(rc));
-    return i;
-}
-
 static void test_fork_child_holds_none_of_its_parents_leases(void **state)
 {
     (void)state;

@@ -4,17 +4,6 @@
 
 #define T0 1000000u /* test clock start */
 
-static shmlease_info inspect_ok(shmlease_table *t, const char *key)
-{
-    shmlease_info i;
-    memset(&i, 0, sizeof i);
-    int rc = shmlease_inspect(t, key, &i);
-    if (rc != 0)
-        fail_msg("shmlease_inspect(%s) returned %d (%s), expected 0", key, rc,
-                 shmlease_errname(rc));
-    return i;
-}
-
 /* The key is not held: inspect says -ENOENT, or shows an expired lease. */
 static void assert_not_held(shmlease_table *t, const char *key)
 {

@@ -37,16 +37,6 @@ static pid_t spawn_holder(tu_chan *c, const char *name, const shmlease_options *
     return p;
 }
 
-static shmlease_info inspect_ok(shmlease_table *t, const char *key)
-{
-    shmlease_info i;
-    memset(&i, 0, sizeof i);
-    int rc = shmlease_inspect(t, key, &i);
-    if (rc != 0)
-        fail_msg("shmlease_inspect(%s) returned %d (%s)", key, rc, shmlease_errname(rc));
-    return i;
-}
-
 static void test_dead_holder_lease_is_free_at_once(void **state)
 {
     (void)state;

@@ -210,4 +210,15 @@ int tu_up_try(tu_chan *c, int64_t *v, int timeout_ms);
 unsigned char *tu_read_file(const char *path, size_t *len);
 void tu_write_file(const char *path, const void *buf, size_t len, unsigned mode);
 
+/* Inspects KEY, failing the test unless it is held. */
+static inline shmlease_info inspect_ok(shmlease_table *t, const char *key)
+{
+    shmlease_info i;
+    memset(&i, 0, sizeof i);
+    int rc = shmlease_inspect(t, key, &i);
+    if (rc != 0)
+        fail_msg("shmlease_inspect(%s) returned %d (%s)", key, rc, shmlease_errname(rc));
+    return i;
+}
+
 #endif
