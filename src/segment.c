@@ -212,7 +212,25 @@ static int initialise(int fd, uint32_t capacity, uint64_t now_ms, int created)
 /* What a dying initialiser can leave: nothing, zeroes (space reserved, no
  * header yet), or our magic and format without READY. Anything else is a
  * foreign file, which we must not overwrite. */
-static int half_built(const struct shm_header *h, uint64_t size)
+/* Are bytes FROM..SIZE of the file all zero? */
+static int file_is_zero(int fd, uint64_t from, uint64_t size)
+{
+    static const uint8_t zero[65536];
+    uint8_t *buf = malloc(sizeof zero);
+    if (!buf)
+        return 0;
+    int ok = 1;
+    for (uint64_t off = from; ok && off < size; off += sizeof zero) {
+        ssize_t n = pread(fd, buf, sizeof zero, (off_t)off);
+        if (n <= 0)
+            break;
+        ok = memcmp(buf, zero, (size_t)n) == 0;
+    }
+    free(buf);
+    return ok;
+}
+
+static int half_built(int fd, const struct shm_header *h, uint64_t size)
 {
     if (size == 0)
         return 1;
@@ -228,7 +246,9 @@ static int half_built(const struct shm_header *h, uint64_t size)
     for (size_t i = offsetof(struct shm_header, header_size); i < sizeof *h; i++)
         if (p[i])
             return 0;
-    return 1;
+    /* No header yet: space reserved (zeroes) and nothing else, or foreign.
+     * Rare (a creator died), so reading the file through is affordable. */
+    return file_is_zero(fd, offsetof(struct shm_header, header_size), size);
 }
 
 static int read_header(int fd, struct shm_header *h, uint64_t *size)
@@ -466,7 +486,7 @@ SHM_API int shmlease_open(const char *name, const shmlease_options *opts, shmlea
             struct timespec ts = {0, 2 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
-        if (rc == 0 && hh.init_state != INIT_STATE_READY && !half_built(&hh, size))
+        if (rc == 0 && hh.init_state != INIT_STATE_READY && !half_built(fd, &hh, size))
             rc = -EPROTO;       /* not ours: never write to it */
         if (rc == 0 && hh.init_state != INIT_STATE_READY) {
             uint64_t now = o->clock_ms ? o->clock_ms(o->clock_ctx) : shmlease__sys_clock_ms(NULL);
