@@ -1,0 +1,124 @@
+/*
+ * A full /dev/shm (issue 5, item 9; PITFALLS 14).
+ *
+ * In a private mount namespace (unshare(CLONE_NEWNS), / made private, a
+ * 2 MiB tmpfs mounted on /dev/shm), in a child:
+ *   - a table bigger than the whole tmpfs: -ENOSPC, no SIGBUS, nothing left;
+ *   - a small one fits and works;
+ *   - the tmpfs filled up to the last ~64 KiB: a new table -ENOSPC, nothing left;
+ *   - a 0-byte segment left by a dead creator, no space: -ENOSPC, the file
+ *     stays (0 bytes, the creator's), and once space is freed the next opener
+ *     builds the table in it.
+ * Skips when a mount namespace cannot be made (unprivileged container).
+ */
+#include "rel.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+struct out {
+    int32_t skip_errno;
+    char skip_what[64];
+    int32_t big_rc, big_left, small_rc, small_acq, full_rc, full_left;
+    int32_t zero_rc, zero_size_after, zero_exists, repaired_rc, repaired_acq;
+    int64_t big_size_left;
+};
+
+static int64_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (int64_t)st.st_size : -1;
+}
+
+static void t_full_devshm(void **s)
+{
+    (void)s;
+    struct out *o = rel_shared(sizeof *o);
+    pid_t pid = rel_fork(60);
+    if (pid == 0) {
+        if (unshare(CLONE_NEWNS) != 0) {
+            o->skip_errno = errno;
+            snprintf(o->skip_what, sizeof o->skip_what, "unshare(CLONE_NEWNS)");
+            _exit(0);
+        }
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+            o->skip_errno = errno;
+            snprintf(o->skip_what, sizeof o->skip_what, "mount --make-rprivate /");
+            _exit(0);
+        }
+        if (mount("none", "/dev/shm", "tmpfs", 0, "size=2m,mode=1777") != 0) {
+            o->skip_errno = errno;
+            snprintf(o->skip_what, sizeof o->skip_what, "mount tmpfs on /dev/shm");
+            _exit(0);
+        }
+        shmlease_table *t;
+        shmlease_options big = {.capacity = 10000};         /* ~3.6 MB */
+        o->big_rc = shmlease_open("full-big", &big, &t);
+        o->big_size_left = file_size("/dev/shm/shmlease.full-big");
+        o->big_left = o->big_size_left >= 0;
+
+        shmlease_options small = {.capacity = 16};
+        o->small_rc = shmlease_open("full-small", &small, &t);
+        if (o->small_rc == 0) {
+            shmlease_lease l;
+            o->small_acq = rel_acq(t, "k", 1000, 0, &l);
+            shmlease_close(t);
+        }
+        shmlease_unlink("full-small");
+
+        /* Fill the tmpfs up to ~64 KiB. */
+        int fd = open("/dev/shm/filler", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        CK(fd >= 0);
+        off_t sz = 0;
+        while (posix_fallocate(fd, sz, 64 * 1024) == 0)
+            sz += 64 * 1024;
+        CK(ftruncate(fd, sz > 64 * 1024 ? sz - 64 * 1024 : 0) == 0);
+        o->full_rc = shmlease_open("full-full", &small, &t);
+        o->full_left = file_size("/dev/shm/shmlease.full-full") >= 0;
+
+        /* A 0-byte segment from a dead creator. */
+        int z = open("/dev/shm/shmlease.full-zero", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        CK(z >= 0);
+        close(z);
+        o->zero_rc = shmlease_open("full-zero", &small, &t);
+        o->zero_size_after = (int32_t)file_size("/dev/shm/shmlease.full-zero");
+        o->zero_exists = o->zero_size_after >= 0;
+        CK(ftruncate(fd, 0) == 0);                         /* space again */
+        close(fd);
+        o->repaired_rc = shmlease_open("full-zero", &small, &t);
+        if (o->repaired_rc == 0) {
+            shmlease_lease l;
+            o->repaired_acq = rel_acq(t, "k", 1000, 0, &l);
+            shmlease_close(t);
+        }
+        _exit(0);
+    }
+    int st = rel_wait(pid, 50000);
+    REL_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %s (a SIGBUS here is the bug)",
+             rel_status_str(st));
+    if (o->skip_errno)
+        REL_SKIP("%s failed: %s", o->skip_what, strerror(o->skip_errno));
+    REL_RC(o->big_rc, -ENOSPC);
+    REL_TRUE(!o->big_left || o->big_size_left == 0, "a half-made table was left (%lld bytes)",
+             (long long)o->big_size_left);
+    REL_RC(o->small_rc, 0);
+    REL_RC(o->small_acq, 0);
+    REL_RC(o->full_rc, -ENOSPC);
+    REL_TRUE(!o->full_left, "a segment was left behind in a full /dev/shm");
+    REL_RC(o->zero_rc, -ENOSPC);
+    REL_TRUE(o->zero_exists && o->zero_size_after == 0, "the dead creator's 0-byte file: exists %d size %d",
+             o->zero_exists, o->zero_size_after);
+    REL_RC(o->repaired_rc, 0);
+    REL_RC(o->repaired_acq, 0);
+    rel_note("fullshm: 2 MiB tmpfs in a private mount namespace: 3.6 MB table -ENOSPC (no SIGBUS, %s), small "
+             "table fits, full tmpfs -ENOSPC (nothing left), dead creator's 0-byte file kept then repaired",
+             o->big_left ? "a 0-byte file left" : "no file left");
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {REL_TEST(t_full_devshm)};
+    return REL_RUN(tests);
+}

@@ -1,0 +1,204 @@
+/*
+ * Paused holders (issue 5, item 3; PITFALLS 4, 5, 10).
+ *
+ * A holder SIGSTOPped past its TTL is not dead: its lease expires, another
+ * process takes it with a greater token, and when the paused one resumes its
+ * check/renew/release are -ESTALE (reported through a pipe), never touching
+ * the new owner's lease; a simulated storage that keeps the largest token it
+ * has seen rejects the paused holder's write.
+ *
+ * The same with the pause placed between the steps of an operation (fault
+ * points with STOP): after the claiming CAS, after drawing the token, before
+ * the renew CAS, before the release CAS.
+ */
+#include "rel.h"
+
+#define TTL 200u
+
+/* The protected resource: accepts a write only with a token >= every token seen. */
+struct storage {
+    _Atomic uint64_t max_token;
+    _Atomic uint64_t accepted, rejected;
+};
+
+static int storage_write(struct storage *s, uint64_t token)
+{
+    uint64_t cur = atomic_load(&s->max_token);
+    for (;;) {
+        if (token < cur) {
+            atomic_fetch_add(&s->rejected, 1);
+            return -1;
+        }
+        if (atomic_compare_exchange_weak(&s->max_token, &cur, token)) {
+            atomic_fetch_add(&s->accepted, 1);
+            return 0;
+        }
+    }
+}
+
+enum { R_TOKEN = 1, R_CHECK, R_RENEW, R_RELEASE, R_RELEASE_AFTER, R_STORE, R_ACQ, R_DONE };
+
+static void t_paused_past_ttl(void **s)
+{
+    (void)s;
+    const char *name = rel_name("paused");
+    shmlease_table *t = rel_open(name, 16);
+    struct storage *st = rel_shared(sizeof *st);
+    rel_chan c;
+    rel_chan_init(&c);
+    pid_t pid = rel_fork(60);
+    if (pid == 0) {
+        rel_chan_child(&c);
+        shmlease_table *ct;
+        shmlease_options o = {0};
+        CK_RC(shmlease_open(name, &o, &ct), 0);
+        shmlease_lease l;
+        CK_RC(rel_acq(ct, "job", TTL, 0, &l), 0);
+        CK(storage_write(st, l.fencing_token) == 0);
+        rel_up(&c, (int64_t)l.fencing_token);
+        raise(SIGSTOP);                       /* the pause: swap, freeze, debugger... */
+        /* Resumed past the deadline: believes it owns "job". */
+        shmlease_lease copy = l;
+        rel_up(&c, shmlease_check(ct, &l));
+        rel_up(&c, shmlease_renew(ct, &l, 60000));
+        rel_up(&c, shmlease_release(ct, &l));
+        rel_up(&c, shmlease_release_after(ct, &copy, 60000));
+        rel_up(&c, storage_write(st, l.fencing_token));
+        _exit(0);
+    }
+    rel_chan_parent(&c);
+    int64_t tok1;
+    REL_TRUE(rel_recv(&c, &tok1, 10000) == 0, "child did not acquire");
+    REL_TRUE(rel_wait_stopped(pid, 10000), "child did not stop");
+    shmlease_stats s0;
+    REL_RC(shmlease_stats_get(t, &s0), 0);
+    /* A live, stopped holder is never taken before its deadline... */
+    shmlease_lease l2;
+    shmlease_info info;
+    REL_RC(shmlease_inspect(t, "job", &info), 0);
+    REL_TRUE(info.holder_alive == 1 && info.holder_pid == pid, "stopped holder: pid %d alive %d",
+             info.holder_pid, info.holder_alive);
+    int rc = rel_acq(t, "job", 60000, 0, &l2);
+    if (info.remaining_ms > 20)
+        REL_RC(rc, -EBUSY);
+    /* ... and is taken after it. */
+    rel_sleep_ms(TTL + 50);
+    REL_RC(rel_acq(t, "job", 60000, 0, &l2), 0);
+    REL_TRUE(l2.fencing_token > (uint64_t)tok1, "new token %llu <= paused holder's %lld",
+             (unsigned long long)l2.fencing_token, (long long)tok1);
+    REL_TRUE(storage_write(st, l2.fencing_token) == 0, "storage refused the new owner");
+    shmlease_stats s1;
+    REL_RC(shmlease_stats_get(t, &s1), 0);
+    REL_TRUE(s1.expirations == s0.expirations + 1 && s1.reclaimed_dead == s0.reclaimed_dead,
+             "takeover of a stopped holder must count as an expiration, not a death");
+    uint64_t deadline = l2.expires_at_ms;
+
+    kill(pid, SIGCONT);
+    int64_t r[5];
+    for (int i = 0; i < 5; i++)
+        REL_TRUE(rel_recv(&c, &r[i], 10000) == 0, "resumed child stopped reporting (%d)", i);
+    rel_expect_exit0(pid, 10000);
+    REL_RC(r[0], -ESTALE);          /* check */
+    REL_RC(r[1], -ESTALE);          /* renew */
+    REL_RC(r[2], -ESTALE);          /* release */
+    REL_RC(r[3], -ESTALE);          /* release_after */
+    REL_TRUE(r[4] == -1, "the storage accepted the paused holder's write");
+    /* The new owner's lease is untouched. */
+    REL_RC(shmlease_check(t, &l2), 0);
+    REL_RC(shmlease_inspect(t, "job", &info), 0);
+    REL_TRUE(info.holder_pid == getpid() && info.fencing_token == l2.fencing_token &&
+             info.expires_at_ms == deadline, "new owner's lease changed by the paused holder");
+    shmlease_stats s2;
+    REL_RC(shmlease_stats_get(t, &s2), 0);
+    REL_TRUE(s2.lost >= s1.lost + 4, "lost counter %llu -> %llu", (unsigned long long)s1.lost,
+             (unsigned long long)s2.lost);
+    REL_RC(shmlease_release(t, &l2), 0);
+    rel_note("paused: holder stopped past its %u ms TTL: taken over (token %llu > %lld), on resume check/renew/"
+             "release/release_after all -ESTALE, fencing storage rejected it (%llu accepted, %llu rejected)",
+             TTL, (unsigned long long)l2.fencing_token, (long long)tok1,
+             (unsigned long long)atomic_load(&st->accepted), (unsigned long long)atomic_load(&st->rejected));
+    rel_chan_close(&c);
+}
+
+/* A pause between the steps of one operation. */
+enum op { OP_ACQ, OP_RENEW, OP_RELEASE };
+
+static void pause_at(const char *point, enum op op)
+{
+    const char *name = rel_name("pstep");
+    shmlease_table *t = rel_open(name, 16);
+    shmlease_lease l2;
+    REL_RC(rel_acq(t, "job", 1000, 0, &l2), 0);   /* the key exists (no insert path) */
+    REL_RC(shmlease_release(t, &l2), 0);
+    rel_chan c;
+    rel_chan_init(&c);
+    pid_t pid = rel_fork(60);
+    if (pid == 0) {
+        rel_chan_child(&c);
+        shmlease_table *ct;
+        shmlease_options o = {0};
+        CK_RC(shmlease_open(name, &o, &ct), 0);
+        shmlease_lease l;
+        if (op == OP_ACQ) {
+            shmlease__fault_arm(point, SHMLEASE_FAULT_STOP, 1);
+            int rc = rel_acq(ct, "job", TTL, 0, &l);
+            rel_up(&c, rc);
+            rel_up(&c, rc == 0 ? (int64_t)l.fencing_token : 0);
+        } else {
+            CK_RC(rel_acq(ct, "job", TTL, 0, &l), 0);
+            shmlease__fault_arm(point, SHMLEASE_FAULT_STOP, 1);
+            rel_up(&c, op == OP_RENEW ? shmlease_renew(ct, &l, 60000) : shmlease_release(ct, &l));
+            rel_up(&c, (int64_t)l.fencing_token);
+        }
+        _exit(0);
+    }
+    rel_chan_parent(&c);
+    REL_TRUE(rel_wait_stopped(pid, 10000), "child did not stop at %s", point);
+    shmlease_info info;
+    REL_RC(shmlease_inspect(t, "job", &info), 0);
+    REL_TRUE(info.holder_pid == pid && info.holder_alive == 1, "%s: holder pid %d alive %d", point,
+             info.holder_pid, info.holder_alive);
+    if (!strcmp(point, "acquire.after_cas") || !strcmp(point, "acquire.after_token"))
+        REL_TRUE(info.fencing_token == 0, "unpublished claim shows token %llu",
+                 (unsigned long long)info.fencing_token);
+    REL_RC(rel_acq(t, "job", 60000, 0, &l2), -EBUSY);     /* alive and unexpired */
+    rel_sleep_ms(TTL + 50);
+    REL_RC(rel_acq(t, "job", 60000, 0, &l2), 0);          /* expired: taken */
+    uint64_t deadline = l2.expires_at_ms;
+    kill(pid, SIGCONT);
+    int64_t rc, tok;
+    REL_TRUE(rel_recv(&c, &rc, 10000) == 0 && rel_recv(&c, &tok, 10000) == 0, "no report from the child");
+    rel_expect_exit0(pid, 10000);
+    if (op == OP_ACQ)
+        REL_RC(rc, -EBUSY);        /* its claim was lost before it returned: it must not succeed */
+    else
+        REL_RC(rc, -ESTALE);
+    REL_TRUE(op == OP_ACQ || (uint64_t)tok < l2.fencing_token, "token order");
+    REL_RC(shmlease_check(t, &l2), 0);
+    REL_RC(shmlease_inspect(t, "job", &info), 0);
+    REL_TRUE(info.holder_pid == getpid() && info.expires_at_ms == deadline &&
+             info.fencing_token == l2.fencing_token,
+             "%s: the resumed process changed the new owner's lease (pid %d, token %llu)", point,
+             info.holder_pid, (unsigned long long)info.fencing_token);
+    REL_RC(shmlease_release(t, &l2), 0);
+    rel_note("paused at %s past the TTL: new owner unaffected, resumed call returned %s", point,
+             shmlease_errname((int)rc));
+    rel_chan_close(&c);
+}
+
+static void t_pause_acquire_after_cas(void **s) { (void)s; pause_at("acquire.after_cas", OP_ACQ); }
+static void t_pause_acquire_after_token(void **s) { (void)s; pause_at("acquire.after_token", OP_ACQ); }
+static void t_pause_renew_before_cas(void **s) { (void)s; pause_at("renew.before_cas", OP_RENEW); }
+static void t_pause_release_before_cas(void **s) { (void)s; pause_at("release.before_cas", OP_RELEASE); }
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        REL_TEST(t_paused_past_ttl),
+        REL_TEST(t_pause_acquire_after_cas),
+        REL_TEST(t_pause_acquire_after_token),
+        REL_TEST(t_pause_renew_before_cas),
+        REL_TEST(t_pause_release_before_cas),
+    };
+    return REL_RUN(tests);
+}
