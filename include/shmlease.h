@@ -120,8 +120,10 @@ typedef struct shmlease_lease {      /* a plain value owned by the caller */
  *   -EINVAL        NULL/empty key, ttl_ms 0, wait_ms < -1, metadata_len too long,
  *                  metadata NULL with a length
  *   -ENAMETOOLONG  key longer than SHMLEASE_KEY_MAX
- *   -EBUSY         held by another owner and wait_ms == 0
- *   -ETIMEDOUT     the wait ran out
+ *   -EBUSY         held by another owner and wait_ms == 0 (or, for a key not yet
+ *                  in the table, the table's structural lock stayed taken for
+ *                  100 ms: its holder is stopped)
+ *   -ETIMEDOUT     the wait ran out (including waiting for that lock)
  *   -ENOSPC        no room for another live key
  *   -EPERM         read-only handle
  *   -EUSERS        SHMLEASE_HANDLES_MAX handles already attached

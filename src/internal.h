@@ -334,6 +334,7 @@ int      shmlease__check_header(const struct shm_header *h, uint64_t file_size);
 typedef void (*shmlease_repair_fn)(shmlease_table *t);
 int  shmlease__mutex_init(pthread_mutex_t *m);
 int  shmlease__lock(shmlease_table *t, pthread_mutex_t *m, shmlease_repair_fn repair);
+int  shmlease__lock_for(shmlease_table *t, pthread_mutex_t *m, shmlease_repair_fn repair, uint64_t ms);
 void shmlease__unlock(pthread_mutex_t *m);
 
 /* registry.c */
@@ -361,7 +362,7 @@ long shmlease__lookup(const shmlease_table *t, const struct keybuf *kb, uint32_t
 long shmlease__lookup_stable(const shmlease_table *t, const struct keybuf *kb, uint32_t *key_seq);
 int  shmlease__key_matches(const struct shm_entry *e, const struct keybuf *kb, uint32_t seq);
 long shmlease__insert_held(shmlease_table *t, const struct keybuf *kb, uint64_t held_word_proto,
-                           uint64_t *word_out, uint32_t *key_seq);
+                           uint64_t *word_out, uint32_t *key_seq, uint64_t lock_ms);
 void shmlease__index_repair(shmlease_table *t);
 void shmlease__wake(struct shm_entry *e, int all);
 

@@ -67,6 +67,8 @@
                                   should not pay for making a thread */
 #define IDLE_MS        50u     /* longest sleep of a waiter */
 #define FAKE_CLOCK_MS   2u     /* longest sleep with an injected clock */
+#define STRUCT_TRY_MS 100u     /* a try waits this long for a structural lock
+                                  whose holder is stopped, then -EBUSY */
 #define TTL_HORIZON     W_DEADLINE_MASK
 
 /* Private lease fields. */
@@ -364,9 +366,28 @@ static int acquire_inner(shmlease_table *t, const char *key, const shmlease_acqu
         if (ei < 0) {
             shmlease__time_exact(t, &tb);
             uint64_t proto = w_make_held(me, 0, deadline_after(tb.lo, o->ttl_ms));
-            ei = shmlease__insert_held(t, &kb, proto, &w, &kseq);
+            /* The structural lock is held for microseconds, unless its holder
+             * is stopped: then give up as the caller's wait says (a try
+             * allows STRUCT_TRY_MS). */
+            uint64_t lock_ms = UINT64_MAX;
+            if (o->wait_ms == 0) {
+                lock_ms = STRUCT_TRY_MS;
+            } else if (o->wait_ms != SHMLEASE_WAIT_FOREVER) {
+                if (!wait_until)
+                    wait_until = deadline_after(tb.lo, (uint64_t)o->wait_ms);
+                lock_ms = wait_until > tb.lo ? wait_until - tb.lo : 0;
+            }
+            ei = shmlease__insert_held(t, &kb, proto, &w, &kseq, lock_ms);
             if (ei == -EAGAIN)
                 continue;
+            if (ei == -ETIMEDOUT) {
+                if (o->wait_ms == 0) {
+                    STAT_ADD(t, cold, busy);
+                    return -EBUSY;
+                }
+                STAT_ADD(t, cold, timeouts);
+                return -ETIMEDOUT;
+            }
             if (ei < 0)
                 return (int)ei;
             if (w != 0)

@@ -18,6 +18,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <time.h>
 
 int shmlease__mutex_init(pthread_mutex_t *m)
 {
@@ -34,10 +35,29 @@ int shmlease__mutex_init(pthread_mutex_t *m)
 
 int shmlease__lock(shmlease_table *t, pthread_mutex_t *m, shmlease_repair_fn repair)
 {
+    return shmlease__lock_for(t, m, repair, UINT64_MAX);
+}
+
+/* Waits at most MS milliseconds (UINT64_MAX: forever): a process stopped
+ * while it holds the lock must not hold up a caller with a deadline. */
+int shmlease__lock_for(shmlease_table *t, pthread_mutex_t *m, shmlease_repair_fn repair, uint64_t ms)
+{
     int rc;
+    struct timespec until;
+    if (ms != UINT64_MAX) {
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += (time_t)(ms / 1000);
+        until.tv_nsec += (long)(ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+    }
     do {
-        rc = pthread_mutex_lock(m);
+        rc = ms == UINT64_MAX ? pthread_mutex_lock(m) : pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &until);
     } while (rc == EINTR || rc == EAGAIN);
+    if (rc == ETIMEDOUT)
+        return -ETIMEDOUT;
     if (rc == 0)
         return 0;
     if (rc == EOWNERDEAD) {

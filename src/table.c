@@ -318,14 +318,15 @@ static uint32_t reap(shmlease_table *t, uint64_t now)
  * entry (retiring free keys if none), writes the key and publishes the entry
  * already HELD by the caller with word HELD_PROTO (owner and deadline; the
  * sequence is chosen here), so an inserted key is never seen unowned.
- * Returns the entry, -ENOSPC, or a lock error.
+ * Waits at most LOCK_MS for index_mutex. Returns the entry, -ENOSPC,
+ * -ETIMEDOUT (the lock stayed taken), or a lock error.
  */
 long shmlease__insert_held(shmlease_table *t, const struct keybuf *kb, uint64_t held_proto,
-                           uint64_t *word_out, uint32_t *key_seq)
+                           uint64_t *word_out, uint32_t *key_seq, uint64_t lock_ms)
 {
     struct shm_header *h = t->hdr;
     *word_out = 0;
-    int rc = shmlease__lock(t, &h->index_mutex, shmlease__index_repair);
+    int rc = shmlease__lock_for(t, &h->index_mutex, shmlease__index_repair, lock_ms);
     if (rc)
         return rc;
     SHMLEASE_FAULT("index.locked");
