@@ -162,13 +162,20 @@ void shmlease__wake(struct shm_entry *e, int all)
 static void index_begin(struct shm_header *h) { __atomic_store_n(&h->index_seq, h->index_seq + 1, __ATOMIC_RELAXED); __atomic_thread_fence(__ATOMIC_RELEASE); }
 static void index_end(struct shm_header *h)   { __atomic_store_n(&h->index_seq, h->index_seq + 1, __ATOMIC_RELEASE); }
 
-static void bucket_put(shmlease_table *t, uint64_t hash, uint32_t entry)
+/* 0, or -1 when no bucket is empty: impossible with at most capacity live
+ * entries in 2 x capacity buckets, unless someone wrote garbage into the
+ * segment; the caller then rebuilds the index rather than spin. */
+static int bucket_put(shmlease_table *t, uint64_t hash, uint32_t entry)
 {
     uint32_t mask = t->nbuckets - 1;
     uint32_t i = (uint32_t)hash & mask;
-    while (__atomic_load_n(&t->buckets[i], __ATOMIC_RELAXED) != 0)
+    for (uint32_t n = 0; __atomic_load_n(&t->buckets[i], __ATOMIC_RELAXED) != 0; n++) {
+        if (n >= t->nbuckets)
+            return -1;
         i = (i + 1) & mask;
+    }
     __atomic_store_n(&t->buckets[i], bucket_make(hash, entry), __ATOMIC_RELEASE);
+    return 0;
 }
 
 /* Removes ENTRY's bucket; later buckets of the same cluster shift back so no
@@ -187,7 +194,7 @@ static void bucket_remove(shmlease_table *t, uint32_t entry)
         i = (i + 1) & mask;
     }
     uint32_t j = i;
-    for (;;) {
+    for (uint32_t n = 0; n < t->nbuckets; n++) {
         j = (j + 1) & mask;
         uint64_t b = t->buckets[j];
         if (b == 0)
@@ -248,7 +255,7 @@ void shmlease__index_repair(shmlease_table *t)
             free_push(t, k);
             continue;
         }
-        bucket_put(t, e->hash, k);
+        bucket_put(t, e->hash, k);             /* cannot fail: buckets just emptied */
         live++;
     }
     h->live_count = live;
@@ -379,10 +386,17 @@ long shmlease__insert_held(shmlease_table *t, const struct keybuf *kb, uint64_t 
     __atomic_store_n(&e->state, w, __ATOMIC_SEQ_CST);        /* commit point */
     SHMLEASE_FAULT("insert.after_state");
     index_begin(h);
-    bucket_put(t, kb->hash, k);
+    int full = bucket_put(t, kb->hash, k);
     index_end(h);
     SHMLEASE_FAULT("insert.after_bucket");
-    h->live_count++;
+    if (full) {
+        /* Hostile index: rebuild it from the entries; that indexes this one
+         * (already HELD) and recounts the live keys. */
+        shmlease__index_repair(t);
+        STAT_ADD(t, cold, recoveries);
+    } else {
+        h->live_count++;
+    }
     h->index_intent.op = INTENT_NONE;
     shmlease__unlock(&h->index_mutex);
     *word_out = w;
