@@ -178,7 +178,7 @@ static int valid_ready(const uint8_t *b, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!g_buf && (!(g_buf = malloc(MAX_FILE)) || !(g_back = malloc(MAX_FILE + 1))))
+    if (!g_buf && (!(g_buf = aligned_alloc(64, MAX_FILE)) || !(g_back = malloc(MAX_FILE + 1))))
         abort();
     size_t fsize = decode(data, size);
     if (fsize >= sizeof(struct shm_header)) {

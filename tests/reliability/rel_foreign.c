@@ -93,7 +93,7 @@ static uint8_t *copy_tpl(void)
     static uint8_t *work;
     make_template();
     if (!work)
-        work = malloc(g_tpl_len);
+        work = aligned_alloc(64, (g_tpl_len + 63) / 64 * 64);   /* shm_header is 64-aligned */
     assert_non_null(work);
     memcpy(work, g_tpl, g_tpl_len);
     return work;
@@ -243,7 +243,7 @@ static void t_short_foreign_file(void **s)
 static void t_foreign_half_written(void **s)
 {
     (void)s;
-    static uint8_t b[64 * 1024];
+    static _Alignas(64) uint8_t b[64 * 1024];
     size_t len = sizeof b;
     memset(b, 0, len);
     /* No magic yet, but not zeroes either: somebody else's file. */
