@@ -27,6 +27,7 @@
  *   insert.after_pop       entry taken off the free list
  *   insert.after_key       key written into the entry, state still RETIRED
  *   insert.after_state     entry state HELD, not yet in the index
+ *   insert.mid_index       index_seq odd: the bucket change is under way
  *   insert.after_bucket    entry in the index, live count not updated
  *   retire.after_cas       entry state RETIRED, still in the index
  *   retire.after_unlink    removed from the index, not on the free list

@@ -159,8 +159,19 @@ void shmlease__wake(struct shm_entry *e, int all)
 
 /* ---- the index (under index_mutex) ---------------------------------------- */
 
-static void index_begin(struct shm_header *h) { __atomic_store_n(&h->index_seq, h->index_seq + 1, __ATOMIC_RELAXED); __atomic_thread_fence(__ATOMIC_RELEASE); }
-static void index_end(struct shm_header *h)   { __atomic_store_n(&h->index_seq, h->index_seq + 1, __ATOMIC_RELEASE); }
+/* index_seq is odd while the buckets change. A writer killed half-way left
+ * it odd: begin moves it to the next odd value (readers see a change either
+ * way), end to the even one after, so a repair always leaves it even. */
+static void index_begin(struct shm_header *h)
+{
+    uint32_t s = h->index_seq;
+    __atomic_store_n(&h->index_seq, (s & 1) ? s + 2 : s + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+static void index_end(struct shm_header *h)
+{
+    __atomic_store_n(&h->index_seq, (h->index_seq | 1u) + 1, __ATOMIC_RELEASE);
+}
 
 /* 0, or -1 when no bucket is empty: impossible with at most capacity live
  * entries in 2 x capacity buckets, unless someone wrote garbage into the
@@ -386,6 +397,7 @@ long shmlease__insert_held(shmlease_table *t, const struct keybuf *kb, uint64_t 
     __atomic_store_n(&e->state, w, __ATOMIC_SEQ_CST);        /* commit point */
     SHMLEASE_FAULT("insert.after_state");
     index_begin(h);
+    SHMLEASE_FAULT("insert.mid_index");
     int full = bucket_put(t, kb->hash, k);
     index_end(h);
     SHMLEASE_FAULT("insert.after_bucket");
