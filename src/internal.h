@@ -150,7 +150,7 @@ struct shm_reg {
  *            lo32: sleeping waiters; CAS by waiters, reset by the inserter.
  *   wake     futex word: bumped by whoever frees or changes the key's deadline
  *            while waiters sleep (only when waitgen's count is non-zero).
- *   watch    registry slot of the waiter that polls the holder's liveness.
+ *   watch    unused (was the polling waiter's slot); kept for the layout.
  *   key_seq, key_len, hash, key[]:
  *            written only under index_mutex while state is RETIRED; key_seq is
  *            odd during the write (a seqlock for lock-free readers).
@@ -329,6 +329,7 @@ int      shmlease__validate_name(const char *name);
 uint64_t shmlease__reg_lock_off(const struct shm_header *h, uint32_t idx);
 uint64_t shmlease__header_checksum(const struct shm_header *h);
 int      shmlease__check_header(const struct shm_header *h, uint64_t file_size);
+int      shmlease__reopen_fd(shmlease_table *t);
 
 /* mutex.c: the one lock-or-recover path for the robust mutexes */
 typedef void (*shmlease_repair_fn)(shmlease_table *t);

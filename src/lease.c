@@ -96,6 +96,12 @@ static inline uint64_t deadline_after(uint64_t now, uint64_t ms)
     return ms >= TTL_HORIZON - now ? TTL_HORIZON : now + ms;
 }
 
+/* When an acquire with options O, first waiting at table time NOW, gives up. */
+static inline uint64_t wait_deadline(const shmlease_acquire_opts *o, uint64_t now)
+{
+    return o->wait_ms == SHMLEASE_WAIT_FOREVER ? UINT64_MAX : deadline_after(now, (uint64_t)o->wait_ms);
+}
+
 /* Fast check that the handle may use its registration (not a fork child that
  * has yet to re-register). */
 static inline int handle_ready(shmlease_table *t)
@@ -374,7 +380,7 @@ static int acquire_inner(shmlease_table *t, const char *key, const shmlease_acqu
                 lock_ms = STRUCT_TRY_MS;
             } else if (o->wait_ms != SHMLEASE_WAIT_FOREVER) {
                 if (!wait_until)
-                    wait_until = deadline_after(tb.lo, (uint64_t)o->wait_ms);
+                    wait_until = wait_deadline(o, tb.lo);
                 lock_ms = wait_until > tb.lo ? wait_until - tb.lo : 0;
             }
             ei = shmlease__insert_held(t, &kb, proto, &w, &kseq, lock_ms);
@@ -440,10 +446,9 @@ static int acquire_inner(shmlease_table *t, const char *key, const shmlease_acqu
                 STAT_ADD(t, cold, busy);
                 return -EBUSY;
             }
-            uint64_t now = shmlease__now_rel(t);
+            uint64_t now = tb.lo;      /* exact: read at the top of this pass */
             if (!wait_until)
-                wait_until = o->wait_ms == SHMLEASE_WAIT_FOREVER ? UINT64_MAX
-                           : deadline_after(now, (uint64_t)o->wait_ms);
+                wait_until = wait_deadline(o, now);
             if (now >= wait_until) {
                 STAT_ADD(t, cold, timeouts);
                 wake_waiters(e, 0);    /* pass on a wake-up we may have consumed */
@@ -453,7 +458,7 @@ static int acquire_inner(shmlease_table *t, const char *key, const shmlease_acqu
                 counted_wait = 1;
                 STAT_ADD(t, cold, waits);
             }
-            if (!wait_start)
+            if (sleeps == 0)
                 wait_start = now;
             wait_for_change(t, e, w, owner, now, wait_until, dwp, now - wait_start < WATCH_AFTER_MS);
             sleeps++;

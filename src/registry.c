@@ -30,8 +30,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int shmlease__reopen_fd(shmlease_table *t);
-
 /* Field 22 (starttime) of /proc/PID/stat (0 = self), 0 if unknown. */
 uint64_t shmlease__proc_start_time(int32_t pid)
 {

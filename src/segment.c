@@ -264,26 +264,31 @@ static int read_header(int fd, struct shm_header *h, uint64_t *size)
     return 0;
 }
 
-/* A new open file description of the same file as FD (not a dup): through
- * /proc/self/fd, or by name when /proc is missing, checking it is the same
- * inode. Returns the descriptor or a negative code. */
-static int reopen_same_file(int fd, int readonly, const char *name, ino_t ino, dev_t dev)
+/* Opens table NAME again by name, if it is still the file INO/DEV (it may
+ * have been unlinked and replaced). The descriptor, or a negative code. */
+static int open_same_by_name(const char *name, int readonly, ino_t ino, dev_t dev)
 {
-    char path[SHMLEASE_NAME_MAX + 32];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    int nfd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-    if (nfd >= 0)
-        return nfd;
+    char path[SHMLEASE_NAME_MAX + 16];
     shm_path(path, sizeof path, name);
-    nfd = shm_open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
-    if (nfd < 0)
+    int fd = shm_open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+    if (fd < 0)
         return -errno;
     struct stat st;
-    if (fstat(nfd, &st) != 0 || st.st_ino != ino || st.st_dev != dev) {
-        close(nfd);
+    if (fstat(fd, &st) != 0 || st.st_ino != ino || st.st_dev != dev) {
+        close(fd);
         return -EAGAIN;                /* unlinked and replaced meanwhile */
     }
-    return nfd;
+    return fd;
+}
+
+/* A new open file description of the same file as FD (not a dup): through
+ * /proc/self/fd, or by name when /proc is missing. */
+static int reopen_same_file(int fd, int readonly, const char *name, ino_t ino, dev_t dev)
+{
+    char path[32];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int nfd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    return nfd >= 0 ? nfd : open_same_by_name(name, readonly, ino, dev);
 }
 
 /* ---- fork ----------------------------------------------------------------- */
@@ -582,20 +587,12 @@ SHM_API int shmlease_unlink(const char *name)
 }
 
 /* A handle whose descriptor was lost in a fork child (no /proc): find the
- * file again by name, if it is still the same file. */
-int shmlease__reopen_fd(shmlease_table *t);
+ * file again by name, if it is still the same file. 0 or -EBADF. */
 int shmlease__reopen_fd(shmlease_table *t)
 {
-    char path[SHMLEASE_NAME_MAX + 16];
-    shm_path(path, sizeof path, t->name);
-    int fd = shm_open(path, (t->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+    int fd = open_same_by_name(t->name, t->readonly, t->ino, t->dev);
     if (fd < 0)
         return -EBADF;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_ino != t->ino || st.st_dev != t->dev) {
-        close(fd);
-        return -EBADF;
-    }
     t->fd = fd;
     return 0;
 }

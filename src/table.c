@@ -390,7 +390,6 @@ long shmlease__insert_held(shmlease_table *t, const struct keybuf *kb, uint64_t 
     /* New key generation: waiters of the old key are gone (woken at retire). */
     uint64_t wg = __atomic_load_n(&e->waitgen, __ATOMIC_RELAXED);
     __atomic_store_n(&e->waitgen, ((wg >> 32) + 1) << 32, __ATOMIC_RELAXED);
-    __atomic_store_n(&e->watch, 0, __ATOMIC_RELAXED);
 
     uint64_t old = __atomic_load_n(&e->state, __ATOMIC_RELAXED);
     uint64_t w = w_make_held(w_owner(held_proto), w_next_seq(old), w_deadline(held_proto));
