@@ -62,6 +62,10 @@ typedef struct shmlease_options {
     uint32_t flags;      /* SHMLEASE_OPEN_* below; 0 = create if missing, else attach */
     uint64_t (*clock_ms)(void *ctx);  /* NULL = the system's monotonic clock, in ms */
     void    *clock_ctx;
+    /* additions (a zeroed field keeps the default) */
+    uint32_t open_timeout_ms;  /* longest open() waits for the table's structural
+                                  locks (held by a stopped process, or a creator
+                                  still initialising); 0 = 5000 */
 } shmlease_options;
 
 #define SHMLEASE_OPEN_NOCREATE  (1u << 0)  /* attach only: -ENOENT if missing   */
@@ -84,7 +88,12 @@ typedef struct shmlease_options {
  *             (mode with group/other bits)
  *   -EPROTO   the segment is not a shmlease table of this layout: bad magic, other
  *             byte order or format, truncated, inconsistent header, or not a
- *             regular file (a FIFO or directory squatting the name)
+ *             regular file (a FIFO or directory squatting the name), or a
+ *             structural lock that no live process can hold (a damaged segment)
+ *   -EXDEV    read-write open of a table made in another time namespace or an
+ *             earlier boot: its deadlines are on another monotonic clock
+ *   -ETIMEDOUT a structural lock stayed taken for open_timeout_ms (its holder
+ *             is stopped)
  *   -ENOSPC   no room in /dev/shm for a new segment
  *   -ENOMEM, -EMFILE, -ENFILE  resources
  */
@@ -112,7 +121,7 @@ typedef struct shmlease_acquire_opts {
 typedef struct shmlease_lease {      /* a plain value owned by the caller */
     uint64_t fencing_token;          /* public, read-only */
     uint64_t expires_at_ms;          /* public, read-only; on the table's clock */
-    uint64_t _private[4];            /* private: callers must not touch them */
+    uint64_t _private[6];            /* private: callers must not touch them */
 } shmlease_lease;
 
 /*

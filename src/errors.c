@@ -27,7 +27,8 @@
     X(EAGAIN,          "EAGAIN",          "try again")                            \
     X(ENOSYS,          "ENOSYS",          "not supported by this kernel")         \
     X(ENOTRECOVERABLE, "ENOTRECOVERABLE", "table lock not recoverable")           \
-    X(EOVERFLOW,       "EOVERFLOW",       "value too large")
+    X(EOVERFLOW,       "EOVERFLOW",       "value too large")                      \
+    X(EXDEV,           "EXDEV",           "table made on another clock (other time namespace or boot)")
 
 SHM_API const char *shmlease_strerror(int rc)
 {

@@ -71,7 +71,8 @@ static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t
                     const uint32_t *want_key_seq, shmlease_info *info, int8_t *alive_cache)
 {
     for (int tries = 0; tries < 64; tries++) {
-        uint64_t w = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
+        struct lstate st = state_snapshot(e);
+        uint64_t w = st.w;
         uint32_t ks = __atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE);
         uint32_t ps = __atomic_load_n(&e->pub_seq, __ATOMIC_ACQUIRE);
         if (want_key_seq && ks != *want_key_seq)
@@ -96,17 +97,15 @@ static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&e->pub_seq, __ATOMIC_RELAXED) != ps ||
             __atomic_load_n(&e->key_seq, __ATOMIC_RELAXED) != ks ||
-            __atomic_load_n(&e->state, __ATOMIC_RELAXED) != w)
+            !state_is(e, st.w, st.c))
             continue;
 
         memcpy(info->key, kw, klen);
         info->key[klen] = 0;
-        /* The publication block describes this claim only if its tag says so;
-         * a claimer between its CAS and its publication shows token 0. */
-        /* A grace word keeps the sequence (not the owner) of the claim that
-         * entered grace: its token is still the one to show. */
-        int ours = w_kind(w) == W_GRACE ? (tag & (uint32_t)W_SEQ_MASK) == w_seq(w) : tag == w_tag(w);
-        if (ours) {
+        /* The publication block describes this claim only if its tag says so
+         * (a grace period keeps the claim that entered it); a claimer between
+         * its CAS and its publication shows token 0. */
+        if (tag == (uint32_t)st.c) {
             info->fencing_token = token;
             if (mlen > SHMLEASE_METADATA_MAX)
                 mlen = SHMLEASE_METADATA_MAX;

@@ -45,7 +45,7 @@
  * byte order reads as SHM_MAGIC_SWAPPED. */
 #define SHM_MAGIC          UINT64_C(0x455341454c4d4853)
 #define SHM_MAGIC_SWAPPED  __builtin_bswap64(SHM_MAGIC)
-#define SHM_LAYOUT_VERSION 1u
+#define SHM_LAYOUT_VERSION 2u
 
 #define INIT_STATE_READY   UINT32_C(0x52454459)   /* "READY": header complete */
 
@@ -69,6 +69,18 @@ struct shm_intent {
     uint32_t a;
     uint32_t pid;            /* who wrote it, for diagnostics */
     uint32_t pad;
+};
+
+/* Who holds a structural mutex: written by the locker right after it got the
+ * mutex, zeroed right before it unlocks. A waiter whose timed lock keeps
+ * timing out compares it with the mutex's owner thread to tell a holder that
+ * is merely slow or stopped (wait) from a mutex that nobody alive can hold,
+ * i.e. a corrupted segment (-EPROTO), instead of waiting for ever. */
+struct shm_lockrec {
+    int32_t  pid;
+    int32_t  tid;
+    uint64_t start_time;     /* of pid, clock ticks since boot; 0 unknown */
+    uint64_t pidns;          /* inode of the locker's PID namespace, 0 unknown */
 };
 
 /* Mutable header words, each group on its own cache line. */
@@ -98,6 +110,9 @@ struct shm_header {
     uint64_t reg_off, index_off, entries_off, total_size;
     uint64_t epoch;           /* random; seeds the key hash */
     uint64_t created_at;      /* table clock at creation: deadlines count from it */
+    uint64_t timens_ino;      /* creator's time namespace (inode), 0 unknown:
+                                 monotonic clocks agree only inside one */
+    uint8_t  boot_id[16];     /* creator's boot: clocks restart at each boot */
     uint32_t creator_uid;
     uint32_t checksum;        /* over the fields above */
     uint32_t init_state;      /* INIT_STATE_READY, stored last with release */
@@ -105,6 +120,7 @@ struct shm_header {
 
     /* --- structural lock for the key index (insert, retire) --- */
     _Alignas(CACHELINE) pthread_mutex_t index_mutex;
+    struct shm_lockrec index_holder;                    /* see struct shm_lockrec */
     /* Guarded by index_mutex: */
     _Alignas(CACHELINE) struct shm_intent index_intent;
     uint32_t free_head;       /* entry + 1 of the first free entry, 0: none */
@@ -115,6 +131,7 @@ struct shm_header {
 
     /* --- structural lock for the registry --- */
     _Alignas(CACHELINE) pthread_mutex_t reg_mutex;
+    struct shm_lockrec reg_holder;
     _Alignas(CACHELINE) struct shm_intent reg_intent;   /* guarded by reg_mutex */
     uint32_t reg_hint;                                  /* guarded by reg_mutex */
 
@@ -140,40 +157,43 @@ struct shm_reg {
     uint64_t pad2[3];
 };
 
-/* ---- entries and the lease state word ------------------------------------ */
+/* ---- entries and the lease state ------------------------------------------ */
 
 /*
  * struct shm_entry: one key. Field rules:
- *   state    the lease word. Every change of ownership is ONE CAS on it.
- *   token    unused (reserved); the token lives in the publication block.
+ *   state, claim
+ *            the lease state: 16 bytes that change together, only by a
+ *            16-byte compare-and-swap (state_cas). Every change of
+ *            ownership is ONE such CAS. `state` is the word described below;
+ *            `claim` counts the claims of this entry: every transition that
+ *            makes a new holder (acquire, takeover, insert) adds one, and
+ *            nothing else changes it, so it never repeats.
+ *   pub_token, pub_seq, pub_tag, meta_len, meta[]:
+ *            the publication block: token and metadata of the current claim,
+ *            written by the claimer after its CAS; pub_seq is odd while it
+ *            is written; pub_tag is the low 32 bits of the claim it describes.
  *   waitgen  hi32: generation (bumped when the entry is reused for a new key),
  *            lo32: sleeping waiters; CAS by waiters, reset by the inserter.
  *   wake     futex word: bumped by whoever frees or changes the key's deadline
  *            while waiters sleep (only when waitgen's count is non-zero).
- *   watch    unused (was the polling waiter's slot); kept for the layout.
  *   key_seq, key_len, hash, key[]:
  *            written only under index_mutex while state is RETIRED; key_seq is
  *            odd during the write (a seqlock for lock-free readers).
- *   pub_seq, pub_tag, pub_token, meta_len, meta[]:
- *            the publication block: token and metadata of the current claim,
- *            written by the claimer after its CAS; pub_seq is taken (even->odd)
- *            by CAS so that two writers never interleave; pub_tag names the
- *            claim (owner and sequence bits of its state word).
  *   next_free  free-list link, under index_mutex.
  */
 struct shm_entry {
-    uint64_t state;
+    _Alignas(16) uint64_t state;
+    uint64_t claim;
     uint64_t pub_token;
     uint64_t waitgen;
-    uint32_t wake;
-    uint32_t watch;
-    uint32_t key_seq;
-    uint32_t key_len;
     uint64_t hash;
+    uint32_t wake;
+    uint32_t key_seq;
     uint32_t pub_seq;
     uint32_t pub_tag;
-    uint32_t meta_len;
     uint32_t next_free;
+    uint16_t key_len;
+    uint16_t meta_len;
     char     key[SHMLEASE_KEY_MAX + 1];      /* zero padded */
     uint8_t  meta[SHMLEASE_METADATA_MAX];
 };
@@ -182,25 +202,17 @@ struct shm_entry {
  * The lease state word (64 bits):
  *
  *   63..62  kind    RETIRED 0 | FREE 1 | HELD 2 | GRACE 3
- *   HELD:   61..50 owner (registry slot), 49..40 seq, 39..0 deadline
- *   GRACE:  49..40 seq, 39..0 deadline (owner 0: held by nobody)
- *   FREE:   61..0  the fencing token of the claim that ended (or a fresh one
- *                  drawn by whoever freed it): never repeats
- *   RETIRED: entry not in use (all-zero memory is RETIRED)
+ *   HELD:   61..50 owner (registry slot), 49..40 zero, 39..0 deadline
+ *   GRACE:  61..40 zero, 39..0 deadline (held by nobody)
+ *   FREE, RETIRED: 61..0 zero
  *
- * The deadline lives IN the word. That is the answer to the owner-vs-deadline
- * publication race (PITFALLS 5): there is no instant at which a reader can see
- * a new owner beside an old deadline, because both change in the same CAS.
- * Acquire, renew, release, grace, takeover of an expired or dead holder's
- * lease and break are each one CAS from the word the actor examined to the
- * word it wants; an actor whose examination is out of date fails its CAS and
- * looks again. Deadlines are milliseconds since the table's created_at
- * (40 bits: 34 years), clamped at that horizon.
- *
- * ABA: a FREE word carries a never-repeating token. A HELD word repeats only
- * if the same handle re-claims the key with the same deadline millisecond and
- * the same 10-bit sequence; a GRACE/HELD word that is expired cannot come back
- * since new deadlines lie in the future.
+ * The deadline lives IN the word, and the word and the claim counter change
+ * in one CAS: no reader can see a new owner beside an old deadline, and a
+ * lease value (word, claim) names exactly one claim. A lease that was lost
+ * (taken over, broken, swept) can never match the state again, because any
+ * later claim has a greater claim count; no counter that wraps is involved.
+ * Deadlines are milliseconds since the table's created_at (40 bits: 34
+ * years), clamped at that horizon.
  */
 #define W_KIND_SHIFT   62
 #define W_RETIRED      UINT64_C(0)
@@ -208,40 +220,71 @@ struct shm_entry {
 #define W_HELD         UINT64_C(2)
 #define W_GRACE        UINT64_C(3)
 #define W_OWNER_SHIFT  50
-#define W_OWNER_MASK   UINT64_C(0xfff)
-#define W_SEQ_SHIFT    40
-#define W_SEQ_MASK     UINT64_C(0x3ff)
-#define W_DEADLINE_MASK ((UINT64_C(1) << 40) - 1)
-#define W_LOW62_MASK   ((UINT64_C(1) << 62) - 1)
+#define W_OWNER_BITS   12
+#define W_OWNER_MASK   ((UINT64_C(1) << W_OWNER_BITS) - 1)
+#define W_DEADLINE_BITS 40
+#define W_DEADLINE_MASK ((UINT64_C(1) << W_DEADLINE_BITS) - 1)
 
 static inline uint64_t w_kind(uint64_t w)     { return w >> W_KIND_SHIFT; }
 static inline uint32_t w_owner(uint64_t w)    { return (uint32_t)((w >> W_OWNER_SHIFT) & W_OWNER_MASK); }
-static inline uint32_t w_seq(uint64_t w)      { return (uint32_t)((w >> W_SEQ_SHIFT) & W_SEQ_MASK); }
 static inline uint64_t w_deadline(uint64_t w) { return w & W_DEADLINE_MASK; }
-static inline uint32_t w_tag(uint64_t w)      { return (uint32_t)((w >> W_SEQ_SHIFT) & ((W_OWNER_MASK << 10) | W_SEQ_MASK)); }
-static inline uint64_t w_make_held(uint32_t owner, uint32_t seq, uint64_t deadline)
+static inline uint64_t w_make_held(uint32_t owner, uint64_t deadline)
 {
     return (W_HELD << W_KIND_SHIFT) | ((uint64_t)(owner & W_OWNER_MASK) << W_OWNER_SHIFT)
-         | ((uint64_t)(seq & W_SEQ_MASK) << W_SEQ_SHIFT) | (deadline & W_DEADLINE_MASK);
-}
-static inline uint64_t w_make_grace(uint32_t seq, uint64_t deadline)
-{
-    return (W_GRACE << W_KIND_SHIFT) | ((uint64_t)(seq & W_SEQ_MASK) << W_SEQ_SHIFT)
          | (deadline & W_DEADLINE_MASK);
 }
-static inline uint64_t w_make_free(uint64_t token)    { return (W_FREE << W_KIND_SHIFT) | (token & W_LOW62_MASK); }
-static inline uint64_t w_make_retired(uint64_t token) { return (W_RETIRED << W_KIND_SHIFT) | (token & W_LOW62_MASK); }
-/* The sequence a new claim of an entry whose word is W gets. */
-static inline uint32_t w_next_seq(uint64_t w)
-{
-    uint32_t s = (w_kind(w) == W_HELD || w_kind(w) == W_GRACE) ? w_seq(w) : (uint32_t)w;
-    return (s + 1) & (uint32_t)W_SEQ_MASK;
-}
+static inline uint64_t w_make_grace(uint64_t deadline) { return (W_GRACE << W_KIND_SHIFT) | (deadline & W_DEADLINE_MASK); }
+#define W_FREE_WORD    (W_FREE << W_KIND_SHIFT)
+#define W_RETIRED_WORD (W_RETIRED << W_KIND_SHIFT)
 /* Held (or in grace) and not expired at table time NOW. */
 static inline int w_live(uint64_t w, uint64_t now)
 {
     uint64_t k = w_kind(w);
     return (k == W_HELD || k == W_GRACE) && w_deadline(w) > now;
+}
+
+/* The 16-byte lease state. Loads are two 8-byte atomic loads: a reader may
+ * see the halves of two different states, which only makes its CAS fail (a
+ * CAS succeeds only from the exact current pair). Readers that act without
+ * a CAS (check, inspect) use state_snapshot(). */
+struct lstate { uint64_t w, c; };
+
+static inline struct lstate state_load(const struct shm_entry *e)
+{
+    struct lstate s;
+    s.c = __atomic_load_n(&e->claim, __ATOMIC_ACQUIRE);
+    s.w = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
+    return s;
+}
+
+/* A pair that was the entry's state at one instant: the claim is read before
+ * and after the word, and the claim only grows; while it stays the same, the
+ * word read in between belongs to that claim. */
+static inline struct lstate state_snapshot(const struct shm_entry *e)
+{
+    for (;;) {
+        uint64_t c1 = __atomic_load_n(&e->claim, __ATOMIC_ACQUIRE);
+        uint64_t w = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
+        uint64_t c2 = __atomic_load_n(&e->claim, __ATOMIC_ACQUIRE);
+        if (c1 == c2)
+            return (struct lstate){w, c1};
+    }
+}
+
+/* Is the entry's state (w, c) now? (One consistent read.) */
+static inline int state_is(const struct shm_entry *e, uint64_t w, uint64_t c)
+{
+    struct lstate s = state_snapshot(e);
+    return s.w == w && s.c == c;
+}
+
+/* One 16-byte CAS from OLD to NEW (sequentially consistent, like every
+ * lock-prefixed instruction: see the ordering notes in lease.c). */
+static inline int state_cas(struct shm_entry *e, struct lstate old, struct lstate nw)
+{
+    typedef unsigned __int128 u128;
+    u128 o = ((u128)old.c << 64) | old.w, n = ((u128)nw.c << 64) | nw.w;
+    return __sync_bool_compare_and_swap((u128 *)(void *)&e->state, o, n);
 }
 
 /* Bucket word: hi32 = hash >> 32 (a filter), lo32 = entry + 1; 0 = empty. */
@@ -263,9 +306,15 @@ static inline uint64_t format_word(void)
 }
 
 _Static_assert(sizeof(struct shm_entry) == 320, "entry layout");
+_Static_assert(offsetof(struct shm_entry, state) == 0 && offsetof(struct shm_entry, claim) == 8,
+               "state and claim form one 16-byte word (little-endian: state is the low half)");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "state_cas assumes little-endian halves");
+_Static_assert((1u << W_OWNER_BITS) >= REG_SLOTS && SHMLEASE_HANDLES_MAX == REG_SLOTS - 1,
+               "owner field, registry slots and the handle limit agree");
 _Static_assert(offsetof(struct shm_entry, key) == 64, "entry hot words fill one line");
 _Static_assert(sizeof(struct shm_reg) == 64, "registry slot is one cache line");
 _Static_assert(offsetof(struct shm_header, index_mutex) == 128, "header immutable part: two lines");
+_Static_assert(offsetof(struct shm_header, checksum) == 116, "checksum covers magic .. creator_uid");
 _Static_assert(offsetof(struct shm_header, hot) % CACHELINE == 0, "hot stats on their own line");
 _Static_assert(sizeof(struct shm_header) <= HEADER_SIZE, "header fits its page");
 _Static_assert(sizeof(uint32_t) == 4 && _Alignof(uint32_t) == 4, "futex word");
@@ -274,7 +323,11 @@ _Static_assert(sizeof(uint32_t) == 4 && _Alignof(uint32_t) == 4, "futex word");
 
 struct shmlease_table {
     int       fd;             /* O_CLOEXEC; its open file description holds our
-                                 registry byte lock */
+                                 registry byte lock. Created, replaced and
+                                 closed only under the global handle-list lock,
+                                 so that fork() never copies a descriptor the
+                                 fork handler does not know of */
+    int       opening;        /* shmlease_open() has not returned it yet */
     int       readonly;
     uint8_t  *map;
     size_t    map_size;
@@ -330,22 +383,34 @@ uint64_t shmlease__reg_lock_off(const struct shm_header *h, uint32_t idx);
 uint64_t shmlease__header_checksum(const struct shm_header *h);
 int      shmlease__check_header(const struct shm_header *h, uint64_t file_size);
 int      shmlease__reopen_fd(shmlease_table *t);
+void     shmlease__boot_id(uint8_t id[16]);   /* this boot's id, zeroes if unknown */
 
 /* mutex.c: the one lock-or-recover path for the robust mutexes */
 typedef void (*shmlease_repair_fn)(shmlease_table *t);
 int  shmlease__mutex_init(pthread_mutex_t *m);
-int  shmlease__lock(shmlease_table *t, pthread_mutex_t *m, shmlease_repair_fn repair);
-int  shmlease__lock_for(shmlease_table *t, pthread_mutex_t *m, shmlease_repair_fn repair, uint64_t ms);
-void shmlease__unlock(pthread_mutex_t *m);
+/* Locks M, waiting at most MS ms (UINT64_MAX: as long as its holder is a
+ * live process). 0, -ETIMEDOUT, or -EPROTO when nobody alive can hold it. */
+int  shmlease__lock_for(shmlease_table *t, pthread_mutex_t *m, struct shm_lockrec *rec,
+                        shmlease_repair_fn repair, uint64_t ms);
+void shmlease__unlock(pthread_mutex_t *m, struct shm_lockrec *rec);
 
 /* registry.c */
-int  shmlease__ensure_registered(shmlease_table *t);
+int  shmlease__ensure_registered(shmlease_table *t, uint64_t lock_ms);
 int  shmlease__alive(const shmlease_table *t, uint32_t idx);  /* 1, 0, -1 */
 void shmlease__unregister(shmlease_table *t);
 void shmlease__free_owner_leases(shmlease_table *t, uint32_t idx);
 void shmlease__reg_repair(shmlease_table *t);
 uint64_t shmlease__proc_start_time(int32_t pid);
-int  shmlease__read_proc_identity(int32_t *pid, uint64_t *start_time, uint64_t *pidns);
+/* This process as the registry and the holder records describe it; read
+ * once per process (again after fork). */
+struct shmlease__self {
+    unsigned fork_gen;
+    int32_t  pid;
+    uint64_t start_time;       /* /proc/self/stat field 22, 0 unknown */
+    uint64_t pidns;            /* inode of /proc/self/ns/pid, 0 unknown */
+    uint64_t timens;           /* inode of /proc/self/ns/time, 0 unknown */
+};
+const struct shmlease__self *shmlease__self(void);
 
 static inline uint64_t waits_off(const struct shm_header *h)
 {
@@ -362,13 +427,19 @@ int  shmlease__key_prepare(const shmlease_table *t, const char *key, struct keyb
 long shmlease__lookup(const shmlease_table *t, const struct keybuf *kb, uint32_t *key_seq);
 long shmlease__lookup_stable(const shmlease_table *t, const struct keybuf *kb, uint32_t *key_seq);
 int  shmlease__key_matches(const struct shm_entry *e, const struct keybuf *kb, uint32_t seq);
-long shmlease__insert_held(shmlease_table *t, const struct keybuf *kb, uint64_t held_word_proto,
-                           uint64_t *word_out, uint32_t *key_seq, uint64_t lock_ms);
+struct shmlease__insert {
+    const struct keybuf *kb;   /* in: the key */
+    uint32_t owner;            /* in: our registry slot */
+    uint64_t ttl_ms;           /* in */
+    uint64_t lock_ms;          /* in: longest wait for index_mutex */
+    long     entry;            /* out: the key's entry */
+    uint32_t key_seq;          /* out: its key_seq */
+    struct lstate state;       /* out, when inserted: the claimed state */
+};
+int  shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins);
 void shmlease__index_repair(shmlease_table *t);
 void shmlease__wake(struct shm_entry *e, int all);
-
-/* lease.c */
-uint64_t shmlease__fresh_token(shmlease_table *t);
+void shmlease__wake_waiters(struct shm_entry *e, int all);
 
 /* stats: relaxed atomic adds on the header */
 #define STAT_ADD(t, grp, field) __atomic_fetch_add(&(t)->hdr->grp.field, 1, __ATOMIC_RELAXED)

@@ -3,22 +3,47 @@
  *
  * The two structural mutexes (index, registry) live at fixed offsets in the
  * header for the segment's whole life and are initialised once, before the
- * segment is READY (PITFALLS 1). Robustness is requested unconditionally and
- * checked (PITFALLS 3: PTHREAD_MUTEX_ROBUST is an enum, not a macro).
+ * segment is READY: a robust mutex must never be re-initialised while a
+ * process may be attached, or the kernel's robust-list walk at a process's
+ * death could write into memory that is no longer a mutex. Robustness is
+ * requested unconditionally and checked (PTHREAD_MUTEX_ROBUST is an enum,
+ * not a macro, so an #ifdef on it would silently compile it out).
  *
  * When a process dies holding one, the next locker gets EOWNERDEAD and *holds*
- * the mutex (PITFALLS 2). The structure it guards may be half-changed, so the
- * locker runs the structure's repair routine, which rebuilds every derived
- * field from the ground truth (the entries' state words, the registry slots)
- * and clears the intent record; only then pthread_mutex_consistent(). If the
- * recoverer itself dies during repair, the mutex is still inconsistent and the
- * next locker repairs again: repair is idempotent. We never unlock without
+ * the mutex. The structure it guards may be half-changed, so the locker runs
+ * the structure's repair routine, which rebuilds every derived field from the
+ * ground truth (the entries' states, the registry slots) and clears the
+ * intent record; only then pthread_mutex_consistent(). If the recoverer
+ * itself dies during repair, the mutex is still inconsistent and the next
+ * locker repairs again: repair is idempotent. We never unlock without
  * consistent(), so ENOTRECOVERABLE cannot arise from our own code.
+ *
+ * No wait is unbounded. A caller gives the longest it may wait; a caller
+ * that may wait for ever (a WAIT_FOREVER acquire) still never waits for a
+ * mutex that nobody alive can hold. The lock is taken in slices; after each
+ * slice that timed out, the waiter compares the mutex's owner thread with
+ * the holder record (struct shm_lockrec) that every locker writes right
+ * after locking and clears right before unlocking:
+ *   - the record names the owner thread, and that process is alive, or lives
+ *     in another PID namespace, or cannot be examined: a slow or stopped
+ *     holder, keep waiting (within the caller's bound);
+ *   - otherwise (no record, a record of another thread, a dead process or
+ *     thread): the kernel would have handed the mutex on with EOWNERDEAD had
+ *     its owner died holding it, so the mutex word itself is damaged. If
+ *     that lasts CORRUPT_AFTER_MS, the call fails with -EPROTO.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+
+#define LOCK_SLICE_MS     200u   /* a waiter looks at the holder this often */
+#define CORRUPT_AFTER_MS 1000u   /* no plausible holder for this long: damaged */
+#define FUTEX_TID_MASK   0x3fffffff
 
 int shmlease__mutex_init(pthread_mutex_t *m)
 {
@@ -33,48 +58,122 @@ int shmlease__mutex_init(pthread_mutex_t *m)
     return -rc;
 }
 
-int shmlease__lock(shmlease_table *t, pthread_mutex_t *m, shmlease_repair_fn repair)
+static uint64_t mono_ms(void)
 {
-    return shmlease__lock_for(t, m, repair, UINT64_MAX);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Waits at most MS milliseconds (UINT64_MAX: forever): a process stopped
- * while it holds the lock must not hold up a caller with a deadline. */
-int shmlease__lock_for(shmlease_table *t, pthread_mutex_t *m, shmlease_repair_fn repair, uint64_t ms)
+/* The thread that owns M according to its lock word, 0 if none or unknown. */
+static int32_t mutex_owner_tid(const pthread_mutex_t *m)
 {
+#ifdef __GLIBC__
+    return __atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED) & FUTEX_TID_MASK;
+#else
+    (void)m;
+    return 0;
+#endif
+}
+
+/* Can the holder of M be a live thread? 1 yes (or cannot tell), 0 no. */
+static int holder_plausible(const pthread_mutex_t *m, const struct shm_lockrec *rec)
+{
+    int32_t tid = mutex_owner_tid(m);
+    int32_t pid = __atomic_load_n(&rec->pid, __ATOMIC_RELAXED);
+    int32_t rtid = __atomic_load_n(&rec->tid, __ATOMIC_RELAXED);
+    uint64_t start = __atomic_load_n(&rec->start_time, __ATOMIC_RELAXED);
+    uint64_t ns = __atomic_load_n(&rec->pidns, __ATOMIC_RELAXED);
+#ifdef __GLIBC__
+    if (tid == 0)
+        return 1;                  /* unlocked meanwhile */
+    if (pid <= 0 || rtid != tid)
+        return 0;                  /* nobody says they hold it */
+#else
+    if (pid <= 0)
+        return 0;
+    (void)tid;
+    (void)rtid;
+#endif
+    const struct shmlease__self *me = shmlease__self();
+    if (!ns || ns != me->pidns)
+        return 1;                  /* another PID namespace: cannot tell */
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return 0;
+    uint64_t now_start = shmlease__proc_start_time(pid);
+    if (start && now_start && now_start != start)
+        return 0;                  /* the PID was reused */
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d", (int)pid, (int)rtid);
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT && now_start)
+        return 0;                  /* the process lives, the owner thread does not */
+    return 1;
+}
+
+static void record_holder(struct shm_lockrec *rec)
+{
+    const struct shmlease__self *me = shmlease__self();
+    __atomic_store_n(&rec->tid, (int32_t)gettid(), __ATOMIC_RELAXED);
+    __atomic_store_n(&rec->start_time, me->start_time, __ATOMIC_RELAXED);
+    __atomic_store_n(&rec->pidns, me->pidns, __ATOMIC_RELAXED);
+    __atomic_store_n(&rec->pid, me->pid, __ATOMIC_RELEASE);
+}
+
+int shmlease__lock_for(shmlease_table *t, pthread_mutex_t *m, struct shm_lockrec *rec,
+                       shmlease_repair_fn repair, uint64_t ms)
+{
+    const uint64_t start = mono_ms();
+    uint64_t suspect_since = 0;
     int rc;
-    struct timespec until;
-    if (ms != UINT64_MAX) {
+    for (;;) {
+        uint64_t slice = LOCK_SLICE_MS, spent = mono_ms() - start;
+        if (ms != UINT64_MAX && ms - (spent < ms ? spent : ms) < slice)
+            slice = ms - (spent < ms ? spent : ms);
         /* CLOCK_REALTIME for pthread_mutex_timedlock, which every sanitizer
-         * understands (gcc 12's TSan does not intercept clocklock). This only
-         * bounds the rare wait for a stopped lock holder: a wall-clock jump
-         * lengthens or shortens that bound, nothing else. */
+         * understands. A wall-clock jump only lengthens or shortens one
+         * slice: the bound itself is measured on the monotonic clock. */
+        struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += (time_t)(ms / 1000);
-        until.tv_nsec += (long)(ms % 1000) * 1000000L;
+        until.tv_sec += (time_t)(slice / 1000);
+        until.tv_nsec += (long)(slice % 1000) * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
         }
+        rc = pthread_mutex_timedlock(m, &until);
+        if (rc == 0 || rc == EOWNERDEAD)
+            break;
+        if (rc == EINTR || rc == EAGAIN)
+            continue;
+        if (rc != ETIMEDOUT)
+            return -EPROTO;        /* EINVAL, ENOTRECOVERABLE, EDEADLK: a damaged mutex */
+        uint64_t now = mono_ms();
+        if (holder_plausible(m, rec)) {
+            suspect_since = 0;
+        } else if (!suspect_since) {
+            suspect_since = now;
+        } else if (now - suspect_since >= CORRUPT_AFTER_MS) {
+            return -EPROTO;
+        }
+        if (ms != UINT64_MAX && now - start >= ms)
+            return -ETIMEDOUT;
     }
-    do {
-        rc = ms == UINT64_MAX ? pthread_mutex_lock(m) : pthread_mutex_timedlock(m, &until);
-    } while (rc == EINTR || rc == EAGAIN);
-    if (rc == ETIMEDOUT)
-        return -ETIMEDOUT;
-    if (rc == 0)
-        return 0;
+    record_holder(rec);
     if (rc == EOWNERDEAD) {
         SHMLEASE_FAULT("recover.during");
         repair(t);
         STAT_ADD(t, cold, recoveries);
         pthread_mutex_consistent(m);
-        return 0;
     }
-    return rc == ENOTRECOVERABLE ? -ENOTRECOVERABLE : -rc;
+    return 0;
 }
 
-void shmlease__unlock(pthread_mutex_t *m)
+void shmlease__unlock(pthread_mutex_t *m, struct shm_lockrec *rec)
 {
+    __atomic_store_n(&rec->pid, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&rec->tid, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&rec->start_time, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&rec->pidns, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(m);
 }

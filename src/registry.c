@@ -58,15 +58,31 @@ uint64_t shmlease__proc_start_time(int32_t pid)
     return tok ? strtoull(tok, NULL, 10) : 0;
 }
 
-int shmlease__read_proc_identity(int32_t *pid, uint64_t *start_time, uint64_t *pidns)
+static uint64_t ns_inode(const char *path)
 {
-    *pid = (int32_t)getpid();
-    *pidns = 0;
     struct stat st;
-    if (stat("/proc/self/ns/pid", &st) == 0)
-        *pidns = (uint64_t)st.st_ino;
-    *start_time = shmlease__proc_start_time(0);
-    return 0;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+const struct shmlease__self *shmlease__self(void)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static struct shmlease__self self;
+    static unsigned ready;           /* fork generation + 1 of what self holds */
+    unsigned gen = __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED) + 1;
+    if (likely(__atomic_load_n(&ready, __ATOMIC_ACQUIRE) == gen))
+        return &self;
+    pthread_mutex_lock(&lock);
+    if (__atomic_load_n(&ready, __ATOMIC_RELAXED) != gen) {
+        self.fork_gen = gen - 1;
+        self.pid = (int32_t)getpid();
+        self.start_time = shmlease__proc_start_time(0);
+        self.pidns = ns_inode("/proc/self/ns/pid");
+        self.timens = ns_inode("/proc/self/ns/time");
+        __atomic_store_n(&ready, gen, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&lock);
+    return &self;
 }
 
 int shmlease__alive(const shmlease_table *t, uint32_t idx)
@@ -87,23 +103,16 @@ int shmlease__alive(const shmlease_table *t, uint32_t idx)
     return fl.l_type == F_WRLCK;
 }
 
-static void wake_if_waiters(struct shm_entry *e)
-{
-    if ((uint32_t)__atomic_load_n(&e->waitgen, __ATOMIC_SEQ_CST) != 0)
-        shmlease__wake(e, 1);
-}
-
 /* Frees every lease whose word names IDX as owner. Each is one CAS from the
- * word we saw to FREE(fresh token); a concurrent takeover simply wins. */
+ * state we saw to FREE; a concurrent takeover simply wins. */
 void shmlease__free_owner_leases(shmlease_table *t, uint32_t idx)
 {
     for (uint32_t i = 0; i < t->capacity; i++) {
         struct shm_entry *e = &t->entries[i];
-        uint64_t w = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
-        while (w_kind(w) == W_HELD && w_owner(w) == idx) {
-            uint64_t nw = w_make_free(shmlease__fresh_token(t));
-            if (__atomic_compare_exchange_n(&e->state, &w, nw, 0, __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE)) {
-                wake_if_waiters(e);
+        for (struct lstate s = state_load(e); w_kind(s.w) == W_HELD && w_owner(s.w) == idx;
+             s = state_load(e)) {
+            if (state_cas(e, s, (struct lstate){W_FREE_WORD, s.c})) {
+                shmlease__wake_waiters(e, 1);
                 break;
             }
         }
@@ -121,7 +130,7 @@ void shmlease__reg_repair(shmlease_table *t)
         h->reg_hint = 1;
 }
 
-static int try_claim_slot(shmlease_table *t, uint32_t idx, int32_t pid, uint64_t start, uint64_t pidns)
+static int try_claim_slot(shmlease_table *t, uint32_t idx, const struct shmlease__self *me)
 {
     struct shm_header *h = t->hdr;
     struct shm_reg *r = &t->reg[idx];
@@ -132,34 +141,33 @@ static int try_claim_slot(shmlease_table *t, uint32_t idx, int32_t pid, uint64_t
                        .l_start = (off_t)shmlease__reg_lock_off(h, idx), .l_len = 1};
     if (fcntl(t->fd, F_OFD_SETLK, &fl) != 0)
         return 0;                           /* someone alive holds it */
-    if (r->gen != 0) {
+    if (__atomic_load_n(&r->gen, __ATOMIC_RELAXED) != 0) {
         /* Reused: no lease may still name this slot. */
-        h->reg_intent = (struct shm_intent){INTENT_SWEEP, idx, (uint32_t)pid, 0};
+        h->reg_intent = (struct shm_intent){INTENT_SWEEP, idx, (uint32_t)me->pid, 0};
         shmlease__free_owner_leases(t, idx);
         SHMLEASE_FAULT("registry.after_sweep");
     }
-    h->reg_intent = (struct shm_intent){INTENT_REGISTER, idx, (uint32_t)pid, 0};
+    h->reg_intent = (struct shm_intent){INTENT_REGISTER, idx, (uint32_t)me->pid, 0};
     for (uint32_t i = 0; i < WAIT_RECORDS; i++)       /* a dead user's records */
         __atomic_store_n(&t->waits[(size_t)idx * WAIT_RECORDS + i], 0, __ATOMIC_RELAXED);
-    r->pid = pid;
-    r->start_time = start;
-    r->pidns_ino = pidns;
-    r->uid = (uint32_t)geteuid();
-    r->gen++;
+    /* Readers (inspection, waiters) read these without a lock: atomic stores,
+     * published by the release store of the generation and the state. */
+    __atomic_store_n(&r->pid, me->pid, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->start_time, me->start_time, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->pidns_ino, me->pidns, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->uid, (uint32_t)geteuid(), __ATOMIC_RELAXED);
+    __atomic_store_n(&r->gen, __atomic_load_n(&r->gen, __ATOMIC_RELAXED) + 1, __ATOMIC_RELEASE);
     __atomic_store_n(&r->state, REG_ACTIVE, __ATOMIC_RELEASE);
     SHMLEASE_FAULT("registry.after_claim");
     h->reg_intent.op = INTENT_NONE;
     return 1;
 }
 
-static int register_handle(shmlease_table *t)
+static int register_handle(shmlease_table *t, uint64_t lock_ms)
 {
     struct shm_header *h = t->hdr;
-    int32_t pid;
-    uint64_t start, pidns;
-    shmlease__read_proc_identity(&pid, &start, &pidns);
-
-    int rc = shmlease__lock(t, &h->reg_mutex, shmlease__reg_repair);
+    const struct shmlease__self *me = shmlease__self();
+    int rc = shmlease__lock_for(t, &h->reg_mutex, &h->reg_holder, shmlease__reg_repair, lock_ms);
     if (rc)
         return rc;
     SHMLEASE_FAULT("registry.locked");
@@ -172,12 +180,12 @@ static int register_handle(shmlease_table *t)
         for (uint32_t n = 0; n < REG_SLOTS - 1; n++) {
             uint32_t idx = 1 + (hint - 1 + n) % (REG_SLOTS - 1);
             struct shm_reg *r = &t->reg[idx];
-            if (pass == 0 && r->gen != 0)
+            if (pass == 0 && __atomic_load_n(&r->gen, __ATOMIC_RELAXED) != 0)
                 continue;
             if (pass == 1 && __atomic_load_n(&r->state, __ATOMIC_ACQUIRE) == REG_ACTIVE &&
                 shmlease__alive(t, idx) != 0)
                 continue;
-            if (try_claim_slot(t, idx, pid, start, pidns)) {
+            if (try_claim_slot(t, idx, me)) {
                 found = idx;
                 break;
             }
@@ -185,17 +193,17 @@ static int register_handle(shmlease_table *t)
     }
     if (found) {
         h->reg_hint = found + 1 < REG_SLOTS ? found + 1 : 1;
-        uint64_t fg = __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED) & 0xffffu;
-        __atomic_store_n(&t->regword, (t->reg[found].gen << 32) | (fg << 16) | found, __ATOMIC_RELEASE);
-        t->my_pidns = pidns;
+        uint64_t fg = me->fork_gen & 0xffffu;
+        uint64_t gen = __atomic_load_n(&t->reg[found].gen, __ATOMIC_RELAXED);
+        __atomic_store_n(&t->regword, (gen << 32) | (fg << 16) | found, __ATOMIC_RELEASE);
     }
-    shmlease__unlock(&h->reg_mutex);
+    shmlease__unlock(&h->reg_mutex, &h->reg_holder);
     return found ? 0 : -EUSERS;
 }
 
 /* Slow path of every lease call: registers the handle the first time, and
- * again in a fork child. */
-int shmlease__ensure_registered(shmlease_table *t)
+ * again in a fork child. Waits at most LOCK_MS for the registry lock. */
+int shmlease__ensure_registered(shmlease_table *t, uint64_t lock_ms)
 {
     pthread_mutex_lock(&t->lock);
     int rc = 0;
@@ -204,7 +212,7 @@ int shmlease__ensure_registered(shmlease_table *t)
         if (t->fd < 0)
             rc = shmlease__reopen_fd(t);
         if (rc == 0)
-            rc = register_handle(t);
+            rc = register_handle(t, lock_ms);
     }
     pthread_mutex_unlock(&t->lock);
     return rc;
@@ -216,10 +224,9 @@ void shmlease__unregister(shmlease_table *t)
     if (idx == 0)
         return;
     shmlease__free_owner_leases(t, idx);
-    if (shmlease__lock(t, &t->hdr->reg_mutex, shmlease__reg_repair) == 0) {
-        __atomic_store_n(&t->reg[idx].state, REG_FREE, __ATOMIC_RELEASE);
-        shmlease__unlock(&t->hdr->reg_mutex);
-    }
+    /* No registry lock needed: only the holder of the slot's byte lock (we)
+     * writes the slot, and a registrant takes the byte only after we drop it. */
+    __atomic_store_n(&t->reg[idx].state, REG_FREE, __ATOMIC_RELEASE);
     struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET,
                        .l_start = (off_t)shmlease__reg_lock_off(t->hdr, idx), .l_len = 1};
     fcntl(t->fd, F_OFD_SETLK, &fl);

@@ -37,6 +37,8 @@
 
 unsigned shmlease__fork_gen;
 
+#define DEFAULT_OPEN_TIMEOUT_MS 5000u
+
 static pthread_mutex_t g_handles_lock = PTHREAD_MUTEX_INITIALIZER;
 static shmlease_table *g_handles;
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
@@ -134,6 +136,39 @@ int shmlease__check_header(const struct shm_header *h, uint64_t file_size)
     return 0;
 }
 
+static uint64_t mono_ms(void)
+{
+    return shmlease__sys_clock_ms(NULL);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {0, (long)ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* This boot's identity (16 bytes of /proc/sys/kernel/random/boot_id), zeroes
+ * when it cannot be read. */
+void shmlease__boot_id(uint8_t id[16])
+{
+    memset(id, 0, 16);
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+    if (!f)
+        return;
+    char buf[64];
+    if (fgets(buf, sizeof buf, f)) {
+        int n = 0;
+        for (const char *p = buf; *p && n < 32; p++) {
+            int v = (*p >= '0' && *p <= '9') ? *p - '0' : (*p >= 'a' && *p <= 'f') ? *p - 'a' + 10 : -1;
+            if (v < 0)
+                continue;
+            id[n / 2] = (uint8_t)(id[n / 2] << 4 | v);
+            n++;
+        }
+    }
+    fclose(f);
+}
+
 static int ofd_lock(int fd, short type, off_t off, int wait)
 {
     struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = off, .l_len = 1};
@@ -187,6 +222,8 @@ static int initialise(int fd, uint32_t capacity, uint64_t now_ms, int created)
            offsetof(struct shm_header, checksum) - offsetof(struct shm_header, header_size));
     h->epoch = random_u64();
     h->created_at = now_ms;
+    h->timens_ino = shmlease__self()->timens;
+    shmlease__boot_id(h->boot_id);
     h->creator_uid = (uint32_t)geteuid();
     h->checksum = (uint32_t)shmlease__header_checksum(h);
 
@@ -309,6 +346,15 @@ static void atfork_child(void)
         t->regword = 0;
         if (t->fd < 0)
             continue;
+        if (t->opening) {
+            /* Another thread of the parent was opening it; that thread does
+             * not exist here, and nobody here has the handle: just let go of
+             * the description (it may hold the init lock, or soon a
+             * registry lock, on the parent's behalf). */
+            close(t->fd);
+            t->fd = -1;
+            continue;
+        }
         char path[32] = "/proc/self/fd/";
         char digits[12];
         int n = 0, v = t->fd;
@@ -359,6 +405,8 @@ static int map_table(shmlease_table *t, const struct shm_header *hh)
     return 0;
 }
 
+/* Opens (or creates) the segment PATH. Called with g_handles_lock held:
+ * the descriptor must be on the handle before any fork can copy it. */
 static int open_fd(const char *path, const shmlease_options *o, uint32_t mode, int *created)
 {
     int ro = (o->flags & SHMLEASE_OPEN_READONLY) != 0;
@@ -397,6 +445,153 @@ static int open_fd(const char *path, const shmlease_options *o, uint32_t mode, i
     return -EAGAIN;
 }
 
+/* The first-opener protocol of a read-write open (see the top of this
+ * file), bounded: the init lock is polled until DEADLINE (monotonic ms).
+ * Fills *HH and *SIZE with a READY header. */
+static int init_or_attach(shmlease_table *t, const shmlease_options *o, uint32_t capacity, int created,
+                          uint64_t deadline, struct shm_header *hh, uint64_t *size)
+{
+    int fd = t->fd, rc;
+    for (unsigned naps = 0;; naps++) {
+        rc = ofd_lock(fd, F_WRLCK, INIT_LOCK_OFF, 0);
+        if (rc == 0) {
+            rc = read_header(fd, hh, size);
+            /* A 0-byte file we did not create: its creator is most likely
+             * between shm_open and taking the init lock. Give it 100 ms
+             * before building the segment ourselves. */
+            if (rc || created || *size != 0 || naps >= 50)
+                break;
+            ofd_lock(fd, F_UNLCK, INIT_LOCK_OFF, 0);
+        } else if (rc != -EAGAIN && rc != -EACCES) {
+            return rc;
+        } else if (mono_ms() >= deadline) {
+            return -ETIMEDOUT;         /* an initialiser that is stopped */
+        }
+        sleep_ms(naps < 10 ? 1 : 2);
+    }
+    if (rc == 0 && hh->init_state != INIT_STATE_READY && !half_built(fd, hh, *size))
+        rc = -EPROTO;                  /* not ours: never write to it */
+    if (rc == 0 && hh->init_state != INIT_STATE_READY) {
+        uint64_t now = o->clock_ms ? o->clock_ms(o->clock_ctx) : shmlease__sys_clock_ms(NULL);
+        rc = initialise(fd, capacity, now, created);
+        if (rc == 0)
+            rc = read_header(fd, hh, size);
+        if (rc == -ENOSPC && created) {
+            char path[SHMLEASE_NAME_MAX + 16];
+            shm_path(path, sizeof path, t->name);
+            shm_unlink(path);
+        }
+    }
+    ofd_lock(fd, F_UNLCK, INIT_LOCK_OFF, 0);
+    return rc;
+}
+
+/* A read-only open never locks: waits a little for READY, else -EPROTO. */
+static int attach_readonly(int fd, struct shm_header *hh, uint64_t *size)
+{
+    for (int i = 0;; i++) {
+        int rc = read_header(fd, hh, size);
+        if (rc)
+            return rc;
+        if (__atomic_load_n(&hh->init_state, __ATOMIC_ACQUIRE) == INIT_STATE_READY)
+            return 0;
+        if (i >= 50)
+            return -EPROTO;
+        sleep_ms(2);
+    }
+}
+
+/* Monotonic clocks agree only within one boot and one time namespace: a
+ * writer on another clock would read every deadline wrong. */
+static int same_clock(const struct shm_header *hh)
+{
+    uint8_t boot[16];
+    shmlease__boot_id(boot);
+    return hh->timens_ino == shmlease__self()->timens && memcmp(hh->boot_id, boot, 16) == 0;
+}
+
+/* Replaces t->fd by a new open file description of the same file, never
+ * mapped, to carry the registry lock: the mapping holds a reference to the
+ * description it was made through, and a fork child inherits the mapping, so
+ * a lock on that description would outlive the process that took it. */
+static int swap_to_lock_fd(shmlease_table *t)
+{
+    pthread_mutex_lock(&g_handles_lock);
+    int lfd = reopen_same_file(t->fd, t->readonly, t->name, t->ino, t->dev);
+    if (lfd >= 0) {
+        close(t->fd);
+        t->fd = lfd;
+    }
+    pthread_mutex_unlock(&g_handles_lock);
+    return lfd < 0 ? lfd : 0;
+}
+
+/* Everything shmlease_open does once T is allocated and listed. */
+static int attach(shmlease_table *t, const shmlease_options *o, uint32_t mode, uint32_t capacity)
+{
+    uint64_t deadline = mono_ms() + (o->open_timeout_ms ? o->open_timeout_ms : DEFAULT_OPEN_TIMEOUT_MS);
+    char path[SHMLEASE_NAME_MAX + 16];
+    shm_path(path, sizeof path, t->name);
+    int created = 0;
+    pthread_mutex_lock(&g_handles_lock);
+    int fd = open_fd(path, o, mode, &created);
+    if (fd >= 0)
+        t->fd = fd;
+    pthread_mutex_unlock(&g_handles_lock);
+    if (fd < 0)
+        return fd;
+
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return -EPROTO;                /* a FIFO, a directory...: not a table */
+    t->ino = st.st_ino;
+    t->dev = st.st_dev;
+    /* A table of another user is not used unless the caller asked to share
+     * (PITFALLS 15): a squatter cannot capture our leases. */
+    if (!t->readonly && !created && st.st_uid != geteuid() && !(mode & 077))
+        return -EACCES;
+
+    struct shm_header hh;
+    uint64_t size;
+    int rc = t->readonly ? attach_readonly(fd, &hh, &size)
+                         : init_or_attach(t, o, capacity, created, deadline, &hh, &size);
+    if (rc == 0)
+        rc = shmlease__check_header(&hh, size);
+    if (rc == 0 && !t->readonly && !same_clock(&hh))
+        rc = -EXDEV;
+    if (rc == 0)
+        rc = map_table(t, &hh);
+    if (rc == 0)
+        rc = swap_to_lock_fd(t);
+    t->my_pidns = shmlease__self()->pidns;
+    if (rc == 0 && !t->readonly) {
+        uint64_t now = mono_ms();
+        rc = shmlease__ensure_registered(t, deadline > now ? deadline - now : 0);
+    }
+    return rc;
+}
+
+static void handle_free(shmlease_table *t)
+{
+    pthread_mutex_lock(&g_handles_lock);
+    for (shmlease_table **p = &g_handles; *p; p = &(*p)->next) {
+        if (*p == t) {
+            *p = t->next;
+            break;
+        }
+    }
+    if (t->fd >= 0)
+        close(t->fd);      /* drops our registry lock */
+    t->fd = -1;
+    pthread_mutex_unlock(&g_handles_lock);
+    if (t->map)
+        munmap(t->map, t->map_size);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
 SHM_API int shmlease_open(const char *name, const shmlease_options *opts, shmlease_table **out)
 {
     static const shmlease_options defaults;
@@ -424,154 +619,39 @@ SHM_API int shmlease_open(const char *name, const shmlease_options *opts, shmlea
     if (!t)
         return -ENOMEM;
     t->fd = -1;
+    t->opening = 1;
     t->readonly = (o->flags & SHMLEASE_OPEN_READONLY) != 0;
     t->clock_ms = o->clock_ms;
     t->clock_ctx = o->clock_ctx;
     t->fake_clock = o->clock_ms != NULL;
     pthread_mutex_init(&t->lock, NULL);
     snprintf(t->name, sizeof t->name, "%s", name);
-
-    char path[SHMLEASE_NAME_MAX + 16];
-    shm_path(path, sizeof path, name);
-    int created = 0;
-    int fd = open_fd(path, o, mode, &created);
-    if (fd < 0) {
-        rc = fd;
-        goto fail;
-    }
-    t->fd = fd;
-
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        rc = -errno;
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = -EPROTO;                  /* a FIFO, a directory...: not a table */
-        goto fail;
-    }
-    t->ino = st.st_ino;
-    t->dev = st.st_dev;
-    /* A table of another user is not used unless the caller asked to share
-     * (PITFALLS 15): a squatter cannot capture our leases. */
-    if (!t->readonly && !created && st.st_uid != geteuid() && !(mode & 077)) {
-        rc = -EACCES;
-        goto fail;
-    }
-
-    struct shm_header hh;
-    uint64_t size;
-    if (t->readonly) {
-        /* Never lock: wait a little for READY, then give up. */
-        for (int i = 0;; i++) {
-            rc = read_header(fd, &hh, &size);
-            if (rc)
-                goto fail;
-            if (__atomic_load_n(&hh.init_state, __ATOMIC_ACQUIRE) == INIT_STATE_READY || i >= 50)
-                break;
-            struct timespec ts = {0, 2 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
-        if (hh.init_state != INIT_STATE_READY) {
-            rc = -EPROTO;
-            goto fail;
-        }
-    } else {
-        for (int tries = 0;; tries++) {
-            rc = ofd_lock(fd, F_WRLCK, INIT_LOCK_OFF, 1);
-            if (rc)
-                goto fail;
-            rc = read_header(fd, &hh, &size);
-            /* A 0-byte file we did not create: its creator is most likely
-             * between shm_open and taking the init lock. Give it 100 ms
-             * before building the segment ourselves. */
-            if (rc || created || size != 0 || tries >= 50)
-                break;
-            ofd_lock(fd, F_UNLCK, INIT_LOCK_OFF, 0);
-            struct timespec ts = {0, 2 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
-        if (rc == 0 && hh.init_state != INIT_STATE_READY && !half_built(fd, &hh, size))
-            rc = -EPROTO;       /* not ours: never write to it */
-        if (rc == 0 && hh.init_state != INIT_STATE_READY) {
-            uint64_t now = o->clock_ms ? o->clock_ms(o->clock_ctx) : shmlease__sys_clock_ms(NULL);
-            rc = initialise(fd, capacity, now, created);
-            if (rc == 0)
-                rc = read_header(fd, &hh, &size);
-            if (rc == -ENOSPC && created)
-                shm_unlink(path);
-        }
-        ofd_lock(fd, F_UNLCK, INIT_LOCK_OFF, 0);
-        if (rc)
-            goto fail;
-    }
-    rc = shmlease__check_header(&hh, size);
-    if (rc)
-        goto fail;
-    rc = map_table(t, &hh);
-    if (rc)
-        goto fail;
-    /* The mapping holds a reference to the open file description it was made
-     * through, and a fork child inherits the mapping: a lock held on that
-     * description would outlive the process that took it. So registry locks
-     * live on a second, never-mapped description, and the first is closed. */
-    {
-        int lfd = reopen_same_file(fd, t->readonly, t->name, t->ino, t->dev);
-        if (lfd < 0) {
-            rc = lfd;
-            goto fail;
-        }
-        close(fd);
-        t->fd = fd = lfd;
-    }
-    {
-        int32_t pid;
-        uint64_t st_time;
-        shmlease__read_proc_identity(&pid, &st_time, &t->my_pidns);
-    }
-    if (!t->readonly) {
-        rc = shmlease__ensure_registered(t);
-        if (rc)
-            goto fail;
-    }
+    /* Listed from the start, so that a fork during the open sees every
+     * descriptor it makes (see atfork_child). */
     pthread_mutex_lock(&g_handles_lock);
     t->next = g_handles;
     g_handles = t;
     pthread_mutex_unlock(&g_handles_lock);
+
+    rc = attach(t, o, mode, capacity);
+    if (rc) {
+        handle_free(t);
+        return rc == -EFBIG ? -ENOSPC : rc;
+    }
+    pthread_mutex_lock(&g_handles_lock);
+    t->opening = 0;
+    pthread_mutex_unlock(&g_handles_lock);
     *out = t;
     return 0;
-
-fail:
-    if (t->map)
-        munmap(t->map, t->map_size);
-    if (t->fd >= 0)
-        close(t->fd);
-    pthread_mutex_destroy(&t->lock);
-    free(t);
-    if (rc == -EFBIG)
-        rc = -ENOSPC;
-    return rc;
 }
 
 SHM_API void shmlease_close(shmlease_table *t)
 {
     if (!t)
         return;
-    pthread_mutex_lock(&g_handles_lock);
-    for (shmlease_table **p = &g_handles; *p; p = &(*p)->next) {
-        if (*p == t) {
-            *p = t->next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&g_handles_lock);
     if (!t->readonly)
         shmlease__unregister(t);
-    munmap(t->map, t->map_size);
-    if (t->fd >= 0)
-        close(t->fd);      /* drops our registry lock */
-    pthread_mutex_destroy(&t->lock);
-    free(t);
+    handle_free(t);
 }
 
 SHM_API int shmlease_unlink(const char *name)
@@ -590,9 +670,10 @@ SHM_API int shmlease_unlink(const char *name)
  * file again by name, if it is still the same file. 0 or -EBADF. */
 int shmlease__reopen_fd(shmlease_table *t)
 {
+    pthread_mutex_lock(&g_handles_lock);
     int fd = open_same_by_name(t->name, t->readonly, t->ino, t->dev);
-    if (fd < 0)
-        return -EBADF;
-    t->fd = fd;
-    return 0;
+    if (fd >= 0)
+        t->fd = fd;
+    pthread_mutex_unlock(&g_handles_lock);
+    return fd < 0 ? -EBADF : 0;
 }

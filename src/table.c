@@ -157,20 +157,36 @@ void shmlease__wake(struct shm_entry *e, int all)
     futex_async((int32_t *)&e->wake, FUTEX_WAKE, all ? INT32_MAX : 1, NULL, NULL, 0);
 }
 
+/* After a transition of E's state: wakes its sleepers, if it has any. The
+ * count is read AFTER the caller's CAS (a waiter raises it BEFORE it looks
+ * at the state; both sequentially consistent), so either the waiter sees
+ * the new state or we see the waiter: no wake-up is lost. */
+void shmlease__wake_waiters(struct shm_entry *e, int all)
+{
+    if ((uint32_t)__atomic_load_n(&e->waitgen, __ATOMIC_SEQ_CST) != 0)
+        shmlease__wake(e, all);
+}
+
 /* ---- the index (under index_mutex) ---------------------------------------- */
+
+static inline uint64_t kb_hash_of(const struct shm_entry *e)
+{
+    return __atomic_load_n(&e->hash, __ATOMIC_RELAXED);
+}
 
 /* index_seq is odd while the buckets change. A writer killed half-way left
  * it odd: begin moves it to the next odd value (readers see a change either
  * way), end to the even one after, so a repair always leaves it even. */
 static void index_begin(struct shm_header *h)
 {
-    uint32_t s = h->index_seq;
+    uint32_t s = __atomic_load_n(&h->index_seq, __ATOMIC_RELAXED);
     __atomic_store_n(&h->index_seq, (s & 1) ? s + 2 : s + 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 static void index_end(struct shm_header *h)
 {
-    __atomic_store_n(&h->index_seq, (h->index_seq | 1u) + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&h->index_seq, (__atomic_load_n(&h->index_seq, __ATOMIC_RELAXED) | 1u) + 1,
+                     __ATOMIC_RELEASE);
 }
 
 /* 0, or -1 when no bucket is empty: impossible with at most capacity live
@@ -194,7 +210,7 @@ static int bucket_put(shmlease_table *t, uint64_t hash, uint32_t entry)
 static void bucket_remove(shmlease_table *t, uint32_t entry)
 {
     uint32_t mask = t->nbuckets - 1;
-    uint64_t hash = t->entries[entry].hash;
+    uint64_t hash = kb_hash_of(&t->entries[entry]);
     uint32_t i = (uint32_t)hash & mask;
     for (uint32_t n = 0;; n++) {
         uint64_t b = t->buckets[i];
@@ -211,7 +227,7 @@ static void bucket_remove(shmlease_table *t, uint32_t entry)
         if (b == 0)
             break;
         uint32_t be = bucket_entry(b);
-        uint32_t home = be < t->capacity ? (uint32_t)t->entries[be].hash & mask : j;
+        uint32_t home = be < t->capacity ? (uint32_t)kb_hash_of(&t->entries[be]) & mask : j;
         /* B may move to hole I unless its home lies cyclically in (I, J]. */
         int stays = (i <= j) ? (i < home && home <= j) : (i < home || home <= j);
         if (stays)
@@ -243,30 +259,34 @@ void shmlease__index_repair(shmlease_table *t)
     for (uint32_t k = t->capacity; k-- > 0;) {
         struct shm_entry *e = &t->entries[k];
         uint64_t w = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
-        int usable = w_kind(w) != W_RETIRED && !(e->key_seq & 1) &&
-                     e->key_len >= 1 && e->key_len <= SHMLEASE_KEY_MAX;
+        uint16_t klen = __atomic_load_n(&e->key_len, __ATOMIC_RELAXED);
+        int usable = w_kind(w) != W_RETIRED && !(__atomic_load_n(&e->key_seq, __ATOMIC_RELAXED) & 1) &&
+                     klen >= 1 && klen <= SHMLEASE_KEY_MAX;
         if (usable) {
             /* A second live entry for the same key cannot arise from our
              * protocol; if the segment says so anyway, keep the first. */
             struct keybuf kb;
             memset(&kb, 0, sizeof kb);
-            memcpy(kb.w, e->key, e->key_len);
-            kb.len = e->key_len;
-            kb.hash = e->hash;
+            memcpy(kb.w, e->key, klen);
+            kb.len = klen;
+            kb.hash = __atomic_load_n(&e->hash, __ATOMIC_RELAXED);
             if (shmlease__lookup(t, &kb, NULL) >= 0)
                 usable = 0;
         }
         if (!usable) {
-            while (w_kind(w) != W_RETIRED &&
-                   !__atomic_compare_exchange_n(&e->state, &w, w_make_retired(w), 0,
-                                                __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE))
-                ;
-            if (e->key_seq & 1)
-                e->key_seq++;
+            for (struct lstate s = state_load(e); w_kind(s.w) != W_RETIRED; s = state_load(e)) {
+                if (state_cas(e, s, (struct lstate){W_RETIRED_WORD, s.c})) {
+                    shmlease__wake_waiters(e, 1);   /* they look the key up again */
+                    break;
+                }
+            }
+            uint32_t ks = __atomic_load_n(&e->key_seq, __ATOMIC_RELAXED);
+            if (ks & 1)
+                __atomic_store_n(&e->key_seq, ks + 1, __ATOMIC_RELEASE);
             free_push(t, k);
             continue;
         }
-        bucket_put(t, e->hash, k);             /* cannot fail: buckets just emptied */
+        bucket_put(t, kb_hash_of(e), k);       /* cannot fail: buckets just emptied */
         live++;
     }
     h->live_count = live;
@@ -274,17 +294,17 @@ void shmlease__index_repair(shmlease_table *t)
     h->index_intent.op = INTENT_NONE;
 }
 
-/* Can entry E be retired at table time NOW? Then returns its word in *W. */
-static int retirable(shmlease_table *t, struct shm_entry *e, uint64_t now, uint64_t *w)
+/* Can entry E be retired at table time NOW? Then returns its state in *S. */
+static int retirable(shmlease_table *t, struct shm_entry *e, uint64_t now, struct lstate *s)
 {
-    *w = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
-    switch (w_kind(*w)) {
+    *s = state_load(e);
+    switch (w_kind(s->w)) {
     case W_FREE:
         return 1;
     case W_GRACE:
-        return w_deadline(*w) <= now;
+        return w_deadline(s->w) <= now;
     case W_HELD:
-        return w_deadline(*w) <= now || shmlease__alive(t, w_owner(*w)) == 0;
+        return w_deadline(s->w) <= now || shmlease__alive(t, w_owner(s->w)) == 0;
     default:
         return 0;
     }
@@ -302,19 +322,18 @@ static uint32_t reap(shmlease_table *t, uint64_t now)
         for (uint32_t n = 0; n < t->capacity; n++) {
             uint32_t k = (start + n) % t->capacity;
             struct shm_entry *e = &t->entries[k];
-            uint64_t w;
-            if (!retirable(t, e, now, &w))
+            struct lstate s;
+            if (!retirable(t, e, now, &s))
                 continue;
-            uint32_t waiting = (uint32_t)__atomic_load_n(&e->waitgen, __ATOMIC_ACQUIRE);
-            if (pass == 0 && waiting)
+            if (pass == 0 && (uint32_t)__atomic_load_n(&e->waitgen, __ATOMIC_ACQUIRE) != 0)
                 continue;
             h->index_intent = (struct shm_intent){INTENT_RETIRE, k, 0, 0};
-            if (!__atomic_compare_exchange_n(&e->state, &w, w_make_retired(w), 0,
-                                             __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE))
+            if (!state_cas(e, s, (struct lstate){W_RETIRED_WORD, s.c}))
                 continue;
             SHMLEASE_FAULT("retire.after_cas");
-            if (waiting)
-                shmlease__wake(e, 1);
+            /* Waiters of the old key look it up again (the count is read
+             * after the CAS, like every other transition). */
+            shmlease__wake_waiters(e, 1);
             index_begin(h);
             bucket_remove(t, k);
             index_end(h);
@@ -331,43 +350,44 @@ static uint32_t reap(shmlease_table *t, uint64_t now)
 
 /*
  * Slow path of acquire for a key not found by the lock-free lookup. Under
- * index_mutex: looks again; if the key is there returns its entry (>= 0) with
- * *WORD_OUT = 0 (the caller claims it the usual way). Otherwise takes a free
- * entry (retiring free keys if none), writes the key and publishes the entry
- * already HELD by the caller with word HELD_PROTO (owner and deadline; the
- * sequence is chosen here), so an inserted key is never seen unowned.
- * Waits at most LOCK_MS for index_mutex. Returns the entry, -ENOSPC,
- * -ETIMEDOUT (the lock stayed taken), or a lock error.
+ * index_mutex: looks again; if the key is there returns 0 with its entry
+ * (the caller claims it the usual way). Otherwise takes a free entry
+ * (retiring free keys if none), writes the key and publishes the entry
+ * already HELD by INS->owner, so an inserted key is never seen unowned, and
+ * returns 1. The deadline is computed once the lock is held: a wait for the
+ * lock never shortens the lease. Waits at most INS->lock_ms for index_mutex.
+ * Returns 1, 0, -ENOSPC, -ETIMEDOUT (the lock stayed taken), -EAGAIN (the
+ * index was rebuilt: look again), or a lock error.
  */
-long shmlease__insert_held(shmlease_table *t, const struct keybuf *kb, uint64_t held_proto,
-                           uint64_t *word_out, uint32_t *key_seq, uint64_t lock_ms)
+int shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins)
 {
     struct shm_header *h = t->hdr;
-    *word_out = 0;
-    int rc = shmlease__lock_for(t, &h->index_mutex, shmlease__index_repair, lock_ms);
+    const struct keybuf *kb = ins->kb;
+    int rc = shmlease__lock_for(t, &h->index_mutex, &h->index_holder, shmlease__index_repair, ins->lock_ms);
     if (rc)
         return rc;
     SHMLEASE_FAULT("index.locked");
-    long found = shmlease__lookup(t, kb, key_seq);
+    long found = shmlease__lookup(t, kb, &ins->key_seq);
     if (found >= 0 && w_kind(__atomic_load_n(&t->entries[found].state, __ATOMIC_ACQUIRE)) == W_RETIRED) {
         /* Under the lock no retired entry is indexed; if one is, the index
          * is damaged: rebuild it. */
         shmlease__index_repair(t);
         STAT_ADD(t, cold, recoveries);
-        found = shmlease__lookup(t, kb, key_seq);
+        found = shmlease__lookup(t, kb, &ins->key_seq);
     }
     if (found >= 0) {
-        shmlease__unlock(&h->index_mutex);
-        return found;
+        shmlease__unlock(&h->index_mutex, &h->index_holder);
+        ins->entry = found;
+        return 0;
     }
     if (h->free_head == 0 && reap(t, shmlease__now_rel(t)) == 0) {
-        shmlease__unlock(&h->index_mutex);
+        shmlease__unlock(&h->index_mutex, &h->index_holder);
         return -ENOSPC;
     }
     uint32_t k = h->free_head - 1;
     if (k >= t->capacity) {             /* corrupt free list: rebuild it */
         shmlease__index_repair(t);
-        shmlease__unlock(&h->index_mutex);
+        shmlease__unlock(&h->index_mutex, &h->index_holder);
         return -EAGAIN;
     }
     struct shm_entry *e = &t->entries[k];
@@ -375,25 +395,34 @@ long shmlease__insert_held(shmlease_table *t, const struct keybuf *kb, uint64_t 
     h->free_head = e->next_free;
     SHMLEASE_FAULT("insert.after_pop");
 
-    uint32_t seq = e->key_seq;
+    uint32_t seq = __atomic_load_n(&e->key_seq, __ATOMIC_RELAXED);
     __atomic_store_n(&e->key_seq, seq | 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     for (uint32_t i = 0; i < sizeof kb->w / 8; i++)
         __atomic_store_n((uint64_t *)(void *)(e->key + 8 * i), i < (kb->len + 7) / 8 ? kb->w[i] : 0,
                          __ATOMIC_RELAXED);
-    __atomic_store_n(&e->key_len, kb->len, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->key_len, (uint16_t)kb->len, __ATOMIC_RELAXED);
     __atomic_store_n(&e->hash, kb->hash, __ATOMIC_RELAXED);
     __atomic_store_n(&e->key_seq, (seq | 1) + 1, __ATOMIC_RELEASE);
-    *key_seq = (seq | 1) + 1;
+    ins->key_seq = (seq | 1) + 1;
     SHMLEASE_FAULT("insert.after_key");
 
     /* New key generation: waiters of the old key are gone (woken at retire). */
     uint64_t wg = __atomic_load_n(&e->waitgen, __ATOMIC_RELAXED);
     __atomic_store_n(&e->waitgen, ((wg >> 32) + 1) << 32, __ATOMIC_RELAXED);
 
-    uint64_t old = __atomic_load_n(&e->state, __ATOMIC_RELAXED);
-    uint64_t w = w_make_held(w_owner(held_proto), w_next_seq(old), w_deadline(held_proto));
-    __atomic_store_n(&e->state, w, __ATOMIC_SEQ_CST);        /* commit point */
+    /* Commit point. Nobody else changes a RETIRED entry's state (retiring
+     * happens under this lock), so the CAS cannot fail; it is a CAS only to
+     * keep every state change a 16-byte atomic one. */
+    struct lstate old = state_load(e);
+    struct tbracket tb;
+    shmlease__time_exact(t, &tb);
+    uint64_t deadline = ins->ttl_ms >= W_DEADLINE_MASK - tb.lo ? W_DEADLINE_MASK : tb.lo + ins->ttl_ms;
+    struct lstate n = {w_make_held(ins->owner, deadline), old.c + 1};
+    while (!state_cas(e, old, n)) {
+        old = state_load(e);
+        n.c = old.c + 1;
+    }
     SHMLEASE_FAULT("insert.after_state");
     index_begin(h);
     SHMLEASE_FAULT("insert.mid_index");
@@ -409,7 +438,8 @@ long shmlease__insert_held(shmlease_table *t, const struct keybuf *kb, uint64_t 
         h->live_count++;
     }
     h->index_intent.op = INTENT_NONE;
-    shmlease__unlock(&h->index_mutex);
-    *word_out = w;
-    return k;
+    shmlease__unlock(&h->index_mutex, &h->index_holder);
+    ins->entry = k;
+    ins->state = n;
+    return 1;
 }

@@ -86,6 +86,11 @@ static size_t decode(const uint8_t *data, size_t size)
                 h->format = format_word();
                 h->init_state = INIT_STATE_READY;
             }
+            if (flags & 3) {
+                /* Made on this machine's clock (else -EXDEV, read-write). */
+                h->timens_ino = shmlease__self()->timens;
+                shmlease__boot_id(h->boot_id);
+            }
             if (flags & 3)
                 h->checksum = (uint32_t)shmlease__header_checksum(h);
         }
@@ -250,7 +255,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             look(t, g_buf, fsize);
             shmlease_close(t);
         } else if (rc != -ENOTRECOVERABLE && rc != -EINVAL && rc != -ENOMEM && rc != -EUSERS &&
-                   rc != -EDEADLK && rc != -ENOSPC && rc != -EAGAIN && rc != -EPERM && rc != -ENOTSUP) {
+                   rc != -EDEADLK && rc != -ENOSPC && rc != -EAGAIN && rc != -EPERM && rc != -ENOTSUP &&
+                   rc != -EXDEV) {
             /* Mutex error codes come from hostile mutex bytes. */
             fprintf(stderr, "read-write open: %s\n", shmlease_errname(rc));
             die("read-write open: unexpected code");

@@ -133,9 +133,10 @@ int main(int argc, char **argv)
     {
         struct shm_entry *e = (struct shm_entry *)(work + h->entries_off);
         uint64_t *bk = (uint64_t *)(work + h->index_off);
-        e[0].key_len = 0xffffffffu;
-        e[0].meta_len = 0xfffffff0u;
-        e[1].state = w_make_held(4095, 3, W_DEADLINE_MASK);
+        e[0].key_len = 0xffffu;
+        e[0].meta_len = 0xfff0u;
+        e[1].state = w_make_held(4095, W_DEADLINE_MASK);
+        e[1].claim = 3;
         e[1].pub_seq = 1;
         e[2].key_seq = 5;
         e[3].next_free = 4;

@@ -385,12 +385,13 @@ static void corrupt_body(uint8_t *b, int mutexes)
     uint64_t *bk = (uint64_t *)(b + h->index_off);
     struct shm_reg *r = (struct shm_reg *)(b + h->reg_off);
     for (uint32_t i = 0; i < h->capacity; i++) {
-        e[i].state = w_make_held(4095, 7, W_DEADLINE_MASK);   /* held forever by slot 4095 */
-        e[i].key_len = i == 0 ? 0xffffffffu : i == 1 ? 0 : 128 + i;
-        e[i].meta_len = 0xfffffff0u;
+        e[i].state = w_make_held(4095, W_DEADLINE_MASK);      /* held forever by slot 4095 */
+        e[i].claim = 7;
+        e[i].key_len = (uint16_t)(i == 0 ? 0xffffu : i == 1 ? 0 : 128 + i);
+        e[i].meta_len = 0xfff0u;
         e[i].pub_seq = i == 2 ? 1 : 2;                       /* a writer "forever" */
         e[i].key_seq = i == 3 ? 3 : 0;
-        e[i].pub_tag = w_tag(e[i].state);
+        e[i].pub_tag = (uint32_t)e[i].claim;
         e[i].next_free = i + 1;                              /* a cycle */
         memset(e[i].key, 'K', sizeof e[i].key);
         e[i].hash = 0;
