@@ -22,7 +22,9 @@
  *   acquire.after_cas      state word claimed, token not yet fetched/published
  *   acquire.after_token    token fetched, not yet published
  *   renew.before_cas       just before the renew CAS
+ *   renew.after_cas        renew CAS done, the clock not yet read again
  *   release.before_cas     just before the release CAS
+ *   release.after_cas      release CAS done, the clock not yet read again
  *   index.locked           index mutex held, before any change
  *   insert.after_pop       entry taken off the free list
  *   insert.after_key       key written into the entry, state still RETIRED
