@@ -369,10 +369,6 @@ static inline uint32_t reg_slot(uint64_t rw)
 static inline uint32_t my_slot(const shmlease_table *t) { return reg_slot(reg_load(t)); }
 
 /* clock.c */
-struct tbracket { uint64_t lo, hi; int exact; };   /* table time is in [lo, hi] */
-void     shmlease__time(const shmlease_table *t, struct tbracket *b);
-void     shmlease__time_exact(const shmlease_table *t, struct tbracket *b);
-int      shmlease__passed(const shmlease_table *t, struct tbracket *b, uint64_t deadline);
 uint64_t shmlease__sys_clock_ms(void *ctx);
 uint64_t shmlease__now_rel(const shmlease_table *t);   /* ms since created_at */
 void     shmlease__ms_to_timespec(uint64_t ms, struct timespec *ts);

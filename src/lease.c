@@ -218,6 +218,7 @@ static void deathwatch_stop(struct deathwatch *dw)
     if (dw->stopfd >= 0)
         close(dw->stopfd);
     dw->pidfd = dw->stopfd = -1;
+    dw->e = NULL;                              /* watches nothing now */
 }
 
 /* Is the watch about registration H of the holder of E? */
@@ -413,10 +414,8 @@ static int acquire_begin(struct acquire *a, shmlease_table *t, const char *key,
  * index_mutex, find it or insert it already claimed by us. */
 static int insert_or_find(struct acquire *a, struct target *tg)
 {
-    struct tbracket tb;
-    shmlease__time(a->t, &tb);
     struct shmlease__insert ins = {.kb = &a->kb, .owner = a->me, .ttl_ms = a->o->ttl_ms,
-                                   .lock_ms = struct_lock_ms(a, tb.lo)};
+                                   .lock_ms = struct_lock_ms(a, shmlease__now_rel(a->t))};
     int rc = shmlease__insert_held(a->t, &ins);
     if (rc == -EAGAIN)
         return STEP_AGAIN;
@@ -432,12 +431,12 @@ static int insert_or_find(struct acquire *a, struct target *tg)
  * CAS then succeeds (see claim_entry). 0: no; else TAKE_*. */
 enum { TAKE_FREE = 1, TAKE_EXPIRED, TAKE_GRACE_OVER, TAKE_DEAD };
 
-static int takeable(struct acquire *a, uint64_t w, struct tbracket *tb)
+static int takeable(struct acquire *a, uint64_t w, uint64_t now)
 {
     uint64_t k = w_kind(w);
     if (k == W_FREE)
         return TAKE_FREE;
-    if (shmlease__passed(a->t, tb, w_deadline(w)))
+    if (w_deadline(w) <= now)
         return k == W_HELD ? TAKE_EXPIRED : TAKE_GRACE_OVER;
     /* Ask the kernel (the registry lock is the only proof of death), except
      * before the first (short) sleep of a waiting acquire: most waits end
@@ -491,13 +490,17 @@ static int claim_entry(struct acquire *a, struct target *tg)
         /* The state belongs to our key only if the key did not change. */
         if (w_kind(s.w) == W_RETIRED || __atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE) != tg->kseq)
             return STEP_RELOOKUP;
-        /* The deadline of a new claim is computed from a clock read just
-         * before its CAS, never before a wait. */
-        struct tbracket tb;
-        shmlease__time_exact(t, &tb);
-        int why = takeable(a, s.w, &tb);
+        uint64_t now = shmlease__now_rel(t);
+        int why = takeable(a, s.w, now);
         if (why) {
-            struct lstate n = {w_make_held(a->me, deadline_after(tb.lo, a->o->ttl_ms)), s.c + 1};
+            /* The deadline of a new claim comes from a clock read just before
+             * its CAS, never before a wait: stop watching a holder first
+             * (joining the watch thread can take a while on a busy machine). */
+            if (a->dw.running) {
+                deathwatch_stop(&a->dw);
+                continue;
+            }
+            struct lstate n = {w_make_held(a->me, deadline_after(now, a->o->ttl_ms)), s.c + 1};
             if (!state_cas(e, s, n))
                 continue;
             if (why == TAKE_EXPIRED)
@@ -507,7 +510,7 @@ static int claim_entry(struct acquire *a, struct target *tg)
             tg->s = n;
             return STEP_CLAIMED;
         }
-        int rc = wait_or_give_up(a, e, s.w, tb.lo);
+        int rc = wait_or_give_up(a, e, s.w, now);
         if (rc)
             return rc;
     }
@@ -622,9 +625,7 @@ static inline void lease_spend(shmlease_lease *l)
  * its deadline stays lost: no call on it succeeds after that instant). */
 static int cas_was_in_time(shmlease_table *t, uint64_t deadline)
 {
-    struct tbracket tb;
-    shmlease__time(t, &tb);
-    return !shmlease__passed(t, &tb, deadline);
+    return shmlease__now_rel(t) < deadline;
 }
 
 /* Undoes a transition of a lease that turned out to straddle its deadline:
@@ -646,11 +647,10 @@ SHM_API int shmlease_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms
         return -EINVAL;
     struct shm_entry *e = &t->entries[ei];
     struct lstate old = lease_state(l);
-    struct tbracket tb;
-    shmlease__time_exact(t, &tb);
-    if (shmlease__passed(t, &tb, w_deadline(old.w)))
+    uint64_t now = shmlease__now_rel(t);
+    if (w_deadline(old.w) <= now)
         return lost(t);
-    struct lstate n = {w_make_held(w_owner(old.w), deadline_after(tb.lo, ttl_ms)), old.c};
+    struct lstate n = {w_make_held(w_owner(old.w), deadline_after(now, ttl_ms)), old.c};
     SHMLEASE_FAULT("renew.before_cas");
     if (!state_cas(e, old, n))
         return lost(t);
@@ -678,14 +678,10 @@ static int end_lease(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms)
         return (int)ei;
     struct shm_entry *e = &t->entries[ei];
     struct lstate old = lease_state(l);
-    struct tbracket tb;
-    if (grace_ms)
-        shmlease__time_exact(t, &tb);   /* a new deadline: now + grace, never later */
-    else
-        shmlease__time(t, &tb);
-    if (shmlease__passed(t, &tb, w_deadline(old.w)))
+    uint64_t now = shmlease__now_rel(t);
+    if (w_deadline(old.w) <= now)
         return lost(t);
-    struct lstate n = {grace_ms ? w_make_grace(deadline_after(tb.lo, grace_ms)) : W_FREE_WORD, old.c};
+    struct lstate n = {grace_ms ? w_make_grace(deadline_after(now, grace_ms)) : W_FREE_WORD, old.c};
     SHMLEASE_FAULT("release.before_cas");
     if (!state_cas(e, old, n))
         return lost(t);
@@ -724,9 +720,7 @@ SHM_API int shmlease_check(shmlease_table *t, const shmlease_lease *l)
         return (int)ei;
     if (!state_is(&t->entries[ei], L_WORD(l), L_CLAIM(l)))
         return lost(t);
-    struct tbracket tb;
-    shmlease__time(t, &tb);
-    if (shmlease__passed(t, &tb, w_deadline(L_WORD(l))))
+    if (w_deadline(L_WORD(l)) <= shmlease__now_rel(t))
         return lost(t);
     return 0;
 }

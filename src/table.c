@@ -415,9 +415,8 @@ int shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins)
      * happens under this lock), so the CAS cannot fail; it is a CAS only to
      * keep every state change a 16-byte atomic one. */
     struct lstate old = state_load(e);
-    struct tbracket tb;
-    shmlease__time_exact(t, &tb);
-    uint64_t deadline = ins->ttl_ms >= W_DEADLINE_MASK - tb.lo ? W_DEADLINE_MASK : tb.lo + ins->ttl_ms;
+    uint64_t now = shmlease__now_rel(t);
+    uint64_t deadline = ins->ttl_ms >= W_DEADLINE_MASK - now ? W_DEADLINE_MASK : now + ins->ttl_ms;
     struct lstate n = {w_make_held(ins->owner, deadline), old.c + 1};
     while (!state_cas(e, old, n)) {
         old = state_load(e);
