@@ -49,6 +49,28 @@ static void waitview_build(const shmlease_table *t, struct waitview *wv, int8_t 
     qsort(wv->rec, wv->n, sizeof wv->rec[0], cmp_u32);
 }
 
+/* Sleeping waiters of live handles on entry ENTRY alone (inspect): only the
+ * handles that have a record for it are asked whether they live, not every
+ * handle with a record. A killed waiter's records stay in its slot until the
+ * slot is reused, and registration prefers never-used slots, so after many
+ * deaths thousands of slots hold records: asking the kernel about each of them
+ * (one F_OFD_GETLK apiece) made every inspect cost hundreds of syscalls. */
+static uint32_t waiters_of(const shmlease_table *t, uint32_t entry)
+{
+    uint32_t want = entry + 1, n = 0;
+    for (uint32_t i = 1; i < REG_SLOTS; i++) {
+        if (__atomic_load_n(&t->reg[i].state, __ATOMIC_RELAXED) != REG_ACTIVE)
+            continue;
+        const uint32_t *recs = t->waits + (size_t)i * WAIT_RECORDS;
+        uint32_t mine = 0;
+        for (uint32_t k = 0; k < WAIT_RECORDS; k++)
+            mine += __atomic_load_n(&recs[k], __ATOMIC_RELAXED) == want;
+        if (mine && shmlease__alive(t, i) != 0)
+            n += mine;
+    }
+    return n;
+}
+
 static uint32_t waitview_count(const struct waitview *wv, uint32_t entry)
 {
     uint32_t want = entry + 1, lo = 0, hi = wv->n;
@@ -155,14 +177,7 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
             return -ENOENT;
         const struct shm_entry *e = &t->entries[ei];
         if (snapshot(t, e, shmlease__now_rel(t), &kseq, out, NULL)) {
-            int8_t alive_cache[REG_SLOTS];
-            memset(alive_cache, 2, sizeof alive_cache);
-            struct waitview *wv = malloc(sizeof *wv);
-            if (wv) {
-                waitview_build(t, wv, alive_cache);
-                out->waiters = waitview_count(wv, (uint32_t)ei);
-                free(wv);
-            }
+            out->waiters = waiters_of(t, (uint32_t)ei);
             return 0;
         }
         /* Free, or the entry changed key under us: look again. */
