@@ -9,9 +9,10 @@
  * the lock (PITFALLS 7, 8). So "is the holder of a lease alive?" is answered by
  * F_OFD_GETLK on the holder's byte: a conflicting lock means alive, none means
  * dead. PIDs, start times and PID-namespace inodes are kept for display only.
- * A fork child never shares its parent's open file description (segment.c
- * replaces the descriptor in the child), so it cannot keep a dead parent
- * looking alive (PITFALLS 9).
+ * A fork child shares its parent's open file descriptions only until its
+ * fork handler replaces the handle descriptors, and the parent's fork()
+ * returns only after that (segment.c), so a child cannot keep a dead parent
+ * looking alive.
  *
  * A slot is reused only after its previous user is dead (or closed), and only
  * after every lease still naming it as owner has been freed ("sweep"), so a

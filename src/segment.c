@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,14 +331,49 @@ static int reopen_same_file(int fd, int readonly, const char *name, ino_t ino, d
 
 /* ---- fork ----------------------------------------------------------------- */
 
-static void atfork_prepare(void) { pthread_mutex_lock(&g_handles_lock); }
-static void atfork_parent(void) { pthread_mutex_unlock(&g_handles_lock); }
+/*
+ * fork() and the registry locks. A child shares every open file description
+ * of its parent until its fork handler (below) replaces the handle
+ * descriptors, and it runs that handler only once it is first scheduled:
+ * until then, the parent's registry lock lives on in the child too, and a
+ * parent killed in that interval would look alive. So fork() waits, in the
+ * parent's handler, until the child has let go: the child closes its end of
+ * a pipe when its handler is done (or when it dies); the parent reads to the
+ * end of the pipe. Only processes with open handles pay for it, and never
+ * longer than FORK_WAIT_MS (a child stopped before it ever ran).
+ */
+#define FORK_WAIT_MS 1000
+static int g_fork_pipe[2] = {-1, -1};
 
-/* In the child: every handle's descriptor still refers to the parent's open
- * file description, whose registry lock would keep a dead parent looking
- * alive (PITFALLS 9). Replace it by a fresh open of the same file: the child
- * then holds no lock and re-registers on first use. Only async-signal-safe
- * calls here. */
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&g_handles_lock);
+    g_fork_pipe[0] = g_fork_pipe[1] = -1;
+    if (g_handles && pipe2(g_fork_pipe, O_CLOEXEC) != 0)
+        g_fork_pipe[0] = g_fork_pipe[1] = -1;
+}
+
+static void atfork_parent(void)
+{
+    if (g_fork_pipe[0] >= 0) {
+        close(g_fork_pipe[1]);
+        struct pollfd p = {.fd = g_fork_pipe[0], .events = POLLIN};
+        uint64_t until = shmlease__sys_clock_ms(NULL) + FORK_WAIT_MS;
+        for (;;) {
+            uint64_t now = shmlease__sys_clock_ms(NULL);
+            if (now >= until || (poll(&p, 1, (int)(until - now)) < 0 && errno != EINTR))
+                break;
+            char c;
+            ssize_t n = read(g_fork_pipe[0], &c, 1);
+            if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+                break;                          /* end of pipe: the child let go */
+        }
+        close(g_fork_pipe[0]);
+        g_fork_pipe[0] = g_fork_pipe[1] = -1;
+    }
+    pthread_mutex_unlock(&g_handles_lock);
+}
+
 static void atfork_child(void)
 {
     __atomic_add_fetch(&shmlease__fork_gen, 1, __ATOMIC_RELAXED);
@@ -376,6 +412,11 @@ static void atfork_child(void)
         }
     }
     pthread_mutex_init(&g_handles_lock, NULL);
+    if (g_fork_pipe[0] >= 0) {                 /* done: the parent's fork() returns */
+        close(g_fork_pipe[0]);
+        close(g_fork_pipe[1]);
+        g_fork_pipe[0] = g_fork_pipe[1] = -1;
+    }
 }
 
 static void install_atfork(void)

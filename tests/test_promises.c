@@ -140,7 +140,6 @@ static void test_waiting_acquire_after_stopped_index_lock_gets_full_ttl(void **s
 #define FORKERS_MAX 64
 
 struct forkrace {
-    int lfd;
     _Atomic int stop;
     _Atomic int n;
     pid_t idle[FORKERS_MAX];
@@ -162,8 +161,9 @@ static void *forker(void *arg)
 }
 
 /* One thread opens the table while another forks idle children; the opener
- * then takes a key and is SIGKILLed. Its idle children live on: they must
- * not keep it "alive" (the key is free to the next try at once). */
+ * then takes a key and is SIGKILLed. Its idle children live on (some not yet
+ * scheduled even once on a loaded machine): they must not keep it "alive"
+ * (the key is free to the next try at once). */
 static void test_fork_during_open_never_keeps_a_dead_opener_alive(void **state)
 {
     (void)state;
@@ -182,7 +182,6 @@ static void test_fork_during_open_never_keeps_a_dead_opener_alive(void **state)
             CK(pthread_create(&th, NULL, forker, fr) == 0);
             shmlease_table *pt;
             CK_RC(shmlease_open(name, NULL, &pt), 0);
-            fr->lfd = pt->fd;
             atomic_store(&fr->stop, 1);
             CK(pthread_join(th, NULL) == 0);
             shmlease_lease l;
@@ -199,18 +198,8 @@ static void test_fork_during_open_never_keeps_a_dead_opener_alive(void **state)
         tu_kill(p);
         shmlease_lease l;
         int rc = tu_acquire(t, "k", 1000, 0, &l);
-        if (rc == -EBUSY) {
+        if (rc == -EBUSY)
             stuck++;
-            if (getenv("DEBUG_FORK")) {
-                char cmd[512];
-                for (int i = 0; i < n; i++) {
-                    snprintf(cmd, sizeof cmd, "cd /proc/%d/fd; for f in *; do readlink $f | grep -q shmlease && { echo fd $f; grep lock ../fdinfo/$f; }; done", fr->idle[i]);
-                    print_message("idle %d (P's lock fd %d):\n", fr->idle[i], fr->lfd);
-                    if (system(cmd)) {}
-                }
-                if (system("cat /proc/locks | grep OFD")) {}
-            }
-        }
         else
             TU_RC(rc, 0);
         if (rc == 0)
