@@ -175,6 +175,25 @@ void rel_sleep_us(unsigned us)
 
 void rel_sleep_ms(unsigned ms) { rel_sleep_us(ms * 1000u); }
 
+/* Second field of /proc/thread-self/schedstat: nanoseconds this thread has
+ * spent runnable but waiting for a CPU. */
+uint64_t rel_run_delay_ns(void)
+{
+    int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    unsigned long long cpu = 0, delay = 0;
+    if (sscanf(buf, "%llu %llu", &cpu, &delay) != 2)
+        return 0;
+    return delay;
+}
+
 uint64_t rel_rand(uint64_t *s)
 {
     uint64_t x = *s ? *s : 0x9e3779b97f4a7c15u;
