@@ -177,9 +177,20 @@ void rel_sleep_ms(unsigned ms) { rel_sleep_us(ms * 1000u); }
 
 /* Second field of /proc/thread-self/schedstat: nanoseconds this thread has
  * spent runnable but waiting for a CPU. */
+uint64_t rel_run_delay_of(pid_t tid);
 uint64_t rel_run_delay_ns(void)
 {
-    int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    return rel_run_delay_of(0);
+}
+
+uint64_t rel_run_delay_of(pid_t tid)
+{
+    char path[64];
+    if (tid > 0)
+        snprintf(path, sizeof path, "/proc/%d/schedstat", (int)tid);
+    else
+        snprintf(path, sizeof path, "/proc/thread-self/schedstat");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
     char buf[128];

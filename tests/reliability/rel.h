@@ -88,6 +88,7 @@ void rel_sleep_us(unsigned us);
  * library subtracts this: on loaded cores the scheduler's delay is not the
  * library's, and what remains is still bounded. */
 uint64_t rel_run_delay_ns(void);
+uint64_t rel_run_delay_of(pid_t tid);           /* the same for thread TID (/proc/TID/schedstat) */
 uint64_t rel_rand(uint64_t *s);                 /* xorshift64* */
 
 /* ---- processes --------------------------------------------------------------------- */
