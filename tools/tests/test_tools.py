@@ -282,6 +282,25 @@ def diagnose(pid):
     return "\n".join(lines)
 
 
+def read_until(p, done, what, timeout=20.0):
+    """Reads P's stdout (raw, unbuffered) until done(bytes so far) holds;
+    fails with what was read if P ends or TIMEOUT passes first."""
+    import select
+    buf, fd = b"", p.stdout.fileno()
+    end = time.monotonic() + timeout
+    while not done(buf):
+        left = end - time.monotonic()
+        if left <= 0:
+            raise Fail(f"timed out waiting for {what}; read {buf[-2000:]!r}")
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise Fail(f"{p.args} ended before {what}; read {buf[-2000:]!r}")
+            buf += chunk
+    return buf
+
+
 def proc_state(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -673,20 +692,25 @@ def test_dump_list_watch(c):
     check(p.returncode == 2, f"--all with an unusable table exits 2\n{show(p)}")
     check(b"listed" in p.stdout and f"table:     {t2}".encode() in p.stdout, f"--all\n{show(p)}")
 
-    # --watch: redraws until interrupted (SIGINT: exit 0).
+    # --watch: redraws until interrupted (SIGINT: exit 0). The signal is sent
+    # once two whole draws have been read, not after a sleep: a loaded
+    # machine may not have drawn twice by then.
     w = c.spawn([c.dump_bin, "--watch", "0.3", t1])
-    time.sleep(1.3)
+    head = read_until(w, lambda b: b.count(b"Every 0.3s:") >= 2 and b.count(b"listed") >= 2,
+                      "two --watch draws")
     w.send_signal(signal.SIGINT)
-    out, err = c.communicate(w, 5)
+    out, err = c.communicate(w, 15)
+    out = head + out
     check(w.returncode == 0, f"--watch after SIGINT: exit {w.returncode} {err!r}")
     draws = out.decode().count("Every 0.3s:")
     check(draws >= 2, f"--watch drew {draws} times:\n{out.decode()}")
     check(out.decode().count("listed") == draws, "each draw shows the lease")
 
     w = c.spawn([c.dump_bin, "--watch", "200ms", "--json", t1])
-    time.sleep(0.9)
+    head = read_until(w, lambda b: b.count(b"\n") >= 2, "two --watch --json documents")
     w.terminate()
-    out, err = c.communicate(w, 5)
+    out, err = c.communicate(w, 15)
+    out = head + out
     docs = [json.loads(l) for l in out.decode().splitlines() if l.strip()]
     check(len(docs) >= 2 and all(d["tables"][0]["held"] == 1 for d in docs),
           f"--watch --json: {len(docs)} documents")
