@@ -334,7 +334,7 @@ static void t_wakeup_stress(void **s)
     rel_note("wakeup%s: %d procs x %d threads, %llu signals (no SA_RESTART) during %.0f s + %.0f s; "
              "timeouts: %llu on live holders + %llu on a churn key, none early, max overshoot %.1f ms; "
              "hand-offs: %llu (%llu measured release->acquire, max %.2f ms; %llu by expiry, max %.2f ms "
-             "after the deadline); slowest 1-s window: %llu timeouts-phase acquisitions, %llu hand-offs",
+             "after the deadline; all not counting CPU-queue time); slowest 1-s window: %llu timeouts-phase acquisitions, %llu hand-offs",
              g_long ? " (long)" : "", PROCS, THREADS, (unsigned long long)atomic_load(&W->signals),
              p1 / 1000.0, p2 / 1000.0, (unsigned long long)atomic_load(&W->timeouts),
              (unsigned long long)atomic_load(&W->churn_timeouts), atomic_load(&W->max_over_ns) / 1e6,
