@@ -156,12 +156,27 @@ static void test_fork_parent_killed_while_child_lives_parent_lease_reclaimable(v
         CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease l;
         CK_RC(tu_acquire(u, "parent-key", 60000, 0, &l), 0);
+        /* Until a fork child has run (its fork handler replaces the inherited
+         * descriptors), it shares this process's open file descriptions, and
+         * with them the registry lock: no library can act in a child that has
+         * not run yet. So the idle child says it is running before its pid is
+         * passed on, and the test kills this process only after that. */
+        int ready[2];
+        CK(pipe(ready) == 0);
         pid_t idle = fork();
         if (idle == 0) {
             alarm(60);
+            close(ready[0]);
+            char one = 1;
+            CK(write(ready[1], &one, 1) == 1);
+            close(ready[1]);
             for (;;)
                 pause(); /* inherits the handle, never uses it */
         }
+        close(ready[1]);
+        char one;
+        CK(read(ready[0], &one, 1) == 1);
+        close(ready[0]);
         tu_up(&ch, idle);
         pid_t busy = fork();
         if (busy == 0) {

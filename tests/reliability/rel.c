@@ -175,6 +175,36 @@ void rel_sleep_us(unsigned us)
 
 void rel_sleep_ms(unsigned ms) { rel_sleep_us(ms * 1000u); }
 
+/* Second field of /proc/thread-self/schedstat: nanoseconds this thread has
+ * spent runnable but waiting for a CPU. */
+uint64_t rel_run_delay_of(pid_t tid);
+uint64_t rel_run_delay_ns(void)
+{
+    return rel_run_delay_of(0);
+}
+
+uint64_t rel_run_delay_of(pid_t tid)
+{
+    char path[64];
+    if (tid > 0)
+        snprintf(path, sizeof path, "/proc/%d/schedstat", (int)tid);
+    else
+        snprintf(path, sizeof path, "/proc/thread-self/schedstat");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    unsigned long long cpu = 0, delay = 0;
+    if (sscanf(buf, "%llu %llu", &cpu, &delay) != 2)
+        return 0;
+    return delay;
+}
+
 uint64_t rel_rand(uint64_t *s)
 {
     uint64_t x = *s ? *s : 0x9e3779b97f4a7c15u;

@@ -83,6 +83,12 @@ uint64_t rel_ns(void);                          /* CLOCK_MONOTONIC */
 uint64_t rel_ms(void);
 void rel_sleep_ms(unsigned ms);
 void rel_sleep_us(unsigned us);
+/* Time the calling thread has spent runnable but waiting for a CPU (ns,
+ * /proc/thread-self/schedstat; 0 where unavailable). A latency bound on the
+ * library subtracts this: on loaded cores the scheduler's delay is not the
+ * library's, and what remains is still bounded. */
+uint64_t rel_run_delay_ns(void);
+uint64_t rel_run_delay_of(pid_t tid);           /* the same for thread TID (/proc/TID/schedstat) */
 uint64_t rel_rand(uint64_t *s);                 /* xorshift64* */
 
 /* ---- processes --------------------------------------------------------------------- */

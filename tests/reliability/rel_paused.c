@@ -10,10 +10,36 @@
  * The same with the pause placed between the steps of an operation (fault
  * points with STOP): after the claiming CAS, after drawing the token, before
  * the renew CAS, before the release CAS.
+ *
+ * Time is the table's injected clock, shared by every process of a test and
+ * moved by the parent alone: "still before the deadline" and "past it" are
+ * then facts of the test, not races against how fast a loaded machine gets
+ * from the child's claim to the parent's check.
  */
 #include "rel.h"
 
 #define TTL 200u
+
+static uint64_t clock_read(void *ctx)
+{
+    return atomic_load((_Atomic uint64_t *)ctx);
+}
+
+/* A clock in memory shared with the children (made before fork). */
+static _Atomic uint64_t *clock_new(void)
+{
+    _Atomic uint64_t *c = rel_shared(sizeof *c);
+    atomic_store(c, 1000000);
+    return c;
+}
+
+static shmlease_table *open_clocked(const char *name, _Atomic uint64_t *c)
+{
+    shmlease_options o = {.capacity = 16, .clock_ms = clock_read, .clock_ctx = (void *)c};
+    shmlease_table *t = NULL;
+    int rc = shmlease_open(name, &o, &t);
+    return rc == 0 ? t : NULL;
+}
 
 /* The protected resource: accepts a write only with a token >= every token seen. */
 struct storage {
@@ -42,16 +68,17 @@ static void t_paused_past_ttl(void **s)
 {
     (void)s;
     const char *name = rel_name("paused");
-    shmlease_table *t = rel_open(name, 16);
+    _Atomic uint64_t *clk = clock_new();
+    shmlease_table *t = open_clocked(name, clk);
+    REL_TRUE(t != NULL, "open %s", name);
     struct storage *st = rel_shared(sizeof *st);
     rel_chan c;
     rel_chan_init(&c);
     pid_t pid = rel_fork(60);
     if (pid == 0) {
         rel_chan_child(&c);
-        shmlease_table *ct;
-        shmlease_options o = {0};
-        CK_RC(shmlease_open(name, &o, &ct), 0);
+        shmlease_table *ct = open_clocked(name, clk);
+        CK(ct != NULL);
         shmlease_lease l;
         CK_RC(rel_acq(ct, "job", TTL, 0, &l), 0);
         CK(storage_write(st, l.fencing_token) == 0);
@@ -76,13 +103,14 @@ static void t_paused_past_ttl(void **s)
     shmlease_lease l2;
     shmlease_info info;
     REL_RC(shmlease_inspect(t, "job", &info), 0);
-    REL_TRUE(info.holder_alive == 1 && info.holder_pid == pid, "stopped holder: pid %d alive %d",
-             info.holder_pid, info.holder_alive);
-    int rc = rel_acq(t, "job", 60000, 0, &l2);
-    if (info.remaining_ms > 20)
-        REL_RC(rc, -EBUSY);
+    REL_TRUE(info.holder_alive == 1 && info.holder_pid == pid && info.remaining_ms == TTL,
+             "stopped holder: pid %d alive %d remaining %lld ms", info.holder_pid,
+             info.holder_alive, (long long)info.remaining_ms);
+    REL_RC(rel_acq(t, "job", 60000, 0, &l2), -EBUSY);
+    atomic_fetch_add(clk, TTL - 1);
+    REL_RC(rel_acq(t, "job", 60000, 0, &l2), -EBUSY);     /* 1 ms left */
     /* ... and is taken after it. */
-    rel_sleep_ms(TTL + 50);
+    atomic_fetch_add(clk, 51);
     REL_RC(rel_acq(t, "job", 60000, 0, &l2), 0);
     REL_TRUE(l2.fencing_token > (uint64_t)tok1, "new token %llu <= paused holder's %lld",
              (unsigned long long)l2.fencing_token, (long long)tok1);
@@ -113,6 +141,7 @@ static void t_paused_past_ttl(void **s)
     REL_TRUE(s2.lost >= s1.lost + 4, "lost counter %llu -> %llu", (unsigned long long)s1.lost,
              (unsigned long long)s2.lost);
     REL_RC(shmlease_release(t, &l2), 0);
+    shmlease_close(t);
     rel_note("paused: holder stopped past its %u ms TTL: taken over (token %llu > %lld), on resume check/renew/"
              "release/release_after all -ESTALE, fencing storage rejected it (%llu accepted, %llu rejected)",
              TTL, (unsigned long long)l2.fencing_token, (long long)tok1,
@@ -126,7 +155,9 @@ enum op { OP_ACQ, OP_RENEW, OP_RELEASE };
 static void pause_at(const char *point, enum op op)
 {
     const char *name = rel_name("pstep");
-    shmlease_table *t = rel_open(name, 16);
+    _Atomic uint64_t *clk = clock_new();
+    shmlease_table *t = open_clocked(name, clk);
+    REL_TRUE(t != NULL, "open %s", name);
     shmlease_lease l2;
     REL_RC(rel_acq(t, "job", 1000, 0, &l2), 0);   /* the key exists (no insert path) */
     REL_RC(shmlease_release(t, &l2), 0);
@@ -135,9 +166,8 @@ static void pause_at(const char *point, enum op op)
     pid_t pid = rel_fork(60);
     if (pid == 0) {
         rel_chan_child(&c);
-        shmlease_table *ct;
-        shmlease_options o = {0};
-        CK_RC(shmlease_open(name, &o, &ct), 0);
+        shmlease_table *ct = open_clocked(name, clk);
+        CK(ct != NULL);
         shmlease_lease l;
         if (op == OP_ACQ) {
             shmlease__fault_arm(point, SHMLEASE_FAULT_STOP, 1);
@@ -162,7 +192,7 @@ static void pause_at(const char *point, enum op op)
         REL_TRUE(info.fencing_token == 0, "unpublished claim shows token %llu",
                  (unsigned long long)info.fencing_token);
     REL_RC(rel_acq(t, "job", 60000, 0, &l2), -EBUSY);     /* alive and unexpired */
-    rel_sleep_ms(TTL + 50);
+    atomic_fetch_add(clk, TTL + 50);
     REL_RC(rel_acq(t, "job", 60000, 0, &l2), 0);          /* expired: taken */
     uint64_t deadline = l2.expires_at_ms;
     kill(pid, SIGCONT);
@@ -181,6 +211,7 @@ static void pause_at(const char *point, enum op op)
              "%s: the resumed process changed the new owner's lease (pid %d, token %llu)", point,
              info.holder_pid, (unsigned long long)info.fencing_token);
     REL_RC(shmlease_release(t, &l2), 0);
+    shmlease_close(t);
     rel_note("paused at %s past the TTL: new owner unaffected, resumed call returned %s", point,
              shmlease_errname((int)rc));
     rel_chan_close(&c);
