@@ -81,6 +81,8 @@
 #define STRUCT_TRY_MS 100u     /* a try waits this long for a structural lock
                                   whose holder is stopped, then -EBUSY */
 #define TTL_HORIZON     W_DEADLINE_MASK
+#define FRESH_SLACK_MS  1u     /* an acquire returns at most this much less than its ttl,
+                                  as of its last clock read */
 
 /* Private lease fields: the claim the lease names, and whose it is. */
 #define L_ENTRY(l)  ((l)->_private[0])
@@ -533,12 +535,27 @@ static int finish_claim(struct acquire *a, const struct target *tg, shmlease_lea
         return -EAGAIN;
     }
     publish(e, tg->s, token, a->o->metadata, a->o->metadata_len);
+    /* A lease valid for about ttl_ms from our return: if this thread was
+     * held up since the claim (a page fault behind another thread's fork, a
+     * publication block held by a paused writer), move the deadline to now
+     * + ttl by the same CAS a renew makes; failing it, the claim was lost
+     * meanwhile and we start over. */
+    struct lstate s = tg->s;
+    uint64_t fresh = deadline_after(shmlease__now_rel(t), a->o->ttl_ms);
+    if (fresh > w_deadline(s.w) + FRESH_SLACK_MS) {
+        struct lstate n = {w_make_held(a->me, fresh), s.c};
+        if (!state_cas(e, s, n)) {
+            STAT_ADD(t, cold, other_tokens);
+            return -EAGAIN;
+        }
+        s = n;
+    }
     memset(out, 0, sizeof *out);
     out->fencing_token = token;
-    out->expires_at_ms = t->created_at + w_deadline(tg->s.w);
+    out->expires_at_ms = t->created_at + w_deadline(s.w);
     L_ENTRY(out) = (uint64_t)tg->ei;
-    L_WORD(out) = tg->s.w;
-    L_CLAIM(out) = tg->s.c;
+    L_WORD(out) = s.w;
+    L_CLAIM(out) = s.c;
     L_REG(out) = a->rw;
     L_EPOCH(out) = t->epoch;
     return 0;
