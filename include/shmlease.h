@@ -11,16 +11,22 @@
  * Caveats
  *   - fork(): a child holds none of its parent's leases. It may keep using the
  *     inherited handle (the library re-registers it on first use) but lease
- *     values copied from the parent are stale in the child (-ESTALE).
- *     A child made with a raw clone()/vfork() that does not exec must not use
- *     the handle.
+ *     values copied from the parent are stale in the child (-ESTALE). While a
+ *     process has handles open, its fork() returns once the child has let go
+ *     of the parent's lock descriptors (so a child never keeps a dead parent
+ *     looking alive). A child made with a raw clone()/vfork() that does not
+ *     exec must not use the handle.
  *   - Leases are not re-entrant; one handle acquiring a key it holds gets -EBUSY
  *     (or waits like anyone else).
  *   - A paused holder (SIGSTOP, swapped out, frozen cgroup) loses its lease at
  *     its deadline while it may still believe it owns it. Pass the fencing token
  *     to the resource you protect, or call shmlease_check() before acting.
  *   - All processes using one table must use the same clock: the system's
- *     monotonic clock by default, or the same injected test clock.
+ *     monotonic clock by default, or the same injected test clock. A
+ *     read-write open from another time namespace or boot is -EXDEV.
+ *   - Lost is lost for ever: once a lease has expired, been broken or taken
+ *     over, every call on that lease value (and on any copy of it) returns
+ *     -ESTALE, whatever happens to the key later.
  *   - shmlease_close() must not race with other calls on the same handle.
  *   - The segment is a mapped file: a process allowed to write it can also
  *     truncate it, and every process that touches the lost pages then gets
@@ -136,15 +142,26 @@ typedef struct shmlease_lease {      /* a plain value owned by the caller */
  *   -ENOSPC        no room for another live key
  *   -EPERM         read-only handle
  *   -EUSERS        SHMLEASE_HANDLES_MAX handles already attached
- * A TTL beyond the table's 34-year horizon is clamped to it.
+ *   -EPROTO        a structural lock that no live process can hold (damaged table)
+ * The lease returned has expires_at_ms >= now + ttl_ms - 1 as of acquire's
+ * last clock read (never later than now + ttl_ms), however long the call
+ * waited. A TTL beyond the table's 34-year horizon is clamped to it.
  */
 int shmlease_acquire(shmlease_table *t, const char *key,
                      const shmlease_acquire_opts *o, shmlease_lease *out);
+/*
+ * renew, release and release_after return 0 only if they took effect before
+ * the lease's deadline. A call that cannot prove it (its clock read after the
+ * change has reached the deadline) returns -ESTALE and leaves the key free,
+ * as the expiry made it; the lease value is lost for good either way.
+ */
 /* Sets the deadline to now + ttl_ms. 0, -ESTALE (lost), -EINVAL, -EPERM. */
 int shmlease_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms);
-/* Frees the key at once and wakes waiters. 0, -ESTALE, -EINVAL, -EPERM. */
+/* Frees the key at once and wakes waiters. 0, -ESTALE, -EINVAL, -EPERM.
+ * The value is spent: a second release of it is -ESTALE. */
 int shmlease_release(shmlease_table *t, shmlease_lease *l);
-/* Keeps the key held by nobody until now + grace_ms. 0, -ESTALE, -EINVAL, -EPERM. */
+/* Keeps the key held by nobody until now + grace_ms (never later). 0, -ESTALE,
+ * -EINVAL, -EPERM. */
 int shmlease_release_after(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms);
 /* Acquires, calls fn, releases; fn's result, or the acquire error (fn not called). */
 int shmlease_with(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
