@@ -115,23 +115,16 @@ static inline uint64_t wait_deadline(const shmlease_acquire_opts *o, uint64_t no
  * nothing that decides ownership reads it. */
 static void publish(struct shm_entry *e, struct lstate s, uint64_t token, const void *meta, size_t len)
 {
+    /* Plain stores, not a lock: a writer killed inside the block leaves
+     * pub_seq odd, and the next claimer's stores make it even again (a lock
+     * would stay taken for ever). Two writers can only overlap when a former
+     * owner, paused between its check below and its stores, resumes during
+     * the current owner's publication: the block may then be mixed for that
+     * claim, which display tolerates and ownership never reads. */
     uint32_t ps = __atomic_load_n(&e->pub_seq, __ATOMIC_RELAXED);
-    /* Take the block (even -> odd). A writer paused inside it (a former
-     * owner) keeps it odd: give up after a few tries, the block is display
-     * only and the next claimer takes it again. */
-    for (int tries = 0;; tries++) {
-        if (!(ps & 1) && __atomic_compare_exchange_n(&e->pub_seq, &ps, ps | 1, 0, __ATOMIC_ACQUIRE,
-                                                     __ATOMIC_RELAXED))
-            break;
-        if (tries >= 64)
-            return;
-        caa_cpu_relax();
-        ps = __atomic_load_n(&e->pub_seq, __ATOMIC_RELAXED);
-    }
-    if (!state_is(e, s.w, s.c)) {
-        __atomic_store_n(&e->pub_seq, ps + 2, __ATOMIC_RELEASE);
+    if (!state_is(e, s.w, s.c))
         return;
-    }
+    __atomic_store_n(&e->pub_seq, ps | 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     __atomic_store_n(&e->pub_token, token, __ATOMIC_RELAXED);
     uint16_t old_len = __atomic_load_n(&e->meta_len, __ATOMIC_RELAXED);
@@ -150,7 +143,7 @@ static void publish(struct shm_entry *e, struct lstate s, uint64_t token, const 
         }
     }
     __atomic_store_n(&e->pub_tag, (uint32_t)s.c, __ATOMIC_RELAXED);
-    __atomic_store_n(&e->pub_seq, ps + 2, __ATOMIC_RELEASE);
+    __atomic_store_n(&e->pub_seq, (ps | 1) + 1, __ATOMIC_RELEASE);
 }
 
 /* Waiter bookkeeping: returns the key generation counted in. */
