@@ -517,6 +517,9 @@ static int finish_claim(struct acquire *a, const struct target *tg, shmlease_lea
 {
     shmlease_table *t = a->t;
     struct shm_entry *e = &t->entries[tg->ei];
+    /* Whatever path claimed (an insert after a wait, too), the watch thread
+     * is joined before the deadline is checked for the last time. */
+    deathwatch_stop(&a->dw);
     SHMLEASE_FAULT("acquire.after_cas");
     uint64_t token = acquire_token(t);
     SHMLEASE_FAULT("acquire.after_token");
