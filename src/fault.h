@@ -21,6 +21,7 @@
  *   registry.after_claim   slot marked in use, before the mutex is released
  *   acquire.after_cas      state word claimed, token not yet fetched/published
  *   acquire.after_token    token fetched, not yet published
+ *   publish.mid            publication block being written (its seqlock odd)
  *   renew.before_cas       just before the renew CAS
  *   renew.after_cas        renew CAS done, the clock not yet read again
  *   release.before_cas     just before the release CAS
@@ -34,6 +35,7 @@
  *   retire.after_cas       entry state RETIRED, still in the index
  *   retire.after_unlink    removed from the index, not on the free list
  *   recover.during         inside the recovery of a structure after EOWNERDEAD
+ *   lock.before_record     a structural mutex taken, its holder record not yet written
  */
 #ifndef SHMLEASE_FAULT_H
 #define SHMLEASE_FAULT_H

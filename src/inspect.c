@@ -93,6 +93,10 @@ static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t
                     const uint32_t *want_key_seq, shmlease_info *info, int8_t *alive_cache)
 {
     for (int tries = 0; tries < 64; tries++) {
+        /* A publication block that stays odd has a writer that was killed
+         * or is stopped inside it: after a while, show the lease without it
+         * (token 0, no metadata) rather than not at all. */
+        const int skip_pub = tries >= 48;
         struct lstate st = state_snapshot(e);
         uint64_t w = st.w;
         uint32_t ks = __atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE);
@@ -101,7 +105,7 @@ static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t
             return 0;
         if (!w_live(w, now))
             return 0;
-        if ((ks & 1) || (ps & 1))
+        if ((ks & 1) || ((ps & 1) && !skip_pub))
             continue;
         memset(info, 0, sizeof *info);
         uint32_t klen = __atomic_load_n(&e->key_len, __ATOMIC_RELAXED);
@@ -117,8 +121,8 @@ static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t
         uint64_t token = __atomic_load_n(&e->pub_token, __ATOMIC_RELAXED);
         uint32_t tag = __atomic_load_n(&e->pub_tag, __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        if (__atomic_load_n(&e->pub_seq, __ATOMIC_RELAXED) != ps ||
-            __atomic_load_n(&e->key_seq, __ATOMIC_RELAXED) != ks ||
+        int pub_ok = !(ps & 1) && __atomic_load_n(&e->pub_seq, __ATOMIC_RELAXED) == ps;
+        if ((!pub_ok && !skip_pub) || __atomic_load_n(&e->key_seq, __ATOMIC_RELAXED) != ks ||
             !state_is(e, st.w, st.c))
             continue;
 
@@ -127,7 +131,7 @@ static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t
         /* The publication block describes this claim only if its tag says so
          * (a grace period keeps the claim that entered it); a claimer between
          * its CAS and its publication shows token 0. */
-        if (tag == (uint32_t)st.c) {
+        if (pub_ok && tag == (uint32_t)st.c) {
             info->fencing_token = token;
             if (mlen > SHMLEASE_METADATA_MAX)
                 mlen = SHMLEASE_METADATA_MAX;

@@ -126,6 +126,7 @@ static void publish(struct shm_entry *e, struct lstate s, uint64_t token, const 
         return;
     __atomic_store_n(&e->pub_seq, ps | 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
+    SHMLEASE_FAULT("publish.mid");
     __atomic_store_n(&e->pub_token, token, __ATOMIC_RELAXED);
     uint16_t old_len = __atomic_load_n(&e->meta_len, __ATOMIC_RELAXED);
     if (len || old_len) {
@@ -288,12 +289,11 @@ static void wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t w, 
                             uint64_t wait_until, struct deathwatch *dw, int young)
 {
     uint64_t cap = IDLE_MS;
-    if (w_kind(w) == W_HELD && w_owner(w) != my_slot(t)) {
-        if (young)
-            cap = WATCH_MS;                    /* short, and no watch thread yet */
-        else if (!deathwatch_start(dw, t, e, holder_of(t, w)))
-            cap = WATCH_MS;                    /* no watch: ask the registry lock */
-    }
+    /* A young wait has no watch thread yet; an older one without a watch
+     * asks the registry lock at every short sleep. */
+    if (w_kind(w) == W_HELD && w_owner(w) != my_slot(t) &&
+        (young || !deathwatch_start(dw, t, e, holder_of(t, w))))
+        cap = WATCH_MS;
     /* A wait record in our own registry slot says which key this thread
      * sleeps on, for inspection: unlike the counter, it dies with us (a dead
      * handle's records are not counted). None free: still wait, unshown. */
@@ -561,7 +561,7 @@ static int acquire_run(struct acquire *a, shmlease_lease *out)
 {
     int locked_lookup = 0;
     for (;;) {
-        struct target tg;
+        struct target tg = {0};
         int rc = STEP_FOUND;
         /* After finding a retired entry, look up under index_mutex: the
          * retirer may have died before unlinking it, and the lock's recovery

@@ -27,10 +27,17 @@
  *   - the record names the owner thread, and that process is alive, or lives
  *     in another PID namespace, or cannot be examined: a slow or stopped
  *     holder, keep waiting (within the caller's bound);
- *   - otherwise (no record, a record of another thread, a dead process or
- *     thread): the kernel would have handed the mutex on with EOWNERDEAD had
- *     its owner died holding it, so the mutex word itself is damaged. If
- *     that lasts CORRUPT_AFTER_MS, the call fails with -EPROTO.
+ *   - no record of the owner thread (a locker between locking and writing
+ *     its record, or between clearing it and unlocking, perhaps stopped
+ *     right there): the owner thread is looked up in our PID namespace; a
+ *     live thread whose process maps this segment is a plausible holder;
+ *   - otherwise (a dead process or thread, a thread that does not map the
+ *     segment): the kernel would have handed the mutex on with EOWNERDEAD
+ *     had its owner died holding it, so the mutex word itself is damaged.
+ *     If that lasts CORRUPT_AFTER_MS, the call fails with -EPROTO.
+ * Known limit: a locker of another PID namespace stopped in the few
+ * instructions between taking the mutex and writing its record looks like
+ * a damaged word (its thread id means nothing here).
  */
 #include "internal.h"
 
@@ -76,26 +83,54 @@ static int32_t mutex_owner_tid(const pthread_mutex_t *m)
 #endif
 }
 
+/* Is thread TID of this PID namespace a live thread of a process that maps
+ * the segment INO? 1 yes or cannot tell, 0 no. */
+static int thread_maps_segment(int32_t tid, uint64_t ino)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)tid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return errno == ENOENT || errno == ESRCH ? 0 : 1;   /* no such thread here */
+    char line[512];
+    int found = 0, any = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned long long lino = 0;
+        any = 1;
+        /* address perms offset dev inode path */
+        if (sscanf(line, "%*s %*s %*s %*s %llu", &lino) == 1 && lino == ino)
+            found = 1;
+    }
+    fclose(f);
+    return found || !any;      /* unreadable contents: cannot tell */
+}
+
 /* Can the holder of M be a live thread? 1 yes (or cannot tell), 0 no. */
-static int holder_plausible(const pthread_mutex_t *m, const struct shm_lockrec *rec)
+static int holder_plausible(const shmlease_table *t, const pthread_mutex_t *m, const struct shm_lockrec *rec)
 {
     int32_t tid = mutex_owner_tid(m);
     int32_t pid = __atomic_load_n(&rec->pid, __ATOMIC_RELAXED);
     int32_t rtid = __atomic_load_n(&rec->tid, __ATOMIC_RELAXED);
     uint64_t start = __atomic_load_n(&rec->start_time, __ATOMIC_RELAXED);
     uint64_t ns = __atomic_load_n(&rec->pidns, __ATOMIC_RELAXED);
+    const struct shmlease__self *me = shmlease__self();
 #ifdef __GLIBC__
     if (tid == 0)
         return 1;                  /* unlocked meanwhile */
-    if (pid <= 0 || rtid != tid)
-        return 0;                  /* nobody says they hold it */
+    if (pid <= 0 || rtid != tid) {
+        /* No record of this owner: a locker between taking the mutex and
+         * writing its record (or between clearing it and unlocking), maybe
+         * stopped right there; or a damaged lock word. The owner thread,
+         * looked up in our PID namespace, tells them apart: a live thread
+         * whose process maps this segment can hold it. */
+        return thread_maps_segment(tid, (uint64_t)t->ino);
+    }
 #else
     if (pid <= 0)
-        return 0;
+        return 1;                  /* without the lock word's owner: cannot tell */
     (void)tid;
     (void)rtid;
 #endif
-    const struct shmlease__self *me = shmlease__self();
     if (!ns || ns != me->pidns)
         return 1;                  /* another PID namespace: cannot tell */
     if (kill(pid, 0) != 0 && errno == ESRCH)
@@ -111,10 +146,24 @@ static int holder_plausible(const pthread_mutex_t *m, const struct shm_lockrec *
     return 1;
 }
 
-static void record_holder(struct shm_lockrec *rec)
+/* The caller's thread id, cached per thread (no syscall between taking a
+ * mutex and recording its holder). */
+static int32_t my_tid(void)
+{
+    static __thread int32_t tid;
+    static __thread unsigned gen;
+    unsigned g = __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED) + 1;
+    if (tid == 0 || gen != g) {
+        tid = (int32_t)gettid();
+        gen = g;
+    }
+    return tid;
+}
+
+static void record_holder(struct shm_lockrec *rec, int32_t tid)
 {
     const struct shmlease__self *me = shmlease__self();
-    __atomic_store_n(&rec->tid, (int32_t)gettid(), __ATOMIC_RELAXED);
+    __atomic_store_n(&rec->tid, tid, __ATOMIC_RELAXED);
     __atomic_store_n(&rec->start_time, me->start_time, __ATOMIC_RELAXED);
     __atomic_store_n(&rec->pidns, me->pidns, __ATOMIC_RELAXED);
     __atomic_store_n(&rec->pid, me->pid, __ATOMIC_RELEASE);
@@ -124,6 +173,8 @@ int shmlease__lock_for(shmlease_table *t, pthread_mutex_t *m, struct shm_lockrec
                        shmlease_repair_fn repair, uint64_t ms)
 {
     const uint64_t start = mono_ms();
+    const int32_t tid = my_tid();
+    (void)shmlease__self();        /* read before locking: no file I/O inside */
     uint64_t suspect_since = 0;
     int rc;
     for (;;) {
@@ -149,7 +200,7 @@ int shmlease__lock_for(shmlease_table *t, pthread_mutex_t *m, struct shm_lockrec
         if (rc != ETIMEDOUT)
             return -EPROTO;        /* EINVAL, ENOTRECOVERABLE, EDEADLK: a damaged mutex */
         uint64_t now = mono_ms();
-        if (holder_plausible(m, rec)) {
+        if (holder_plausible(t, m, rec)) {
             suspect_since = 0;
         } else if (!suspect_since) {
             suspect_since = now;
@@ -159,7 +210,8 @@ int shmlease__lock_for(shmlease_table *t, pthread_mutex_t *m, struct shm_lockrec
         if (ms != UINT64_MAX && now - start >= ms)
             return -ETIMEDOUT;
     }
-    record_holder(rec);
+    SHMLEASE_FAULT("lock.before_record");
+    record_holder(rec, tid);
     if (rc == EOWNERDEAD) {
         SHMLEASE_FAULT("recover.during");
         repair(t);

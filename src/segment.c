@@ -291,11 +291,12 @@ static int half_built(int fd, const struct shm_header *h, uint64_t size)
 
 static int read_header(int fd, struct shm_header *h, uint64_t *size)
 {
+    memset(h, 0, sizeof *h);
+    *size = 0;
     struct stat st;
     if (fstat(fd, &st) != 0)
         return -errno;
     *size = (uint64_t)st.st_size;
-    memset(h, 0, sizeof *h);
     ssize_t n = pread(fd, h, sizeof *h, 0);
     if (n < 0)
         return -errno;
@@ -340,7 +341,10 @@ static int reopen_same_file(int fd, int readonly, const char *name, ino_t ino, d
  * parent's handler, until the child has let go: the child closes its end of
  * a pipe when its handler is done (or when it dies); the parent reads to the
  * end of the pipe. Only processes with open handles pay for it, and never
- * longer than FORK_WAIT_MS (a child stopped before it ever ran).
+ * longer than FORK_WAIT_MS. Known limit: a child that a tracer keeps
+ * stopped before it first runs (a debugger following forks) holds the
+ * parent's locks until it runs, so a parent that dies meanwhile looks alive
+ * until then.
  */
 #define FORK_WAIT_MS 1000
 static int g_fork_pipe[2] = {-1, -1};
@@ -361,11 +365,16 @@ static void atfork_parent(void)
         uint64_t until = shmlease__sys_clock_ms(NULL) + FORK_WAIT_MS;
         for (;;) {
             uint64_t now = shmlease__sys_clock_ms(NULL);
-            if (now >= until || (poll(&p, 1, (int)(until - now)) < 0 && errno != EINTR))
+            if (now >= until)
+                break;                          /* a child stopped before it ran */
+            int n = poll(&p, 1, (int)(until - now));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
                 break;
             char c;
-            ssize_t n = read(g_fork_pipe[0], &c, 1);
-            if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+            ssize_t r = read(g_fork_pipe[0], &c, 1);   /* readable: never blocks */
+            if (r == 0 || (r < 0 && errno != EINTR))
                 break;                          /* end of pipe: the child let go */
         }
         close(g_fork_pipe[0]);

@@ -21,6 +21,7 @@
 #include <pwd.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -550,6 +551,143 @@ static void test_open_and_first_try_give_up_while_registry_lock_holder_is_stoppe
     shmlease_close(t2);
 }
 
+/* A locker stopped between taking a structural mutex and writing its holder
+ * record is alive: waiters must time out as they asked, never report the
+ * table damaged (-EPROTO). */
+static void test_stopped_locker_without_holder_record_is_waited_for_not_eproto(void **state)
+{
+    (void)state;
+    TU_REQUIRE_FAULT_POINTS();
+    const char *name = tu_name("norecord");
+    shmlease_table *t = tu_open(name, NULL);
+    pid_t s = tu_fork();
+    if (s == 0) {
+        shmlease_table *st;
+        CK_RC(shmlease_open(name, NULL, &st), 0);
+        tu_fault_arm("lock.before_record", SHMLEASE_FAULT_STOP, 1);
+        shmlease_lease l;
+        CK_RC(tu_acquire(st, "new-key-of-the-stopped", 60000, 0, &l), 0);
+        _exit(0);
+    }
+    if (!tu_wait_stopped(s, 10000))
+        fail_msg("child never stopped inside the index lock");
+    shmlease_lease l;
+    uint64_t t0 = tu_mono_ms();
+    TU_RC(tu_acquire(t, "another-new-key", 1000, 2500, &l), -ETIMEDOUT);
+    TU_RANGE(tu_mono_ms() - t0, 2400, 10000);
+    TU_EQ(kill(s, SIGCONT), 0);
+    tu_expect_exit0(s);
+    TU_RC(tu_acquire(t, "another-new-key", 1000, 0, &l), 0);
+}
+
+/* A holder killed while it writes the publication block (token, metadata)
+ * leaves it half-written: inspection still shows the key held (by a dead
+ * holder), and the next claimer's publication is whole again. */
+static void test_holder_killed_inside_publication_leaves_key_visible(void **state)
+{
+    (void)state;
+    TU_REQUIRE_FAULT_POINTS();
+    const char *name = tu_name("pubkill");
+    shmlease_table *t = tu_open(name, NULL);
+    pid_t c = tu_fork();
+    if (c == 0) {
+        shmlease_table *ct;
+        CK_RC(shmlease_open(name, NULL, &ct), 0);
+        tu_fault_arm("publish.mid", SHMLEASE_FAULT_KILL, 1);
+        shmlease_acquire_opts o = tu_aopts(60000, 0);
+        o.metadata = "dying";
+        o.metadata_len = 5;
+        shmlease_lease l;
+        shmlease_acquire(ct, "k", &o, &l);
+        _exit(0);
+    }
+    tu_expect_signal(c, SIGKILL);
+    shmlease_info info;
+    TU_RC(shmlease_inspect(t, "k", &info), 0);
+    TU_EQ(info.holder_alive, 0);
+    shmlease_acquire_opts o = tu_aopts(60000, 0);
+    o.metadata = "alive";
+    o.metadata_len = 5;
+    shmlease_lease l;
+    TU_RC(shmlease_acquire(t, "k", &o, &l), 0);
+    info = inspect_ok(t, "k");
+    TU_EQU(info.fencing_token, l.fencing_token);
+    TU_EQ(info.metadata_len, 5);
+    TU_EQ(memcmp(info.metadata, "alive", 5), 0);
+}
+
+/* A fork child that a tracer keeps stopped before it ever runs (a debugger
+ * following forks): the parent's fork() must still return, within about a
+ * second. */
+static void test_fork_returns_while_a_tracer_keeps_the_child_stopped(void **state)
+{
+    (void)state;
+    const char *name = tu_name("forktrace");
+    tu_close(tu_open(name, NULL));
+    tu_chan ch;
+    tu_chan_init(&ch);
+    pid_t p = tu_fork();
+    if (p == 0) {
+        tu_chan_child(&ch);
+        shmlease_table *pt;
+        CK_RC(shmlease_open(name, NULL, &pt), 0);
+        CK(ptrace(PTRACE_TRACEME, 0, NULL, NULL) == 0);
+        raise(SIGSTOP);                           /* let the tracer set its options */
+        uint64_t t0 = tu_mono_ms();
+        pid_t g = fork();
+        if (g == 0)
+            _exit(0);
+        tu_up(&ch, (int64_t)(tu_mono_ms() - t0));
+        tu_down_recv(&ch);
+        _exit(0);
+    }
+    tu_chan_parent(&ch, p);
+    int st;
+    TU_EQ(waitpid(p, &st, __WALL), p);
+    TU_EQ(WIFSTOPPED(st), 1);
+    TU_EQ(ptrace(PTRACE_SETOPTIONS, p, NULL, (void *)(long)PTRACE_O_TRACEFORK), 0);
+    TU_EQ(ptrace(PTRACE_CONT, p, NULL, NULL), 0);
+    pid_t grandchild = 0;
+    int64_t ms = -1;
+    uint64_t until = tu_mono_ms() + 20000;
+    while (ms < 0 && tu_mono_ms() < until) {
+        pid_t w = waitpid(-1, &st, __WALL | WNOHANG);
+        if (w == p && WIFSTOPPED(st)) {
+            if ((st >> 8) == (SIGTRAP | (PTRACE_EVENT_FORK << 8))) {
+                unsigned long gp = 0;
+                ptrace(PTRACE_GETEVENTMSG, p, NULL, &gp);
+                grandchild = (pid_t)gp;
+            }
+            int sig = WSTOPSIG(st) == SIGTRAP ? 0 : WSTOPSIG(st);
+            ptrace(PTRACE_CONT, p, NULL, (void *)(long)sig);
+        } else if (w > 0 && w != p && grandchild == 0) {
+            grandchild = w;                       /* its first stop: leave it stopped */
+        }
+        int64_t v;
+        if (tu_up_try(&ch, &v, 5) == 0)
+            ms = v;
+    }
+    if (ms < 0)
+        fail_msg("fork() in a process with an open handle did not return while its child was "
+                 "held stopped before running");
+    TU_RANGE(ms, 0, 3000);
+    if (grandchild > 0) {
+        kill(grandchild, SIGKILL);
+        waitpid(grandchild, NULL, __WALL);
+    }
+    tu_down(&ch, 1);
+    /* Still our tracee: pass on its stops until it exits. */
+    for (;;) {
+        TU_EQ(waitpid(p, &st, __WALL), p);
+        if (!WIFSTOPPED(st))
+            break;
+        int sig = WSTOPSIG(st) == SIGTRAP ? 0 : WSTOPSIG(st);
+        ptrace(PTRACE_CONT, p, NULL, (void *)(long)sig);
+    }
+    TU_EQ(WIFEXITED(st) && WEXITSTATUS(st) == 0, 1);
+    tu_wait(p, 0);                                /* unregister (already reaped) */
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -567,6 +705,9 @@ int main(int argc, char **argv)
         TU_TEST(test_grace_period_never_ends_later_than_asked),
         TU_TEST(test_open_with_damaged_registry_mutex_is_eproto_not_a_hang),
         TU_TEST(test_open_and_first_try_give_up_while_registry_lock_holder_is_stopped),
+        TU_TEST(test_stopped_locker_without_holder_record_is_waited_for_not_eproto),
+        TU_TEST(test_holder_killed_inside_publication_leaves_key_visible),
+        TU_TEST(test_fork_returns_while_a_tracer_keeps_the_child_stopped),
     };
     return TU_RUN(tests);
 }
