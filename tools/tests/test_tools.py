@@ -24,6 +24,7 @@ import sys
 import time
 
 SHM = "/dev/shm/shmlease."
+LK = "/dev/shm/shmlease-lk."   # a table's lock file
 
 
 class Skip(Exception):
@@ -71,6 +72,10 @@ class Ctx:
                 os.rmdir(path)
             else:
                 os.unlink(path)
+        except FileNotFoundError:
+            pass
+        try:
+            os.unlink(LK + name)
         except FileNotFoundError:
             pass
 
@@ -1005,6 +1010,7 @@ def test_admin(c):
     # unlink
     p = c.tool("unlink", t)
     check(p.returncode == 0 and not os.path.exists(SHM + t), f"unlink: {show(p)}")
+    check(not os.path.exists(LK + t), "unlink left the lock file")
     p = c.tool("unlink", t)
     check(p.returncode == 1 and b"no such table" in p.stderr, f"unlink twice: {show(p)}")
     p = c.tool("unlink", SHM + full)
