@@ -125,7 +125,12 @@ typedef struct shmlease_acquire_opts {
 } shmlease_acquire_opts;
 
 typedef struct shmlease_lease {      /* a plain value owned by the caller */
-    uint64_t fencing_token;          /* public, read-only */
+    uint64_t fencing_token;          /* public, read-only. Greater than the token of
+                                        every acquire (any key) that returned before
+                                        this acquire was called, and than every
+                                        earlier holder's of the same key; two
+                                        acquires of different keys that overlap in
+                                        time may return in either order */
     uint64_t expires_at_ms;          /* public, read-only; on the table's clock */
     uint64_t _private[6];            /* private: callers must not touch them */
 } shmlease_lease;
@@ -151,7 +156,8 @@ int shmlease_acquire(shmlease_table *t, const char *key,
                      const shmlease_acquire_opts *o, shmlease_lease *out);
 /*
  * renew, release and release_after return 0 only if they took effect before
- * the lease's deadline. A call that cannot prove it (its clock read after the
+ * the lease's deadline (and, for renew, if the new deadline is not already
+ * over when it returns). A call that cannot prove it (its clock read after the
  * change has reached the deadline) returns -ESTALE and leaves the key free,
  * as the expiry made it; the lease value is lost for good either way.
  */
