@@ -44,6 +44,8 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,10 +97,13 @@ static int thread_maps_segment(int32_t tid, uint64_t ino)
     char line[512];
     int found = 0, any = 0;
     while (!found && fgets(line, sizeof line, f)) {
-        unsigned long long lino = 0;
         any = 1;
-        /* address perms offset dev inode path */
-        if (sscanf(line, "%*s %*s %*s %*s %llu", &lino) == 1 && lino == ino)
+        /* address perms offset dev inode path: the fifth field */
+        char *save = NULL, *tok = strtok_r(line, " ", &save);
+        for (int k = 1; tok && k < 5; k++)
+            tok = strtok_r(NULL, " ", &save);
+        char *endp;
+        if (tok && strtoull(tok, &endp, 10) == ino && endp != tok)
             found = 1;
     }
     fclose(f);

@@ -105,25 +105,44 @@ static void liveview_load(struct shmlease__liveview *lv, uint64_t ino, uint64_t 
     FILE *f = fopen("/proc/locks", "re");
     if (!f)
         return;
-    unsigned want_maj = major((dev_t)dev), want_min = minor((dev_t)dev);
+    unsigned long long want_maj = major((dev_t)dev), want_min = minor((dev_t)dev);
     char line[256];
     while (fgets(line, sizeof line, f)) {
         /* "1: OFDLCK ADVISORY  WRITE -1 00:1a:12345 4097 4097"; lines with
-         * "->" are blocked waiters, not holders. */
+         * "->" are blocked waiters, not holders. Fields: 0 "N:", 1 kind,
+         * 2 advisory, 3 READ/WRITE, 4 pid, 5 maj:min:inode, 6 start, 7 end. */
         if (strstr(line, "->"))
             continue;
-        char kind[16], adv[16], rw[16], pid[24], end[32];
-        unsigned maj, min;
-        unsigned long long i, start;
-        if (sscanf(line, "%*d: %15s %15s %15s %23s %x:%x:%llu %llu %31s", kind, adv, rw, pid, &maj, &min, &i,
-                   &start, end) != 9)
+        char *field[8], *save = NULL;
+        int n = 0;
+        for (char *tok = strtok_r(line, " \t\n", &save); tok && n < 8; tok = strtok_r(NULL, " \t\n", &save))
+            field[n++] = tok;
+        if (n != 8 || strcmp(field[1], "OFDLCK") != 0 || strcmp(field[3], "WRITE") != 0)
             continue;
-        if (strcmp(kind, "OFDLCK") || strcmp(rw, "WRITE") || i != ino || maj != want_maj || min != want_min)
+        char *p = field[5], *endp;
+        unsigned long long maj = strtoull(p, &endp, 16);
+        if (*endp != ':')
             continue;
-        unsigned long long last = strcmp(end, "EOF") ? strtoull(end, NULL, 10) : UINT64_MAX;
-        for (unsigned long long b = start < LK_REG_OFF + 1 ? LK_REG_OFF + 1 : start;
-             b <= last && b < (unsigned long long)LK_REG_OFF + REG_SLOTS; b++) {
-            uint32_t idx = (uint32_t)(b - LK_REG_OFF);
+        unsigned long long min = strtoull(endp + 1, &endp, 16);
+        if (*endp != ':')
+            continue;
+        unsigned long long i = strtoull(endp + 1, &endp, 10);
+        if (*endp || i != ino || maj != want_maj || min != want_min)
+            continue;
+        unsigned long long start = strtoull(field[6], &endp, 10);
+        if (*endp)
+            continue;
+        unsigned long long last = UINT64_MAX;
+        if (strcmp(field[7], "EOF") != 0) {
+            last = strtoull(field[7], &endp, 10);
+            if (*endp)
+                continue;
+        }
+        unsigned long long lo = start > LK_REG_OFF ? start : LK_REG_OFF + 1;
+        unsigned long long hi = last < (unsigned long long)LK_REG_OFF + REG_SLOTS - 1 ? last
+                                                                                     : LK_REG_OFF + REG_SLOTS - 1;
+        for (unsigned long long b2 = lo; b2 <= hi; b2++) {
+            uint32_t idx = (uint32_t)(b2 - LK_REG_OFF);      /* 1 .. REG_SLOTS - 1 */
             lv->held[idx / 8] = (uint8_t)(lv->held[idx / 8] | (1u << (idx % 8)));
         }
     }
