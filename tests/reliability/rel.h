@@ -64,7 +64,8 @@ void rel_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
     do {                                                                           \
         if (!(cond)) {                                                             \
             char rel_m_[600];                                                      \
-            snprintf(rel_m_, sizeof rel_m_, __VA_ARGS__);                          \
+            if (snprintf(rel_m_, sizeof rel_m_, __VA_ARGS__) < 0) /* may cut */    \
+                rel_m_[0] = 0;                                                     \
             fail_msg("%s:%d: %s: %s", __FILE__, __LINE__, #cond, rel_m_);          \
         }                                                                          \
     } while (0)

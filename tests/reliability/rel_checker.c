@@ -258,8 +258,9 @@ static void violation(struct verdict *v, int kind, long a, long b, long c, const
             fprintf(o, "    %s\n", rc);
     }
     if (v->n[kind] == 1)
-        snprintf(v->example[kind], sizeof v->example[kind], "%s | %s%s%s%s%s", why, ra, b >= 0 ? " | " : "", rb,
-                 c >= 0 ? " | " : "", rc);
+        if (snprintf(v->example[kind], sizeof v->example[kind], "%s | %s%s%s%s%s", why, ra, b >= 0 ? " | " : "",
+                     rb, c >= 0 ? " | " : "", rc) < 0)   /* an example may be cut short */
+            v->example[kind][0] = 0;
 }
 
 static int done(size_t i) { return atomic_load_explicit(&H->r[i].state, memory_order_relaxed) == ST_DONE; }
