@@ -24,8 +24,7 @@ static int cmp_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static void waitview_build(const shmlease_table *t, struct waitview *wv, int8_t *alive_cache,
-                           struct shmlease__liveview *lv)
+static void waitview_build(const shmlease_table *t, struct waitview *wv, int8_t *alive_cache)
 {
     wv->n = 0;
     for (uint32_t i = 1; i < REG_SLOTS; i++) {
@@ -38,7 +37,7 @@ static void waitview_build(const shmlease_table *t, struct waitview *wv, int8_t 
         if (!any)
             continue;
         if (alive_cache[i] == 2)
-            alive_cache[i] = (int8_t)shmlease__alive_v(t, i, lv);
+            alive_cache[i] = (int8_t)shmlease__alive(t, i);
         if (alive_cache[i] == 0)
             continue;
         for (uint32_t k = 0; k < WAIT_RECORDS && wv->n < sizeof wv->rec / sizeof wv->rec[0]; k++) {
@@ -56,7 +55,7 @@ static void waitview_build(const shmlease_table *t, struct waitview *wv, int8_t 
  * slot is reused, and registration prefers never-used slots, so after many
  * deaths thousands of slots hold records: asking the kernel about each of them
  * (one F_OFD_GETLK apiece) made every inspect cost hundreds of syscalls. */
-static uint32_t waiters_of(const shmlease_table *t, uint32_t entry, struct shmlease__liveview *lv)
+static uint32_t waiters_of(const shmlease_table *t, uint32_t entry)
 {
     uint32_t want = entry + 1, n = 0;
     for (uint32_t i = 1; i < REG_SLOTS; i++) {
@@ -66,7 +65,7 @@ static uint32_t waiters_of(const shmlease_table *t, uint32_t entry, struct shmle
         uint32_t mine = 0;
         for (uint32_t k = 0; k < WAIT_RECORDS; k++)
             mine += __atomic_load_n(&recs[k], __ATOMIC_RELAXED) == want;
-        if (mine && shmlease__alive_v(t, i, lv) != 0)
+        if (mine && shmlease__alive(t, i) != 0)
             n += mine;
     }
     return n;
@@ -91,8 +90,7 @@ static uint32_t waitview_count(const struct waitview *wv, uint32_t entry)
 /* A consistent snapshot of entry E into INFO at table time NOW.
  * Returns 1 when the entry is a live lease (held or grace, unexpired). */
 static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t now,
-                    const uint32_t *want_key_seq, shmlease_info *info, int8_t *alive_cache,
-                    struct shmlease__liveview *lv)
+                    const uint32_t *want_key_seq, shmlease_info *info, int8_t *alive_cache)
 {
     for (int tries = 0; tries < 64; tries++) {
         /* A publication block that stays odd has a writer that was killed
@@ -157,10 +155,10 @@ static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t
             /* One walk asks the kernel once per holder, not once per lease. */
             if (alive_cache) {
                 if (alive_cache[owner] == 2)
-                    alive_cache[owner] = (int8_t)shmlease__alive_v(t, owner, lv);
+                    alive_cache[owner] = (int8_t)shmlease__alive(t, owner);
                 info->holder_alive = alive_cache[owner];
             } else {
-                info->holder_alive = shmlease__alive_v(t, owner, lv);
+                info->holder_alive = shmlease__alive(t, owner);
             }
         }
         return 1;
@@ -176,18 +174,14 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
     int rc = shmlease__key_prepare(t, key, &kb);
     if (rc)
         return rc;
-    /* One view of the kernel's locks per call (read only if needed, and only
-     * by a handle without the lock file: see registry.c). */
-    struct shmlease__liveview lv;
-    lv.state = 0;
     for (int tries = 0; tries < 4; tries++) {
         uint32_t kseq;
         long ei = shmlease__lookup_stable(t, &kb, &kseq);
         if (ei < 0)
             return -ENOENT;
         const struct shm_entry *e = &t->entries[ei];
-        if (snapshot(t, e, shmlease__now_rel(t), &kseq, out, NULL, &lv)) {
-            out->waiters = waiters_of(t, (uint32_t)ei, &lv);
+        if (snapshot(t, e, shmlease__now_rel(t), &kseq, out, NULL)) {
+            out->waiters = waiters_of(t, (uint32_t)ei);
             return 0;
         }
         /* Free, or the entry changed key under us: look again. */
@@ -207,15 +201,13 @@ SHM_API int shmlease_foreach(shmlease_table *t, int (*fn)(const shmlease_info *,
     struct waitview *wv = malloc(sizeof *wv);
     if (!wv)
         return -ENOMEM;
-    struct shmlease__liveview lv;
-    lv.state = 0;
-    waitview_build(t, wv, alive_cache, &lv);
+    waitview_build(t, wv, alive_cache);
     for (uint32_t i = 0; i < t->capacity; i++) {
         const struct shm_entry *e = &t->entries[i];
         uint64_t now = shmlease__now_rel(t);
         if (!w_live(__atomic_load_n(&e->state, __ATOMIC_RELAXED), now))
             continue;
-        if (!snapshot(t, e, now, NULL, &info, alive_cache, &lv))
+        if (!snapshot(t, e, now, NULL, &info, alive_cache))
             continue;
         info.waiters = waitview_count(wv, i);
         int r = fn(&info, arg);
@@ -258,10 +250,8 @@ SHM_API int shmlease_stats_get(shmlease_table *t, shmlease_stats *out)
         held += (uint32_t)w_live(__atomic_load_n(&t->entries[i].state, __ATOMIC_RELAXED), now);
     out->held = held;
     uint32_t attached = 0;
-    struct shmlease__liveview lv;
-    lv.state = 0;
     for (uint32_t i = 1; i < REG_SLOTS; i++)
-        if (__atomic_load_n(&t->reg[i].state, __ATOMIC_RELAXED) == REG_ACTIVE && shmlease__alive_v(t, i, &lv) == 1)
+        if (__atomic_load_n(&t->reg[i].state, __ATOMIC_RELAXED) == REG_ACTIVE && shmlease__alive(t, i) == 1)
             attached++;
     out->attached = attached;
     out->format_version = SHM_LAYOUT_VERSION;
