@@ -13,6 +13,8 @@
  * (N = the hit that fires, 1 = the first; "sleep" sleeps 200 ms).
  *
  * The points (keep this list in step with the SHMLEASE_FAULT() calls):
+ *   init.lock_file         an opener holds the init lock on the lock file, the
+ *                          segment not opened (nor created) yet
  *   init.after_lock        the initialiser holds the init lock, nothing written
  *   init.after_fallocate   space reserved, header not written
  *   init.after_mutexes     robust mutexes initialised, not yet READY

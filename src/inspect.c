@@ -24,7 +24,8 @@ static int cmp_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static void waitview_build(const shmlease_table *t, struct waitview *wv, int8_t *alive_cache)
+static void waitview_build(const shmlease_table *t, struct waitview *wv, int8_t *alive_cache,
+                           struct shmlease__liveview *lv)
 {
     wv->n = 0;
     for (uint32_t i = 1; i < REG_SLOTS; i++) {
@@ -37,7 +38,7 @@ static void waitview_build(const shmlease_table *t, struct waitview *wv, int8_t 
         if (!any)
             continue;
         if (alive_cache[i] == 2)
-            alive_cache[i] = (int8_t)shmlease__alive(t, i);
+            alive_cache[i] = (int8_t)shmlease__alive_v(t, i, lv);
         if (alive_cache[i] == 0)
             continue;
         for (uint32_t k = 0; k < WAIT_RECORDS && wv->n < sizeof wv->rec / sizeof wv->rec[0]; k++) {
@@ -55,7 +56,7 @@ static void waitview_build(const shmlease_table *t, struct waitview *wv, int8_t 
  * slot is reused, and registration prefers never-used slots, so after many
  * deaths thousands of slots hold records: asking the kernel about each of them
  * (one F_OFD_GETLK apiece) made every inspect cost hundreds of syscalls. */
-static uint32_t waiters_of(const shmlease_table *t, uint32_t entry)
+static uint32_t waiters_of(const shmlease_table *t, uint32_t entry, struct shmlease__liveview *lv)
 {
     uint32_t want = entry + 1, n = 0;
     for (uint32_t i = 1; i < REG_SLOTS; i++) {
@@ -65,7 +66,7 @@ static uint32_t waiters_of(const shmlease_table *t, uint32_t entry)
         uint32_t mine = 0;
         for (uint32_t k = 0; k < WAIT_RECORDS; k++)
             mine += __atomic_load_n(&recs[k], __ATOMIC_RELAXED) == want;
-        if (mine && shmlease__alive(t, i) != 0)
+        if (mine && shmlease__alive_v(t, i, lv) != 0)
             n += mine;
     }
     return n;
@@ -90,7 +91,8 @@ static uint32_t waitview_count(const struct waitview *wv, uint32_t entry)
 /* A consistent snapshot of entry E into INFO at table time NOW.
  * Returns 1 when the entry is a live lease (held or grace, unexpired). */
 static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t now,
-                    const uint32_t *want_key_seq, shmlease_info *info, int8_t *alive_cache)
+                    const uint32_t *want_key_seq, shmlease_info *info, int8_t *alive_cache,
+                    struct shmlease__liveview *lv)
 {
     for (int tries = 0; tries < 64; tries++) {
         /* A publication block that stays odd has a writer that was killed
@@ -155,10 +157,10 @@ static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t
             /* One walk asks the kernel once per holder, not once per lease. */
             if (alive_cache) {
                 if (alive_cache[owner] == 2)
-                    alive_cache[owner] = (int8_t)shmlease__alive(t, owner);
+                    alive_cache[owner] = (int8_t)shmlease__alive_v(t, owner, lv);
                 info->holder_alive = alive_cache[owner];
             } else {
-                info->holder_alive = shmlease__alive(t, owner);
+                info->holder_alive = shmlease__alive_v(t, owner, lv);
             }
         }
         return 1;
@@ -174,14 +176,18 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
     int rc = shmlease__key_prepare(t, key, &kb);
     if (rc)
         return rc;
+    /* One view of the kernel's locks per call (read only if needed, and only
+     * by a handle without the lock file: see registry.c). */
+    struct shmlease__liveview lv;
+    lv.state = 0;
     for (int tries = 0; tries < 4; tries++) {
         uint32_t kseq;
         long ei = shmlease__lookup_stable(t, &kb, &kseq);
         if (ei < 0)
             return -ENOENT;
         const struct shm_entry *e = &t->entries[ei];
-        if (snapshot(t, e, shmlease__now_rel(t), &kseq, out, NULL)) {
-            out->waiters = waiters_of(t, (uint32_t)ei);
+        if (snapshot(t, e, shmlease__now_rel(t), &kseq, out, NULL, &lv)) {
+            out->waiters = waiters_of(t, (uint32_t)ei, &lv);
             return 0;
         }
         /* Free, or the entry changed key under us: look again. */
@@ -201,13 +207,15 @@ SHM_API int shmlease_foreach(shmlease_table *t, int (*fn)(const shmlease_info *,
     struct waitview *wv = malloc(sizeof *wv);
     if (!wv)
         return -ENOMEM;
-    waitview_build(t, wv, alive_cache);
+    struct shmlease__liveview lv;
+    lv.state = 0;
+    waitview_build(t, wv, alive_cache, &lv);
     for (uint32_t i = 0; i < t->capacity; i++) {
         const struct shm_entry *e = &t->entries[i];
         uint64_t now = shmlease__now_rel(t);
         if (!w_live(__atomic_load_n(&e->state, __ATOMIC_RELAXED), now))
             continue;
-        if (!snapshot(t, e, now, NULL, &info, alive_cache))
+        if (!snapshot(t, e, now, NULL, &info, alive_cache, &lv))
             continue;
         info.waiters = waitview_count(wv, i);
         int r = fn(&info, arg);
@@ -250,8 +258,10 @@ SHM_API int shmlease_stats_get(shmlease_table *t, shmlease_stats *out)
         held += (uint32_t)w_live(__atomic_load_n(&t->entries[i].state, __ATOMIC_RELAXED), now);
     out->held = held;
     uint32_t attached = 0;
+    struct shmlease__liveview lv;
+    lv.state = 0;
     for (uint32_t i = 1; i < REG_SLOTS; i++)
-        if (__atomic_load_n(&t->reg[i].state, __ATOMIC_RELAXED) == REG_ACTIVE && shmlease__alive(t, i) == 1)
+        if (__atomic_load_n(&t->reg[i].state, __ATOMIC_RELAXED) == REG_ACTIVE && shmlease__alive_v(t, i, &lv) == 1)
             attached++;
     out->attached = attached;
     out->format_version = SHM_LAYOUT_VERSION;

@@ -15,9 +15,18 @@
  * format word (below) changes whenever a size the layout depends on changes,
  * so two builds that disagree refuse each other's segments.
  *
- * File-lock bytes (open-file-description locks, F_OFD_SETLK):
+ * The lock file "/shmlease-lk.NAME" (/dev/shm/shmlease-lk.NAME), empty, never
+ * mapped, readable and writable only by the classes (user, group, other) that
+ * may write the segment (see lk_mode() in segment.c): every file lock of the
+ * table lives there, never on the segment, so a process that can only read
+ * the segment cannot open the lock file and so cannot take, hold or block
+ * any of these locks. The header records the lock file's inode and device;
+ * an attacher whose lock file is another file refuses the table (-EPROTO).
+ *
+ * Lock-file bytes (open-file-description locks, F_OFD_SETLK):
  *   byte INIT_LOCK_OFF          held (write) by whoever initialises the segment
- *   byte reg_lock_off(i)        held (write) by the handle registered in slot i
+ *                               or unlinks the table
+ *   byte LK_REG_OFF + i         held (write) by the handle registered in slot i
  *                               for as long as it is attached: the kernel drops
  *                               it when the last descriptor of that open file
  *                               description closes, i.e. when the process dies.
@@ -45,14 +54,15 @@
  * byte order reads as SHM_MAGIC_SWAPPED. */
 #define SHM_MAGIC          UINT64_C(0x455341454c4d4853)
 #define SHM_MAGIC_SWAPPED  __builtin_bswap64(SHM_MAGIC)
-#define SHM_LAYOUT_VERSION 2u
+#define SHM_LAYOUT_VERSION 3u
 
 #define INIT_STATE_READY   UINT32_C(0x52454459)   /* "READY": header complete */
 
 #define HEADER_SIZE        4096u
 #define REG_SLOTS          4096u                  /* slot 0 means "nobody" */
 #define WAIT_RECORDS       16u                    /* per handle: sleeping threads shown */
-#define INIT_LOCK_OFF      0
+#define INIT_LOCK_OFF      0                      /* in the lock file */
+#define LK_REG_OFF         4096u                  /* slot i: byte LK_REG_OFF + i */
 
 /* Intent record: the structural change in progress under a robust mutex, so
  * that whoever inherits the mutex with EOWNERDEAD knows what was cut short. */
@@ -113,6 +123,8 @@ struct shm_header {
     uint64_t timens_ino;      /* creator's time namespace (inode), 0 unknown:
                                  monotonic clocks agree only inside one */
     uint8_t  boot_id[16];     /* creator's boot: clocks restart at each boot */
+    uint64_t lock_ino;        /* the lock file this segment was initialised */
+    uint64_t lock_dev;        /* with (st_ino, st_dev): attachers must match */
     uint32_t creator_uid;
     uint32_t checksum;        /* over the fields above */
     uint32_t init_state;      /* INIT_STATE_READY, stored last with release */
@@ -313,8 +325,11 @@ _Static_assert((1u << W_OWNER_BITS) >= REG_SLOTS && SHMLEASE_HANDLES_MAX == REG_
                "owner field, registry slots and the handle limit agree");
 _Static_assert(offsetof(struct shm_entry, key) == 64, "entry hot words fill one line");
 _Static_assert(sizeof(struct shm_reg) == 64, "registry slot is one cache line");
-_Static_assert(offsetof(struct shm_header, index_mutex) == 128, "header immutable part: two lines");
-_Static_assert(offsetof(struct shm_header, checksum) == 116, "checksum covers magic .. creator_uid");
+_Static_assert(offsetof(struct shm_header, lock_ino) == 112 && offsetof(struct shm_header, lock_dev) == 120,
+               "the lock file's identity is in the immutable part");
+_Static_assert(offsetof(struct shm_header, checksum) == 132, "checksum covers magic .. creator_uid");
+_Static_assert(offsetof(struct shm_header, init_state) + 8 <= 192 &&
+               offsetof(struct shm_header, index_mutex) == 192, "header immutable part: three lines");
 _Static_assert(offsetof(struct shm_header, hot) % CACHELINE == 0, "hot stats on their own line");
 _Static_assert(sizeof(struct shm_header) <= HEADER_SIZE, "header fits its page");
 _Static_assert(sizeof(uint32_t) == 4 && _Alignof(uint32_t) == 4, "futex word");
@@ -322,11 +337,16 @@ _Static_assert(sizeof(uint32_t) == 4 && _Alignof(uint32_t) == 4, "futex word");
 /* ---- the in-process handle ----------------------------------------------- */
 
 struct shmlease_table {
-    int       fd;             /* O_CLOEXEC; its open file description holds our
-                                 registry byte lock. Created, replaced and
-                                 closed only under the global handle-list lock,
-                                 so that fork() never copies a descriptor the
-                                 fork handler does not know of */
+    int       fd;             /* the LOCK FILE, O_CLOEXEC (read-write handles:
+                                 O_RDWR; read-only ones: O_RDONLY when allowed,
+                                 else -1); its open file description holds our
+                                 registry byte lock. Never mapped. Every handle
+                                 descriptor (this and sfd) is created, replaced
+                                 and closed only under the global handle-list
+                                 lock, so that fork() never copies a descriptor
+                                 the fork handler does not know of */
+    int       sfd;            /* the segment, only while opening (closed once
+                                 mapped: the mapping is all we need) */
     int       opening;        /* shmlease_open() has not returned it yet */
     int       readonly;
     uint8_t  *map;
@@ -350,8 +370,10 @@ struct shmlease_table {
      * bits 0..15 registry slot (0 = none), 16..31 fork generation at
      * registration, 32..63 the slot's registration generation. */
     uint64_t  regword;
-    ino_t     ino;
+    ino_t     ino;            /* the segment */
     dev_t     dev;
+    ino_t     lk_ino;         /* the lock file (as the header records it) */
+    dev_t     lk_dev;
 
     struct shmlease_table *next;   /* all handles, for the fork handler */
     char      name[SHMLEASE_NAME_MAX + 1];
@@ -375,7 +397,8 @@ void     shmlease__ms_to_timespec(uint64_t ms, struct timespec *ts);
 
 /* segment.c */
 int      shmlease__validate_name(const char *name);
-uint64_t shmlease__reg_lock_off(const struct shm_header *h, uint32_t idx);
+uint64_t shmlease__reg_lock_off(uint32_t idx);            /* in the lock file */
+mode_t   shmlease__lk_mode(mode_t segment_mode);
 uint64_t shmlease__header_checksum(const struct shm_header *h);
 int      shmlease__check_header(const struct shm_header *h, uint64_t file_size);
 int      shmlease__reopen_fd(shmlease_table *t);
@@ -393,6 +416,14 @@ void shmlease__unlock(pthread_mutex_t *m, struct shm_lockrec *rec);
 /* registry.c */
 int  shmlease__ensure_registered(shmlease_table *t, uint64_t lock_ms);
 int  shmlease__alive(const shmlease_table *t, uint32_t idx);  /* 1, 0, -1 */
+/* Liveness as a handle without the lock file sees it (a read-only handle of
+ * a user who may not open it): the WRITE OFD locks on the lock file listed in
+ * /proc/locks, read once per view. */
+struct shmlease__liveview {
+    int     state;                      /* 0 not read yet, 1 read, -1 unavailable */
+    uint8_t held[REG_SLOTS / 8];        /* bit i: slot i's byte is write-locked */
+};
+int  shmlease__alive_v(const shmlease_table *t, uint32_t idx, struct shmlease__liveview *lv);
 void shmlease__unregister(shmlease_table *t);
 void shmlease__free_owner_leases(shmlease_table *t, uint32_t idx);
 void shmlease__reg_repair(shmlease_table *t);

@@ -68,6 +68,46 @@ static void fix_checksum(unsigned char *b)
 static void put_u32(unsigned char *b, size_t off, uint32_t v) { memcpy(b + off, &v, 4); }
 static void put_u64(unsigned char *b, size_t off, uint64_t v) { memcpy(b + off, &v, 8); }
 
+/* A segment names its lock file (inode and device in the header): a byte
+ * copy under another name would name the original's, and a read-write open
+ * refuses it (-EPROTO) whatever else is in it. So that each check below is
+ * exercised on its own, the copy gets its own lock file: made here, and
+ * named in the copy's header; the checksum is recomputed only if it was
+ * right (a stale one stays stale). */
+static void adopt_lock_file(const char *name, unsigned char *b, size_t len)
+{
+    char lp[512];
+    snprintf(lp, sizeof lp, "/dev/shm/shmlease-lk.%s", name);
+    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    close(fd);
+    if (len < sizeof(struct shm_header))
+        return;
+    struct shm_header h;
+    memcpy(&h, b, sizeof h);
+    if (h.magic != SHM_MAGIC)
+        return;                         /* not a header: left as it is */
+    int sum_ok = h.checksum == (uint32_t)shmlease__header_checksum(&h);
+    put_u64(b, HOFF(lock_ino), (uint64_t)st.st_ino);
+    put_u64(b, HOFF(lock_dev), (uint64_t)st.st_dev);
+    if (sum_ok)
+        fix_checksum(b);
+}
+
+/* Writes BYTES (LEN) as the segment of NAME, with a lock file of its own. */
+static void write_segment(const char *name, const void *bytes, size_t len)
+{
+    unsigned char *b = malloc(len ? len : 1);
+    memcpy(b, bytes, len);
+    adopt_lock_file(name, b, len);
+    char p[512];
+    tu_shm_path(p, sizeof p, name);
+    tu_write_file(p, b, len, 0600);
+    free(b);
+}
+
 /* Opens NAME in a child with FLAGS: returns the child's "result": the
  * negative errno or 0, or fails the test if the child crashed or hung. */
 static int open_in_child(const char *name, uint32_t flags, int use_table)
@@ -112,7 +152,11 @@ static void expect_eproto_unchanged(const char *what, const void *bytes, size_t 
     const char *name = tu_name("garbage");
     char p[512];
     tu_shm_path(p, sizeof p, name);
-    tu_write_file(p, bytes, len, 0600);
+    unsigned char *mine = malloc(len ? len : 1);
+    memcpy(mine, bytes, len);
+    adopt_lock_file(name, mine, len);
+    tu_write_file(p, mine, len, 0600);
+    bytes = mine;
     const uint32_t flag_sets[] = { 0, SHMLEASE_OPEN_READONLY, SHMLEASE_OPEN_NOCREATE };
     for (size_t k = 0; k < 3; k++) {
         int rc = open_in_child(name, flag_sets[k], 0);
@@ -127,6 +171,7 @@ static void expect_eproto_unchanged(const char *what, const void *bytes, size_t 
                      flag_sets[k]);
         free(now);
     }
+    free(mine);
 }
 
 static void fill_random(unsigned char *b, size_t n, unsigned seed)
@@ -330,6 +375,7 @@ static void test_open_half_built_header_rw_reinitialises_ro_is_eproto(void **sta
     const char *name = tu_name("halfbuilt");
     char p[512];
     tu_shm_path(p, sizeof p, name);
+    adopt_lock_file(name, b, r.len);
     tu_write_file(p, b, r.len, 0600);
     TU_RC(open_in_child(name, SHMLEASE_OPEN_READONLY, 0), -EPROTO);
     size_t len = 0;
@@ -356,8 +402,20 @@ static void test_open_real_copy_is_accepted(void **state)
     char p[512];
     tu_shm_path(p, sizeof p, name);
     tu_write_file(p, r.bytes, r.len, 0600);
+    /* A plain copy names the original's lock file: read-only is fine, a
+     * read-write open refuses it and leaves it alone ... */
     TU_RC(open_in_child(name, SHMLEASE_OPEN_READONLY, 1), 0);
-    TU_RC(open_in_child(name, 0, 1), 0);
+    TU_RC(open_in_child(name, 0, 1), -EPROTO);
+    size_t len = 0;
+    unsigned char *now = tu_read_file(p, &len);
+    assert_non_null(now);
+    assert_true(len == r.len && memcmp(now, r.bytes, len) == 0);
+    free(now);
+    /* ... and with its own lock file, the copy opens read-write too. */
+    const char *name2 = tu_name("copy");
+    write_segment(name2, r.bytes, r.len);
+    TU_RC(open_in_child(name2, SHMLEASE_OPEN_READONLY, 1), 0);
+    TU_RC(open_in_child(name2, 0, 1), 0);
     free(r.bytes);
 }
 
@@ -454,6 +512,7 @@ static void test_readonly_inspection_survives_corrupted_body(void **state)
         const char *cname = tu_name("hostile");
         char cp[512];
         tu_shm_path(cp, sizeof cp, cname);
+        adopt_lock_file(cname, b, len);
         tu_write_file(cp, b, len, 0600);
         pid_t pid = tu_fork();
         if (pid == 0) {

@@ -204,10 +204,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 m[i]->__data.__lock = 0x40000000;
         }
     }
-    char name[64], path[128];
+    char name[64], path[128], lpath[128];
     snprintf(name, sizeof name, "fuzz-%d", (int)getpid());
     snprintf(path, sizeof path, "/dev/shm/shmlease.%s", name);
+    snprintf(lpath, sizeof lpath, "/dev/shm/shmlease-lk.%s", name);
     unlink(path);
+    /* The table's lock file, named in the header (when it has our magic) so
+     * that the read-write open judges the rest of the input, not the copy;
+     * the checksum is recomputed only if it was right. */
+    int lfd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    struct stat lst;
+    if (lfd < 0 || fstat(lfd, &lst) != 0)
+        die("cannot create the lock file");
+    close(lfd);
+    if (fsize >= sizeof(struct shm_header)) {
+        struct shm_header *h = (struct shm_header *)g_buf;
+        if (h->magic == SHM_MAGIC) {
+            int sum_ok = h->checksum == (uint32_t)shmlease__header_checksum(h);
+            h->lock_ino = (uint64_t)lst.st_ino;
+            h->lock_dev = (uint64_t)lst.st_dev;
+            if (sum_ok)
+                h->checksum = (uint32_t)shmlease__header_checksum(h);
+        }
+    }
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         die("cannot create the file");
@@ -263,5 +282,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     unlink(path);
+    unlink(lpath);
     return 0;
 }

@@ -453,6 +453,34 @@ int rel_file_digest(const char *path, uint64_t *digest, uint64_t *size)
     return 0;
 }
 
+int rel_write_segment(const char *name, void *buf, size_t len)
+{
+    char lp[256], path[256];
+    snprintf(lp, sizeof lp, "/dev/shm/shmlease-lk.%s", name);
+    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    int rc = fstat(fd, &st) != 0 ? -errno : 0;
+    close(fd);
+    if (rc)
+        return rc;
+    if (len >= sizeof(struct shm_header)) {
+        struct shm_header h;
+        memcpy(&h, buf, sizeof h);
+        if (h.magic == SHM_MAGIC) {
+            int sum_ok = h.checksum == (uint32_t)shmlease__header_checksum(&h);
+            h.lock_ino = (uint64_t)st.st_ino;
+            h.lock_dev = (uint64_t)st.st_dev;
+            if (sum_ok)
+                h.checksum = (uint32_t)shmlease__header_checksum(&h);
+            memcpy(buf, &h, sizeof h);
+        }
+    }
+    rel_path(path, sizeof path, name);
+    return rel_write_file(path, buf, len, 0600);
+}
+
 int rel_write_file(const char *path, const void *buf, size_t len, mode_t mode)
 {
     unlink(path);

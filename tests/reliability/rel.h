@@ -135,6 +135,11 @@ void rel_chan_close(rel_chan *c);
 /* FNV-1a 64 of the file's bytes, and its size; 0 on success. */
 int rel_file_digest(const char *path, uint64_t *digest, uint64_t *size);
 int rel_write_file(const char *path, const void *buf, size_t len, mode_t mode);
+/* Writes BUF (a segment image, LEN bytes) as table NAME with a lock file of
+ * its own, named in BUF's header (a segment names its lock file: a plain copy
+ * would name the original's and be refused read-write). The checksum is
+ * recomputed only if it was right. */
+int rel_write_segment(const char *name, void *buf, size_t len);
 void *rel_read_file(const char *path, size_t *len);     /* malloc'd */
 
 /* ---- table checks (no concurrent writers while they run) ------------------------------- */

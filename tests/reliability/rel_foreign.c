@@ -67,10 +67,16 @@ static int try_open(const char *name, uint32_t flags)
  * with -EPROTO without changing a byte. */
 static void expect_refused(const char *what, const uint8_t *buf, size_t len)
 {
+    int rc0;
     const char *name = rel_name("foreign");
     char path[256];
     rel_path(path, sizeof path, name);
-    REL_RC(rel_write_file(path, buf, len, 0600), 0);
+    uint8_t *mine = malloc(len ? len : 1);
+    assert_non_null(mine);
+    memcpy(mine, buf, len);
+    rc0 = rel_write_segment(name, mine, len);
+    free(mine);
+    REL_RC(rc0, 0);
     uint64_t d0, s0, d1, s1;
     REL_RC(rel_file_digest(path, &d0, &s0), 0);
     static const uint32_t flags[] = {0, SHMLEASE_OPEN_NOCREATE, SHMLEASE_OPEN_READONLY};
@@ -106,7 +112,7 @@ static void t_template_is_valid(void **s)
     const char *name = rel_name("valid");
     char path[256];
     rel_path(path, sizeof path, name);
-    REL_RC(rel_write_file(path, g_tpl, g_tpl_len, 0600), 0);
+    REL_RC(rel_write_segment(name, copy_tpl(), g_tpl_len), 0);
     shmlease_options o = {.flags = SHMLEASE_OPEN_NOCREATE};
     shmlease_table *t;
     REL_RC(shmlease_open(name, &o, &t), 0);
@@ -429,7 +435,7 @@ static void t_hostile_body_inspection(void **s)
     const char *name = rel_name("hostile");
     char path[256];
     rel_path(path, sizeof path, name);
-    REL_RC(rel_write_file(path, b, g_tpl_len, 0600), 0);
+    REL_RC(rel_write_segment(name, b, g_tpl_len), 0);
     uint64_t d0, s0, d1, s1;
     REL_RC(rel_file_digest(path, &d0, &s0), 0);
     pid_t pid = rel_fork(20);
@@ -471,7 +477,7 @@ static void t_hostile_body_lease_calls(void **s)
     const char *name = rel_name("hostile-rw");
     char path[256];
     rel_path(path, sizeof path, name);
-    REL_RC(rel_write_file(path, b, g_tpl_len, 0600), 0);
+    REL_RC(rel_write_segment(name, b, g_tpl_len), 0);
     int p[2];
     assert_int_equal(pipe(p), 0);
     pid_t pid = rel_fork(20);
@@ -519,7 +525,7 @@ static void t_hostile_full_index(void **s)
     const char *name = rel_name("fullidx");
     char path[256];
     rel_path(path, sizeof path, name);
-    REL_RC(rel_write_file(path, b, g_tpl_len, 0600), 0);
+    REL_RC(rel_write_segment(name, b, g_tpl_len), 0);
     int p[2];
     assert_int_equal(pipe(p), 0);
     pid_t pid = rel_fork(20);

@@ -232,6 +232,7 @@ static void t_p09_fork(void **s)
             sh->child_inherited_check = shmlease_check(pt, &copy);
             sh->child_release = shmlease_release(pt, &copy);
             shmlease_lease mine;
+            sh->p = getpid();            /* not only P's store after fork(): it may come late */
             sh->child_own = rel_acq(pt, "child-key", 600000, 0, &mine);
             char ch = 1;
             CK(write(ready[1], &ch, 1) == 1);

@@ -24,6 +24,7 @@ import sys
 import time
 
 SHM = "/dev/shm/shmlease."
+LK = "/dev/shm/shmlease-lk."   # a table's lock file
 
 
 class Skip(Exception):
@@ -71,6 +72,10 @@ class Ctx:
                 os.rmdir(path)
             else:
                 os.unlink(path)
+        except FileNotFoundError:
+            pass
+        try:
+            os.unlink(LK + name)
         except FileNotFoundError:
             pass
 
@@ -520,6 +525,42 @@ def test_dump_json(c):
     check(b"k\\x01\\x1b[31m \"q\" \\\\ \\x7f\\xc3\\xa9/end" in p.stdout, f"text key\n{show(p)}")
     holder.stdin.close()
     holder.wait(timeout=5)
+
+
+def as_nobody():
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+
+
+def test_dump_reader(c):
+    """A user who may only read a table (0644, not the owner) runs the dump:
+    it cannot open the lock file, and still tells live holders from dead
+    ones (/proc/locks)."""
+    if os.geteuid() != 0:
+        raise Skip("needs root to run the dump as another user")
+    t = c.table("reader")
+    p = c.tool("create", "--mode", "0644", t)
+    check(p.returncode == 0, f"create: {show(p)}")
+    check(os.stat(LK + t).st_mode & 0o777 == 0o600, "lock file mode for a 0644 table")
+    live, _ = c.hold(t, "live-key")
+    dead, _ = c.hold(t, "dead-key")
+    dead.kill()
+    dead.wait(timeout=5)
+    p = subprocess.run([c.dump_bin, "--json", t], capture_output=True, timeout=20, preexec_fn=as_nobody)
+    if p.returncode != 0 and b"ermission denied" in p.stderr:
+        raise Skip(f"the dump cannot run as nobody here: {show(p)}")
+    check(p.returncode == 0, f"dump as nobody\n{show(p)}")
+    doc = json.loads(p.stdout)
+    leases = {l["key"]: l for l in doc["tables"][0]["leases"]}
+    check(leases["live-key"]["holder_alive"] is True and leases["live-key"]["state"] == "alive",
+          f"live holder seen by nobody: {leases['live-key']}")
+    check(leases["dead-key"]["holder_alive"] is False and leases["dead-key"]["state"] == "dead",
+          f"dead holder seen by nobody: {leases['dead-key']}")
+    # It may not open the lock file, so it locks nothing there.
+    q = subprocess.run(["cat", LK + t], capture_output=True, timeout=5, preexec_fn=as_nobody)
+    check(q.returncode != 0 and b"ermission denied" in q.stderr, f"nobody read the lock file: {show(q)}")
+    live.stdin.close()
 
 
 def test_dump_errors(c):
@@ -1005,6 +1046,7 @@ def test_admin(c):
     # unlink
     p = c.tool("unlink", t)
     check(p.returncode == 0 and not os.path.exists(SHM + t), f"unlink: {show(p)}")
+    check(not os.path.exists(LK + t), "unlink left the lock file")
     p = c.tool("unlink", t)
     check(p.returncode == 1 and b"no such table" in p.stderr, f"unlink twice: {show(p)}")
     p = c.tool("unlink", SHM + full)
