@@ -156,8 +156,9 @@ int shmlease_acquire(shmlease_table *t, const char *key,
                      const shmlease_acquire_opts *o, shmlease_lease *out);
 /*
  * renew, release and release_after return 0 only if they took effect before
- * the lease's deadline (and, for renew, if the new deadline is not already
- * over when it returns). A call that cannot prove it (its clock read after the
+ * the lease's deadline. (A renew to a TTL shorter than the call itself takes
+ * may return 0 with expires_at_ms already past: the lease is then lost at
+ * that instant, like any other.) A call that cannot prove it (its clock read after the
  * change has reached the deadline) returns -ESTALE and leaves the key free,
  * as the expiry made it; the lease value is lost for good either way.
  */

@@ -668,10 +668,7 @@ SHM_API int shmlease_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms
     if (!state_cas(e, old, n))
         return lost(t);
     SHMLEASE_FAULT("renew.after_cas");
-    /* In time for the old deadline, and the new one (a shorter TTL) not
-     * already over when we return. */
-    uint64_t first = w_deadline(n.w) < w_deadline(old.w) ? w_deadline(n.w) : w_deadline(old.w);
-    if (!cas_was_in_time(t, first)) {
+    if (!cas_was_in_time(t, w_deadline(old.w))) {
         give_up(e, n);
         lease_spend(l);
         return lost(t);
