@@ -248,6 +248,11 @@ static inline uint64_t w_make_held(uint32_t owner, uint64_t deadline)
 static inline uint64_t w_make_grace(uint64_t deadline) { return (W_GRACE << W_KIND_SHIFT) | (deadline & W_DEADLINE_MASK); }
 #define W_FREE_WORD    (W_FREE << W_KIND_SHIFT)
 #define W_RETIRED_WORD (W_RETIRED << W_KIND_SHIFT)
+/* NOW + MS, clamped at the 40-bit horizon of deadlines. */
+static inline uint64_t w_deadline_after(uint64_t now, uint64_t ms)
+{
+    return ms >= W_DEADLINE_MASK - now ? W_DEADLINE_MASK : now + ms;
+}
 /* Held (or in grace) and not expired at table time NOW. */
 static inline int w_live(uint64_t w, uint64_t now)
 {

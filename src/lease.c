@@ -80,7 +80,6 @@
 #define FAKE_CLOCK_MS   2u     /* longest sleep with an injected clock */
 #define STRUCT_TRY_MS 100u     /* a try waits this long for a structural lock
                                   whose holder is stopped, then -EBUSY */
-#define TTL_HORIZON     W_DEADLINE_MASK
 #define FRESH_SLACK_MS  1u     /* an acquire returns at most this much less than its ttl,
                                   as of its last clock read */
 
@@ -96,15 +95,11 @@ static inline uint64_t acquire_token(shmlease_table *t)
     return __atomic_add_fetch(&t->hdr->hot.fence, 1, __ATOMIC_SEQ_CST);
 }
 
-static inline uint64_t deadline_after(uint64_t now, uint64_t ms)
-{
-    return ms >= TTL_HORIZON - now ? TTL_HORIZON : now + ms;
-}
 
 /* When an acquire with options O, first waiting at table time NOW, gives up. */
 static inline uint64_t wait_deadline(const shmlease_acquire_opts *o, uint64_t now)
 {
-    return o->wait_ms == SHMLEASE_WAIT_FOREVER ? UINT64_MAX : deadline_after(now, (uint64_t)o->wait_ms);
+    return o->wait_ms == SHMLEASE_WAIT_FOREVER ? UINT64_MAX : w_deadline_after(now, (uint64_t)o->wait_ms);
 }
 
 /* Writes token and metadata of claim S into E's publication block, under
@@ -495,7 +490,7 @@ static int claim_entry(struct acquire *a, struct target *tg)
                 deathwatch_stop(&a->dw);
                 continue;
             }
-            struct lstate n = {w_make_held(a->me, deadline_after(now, a->o->ttl_ms)), s.c + 1};
+            struct lstate n = {w_make_held(a->me, w_deadline_after(now, a->o->ttl_ms)), s.c + 1};
             if (!state_cas(e, s, n))
                 continue;
             if (why == TAKE_EXPIRED)
@@ -537,7 +532,7 @@ static int finish_claim(struct acquire *a, const struct target *tg, shmlease_lea
      * + ttl by the same CAS a renew makes; failing it, the claim was lost
      * meanwhile and we start over. */
     struct lstate s = tg->s;
-    uint64_t fresh = deadline_after(shmlease__now_rel(t), a->o->ttl_ms);
+    uint64_t fresh = w_deadline_after(shmlease__now_rel(t), a->o->ttl_ms);
     if (fresh > w_deadline(s.w) + FRESH_SLACK_MS) {
         struct lstate n = {w_make_held(a->me, fresh), s.c};
         if (!state_cas(e, s, n)) {
@@ -663,7 +658,7 @@ SHM_API int shmlease_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms
     uint64_t now = shmlease__now_rel(t);
     if (w_deadline(old.w) <= now)
         return lost(t);
-    struct lstate n = {w_make_held(w_owner(old.w), deadline_after(now, ttl_ms)), old.c};
+    struct lstate n = {w_make_held(w_owner(old.w), w_deadline_after(now, ttl_ms)), old.c};
     SHMLEASE_FAULT("renew.before_cas");
     if (!state_cas(e, old, n))
         return lost(t);
@@ -694,7 +689,7 @@ static int end_lease(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms)
     uint64_t now = shmlease__now_rel(t);
     if (w_deadline(old.w) <= now)
         return lost(t);
-    struct lstate n = {grace_ms ? w_make_grace(deadline_after(now, grace_ms)) : W_FREE_WORD, old.c};
+    struct lstate n = {grace_ms ? w_make_grace(w_deadline_after(now, grace_ms)) : W_FREE_WORD, old.c};
     SHMLEASE_FAULT("release.before_cas");
     if (!state_cas(e, old, n))
         return lost(t);

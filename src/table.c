@@ -416,7 +416,7 @@ int shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins)
      * keep every state change a 16-byte atomic one. */
     struct lstate old = state_load(e);
     uint64_t now = shmlease__now_rel(t);
-    uint64_t deadline = ins->ttl_ms >= W_DEADLINE_MASK - now ? W_DEADLINE_MASK : now + ins->ttl_ms;
+    uint64_t deadline = w_deadline_after(now, ins->ttl_ms);
     struct lstate n = {w_make_held(ins->owner, deadline), old.c + 1};
     while (!state_cas(e, old, n)) {
         old = state_load(e);
