@@ -1,5 +1,6 @@
 /* Time: the table's clock in milliseconds, monotonic, system-wide. */
-#include "internal.h"
+#include "clock.h"
+#include "compiler.h"
 
 #include <time.h>
 
@@ -35,4 +36,11 @@ SHM_API uint64_t shmlease_now_ms(shmlease_table *t)
     if (!t)
         return 0;
     return t->clock_ms ? t->clock_ms(t->clock_ctx) : shmlease__sys_clock_ms(NULL);
+}
+
+void shmlease__sleep_ms(unsigned ms)
+{
+    struct timespec ts;
+    shmlease__ms_to_timespec(ms, &ts);
+    nanosleep(&ts, NULL);
 }

@@ -1,5 +1,6 @@
 /* One error table: shmlease_strerror() and shmlease_errname() come from it. */
-#include "internal.h"
+#include "shmlease.h"
+#include "compiler.h"
 
 #include <errno.h>
 #include <limits.h>

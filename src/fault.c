@@ -1,5 +1,8 @@
 /* Test-only fault points (see fault.h). Empty unless SHMLEASE_FAULT_POINTS. */
-#include "internal.h"
+#include "fault.h"
+#include "compiler.h"
+
+#include <pthread.h>
 
 #ifdef SHMLEASE_FAULT_POINTS
 #include <signal.h>

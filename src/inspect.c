@@ -4,7 +4,12 @@
  * by a dead or stopped process, and on read-only mappings). Every value read
  * from the segment is bounds-checked before use (PITFALLS 16).
  */
-#include "internal.h"
+#include "clock.h"
+#include "compiler.h"
+#include "index.h"
+#include "key.h"
+#include "liveness.h"
+#include "state.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -15,7 +20,7 @@
  * dead handle are simply not counted. */
 struct waitview {
     uint32_t n;
-    uint32_t rec[REG_SLOTS * 4];      /* entry + 1 of live records (cap: shown) */
+    uint32_t rec[SHM_REG_SLOTS * 4];      /* entry + 1 of live records (cap: shown) */
 };
 
 static int cmp_u32(const void *a, const void *b)
@@ -28,21 +33,21 @@ static void waitview_build(const shmlease_table *t, struct waitview *wv, int8_t 
                            struct shmlease__liveview *lv)
 {
     wv->n = 0;
-    for (uint32_t i = 1; i < REG_SLOTS; i++) {
-        if (__atomic_load_n(&t->reg[i].state, __ATOMIC_RELAXED) != REG_ACTIVE)
+    for (uint32_t i = 1; i < SHM_REG_SLOTS; i++) {
+        if (ld_relaxed(&t->reg[i].state) != SHM_REG_ACTIVE)
             continue;
-        const uint32_t *recs = t->waits + (size_t)i * WAIT_RECORDS;
+        const uint32_t *recs = t->waits + (size_t)i * SHM_WAIT_RECORDS;
         int any = 0;
-        for (uint32_t k = 0; k < WAIT_RECORDS; k++)
-            any |= __atomic_load_n(&recs[k], __ATOMIC_RELAXED) != 0;
+        for (uint32_t k = 0; k < SHM_WAIT_RECORDS; k++)
+            any |= ld_relaxed(&recs[k]) != 0;
         if (!any)
             continue;
         if (alive_cache[i] == 2)
             alive_cache[i] = (int8_t)shmlease__alive_v(t, i, lv);
         if (alive_cache[i] == 0)
             continue;
-        for (uint32_t k = 0; k < WAIT_RECORDS && wv->n < sizeof wv->rec / sizeof wv->rec[0]; k++) {
-            uint32_t r = __atomic_load_n(&recs[k], __ATOMIC_RELAXED);
+        for (uint32_t k = 0; k < SHM_WAIT_RECORDS && wv->n < sizeof wv->rec / sizeof wv->rec[0]; k++) {
+            uint32_t r = ld_relaxed(&recs[k]);
             if (r && r <= t->capacity)
                 wv->rec[wv->n++] = r;
         }
@@ -59,13 +64,13 @@ static void waitview_build(const shmlease_table *t, struct waitview *wv, int8_t 
 static uint32_t waiters_of(const shmlease_table *t, uint32_t entry, struct shmlease__liveview *lv)
 {
     uint32_t want = entry + 1, n = 0;
-    for (uint32_t i = 1; i < REG_SLOTS; i++) {
-        if (__atomic_load_n(&t->reg[i].state, __ATOMIC_RELAXED) != REG_ACTIVE)
+    for (uint32_t i = 1; i < SHM_REG_SLOTS; i++) {
+        if (ld_relaxed(&t->reg[i].state) != SHM_REG_ACTIVE)
             continue;
-        const uint32_t *recs = t->waits + (size_t)i * WAIT_RECORDS;
+        const uint32_t *recs = t->waits + (size_t)i * SHM_WAIT_RECORDS;
         uint32_t mine = 0;
-        for (uint32_t k = 0; k < WAIT_RECORDS; k++)
-            mine += __atomic_load_n(&recs[k], __ATOMIC_RELAXED) == want;
+        for (uint32_t k = 0; k < SHM_WAIT_RECORDS; k++)
+            mine += ld_relaxed(&recs[k]) == want;
         if (mine && shmlease__alive_v(t, i, lv) != 0)
             n += mine;
     }
@@ -99,33 +104,33 @@ static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t
          * or is stopped inside it: after a while, show the lease without it
          * (token 0, no metadata) rather than not at all. */
         const int skip_pub = tries >= 48;
-        struct lstate st = state_snapshot(e);
+        struct lstate st = ls_snapshot(e);
         uint64_t w = st.w;
-        uint32_t ks = __atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE);
-        uint32_t ps = __atomic_load_n(&e->pub_seq, __ATOMIC_ACQUIRE);
+        uint32_t ks = ld_acquire(&e->key_seq);
+        uint32_t ps = ld_acquire(&e->pub_seq);
         if (want_key_seq && ks != *want_key_seq)
             return 0;
-        if (!w_live(w, now))
+        if (!sw_live(w, now))
             return 0;
         if ((ks & 1) || ((ps & 1) && !skip_pub))
             continue;
         memset(info, 0, sizeof *info);
-        uint32_t klen = __atomic_load_n(&e->key_len, __ATOMIC_RELAXED);
+        uint32_t klen = ld_relaxed(&e->key_len);
         if (klen == 0 || klen > SHMLEASE_KEY_MAX)
             return 0;
         uint64_t kw[(SHMLEASE_KEY_MAX + 1) / 8];
         for (size_t i = 0; i < sizeof kw / 8; i++)
-            kw[i] = __atomic_load_n((const uint64_t *)(const void *)(e->key + 8 * i), __ATOMIC_RELAXED);
-        uint32_t mlen = __atomic_load_n(&e->meta_len, __ATOMIC_RELAXED);
+            kw[i] = ld_relaxed((const uint64_t *)(const void *)(e->key + 8 * i));
+        uint32_t mlen = ld_relaxed(&e->meta_len);
         uint64_t mw[SHMLEASE_METADATA_MAX / 8];
         for (size_t i = 0; i < sizeof mw / 8; i++)
-            mw[i] = __atomic_load_n((const uint64_t *)(const void *)(e->meta + 8 * i), __ATOMIC_RELAXED);
-        uint64_t token = __atomic_load_n(&e->pub_token, __ATOMIC_RELAXED);
-        uint32_t tag = __atomic_load_n(&e->pub_tag, __ATOMIC_RELAXED);
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        int pub_ok = !(ps & 1) && __atomic_load_n(&e->pub_seq, __ATOMIC_RELAXED) == ps;
-        if ((!pub_ok && !skip_pub) || __atomic_load_n(&e->key_seq, __ATOMIC_RELAXED) != ks ||
-            !state_is(e, st.w, st.c))
+            mw[i] = ld_relaxed((const uint64_t *)(const void *)(e->meta + 8 * i));
+        uint64_t token = ld_relaxed(&e->pub_token);
+        uint32_t tag = ld_relaxed(&e->pub_tag);
+        fence_acquire();
+        int pub_ok = !(ps & 1) && ld_relaxed(&e->pub_seq) == ps;
+        if ((!pub_ok && !skip_pub) || ld_relaxed(&e->key_seq) != ks ||
+            !ls_is(e, st.w, st.c))
             continue;
 
         memcpy(info->key, kw, klen);
@@ -140,19 +145,19 @@ static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t
             memcpy(info->metadata, mw, mlen);
             info->metadata_len = mlen;
         }
-        info->expires_at_ms = t->created_at + w_deadline(w);
-        info->remaining_ms = (int64_t)w_deadline(w) - (int64_t)now;
-        if (w_kind(w) == W_GRACE) {
+        info->expires_at_ms = t->created_at + sw_deadline(w);
+        info->remaining_ms = (int64_t)sw_deadline(w) - (int64_t)now;
+        if (sw_kind(w) == SW_GRACE) {
             info->in_grace = 1;
             info->holder_pid = 0;
             info->holder_alive = -1;
         } else {
-            uint32_t owner = w_owner(w);
+            uint32_t owner = sw_owner(w);
             const struct shm_reg *r = &t->reg[owner];
             info->holder_handle = owner;
-            info->holder_pid = __atomic_load_n(&r->pid, __ATOMIC_RELAXED);
-            info->holder_start_time = __atomic_load_n(&r->start_time, __ATOMIC_RELAXED);
-            uint64_t ns = __atomic_load_n(&r->pidns_ino, __ATOMIC_RELAXED);
+            info->holder_pid = ld_relaxed(&r->pid);
+            info->holder_start_time = ld_relaxed(&r->start_time);
+            uint64_t ns = ld_relaxed(&r->pidns_ino);
             info->holder_other_pidns = ns && t->my_pidns && ns != t->my_pidns;
             /* One walk asks the kernel once per holder, not once per lease. */
             if (alive_cache) {
@@ -191,7 +196,7 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
             return 0;
         }
         /* Free, or the entry changed key under us: look again. */
-        if (__atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE) == kseq)
+        if (ld_acquire(&e->key_seq) == kseq)
             return -ENOENT;
     }
     return -ENOENT;
@@ -202,7 +207,7 @@ SHM_API int shmlease_foreach(shmlease_table *t, int (*fn)(const shmlease_info *,
     if (!t || !fn)
         return -EINVAL;
     shmlease_info info;
-    int8_t alive_cache[REG_SLOTS];
+    int8_t alive_cache[SHM_REG_SLOTS];
     memset(alive_cache, 2, sizeof alive_cache);     /* 2: not asked yet */
     struct waitview *wv = malloc(sizeof *wv);
     if (!wv)
@@ -213,7 +218,7 @@ SHM_API int shmlease_foreach(shmlease_table *t, int (*fn)(const shmlease_info *,
     for (uint32_t i = 0; i < t->capacity; i++) {
         const struct shm_entry *e = &t->entries[i];
         uint64_t now = shmlease__now_rel(t);
-        if (!w_live(__atomic_load_n(&e->state, __ATOMIC_RELAXED), now))
+        if (!sw_live(ld_relaxed(&e->state), now))
             continue;
         if (!snapshot(t, e, now, NULL, &info, alive_cache, &lv))
             continue;
@@ -234,7 +239,7 @@ SHM_API int shmlease_stats_get(shmlease_table *t, shmlease_stats *out)
         return -EINVAL;
     memset(out, 0, sizeof *out);
     const struct shm_header *h = t->hdr;
-#define LD(x) __atomic_load_n(&h->x, __ATOMIC_RELAXED)
+#define LD(x) ld_relaxed(&h->x)
     out->fencing_counter = LD(hot.fence);
     uint64_t other = LD(cold.other_tokens);
     out->acquisitions = out->fencing_counter >= other ? out->fencing_counter - other : 0;
@@ -255,13 +260,13 @@ SHM_API int shmlease_stats_get(shmlease_table *t, shmlease_stats *out)
     uint64_t now = shmlease__now_rel(t);
     uint32_t held = 0;
     for (uint32_t i = 0; i < t->capacity; i++)
-        held += (uint32_t)w_live(__atomic_load_n(&t->entries[i].state, __ATOMIC_RELAXED), now);
+        held += (uint32_t)sw_live(ld_relaxed(&t->entries[i].state), now);
     out->held = held;
     uint32_t attached = 0;
     struct shmlease__liveview lv;
     lv.state = 0;
-    for (uint32_t i = 1; i < REG_SLOTS; i++)
-        if (__atomic_load_n(&t->reg[i].state, __ATOMIC_RELAXED) == REG_ACTIVE && shmlease__alive_v(t, i, &lv) == 1)
+    for (uint32_t i = 1; i < SHM_REG_SLOTS; i++)
+        if (ld_relaxed(&t->reg[i].state) == SHM_REG_ACTIVE && shmlease__alive_v(t, i, &lv) == 1)
             attached++;
     out->attached = attached;
     out->format_version = SHM_LAYOUT_VERSION;

@@ -39,7 +39,10 @@
  * instructions between taking the mutex and writing its record looks like
  * a damaged word (its thread id means nothing here).
  */
-#include "internal.h"
+#include "mutex.h"
+#include "clock.h"
+#include "fault.h"
+#include "proc.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -67,57 +70,26 @@ int shmlease__mutex_init(pthread_mutex_t *m)
     return -rc;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* The thread that owns M according to its lock word, 0 if none or unknown. */
 static int32_t mutex_owner_tid(const pthread_mutex_t *m)
 {
 #ifdef __GLIBC__
-    return __atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED) & FUTEX_TID_MASK;
+    return ld_relaxed(&m->__data.__lock) & FUTEX_TID_MASK;
 #else
     (void)m;
     return 0;
 #endif
 }
 
-/* Is thread TID of this PID namespace a live thread of a process that maps
- * the segment INO? 1 yes or cannot tell, 0 no. */
-static int thread_maps_segment(int32_t tid, uint64_t ino)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/maps", (int)tid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return errno == ENOENT || errno == ESRCH ? 0 : 1;   /* no such thread here */
-    char line[512];
-    int found = 0, any = 0;
-    while (!found && fgets(line, sizeof line, f)) {
-        any = 1;
-        /* address perms offset dev inode path: the fifth field */
-        char *save = NULL, *tok = strtok_r(line, " ", &save);
-        for (int k = 1; tok && k < 5; k++)
-            tok = strtok_r(NULL, " ", &save);
-        char *endp;
-        if (tok && strtoull(tok, &endp, 10) == ino && endp != tok)
-            found = 1;
-    }
-    fclose(f);
-    return found || !any;      /* unreadable contents: cannot tell */
-}
-
 /* Can the holder of M be a live thread? 1 yes (or cannot tell), 0 no. */
 static int holder_plausible(const shmlease_table *t, const pthread_mutex_t *m, const struct shm_lockrec *rec)
 {
     int32_t tid = mutex_owner_tid(m);
-    int32_t pid = __atomic_load_n(&rec->pid, __ATOMIC_RELAXED);
-    int32_t rtid = __atomic_load_n(&rec->tid, __ATOMIC_RELAXED);
-    uint64_t start = __atomic_load_n(&rec->start_time, __ATOMIC_RELAXED);
-    uint64_t ns = __atomic_load_n(&rec->pidns, __ATOMIC_RELAXED);
+    int32_t pid = ld_relaxed(&rec->pid);
+    int32_t rtid = ld_relaxed(&rec->tid);
+    uint64_t start = ld_relaxed(&rec->start_time);
+    uint64_t ns = ld_relaxed(&rec->pidns);
     const struct shmlease__self *me = shmlease__self();
 #ifdef __GLIBC__
     if (tid == 0)
@@ -128,7 +100,7 @@ static int holder_plausible(const shmlease_table *t, const pthread_mutex_t *m, c
          * stopped right there; or a damaged lock word. The owner thread,
          * looked up in our PID namespace, tells them apart: a live thread
          * whose process maps this segment can hold it. */
-        return thread_maps_segment(tid, (uint64_t)t->ino);
+        return shmlease__proc_maps_inode(tid, (uint64_t)t->ino);
     }
 #else
     if (pid <= 0)
@@ -151,39 +123,25 @@ static int holder_plausible(const shmlease_table *t, const pthread_mutex_t *m, c
     return 1;
 }
 
-/* The caller's thread id, cached per thread (no syscall between taking a
- * mutex and recording its holder). */
-static int32_t my_tid(void)
-{
-    static __thread int32_t tid;
-    static __thread unsigned gen;
-    unsigned g = __atomic_load_n(&shmlease__fork_gen, __ATOMIC_RELAXED) + 1;
-    if (tid == 0 || gen != g) {
-        tid = (int32_t)gettid();
-        gen = g;
-    }
-    return tid;
-}
-
 static void record_holder(struct shm_lockrec *rec, int32_t tid)
 {
     const struct shmlease__self *me = shmlease__self();
-    __atomic_store_n(&rec->tid, tid, __ATOMIC_RELAXED);
-    __atomic_store_n(&rec->start_time, me->start_time, __ATOMIC_RELAXED);
-    __atomic_store_n(&rec->pidns, me->pidns, __ATOMIC_RELAXED);
-    __atomic_store_n(&rec->pid, me->pid, __ATOMIC_RELEASE);
+    st_relaxed(&rec->tid, tid);
+    st_relaxed(&rec->start_time, me->start_time);
+    st_relaxed(&rec->pidns, me->pidns);
+    st_release(&rec->pid, me->pid);
 }
 
 int shmlease__lock_for(shmlease_table *t, pthread_mutex_t *m, struct shm_lockrec *rec,
                        shmlease_repair_fn repair, uint64_t ms)
 {
-    const uint64_t start = mono_ms();
-    const int32_t tid = my_tid();
+    const uint64_t start = shmlease__mono_ms();
+    const int32_t tid = shmlease__proc_tid();
     (void)shmlease__self();        /* read before locking: no file I/O inside */
     uint64_t suspect_since = 0;
     int rc;
     for (;;) {
-        uint64_t slice = LOCK_SLICE_MS, spent = mono_ms() - start;
+        uint64_t slice = LOCK_SLICE_MS, spent = shmlease__mono_ms() - start;
         if (ms != UINT64_MAX && ms - (spent < ms ? spent : ms) < slice)
             slice = ms - (spent < ms ? spent : ms);
         /* CLOCK_REALTIME for pthread_mutex_timedlock, which every sanitizer
@@ -204,7 +162,7 @@ int shmlease__lock_for(shmlease_table *t, pthread_mutex_t *m, struct shm_lockrec
             continue;
         if (rc != ETIMEDOUT)
             return -EPROTO;        /* EINVAL, ENOTRECOVERABLE, EDEADLK: a damaged mutex */
-        uint64_t now = mono_ms();
+        uint64_t now = shmlease__mono_ms();
         if (holder_plausible(t, m, rec)) {
             suspect_since = 0;
         } else if (!suspect_since) {
@@ -220,7 +178,7 @@ int shmlease__lock_for(shmlease_table *t, pthread_mutex_t *m, struct shm_lockrec
     if (rc == EOWNERDEAD) {
         SHMLEASE_FAULT("recover.during");
         repair(t);
-        STAT_ADD(t, cold, recoveries);
+        stats_inc(t, cold.recoveries);
         pthread_mutex_consistent(m);
     }
     return 0;
@@ -228,9 +186,9 @@ int shmlease__lock_for(shmlease_table *t, pthread_mutex_t *m, struct shm_lockrec
 
 void shmlease__unlock(pthread_mutex_t *m, struct shm_lockrec *rec)
 {
-    __atomic_store_n(&rec->pid, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&rec->tid, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&rec->start_time, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&rec->pidns, 0, __ATOMIC_RELEASE);
+    st_relaxed(&rec->pid, 0);
+    st_relaxed(&rec->tid, 0);
+    st_relaxed(&rec->start_time, 0);
+    st_release(&rec->pidns, 0);
     pthread_mutex_unlock(m);
 }

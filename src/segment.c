@@ -1,9 +1,9 @@
 /*
- * The segment: names, the lock file, the first-opener protocol, validation,
- * mapping, close, and what happens to handles across fork().
+ * The segment: layout, validation, initialisation, mapping, and the
+ * first-opener protocol (docs/first-opener.md).
  *
  * Two files per table: the segment "/shmlease.NAME" (mapped) and the lock
- * file "/shmlease-lk.NAME" (empty, never mapped, mode lk_mode(): only the
+ * file "/shmlease-lk.NAME" (lockfile.c: empty, never mapped, only the
  * classes that may write the segment may open it). Every file lock lives on
  * the lock file: a process that may only read the segment cannot open it,
  * so no lock it could take on any byte of the segment (or anything else)
@@ -14,7 +14,7 @@
  * header; the creator can die half-way; the table can be unlinked meanwhile.
  * The rule that closes them:
  *
- *   Whoever holds the init lock (an OFD write lock on byte INIT_LOCK_OFF of
+ *   Whoever holds the init lock (an OFD write lock on byte SHM_LK_INIT_BYTE of
  *   the lock file, which must still be the file linked under its name) and
  *   finds the segment missing or init_state != READY (re)creates and
  *   initialises it from scratch, recording that lock file in the header.
@@ -47,7 +47,14 @@
  * Validation reads the header with pread() before mapping anything, so a
  * truncated or foreign file is refused without a SIGBUS and without a write.
  */
-#include "internal.h"
+#include "segment.h"
+#include "clock.h"
+#include "fault.h"
+#include "handles.h"
+#include "lockfile.h"
+#include "mutex.h"
+#include "names.h"
+#include "proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -61,71 +68,7 @@
 #include <time.h>
 #include <unistd.h>
 
-unsigned shmlease__fork_gen;
 
-#define DEFAULT_OPEN_TIMEOUT_MS 5000u
-
-static pthread_mutex_t g_handles_lock = PTHREAD_MUTEX_INITIALIZER;
-static shmlease_table *g_handles;
-static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
-
-int shmlease__validate_name(const char *name)
-{
-    if (!name)
-        return -EINVAL;
-    size_t n = strnlen(name, SHMLEASE_NAME_MAX + 1);
-    if (n == 0 || n > SHMLEASE_NAME_MAX)
-        return -EINVAL;
-    if (!strcmp(name, ".") || !strcmp(name, ".."))
-        return -EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return -EINVAL;
-    }
-    return 0;
-}
-
-static void shm_path(char *buf, size_t len, const char *name)
-{
-    snprintf(buf, len, "/shmlease.%s", name);
-}
-
-/* The lock file's shm name and its path (for stat). The prefix "shmlease-lk."
- * can never be a table's "shmlease." + name: '-' follows "shmlease". */
-#define SHM_DIR "/dev/shm"
-static void lk_name(char *buf, size_t len, const char *name)
-{
-    snprintf(buf, len, "/shmlease-lk.%s", name);
-}
-
-static void lk_fspath(char *buf, size_t len, const char *name)
-{
-    snprintf(buf, len, SHM_DIR "/shmlease-lk.%s", name);
-}
-
-#define PATH_LEN (SHMLEASE_NAME_MAX + 48)
-
-uint64_t shmlease__reg_lock_off(uint32_t idx)
-{
-    return (uint64_t)LK_REG_OFF + idx;
-}
-
-/* The lock file's mode for a segment of mode SEGMENT_MODE: rw- for each class
- * (user, group, other) that may write the segment, --- for the others (0644
- * -> 0600, 0664 -> 0660, 0666 -> 0666). */
-mode_t shmlease__lk_mode(mode_t segment_mode)
-{
-    mode_t m = 0;
-    if (segment_mode & S_IWUSR)
-        m |= S_IRUSR | S_IWUSR;
-    if (segment_mode & S_IWGRP)
-        m |= S_IRGRP | S_IWGRP;
-    if (segment_mode & S_IWOTH)
-        m |= S_IROTH | S_IWOTH;
-    return m;
-}
 
 static uint32_t next_pow2(uint64_t v)
 {
@@ -138,14 +81,14 @@ static uint32_t next_pow2(uint64_t v)
 /* Sizes of a table of CAPACITY entries. */
 static void layout(uint32_t capacity, struct shm_header *h)
 {
-    h->header_size = HEADER_SIZE;
+    h->header_size = SHM_HEADER_SIZE;
     h->capacity = capacity;
     h->nbuckets = next_pow2((uint64_t)capacity * 2);
-    h->reg_slots = REG_SLOTS;
+    h->reg_slots = SHM_REG_SLOTS;
     h->entry_size = sizeof(struct shm_entry);
     h->reg_size = sizeof(struct shm_reg);
-    h->reg_off = HEADER_SIZE;
-    h->index_off = waits_off(h) + (uint64_t)REG_SLOTS * WAIT_RECORDS * sizeof(uint32_t);
+    h->reg_off = SHM_HEADER_SIZE;
+    h->index_off = shm_waits_off(h) + (uint64_t)SHM_REG_SLOTS * SHM_WAIT_RECORDS * sizeof(uint32_t);
     h->entries_off = h->index_off + (uint64_t)h->nbuckets * sizeof(uint64_t);
     uint64_t end = h->entries_off + (uint64_t)capacity * sizeof(struct shm_entry);
     long page = sysconf(_SC_PAGESIZE);
@@ -172,7 +115,7 @@ int shmlease__check_header(const struct shm_header *h, uint64_t file_size)
 {
     if (h->magic != SHM_MAGIC)
         return -EPROTO;              /* foreign, or the other byte order */
-    if (h->format != format_word())
+    if (h->format != shm_format_word())
         return -EPROTO;
     if (h->checksum != (uint32_t)shmlease__header_checksum(h))
         return -EPROTO;
@@ -192,50 +135,7 @@ int shmlease__check_header(const struct shm_header *h, uint64_t file_size)
     return 0;
 }
 
-static uint64_t mono_ms(void)
-{
-    return shmlease__sys_clock_ms(NULL);
-}
 
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {0, (long)ms * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* This boot's identity (16 bytes of /proc/sys/kernel/random/boot_id), zeroes
- * when it cannot be read. */
-void shmlease__boot_id(uint8_t id[16])
-{
-    memset(id, 0, 16);
-    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
-    if (!f)
-        return;
-    char buf[64];
-    if (fgets(buf, sizeof buf, f)) {
-        int n = 0;
-        for (const char *p = buf; *p && n < 32; p++) {
-            int v = (*p >= '0' && *p <= '9') ? *p - '0' : (*p >= 'a' && *p <= 'f') ? *p - 'a' + 10 : -1;
-            if (v < 0)
-                continue;
-            id[n / 2] = (uint8_t)(id[n / 2] << 4 | v);
-            n++;
-        }
-    }
-    fclose(f);
-}
-
-static int ofd_lock(int fd, short type, off_t off, int wait)
-{
-    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = off, .l_len = 1};
-    for (;;) {
-        if (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0)
-            return 0;
-        if (errno == EINTR)
-            continue;
-        return -errno;
-    }
-}
 
 static uint64_t random_u64(void)
 {
@@ -274,8 +174,8 @@ static int initialise(int fd, uint32_t capacity, uint64_t now_ms, int created, c
     struct shm_header *h = (struct shm_header *)map;
     /* magic and format first: a segment with them and without READY is
      * recognised as our own half-built one (see half_built()). */
-    h->format = format_word();
-    __atomic_store_n(&h->magic, SHM_MAGIC, __ATOMIC_RELEASE);
+    h->format = shm_format_word();
+    st_release(&h->magic, SHM_MAGIC);
     memcpy(&h->header_size, &proto.header_size,
            offsetof(struct shm_header, creator_uid) - offsetof(struct shm_header, header_size));
     h->epoch = random_u64();
@@ -299,7 +199,7 @@ static int initialise(int fd, uint32_t capacity, uint64_t now_ms, int created, c
     h->free_head = 1;
     h->reg_hint = 1;
     SHMLEASE_FAULT("init.after_mutexes");
-    __atomic_store_n(&h->init_state, INIT_STATE_READY, __ATOMIC_RELEASE);
+    st_release(&h->init_state, SHM_INIT_READY);
     munmap(map, proto.total_size);
     return 0;
 }
@@ -334,8 +234,8 @@ static int half_built(int fd, const struct shm_header *h, uint64_t size)
     if (size < sizeof *h)
         return 0;
     if (h->magic == SHM_MAGIC)
-        return h->format == format_word();
-    if (h->magic != 0 || (h->format != 0 && h->format != format_word()))
+        return h->format == shm_format_word();
+    if (h->magic != 0 || (h->format != 0 && h->format != shm_format_word()))
         return 0;
     const uint8_t *p = (const uint8_t *)h;
     for (size_t i = offsetof(struct shm_header, header_size); i < sizeof *h; i++)
@@ -360,134 +260,8 @@ static int read_header(int fd, struct shm_header *h, uint64_t *size)
     return 0;
 }
 
-/* Opens the lock file of table NAME again by name, if it is still the file
- * INO/DEV (it may have been unlinked and replaced). The descriptor, or a
- * negative code. */
-static int open_lock_same_by_name(const char *name, int readonly, ino_t ino, dev_t dev)
-{
-    char path[PATH_LEN];
-    lk_name(path, sizeof path, name);
-    int fd = shm_open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK, 0);
-    if (fd < 0)
-        return -errno;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_ino != ino || st.st_dev != dev || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return -EAGAIN;                /* unlinked and replaced meanwhile */
-    }
-    return fd;
-}
 
-/* ---- fork ----------------------------------------------------------------- */
-
-/*
- * fork() and the registry locks. A child shares every open file description
- * of its parent until its fork handler (below) replaces the handle
- * descriptors (the lock file's: the only one an open handle keeps), and it runs that handler only once it is first scheduled:
- * until then, the parent's registry lock lives on in the child too, and a
- * parent killed in that interval would look alive. So fork() waits, in the
- * parent's handler, until the child has let go: the child closes its end of
- * a pipe when its handler is done (or when it dies); the parent reads to the
- * end of the pipe. Only processes with open handles pay for it, and never
- * longer than FORK_WAIT_MS. Known limit: a child that a tracer keeps
- * stopped before it first runs (a debugger following forks) holds the
- * parent's locks until it runs, so a parent that dies meanwhile looks alive
- * until then.
- */
-#define FORK_WAIT_MS 1000
-static int g_fork_pipe[2] = {-1, -1};
-
-static void atfork_prepare(void)
-{
-    pthread_mutex_lock(&g_handles_lock);
-    g_fork_pipe[0] = g_fork_pipe[1] = -1;
-    if (g_handles && pipe2(g_fork_pipe, O_CLOEXEC) != 0)
-        g_fork_pipe[0] = g_fork_pipe[1] = -1;
-}
-
-static void atfork_parent(void)
-{
-    if (g_fork_pipe[0] >= 0) {
-        close(g_fork_pipe[1]);
-        struct pollfd p = {.fd = g_fork_pipe[0], .events = POLLIN};
-        uint64_t until = shmlease__sys_clock_ms(NULL) + FORK_WAIT_MS;
-        for (;;) {
-            uint64_t now = shmlease__sys_clock_ms(NULL);
-            if (now >= until)
-                break;                          /* a child stopped before it ran */
-            int n = poll(&p, 1, (int)(until - now));
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                break;
-            char c;
-            ssize_t r = read(g_fork_pipe[0], &c, 1);   /* readable: never blocks */
-            if (r == 0 || (r < 0 && errno != EINTR))
-                break;                          /* end of pipe: the child let go */
-        }
-        close(g_fork_pipe[0]);
-        g_fork_pipe[0] = g_fork_pipe[1] = -1;
-    }
-    pthread_mutex_unlock(&g_handles_lock);
-}
-
-static void atfork_child(void)
-{
-    __atomic_add_fetch(&shmlease__fork_gen, 1, __ATOMIC_RELAXED);
-    for (shmlease_table *t = g_handles; t; t = t->next) {
-        pthread_mutex_init(&t->lock, NULL);
-        t->regword = 0;
-        if (t->opening) {
-            /* Another thread of the parent was opening it (or unlinking the
-             * table); that thread does not exist here, and nobody here has
-             * the handle: just let go of the descriptions (the lock file's
-             * may hold the init lock, or soon a registry lock, on the
-             * parent's behalf). */
-            if (t->sfd >= 0)
-                close(t->sfd);
-            if (t->fd >= 0)
-                close(t->fd);
-            t->sfd = t->fd = -1;
-            continue;
-        }
-        if (t->fd < 0)
-            continue;
-        char path[32] = "/proc/self/fd/";
-        char digits[12];
-        int n = 0, v = t->fd;
-        do {
-            digits[n++] = (char)('0' + v % 10);
-            v /= 10;
-        } while (v && n < 11);
-        size_t p = strlen(path);
-        while (n)
-            path[p++] = digits[--n];
-        path[p] = 0;
-        int nfd = open(path, (t->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-        if (nfd >= 0) {
-            dup3(nfd, t->fd, O_CLOEXEC);
-            close(nfd);
-        } else {
-            close(t->fd);
-            t->fd = -1;
-        }
-    }
-    pthread_mutex_init(&g_handles_lock, NULL);
-    if (g_fork_pipe[0] >= 0) {                 /* done: the parent's fork() returns */
-        close(g_fork_pipe[0]);
-        close(g_fork_pipe[1]);
-        g_fork_pipe[0] = g_fork_pipe[1] = -1;
-    }
-}
-
-static void install_atfork(void)
-{
-    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-}
-
-/* ---- open / close / unlink ------------------------------------------------ */
-
-/* ---- open / close / unlink ------------------------------------------------ */
+/* ---- attaching ------------------------------------------------------------ */
 
 static int map_table(shmlease_table *t, const struct shm_header *hh)
 {
@@ -499,7 +273,7 @@ static int map_table(shmlease_table *t, const struct shm_header *hh)
     t->map_size = hh->total_size;
     t->hdr = (struct shm_header *)map;
     t->reg = (struct shm_reg *)(t->map + hh->reg_off);
-    t->waits = (uint32_t *)(t->map + waits_off(hh));
+    t->waits = (uint32_t *)(t->map + shm_waits_off(hh));
     t->buckets = (uint64_t *)(t->map + hh->index_off);
     t->entries = (struct shm_entry *)(t->map + hh->entries_off);
     t->capacity = hh->capacity;
@@ -509,7 +283,7 @@ static int map_table(shmlease_table *t, const struct shm_header *hh)
     return 0;
 }
 
-/* Opens (or creates) the segment PATH. Called with g_handles_lock held:
+/* Opens (or creates) the segment PATH. Called with the handle-list lock held:
  * the descriptor must be on the handle before any fork can copy it. */
 static int open_fd(const char *path, const shmlease_options *o, uint32_t mode, int *created)
 {
@@ -549,113 +323,6 @@ static int open_fd(const char *path, const shmlease_options *o, uint32_t mode, i
     return -EAGAIN;
 }
 
-/* Polls for the init lock on FD until DEADLINE (monotonic ms): 0, -ETIMEDOUT
- * (an initialiser that is stopped) or another error. */
-static int init_lock_until(int fd, uint64_t deadline)
-{
-    for (unsigned naps = 0;; naps++) {
-        int rc = ofd_lock(fd, F_WRLCK, INIT_LOCK_OFF, 0);
-        if (rc == 0)
-            return 0;
-        if (rc != -EAGAIN && rc != -EACCES)
-            return rc;
-        if (mono_ms() >= deadline)
-            return -ETIMEDOUT;
-        sleep_ms(naps < 10 ? 1 : 2);
-    }
-}
-
-/* Is FD (the lock file) still the file linked as the lock file of NAME? */
-static int lock_file_linked(int fd, const char *name, struct stat *st)
-{
-    char path[PATH_LEN];
-    lk_fspath(path, sizeof path, name);
-    struct stat by_name;
-    if (fstat(fd, st) != 0 || st->st_nlink == 0)
-        return 0;
-    return lstat(path, &by_name) == 0 && by_name.st_ino == st->st_ino && by_name.st_dev == st->st_dev;
-}
-
-/* Removes the lock file of NAME if it is still the file LK. Only with the
- * init lock held on it, and only when no segment can name it. */
-static void unlink_lock_file(const char *name, const struct stat *lk)
-{
-    char path[PATH_LEN];
-    lk_fspath(path, sizeof path, name);
-    struct stat st;
-    if (lstat(path, &st) == 0 && st.st_ino == lk->st_ino && st.st_dev == lk->st_dev) {
-        lk_name(path, sizeof path, name);
-        shm_unlink(path);
-    }
-}
-
-/* Opens or creates the lock file of T (mode MODE if it creates it) into
- * t->fd, under g_handles_lock. 0 or a negative code. */
-static int open_lock_file(shmlease_table *t, mode_t mode)
-{
-    char path[PATH_LEN];
-    lk_name(path, sizeof path, t->name);
-    int fd = -1, e = 0;
-    pthread_mutex_lock(&g_handles_lock);
-    for (int tries = 0; tries < 100 && fd < 0; tries++) {
-        fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-        if (fd >= 0) {
-            if (fchmod(fd, mode) != 0) {   /* the umask masked shm_open's mode */
-                e = -errno;
-                close(fd);
-                shm_unlink(path);
-                fd = -1;
-                break;
-            }
-        } else if (errno == EEXIST) {
-            /* O_NONBLOCK: a FIFO squatting the name must not block us. */
-            fd = shm_open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
-            if (fd < 0 && errno != ENOENT) {  /* ENOENT: unlinked meanwhile, go round */
-                e = (errno == EISDIR || errno == ENXIO || errno == ELOOP) ? -EPROTO : -errno;
-                break;
-            }
-        } else {
-            e = -errno;
-            break;
-        }
-    }
-    if (fd >= 0)
-        t->fd = fd;
-    pthread_mutex_unlock(&g_handles_lock);
-    return fd >= 0 ? 0 : (e ? e : -EAGAIN);
-}
-
-static void close_handle_fd(int *fdp)
-{
-    pthread_mutex_lock(&g_handles_lock);
-    if (*fdp >= 0)
-        close(*fdp);
-    *fdp = -1;
-    pthread_mutex_unlock(&g_handles_lock);
-}
-
-/* May LK (an existing lock file) serve the segment S? Its owner must be
- * someone who may write the segment (else it was planted by a reader, who
- * kept a descriptor to it: -EACCES, like a squatted table name), and it must
- * not be open to anyone who may not (a mode we own and can narrow is
- * narrowed). */
-static int lock_file_trusted(int fd, const struct stat *lk, const struct stat *s)
-{
-    if (!S_ISREG(lk->st_mode))
-        return -EPROTO;
-    uid_t me = geteuid();
-    int writer = lk->st_uid == me || lk->st_uid == s->st_uid || lk->st_uid == 0 ||
-                 (s->st_mode & S_IWOTH) || ((s->st_mode & S_IWGRP) && lk->st_gid == s->st_gid);
-    if (!writer)
-        return -EACCES;
-    mode_t want = shmlease__lk_mode(s->st_mode);
-    if ((lk->st_mode & 07777) & ~want) {
-        if (lk->st_uid != me || fchmod(fd, want) != 0)
-            return -EACCES;
-    }
-    return 0;
-}
-
 /* The first-opener protocol of a read-write open (see the top of this file),
  * bounded: the init lock is polled until DEADLINE (monotonic ms). Opens the
  * segment into t->sfd and fills *HH and *SIZE with a READY header. */
@@ -664,8 +331,8 @@ static int init_or_attach(shmlease_table *t, const shmlease_options *o, uint32_t
 {
     int create = !(o->flags & SHMLEASE_OPEN_NOCREATE);
     char spath[PATH_LEN], sfspath[PATH_LEN];
-    shm_path(spath, sizeof spath, t->name);
-    snprintf(sfspath, sizeof sfspath, SHM_DIR "/shmlease.%s", t->name);
+    shmlease__shm_name(spath, sizeof spath, t->name);
+    shmlease__shm_path(sfspath, sizeof sfspath, t->name);
     struct stat lk;
     int rc;
     for (int round = 0;; round++) {
@@ -681,29 +348,29 @@ static int init_or_attach(shmlease_table *t, const shmlease_options *o, uint32_t
         } else if (errno == ENOENT && !create) {
             return -ENOENT;
         }
-        rc = open_lock_file(t, shmlease__lk_mode(smode));
+        rc = shmlease__lk_open(t, shmlease__lk_mode(smode));
         if (rc)
             return rc;
-        rc = init_lock_until(t->fd, deadline);
+        rc = shmlease__lk_init_lock_until(t->fd, deadline);
         if (rc)
             return rc;
-        if (lock_file_linked(t->fd, t->name, &lk))
+        if (shmlease__lk_linked(t->fd, t->name, &lk))
             break;
         /* Unlinked (shmlease_unlink) before we got the lock: start over. */
-        close_handle_fd(&t->fd);
+        shmlease__handle_close_fd(&t->fd);
     }
     SHMLEASE_FAULT("init.lock_file");
 
     /* We hold the init lock on the lock file linked under the name. */
     int created = 0;
-    pthread_mutex_lock(&g_handles_lock);
+    shmlease__handles_lock();
     int fd = open_fd(spath, o, mode, &created);
     if (fd >= 0)
         t->sfd = fd;
-    pthread_mutex_unlock(&g_handles_lock);
+    shmlease__handles_unlock();
     if (fd < 0) {
         if (fd == -ENOENT)
-            unlink_lock_file(t->name, &lk);   /* no segment: a stale lock file */
+            shmlease__lk_unlink(t->name, &lk);   /* no segment: a stale lock file */
         rc = fd;
         goto out;
     }
@@ -724,24 +391,24 @@ static int init_or_attach(shmlease_table *t, const shmlease_options *o, uint32_t
     rc = -EACCES;
     if (!created && st.st_uid != geteuid() && !(mode & 077))
         goto out;
-    rc = lock_file_trusted(t->fd, &lk, &st);
+    rc = shmlease__lk_trusted(t->fd, &lk, &st);
     if (rc)
         goto out;
     rc = read_header(fd, hh, size);
-    if (rc == 0 && hh->init_state != INIT_STATE_READY && !half_built(fd, hh, *size))
+    if (rc == 0 && hh->init_state != SHM_INIT_READY && !half_built(fd, hh, *size))
         rc = -EPROTO;                  /* not ours: never write to it */
-    if (rc == 0 && hh->init_state != INIT_STATE_READY) {
-        uint64_t now = o->clock_ms ? o->clock_ms(o->clock_ctx) : shmlease__sys_clock_ms(NULL);
+    if (rc == 0 && hh->init_state != SHM_INIT_READY) {
+        uint64_t now = o->clock_ms ? o->clock_ms(o->clock_ctx) : shmlease__mono_ms();
         rc = initialise(fd, capacity, now, created, &lk);
         if (rc == 0)
             rc = read_header(fd, hh, size);
         if (rc == -ENOSPC && created) {
             shm_unlink(spath);
-            unlink_lock_file(t->name, &lk);
+            shmlease__lk_unlink(t->name, &lk);
         }
     }
 out:
-    ofd_lock(t->fd, F_UNLCK, INIT_LOCK_OFF, 0);
+    shmlease__lk_init_unlock(t->fd);
     return rc;
 }
 
@@ -753,36 +420,24 @@ static int attach_readonly(int fd, struct shm_header *hh, uint64_t *size)
         int rc = read_header(fd, hh, size);
         if (rc)
             return rc;
-        if (__atomic_load_n(&hh->init_state, __ATOMIC_ACQUIRE) == INIT_STATE_READY)
+        if (ld_acquire(&hh->init_state) == SHM_INIT_READY)
             return 0;
         if (i >= 50)
             return -EPROTO;
-        sleep_ms(2);
+        shmlease__sleep_ms(2);
     }
-}
-
-/* A read-only handle asks liveness of the lock file if it may open it (read
- * only), and only if it is the one the header names; else it reads
- * /proc/locks (registry.c). */
-static void open_lock_file_readonly(shmlease_table *t)
-{
-    pthread_mutex_lock(&g_handles_lock);
-    int fd = open_lock_same_by_name(t->name, 1, t->lk_ino, t->lk_dev);
-    if (fd >= 0)
-        t->fd = fd;
-    pthread_mutex_unlock(&g_handles_lock);
 }
 
 static int open_readonly(shmlease_table *t, const shmlease_options *o, struct shm_header *hh, uint64_t *size)
 {
     char path[PATH_LEN];
-    shm_path(path, sizeof path, t->name);
+    shmlease__shm_name(path, sizeof path, t->name);
     int created = 0;
-    pthread_mutex_lock(&g_handles_lock);
+    shmlease__handles_lock();
     int fd = open_fd(path, o, 0, &created);
     if (fd >= 0)
         t->sfd = fd;
-    pthread_mutex_unlock(&g_handles_lock);
+    shmlease__handles_unlock();
     if (fd < 0)
         return fd;
     struct stat st;
@@ -804,10 +459,9 @@ static int same_clock(const struct shm_header *hh)
     return hh->timens_ino == shmlease__self()->timens && memcmp(hh->boot_id, boot, 16) == 0;
 }
 
-/* Everything shmlease_open does once T is allocated and listed. */
-static int attach(shmlease_table *t, const shmlease_options *o, uint32_t mode, uint32_t capacity)
+int shmlease__segment_attach(shmlease_table *t, const shmlease_options *o, uint32_t mode,
+                             uint32_t capacity, uint64_t deadline)
 {
-    uint64_t deadline = mono_ms() + (o->open_timeout_ms ? o->open_timeout_ms : DEFAULT_OPEN_TIMEOUT_MS);
     struct shm_header hh;
     uint64_t size;
     int rc = t->readonly ? open_readonly(t, o, &hh, &size)
@@ -826,167 +480,13 @@ static int attach(shmlease_table *t, const shmlease_options *o, uint32_t mode, u
         rc = map_table(t, &hh);
     if (rc)
         return rc;
-    close_handle_fd(&t->sfd);         /* the mapping is all we need of it */
+    shmlease__handle_close_fd(&t->sfd);         /* the mapping is all we need of it */
     if (t->readonly) {
         t->lk_ino = (ino_t)hh.lock_ino;
         t->lk_dev = (dev_t)hh.lock_dev;
-        open_lock_file_readonly(t);
+        shmlease__lk_open_readonly(t);
     }
     t->my_pidns = shmlease__self()->pidns;
-    if (!t->readonly) {
-        uint64_t now = mono_ms();
-        rc = shmlease__ensure_registered(t, deadline > now ? deadline - now : 0);
-    }
-    return rc;
-}
-
-static void handle_free(shmlease_table *t)
-{
-    pthread_mutex_lock(&g_handles_lock);
-    for (shmlease_table **p = &g_handles; *p; p = &(*p)->next) {
-        if (*p == t) {
-            *p = t->next;
-            break;
-        }
-    }
-    if (t->fd >= 0)
-        close(t->fd);      /* drops our registry lock */
-    if (t->sfd >= 0)
-        close(t->sfd);
-    t->fd = t->sfd = -1;
-    pthread_mutex_unlock(&g_handles_lock);
-    if (t->map)
-        munmap(t->map, t->map_size);
-    pthread_mutex_destroy(&t->lock);
-    free(t);
-}
-
-/* A handle listed from the start, so that a fork during the open sees every
- * descriptor it makes (see atfork_child). */
-static shmlease_table *handle_new(const char *name)
-{
-    pthread_once(&g_atfork_once, install_atfork);
-    shmlease_table *t = calloc(1, sizeof *t);
-    if (!t)
-        return NULL;
-    t->fd = t->sfd = -1;
-    t->opening = 1;
-    pthread_mutex_init(&t->lock, NULL);
-    snprintf(t->name, sizeof t->name, "%s", name);
-    pthread_mutex_lock(&g_handles_lock);
-    t->next = g_handles;
-    g_handles = t;
-    pthread_mutex_unlock(&g_handles_lock);
-    return t;
-}
-
-SHM_API int shmlease_open(const char *name, const shmlease_options *opts, shmlease_table **out)
-{
-    static const shmlease_options defaults;
-    const shmlease_options *o = opts ? opts : &defaults;
-    if (!out)
-        return -EINVAL;
-    *out = NULL;
-    int rc = shmlease__validate_name(name);
-    if (rc)
-        return rc;
-    const uint32_t known = SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_EXCL | SHMLEASE_OPEN_READONLY;
-    if ((o->flags & ~known) || o->capacity > SHMLEASE_CAPACITY_MAX || o->mode > 0777)
-        return -EINVAL;
-    if ((o->flags & SHMLEASE_OPEN_EXCL) && (o->flags & (SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_READONLY)))
-        return -EINVAL;
-    uint32_t capacity = o->capacity ? o->capacity : SHMLEASE_DEFAULT_CAPACITY;
-    uint32_t mode = o->mode ? o->mode : 0600;
-
-#ifdef SHMLEASE_FAULT_POINTS
-    shmlease__fault_from_env();
-#endif
-
-    shmlease_table *t = handle_new(name);
-    if (!t)
-        return -ENOMEM;
-    t->readonly = (o->flags & SHMLEASE_OPEN_READONLY) != 0;
-    t->clock_ms = o->clock_ms;
-    t->clock_ctx = o->clock_ctx;
-    t->fake_clock = o->clock_ms != NULL;
-
-    rc = attach(t, o, mode, capacity);
-    if (rc) {
-        handle_free(t);
-        return rc == -EFBIG ? -ENOSPC : rc;
-    }
-    pthread_mutex_lock(&g_handles_lock);
-    t->opening = 0;
-    pthread_mutex_unlock(&g_handles_lock);
-    *out = t;
     return 0;
 }
 
-SHM_API void shmlease_close(shmlease_table *t)
-{
-    if (!t)
-        return;
-    if (!t->readonly)
-        shmlease__unregister(t);
-    handle_free(t);
-}
-
-/* How long shmlease_unlink waits for an initialiser to finish before it
- * removes the files anyway. */
-#define UNLINK_WAIT_MS 1000
-
-/*
- * Removes the segment, then the lock file, under the init lock (when this
- * process may open the lock file), so that an opener racing with us either
- * finishes first (and its table is then removed as a whole) or finds its lock
- * file unlinked once it gets the lock and starts over with fresh files: never
- * a new segment that names a removed lock file. A missing lock file is fine
- * (and a stale one is removed even when the segment is already gone).
- *
- * Handles still open keep working on the removed files: they hold a mapping
- * of the segment and a descriptor of the lock file; a table created again
- * under the same name is a new table with its own files.
- */
-SHM_API int shmlease_unlink(const char *name)
-{
-    int rc = shmlease__validate_name(name);
-    if (rc)
-        return rc;
-    char path[PATH_LEN], lpath[PATH_LEN];
-    shm_path(path, sizeof path, name);
-    lk_name(lpath, sizeof lpath, name);
-    /* The lock file's descriptor lives on a listed handle that is "opening",
-     * so that a fork meanwhile lets go of it in the child. */
-    shmlease_table *t = handle_new(name);
-    struct stat lk;
-    int locked = 0;
-    if (t) {
-        pthread_mutex_lock(&g_handles_lock);
-        t->fd = shm_open(lpath, O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
-        pthread_mutex_unlock(&g_handles_lock);
-        locked = t->fd >= 0 && fstat(t->fd, &lk) == 0 && S_ISREG(lk.st_mode) &&
-                 init_lock_until(t->fd, mono_ms() + UNLINK_WAIT_MS) == 0;
-    }
-    rc = shm_unlink(path) != 0 ? -errno : 0;
-    if (locked)
-        unlink_lock_file(name, &lk);   /* still the file we locked */
-    else if (shm_unlink(lpath) != 0 && errno != ENOENT) {
-        /* not ours to remove (another user's), or already gone */
-    }
-    if (t)
-        handle_free(t);                /* lets go of the init lock */
-    return rc;
-}
-
-/* A handle whose lock-file descriptor was lost in a fork child (no /proc):
- * find the lock file again by name, if it is still the same file. 0 or
- * -EBADF. */
-int shmlease__reopen_fd(shmlease_table *t)
-{
-    pthread_mutex_lock(&g_handles_lock);
-    int fd = open_lock_same_by_name(t->name, t->readonly, t->lk_ino, t->lk_dev);
-    if (fd >= 0)
-        t->fd = fd;
-    pthread_mutex_unlock(&g_handles_lock);
-    return fd < 0 ? -EBADF : 0;
-}

@@ -45,7 +45,7 @@ static real_table make_real_table(uint32_t capacity)
     memcpy(&format, r.bytes + HOFF(format), 8);
     memcpy(&cap, r.bytes + HOFF(capacity), 4);
     TU_EQU(magic, SHM_MAGIC);
-    TU_EQU(format, format_word());
+    TU_EQU(format, shm_format_word());
     TU_EQU(cap, capacity);
     return r;
 }
@@ -262,7 +262,7 @@ static void test_open_other_format_word_is_eproto_and_unchanged(void **state)
 {
     (void)state;
     real_table r = make_real_table(64);
-    const uint64_t fw = format_word();
+    const uint64_t fw = shm_format_word();
     const struct { const char *what; uint64_t word; } other[] = {
         { "layout version + 1", fw + ((uint64_t)1 << 56) },
         { "another pthread_mutex_t size", fw ^ ((uint64_t)8 << 48) },
@@ -293,7 +293,7 @@ static void test_open_truncated_segment_is_eproto_and_unchanged(void **state)
     (void)state;
     real_table r = make_real_table(64);
     expect_eproto_unchanged("truncated to half", r.bytes, r.len / 2);
-    expect_eproto_unchanged("truncated to the header", r.bytes, HEADER_SIZE);
+    expect_eproto_unchanged("truncated to the header", r.bytes, SHM_HEADER_SIZE);
     expect_eproto_unchanged("truncated to one page less", r.bytes, r.len - 4096);
     expect_eproto_unchanged("truncated by one byte", r.bytes, r.len - 1);
     expect_eproto_unchanged("truncated inside the header (100 bytes)", r.bytes, 100);

@@ -83,8 +83,8 @@ static size_t decode(const uint8_t *data, size_t size)
             struct shm_header *h = (struct shm_header *)g_buf;
             if (flags & 2) {
                 h->magic = SHM_MAGIC;
-                h->format = format_word();
-                h->init_state = INIT_STATE_READY;
+                h->format = shm_format_word();
+                h->init_state = SHM_INIT_READY;
             }
             if (flags & 3) {
                 /* Made on this machine's clock (else -EXDEV, read-write). */
@@ -163,9 +163,9 @@ static int may_be_half_made(const uint8_t *b, size_t n)
     if (n < sizeof(struct shm_header))
         return 0;
     const struct shm_header *h = (const struct shm_header *)b;
-    if (h->magic == SHM_MAGIC && h->format == format_word())
+    if (h->magic == SHM_MAGIC && h->format == shm_format_word())
         return 1;
-    if (h->magic != 0 || (h->format != 0 && h->format != format_word()))
+    if (h->magic != 0 || (h->format != 0 && h->format != shm_format_word()))
         return 0;
     for (size_t i = offsetof(struct shm_header, header_size); i < n; i++)
         if (b[i])
@@ -178,7 +178,7 @@ static int valid_ready(const uint8_t *b, size_t n)
     if (n < sizeof(struct shm_header))
         return 0;
     const struct shm_header *h = (const struct shm_header *)b;
-    return h->init_state == INIT_STATE_READY && shmlease__check_header(h, n) == 0;
+    return h->init_state == SHM_INIT_READY && shmlease__check_header(h, n) == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -239,7 +239,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     close(fd);
     const int ready = fsize >= sizeof(struct shm_header) &&
-                      ((const struct shm_header *)g_buf)->init_state == INIT_STATE_READY;
+                      ((const struct shm_header *)g_buf)->init_state == SHM_INIT_READY;
 
     /* 1. Read-only. (A read-only opener waits 100 ms for READY before
      *    -EPROTO: only READY inputs are opened, to keep the fuzzer fast.) */

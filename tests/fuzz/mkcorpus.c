@@ -114,11 +114,11 @@ int main(int argc, char **argv)
     h->magic = SHM_MAGIC_SWAPPED;
     put(sd, "swapped-magic.slz", out, slz(work, n, 1, out, 1 << 20));
     memcpy(work, seg, n);
-    h->format = (format_word() & ~((UINT64_C(0xff) << 48) | (UINT64_C(0xf) << 44))) |
+    h->format = (shm_format_word() & ~((UINT64_C(0xff) << 48) | (UINT64_C(0xf) << 44))) |
                 (UINT64_C(24) << 48) | (UINT64_C(4) << 44);
     put(sd, "layout-32bit.slz", out, slz(work, n, 1, out, 1 << 20));
     memcpy(work, seg, n);
-    h->format = (format_word() & ~(UINT64_C(0xff) << 56)) | ((uint64_t)(SHM_LAYOUT_VERSION + 1) << 56);
+    h->format = (shm_format_word() & ~(UINT64_C(0xff) << 56)) | ((uint64_t)(SHM_LAYOUT_VERSION + 1) << 56);
     put(sd, "layout-next-version.slz", out, slz(work, n, 1, out, 1 << 20));
     /* Half-made: our magic and format, not READY (the read-write opener rebuilds it). */
     memcpy(work, seg, n);
@@ -135,7 +135,7 @@ int main(int argc, char **argv)
         uint64_t *bk = (uint64_t *)(work + h->index_off);
         e[0].key_len = 0xffffu;
         e[0].meta_len = 0xfff0u;
-        e[1].state = w_make_held(4095, W_DEADLINE_MASK);
+        e[1].state = sw_held(4095, SW_DEADLINE_MASK);
         e[1].claim = 3;
         e[1].pub_seq = 1;
         e[2].key_seq = 5;
@@ -149,8 +149,8 @@ int main(int argc, char **argv)
     /* Raw inputs: a bad magic, a foreign text, a truncated header page, nothing. */
     memcpy(work, seg, n);
     memcpy(work, "NOTLEASE", 8);
-    put(sd, "raw-wrong-magic", work, HEADER_SIZE);
-    put(sd, "raw-truncated-header-page", seg, HEADER_SIZE);
+    put(sd, "raw-wrong-magic", work, SHM_HEADER_SIZE);
+    put(sd, "raw-truncated-header-page", seg, SHM_HEADER_SIZE);
     put(sd, "raw-foreign-text", "#!/bin/sh\necho this is not a shmlease table\n", 45);
     put(sd, "raw-empty", "", 0);
 

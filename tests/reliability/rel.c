@@ -545,16 +545,16 @@ int rel_check_structure(shmlease_table *t, char *why, size_t whylen)
         BAD("out of memory");
     if (h->index_seq & 1)
         BAD("index_seq odd (%u): a bucket change was left half-way", h->index_seq);
-    if (h->index_intent.op != INTENT_NONE)
+    if (h->index_intent.op != SHM_INTENT_NONE)
         BAD("index intent %u (entry %u) left behind", h->index_intent.op, h->index_intent.a);
     for (uint32_t b = 0; b < t->nbuckets; b++) {
         uint64_t bw = t->buckets[b];
         if (!bw)
             continue;
-        uint32_t ei = bucket_entry(bw);
+        uint32_t ei = bw_entry(bw);
         if (ei >= cap)
             BAD("bucket %u points at entry %u beyond capacity %u", b, ei, cap);
-        if (w_kind(t->entries[ei].state) == W_RETIRED)
+        if (sw_kind(t->entries[ei].state) == SW_RETIRED)
             BAD("bucket %u points at retired entry %u", b, ei);
         if ((bw >> 32) != (t->entries[ei].hash >> 32))
             BAD("bucket %u hash tag differs from entry %u's hash", b, ei);
@@ -562,7 +562,7 @@ int rel_check_structure(shmlease_table *t, char *why, size_t whylen)
     }
     for (uint32_t i = 0; i < cap; i++) {
         struct shm_entry *e = &t->entries[i];
-        if (w_kind(e->state) == W_RETIRED)
+        if (sw_kind(e->state) == SW_RETIRED)
             continue;
         live++;
         if (e->key_seq & 1)
@@ -589,7 +589,7 @@ int rel_check_structure(shmlease_table *t, char *why, size_t whylen)
         if (onfree[f - 1])
             BAD("free list has a cycle at entry %u", f - 1);
         onfree[f - 1] = 1;
-        if (w_kind(t->entries[f - 1].state) != W_RETIRED)
+        if (sw_kind(t->entries[f - 1].state) != SW_RETIRED)
             BAD("entry %u is on the free list but not retired", f - 1);
         nfree++;
     }

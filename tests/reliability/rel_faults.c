@@ -167,7 +167,7 @@ static void t_registry_locked(void **s) { (void)s; kill_at("registry.locked", OP
 static void t_registry_after_claim(void **s) { (void)s; kill_at("registry.after_claim", OP_OPEN, 1); }
 
 /* The sweep runs only when a registry slot is reused, i.e. once every slot
- * has been used: a child opens and closes the table REG_SLOTS times first. */
+ * has been used: a child opens and closes the table SHM_REG_SLOTS times first. */
 static void t_registry_after_sweep(void **s)
 {
     (void)s;
@@ -176,7 +176,7 @@ static void t_registry_after_sweep(void **s)
     pid_t pid = rel_fork(120);
     if (pid == 0) {
         shmlease_options o = {0};
-        for (unsigned i = 0; i < REG_SLOTS; i++) {
+        for (unsigned i = 0; i < SHM_REG_SLOTS; i++) {
             shmlease_table *t;
             CK_RC(shmlease_open(name, &o, &t), 0);
             shmlease_close(t);

@@ -44,7 +44,7 @@ static void make_template(void)
     rel_path(path, sizeof path, name);
     g_tpl = rel_read_file(path, &g_tpl_len);
     assert_non_null(g_tpl);
-    assert_true(g_tpl_len >= HEADER_SIZE);
+    assert_true(g_tpl_len >= SHM_HEADER_SIZE);
 }
 
 static void fix_checksum(uint8_t *b)
@@ -169,16 +169,16 @@ static void t_32bit_layout(void **s)
     (void)s;
     uint8_t *b = copy_tpl();
     struct shm_header *h = (struct shm_header *)b;
-    /* What format_word() gives in a 32-bit build: 4-byte pointers, a 24-byte
+    /* What shm_format_word() gives in a 32-bit build: 4-byte pointers, a 24-byte
      * pthread_mutex_t; the rest alike. */
-    uint64_t f = format_word();
+    uint64_t f = shm_format_word();
     f &= ~((UINT64_C(0xff) << 48) | (UINT64_C(0xf) << 44));
     f |= (UINT64_C(24) << 48) | (UINT64_C(4) << 44);
     h->format = f;
     fix_checksum(b);
     expect_refused("32-bit build", b, g_tpl_len);
     rel_note("foreign: 32-bit layout (format %016llx vs ours %016llx) refused with -EPROTO, file unchanged",
-             (unsigned long long)f, (unsigned long long)format_word());
+             (unsigned long long)f, (unsigned long long)shm_format_word());
 }
 
 static void t_bad_checksum(void **s)
@@ -223,7 +223,7 @@ static void t_truncated(void **s)
     (void)s;
     uint8_t *b = copy_tpl();
     expect_refused("truncated by a page", b, g_tpl_len - 4096);
-    expect_refused("truncated to the header page", b, HEADER_SIZE);
+    expect_refused("truncated to the header page", b, SHM_HEADER_SIZE);
     expect_refused("truncated to the header struct", b, sizeof(struct shm_header));
 }
 
@@ -391,7 +391,7 @@ static void corrupt_body(uint8_t *b, int mutexes)
     uint64_t *bk = (uint64_t *)(b + h->index_off);
     struct shm_reg *r = (struct shm_reg *)(b + h->reg_off);
     for (uint32_t i = 0; i < h->capacity; i++) {
-        e[i].state = w_make_held(4095, W_DEADLINE_MASK);      /* held forever by slot 4095 */
+        e[i].state = sw_held(4095, SW_DEADLINE_MASK);      /* held forever by slot 4095 */
         e[i].claim = 7;
         e[i].key_len = (uint16_t)(i == 0 ? 0xffffu : i == 1 ? 0 : 128 + i);
         e[i].meta_len = 0xfff0u;
@@ -408,12 +408,12 @@ static void corrupt_body(uint8_t *b, int mutexes)
     h->live_count = 0xffffffffu;
     h->index_seq = 1;                                        /* "being changed" forever */
     h->index_intent = (struct shm_intent){77, 0xffffffffu, 0, 0};
-    for (uint32_t i = 0; i < REG_SLOTS; i++) {
+    for (uint32_t i = 0; i < SHM_REG_SLOTS; i++) {
         r[i].state = 0xdeadbeefu;
         r[i].pid = -1;
         r[i].gen = ~UINT64_C(0);
     }
-    r[4095].state = REG_ACTIVE;
+    r[4095].state = SHM_REG_ACTIVE;
     if (mutexes) {
         memset(&h->index_mutex, 0xff, sizeof h->index_mutex);
         memset(&h->reg_mutex, 0xff, sizeof h->reg_mutex);

@@ -133,7 +133,7 @@ static void t_pid_reuse(void **s)
                 CK_RC(rel_acq(ht, "reuse-key", 600000, 0, &r->lease), 0);
                 r->h1_pid = getpid();
                 r->h1_token = r->lease.fencing_token;
-                r->h1_slot = my_slot(ht);
+                r->h1_slot = handle_slot(ht);
                 char c = 1;
                 CK(write(ready[1], &c, 1) == 1);
                 for (;;)
@@ -160,7 +160,7 @@ static void t_pid_reuse(void **s)
                 shmlease_options o = {.flags = SHMLEASE_OPEN_NOCREATE};
                 shmlease_table *ht;
                 CK_RC(shmlease_open(name, &o, &ht), 0);
-                r->h2_slot = my_slot(ht);
+                r->h2_slot = handle_slot(ht);
                 shmlease_info info;
                 r->inspect_rc = shmlease_inspect(ht, "reuse-key", &info);
                 r->alive = info.holder_alive;

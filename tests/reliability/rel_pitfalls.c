@@ -127,12 +127,12 @@ static void t_p02_p03_eownerdead_and_robust_kind(void **s)
         pid_t a = spawn_insert(name, key, "insert.after_key", SHMLEASE_FAULT_KILL);
         int st = rel_wait(a, 10000);
         REL_TRUE(st != -1 && WIFSIGNALED(st), "not killed in the mutex");
-        REL_TRUE(t->hdr->index_intent.op == INTENT_INSERT, "no intent record left by the dead inserter");
+        REL_TRUE(t->hdr->index_intent.op == SHM_INTENT_INSERT, "no intent record left by the dead inserter");
         shmlease_lease l;
         snprintf(key, sizeof key, "next-%d", round);
         REL_RC(rel_acq(t, key, 1000, 0, &l), 0);             /* recovers */
         REL_RC(shmlease_release(t, &l), 0);
-        REL_TRUE(t->hdr->index_intent.op == INTENT_NONE, "intent record not cleared by the recovery");
+        REL_TRUE(t->hdr->index_intent.op == SHM_INTENT_NONE, "intent record not cleared by the recovery");
 #ifdef __GLIBC__
         /* NOTRECOVERABLE is glibc's __owner == 0x7fffffff. */
         REL_TRUE(t->hdr->index_mutex.__data.__owner != 0x7fffffff, "index mutex left ENOTRECOVERABLE");

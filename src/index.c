@@ -1,5 +1,6 @@
 /*
- * The table: keys, hashing, the bucket index, insertion and retirement.
+ * The key index: key -> entry, lock-free lookups, insertion and retirement
+ * under index_mutex, and repair.
  *
  * Entries (one per live key) are a fixed array; the index is an open-addressing
  * table of bucket words (linear probing, at most half full, no tombstones:
@@ -25,73 +26,18 @@
  * whenever index_mutex is inherited from a dead owner. A state word is the
  * commit point of every insert (RETIRED -> HELD) and retire (-> RETIRED).
  */
-#include "internal.h"
+#include "index.h"
+#include "clock.h"
+#include "fault.h"
+#include "key.h"
+#include "liveness.h"
+#include "mutex.h"
+#include "state.h"
+#include "wait.h"
 
 #include <errno.h>
 #include <string.h>
 #include <urcu/futex.h>
-
-/* ---- keys and hashing ------------------------------------------------------ */
-
-static inline uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 32;
-    x *= UINT64_C(0xd6e8feb86659fd93);
-    x ^= x >> 32;
-    x *= UINT64_C(0xd6e8feb86659fd93);
-    x ^= x >> 32;
-    return x;
-}
-
-/* Key hash seeded with the table's random epoch, so that dynamic keys chosen
- * by an outsider cannot be made to collide in every table. */
-static uint64_t key_hash(uint64_t seed, const uint64_t *w, uint32_t len)
-{
-    uint64_t h = seed ^ (len * UINT64_C(0x9e3779b97f4a7c15));
-    uint32_t nw = (len + 7) / 8;
-    for (uint32_t i = 0; i < nw; i++)
-        h = mix64(h ^ w[i]) + UINT64_C(0x9e3779b97f4a7c15);
-    return mix64(h);
-}
-
-int shmlease__key_prepare(const shmlease_table *t, const char *key, struct keybuf *kb)
-{
-    if (!key || !key[0])
-        return -EINVAL;
-    size_t n = strnlen(key, SHMLEASE_KEY_MAX + 1);
-    if (n > SHMLEASE_KEY_MAX)
-        return -ENAMETOOLONG;
-    /* Only the words the key spans are meaningful (hash, compare); the last
-     * one is zero padded. Zeroing all 16 words costs more than the rest. */
-    kb->w[(n - 1) / 8] = 0;
-    memcpy(kb->w, key, n);
-    kb->len = (uint32_t)n;
-    kb->hash = key_hash(t->epoch, kb->w, kb->len);
-    return 0;
-}
-
-/* Key words are read with relaxed atomic loads: a writer may be changing them
- * (the seqlock decides whether what we read counts). */
-static inline uint64_t load_key_word(const struct shm_entry *e, uint32_t i)
-{
-    return __atomic_load_n((const uint64_t *)(const void *)(e->key + 8 * i), __ATOMIC_RELAXED);
-}
-
-/* 1 when E holds KB's key and key_seq still equals SEQ (even). */
-int shmlease__key_matches(const struct shm_entry *e, const struct keybuf *kb, uint32_t seq)
-{
-    if (seq & 1)
-        return 0;
-    if (__atomic_load_n(&e->key_len, __ATOMIC_RELAXED) != kb->len ||
-        __atomic_load_n(&e->hash, __ATOMIC_RELAXED) != kb->hash)
-        return 0;
-    uint32_t nw = (kb->len + 7) / 8;
-    for (uint32_t i = 0; i < nw; i++)
-        if (load_key_word(e, i) != kb->w[i])
-            return 0;
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    return __atomic_load_n(&e->key_seq, __ATOMIC_RELAXED) == seq;
-}
 
 /* Lock-free lookup: the entry holding KB's key, or -1 (maybe wrongly: see the
  * top of this file). *KEY_SEQ gets the key_seq under which it matched. */
@@ -101,14 +47,14 @@ long shmlease__lookup(const shmlease_table *t, const struct keybuf *kb, uint32_t
     uint32_t i = (uint32_t)kb->hash & mask;
     uint64_t tag = kb->hash & UINT64_C(0xffffffff00000000);
     for (uint32_t probes = 0; probes < t->nbuckets; probes++) {
-        uint64_t b = __atomic_load_n(&t->buckets[i], __ATOMIC_ACQUIRE);
+        uint64_t b = ld_acquire(&t->buckets[i]);
         if (b == 0)
             return -1;
         if ((b & UINT64_C(0xffffffff00000000)) == tag) {
-            uint32_t ei = bucket_entry(b);
+            uint32_t ei = bw_entry(b);
             if (ei < t->capacity) {
                 const struct shm_entry *e = &t->entries[ei];
-                uint32_t seq = __atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE);
+                uint32_t seq = ld_acquire(&e->key_seq);
                 if (shmlease__key_matches(e, kb, seq)) {
                     if (key_seq)
                         *key_seq = seq;
@@ -127,20 +73,20 @@ long shmlease__lookup(const shmlease_table *t, const struct keybuf *kb, uint32_t
 long shmlease__lookup_stable(const shmlease_table *t, const struct keybuf *kb, uint32_t *key_seq)
 {
     for (int tries = 0; tries < 8; tries++) {
-        uint32_t s1 = __atomic_load_n(&t->hdr->index_seq, __ATOMIC_ACQUIRE);
+        uint32_t s1 = ld_acquire(&t->hdr->index_seq);
         long e = shmlease__lookup(t, kb, key_seq);
         if (e >= 0)
             return e;
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        uint32_t s2 = __atomic_load_n(&t->hdr->index_seq, __ATOMIC_RELAXED);
+        fence_acquire();
+        uint32_t s2 = ld_relaxed(&t->hdr->index_seq);
         if (!(s1 & 1) && s1 == s2)
             return -1;
     }
     for (uint32_t i = 0; i < t->capacity; i++) {
         const struct shm_entry *e = &t->entries[i];
-        if (w_kind(__atomic_load_n(&e->state, __ATOMIC_ACQUIRE)) == W_RETIRED)
+        if (sw_kind(ld_acquire(&e->state)) == SW_RETIRED)
             continue;
-        uint32_t seq = __atomic_load_n(&e->key_seq, __ATOMIC_ACQUIRE);
+        uint32_t seq = ld_acquire(&e->key_seq);
         if (shmlease__key_matches(e, kb, seq)) {
             *key_seq = seq;
             return i;
@@ -149,29 +95,11 @@ long shmlease__lookup_stable(const shmlease_table *t, const struct keybuf *kb, u
     return -1;
 }
 
-/* ---- waking waiters -------------------------------------------------------- */
-
-void shmlease__wake(struct shm_entry *e, int all)
-{
-    __atomic_fetch_add(&e->wake, 1, __ATOMIC_SEQ_CST);
-    futex_async((int32_t *)&e->wake, FUTEX_WAKE, all ? INT32_MAX : 1, NULL, NULL, 0);
-}
-
-/* After a transition of E's state: wakes its sleepers, if it has any. The
- * count is read AFTER the caller's CAS (a waiter raises it BEFORE it looks
- * at the state; both sequentially consistent), so either the waiter sees
- * the new state or we see the waiter: no wake-up is lost. */
-void shmlease__wake_waiters(struct shm_entry *e, int all)
-{
-    if ((uint32_t)__atomic_load_n(&e->waitgen, __ATOMIC_SEQ_CST) != 0)
-        shmlease__wake(e, all);
-}
-
 /* ---- the index (under index_mutex) ---------------------------------------- */
 
 static inline uint64_t kb_hash_of(const struct shm_entry *e)
 {
-    return __atomic_load_n(&e->hash, __ATOMIC_RELAXED);
+    return ld_relaxed(&e->hash);
 }
 
 /* index_seq is odd while the buckets change. A writer killed half-way left
@@ -179,14 +107,13 @@ static inline uint64_t kb_hash_of(const struct shm_entry *e)
  * way), end to the even one after, so a repair always leaves it even. */
 static void index_begin(struct shm_header *h)
 {
-    uint32_t s = __atomic_load_n(&h->index_seq, __ATOMIC_RELAXED);
-    __atomic_store_n(&h->index_seq, (s & 1) ? s + 2 : s + 1, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
+    uint32_t s = ld_relaxed(&h->index_seq);
+    st_relaxed(&h->index_seq, (s & 1) ? s + 2 : s + 1);
+    fence_release();
 }
 static void index_end(struct shm_header *h)
 {
-    __atomic_store_n(&h->index_seq, (__atomic_load_n(&h->index_seq, __ATOMIC_RELAXED) | 1u) + 1,
-                     __ATOMIC_RELEASE);
+    st_release(&h->index_seq, (ld_relaxed(&h->index_seq) | 1u) + 1);
 }
 
 /* 0, or -1 when no bucket is empty: impossible with at most capacity live
@@ -196,12 +123,12 @@ static int bucket_put(shmlease_table *t, uint64_t hash, uint32_t entry)
 {
     uint32_t mask = t->nbuckets - 1;
     uint32_t i = (uint32_t)hash & mask;
-    for (uint32_t n = 0; __atomic_load_n(&t->buckets[i], __ATOMIC_RELAXED) != 0; n++) {
+    for (uint32_t n = 0; ld_relaxed(&t->buckets[i]) != 0; n++) {
         if (n >= t->nbuckets)
             return -1;
         i = (i + 1) & mask;
     }
-    __atomic_store_n(&t->buckets[i], bucket_make(hash, entry), __ATOMIC_RELEASE);
+    st_release(&t->buckets[i], bw_make(hash, entry));
     return 0;
 }
 
@@ -216,7 +143,7 @@ static void bucket_remove(shmlease_table *t, uint32_t entry)
         uint64_t b = t->buckets[i];
         if (b == 0 || n >= t->nbuckets)
             return;                     /* not indexed (repair will see to it) */
-        if (bucket_entry(b) == entry)
+        if (bw_entry(b) == entry)
             break;
         i = (i + 1) & mask;
     }
@@ -226,16 +153,16 @@ static void bucket_remove(shmlease_table *t, uint32_t entry)
         uint64_t b = t->buckets[j];
         if (b == 0)
             break;
-        uint32_t be = bucket_entry(b);
+        uint32_t be = bw_entry(b);
         uint32_t home = be < t->capacity ? (uint32_t)kb_hash_of(&t->entries[be]) & mask : j;
         /* B may move to hole I unless its home lies cyclically in (I, J]. */
         int stays = (i <= j) ? (i < home && home <= j) : (i < home || home <= j);
         if (stays)
             continue;
-        __atomic_store_n(&t->buckets[i], b, __ATOMIC_RELEASE);
+        st_release(&t->buckets[i], b);
         i = j;
     }
-    __atomic_store_n(&t->buckets[i], 0, __ATOMIC_RELEASE);
+    st_release(&t->buckets[i], 0);
 }
 
 static void free_push(shmlease_table *t, uint32_t entry)
@@ -250,17 +177,17 @@ static void free_push(shmlease_table *t, uint32_t entry)
 void shmlease__index_repair(shmlease_table *t)
 {
     struct shm_header *h = t->hdr;
-    h->index_intent.op = INTENT_RECOVER;
+    h->index_intent.op = SHM_INTENT_RECOVER;
     index_begin(h);
     for (uint32_t i = 0; i < t->nbuckets; i++)
-        __atomic_store_n(&t->buckets[i], 0, __ATOMIC_RELAXED);
+        st_relaxed(&t->buckets[i], 0);
     h->free_head = 0;
     uint32_t live = 0;
     for (uint32_t k = t->capacity; k-- > 0;) {
         struct shm_entry *e = &t->entries[k];
-        uint64_t w = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
-        uint16_t klen = __atomic_load_n(&e->key_len, __ATOMIC_RELAXED);
-        int usable = w_kind(w) != W_RETIRED && !(__atomic_load_n(&e->key_seq, __ATOMIC_RELAXED) & 1) &&
+        uint64_t w = ld_acquire(&e->state);
+        uint16_t klen = ld_relaxed(&e->key_len);
+        int usable = sw_kind(w) != SW_RETIRED && !(ld_relaxed(&e->key_seq) & 1) &&
                      klen >= 1 && klen <= SHMLEASE_KEY_MAX;
         if (usable) {
             /* A second live entry for the same key cannot arise from our
@@ -269,20 +196,20 @@ void shmlease__index_repair(shmlease_table *t)
             memset(&kb, 0, sizeof kb);
             memcpy(kb.w, e->key, klen);
             kb.len = klen;
-            kb.hash = __atomic_load_n(&e->hash, __ATOMIC_RELAXED);
+            kb.hash = ld_relaxed(&e->hash);
             if (shmlease__lookup(t, &kb, NULL) >= 0)
                 usable = 0;
         }
         if (!usable) {
-            for (struct lstate s = state_load(e); w_kind(s.w) != W_RETIRED; s = state_load(e)) {
-                if (state_cas(e, s, (struct lstate){W_RETIRED_WORD, s.c})) {
+            for (struct lstate s = ls_load(e); sw_kind(s.w) != SW_RETIRED; s = ls_load(e)) {
+                if (ls_cas(e, s, (struct lstate){SW_RETIRED_WORD, s.c})) {
                     shmlease__wake_waiters(e, 1);   /* they look the key up again */
                     break;
                 }
             }
-            uint32_t ks = __atomic_load_n(&e->key_seq, __ATOMIC_RELAXED);
+            uint32_t ks = ld_relaxed(&e->key_seq);
             if (ks & 1)
-                __atomic_store_n(&e->key_seq, ks + 1, __ATOMIC_RELEASE);
+                st_release(&e->key_seq, ks + 1);
             free_push(t, k);
             continue;
         }
@@ -291,20 +218,20 @@ void shmlease__index_repair(shmlease_table *t)
     }
     h->live_count = live;
     index_end(h);
-    h->index_intent.op = INTENT_NONE;
+    h->index_intent.op = SHM_INTENT_NONE;
 }
 
 /* Can entry E be retired at table time NOW? Then returns its state in *S. */
 static int retirable(shmlease_table *t, struct shm_entry *e, uint64_t now, struct lstate *s)
 {
-    *s = state_load(e);
-    switch (w_kind(s->w)) {
-    case W_FREE:
+    *s = ls_load(e);
+    switch (sw_kind(s->w)) {
+    case SW_FREE:
         return 1;
-    case W_GRACE:
-        return w_deadline(s->w) <= now;
-    case W_HELD:
-        return w_deadline(s->w) <= now || shmlease__alive(t, w_owner(s->w)) == 0;
+    case SW_GRACE:
+        return sw_deadline(s->w) <= now;
+    case SW_HELD:
+        return sw_deadline(s->w) <= now || shmlease__alive(t, sw_owner(s->w)) == 0;
     default:
         return 0;
     }
@@ -325,10 +252,10 @@ static uint32_t reap(shmlease_table *t, uint64_t now)
             struct lstate s;
             if (!retirable(t, e, now, &s))
                 continue;
-            if (pass == 0 && (uint32_t)__atomic_load_n(&e->waitgen, __ATOMIC_ACQUIRE) != 0)
+            if (pass == 0 && (uint32_t)ld_acquire(&e->waitgen) != 0)
                 continue;
-            h->index_intent = (struct shm_intent){INTENT_RETIRE, k, 0, 0};
-            if (!state_cas(e, s, (struct lstate){W_RETIRED_WORD, s.c}))
+            h->index_intent = (struct shm_intent){SHM_INTENT_RETIRE, k, 0, 0};
+            if (!ls_cas(e, s, (struct lstate){SW_RETIRED_WORD, s.c}))
                 continue;
             SHMLEASE_FAULT("retire.after_cas");
             /* Waiters of the old key look it up again (the count is read
@@ -340,7 +267,7 @@ static uint32_t reap(shmlease_table *t, uint64_t now)
             SHMLEASE_FAULT("retire.after_unlink");
             free_push(t, k);
             h->live_count--;
-            h->index_intent.op = INTENT_NONE;
+            h->index_intent.op = SHM_INTENT_NONE;
             got++;
             h->reap_cursor = k + 1;
         }
@@ -368,11 +295,11 @@ int shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins)
         return rc;
     SHMLEASE_FAULT("index.locked");
     long found = shmlease__lookup(t, kb, &ins->key_seq);
-    if (found >= 0 && w_kind(__atomic_load_n(&t->entries[found].state, __ATOMIC_ACQUIRE)) == W_RETIRED) {
+    if (found >= 0 && sw_kind(ld_acquire(&t->entries[found].state)) == SW_RETIRED) {
         /* Under the lock no retired entry is indexed; if one is, the index
          * is damaged: rebuild it. */
         shmlease__index_repair(t);
-        STAT_ADD(t, cold, recoveries);
+        stats_inc(t, cold.recoveries);
         found = shmlease__lookup(t, kb, &ins->key_seq);
     }
     if (found >= 0) {
@@ -391,35 +318,34 @@ int shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins)
         return -EAGAIN;
     }
     struct shm_entry *e = &t->entries[k];
-    h->index_intent = (struct shm_intent){INTENT_INSERT, k, 0, 0};
+    h->index_intent = (struct shm_intent){SHM_INTENT_INSERT, k, 0, 0};
     h->free_head = e->next_free;
     SHMLEASE_FAULT("insert.after_pop");
 
-    uint32_t seq = __atomic_load_n(&e->key_seq, __ATOMIC_RELAXED);
-    __atomic_store_n(&e->key_seq, seq | 1, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
+    uint32_t seq = ld_relaxed(&e->key_seq);
+    st_relaxed(&e->key_seq, seq | 1);
+    fence_release();
     for (uint32_t i = 0; i < sizeof kb->w / 8; i++)
-        __atomic_store_n((uint64_t *)(void *)(e->key + 8 * i), i < (kb->len + 7) / 8 ? kb->w[i] : 0,
-                         __ATOMIC_RELAXED);
-    __atomic_store_n(&e->key_len, (uint16_t)kb->len, __ATOMIC_RELAXED);
-    __atomic_store_n(&e->hash, kb->hash, __ATOMIC_RELAXED);
-    __atomic_store_n(&e->key_seq, (seq | 1) + 1, __ATOMIC_RELEASE);
+        st_relaxed((uint64_t *)(void *)(e->key + 8 * i), i < (kb->len + 7) / 8 ? kb->w[i] : 0);
+    st_relaxed(&e->key_len, (uint16_t)kb->len);
+    st_relaxed(&e->hash, kb->hash);
+    st_release(&e->key_seq, (seq | 1) + 1);
     ins->key_seq = (seq | 1) + 1;
     SHMLEASE_FAULT("insert.after_key");
 
     /* New key generation: waiters of the old key are gone (woken at retire). */
-    uint64_t wg = __atomic_load_n(&e->waitgen, __ATOMIC_RELAXED);
-    __atomic_store_n(&e->waitgen, ((wg >> 32) + 1) << 32, __ATOMIC_RELAXED);
+    uint64_t wg = ld_relaxed(&e->waitgen);
+    st_relaxed(&e->waitgen, ((wg >> 32) + 1) << 32);
 
     /* Commit point. Nobody else changes a RETIRED entry's state (retiring
      * happens under this lock), so the CAS cannot fail; it is a CAS only to
      * keep every state change a 16-byte atomic one. */
-    struct lstate old = state_load(e);
+    struct lstate old = ls_load(e);
     uint64_t now = shmlease__now_rel(t);
-    uint64_t deadline = w_deadline_after(now, ins->ttl_ms);
-    struct lstate n = {w_make_held(ins->owner, deadline), old.c + 1};
-    while (!state_cas(e, old, n)) {
-        old = state_load(e);
+    uint64_t deadline = sw_deadline_after(now, ins->ttl_ms);
+    struct lstate n = {sw_held(ins->owner, deadline), old.c + 1};
+    while (!ls_cas(e, old, n)) {
+        old = ls_load(e);
         n.c = old.c + 1;
     }
     SHMLEASE_FAULT("insert.after_state");
@@ -432,11 +358,11 @@ int shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins)
         /* Hostile index: rebuild it from the entries; that indexes this one
          * (already HELD) and recounts the live keys. */
         shmlease__index_repair(t);
-        STAT_ADD(t, cold, recoveries);
+        stats_inc(t, cold.recoveries);
     } else {
         h->live_count++;
     }
-    h->index_intent.op = INTENT_NONE;
+    h->index_intent.op = SHM_INTENT_NONE;
     shmlease__unlock(&h->index_mutex, &h->index_holder);
     ins->entry = k;
     ins->state = n;

@@ -1,0 +1,365 @@
+/*
+ * Acquiring a lease: one call split into named steps (acquire_begin,
+ * insert_or_find, claim_entry with takeable and wait_or_give_up,
+ * finish_claim), driven by acquire_run. The state transitions are those of
+ * lease.h; waiting is wait.c's; the key index is index.c's.
+ *
+ * Fencing tokens: drawn from the table's counter (one atomic add) AFTER the
+ * claiming CAS, then we check that the state is still ours. So a token is
+ * always drawn while its claim is current: anyone who later takes the key
+ * over (after expiry, death or break) draws a later, greater token. Tokens
+ * are greater than all tokens drawn before, for any key, for the life of the
+ * segment (docs/state-machine.md, "Fencing tokens").
+ */
+#include "lease.h"
+#include "clock.h"
+#include "compiler.h"
+#include "fault.h"
+#include "index.h"
+#include "key.h"
+#include "liveness.h"
+#include "registry.h"
+#include "wait.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define STRUCT_TRY_MS 100u     /* a try waits this long for a structural lock
+                                  whose holder is stopped, then -EBUSY */
+#define FRESH_SLACK_MS  1u     /* an acquire returns at most this much less than its ttl,
+                                  as of its last clock read */
+
+static inline uint64_t acquire_token(shmlease_table *t)
+{
+    return add_seqcst(&t->hdr->hot.fence, 1);
+}
+
+
+/* When an acquire with options O, first waiting at table time NOW, gives up. */
+static inline uint64_t wait_deadline(const shmlease_acquire_opts *o, uint64_t now)
+{
+    return o->wait_ms == SHMLEASE_WAIT_FOREVER ? UINT64_MAX : sw_deadline_after(now, (uint64_t)o->wait_ms);
+}
+
+/* Writes token and metadata of claim S into E's publication block, under
+ * the block's seqlock (pub_seq odd while writing). Only the claimer writes
+ * it, right after its CAS; a former owner paused past its deadline sees that
+ * the state is no longer its own and does not write. The block is for
+ * display only: readers accept it when its tag matches the claim count, and
+ * nothing that decides ownership reads it. */
+static void publish(struct shm_entry *e, struct lstate s, uint64_t token, const void *meta, size_t len)
+{
+    /* Plain stores, not a lock: a writer killed inside the block leaves
+     * pub_seq odd, and the next claimer's stores make it even again (a lock
+     * would stay taken for ever). Two writers can only overlap when a former
+     * owner, paused between its check below and its stores, resumes during
+     * the current owner's publication: the block may then be mixed for that
+     * claim, which display tolerates and ownership never reads. */
+    uint32_t ps = ld_relaxed(&e->pub_seq);
+    if (!ls_is(e, s.w, s.c))
+        return;
+    st_relaxed(&e->pub_seq, ps | 1);
+    fence_release();
+    SHMLEASE_FAULT("publish.mid");
+    st_relaxed(&e->pub_token, token);
+    uint16_t old_len = ld_relaxed(&e->meta_len);
+    if (len || old_len) {
+        st_relaxed(&e->meta_len, (uint16_t)len);
+        size_t full = len / 8, i;
+        for (i = 0; i < full; i++) {
+            uint64_t v;
+            memcpy(&v, (const uint8_t *)meta + 8 * i, 8);
+            st_relaxed((uint64_t *)(void *)(e->meta + 8 * i), v);
+        }
+        if (len % 8) {
+            uint64_t v = 0;
+            memcpy(&v, (const uint8_t *)meta + 8 * i, len % 8);
+            st_relaxed((uint64_t *)(void *)(e->meta + 8 * i), v);
+        }
+    }
+    st_relaxed(&e->pub_tag, (uint32_t)s.c);
+    st_release(&e->pub_seq, (ps | 1) + 1);
+}
+
+/* ---- acquire -------------------------------------------------------------- */
+
+/* One acquire call: what it was asked, and what it learnt so far. */
+struct acquire {
+    shmlease_table *t;
+    const shmlease_acquire_opts *o;
+    struct keybuf kb;
+    uint64_t rw;               /* our registration */
+    uint32_t me;               /* our registry slot */
+    uint64_t wait_until;       /* table time at which the wait gives up, 0: not computed */
+    uint64_t wait_start;       /* table time of the first sleep */
+    unsigned sleeps;
+    int      counted_contended, counted_wait;
+    struct deathwatch dw;
+};
+
+/* Where an acquire stands on one entry. */
+struct target {
+    long     ei;               /* entry */
+    uint32_t kseq;             /* key_seq under which it holds our key */
+    struct lstate s;           /* the state we claimed (valid once claimed) */
+};
+
+enum step { STEP_CLAIMED = 1, STEP_FOUND, STEP_AGAIN, STEP_RELOOKUP };
+
+/* How long an acquire may wait for a structural lock: a try allows
+ * STRUCT_TRY_MS for a stopped lock holder, a timed wait what is left of it. */
+static uint64_t struct_lock_ms(struct acquire *a, uint64_t now)
+{
+    if (a->o->wait_ms == 0)
+        return STRUCT_TRY_MS;
+    if (a->o->wait_ms == SHMLEASE_WAIT_FOREVER)
+        return UINT64_MAX;
+    if (!a->wait_until)
+        a->wait_until = wait_deadline(a->o, now);
+    return a->wait_until > now ? a->wait_until - now : 0;
+}
+
+/* A structural lock that stayed taken: a try reports the key busy. */
+static int struct_lock_gave_up(struct acquire *a, int rc)
+{
+    if (rc != -ETIMEDOUT)
+        return rc;
+    if (a->o->wait_ms == 0) {
+        stats_inc(a->t, cold.busy);
+        return -EBUSY;
+    }
+    stats_inc(a->t, cold.timeouts);
+    return -ETIMEDOUT;
+}
+
+static int acquire_begin(struct acquire *a, shmlease_table *t, const char *key,
+                         const shmlease_acquire_opts *o, const shmlease_lease *out)
+{
+    if (!t || !o || !out)
+        return -EINVAL;
+    int rc = shmlease__key_prepare(t, key, &a->kb);
+    if (rc)
+        return rc;
+    if (o->ttl_ms == 0 || o->wait_ms < SHMLEASE_WAIT_FOREVER)
+        return -EINVAL;
+    if (o->metadata_len > SHMLEASE_METADATA_MAX || (o->metadata_len && !o->metadata))
+        return -EINVAL;
+    if (t->readonly)
+        return -EPERM;
+    a->t = t;
+    a->o = o;
+    /* Not yet registered in this process (a fork child): register, waiting
+     * for the registry lock as long as the call may wait. */
+    if (unlikely(handle_slot(t) == 0)) {
+        rc = shmlease__ensure_registered(t, struct_lock_ms(a, shmlease__now_rel(t)));
+        if (rc)
+            return struct_lock_gave_up(a, rc);
+    }
+    a->rw = handle_regword(t);
+    a->me = regword_slot(a->rw);
+    return a->me ? 0 : -ESTALE;   /* 0 cannot happen: just registered */
+}
+
+/* The key is not in the index (as far as a lock-free look can tell): under
+ * index_mutex, find it or insert it already claimed by us. */
+static int insert_or_find(struct acquire *a, struct target *tg)
+{
+    struct shmlease__insert ins = {.kb = &a->kb, .owner = a->me, .ttl_ms = a->o->ttl_ms,
+                                   .lock_ms = struct_lock_ms(a, shmlease__now_rel(a->t))};
+    int rc = shmlease__insert_held(a->t, &ins);
+    if (rc == -EAGAIN)
+        return STEP_AGAIN;
+    if (rc < 0)
+        return struct_lock_gave_up(a, rc);
+    tg->ei = ins.entry;
+    tg->kseq = ins.key_seq;
+    tg->s = ins.state;
+    return rc == 1 ? STEP_CLAIMED : STEP_FOUND;
+}
+
+/* May the acquire take word W now? Counts why in the statistics when the
+ * CAS then succeeds (see claim_entry). 0: no; else TAKE_*. */
+enum { TAKE_FREE = 1, TAKE_EXPIRED, TAKE_GRACE_OVER, TAKE_DEAD };
+
+static int takeable(struct acquire *a, uint64_t w, uint64_t now)
+{
+    uint64_t k = sw_kind(w);
+    if (k == SW_FREE)
+        return TAKE_FREE;
+    if (sw_deadline(w) <= now)
+        return k == SW_HELD ? TAKE_EXPIRED : TAKE_GRACE_OVER;
+    /* Ask the kernel (the registry lock is the only proof of death), except
+     * before the first (short) sleep of a waiting acquire: most waits end
+     * with a release, and the syscall would only slow the hand-off. */
+    if (k == SW_HELD && sw_owner(w) != a->me && (a->o->wait_ms == 0 || a->sleeps > 0) &&
+        shmlease__alive(a->t, sw_owner(w)) == 0)
+        return TAKE_DEAD;
+    return 0;
+}
+
+/* The key is held by someone else (or by us: leases are not re-entrant).
+ * 0 after a sleep, or the code that ends the acquire. */
+static int wait_or_give_up(struct acquire *a, struct shm_entry *e, uint64_t w, uint64_t now)
+{
+    shmlease_table *t = a->t;
+    if (!a->counted_contended) {
+        a->counted_contended = 1;
+        stats_inc(t, cold.contended);
+    }
+    if (a->o->wait_ms == 0) {
+        stats_inc(t, cold.busy);
+        return -EBUSY;
+    }
+    if (!a->wait_until)
+        a->wait_until = wait_deadline(a->o, now);
+    if (now >= a->wait_until) {
+        stats_inc(t, cold.timeouts);
+        shmlease__wake_waiters(e, 0);   /* pass on a wake-up we may have consumed */
+        return -ETIMEDOUT;
+    }
+    if (!a->counted_wait) {
+        a->counted_wait = 1;
+        stats_inc(t, cold.waits);
+    }
+    if (a->sleeps == 0)
+        a->wait_start = now;
+    shmlease__wait_for_change(t, e, w, now, a->wait_until, &a->dw, now - a->wait_start < WAIT_WATCH_AFTER_MS);
+    a->sleeps++;
+    return 0;
+}
+
+/* Takes the entry when it is free, expired or its holder is dead, else waits
+ * as the options say. STEP_CLAIMED with tg->s, STEP_RELOOKUP when the entry
+ * no longer holds our key, or the code that ends the acquire. */
+static int claim_entry(struct acquire *a, struct target *tg)
+{
+    shmlease_table *t = a->t;
+    struct shm_entry *e = &t->entries[tg->ei];
+    for (;;) {
+        struct lstate s = ls_load(e);
+        /* The state belongs to our key only if the key did not change. */
+        if (sw_kind(s.w) == SW_RETIRED || ld_acquire(&e->key_seq) != tg->kseq)
+            return STEP_RELOOKUP;
+        uint64_t now = shmlease__now_rel(t);
+        int why = takeable(a, s.w, now);
+        if (why) {
+            /* The deadline of a new claim comes from a clock read just before
+             * its CAS, never before a wait: stop watching a holder first
+             * (joining the watch thread can take a while on a busy machine). */
+            if (a->dw.running) {
+                shmlease__deathwatch_stop(&a->dw);
+                continue;
+            }
+            struct lstate n = {sw_held(a->me, sw_deadline_after(now, a->o->ttl_ms)), s.c + 1};
+            if (!ls_cas(e, s, n))
+                continue;
+            if (why == TAKE_EXPIRED)
+                stats_inc(t, cold.expirations);
+            else if (why == TAKE_DEAD)
+                stats_inc(t, cold.reclaimed_dead);
+            tg->s = n;
+            return STEP_CLAIMED;
+        }
+        int rc = wait_or_give_up(a, e, s.w, now);
+        if (rc)
+            return rc;
+    }
+}
+
+/* Draws the fencing token of a claim and fills the lease. 0, or -EAGAIN when
+ * the claim was lost before its token was drawn (start over). */
+static int finish_claim(struct acquire *a, const struct target *tg, shmlease_lease *out)
+{
+    shmlease_table *t = a->t;
+    struct shm_entry *e = &t->entries[tg->ei];
+    /* Whatever path claimed (an insert after a wait, too), the watch thread
+     * is joined before the deadline is checked for the last time. */
+    shmlease__deathwatch_stop(&a->dw);
+    SHMLEASE_FAULT("acquire.after_cas");
+    uint64_t token = acquire_token(t);
+    SHMLEASE_FAULT("acquire.after_token");
+    /* Still ours after the token was drawn? Then anyone who takes the key
+     * later does so after this point and draws a greater token. If not, we
+     * lost it in between: this token is wasted, start over. */
+    if (!ls_is(e, tg->s.w, tg->s.c)) {
+        stats_inc(t, cold.other_tokens);
+        return -EAGAIN;
+    }
+    publish(e, tg->s, token, a->o->metadata, a->o->metadata_len);
+    /* A lease valid for about ttl_ms from our return: if this thread was
+     * held up since the claim (a page fault behind another thread's fork, a
+     * publication block held by a paused writer), move the deadline to now
+     * + ttl by the same CAS a renew makes; failing it, the claim was lost
+     * meanwhile and we start over. */
+    struct lstate s = tg->s;
+    uint64_t fresh = sw_deadline_after(shmlease__now_rel(t), a->o->ttl_ms);
+    if (fresh > sw_deadline(s.w) + FRESH_SLACK_MS) {
+        struct lstate n = {sw_held(a->me, fresh), s.c};
+        if (!ls_cas(e, s, n)) {
+            stats_inc(t, cold.other_tokens);
+            return -EAGAIN;
+        }
+        s = n;
+    }
+    memset(out, 0, sizeof *out);
+    out->fencing_token = token;
+    out->expires_at_ms = t->created_at + sw_deadline(s.w);
+    L_ENTRY(out) = (uint64_t)tg->ei;
+    L_WORD(out) = s.w;
+    L_CLAIM(out) = s.c;
+    L_REG(out) = a->rw;
+    L_EPOCH(out) = t->epoch;
+    return 0;
+}
+
+static int acquire_run(struct acquire *a, shmlease_lease *out)
+{
+    int locked_lookup = 0;
+    for (;;) {
+        struct target tg = {0};
+        int rc = STEP_FOUND;
+        /* After finding a retired entry, look up under index_mutex: the
+         * retirer may have died before unlinking it, and the lock's recovery
+         * is what rebuilds the index. */
+        tg.ei = locked_lookup ? -1 : shmlease__lookup(a->t, &a->kb, &tg.kseq);
+        locked_lookup = 0;
+        if (tg.ei < 0)
+            rc = insert_or_find(a, &tg);
+        if (rc == STEP_FOUND)
+            rc = claim_entry(a, &tg);
+        if (rc == STEP_RELOOKUP)
+            locked_lookup = 1;
+        if (rc == STEP_CLAIMED && (rc = finish_claim(a, &tg, out)) == 0)
+            return 0;
+        if (rc < 0 && rc != -EAGAIN)
+            return rc;
+    }
+}
+
+SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
+                             shmlease_lease *out)
+{
+    struct acquire a;
+    memset(&a, 0, sizeof a);
+    shmlease__deathwatch_init(&a.dw);
+    int rc = acquire_begin(&a, t, key, o, out);
+    if (rc == 0)
+        rc = acquire_run(&a, out);
+    shmlease__deathwatch_stop(&a.dw);
+    return rc;
+}
+
+SHM_API int shmlease_with(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
+                          int (*fn)(const shmlease_lease *l, void *arg), void *arg)
+{
+    if (!fn)
+        return -EINVAL;
+    shmlease_lease l;
+    int rc = shmlease_acquire(t, key, o, &l);
+    if (rc)
+        return rc;
+    int r = fn(&l, arg);
+    shmlease_release(t, &l);
+    return r;
+}
+

@@ -1,0 +1,37 @@
+/*
+ * The key index: which entry holds a key. Lock-free lookups; insertion,
+ * retirement and repair under index_mutex.
+ */
+#ifndef SHMLEASE_INDEX_H
+#define SHMLEASE_INDEX_H
+
+#include "key.h"
+#include "state.h"
+#include "table.h"
+
+#include <stdint.h>
+
+/* Lock-free lookup: the entry holding KB's key, or -1 (maybe wrongly: a miss
+ * is confirmed under the lock). *KEY_SEQ (if not NULL) gets the key_seq under
+ * which it matched. */
+long shmlease__lookup(const shmlease_table *t, const struct keybuf *kb, uint32_t *key_seq);
+/* A lookup for readers that must not miss and never write (inspect, break). */
+long shmlease__lookup_stable(const shmlease_table *t, const struct keybuf *kb, uint32_t *key_seq);
+
+struct shmlease__insert {
+    const struct keybuf *kb;   /* in: the key */
+    uint32_t owner;            /* in: our registry slot */
+    uint64_t ttl_ms;           /* in */
+    uint64_t lock_ms;          /* in: longest wait for index_mutex */
+    long     entry;            /* out: the key's entry */
+    uint32_t key_seq;          /* out: its key_seq */
+    struct lstate state;       /* out, when inserted: the claimed state */
+};
+/* Finds or inserts INS->kb under index_mutex: 1 inserted (HELD by
+ * INS->owner), 0 found, or -ENOSPC, -ETIMEDOUT, -EAGAIN (look again), -EPROTO. */
+int  shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins);
+/* The index mutex's repair routine: rebuilds buckets, free list and live
+ * count from the entries. */
+void shmlease__index_repair(shmlease_table *t);
+
+#endif

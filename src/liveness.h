@@ -1,0 +1,26 @@
+/*
+ * Liveness of a registered handle: the kernel-held OFD write lock on its
+ * registry slot's byte of the lock file (docs/liveness.md). Never a PID.
+ */
+#ifndef SHMLEASE_LIVENESS_H
+#define SHMLEASE_LIVENESS_H
+
+#include "table.h"
+
+#include <stdint.h>
+
+/* Is the handle registered in slot IDX alive? 1, 0, or -1 cannot tell. */
+int  shmlease__alive(const shmlease_table *t, uint32_t idx);
+
+/* Liveness as a handle without the lock file sees it (a read-only handle of
+ * a user who may not open it): the WRITE OFD locks on the lock file listed in
+ * /proc/locks, read once per view. */
+struct shmlease__liveview {
+    int     state;                      /* 0 not read yet, 1 read, -1 unavailable */
+    uint8_t held[SHM_REG_SLOTS / 8];        /* bit i: slot i's byte is write-locked */
+};
+/* shmlease__alive, reading /proc/locks at most once per view LV (NULL: once
+ * per call) when T has no lock-file descriptor. */
+int  shmlease__alive_v(const shmlease_table *t, uint32_t idx, struct shmlease__liveview *lv);
+
+#endif

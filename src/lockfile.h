@@ -1,0 +1,48 @@
+/*
+ * The lock file "/shmlease-lk.NAME": empty, never mapped, open only to the
+ * classes (user, group, other) that may write the segment. Every file lock
+ * of a table lives there (docs/first-opener.md, docs/liveness.md):
+ *   byte SHM_LK_INIT_BYTE      the init lock: whoever initialises the segment
+ *                              or unlinks the table holds it (write);
+ *   byte SHM_LK_REG_BASE + i   held (write) by the handle registered in
+ *                              registry slot i for as long as it is attached.
+ * Open-file-description locks (F_OFD_SETLK): the kernel drops them when the
+ * last descriptor of the open file description closes, i.e. when the
+ * process dies.
+ */
+#ifndef SHMLEASE_LOCKFILE_H
+#define SHMLEASE_LOCKFILE_H
+
+#include "table.h"
+
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+/* Byte of registry slot IDX in the lock file. */
+static inline uint64_t shmlease__reg_lock_off(uint32_t idx) { return (uint64_t)SHM_LK_REG_BASE + idx; }
+/* The lock file's mode for a segment of mode SEGMENT_MODE. */
+mode_t shmlease__lk_mode(mode_t segment_mode);
+/* One OFD lock operation (F_WRLCK, F_RDLCK, F_UNLCK) on byte OFF: 0 or -errno. */
+int  shmlease__ofd_lock(int fd, short type, off_t off, int wait);
+
+/* Opens or creates T's lock file (mode MODE when it creates it) into t->fd. */
+int  shmlease__lk_open(shmlease_table *t, mode_t mode);
+/* Polls for the init lock on FD until DEADLINE (monotonic ms): 0,
+ * -ETIMEDOUT (an initialiser that is stopped) or another error. */
+int  shmlease__lk_init_lock_until(int fd, uint64_t deadline);
+void shmlease__lk_init_unlock(int fd);
+/* Is FD still the file linked as NAME's lock file? Fills *ST. */
+int  shmlease__lk_linked(int fd, const char *name, struct stat *st);
+/* Removes NAME's lock file if it is still the file LK. */
+void shmlease__lk_unlink(const char *name, const struct stat *lk);
+/* May the lock file LK (descriptor FD) serve the segment S? 0 or -EACCES/-EPROTO. */
+int  shmlease__lk_trusted(int fd, const struct stat *lk, const struct stat *s);
+/* Opens NAME's lock file again by name, if it is still the file INO/DEV. */
+int  shmlease__lk_open_same(const char *name, int readonly, ino_t ino, dev_t dev);
+/* A read-only handle: the lock file read-only into t->fd, if allowed. */
+void shmlease__lk_open_readonly(shmlease_table *t);
+/* A handle whose descriptor was lost in a fork child: 0 or -EBADF. */
+int  shmlease__reopen_fd(shmlease_table *t);
+
+#endif

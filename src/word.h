@@ -1,0 +1,61 @@
+/* The lease state word and the bucket word: bit codecs, no memory access. */
+#ifndef SHMLEASE_WORD_H
+#define SHMLEASE_WORD_H
+
+#include <stdint.h>
+
+/*
+ * The lease state word (64 bits):
+ *
+ *   63..62  kind    RETIRED 0 | FREE 1 | HELD 2 | GRACE 3
+ *   HELD:   61..50 owner (registry slot), 49..40 zero, 39..0 deadline
+ *   GRACE:  61..40 zero, 39..0 deadline (held by nobody)
+ *   FREE, RETIRED: 61..0 zero
+ *
+ * The deadline lives IN the word, and the word and the claim counter change
+ * in one CAS: no reader can see a new owner beside an old deadline, and a
+ * lease value (word, claim) names exactly one claim. A lease that was lost
+ * (taken over, broken, swept) can never match the state again, because any
+ * later claim has a greater claim count; no counter that wraps is involved.
+ * Deadlines are milliseconds since the table's created_at (40 bits: 34
+ * years), clamped at that horizon.
+ */
+#define SW_KIND_SHIFT   62
+#define SW_RETIRED      UINT64_C(0)
+#define SW_FREE         UINT64_C(1)
+#define SW_HELD         UINT64_C(2)
+#define SW_GRACE        UINT64_C(3)
+#define SW_OWNER_SHIFT  50
+#define SW_OWNER_BITS   12
+#define SW_OWNER_MASK   ((UINT64_C(1) << SW_OWNER_BITS) - 1)
+#define SW_DEADLINE_BITS 40
+#define SW_DEADLINE_MASK ((UINT64_C(1) << SW_DEADLINE_BITS) - 1)
+
+static inline uint64_t sw_kind(uint64_t w)     { return w >> SW_KIND_SHIFT; }
+static inline uint32_t sw_owner(uint64_t w)    { return (uint32_t)((w >> SW_OWNER_SHIFT) & SW_OWNER_MASK); }
+static inline uint64_t sw_deadline(uint64_t w) { return w & SW_DEADLINE_MASK; }
+static inline uint64_t sw_held(uint32_t owner, uint64_t deadline)
+{
+    return (SW_HELD << SW_KIND_SHIFT) | ((uint64_t)(owner & SW_OWNER_MASK) << SW_OWNER_SHIFT)
+         | (deadline & SW_DEADLINE_MASK);
+}
+static inline uint64_t sw_grace(uint64_t deadline) { return (SW_GRACE << SW_KIND_SHIFT) | (deadline & SW_DEADLINE_MASK); }
+#define SW_FREE_WORD    (SW_FREE << SW_KIND_SHIFT)
+#define SW_RETIRED_WORD (SW_RETIRED << SW_KIND_SHIFT)
+/* NOW + MS, clamped at the 40-bit horizon of deadlines. */
+static inline uint64_t sw_deadline_after(uint64_t now, uint64_t ms)
+{
+    return ms >= SW_DEADLINE_MASK - now ? SW_DEADLINE_MASK : now + ms;
+}
+/* Held (or in grace) and not expired at table time NOW. */
+static inline int sw_live(uint64_t w, uint64_t now)
+{
+    uint64_t k = sw_kind(w);
+    return (k == SW_HELD || k == SW_GRACE) && sw_deadline(w) > now;
+}
+
+/* Bucket word: hi32 = hash >> 32 (a filter), lo32 = entry + 1; 0 = empty. */
+static inline uint64_t bw_make(uint64_t hash, uint32_t entry) { return (hash & UINT64_C(0xffffffff00000000)) | (uint64_t)(entry + 1); }
+static inline uint32_t bw_entry(uint64_t b) { return (uint32_t)b - 1; }
+
+#endif
