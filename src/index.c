@@ -37,20 +37,17 @@
 
 #include <errno.h>
 #include <string.h>
-#include <urcu/futex.h>
 
-/* Lock-free lookup: the entry holding KB's key, or -1 (maybe wrongly: see the
- * top of this file). *KEY_SEQ gets the key_seq under which it matched. */
 long shmlease__lookup(const shmlease_table *t, const struct keybuf *kb, uint32_t *key_seq)
 {
     uint32_t mask = t->nbuckets - 1;
     uint32_t i = (uint32_t)kb->hash & mask;
-    uint64_t tag = kb->hash & UINT64_C(0xffffffff00000000);
+    uint64_t tag = bw_tag(kb->hash);
     for (uint32_t probes = 0; probes < t->nbuckets; probes++) {
         uint64_t b = ld_acquire(&t->buckets[i]);
-        if (b == 0)
-            return -1;
-        if ((b & UINT64_C(0xffffffff00000000)) == tag) {
+        if (b == BW_EMPTY)
+            return -ENOENT;
+        if (bw_tag(b) == tag) {
             uint32_t ei = bw_entry(b);
             if (ei < t->capacity) {
                 const struct shm_entry *e = &t->entries[ei];
@@ -64,7 +61,7 @@ long shmlease__lookup(const shmlease_table *t, const struct keybuf *kb, uint32_t
         }
         i = (i + 1) & mask;
     }
-    return -1;
+    return -ENOENT;
 }
 
 /* A lookup for readers that must not miss (inspect): retries while the index
@@ -80,7 +77,7 @@ long shmlease__lookup_stable(const shmlease_table *t, const struct keybuf *kb, u
         fence_acquire();
         uint32_t s2 = ld_relaxed(&t->hdr->index_seq);
         if (!(s1 & 1) && s1 == s2)
-            return -1;
+            return -ENOENT;
     }
     for (uint32_t i = 0; i < t->capacity; i++) {
         const struct shm_entry *e = &t->entries[i];
@@ -92,7 +89,7 @@ long shmlease__lookup_stable(const shmlease_table *t, const struct keybuf *kb, u
             return i;
         }
     }
-    return -1;
+    return -ENOENT;
 }
 
 /* ---- the index (under index_mutex) ---------------------------------------- */
@@ -255,8 +252,10 @@ static uint32_t reap(shmlease_table *t, uint64_t now)
             if (pass == 0 && (uint32_t)ld_acquire(&e->waitgen) != 0)
                 continue;
             h->index_intent = (struct shm_intent){SHM_INTENT_RETIRE, k, 0, 0};
-            if (!ls_cas(e, s, (struct lstate){SW_RETIRED_WORD, s.c}))
+            if (!ls_cas(e, s, (struct lstate){SW_RETIRED_WORD, s.c})) {
+                h->index_intent.op = SHM_INTENT_NONE;
                 continue;
+            }
             SHMLEASE_FAULT("retire.after_cas");
             /* Waiters of the old key look it up again (the count is read
              * after the CAS, like every other transition). */
@@ -275,53 +274,42 @@ static uint32_t reap(shmlease_table *t, uint64_t now)
     return got;
 }
 
-/*
- * Slow path of acquire for a key not found by the lock-free lookup. Under
- * index_mutex: looks again; if the key is there returns 0 with its entry
- * (the caller claims it the usual way). Otherwise takes a free entry
- * (retiring free keys if none), writes the key and publishes the entry
- * already HELD by INS->owner, so an inserted key is never seen unowned, and
- * returns 1. The deadline is computed once the lock is held: a wait for the
- * lock never shortens the lease. Waits at most INS->lock_ms for index_mutex.
- * Returns 1, 0, -ENOSPC, -ETIMEDOUT (the lock stayed taken), -EAGAIN (the
- * index was rebuilt: look again), or a lock error.
- */
-int shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins)
+/* Under index_mutex: the entry of KB's key, or -ENOENT. Under the lock no
+ * retired entry is indexed; if one is, the index is damaged: rebuilt. */
+static long find_locked(shmlease_table *t, const struct keybuf *kb, uint32_t *key_seq)
 {
-    struct shm_header *h = t->hdr;
-    const struct keybuf *kb = ins->kb;
-    int rc = shmlease__lock_for(t, &h->index_mutex, &h->index_holder, shmlease__index_repair, ins->lock_ms);
-    if (rc)
-        return rc;
-    SHMLEASE_FAULT("index.locked");
-    long found = shmlease__lookup(t, kb, &ins->key_seq);
+    long found = shmlease__lookup(t, kb, key_seq);
     if (found >= 0 && sw_kind(ld_acquire(&t->entries[found].state)) == SW_RETIRED) {
-        /* Under the lock no retired entry is indexed; if one is, the index
-         * is damaged: rebuild it. */
         shmlease__index_repair(t);
         stats_inc(t, cold.recoveries);
-        found = shmlease__lookup(t, kb, &ins->key_seq);
+        found = shmlease__lookup(t, kb, key_seq);
     }
-    if (found >= 0) {
-        shmlease__unlock(&h->index_mutex, &h->index_holder);
-        ins->entry = found;
-        return 0;
-    }
-    if (h->free_head == 0 && reap(t, shmlease__now_rel(t)) == 0) {
-        shmlease__unlock(&h->index_mutex, &h->index_holder);
+    return found;
+}
+
+/* Under index_mutex: takes an entry off the free list (retiring free keys
+ * when it is empty). The entry, -ENOSPC, or -EAGAIN after rebuilding a
+ * corrupt free list. */
+static long take_free_entry(shmlease_table *t)
+{
+    struct shm_header *h = t->hdr;
+    if (h->free_head == 0 && reap(t, shmlease__now_rel(t)) == 0)
         return -ENOSPC;
-    }
     uint32_t k = h->free_head - 1;
-    if (k >= t->capacity) {             /* corrupt free list: rebuild it */
+    if (k >= t->capacity) {
         shmlease__index_repair(t);
-        shmlease__unlock(&h->index_mutex, &h->index_holder);
         return -EAGAIN;
     }
-    struct shm_entry *e = &t->entries[k];
     h->index_intent = (struct shm_intent){SHM_INTENT_INSERT, k, 0, 0};
-    h->free_head = e->next_free;
+    h->free_head = t->entries[k].next_free;
     SHMLEASE_FAULT("insert.after_pop");
+    return k;
+}
 
+/* Writes KB into the (RETIRED) entry E under its key seqlock and starts a
+ * new waiter generation. Returns the entry's new key_seq. */
+static uint32_t write_key(struct shm_entry *e, const struct keybuf *kb)
+{
     uint32_t seq = ld_relaxed(&e->key_seq);
     st_relaxed(&e->key_seq, seq | 1);
     fence_release();
@@ -330,20 +318,24 @@ int shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins)
     st_relaxed(&e->key_len, (uint16_t)kb->len);
     st_relaxed(&e->hash, kb->hash);
     st_release(&e->key_seq, (seq | 1) + 1);
-    ins->key_seq = (seq | 1) + 1;
     SHMLEASE_FAULT("insert.after_key");
-
     /* New key generation: waiters of the old key are gone (woken at retire). */
     uint64_t wg = ld_relaxed(&e->waitgen);
     st_relaxed(&e->waitgen, ((wg >> 32) + 1) << 32);
+    return (seq | 1) + 1;
+}
 
-    /* Commit point. Nobody else changes a RETIRED entry's state (retiring
-     * happens under this lock), so the CAS cannot fail; it is a CAS only to
-     * keep every state change a 16-byte atomic one. */
+/* The commit point of an insert: entry K becomes HELD by INS->owner, then
+ * gets its bucket. Nobody else changes a RETIRED entry's state (retiring
+ * happens under this lock), so the CAS cannot fail; it is a CAS only to keep
+ * every state change a 16-byte atomic one. The deadline is computed here,
+ * once the lock is held: a wait for the lock never shortens the lease. */
+static void commit_insert(shmlease_table *t, uint32_t k, struct shmlease__insert *ins)
+{
+    struct shm_header *h = t->hdr;
+    struct shm_entry *e = &t->entries[k];
     struct lstate old = ls_load(e);
-    uint64_t now = shmlease__now_rel(t);
-    uint64_t deadline = sw_deadline_after(now, ins->ttl_ms);
-    struct lstate n = {sw_held(ins->owner, deadline), old.c + 1};
+    struct lstate n = {sw_held(ins->owner, sw_deadline_after(shmlease__now_rel(t), ins->ttl_ms)), old.c + 1};
     while (!ls_cas(e, old, n)) {
         old = ls_load(e);
         n.c = old.c + 1;
@@ -351,7 +343,7 @@ int shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins)
     SHMLEASE_FAULT("insert.after_state");
     index_begin(h);
     SHMLEASE_FAULT("insert.mid_index");
-    int full = bucket_put(t, kb->hash, k);
+    int full = bucket_put(t, ins->kb->hash, k);
     index_end(h);
     SHMLEASE_FAULT("insert.after_bucket");
     if (full) {
@@ -363,8 +355,40 @@ int shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins)
         h->live_count++;
     }
     h->index_intent.op = SHM_INTENT_NONE;
-    shmlease__unlock(&h->index_mutex, &h->index_holder);
     ins->entry = k;
     ins->state = n;
-    return 1;
+}
+
+/*
+ * Slow path of acquire for a key not found by the lock-free lookup. Under
+ * index_mutex: looks again; if the key is there returns 0 with its entry
+ * (the caller claims it the usual way). Otherwise takes a free entry, writes
+ * the key and publishes the entry already HELD by INS->owner, so an inserted
+ * key is never seen unowned, and returns 1. Waits at most INS->lock_ms for
+ * index_mutex. Returns 1, 0, -ENOSPC, -ETIMEDOUT (the lock stayed taken),
+ * -EAGAIN (the index was rebuilt: look again), or a lock error.
+ */
+int shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins)
+{
+    struct shm_header *h = t->hdr;
+    int rc = shmlease__lock_for(t, &h->index_mutex, &h->index_holder, shmlease__index_repair, ins->lock_ms);
+    if (rc)
+        return rc;
+    SHMLEASE_FAULT("index.locked");
+    long k = find_locked(t, ins->kb, &ins->key_seq);
+    if (k >= 0) {
+        ins->entry = k;
+        rc = 0;
+    } else {
+        k = take_free_entry(t);
+        if (k >= 0) {
+            ins->key_seq = write_key(&t->entries[k], ins->kb);
+            commit_insert(t, (uint32_t)k, ins);
+            rc = 1;
+        } else {
+            rc = (int)k;
+        }
+    }
+    shmlease__unlock(&h->index_mutex, &h->index_holder);
+    return rc;
 }

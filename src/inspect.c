@@ -15,6 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A snapshot gives up on an entry that keeps changing after SNAPSHOT_TRIES
+ * reads; after SNAPSHOT_PUB_TRIES it shows a lease whose publication block
+ * stays odd (its writer was killed or is stopped inside it) without it
+ * (token 0, no metadata) rather than not at all. */
+#define SNAPSHOT_TRIES     64
+#define SNAPSHOT_PUB_TRIES 48
+#define ALIVE_UNASKED       2   /* in an alive cache: not asked yet */
+
+
 /* Sleeping waiters of live handles, per entry, from the wait records. The
  * entry's raw counter cannot tell a waiter that was killed; the records of a
  * dead handle are simply not counted. */
@@ -42,7 +51,7 @@ static void waitview_build(const shmlease_table *t, struct waitview *wv, int8_t 
             any |= ld_relaxed(&recs[k]) != 0;
         if (!any)
             continue;
-        if (alive_cache[i] == 2)
+        if (alive_cache[i] == ALIVE_UNASKED)
             alive_cache[i] = (int8_t)shmlease__alive_v(t, i, lv);
         if (alive_cache[i] == 0)
             continue;
@@ -93,81 +102,100 @@ static uint32_t waitview_count(const struct waitview *wv, uint32_t entry)
     return n;
 }
 
-/* A consistent snapshot of entry E into INFO at table time NOW.
- * Returns 1 when the entry is a live lease (held or grace, unexpired). */
+/* An entry's key and publication block as read once, maybe torn. */
+struct entry_read {
+    uint64_t kw[(SHMLEASE_KEY_MAX + 1) / 8];
+    uint64_t mw[SHMLEASE_METADATA_MAX / 8];
+    uint32_t klen, mlen, tag;
+    uint64_t token;
+    int      pub_ok;           /* the publication block was stable (seq PS, even) */
+};
+
+static void read_entry(const struct shm_entry *e, uint32_t ps, struct entry_read *r)
+{
+    r->klen = ld_relaxed(&e->key_len);
+    for (size_t i = 0; i < sizeof r->kw / 8; i++)
+        r->kw[i] = shmlease__key_word(e, (uint32_t)i);
+    r->mlen = ld_relaxed(&e->meta_len);
+    for (size_t i = 0; i < sizeof r->mw / 8; i++)
+        r->mw[i] = ld_relaxed((const uint64_t *)(const void *)(e->meta + 8 * i));
+    r->token = ld_relaxed(&e->pub_token);
+    r->tag = ld_relaxed(&e->pub_tag);
+    fence_acquire();
+    r->pub_ok = !(ps & 1) && ld_relaxed(&e->pub_seq) == ps;
+}
+
+/* Who holds word W (HELD): the registry's record, and whether it lives. One
+ * walk asks the kernel once per holder (ALIVE_CACHE), not once per lease. */
+static void fill_holder(const shmlease_table *t, uint64_t w, shmlease_info *info, int8_t *alive_cache,
+                        struct shmlease__liveview *lv)
+{
+    uint32_t owner = sw_owner(w);
+    const struct shm_reg *r = &t->reg[owner];
+    info->holder_handle = owner;
+    info->holder_pid = ld_relaxed(&r->pid);
+    info->holder_start_time = ld_relaxed(&r->start_time);
+    uint64_t ns = ld_relaxed(&r->pidns_ino);
+    info->holder_other_pidns = ns && t->my_pidns && ns != t->my_pidns;
+    if (!alive_cache) {
+        info->holder_alive = shmlease__alive_v(t, owner, lv);
+        return;
+    }
+    if (alive_cache[owner] == ALIVE_UNASKED)
+        alive_cache[owner] = (int8_t)shmlease__alive_v(t, owner, lv);
+    info->holder_alive = alive_cache[owner];
+}
+
+/* INFO from a stable read R of state ST at table time NOW. */
+static void fill_info(const shmlease_table *t, struct lstate st, const struct entry_read *r, uint64_t now,
+                      shmlease_info *info, int8_t *alive_cache, struct shmlease__liveview *lv)
+{
+    memset(info, 0, sizeof *info);
+    memcpy(info->key, r->kw, r->klen);
+    info->key[r->klen] = 0;
+    /* The publication block describes this claim only if its tag says so
+     * (a grace period keeps the claim that entered it); a claimer between
+     * its CAS and its publication shows token 0. */
+    if (r->pub_ok && r->tag == (uint32_t)st.c) {
+        uint32_t mlen = r->mlen <= SHMLEASE_METADATA_MAX ? r->mlen : SHMLEASE_METADATA_MAX;
+        info->fencing_token = r->token;
+        memcpy(info->metadata, r->mw, mlen);
+        info->metadata_len = mlen;
+    }
+    info->expires_at_ms = t->created_at + sw_deadline(st.w);
+    info->remaining_ms = (int64_t)sw_deadline(st.w) - (int64_t)now;
+    if (sw_kind(st.w) == SW_GRACE) {
+        info->in_grace = 1;
+        info->holder_pid = 0;
+        info->holder_alive = -1;
+    } else {
+        fill_holder(t, st.w, info, alive_cache, lv);
+    }
+}
+
+/* A consistent snapshot of entry E into INFO at table time NOW (of key_seq
+ * *WANT_KEY_SEQ when not NULL). 1 when the entry is a live lease (held or
+ * grace, unexpired), else 0. */
 static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t now,
                     const uint32_t *want_key_seq, shmlease_info *info, int8_t *alive_cache,
                     struct shmlease__liveview *lv)
 {
-    for (int tries = 0; tries < 64; tries++) {
-        /* A publication block that stays odd has a writer that was killed
-         * or is stopped inside it: after a while, show the lease without it
-         * (token 0, no metadata) rather than not at all. */
-        const int skip_pub = tries >= 48;
+    for (int tries = 0; tries < SNAPSHOT_TRIES; tries++) {
+        const int skip_pub = tries >= SNAPSHOT_PUB_TRIES;
         struct lstate st = ls_snapshot(e);
-        uint64_t w = st.w;
         uint32_t ks = ld_acquire(&e->key_seq);
         uint32_t ps = ld_acquire(&e->pub_seq);
-        if (want_key_seq && ks != *want_key_seq)
-            return 0;
-        if (!sw_live(w, now))
+        if ((want_key_seq && ks != *want_key_seq) || !sw_live(st.w, now))
             return 0;
         if ((ks & 1) || ((ps & 1) && !skip_pub))
             continue;
-        memset(info, 0, sizeof *info);
-        uint32_t klen = ld_relaxed(&e->key_len);
-        if (klen == 0 || klen > SHMLEASE_KEY_MAX)
+        struct entry_read r;
+        read_entry(e, ps, &r);
+        if (r.klen == 0 || r.klen > SHMLEASE_KEY_MAX)
             return 0;
-        uint64_t kw[(SHMLEASE_KEY_MAX + 1) / 8];
-        for (size_t i = 0; i < sizeof kw / 8; i++)
-            kw[i] = ld_relaxed((const uint64_t *)(const void *)(e->key + 8 * i));
-        uint32_t mlen = ld_relaxed(&e->meta_len);
-        uint64_t mw[SHMLEASE_METADATA_MAX / 8];
-        for (size_t i = 0; i < sizeof mw / 8; i++)
-            mw[i] = ld_relaxed((const uint64_t *)(const void *)(e->meta + 8 * i));
-        uint64_t token = ld_relaxed(&e->pub_token);
-        uint32_t tag = ld_relaxed(&e->pub_tag);
-        fence_acquire();
-        int pub_ok = !(ps & 1) && ld_relaxed(&e->pub_seq) == ps;
-        if ((!pub_ok && !skip_pub) || ld_relaxed(&e->key_seq) != ks ||
-            !ls_is(e, st.w, st.c))
+        if ((!r.pub_ok && !skip_pub) || ld_relaxed(&e->key_seq) != ks || !ls_is(e, st.w, st.c))
             continue;
-
-        memcpy(info->key, kw, klen);
-        info->key[klen] = 0;
-        /* The publication block describes this claim only if its tag says so
-         * (a grace period keeps the claim that entered it); a claimer between
-         * its CAS and its publication shows token 0. */
-        if (pub_ok && tag == (uint32_t)st.c) {
-            info->fencing_token = token;
-            if (mlen > SHMLEASE_METADATA_MAX)
-                mlen = SHMLEASE_METADATA_MAX;
-            memcpy(info->metadata, mw, mlen);
-            info->metadata_len = mlen;
-        }
-        info->expires_at_ms = t->created_at + sw_deadline(w);
-        info->remaining_ms = (int64_t)sw_deadline(w) - (int64_t)now;
-        if (sw_kind(w) == SW_GRACE) {
-            info->in_grace = 1;
-            info->holder_pid = 0;
-            info->holder_alive = -1;
-        } else {
-            uint32_t owner = sw_owner(w);
-            const struct shm_reg *r = &t->reg[owner];
-            info->holder_handle = owner;
-            info->holder_pid = ld_relaxed(&r->pid);
-            info->holder_start_time = ld_relaxed(&r->start_time);
-            uint64_t ns = ld_relaxed(&r->pidns_ino);
-            info->holder_other_pidns = ns && t->my_pidns && ns != t->my_pidns;
-            /* One walk asks the kernel once per holder, not once per lease. */
-            if (alive_cache) {
-                if (alive_cache[owner] == 2)
-                    alive_cache[owner] = (int8_t)shmlease__alive_v(t, owner, lv);
-                info->holder_alive = alive_cache[owner];
-            } else {
-                info->holder_alive = shmlease__alive_v(t, owner, lv);
-            }
-        }
+        fill_info(t, st, &r, now, info, alive_cache, lv);
         return 1;
     }
     return 0;
@@ -208,7 +236,7 @@ SHM_API int shmlease_foreach(shmlease_table *t, int (*fn)(const shmlease_info *,
         return -EINVAL;
     shmlease_info info;
     int8_t alive_cache[SHM_REG_SLOTS];
-    memset(alive_cache, 2, sizeof alive_cache);     /* 2: not asked yet */
+    memset(alive_cache, ALIVE_UNASKED, sizeof alive_cache);
     struct waitview *wv = malloc(sizeof *wv);
     if (!wv)
         return -ENOMEM;

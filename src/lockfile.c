@@ -102,7 +102,7 @@ int shmlease__lk_open(shmlease_table *t, mode_t mode)
     shmlease__lk_name(path, sizeof path, t->name);
     int fd = -1, e = 0;
     shmlease__handles_lock();
-    for (int tries = 0; tries < 100 && fd < 0; tries++) {
+    for (int tries = 0; tries < OPEN_ROUNDS && fd < 0; tries++) {
         fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
         if (fd >= 0) {
             if (fchmod(fd, mode) != 0) {   /* the umask masked shm_open's mode */

@@ -19,6 +19,10 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+/* How many times an open goes round a race with a concurrent create or
+ * unlink of the same name before it gives up with -EAGAIN. */
+#define OPEN_ROUNDS 100
+
 /* Byte of registry slot IDX in the lock file. */
 static inline uint64_t shmlease__reg_lock_off(uint32_t idx) { return (uint64_t)SHM_LK_REG_BASE + idx; }
 /* The lock file's mode for a segment of mode SEGMENT_MODE. */

@@ -68,6 +68,11 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A read-only open waits this long for a segment being initialised to be
+ * READY, polling every READONLY_POLL_MS, then reports -EPROTO. */
+#define READONLY_READY_WAIT_MS 100u
+#define READONLY_POLL_MS         2u
+
 
 
 static uint32_t next_pow2(uint64_t v)
@@ -289,7 +294,7 @@ static int open_fd(const char *path, const shmlease_options *o, uint32_t mode, i
 {
     int ro = (o->flags & SHMLEASE_OPEN_READONLY) != 0;
     int create = !(o->flags & (SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_READONLY));
-    for (int tries = 0; tries < 100; tries++) {
+    for (int tries = 0; tries < OPEN_ROUNDS; tries++) {
         if (create) {
             int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
             if (fd >= 0) {
@@ -323,21 +328,16 @@ static int open_fd(const char *path, const shmlease_options *o, uint32_t mode, i
     return -EAGAIN;
 }
 
-/* The first-opener protocol of a read-write open (see the top of this file),
- * bounded: the init lock is polled until DEADLINE (monotonic ms). Opens the
- * segment into t->sfd and fills *HH and *SIZE with a READY header. */
-static int init_or_attach(shmlease_table *t, const shmlease_options *o, uint32_t mode, uint32_t capacity,
-                          uint64_t deadline, struct shm_header *hh, uint64_t *size)
+/* Step 1 of a read-write open: the init lock, on the lock file that is
+ * linked under the name (a lock file unlinked by shmlease_unlink before we
+ * got its lock is dropped and the protocol starts over with a fresh one).
+ * Polls until DEADLINE (monotonic ms). Fills *LK with the lock file. */
+static int lock_linked_lock_file(shmlease_table *t, uint32_t mode, int create, uint64_t deadline,
+                                 struct stat *lk)
 {
-    int create = !(o->flags & SHMLEASE_OPEN_NOCREATE);
-    char spath[PATH_LEN], sfspath[PATH_LEN];
-    shmlease__shm_name(spath, sizeof spath, t->name);
+    char sfspath[PATH_LEN];
     shmlease__shm_path(sfspath, sizeof sfspath, t->name);
-    struct stat lk;
-    int rc;
-    for (int round = 0;; round++) {
-        if (round >= 100)
-            return -EAGAIN;
+    for (int round = 0; round < OPEN_ROUNDS; round++) {
         /* The lock file's mode follows the segment's (the mode asked, when
          * there is no segment yet). */
         struct stat sst;
@@ -348,66 +348,90 @@ static int init_or_attach(shmlease_table *t, const shmlease_options *o, uint32_t
         } else if (errno == ENOENT && !create) {
             return -ENOENT;
         }
-        rc = shmlease__lk_open(t, shmlease__lk_mode(smode));
+        int rc = shmlease__lk_open(t, shmlease__lk_mode(smode));
+        if (rc == 0)
+            rc = shmlease__lk_init_lock_until(t->fd, deadline);
         if (rc)
             return rc;
-        rc = shmlease__lk_init_lock_until(t->fd, deadline);
-        if (rc)
-            return rc;
-        if (shmlease__lk_linked(t->fd, t->name, &lk))
-            break;
-        /* Unlinked (shmlease_unlink) before we got the lock: start over. */
+        if (shmlease__lk_linked(t->fd, t->name, lk))
+            return 0;
         shmlease__handle_close_fd(&t->fd);
     }
-    SHMLEASE_FAULT("init.lock_file");
+    return -EAGAIN;
+}
 
-    /* We hold the init lock on the lock file linked under the name. */
-    int created = 0;
+/* Step 2, under the init lock: opens (or creates) the segment into t->sfd
+ * and checks whose it is. *CREATED: this call made it. */
+static int open_segment_locked(shmlease_table *t, const shmlease_options *o, uint32_t mode,
+                               const struct stat *lk, int *created)
+{
+    char spath[PATH_LEN];
+    shmlease__shm_name(spath, sizeof spath, t->name);
     shmlease__handles_lock();
-    int fd = open_fd(spath, o, mode, &created);
+    int fd = open_fd(spath, o, mode, created);
     if (fd >= 0)
         t->sfd = fd;
     shmlease__handles_unlock();
     if (fd < 0) {
         if (fd == -ENOENT)
-            shmlease__lk_unlink(t->name, &lk);   /* no segment: a stale lock file */
-        rc = fd;
-        goto out;
+            shmlease__lk_unlink(t->name, lk);   /* no segment: a stale lock file */
+        return fd;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        rc = -errno;
-        goto out;
-    }
-    rc = -EPROTO;                      /* a FIFO, a directory...: not a table */
+    if (fstat(fd, &st) != 0)
+        return -errno;
     if (!S_ISREG(st.st_mode))
-        goto out;
+        return -EPROTO;                /* a FIFO, a directory...: not a table */
     t->ino = st.st_ino;
     t->dev = st.st_dev;
-    t->lk_ino = lk.st_ino;
-    t->lk_dev = lk.st_dev;
+    t->lk_ino = lk->st_ino;
+    t->lk_dev = lk->st_dev;
     /* A table of another user is not used unless the caller asked to share
-     * (PITFALLS 15): a squatter cannot capture our leases. */
-    rc = -EACCES;
-    if (!created && st.st_uid != geteuid() && !(mode & 077))
-        goto out;
-    rc = shmlease__lk_trusted(t->fd, &lk, &st);
-    if (rc)
-        goto out;
-    rc = read_header(fd, hh, size);
-    if (rc == 0 && hh->init_state != SHM_INIT_READY && !half_built(fd, hh, *size))
-        rc = -EPROTO;                  /* not ours: never write to it */
-    if (rc == 0 && hh->init_state != SHM_INIT_READY) {
-        uint64_t now = o->clock_ms ? o->clock_ms(o->clock_ctx) : shmlease__mono_ms();
-        rc = initialise(fd, capacity, now, created, &lk);
-        if (rc == 0)
-            rc = read_header(fd, hh, size);
-        if (rc == -ENOSPC && created) {
-            shm_unlink(spath);
-            shmlease__lk_unlink(t->name, &lk);
-        }
+     * (docs/failure-modes.md F15): a squatter cannot capture our leases. */
+    if (!*created && st.st_uid != geteuid() && !(mode & 077))
+        return -EACCES;
+    return shmlease__lk_trusted(t->fd, lk, &st);
+}
+
+/* Step 3, under the init lock: reads the header; a segment that is not READY
+ * and is our own half-built one (never a foreign file) is built again. */
+static int read_or_initialise(shmlease_table *t, const shmlease_options *o, uint32_t capacity, int created,
+                              const struct stat *lk, struct shm_header *hh, uint64_t *size)
+{
+    int fd = t->sfd;
+    int rc = read_header(fd, hh, size);
+    if (rc || hh->init_state == SHM_INIT_READY)
+        return rc;
+    if (!half_built(fd, hh, *size))
+        return -EPROTO;                /* not ours: never write to it */
+    uint64_t now = o->clock_ms ? o->clock_ms(o->clock_ctx) : shmlease__mono_ms();
+    rc = initialise(fd, capacity, now, created, lk);
+    if (rc == 0)
+        return read_header(fd, hh, size);
+    if (rc == -ENOSPC && created) {
+        char spath[PATH_LEN];
+        shmlease__shm_name(spath, sizeof spath, t->name);
+        shm_unlink(spath);
+        shmlease__lk_unlink(t->name, lk);
     }
-out:
+    return rc;
+}
+
+/* The first-opener protocol of a read-write open (see the top of this file),
+ * bounded: the init lock is polled until DEADLINE (monotonic ms). Opens the
+ * segment into t->sfd and fills *HH and *SIZE with a READY header. */
+static int init_or_attach(shmlease_table *t, const shmlease_options *o, uint32_t mode, uint32_t capacity,
+                          uint64_t deadline, struct shm_header *hh, uint64_t *size)
+{
+    struct stat lk;
+    int rc = lock_linked_lock_file(t, mode, !(o->flags & SHMLEASE_OPEN_NOCREATE), deadline, &lk);
+    if (rc)
+        return rc;
+    SHMLEASE_FAULT("init.lock_file");
+    int created = 0;
+    rc = open_segment_locked(t, o, mode, &lk, &created);
+    if (rc == 0)
+        rc = read_or_initialise(t, o, capacity, created, &lk, hh, size);
     shmlease__lk_init_unlock(t->fd);
     return rc;
 }
@@ -416,15 +440,15 @@ out:
  * else -EPROTO. */
 static int attach_readonly(int fd, struct shm_header *hh, uint64_t *size)
 {
-    for (int i = 0;; i++) {
+    for (unsigned waited = 0;; waited += READONLY_POLL_MS) {
         int rc = read_header(fd, hh, size);
         if (rc)
             return rc;
         if (ld_acquire(&hh->init_state) == SHM_INIT_READY)
             return 0;
-        if (i >= 50)
+        if (waited >= READONLY_READY_WAIT_MS)
             return -EPROTO;
-        shmlease__sleep_ms(2);
+        shmlease__sleep_ms(READONLY_POLL_MS);
     }
 }
 

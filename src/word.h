@@ -54,8 +54,16 @@ static inline int sw_live(uint64_t w, uint64_t now)
     return (k == SW_HELD || k == SW_GRACE) && sw_deadline(w) > now;
 }
 
-/* Bucket word: hi32 = hash >> 32 (a filter), lo32 = entry + 1; 0 = empty. */
-static inline uint64_t bw_make(uint64_t hash, uint32_t entry) { return (hash & UINT64_C(0xffffffff00000000)) | (uint64_t)(entry + 1); }
+/*
+ * The bucket word of the key index (64 bits):
+ *   63..32  tag: the high 32 bits of the key's hash (a filter)
+ *   31..0   entry + 1;  the whole word 0 = an empty bucket
+ */
+#define BW_EMPTY     UINT64_C(0)
+#define BW_TAG_SHIFT 32
+#define BW_TAG_MASK  (~UINT64_C(0) << BW_TAG_SHIFT)
+static inline uint64_t bw_tag(uint64_t hash_or_word) { return hash_or_word & BW_TAG_MASK; }
+static inline uint64_t bw_make(uint64_t hash, uint32_t entry) { return bw_tag(hash) | (uint64_t)(entry + 1); }
 static inline uint32_t bw_entry(uint64_t b) { return (uint32_t)b - 1; }
 
 #endif
