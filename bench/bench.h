@@ -3,11 +3,12 @@
  * in the same run on the same machine.
  *
  * Files:
- *   util.c   clock, statistics, process helpers, cleanup of everything we made
- *   peers.c  the peers: CAS word, robust mutex, flock, OFD lock, POSIX named
- *            semaphore, shmlease (one interface: struct peer_ops)
- *   redis.c  the Redis peer: a real redis-server on a Unix socket, via hiredis
- *   main.c   the scenarios, the Markdown report, the CSV files, the goals
+ *   util.c    clock, statistics, process helpers, cleanup of everything we made
+ *   peers.c   the table of peers (one interface: struct peer_ops), setup
+ *   peer_*.c  one peer each: cas_word, robust_mutex, shmlease, flock,
+ *             ofd_lock, posix_sem, redis (a real redis-server on a Unix
+ *             socket, via hiredis)
+ *   main.c    the scenarios, the Markdown report, the CSV files, the goals
  */
 #ifndef SHMLEASE_BENCH_H
 #define SHMLEASE_BENCH_H
@@ -149,18 +150,23 @@ struct bench_env {
 };
 extern struct bench_env g_env;
 
+extern const struct peer_ops peer_cas_word_ops, peer_robust_mutex_ops, peer_shmlease_ops,
+                             peer_flock_ops, peer_ofd_lock_ops, peer_posix_sem_ops, peer_redis_ops;
+
 const struct peer_ops *peer(int id);
 int  peers_setup(void);                   /* parent, once: files, semaphore, table, mutex */
 int  peer_available(int id);
 void pinst_init(struct pinst *pi, int id);
 const char *peer_errname(int rc);
+/* flock and ofd-lock: open PATH as the instance's own open file description. */
+int  peer_file_attach(struct pinst *pi, const char *path);
+void peer_file_detach(struct pinst *pi);
 
-/* ---- redis.c ------------------------------------------------------------ */
+/* ---- peer_redis.c ------------------------------------------------------- */
 
 /* Starts redis-server (fills g_env.have_redis / redis_why). */
 void redis_start(const char *server_bin);
 void redis_stop(void);
-extern const struct peer_ops redis_ops;
 int  redis_poll_us(void);                 /* blocking acquire polls this often */
 extern int g_redis_ttl_ms;                /* TTL of blocking acquires (takeover) */
 
