@@ -1,0 +1,146 @@
+/*
+ * Scenario "wakeup": the time from the holder's release to the moment a
+ * waiter blocked in another process owns the lock. Writes wakeup.csv and
+ * wakeup_samples.csv.
+ */
+#include "bench.h"
+
+#include <math.h>
+#include <string.h>
+#include <sys/wait.h>
+
+struct s5arg { int id; int n; };
+
+static int wake_child(void *arg)
+{
+    struct s5arg *a = arg;
+    struct shared *sh = g_env.sh;
+    const struct peer_ops *ops = peer(a->id);
+    struct pinst pi;
+    pinst_init(&pi, a->id);
+    int r = ops->attach(&pi);
+    if (r != 0) {
+        sh->errors[0] = r;
+        return 1;
+    }
+    __atomic_store_n(&sh->ready, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < a->n; i++) {
+        if (wait_u32_ge(&sh->phase, (uint32_t)i + 1, 60000) < 0)
+            return 2;
+        __atomic_store_n(&sh->waiting, (uint32_t)i + 1, __ATOMIC_RELEASE);
+        r = ops->acquire(&pi);
+        uint64_t t = now_ns();
+        if (r != 0) {
+            sh->errors[0] = r;
+            return 1;
+        }
+        uint64_t mark = __atomic_load_n(&sh->t_mark, __ATOMIC_ACQUIRE);
+        sh->samples[i] = mark ? (double)(t - mark) : NAN;
+        __atomic_store_n(&sh->t_mark, 0, __ATOMIC_RELEASE);
+        r = ops->release(&pi);
+        __atomic_store_n(&sh->done, (uint32_t)i + 1, __ATOMIC_RELEASE);
+        if (r != 0) {
+            sh->errors[0] = r;
+            return 1;
+        }
+    }
+    ops->detach(&pi);
+    return 0;
+}
+
+void scenario_wakeup(void)
+{
+    int n = g_cfg.wake_samples > MAX_SAMPLES ? MAX_SAMPLES : g_cfg.wake_samples;
+    printf("\n## 5. Wake-up latency\n\n");
+    printf("The holder writes CLOCK_MONOTONIC to shared memory right before it releases; a "
+           "waiter in another process, blocked in its acquire (checked: it sleeps in the "
+           "kernel per /proc/PID/stat), reads the clock right after its acquire returns. "
+           "Median and p99 over %d per-sample values.\n\n", n);
+    printf("| peer | median | p99 | max | samples |\n|---|---:|---:|---:|---:|\n");
+    FILE *csv = csv_open("wakeup.csv", "peer,median_ns,p99_ns,min_ns,max_ns,samples,not_blocked");
+    FILE *raw = csv_open("wakeup_samples.csv", "peer,sample,ns");
+    const int ids[] = { PEER_RMUTEX, PEER_SHMLEASE, PEER_OFD, PEER_FLOCK, PEER_SEM };
+    for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++) {
+        int id = ids[k];
+        const struct peer_ops *ops = peer(id);
+        progress("[5] wake-up: %s", ops->name);
+        reset_ctl();
+        struct shared *sh = g_env.sh;
+        struct s5arg a = { id, n };
+        struct pinst pi;
+        pinst_init(&pi, id);
+        const char *err = NULL;
+        char ebuf[96];
+        int not_blocked = 0;
+        int r = ops->attach(&pi);
+        pid_t w = -1;
+        if (r != 0) {
+            snprintf(ebuf, sizeof ebuf, "attach: %s", peer_errname(r));
+            err = ebuf;
+        } else if ((w = spawn(wake_child, &a)) < 0) {
+            err = "fork failed";
+        } else if (wait_u32_ge(&sh->ready, 1, 10000) < 0) {
+            err = "waiter did not start";
+        }
+        for (int i = 0; i < n && !err; i++) {
+            if ((r = ops->acquire(&pi)) != 0) {
+                snprintf(ebuf, sizeof ebuf, "acquire: %s", peer_errname(r));
+                err = ebuf;
+                break;
+            }
+            __atomic_store_n(&sh->phase, (uint32_t)i + 1, __ATOMIC_RELEASE);
+            if (wait_u32_ge(&sh->waiting, (uint32_t)i + 1, 10000) < 0) {
+                err = "waiter lost";
+                ops->release(&pi);
+                break;
+            }
+            if (wait_blocked(w, 2000) < 0)
+                not_blocked++;
+            __atomic_store_n(&sh->t_mark, now_ns(), __ATOMIC_RELEASE);
+            if ((r = ops->release(&pi)) != 0) {
+                snprintf(ebuf, sizeof ebuf, "release: %s", peer_errname(r));
+                err = ebuf;
+                break;
+            }
+            if (wait_u32_ge(&sh->done, (uint32_t)i + 1, 20000) < 0) {
+                err = sh->errors[0] ? "waiter failed" : "HANG: waiter not woken within 20 s";
+                break;
+            }
+        }
+        if (w > 0) {
+            int st = 0;
+            if (wait_child(w, err ? 1000 : 10000, &st) < 0)
+                kill_child(w);
+            else if (!err && (!WIFEXITED(st) || WEXITSTATUS(st) != 0))
+                err = "waiter failed";
+        }
+        if (pi.fd >= 0 || pi.table || pi.sem || pi.redis)
+            ops->detach(&pi);
+        if (err) {
+            printf("| %s | ERROR: %s%s%s%s | | | |\n", ops->name, err,
+                   sh->errors[0] ? " (" : "", sh->errors[0] ? peer_errname(sh->errors[0]) : "",
+                   sh->errors[0] ? ")" : "");
+            g_failed = 1;
+            continue;
+        }
+        double v[MAX_SAMPLES];
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (!isnan(sh->samples[i])) {
+                v[m++] = sh->samples[i];
+                if (raw)
+                    fprintf(raw, "%s,%d,%.0f\n", ops->name, i, sh->samples[i]);
+            }
+        struct summary s;
+        summarize(v, m, &s);
+        printf("| %s | %s | %s | %s | %d%s |\n", ops->name, T(s.median), T(s.p99), T(s.max), m,
+               not_blocked ? " (some not seen blocked)" : "");
+        if (csv)
+            fprintf(csv, "%s,%.0f,%.0f,%.0f,%.0f,%d,%d\n", ops->name, s.median, s.p99, s.min, s.max, m,
+                    not_blocked);
+    }
+    if (csv)
+        fclose(csv);
+    if (raw)
+        fclose(raw);
+}
