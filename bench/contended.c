@@ -169,11 +169,11 @@ static const char *contended_round(int id, int np, double *rate, double *fair, d
 
 void scenario_contended(void)
 {
-    printf("\n## 3. Contended: 2, 4 and 8 processes on one key\n\n");
+    printf("\n## `contended`: 2, 4 and 8 processes on one key\n\n");
     printf("Each process loops: blocking acquire; critical section (claims an 'inside' flag "
            "and aborts if it was already set; increments a shared counter without atomics); "
            "release. %d rounds of %.2f s each; acq/s = acquisitions per second of all processes "
-           "together (the issue's handoffs), median and worst round; owner changes/s counts "
+           "together, median and worst round; owner changes/s counts "
            "only acquisitions by a different process than the previous one; fairness = max/min "
            "acquisitions per process (1.00 = even; inf = a process starved), median and worst round. "
            "The counter is checked against the sum of acquisitions after each round.\n\n",
@@ -197,7 +197,7 @@ void scenario_contended(void)
             int nr = g_cfg.rounds > 64 ? 64 : g_cfg.rounds;
             const char *err = NULL;
             for (int r = 0; r < nr && !err; r++) {
-                progress("[3] contended: %s, %d procs, round %d/%d", name, np, r + 1, nr);
+                progress("[contended] %s, %d procs, round %d/%d", name, np, r + 1, nr);
                 err = contended_round(id, np, &rates[r], &fairs[r], &chgs[r]);
             }
             if (err) {

@@ -29,7 +29,7 @@ static void goal(int ok, const char *what, const char *fmt, ...)
 
 void goals(void)
 {
-    printf("\n## Goals (issue 4), ratios from this run\n\n");
+    printf("\n## Goals, ratios from this run\n\n");
     double load_end[1] = { NAN };
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (getloadavg(load_end, 1) < 1)

@@ -2,7 +2,7 @@
  * shmlease-bench: shmlease beside the locks users would pick instead, in the
  * same run on the same machine. Prints a Markdown report on stdout (progress
  * on stderr), writes one CSV file per scenario to --out DIR, and ends with the
- * goals of issue 4 as PASS/MISS lines computed from this run.
+ * goals as PASS/MISS lines computed from this run (goals.c).
  *
  * Exit status: 0 when the run completed (whatever the goals say), 1 when a
  * lock broke mutual exclusion, a try-acquire took a held lock, a waiter hung
@@ -21,16 +21,42 @@
 
 struct bench_cfg g_cfg;
 
-/* The scenarios, in the order they run (enum scenario_id). */
-static void (*const g_scenarios[SC__COUNT])(void) = {
-    [SC_UNCONTENDED] = scenario_uncontended,
-    [SC_TRYBUSY]     = scenario_trybusy,
-    [SC_CONTENDED]   = scenario_contended,
-    [SC_MANYKEYS]    = scenario_manykeys,
-    [SC_WAKEUP]      = scenario_wakeup,
-    [SC_TAKEOVER]    = scenario_takeover,
-    [SC_MEMORY]      = scenario_memory,
+/* The scenarios, in the order they run (enum scenario_id), by the names of
+ * --scenarios, of the report's headings and of their CSV files. */
+static const struct scenario {
+    const char *name;
+    void      (*run)(void);
+} g_scenarios[SC__COUNT] = {
+    [SC_UNCONTENDED] = { "uncontended", scenario_uncontended },
+    [SC_TRYBUSY]     = { "trybusy",     scenario_trybusy },
+    [SC_CONTENDED]   = { "contended",   scenario_contended },
+    [SC_MANYKEYS]    = { "manykeys",    scenario_manykeys },
+    [SC_WAKEUP]      = { "wakeup",      scenario_wakeup },
+    [SC_TAKEOVER]    = { "takeover",    scenario_takeover },
+    [SC_MEMORY]      = { "memory",      scenario_memory },
 };
+
+/* "uncontended,takeover" -> bits of enum scenario_id, or 0 for an unknown
+ * name. memory walks the manykeys table: either selects both. */
+static unsigned parse_scenarios(const char *list)
+{
+    unsigned bits = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *save = NULL, *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        int i = 0;
+        while (i < SC__COUNT && strcmp(w, g_scenarios[i].name) != 0)
+            i++;
+        if (i == SC__COUNT) {
+            fprintf(stderr, "shmlease-bench: no scenario named '%s'\n", w);
+            return 0;
+        }
+        bits |= 1u << i;
+    }
+    if (bits & (1u << SC_MEMORY | 1u << SC_MANYKEYS))
+        bits |= 1u << SC_MEMORY | 1u << SC_MANYKEYS;
+    return bits;
+}
 
 /* ======================================================================== */
 
@@ -91,7 +117,9 @@ static void usage(FILE *f)
 "  --dump-bin PATH    shmlease-dump to time on the big table (optional)\n"
 "  --redis-server P   the redis-server binary (default: redis-server in PATH)\n"
 "  --no-redis         do not start Redis\n"
-"  --scenarios LIST   e.g. 1,2,6 (default: all of 1-7; 7 runs with 4)\n"
+"  --scenarios LIST   e.g. uncontended,contended,takeover (default: all of\n"
+"                     uncontended, trybusy, contended, manykeys, wakeup,\n"
+"                     takeover, memory; memory and manykeys run together)\n"
 "Markdown on stdout, progress on stderr. Exit 0: the run completed; 1: a lock\n"
 "misbehaved (exclusion, hang, error); 2: usage or setup error.\n");
 }
@@ -118,20 +146,12 @@ int main(int argc, char **argv)
         case 'd': g_cfg.dump_bin = optarg; break;
         case 'r': g_cfg.redis_bin = optarg; break;
         case 'n': g_cfg.no_redis = 1; break;
-        case 's': {
-            g_cfg.scenarios = 0;
-            for (char *p = optarg; *p; p++)
-                if (*p >= '1' && *p <= '7')
-                    g_cfg.scenarios |= 1u << (*p - '1');
-                else if (*p != ',') {
-                    usage(stderr);
-                    return 2;
-                }
-            /* memory walks the manykeys table: one runs with the other */
-            if (g_cfg.scenarios & (1u << SC_MEMORY | 1u << SC_MANYKEYS))
-                g_cfg.scenarios |= 1u << SC_MEMORY | 1u << SC_MANYKEYS;
+        case 's':
+            if ((g_cfg.scenarios = parse_scenarios(optarg)) == 0) {
+                usage(stderr);
+                return 2;
+            }
             break;
-        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -176,7 +196,7 @@ int main(int argc, char **argv)
     header();
     for (int i = 0; i < SC__COUNT; i++)
         if (scenario_selected(i))
-            g_scenarios[i]();
+            g_scenarios[i].run();
     goals();
 
     redis_stop();

@@ -47,7 +47,7 @@ static uint64_t est_segment(uint32_t cap)
 
 void scenario_manykeys(void)
 {
-    printf("\n## 4. Many keys: cost as the table fills\n\n");
+    printf("\n## `manykeys`: cost as the table fills\n\n");
     uint32_t levels[4] = { 1, 1000, 100000, 1u << 20 };
     int nlev = g_cfg.quick ? 3 : 4;
     if (g_cfg.big_keys < levels[nlev - 1])
@@ -112,7 +112,7 @@ void scenario_manykeys(void)
     double base = NAN;
     for (int li = 0; li < nlev; li++) {
         uint32_t target = levels[li];
-        progress("[4] many keys: filling to %u", target);
+        progress("[manykeys] filling to %u", target);
         uint64_t ta = now_ns();
         uint32_t from = filled;
         shmlease_acquire_opts ao = { .ttl_ms = LONG_TTL_MS, .wait_ms = 0 };
@@ -134,7 +134,7 @@ void scenario_manykeys(void)
             printf("| %u | ERROR: stats say %u held | | | |\n", target, st.held);
             g_failed = 1;
         }
-        progress("[4] many keys: measuring at %u", target);
+        progress("[manykeys] measuring at %u", target);
         struct s4ctx x = { meas, keys, seq, seqn - 1, 0, { 0 } };
         struct batch_res br;
         measure_batches(op_many, &x, &br);
@@ -165,7 +165,7 @@ out:
         shmlease_close(fill);
         meas = fill = NULL;
     }
-    g_big.meas = meas;         /* scenario 7 walks it, then closes it */
+    g_big.meas = meas;         /* the memory scenario walks it, then closes it */
     g_big.fill = fill;
     snprintf(g_big.name, sizeof g_big.name, "%s", name);
 }

@@ -56,10 +56,10 @@ static int run_dump(const char *name, double *ms, int *status)
 
 void scenario_memory(void)
 {
-    printf("\n## 7. Memory and walking a big table\n\n");
+    printf("\n## `memory`: memory and walking a big table\n\n");
     printf("bytes/slot = segment_bytes / capacity from shmlease_stats_get (the whole segment: "
            "header, registry, index and entries, divided by the slots). foreach = one "
-           "shmlease_foreach over the table of scenario 4, still full (median of up to 3 walks); "
+           "shmlease_foreach over the manykeys table, still full (median of up to 3 walks); "
            "shmlease-dump = one run of the tool on it, output to /dev/null.\n\n");
     printf("| table | capacity | segment | bytes/slot | leases held | foreach | foreach per lease | shmlease-dump |\n");
     printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -79,8 +79,8 @@ void scenario_memory(void)
         g_failed = 1;
     }
     if (g_big.meas) {
-        memory_rows(mcsv, "scenario 4, full", g_big.meas, 1, 1, g_big.name);
-        progress("[7] closing the big table");
+        memory_rows(mcsv, "full manykeys table", g_big.meas, 1, 1, g_big.name);
+        progress("[memory] closing the big table");
         shmlease_unlink(g_big.name);
         shmlease_close(g_big.meas);
         shmlease_close(g_big.fill);
@@ -109,7 +109,7 @@ static void memory_rows(FILE *csv, const char *what, shmlease_table *t, int do_w
         int nw = 0;
         uint64_t visited = 0;
         for (; nw < 3; nw++) {
-            progress("[7] foreach over %u held leases, walk %d", st.held, nw + 1);
+            progress("[memory] foreach over %u held leases, walk %d", st.held, nw + 1);
             visited = 0;
             uint64_t ta = now_ns();
             r = shmlease_foreach(t, count_cb, &visited);
@@ -133,7 +133,7 @@ static void memory_rows(FILE *csv, const char *what, shmlease_table *t, int do_w
         if (!g_cfg.dump_bin || access(g_cfg.dump_bin, X_OK) != 0) {
             snprintf(dump_txt, sizeof dump_txt, "skipped (not built)");
         } else {
-            progress("[7] shmlease-dump on the big table");
+            progress("[memory] shmlease-dump on the big table");
             if (run_dump(name, &dump_ms, &dump_status) == 0) {
                 if (dump_status == 0)
                     snprintf(dump_txt, sizeof dump_txt, "%s", T(dump_ms * 1e6));

@@ -73,7 +73,7 @@ static int crash_waiter(void *arg)
 void scenario_takeover(void)
 {
     int n = g_cfg.takeover_samples > MAX_SAMPLES ? MAX_SAMPLES : g_cfg.takeover_samples;
-    printf("\n## 6. Crash takeover\n\n");
+    printf("\n## `takeover`: crash takeover\n\n");
     printf("A holder process owns the lock; a waiter in another process blocks on it; the "
            "holder is SIGKILLed. Time from right before kill() to the moment the waiter owns "
            "the lock. Once the waiter is seen asleep, the kill comes after a random 0-3 ms pause, "
@@ -108,7 +108,7 @@ void scenario_takeover(void)
         uint64_t xs = 0x2545f4914f6cdd1dull ^ ((uint64_t)getpid() << 16) ^ (uint64_t)id;
         for (int i = 0; i < n && !err; i++) {
             if (i % 10 == 0)
-                progress("[6] takeover: %s, kill %d/%d", ops->name, i + 1, n);
+                progress("[takeover] %s, kill %d/%d", ops->name, i + 1, n);
             reset_ctl();
             sh->samples[i] = NAN;
             int idarg = id;

@@ -47,7 +47,7 @@ static int op_try_busy(void *c)
 
 void scenario_trybusy(void)
 {
-    printf("\n## 2. Try-acquire on a key held by another process\n\n");
+    printf("\n## `trybusy`: try-acquire on a key held by another process\n\n");
     printf("Another process holds the lock; this one tries once and is refused. "
            "Median and p99 over %d batches (batch mean ns per refused try).\n\n", g_cfg.batches);
     printf("| peer | call | median | p99 | vs shmlease |\n|---|---|---:|---:|---:|\n");
@@ -74,7 +74,7 @@ void scenario_trybusy(void)
             snprintf(errs[i], sizeof errs[i], "skipped");
             continue;
         }
-        progress("[2] try-busy: %s", name);
+        progress("[trybusy] %s", name);
         reset_ctl();
         g_env.sh->cas_word = 0;
         int idarg = id;

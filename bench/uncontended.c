@@ -25,7 +25,7 @@ static int op_acq_rel(void *c)
 
 void scenario_uncontended(void)
 {
-    printf("\n## 1. Uncontended acquire+release (one process, one key)\n\n");
+    printf("\n## `uncontended`: acquire+release, one process, one key\n\n");
     printf("Time of one acquire plus one release, no other process involved. "
            "Median and p99 over %d batches; each batch value is the mean ns/op of "
            "N back-to-back operations (N sized to ~%.0f ms per batch, after %.0f ms warm-up).\n\n",
@@ -56,7 +56,7 @@ void scenario_uncontended(void)
             snprintf(errs[i], sizeof errs[i], "skipped");
             continue;
         }
-        progress("[1] uncontended: %s", rows[i].label);
+        progress("[uncontended] %s", rows[i].label);
         const struct peer_ops *ops = peer(id);
         struct pinst pi;
         pinst_init(&pi, id);

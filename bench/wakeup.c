@@ -51,7 +51,7 @@ static int wake_child(void *arg)
 void scenario_wakeup(void)
 {
     int n = g_cfg.wake_samples > MAX_SAMPLES ? MAX_SAMPLES : g_cfg.wake_samples;
-    printf("\n## 5. Wake-up latency\n\n");
+    printf("\n## `wakeup`: wake-up latency\n\n");
     printf("The holder writes CLOCK_MONOTONIC to shared memory right before it releases; a "
            "waiter in another process, blocked in its acquire (checked: it sleeps in the "
            "kernel per /proc/PID/stat), reads the clock right after its acquire returns. "
@@ -63,7 +63,7 @@ void scenario_wakeup(void)
     for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++) {
         int id = ids[k];
         const struct peer_ops *ops = peer(id);
-        progress("[5] wake-up: %s", ops->name);
+        progress("[wakeup] %s", ops->name);
         reset_ctl();
         struct shared *sh = g_env.sh;
         struct s5arg a = { id, n };
