@@ -266,6 +266,7 @@ struct results {
     int      manykeys_big_skipped;
 };
 extern struct results g_res;
+void results_init(void);          /* all NAN: nothing measured yet */
 
 /* manykeys leaves its full table open; the memory scenario walks it, then
  * closes and removes it. */

@@ -124,10 +124,9 @@ static void usage(FILE *f)
 "misbehaved (exclusion, hang, error); 2: usage or setup error.\n");
 }
 
-int main(int argc, char **argv)
+/* Fills g_cfg from the command line: -1 to go on, or the exit status. */
+static int parse_args(int argc, char **argv)
 {
-    g_cfg.out = ".";
-    g_cfg.scenarios = (1u << SC__COUNT) - 1;
     static const struct option lo[] = {
         { "quick", no_argument, NULL, 'q' },
         { "out", required_argument, NULL, 'o' },
@@ -138,6 +137,8 @@ int main(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    g_cfg.out = ".";
+    g_cfg.scenarios = (1u << SC__COUNT) - 1;
     int c;
     while ((c = getopt_long(argc, argv, "qo:d:r:ns:h", lo, NULL)) != -1) {
         switch (c) {
@@ -160,6 +161,12 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    return -1;
+}
+
+/* Sample counts and durations: the full run, or --quick. */
+static void set_counts(void)
+{
     if (g_cfg.quick) {
         g_cfg.batches = 20;  g_cfg.batch_ms = 1;  g_cfg.warm_ms = 10;
         g_cfg.rounds = 3;    g_cfg.round_s = 0.15;
@@ -173,16 +180,20 @@ int main(int argc, char **argv)
         g_cfg.takeover_samples = 200;
         g_cfg.big_keys = 1u << 20;
     }
-    for (int i = 0; i < PEER__COUNT; i++) {
-        g_res.uncontended_med[i] = g_res.takeover_med[i] = g_res.takeover_p99[i] = NAN;
-        for (int j = 0; j < NPROCS; j++)
-            g_res.contended_rate[i][j] = NAN;
-    }
+}
+
+int main(int argc, char **argv)
+{
+    int r = parse_args(argc, argv);
+    if (r >= 0)
+        return r;
+    set_counts();
+    results_init();
     mkdir(g_cfg.out, 0755);
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     cleanup_init();
-    int r = peers_setup();
+    r = peers_setup();
     if (r < 0) {
         fprintf(stderr, "shmlease-bench: setup failed: %s (%s)\n", strerror(-r), shmlease_errname(r));
         cleanup_run();

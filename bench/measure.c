@@ -5,10 +5,20 @@
  */
 #include "bench.h"
 
+#include <math.h>
 #include <string.h>
 
 struct results g_res;
 const int g_nprocs[NPROCS] = { 2, 4, 8 };
+
+void results_init(void)
+{
+    for (int i = 0; i < PEER__COUNT; i++) {
+        g_res.uncontended_med[i] = g_res.takeover_med[i] = g_res.takeover_p99[i] = NAN;
+        for (int j = 0; j < NPROCS; j++)
+            g_res.contended_rate[i][j] = NAN;
+    }
+}
 
 #define MAX_BATCHES 1000
 

@@ -19,9 +19,6 @@ static int count_cb(const shmlease_info *info, void *arg)
     return 0;
 }
 
-static void memory_rows(FILE *csv, const char *what, shmlease_table *t, int do_walk, int do_dump,
-                        const char *name);
-
 static int run_dump(const char *name, double *ms, int *status)
 {
     uint64_t ta = now_ns();
@@ -52,6 +49,82 @@ static int run_dump(const char *name, double *ms, int *status)
     *ms = (double)(now_ns() - ta) / 1e6;
     *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     return 0;
+}
+
+/* Up to 3 walks of shmlease_foreach over t (fewer when one takes over 3 s):
+ * the median in *ms, per lease in *per. */
+static void time_foreach(shmlease_table *t, const shmlease_stats *st, double *ms, double *per)
+{
+    double w[3];
+    int nw = 0, r = 0;
+    uint64_t visited = 0;
+    for (; nw < 3; nw++) {
+        progress("[memory] foreach over %u held leases, walk %d", st->held, nw + 1);
+        visited = 0;
+        uint64_t ta = now_ns();
+        r = shmlease_foreach(t, count_cb, &visited);
+        w[nw] = (double)(now_ns() - ta) / 1e6;
+        if (r != 0 || w[nw] > 3000) {
+            nw++;
+            break;
+        }
+    }
+    struct summary s;
+    summarize(w, nw, &s);
+    *ms = s.median;
+    *per = visited ? *ms * 1e6 / (double)visited : NAN;
+    if (r != 0 || visited < st->held) {
+        printf("(foreach returned %d after %llu of %u held leases)\n\n", r,
+               (unsigned long long)visited, st->held);
+        g_failed = 1;
+    }
+}
+
+/* One run of shmlease-dump on the table: *ms, *status and the table's text. */
+static void time_dump(const char *name, double *ms, int *status, char *txt, size_t n)
+{
+    if (!g_cfg.dump_bin || access(g_cfg.dump_bin, X_OK) != 0) {
+        snprintf(txt, n, "skipped (not built)");
+        return;
+    }
+    progress("[memory] shmlease-dump on the big table");
+    if (run_dump(name, ms, status) != 0)
+        return;
+    if (*status == 0)
+        snprintf(txt, n, "%s", T(*ms * 1e6));
+    else if (*status == -1)
+        snprintf(txt, n, "killed after 180 s");
+    else
+        snprintf(txt, n, "%s (exit %d)", T(*ms * 1e6), *status);
+}
+
+/* One table's row: its size from shmlease_stats_get; with do_walk and
+ * do_dump, the foreach and shmlease-dump timings. */
+static void memory_rows(FILE *csv, const char *what, shmlease_table *t, int do_walk, int do_dump,
+                        const char *name)
+{
+    shmlease_stats st;
+    int r = shmlease_stats_get(t, &st);
+    if (r != 0) {
+        printf("| %s | ERROR: stats: %s | | | | | | |\n", what, peer_errname(r));
+        g_failed = 1;
+        return;
+    }
+    double per_slot = st.capacity ? (double)st.segment_bytes / st.capacity : NAN;
+    double walk_ms = NAN, walk_per = NAN, dump_ms = NAN;
+    int dump_status = -2;
+    char dump_txt[96] = "-";
+    if (do_walk)
+        time_foreach(t, &st, &walk_ms, &walk_per);
+    if (do_dump)
+        time_dump(name, &dump_ms, &dump_status, dump_txt, sizeof dump_txt);
+    printf("| %s | %u | %.1f MB | %.1f | %u | %s | %s | %s |\n", what, st.capacity,
+           (double)st.segment_bytes / 1048576.0, per_slot, st.held,
+           do_walk ? T(walk_ms * 1e6) : "-", do_walk ? T(walk_per) : "-", dump_txt);
+    if (csv)
+        fprintf(csv, "%s,%u,%llu,%.1f,%u,%.3f,%.1f,%.1f,%d\n", what, st.capacity,
+                (unsigned long long)st.segment_bytes, per_slot, st.held, walk_ms, walk_per, dump_ms,
+                dump_status);
 }
 
 void scenario_memory(void)
@@ -88,67 +161,4 @@ void scenario_memory(void)
     }
     if (mcsv)
         fclose(mcsv);
-}
-
-static void memory_rows(FILE *csv, const char *what, shmlease_table *t, int do_walk, int do_dump,
-                        const char *name)
-{
-    shmlease_stats st;
-    int r = shmlease_stats_get(t, &st);
-    if (r != 0) {
-        printf("| %s | ERROR: stats: %s | | | | | | |\n", what, peer_errname(r));
-        g_failed = 1;
-        return;
-    }
-    double per_slot = st.capacity ? (double)st.segment_bytes / st.capacity : NAN;
-    double walk_ms = NAN, walk_per = NAN, dump_ms = NAN;
-    int dump_status = -2;
-    char dump_txt[96] = "-";
-    if (do_walk) {
-        double w[3];
-        int nw = 0;
-        uint64_t visited = 0;
-        for (; nw < 3; nw++) {
-            progress("[memory] foreach over %u held leases, walk %d", st.held, nw + 1);
-            visited = 0;
-            uint64_t ta = now_ns();
-            r = shmlease_foreach(t, count_cb, &visited);
-            w[nw] = (double)(now_ns() - ta) / 1e6;
-            if (r != 0 || w[nw] > 3000) {
-                nw++;
-                break;
-            }
-        }
-        struct summary s;
-        summarize(w, nw, &s);
-        walk_ms = s.median;
-        walk_per = visited ? walk_ms * 1e6 / (double)visited : NAN;
-        if (r != 0 || visited < st.held) {
-            printf("(foreach returned %d after %llu of %u held leases)\n\n", r,
-                   (unsigned long long)visited, st.held);
-            g_failed = 1;
-        }
-    }
-    if (do_dump) {
-        if (!g_cfg.dump_bin || access(g_cfg.dump_bin, X_OK) != 0) {
-            snprintf(dump_txt, sizeof dump_txt, "skipped (not built)");
-        } else {
-            progress("[memory] shmlease-dump on the big table");
-            if (run_dump(name, &dump_ms, &dump_status) == 0) {
-                if (dump_status == 0)
-                    snprintf(dump_txt, sizeof dump_txt, "%s", T(dump_ms * 1e6));
-                else if (dump_status == -1)
-                    snprintf(dump_txt, sizeof dump_txt, "killed after 180 s");
-                else
-                    snprintf(dump_txt, sizeof dump_txt, "%s (exit %d)", T(dump_ms * 1e6), dump_status);
-            }
-        }
-    }
-    printf("| %s | %u | %.1f MB | %.1f | %u | %s | %s | %s |\n", what, st.capacity,
-           (double)st.segment_bytes / 1048576.0, per_slot, st.held,
-           do_walk ? T(walk_ms * 1e6) : "-", do_walk ? T(walk_per) : "-", dump_txt);
-    if (csv)
-        fprintf(csv, "%s,%u,%llu,%.1f,%u,%.3f,%.1f,%.1f,%d\n", what, st.capacity,
-                (unsigned long long)st.segment_bytes, per_slot, st.held, walk_ms, walk_per, dump_ms,
-                dump_status);
 }

@@ -36,11 +36,11 @@ static int crash_holder(void *arg)
         pause();               /* until SIGKILL */
 }
 
-struct s6arg { int id; int i; };
+struct waiter_arg { int id; int i; };
 
 static int crash_waiter(void *arg)
 {
-    struct s6arg *a = arg;
+    struct waiter_arg *a = arg;
     struct shared *sh = g_env.sh;
     const struct peer_ops *ops = peer(a->id);
     struct pinst pi;
@@ -70,6 +70,119 @@ static int crash_waiter(void *arg)
     return 0;
 }
 
+/* The kills of one peer: the samples in v[0..got), and how many kills saw no
+ * takeover within 10 s (fails) or the waiter own the lock before the kill
+ * (early). */
+struct kills {
+    double v[MAX_SAMPLES];
+    int    got, fails, early;
+    uint64_t xs;                  /* xorshift state of the random pauses */
+};
+
+/* Starts a holder, then a waiter blocked behind it: NULL and both pids, or
+ * an error string (the children already killed). */
+static const char *start_pair(int id, int i, pid_t *h, pid_t *w, char *ebuf, size_t ebufsz)
+{
+    struct shared *sh = g_env.sh;
+    int idarg = id;
+    *w = -1;
+    if ((*h = spawn(crash_holder, &idarg)) < 0)
+        return "fork failed";
+    if (wait_u32_ge(&sh->ready, 1, 10000) < 0 || sh->ready != 1) {
+        snprintf(ebuf, ebufsz, "holder failed (%s)", peer_errname(sh->errors[0]));
+        kill_child(*h);
+        return ebuf;
+    }
+    struct waiter_arg a = { id, i };
+    if ((*w = spawn(crash_waiter, &a)) < 0) {
+        kill_child(*h);
+        return "fork failed";
+    }
+    if (wait_u32_ge(&sh->waiting, 1, 10000) < 0) {
+        kill_child(*h);
+        kill_child(*w);
+        return "waiter did not start";
+    }
+    return NULL;
+}
+
+/* Kill i of one peer: NULL (the outcome counted in *k), or what went wrong. */
+static const char *one_kill(int id, const char *name, int i, struct kills *k, FILE *raw,
+                            char *ebuf, size_t ebufsz)
+{
+    struct shared *sh = g_env.sh;
+    reset_ctl();
+    sh->samples[i] = NAN;
+    pid_t h, w;
+    const char *err = start_pair(id, i, &h, &w, ebuf, ebufsz);
+    if (err)
+        return err;
+    wait_blocked(w, 2000);
+    /* a random point in time, not always right after the waiter fell
+     * asleep: a lock that polls would otherwise always be measured
+     * at the worst phase of its polling period */
+    k->xs ^= k->xs << 13; k->xs ^= k->xs >> 7; k->xs ^= k->xs << 17;
+    sleep_us((long)(k->xs % 3001));
+    __atomic_store_n(&sh->t_mark, now_ns(), __ATOMIC_RELEASE);
+    kill(h, SIGKILL);
+    int st = 0;
+    if (wait_child(w, 10000, &st) < 0) {
+        kill_child(w);
+        k->fails++;
+    } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || sh->errors[1]) {
+        snprintf(ebuf, ebufsz, "waiter failed (%s)",
+                 sh->errors[1] ? peer_errname(sh->errors[1]) : "crashed");
+        err = ebuf;
+    } else if (isnan(sh->samples[i])) {
+        k->early++;
+    } else {
+        k->v[k->got++] = sh->samples[i];
+        if (raw)
+            fprintf(raw, "%s,%d,%.0f\n", name, i, sh->samples[i]);
+    }
+    kill_child(h);
+    if (k->fails >= 3)
+        err = "HANG: the waiter did not get the lock within 10 s of the holder's death (3 times)";
+    return err;
+}
+
+struct row { int id; const char *note; };
+
+/* n kills of one peer, and its table row. */
+static void takeover_peer(const struct row *row, int n, FILE *csv, FILE *raw)
+{
+    int id = row->id;
+    const char *name = peer(id)->name;
+    struct kills k = { .xs = 0x2545f4914f6cdd1dull ^ ((uint64_t)getpid() << 16) ^ (uint64_t)id };
+    const char *err = NULL;
+    char ebuf[128];
+    for (int i = 0; i < n && !err; i++) {
+        if (i % 10 == 0)
+            progress("[takeover] %s, kill %d/%d", name, i + 1, n);
+        err = one_kill(id, name, i, &k, raw, ebuf, sizeof ebuf);
+    }
+    if (err) {
+        printf("| %s | ERROR: %s | | | %d | |\n", name, err, k.got);
+        g_failed = 1;
+        g_res.takeover_med[id] = g_res.takeover_p99[id] = NAN;
+        return;
+    }
+    struct summary s;
+    summarize(k.v, k.got, &s);
+    g_res.takeover_med[id] = s.median;
+    g_res.takeover_p99[id] = s.p99;
+    char extra[96] = "";
+    if (k.fails || k.early)
+        snprintf(extra, sizeof extra, " (%d no takeover in 10 s, %d owned before the kill)", k.fails, k.early);
+    printf("| %s | %s | %s | %s | %d%s | %s |\n", name, T(s.median), T(s.p99), T(s.max), k.got,
+           extra, row->note);
+    if (csv)
+        fprintf(csv, "%s,%.0f,%.0f,%.0f,%.0f,%d,\"%s\"\n", name, s.median, s.p99, s.min, s.max, k.got,
+                row->note);
+    if (k.fails)
+        g_failed = 1;
+}
+
 void scenario_takeover(void)
 {
     int n = g_cfg.takeover_samples > MAX_SAMPLES ? MAX_SAMPLES : g_cfg.takeover_samples;
@@ -82,7 +195,7 @@ void scenario_takeover(void)
     printf("| peer | median | p99 | max | samples | how the waiter learns |\n|---|---:|---:|---:|---:|---|\n");
     FILE *csv = csv_open("takeover.csv", "peer,median_ns,p99_ns,min_ns,max_ns,samples,note");
     FILE *raw = csv_open("takeover_samples.csv", "peer,sample,ns");
-    struct { int id; const char *note; } rows[] = {
+    struct row rows[] = {
         { PEER_RMUTEX,   "EOWNERDEAD (kernel robust list)" },
         { PEER_SHMLEASE, "holder's liveness (kernel-held registry byte lock); its 10 min TTL plays no part" },
         { PEER_OFD,      "kernel drops the lock with the last fd" },
@@ -94,91 +207,11 @@ void scenario_takeover(void)
              g_redis_ttl_ms, redis_poll_us());
     rows[4].note = redis_note;
     for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
-        int id = rows[k].id;
-        const struct peer_ops *ops = peer(id);
-        if (!peer_available(id)) {
-            printf("| %s | skipped | | | | %s |\n", ops->name, g_env.redis_why);
+        if (!peer_available(rows[k].id)) {
+            printf("| %s | skipped | | | | %s |\n", peer(rows[k].id)->name, g_env.redis_why);
             continue;
         }
-        struct shared *sh = g_env.sh;
-        int got = 0, fails = 0, early = 0;
-        const char *err = NULL;
-        char ebuf[128];
-        double v[MAX_SAMPLES];
-        uint64_t xs = 0x2545f4914f6cdd1dull ^ ((uint64_t)getpid() << 16) ^ (uint64_t)id;
-        for (int i = 0; i < n && !err; i++) {
-            if (i % 10 == 0)
-                progress("[takeover] %s, kill %d/%d", ops->name, i + 1, n);
-            reset_ctl();
-            sh->samples[i] = NAN;
-            int idarg = id;
-            pid_t h = spawn(crash_holder, &idarg), w = -1;
-            if (h < 0) { err = "fork failed"; break; }
-            if (wait_u32_ge(&sh->ready, 1, 10000) < 0 || sh->ready != 1) {
-                snprintf(ebuf, sizeof ebuf, "holder failed (%s)", peer_errname(sh->errors[0]));
-                err = ebuf;
-                kill_child(h);
-                break;
-            }
-            struct s6arg a = { id, i };
-            if ((w = spawn(crash_waiter, &a)) < 0) {
-                err = "fork failed";
-                kill_child(h);
-                break;
-            }
-            if (wait_u32_ge(&sh->waiting, 1, 10000) < 0) {
-                err = "waiter did not start";
-                kill_child(h);
-                kill_child(w);
-                break;
-            }
-            wait_blocked(w, 2000);
-            /* a random point in time, not always right after the waiter fell
-             * asleep: a lock that polls would otherwise always be measured
-             * at the worst phase of its polling period */
-            xs ^= xs << 13; xs ^= xs >> 7; xs ^= xs << 17;
-            sleep_us((long)(xs % 3001));
-            __atomic_store_n(&sh->t_mark, now_ns(), __ATOMIC_RELEASE);
-            kill(h, SIGKILL);
-            int st = 0;
-            if (wait_child(w, 10000, &st) < 0) {
-                kill_child(w);
-                fails++;
-            } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || sh->errors[1]) {
-                snprintf(ebuf, sizeof ebuf, "waiter failed (%s)",
-                         sh->errors[1] ? peer_errname(sh->errors[1]) : "crashed");
-                err = ebuf;
-            } else if (isnan(sh->samples[i])) {
-                early++;
-            } else {
-                v[got++] = sh->samples[i];
-                if (raw)
-                    fprintf(raw, "%s,%d,%.0f\n", ops->name, i, sh->samples[i]);
-            }
-            kill_child(h);
-            if (fails >= 3)
-                err = "HANG: the waiter did not get the lock within 10 s of the holder's death (3 times)";
-        }
-        if (err) {
-            printf("| %s | ERROR: %s | | | %d | |\n", ops->name, err, got);
-            g_failed = 1;
-            g_res.takeover_med[id] = g_res.takeover_p99[id] = NAN;
-            continue;
-        }
-        struct summary s;
-        summarize(v, got, &s);
-        g_res.takeover_med[id] = s.median;
-        g_res.takeover_p99[id] = s.p99;
-        char extra[96] = "";
-        if (fails || early)
-            snprintf(extra, sizeof extra, " (%d no takeover in 10 s, %d owned before the kill)", fails, early);
-        printf("| %s | %s | %s | %s | %d%s | %s |\n", ops->name, T(s.median), T(s.p99), T(s.max), got,
-               extra, rows[k].note);
-        if (csv)
-            fprintf(csv, "%s,%.0f,%.0f,%.0f,%.0f,%d,\"%s\"\n", ops->name, s.median, s.p99, s.min, s.max, got,
-                    rows[k].note);
-        if (fails)
-            g_failed = 1;
+        takeover_peer(&rows[k], n, csv, raw);
     }
     if (csv)
         fclose(csv);

@@ -30,11 +30,11 @@ static int holder_child(void *arg)
     return 0;
 }
 
-struct s2ctx { const struct peer_ops *ops; struct pinst *pi; };
+struct trybusy_ctx { const struct peer_ops *ops; struct pinst *pi; };
 
 static int op_try_busy(void *c)
 {
-    struct s2ctx *x = c;
+    struct trybusy_ctx *x = c;
     int r = x->ops->try_acquire(x->pi);
     if (r == 1)
         return 0;
@@ -45,6 +45,92 @@ static int op_try_busy(void *c)
     return r;
 }
 
+struct row { int id; const char *call; };
+
+static const struct row g_rows[] = {
+    { PEER_CAS,      "CAS fails" },
+    { PEER_RMUTEX,   "pthread_mutex_trylock -> EBUSY" },
+    { PEER_SHMLEASE, "shmlease_acquire(wait_ms=0) -> -EBUSY" },
+    { PEER_OFD,      "F_OFD_SETLK -> EAGAIN" },
+    { PEER_FLOCK,    "flock LOCK_NB -> EWOULDBLOCK" },
+    { PEER_SEM,      "sem_trywait -> EAGAIN" },
+    { PEER_REDIS,    "SET NX -> nil" },
+};
+enum { NROWS = sizeof g_rows / sizeof g_rows[0] };
+
+/* With the holder started: times the refused tries into *res. NULL, or what
+ * went wrong (in ebuf when it needs one). */
+static const char *measure_refused(int id, struct batch_res *res, char *ebuf, size_t ebufsz)
+{
+    if (wait_u32_ge(&g_env.sh->ready, 1, 10000) < 0)
+        return "holder did not start";
+    if (g_env.sh->ready != 1) {
+        snprintf(ebuf, ebufsz, "holder: %s", peer_errname(g_env.sh->errors[0]));
+        return ebuf;
+    }
+    const struct peer_ops *ops = peer(id);
+    struct pinst pi;
+    pinst_init(&pi, id);
+    int r = ops->attach(&pi);
+    if (r == 0) {
+        struct trybusy_ctx x = { ops, &pi };
+        measure_batches(op_try_busy, &x, res);
+        r = res->err;
+        ops->detach(&pi);
+    }
+    if (r == -EDEADLK)
+        return "ACQUIRED A LOCK HELD BY ANOTHER PROCESS";
+    if (r != 0) {
+        snprintf(ebuf, ebufsz, "%s", peer_errname(r));
+        return ebuf;
+    }
+    return NULL;
+}
+
+/* One row: a holder process takes the lock, this one times refused tries,
+ * the holder releases. Fills err ("skipped", "ERROR: ...") when it could not. */
+static void measure_row(int id, struct batch_res *res, char *err, size_t errsz)
+{
+    err[0] = 0;
+    memset(res, 0, sizeof *res);
+    if (!peer_available(id)) {
+        snprintf(err, errsz, "skipped");
+        return;
+    }
+    progress("[trybusy] %s", peer(id)->name);
+    reset_ctl();
+    g_env.sh->cas_word = 0;
+    int idarg = id;
+    pid_t h = spawn(holder_child, &idarg);
+    char ebuf[64];
+    const char *e = h < 0 ? "fork failed" : measure_refused(id, res, ebuf, sizeof ebuf);
+    __atomic_store_n(&g_env.sh->stop, 1, __ATOMIC_RELEASE);
+    if (h > 0 && wait_child(h, 10000, NULL) < 0) {
+        kill_child(h);
+        if (!e)
+            e = "holder hung in release";
+    }
+    if (e) {
+        snprintf(err, errsz, "ERROR: %s", e);
+        g_failed = 1;
+    }
+}
+
+static void print_row(FILE *csv, const struct row *row, const struct batch_res *br, const char *err,
+                      double shm_med)
+{
+    const char *name = peer(row->id)->name;
+    if (err[0]) {
+        printf("| %s | %s | %s | | |\n", name, row->call, err);
+        return;
+    }
+    printf("| %s | %s | %s | %s | %s |\n", name, row->call, T(br->s.median), T(br->s.p99),
+           X(br->s.median / shm_med));
+    if (csv)
+        fprintf(csv, "%s,\"%s\",%.2f,%.2f,%.2f,%.2f,%d,%ld\n", name, row->call, br->s.median,
+                br->s.p99, br->s.min, br->s.max, br->batches, br->ops_per_batch);
+}
+
 void scenario_trybusy(void)
 {
     printf("\n## `trybusy`: try-acquire on a key held by another process\n\n");
@@ -52,87 +138,16 @@ void scenario_trybusy(void)
            "Median and p99 over %d batches (batch mean ns per refused try).\n\n", g_cfg.batches);
     printf("| peer | call | median | p99 | vs shmlease |\n|---|---|---:|---:|---:|\n");
     FILE *csv = csv_open("trybusy.csv", "peer,call,median_ns,p99_ns,min_ns,max_ns,batches,ops_per_batch");
-    struct { int id; const char *call; } rows[] = {
-        { PEER_CAS,      "CAS fails" },
-        { PEER_RMUTEX,   "pthread_mutex_trylock -> EBUSY" },
-        { PEER_SHMLEASE, "shmlease_acquire(wait_ms=0) -> -EBUSY" },
-        { PEER_OFD,      "F_OFD_SETLK -> EAGAIN" },
-        { PEER_FLOCK,    "flock LOCK_NB -> EWOULDBLOCK" },
-        { PEER_SEM,      "sem_trywait -> EAGAIN" },
-        { PEER_REDIS,    "SET NX -> nil" },
-    };
-    enum { NROWS = sizeof rows / sizeof rows[0] };
     struct batch_res res[NROWS];
     char errs[NROWS][96];
     double shm_med = NAN;
     for (size_t i = 0; i < NROWS; i++) {
-        int id = rows[i].id;
-        const char *name = peer(id)->name;
-        errs[i][0] = 0;
-        memset(&res[i], 0, sizeof res[i]);
-        if (!peer_available(id)) {
-            snprintf(errs[i], sizeof errs[i], "skipped");
-            continue;
-        }
-        progress("[trybusy] %s", name);
-        reset_ctl();
-        g_env.sh->cas_word = 0;
-        int idarg = id;
-        pid_t h = spawn(holder_child, &idarg);
-        const char *err = NULL;
-        char ebuf[64];
-        if (h < 0) {
-            err = "fork failed";
-        } else if (wait_u32_ge(&g_env.sh->ready, 1, 10000) < 0) {
-            err = "holder did not start";
-        } else if (g_env.sh->ready != 1) {
-            snprintf(ebuf, sizeof ebuf, "holder: %s", peer_errname(g_env.sh->errors[0]));
-            err = ebuf;
-        } else {
-            const struct peer_ops *ops = peer(id);
-            struct pinst pi;
-            pinst_init(&pi, id);
-            int r = ops->attach(&pi);
-            if (r == 0) {
-                struct s2ctx x = { ops, &pi };
-                measure_batches(op_try_busy, &x, &res[i]);
-                r = res[i].err;
-                ops->detach(&pi);
-            }
-            if (r == -EDEADLK) {
-                err = "ACQUIRED A LOCK HELD BY ANOTHER PROCESS";
-            } else if (r != 0) {
-                snprintf(ebuf, sizeof ebuf, "%s", peer_errname(r));
-                err = ebuf;
-            }
-        }
-        __atomic_store_n(&g_env.sh->stop, 1, __ATOMIC_RELEASE);
-        if (h > 0 && wait_child(h, 10000, NULL) < 0) {
-            kill_child(h);
-            if (!err)
-                err = "holder hung in release";
-        }
-        if (err) {
-            snprintf(errs[i], sizeof errs[i], "ERROR: %s", err);
-            g_failed = 1;
-            continue;
-        }
-        if (id == PEER_SHMLEASE)
+        measure_row(g_rows[i].id, &res[i], errs[i], sizeof errs[i]);
+        if (!errs[i][0] && g_rows[i].id == PEER_SHMLEASE)
             shm_med = res[i].s.median;
     }
-    for (size_t i = 0; i < NROWS; i++) {
-        const char *name = peer(rows[i].id)->name;
-        struct batch_res *br = &res[i];
-        if (errs[i][0]) {
-            printf("| %s | %s | %s | | |\n", name, rows[i].call, errs[i]);
-            continue;
-        }
-        printf("| %s | %s | %s | %s | %s |\n", name, rows[i].call, T(br->s.median), T(br->s.p99),
-               X(br->s.median / shm_med));
-        if (csv)
-            fprintf(csv, "%s,\"%s\",%.2f,%.2f,%.2f,%.2f,%d,%ld\n", name, rows[i].call, br->s.median,
-                    br->s.p99, br->s.min, br->s.max, br->batches, br->ops_per_batch);
-    }
+    for (size_t i = 0; i < NROWS; i++)
+        print_row(csv, &g_rows[i], &res[i], errs[i], shm_med);
     if (csv)
         fclose(csv);
 }
