@@ -11,11 +11,11 @@
 #include <string.h>
 #include <sys/wait.h>
 
-struct s3arg { int id; int me; };
+struct worker_arg { int id; int me; };
 
 static int worker_child(void *arg)
 {
-    struct s3arg *a = arg;
+    struct worker_arg *a = arg;
     struct shared *sh = g_env.sh;
     const struct peer_ops *ops = peer(a->id);
     struct pinst pi;
@@ -76,7 +76,7 @@ struct reaped { int hung, bad, badsig; };
 
 /* Starts np workers and waits until they are ready: NULL, or what failed.
  * kids[i] <= 0 for a worker not started. */
-static const char *start_workers(int id, int np, pid_t *kids, struct s3arg *args)
+static const char *start_workers(int id, int np, pid_t *kids, struct worker_arg *args)
 {
     for (int i = 0; i < np; i++) {
         args[i].id = id;
@@ -159,7 +159,7 @@ static const char *contended_round(int id, int np, double *rate, double *fair, d
     reset_ctl();
     sh->cas_word = 0;
     pid_t kids[MAXP] = { 0 };
-    struct s3arg args[MAXP];
+    struct worker_arg args[MAXP];
     const char *err = start_workers(id, np, kids, args);
     uint64_t ta = 0, tb = 0;
     if (!err) {
