@@ -3,11 +3,17 @@
  * in the same run on the same machine.
  *
  * Files:
- *   util.c   clock, statistics, process helpers, cleanup of everything we made
- *   peers.c  the peers: CAS word, robust mutex, flock, OFD lock, POSIX named
- *            semaphore, shmlease (one interface: struct peer_ops)
- *   redis.c  the Redis peer: a real redis-server on a Unix socket, via hiredis
- *   main.c   the scenarios, the Markdown report, the CSV files, the goals
+ *   util.c    clock, statistics, process helpers, cleanup of everything we made
+ *   peers.c   the table of peers (one interface: struct peer_ops), setup
+ *   peer_*.c  one peer each: cas_word, robust_mutex, shmlease, flock,
+ *             ofd_lock, posix_sem, redis (a real redis-server on a Unix
+ *             socket, via hiredis)
+ *   main.c    the driver: options, the report's header, the scenarios in order
+ *   report.c  progress lines, CSV files, the number formats of the tables
+ *   measure.c batches of back-to-back operations; shared control words
+ *   uncontended.c trybusy.c contended.c manykeys.c wakeup.c takeover.c
+ *   memory.c  one scenario each (bench/README.md says what each measures)
+ *   goals.c   the PASS/MISS lines
  */
 #ifndef SHMLEASE_BENCH_H
 #define SHMLEASE_BENCH_H
@@ -20,7 +26,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#define MAXP        8        /* most processes of scenario 3 */
+#define MAXP        8        /* most processes of the contended scenario */
 #define MAX_SAMPLES 2048     /* most per-sample values in shared memory */
 #define BENCH_KEY   "bench-key"
 #define LONG_TTL_MS 600000u  /* 10 minutes: never expires during a measurement */
@@ -149,19 +155,122 @@ struct bench_env {
 };
 extern struct bench_env g_env;
 
+extern const struct peer_ops peer_cas_word_ops, peer_robust_mutex_ops, peer_shmlease_ops,
+                             peer_flock_ops, peer_ofd_lock_ops, peer_posix_sem_ops, peer_redis_ops;
+
 const struct peer_ops *peer(int id);
 int  peers_setup(void);                   /* parent, once: files, semaphore, table, mutex */
 int  peer_available(int id);
 void pinst_init(struct pinst *pi, int id);
 const char *peer_errname(int rc);
+/* flock and ofd-lock: open PATH as the instance's own open file description. */
+int  peer_file_attach(struct pinst *pi, const char *path);
+void peer_file_detach(struct pinst *pi);
 
-/* ---- redis.c ------------------------------------------------------------ */
+/* ---- peer_redis.c ------------------------------------------------------- */
 
 /* Starts redis-server (fills g_env.have_redis / redis_why). */
 void redis_start(const char *server_bin);
 void redis_stop(void);
-extern const struct peer_ops redis_ops;
 int  redis_poll_us(void);                 /* blocking acquire polls this often */
 extern int g_redis_ttl_ms;                /* TTL of blocking acquires (takeover) */
+
+/* ---- main.c: the driver --------------------------------------------------- */
+
+/* The scenarios, in the order they run. */
+enum scenario_id {
+    SC_UNCONTENDED, SC_TRYBUSY, SC_CONTENDED, SC_MANYKEYS, SC_WAKEUP, SC_TAKEOVER, SC_MEMORY,
+    SC__COUNT
+};
+
+struct bench_cfg {
+    int         quick;
+    const char *out;
+    const char *dump_bin;
+    const char *redis_bin;
+    int         no_redis;
+    unsigned    scenarios;        /* bit i: enum scenario_id i selected */
+    int         batches;          /* uncontended, trybusy, manykeys */
+    double      batch_ms;
+    double      warm_ms;
+    int         rounds;           /* contended */
+    double      round_s;
+    int         wake_samples;     /* wakeup */
+    int         takeover_samples; /* takeover */
+    uint32_t    big_keys;         /* manykeys: largest level */
+};
+extern struct bench_cfg g_cfg;
+
+static inline int scenario_selected(enum scenario_id id)
+{
+    return (g_cfg.scenarios >> id) & 1u;
+}
+
+void scenario_uncontended(void);
+void scenario_trybusy(void);
+void scenario_contended(void);
+void scenario_manykeys(void);
+void scenario_wakeup(void);
+void scenario_takeover(void);
+void scenario_memory(void);
+void goals(void);
+
+/* ---- report.c ------------------------------------------------------------- */
+
+extern int g_failed;              /* something broke: exit 1 */
+extern double g_load_start;       /* load average at the start (goals.c) */
+
+void  progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* OUT/name with its header line, or NULL (said on stderr). */
+FILE *csv_open(const char *name, const char *header);
+
+const char *fmt_t(char *buf, size_t n, double ns);    /* "23.4 ns", "1.27 µs" */
+const char *fmt_rate(char *buf, size_t n, double r);  /* "1.60 M/s" */
+const char *fmt_x(char *buf, size_t n, double x);     /* "0.94x", "303x" */
+const char *fmt_fair(char *buf, size_t n, double f);  /* "1.07", "2e+07", "inf" */
+#define T(ns)   fmt_t((char[32]){0}, 32, (ns))
+#define RATE(r) fmt_rate((char[32]){0}, 32, (r))
+#define X(x)    fmt_x((char[32]){0}, 32, (x))
+#define FAIR(f) fmt_fair((char[32]){0}, 32, (f))
+
+/* ---- measure.c ------------------------------------------------------------ */
+
+/* One operation; 0 = done, else a negative errno (the measurement stops). */
+typedef int (*op_fn)(void *ctx);
+
+struct batch_res {
+    struct summary s;     /* over batches: each value is one batch's mean ns/op */
+    long  ops_per_batch;
+    int   batches;
+    int   err;            /* 0, or the failing op's result */
+};
+
+/* Warm up for g_cfg.warm_ms (also sizes the batches to ~g_cfg.batch_ms each),
+ * then time g_cfg.batches batches of N back-to-back operations. */
+void measure_batches(op_fn op, void *ctx, struct batch_res *br);
+/* Zeroes the control words of struct shared before a multi-process run. */
+void reset_ctl(void);
+
+/* The process counts of the contended scenario. */
+#define NPROCS 3
+extern const int g_nprocs[NPROCS];
+
+/* What the goals need from the scenarios; NAN = not measured. */
+struct results {
+    double   uncontended_med[PEER__COUNT];
+    double   contended_rate[PEER__COUNT][NPROCS];
+    double   takeover_med[PEER__COUNT], takeover_p99[PEER__COUNT];
+    double   manykeys_med[8];
+    uint32_t manykeys_level[8];
+    int      manykeys_n;
+    int      manykeys_big_skipped;
+};
+extern struct results g_res;
+void results_init(void);          /* all NAN: nothing measured yet */
+
+/* manykeys leaves its full table open; the memory scenario walks it, then
+ * closes and removes it. */
+struct big_table { shmlease_table *meas, *fill; char name[96]; };
+extern struct big_table g_big;
 
 #endif

@@ -21,7 +21,7 @@ set datafile missing "NaN"
 set grid ytics
 set style fill solid 0.85 border -1
 
-# ---- latency by peer: scenarios 1, 2, 5 --------------------------------------
+# ---- latency by peer: uncontended, trybusy, wakeup ----------------------------
 if (have("uncontended.csv")) {
     eval "set terminal ".term_big
     set output dir."/latency.png"
@@ -33,14 +33,14 @@ if (have("uncontended.csv")) {
     set ylabel "ns per operation"
     set xtics rotate by -35 nomirror
     set key top left
-    set title "1. uncontended acquire+release"
+    set title "uncontended: acquire+release"
     plot dir."/uncontended.csv" using 3:xtic(1) title "median", '' using 4 title "p99"
     if (have("trybusy.csv")) {
-        set title "2. try-acquire refused (held by another process)"
+        set title "trybusy: try-acquire refused (held by another process)"
         plot dir."/trybusy.csv" using 3:xtic(1) title "median", '' using 4 title "p99"
     }
     if (have("wakeup.csv")) {
-        set title "5. wake-up: release to waiter owning it"
+        set title "wakeup: release to waiter owning it"
         plot dir."/wakeup.csv" using 2:xtic(1) title "median", '' using 3 title "p99"
     }
     unset multiplot
@@ -48,12 +48,12 @@ if (have("uncontended.csv")) {
     set format y "% h"
 }
 
-# ---- contended throughput by process count: scenario 3 ------------------------
+# ---- contended: throughput by process count ------------------------------------
 if (have("contended.csv")) {
     eval "set terminal ".term_mid
     set output dir."/contended.png"
     set style data linespoints
-    set multiplot layout 1,2 title "3. contended: processes on one key (median of rounds, log scale)"
+    set multiplot layout 1,2 title "contended: processes on one key (median of rounds, log scale)"
     set logscale y
     set format y "%.0s%c"
     set xrange [1.5:8.5]
@@ -73,7 +73,7 @@ if (have("contended.csv")) {
     set format y "% h"
 }
 
-# ---- crash takeover: scenario 6 ----------------------------------------------
+# ---- takeover: crash takeover -------------------------------------------------
 if (have("takeover.csv")) {
     eval "set terminal ".term_small
     set output dir."/takeover.png"
@@ -85,6 +85,6 @@ if (have("takeover.csv")) {
     set xtics rotate by -25 nomirror
     set key top left
     set rmargin 4
-    set title "6. crash takeover: holder SIGKILLed (log scale; redis is TTL-bound)"
+    set title "takeover: holder SIGKILLed (log scale; redis is TTL-bound)"
     plot dir."/takeover.csv" using ($2/1000):xtic(1) title "median", '' using ($3/1000) title "p99"
 }

@@ -1,5 +1,5 @@
 /*
- * The Redis peer: the lock pattern of the Redis documentation on one instance.
+ * Peer "redis": the usual single-instance Redis lock.
  *   acquire  SET key token NX PX ttl         (OK: ours; nil: held)
  *   release  EVALSHA <compare-and-delete> 1 key token
  * against a real redis-server that this bench starts on a Unix socket in its
@@ -61,6 +61,85 @@ static int find_in_path(const char *bin)
     return 0;
 }
 
+/* The forked child: becomes redis-server, on a Unix socket in the bench's
+ * temporary folder, without persistence; its output goes to g_log. */
+static void exec_server(const char *server_bin, pid_t bench)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != bench)
+        _exit(127);
+    signal(SIGINT, SIG_IGN);      /* the bench stops it (Ctrl-C reaches the group) */
+    int fd = open(g_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+    }
+    int nul = open("/dev/null", O_RDONLY);
+    if (nul >= 0)
+        dup2(nul, 0);
+    execlp(server_bin, server_bin,
+           "--port", "0",
+           "--unixsocket", g_env.redis_sock,
+           "--unixsocketperm", "700",
+           "--save", "",
+           "--appendonly", "no",
+           "--dir", g_env.tmpdir,
+           "--daemonize", "no",
+           "--databases", "1",
+           (char *)NULL);
+    _exit(127);
+}
+
+/* Waits (5 s at most) for the server to answer PING: a connection, or NULL
+ * with g_env.redis_why filled when it exited. */
+static redisContext *wait_ping(pid_t pid)
+{
+    uint64_t deadline = now_ns() + 5000000000ull;
+    while (now_ns() < deadline) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            g_server = 0;
+            cleanup_set_server(0);
+            snprintf(g_env.redis_why, sizeof g_env.redis_why,
+                     "redis-server exited at start (status %d)", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+            return NULL;
+        }
+        redisContext *c = connect_unix();
+        if (c) {
+            redisReply *r = redisCommand(c, "PING");
+            int ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
+            if (r)
+                freeReplyObject(r);
+            if (ok)
+                return c;
+            redisFree(c);
+        }
+        sleep_us(10000);
+    }
+    return NULL;
+}
+
+/* Loads the release script (g_env.redis_sha) and reads the server's version. */
+static void load_script(redisContext *c)
+{
+    redisReply *r = redisCommand(c, "SCRIPT LOAD %s", RELEASE_LUA);
+    if (r && r->type == REDIS_REPLY_STRING)
+        snprintf(g_env.redis_sha, sizeof g_env.redis_sha, "%s", r->str);
+    if (r)
+        freeReplyObject(r);
+    r = redisCommand(c, "INFO server");
+    if (r && r->type == REDIS_REPLY_STRING) {
+        const char *v = strstr(r->str, "redis_version:");
+        if (v) {
+            v += strlen("redis_version:");
+            size_t n = strcspn(v, "\r\n");
+            snprintf(g_env.redis_version, sizeof g_env.redis_version, "%.*s", (int)n, v);
+        }
+    }
+    if (r)
+        freeReplyObject(r);
+}
+
 void redis_start(const char *server_bin)
 {
     if (!server_bin)
@@ -82,79 +161,20 @@ void redis_start(const char *server_bin)
         snprintf(g_env.redis_why, sizeof g_env.redis_why, "fork: %s", strerror(errno));
         return;
     }
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != self)
-            _exit(127);
-        signal(SIGINT, SIG_IGN);      /* the bench stops it (Ctrl-C reaches the group) */
-        int fd = open(g_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        int nul = open("/dev/null", O_RDONLY);
-        if (nul >= 0)
-            dup2(nul, 0);
-        execlp(server_bin, server_bin,
-               "--port", "0",
-               "--unixsocket", g_env.redis_sock,
-               "--unixsocketperm", "700",
-               "--save", "",
-               "--appendonly", "no",
-               "--dir", g_env.tmpdir,
-               "--daemonize", "no",
-               "--databases", "1",
-               (char *)NULL);
-        _exit(127);
-    }
+    if (pid == 0)
+        exec_server(server_bin, self);
     g_server = pid;
     cleanup_set_server(pid);
 
-    /* Wait for it to answer PING (5 s). */
-    uint64_t deadline = now_ns() + 5000000000ull;
-    redisContext *c = NULL;
-    while (now_ns() < deadline) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            g_server = 0;
-            cleanup_set_server(0);
-            snprintf(g_env.redis_why, sizeof g_env.redis_why,
-                     "redis-server exited at start (status %d)", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-            return;
-        }
-        if ((c = connect_unix()) != NULL) {
-            redisReply *r = redisCommand(c, "PING");
-            int ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
-            if (r)
-                freeReplyObject(r);
-            if (ok)
-                break;
-            redisFree(c);
-            c = NULL;
-        }
-        sleep_us(10000);
-    }
+    redisContext *c = wait_ping(pid);
     if (!c) {
+        if (g_env.redis_why[0])     /* it exited: wait_ping said why */
+            return;
         redis_stop();
         snprintf(g_env.redis_why, sizeof g_env.redis_why, "redis-server did not answer within 5 s");
         return;
     }
-    redisReply *r = redisCommand(c, "SCRIPT LOAD %s", RELEASE_LUA);
-    if (r && r->type == REDIS_REPLY_STRING)
-        snprintf(g_env.redis_sha, sizeof g_env.redis_sha, "%s", r->str);
-    if (r)
-        freeReplyObject(r);
-    r = redisCommand(c, "INFO server");
-    if (r && r->type == REDIS_REPLY_STRING) {
-        const char *v = strstr(r->str, "redis_version:");
-        if (v) {
-            v += strlen("redis_version:");
-            size_t n = strcspn(v, "\r\n");
-            snprintf(g_env.redis_version, sizeof g_env.redis_version, "%.*s", (int)n, v);
-        }
-    }
-    if (r)
-        freeReplyObject(r);
+    load_script(c);
     redisFree(c);
     if (!g_env.redis_sha[0]) {
         redis_stop();
@@ -235,7 +255,7 @@ static int rd_release(struct pinst *pi)
     return rc;
 }
 
-const struct peer_ops redis_ops = { "redis", rd_attach, rd_try, rd_acquire, rd_release, rd_detach };
+const struct peer_ops peer_redis_ops = { "redis", rd_attach, rd_try, rd_acquire, rd_release, rd_detach };
 
 #else /* no hiredis */
 
@@ -247,6 +267,6 @@ void redis_start(const char *server_bin)
 void redis_stop(void) {}
 static int rd_none(struct pinst *pi) { (void)pi; return -ENOSYS; }
 static void rd_none_v(struct pinst *pi) { (void)pi; }
-const struct peer_ops redis_ops = { "redis", rd_none, rd_none, rd_none, rd_none, rd_none_v };
+const struct peer_ops peer_redis_ops = { "redis", rd_none, rd_none, rd_none, rd_none, rd_none_v };
 
 #endif

@@ -1,0 +1,136 @@
+/*
+ * The goals: one PASS/MISS/SKIP line each, a ratio from this run. Writes
+ * goals.csv.
+ */
+#include "bench.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+double g_load_start = NAN;
+static FILE *g_goals;
+static int g_npass, g_nmiss, g_nskip;
+
+static void goal(int ok, const char *what, const char *fmt, ...)
+{
+    char detail[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    const char *verdict = ok < 0 ? "SKIP" : ok ? "PASS" : "MISS";
+    if (ok < 0) g_nskip++; else if (ok) g_npass++; else g_nmiss++;
+    printf("- **%s** %s: %s\n", verdict, what, detail);
+    if (g_goals)
+        fprintf(g_goals, "\"%s\",%s,\"%s\"\n", what, verdict, detail);
+}
+
+/* A warning when the load average exceeded the CPUs at the start or the end. */
+static void load_warning(void)
+{
+    double load_end[1] = { NAN };
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (getloadavg(load_end, 1) < 1)
+        load_end[0] = NAN;
+    if (g_load_start > (double)ncpu || load_end[0] > (double)ncpu)
+        printf("> **Warning:** load average %.2f at start, %.2f at end, on %ld CPUs: other work "
+               "competed for the CPUs during this run and its timings are unreliable. Rerun on an "
+               "idle machine before trusting these ratios.\n\n", g_load_start, load_end[0], ncpu);
+}
+
+static void goals_uncontended(void)
+{
+    double shm = g_res.uncontended_med[PEER_SHMLEASE], rm = g_res.uncontended_med[PEER_RMUTEX];
+    double fl = g_res.uncontended_med[PEER_FLOCK], rd = g_res.uncontended_med[PEER_REDIS];
+
+    if (!scenario_selected(SC_UNCONTENDED) || isnan(shm) || isnan(rm))
+        goal(-1, "uncontended acquire+release <= 2x robust mutex", "not measured");
+    else
+        goal(shm <= 2 * rm, "uncontended acquire+release <= 2x robust mutex",
+             "shmlease %s / robust mutex %s = %.2fx (target <= 2x)", T(shm), T(rm), shm / rm);
+
+    if (!scenario_selected(SC_UNCONTENDED) || isnan(shm) || isnan(fl))
+        goal(-1, "uncontended >= 75x faster than flock", "not measured");
+    else
+        goal(fl / shm >= 75, "uncontended >= 75x faster than flock",
+             "flock %s / shmlease %s = %.1fx (target >= 75x)", T(fl), T(shm), fl / shm);
+
+    if (!g_env.have_redis && isnan(rd))
+        goal(-1, "uncontended >= 1000x faster than Redis", "redis skipped (%s)", g_env.redis_why);
+    else if (isnan(shm) || isnan(rd))
+        goal(-1, "uncontended >= 1000x faster than Redis", "not measured");
+    else
+        goal(rd / shm >= 1000, "uncontended >= 1000x faster than Redis",
+             "redis %s / shmlease %s = %.0fx (target >= 1000x)", T(rd), T(shm), rd / shm);
+}
+
+static void goals_contended(void)
+{
+    if (!scenario_selected(SC_CONTENDED)) {
+        goal(-1, "contended acq/s >= robust mutex", "not measured");
+        return;
+    }
+    char d[200] = "";
+    size_t off = 0;
+    int ok = 1;
+    for (int i = 0; i < NPROCS; i++) {
+        double a = g_res.contended_rate[PEER_SHMLEASE][i], b = g_res.contended_rate[PEER_RMUTEX][i];
+        if (isnan(a) || isnan(b) || a < b)
+            ok = 0;
+        off += (size_t)snprintf(d + off, sizeof d - off, "%s%d procs %s vs %s = %.2fx",
+                                i ? "; " : "", g_nprocs[i], RATE(a), RATE(b), a / b);
+        if (off >= sizeof d) break;
+    }
+    goal(ok, "contended acq/s >= robust mutex (2, 4, 8 procs)", "%s (target >= 1x each)", d);
+}
+
+static void goals_takeover(void)
+{
+    double sm = g_res.takeover_med[PEER_SHMLEASE], sp = g_res.takeover_p99[PEER_SHMLEASE];
+    double fm = g_res.takeover_med[PEER_FLOCK];
+    if (!scenario_selected(SC_TAKEOVER) || isnan(sm) || isnan(fm))
+        goal(-1, "crash takeover median <= flock's", "not measured");
+    else
+        goal(sm <= fm, "crash takeover median <= flock's", "shmlease %s vs flock %s = %.2fx (target <= 1x)",
+             T(sm), T(fm), sm / fm);
+    if (!scenario_selected(SC_TAKEOVER) || isnan(sp))
+        goal(-1, "crash takeover p99 < 10 ms", "not measured");
+    else
+        goal(sp < 10e6, "crash takeover p99 < 10 ms", "shmlease p99 %s (target < 10 ms)", T(sp));
+}
+
+static void goals_manykeys(void)
+{
+    if (!scenario_selected(SC_MANYKEYS) || g_res.manykeys_n < 2) {
+        goal(-1, "many keys flat within 1.5x (1 to 1M live)", "not measured");
+        return;
+    }
+    double mn = INFINITY, mx = 0;
+    for (int i = 0; i < g_res.manykeys_n; i++) {
+        if (g_res.manykeys_med[i] < mn) mn = g_res.manykeys_med[i];
+        if (g_res.manykeys_med[i] > mx) mx = g_res.manykeys_med[i];
+    }
+    uint32_t top = g_res.manykeys_level[g_res.manykeys_n - 1];
+    char what[96];
+    snprintf(what, sizeof what, "many keys flat within 1.5x (1 to %u live%s)", top,
+             top < (1u << 20) ? (g_res.manykeys_big_skipped ? ", 1M skipped: no room in /dev/shm"
+                                                            : ", 1M level not run in --quick") : "");
+    goal(mx / mn <= 1.5, what, "slowest level %s / fastest %s = %.2fx (target <= 1.5x)", T(mx), T(mn),
+         mx / mn);
+}
+
+void goals(void)
+{
+    printf("\n## Goals, ratios from this run\n\n");
+    load_warning();
+    g_goals = csv_open("goals.csv", "goal,verdict,detail");
+    goals_uncontended();
+    goals_contended();
+    goals_takeover();
+    goals_manykeys();
+    if (g_goals)
+        fclose(g_goals);
+    printf("\n%d PASS, %d MISS, %d SKIP\n", g_npass, g_nmiss, g_nskip);
+}

@@ -1,0 +1,33 @@
+/*
+ * Peer "shmlease": shmlease_acquire / shmlease_release on the bench's table
+ * (created by peers_setup), each process with its own handle.
+ */
+#include "bench.h"
+
+#include <errno.h>
+
+static int shm_attach(struct pinst *pi)
+{
+    return shmlease_open(g_env.table_name, NULL, &pi->table);
+}
+static void shm_detach(struct pinst *pi)
+{
+    shmlease_close(pi->table);
+    pi->table = NULL;
+}
+static int shm_try(struct pinst *pi)
+{
+    shmlease_acquire_opts o = { .ttl_ms = pi->ttl_ms, .wait_ms = 0 };
+    int r = shmlease_acquire(pi->table, pi->key, &o, &pi->lease);
+    return r == -EBUSY ? 1 : r;
+}
+static int shm_acquire(struct pinst *pi)
+{
+    shmlease_acquire_opts o = { .ttl_ms = pi->ttl_ms, .wait_ms = SHMLEASE_WAIT_FOREVER };
+    return shmlease_acquire(pi->table, pi->key, &o, &pi->lease);
+}
+static int shm_release(struct pinst *pi) { return shmlease_release(pi->table, &pi->lease); }
+
+const struct peer_ops peer_shmlease_ops = {
+    "shmlease", shm_attach, shm_try, shm_acquire, shm_release, shm_detach
+};
