@@ -4,12 +4,12 @@
  *
  * Segment "/shmlease.NAME":
  *
- *   offset 0            struct shm_header        (4096 bytes)
- *   reg_off             struct shm_reg[4096]     process registry, slot 0 unused
- *   shm_waits_off           uint32_t[4096][16]       wait records: entry + 1 that
- *                                                a thread of that handle sleeps on
- *   index_off           uint64_t bucket[nbuckets] key -> entry, open addressing
- *   entries_off         struct shm_entry[capacity] one per live key
+ *   offset 0         struct shm_header          (SHM_HEADER_SIZE bytes)
+ *   reg_off          struct shm_reg[4096]       process registry, slot 0 unused
+ *   shm_waits_off()  uint32_t[4096][16]         wait records: entry + 1 that
+ *                                               a thread of that handle sleeps on
+ *   index_off        uint64_t bucket[nbuckets]  key -> entry, open addressing
+ *   entries_off      struct shm_entry[capacity] one per live key
  *
  * Nothing in the segment is a pointer; every field has a fixed width; the
  * format word (below) changes whenever a size the layout depends on changes,
@@ -17,16 +17,16 @@
  *
  * The lock file "/shmlease-lk.NAME" (/dev/shm/shmlease-lk.NAME), empty, never
  * mapped, readable and writable only by the classes (user, group, other) that
- * may write the segment (see lk_mode() in segment.c): every file lock of the
- * table lives there, never on the segment, so a process that can only read
+ * may write the segment (shmlease__lk_mode() in lockfile.c): every file lock
+ * of the table lives there, never on the segment, so a process that can only read
  * the segment cannot open the lock file and so cannot take, hold or block
  * any of these locks. The header records the lock file's inode and device;
  * an attacher whose lock file is another file refuses the table (-EPROTO).
  *
  * Lock-file bytes (open-file-description locks, F_OFD_SETLK):
- *   byte SHM_LK_INIT_BYTE          held (write) by whoever initialises the segment
+ *   byte SHM_LK_INIT_BYTE       held (write) by whoever initialises the segment
  *                               or unlinks the table
- *   byte SHM_LK_REG_BASE + i         held (write) by the handle registered in slot i
+ *   byte SHM_LK_REG_BASE + i    held (write) by the handle registered in slot i
  *                               for as long as it is attached: the kernel drops
  *                               it when the last descriptor of that open file
  *                               description closes, i.e. when the process dies.
@@ -52,23 +52,25 @@
 #define SHM_MAGIC_SWAPPED  __builtin_bswap64(SHM_MAGIC)
 #define SHM_LAYOUT_VERSION 3u
 
-#define SHM_INIT_READY   UINT32_C(0x52454459)   /* "READY": header complete */
+#define SHM_INIT_READY     UINT32_C(0x52454459)   /* "READY": header complete */
 
-#define SHM_HEADER_SIZE        4096u
-#define SHM_REG_SLOTS          4096u                  /* slot 0 means "nobody" */
-#define SHM_WAIT_RECORDS       16u                    /* per handle: sleeping threads shown */
-#define SHM_LK_INIT_BYTE      0                      /* in the lock file */
-#define SHM_LK_REG_BASE         4096u                  /* slot i: byte SHM_LK_REG_BASE + i */
+#define SHM_HEADER_SIZE    4096u
+#define SHM_REG_SLOTS      4096u          /* slot 0 means "nobody" */
+#define SHM_WAIT_RECORDS   16u            /* per handle: sleeping threads shown */
+#define SHM_LK_INIT_BYTE   0              /* in the lock file */
+#define SHM_LK_REG_BASE    4096u          /* slot i: byte SHM_LK_REG_BASE + i */
 
-/* Intent record: the structural change in progress under a robust mutex, so
- * that whoever inherits the mutex with EOWNERDEAD knows what was cut short. */
+/* Intent record: the structural change in progress under a robust mutex.
+ * For diagnostics (the dump shows it): the repair routines do not read it,
+ * they rebuild everything derived from the ground truth (the entries' states
+ * and keys, the registry slots), whatever was cut short. */
 enum shm_intent_op {
     SHM_INTENT_NONE = 0,
     SHM_INTENT_INSERT = 1,       /* a = entry */
     SHM_INTENT_RETIRE = 2,       /* a = entry */
     SHM_INTENT_REGISTER = 3,     /* a = registry slot */
     SHM_INTENT_SWEEP = 4,        /* a = registry slot whose leases are being freed */
-    SHM_INTENT_RECOVER = 5,      /* a = the op being repaired */
+    SHM_INTENT_RECOVER = 5,      /* a repair routine is running */
 };
 struct shm_intent {
     uint32_t op;
@@ -153,7 +155,8 @@ enum shm_reg_state { SHM_REG_FREE = 0, SHM_REG_ACTIVE = 1 };
 
 /* One per attached handle. Written only by the registering process under
  * reg_mutex (and state by close); read by anyone without a lock: the fields
- * are for display, liveness itself is the kernel-held byte lock. */
+ * are for display and for the death watch's pidfd (a wake-up hint, checked
+ * against the start time); liveness itself is the kernel-held byte lock. */
 struct shm_reg {
     uint32_t state;           /* enum shm_reg_state; written last with release */
     int32_t  pid;             /* in the registrant's PID namespace */
@@ -183,7 +186,8 @@ struct shm_reg {
  *   waitgen  hi32: generation (bumped when the entry is reused for a new key),
  *            lo32: sleeping waiters; CAS by waiters, reset by the inserter.
  *   wake     futex word: bumped by whoever frees or changes the key's deadline
- *            while waiters sleep (only when waitgen's count is non-zero).
+ *            while waiters sleep (when waitgen's count is non-zero), and by a
+ *            death-watch thread when the holder's process ends.
  *   key_seq, key_len, hash, key[]:
  *            written only under index_mutex while state is RETIRED; key_seq is
  *            odd during the write (a seqlock for lock-free readers).

@@ -2,7 +2,7 @@
  * Inspection: inspect, foreach, stats. Never blocks, never writes the segment,
  * never touches its mutexes (works on a table whose structural lock is held
  * by a dead or stopped process, and on read-only mappings). Every value read
- * from the segment is bounds-checked before use (PITFALLS 16).
+ * from the segment is bounds-checked before use (docs/failure-modes.md F16).
  */
 #include "clock.h"
 #include "compiler.h"
@@ -210,7 +210,7 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
     if (rc)
         return rc;
     /* One view of the kernel's locks per call (read only if needed, and only
-     * by a handle without the lock file: see registry.c). */
+     * by a handle without the lock file: see liveness.c). */
     struct shmlease__liveview lv;
     lv.state = 0;
     for (int tries = 0; tries < 4; tries++) {

@@ -3,28 +3,19 @@
  * value (docs/state-machine.md). acquire.c claims; lease.c renews, releases,
  * checks and breaks.
  *
- * The state machine of an entry's state word (word.h has the bits):
+ * The state (state.h: word and claim count; word.h: the word's bits) moves
+ * between RETIRED, FREE, HELD and GRACE by the transitions T1-T14 of
+ * docs/state-machine.md, section 3 (insert, acquire, takeovers, refresh,
+ * renew, release, release_after, undo, break, sweep, retire, repair).
  *
- *            insert (under index_mutex)          acquire: CAS
- *   RETIRED ---------------------------> HELD <------------------- FREE
- *      ^                                 | | |  release: CAS          ^
- *      | retire: CAS (free/expired/dead) | | +-----------------------+
- *      +---------------------------------+ |  release_after: CAS
- *                                          v
- *                                        GRACE --(deadline passes)--> takeable
- *
- *   HELD --renew: CAS (same owner and claim, new deadline)--> HELD
- *   HELD (expired, or owner dead) --takeover: CAS--> HELD (new owner)
- *   HELD/GRACE --break, or sweep of a dead registry slot: CAS--> FREE
- *
- * Each arrow is ONE 16-byte compare-and-swap of (word, claim) from the exact
- * pair the actor examined, so a crash between any two instructions leaves
- * the state either before or after the transition, never half-way, and an
- * actor whose view is stale fails its CAS. The deadline is inside the word,
- * so nobody can see a new owner next to an old deadline. Arrows into HELD
- * from anything but HELD-by-the-same-claim add one to the claim count, so a
- * lease value (word, claim) matches the state only while its claim lasts:
- * once lost, it is lost for ever, whatever happens to the key afterwards.
+ * Each transition is ONE 16-byte compare-and-swap of (word, claim) from the
+ * exact pair the actor examined, so a crash between any two instructions
+ * leaves the state either before or after the transition, never half-way,
+ * and an actor whose view is stale fails its CAS. The deadline is inside the
+ * word, so nobody can see a new owner next to an old deadline. Transitions
+ * that make a new holder (T1-T5) add one to the claim count, so a lease
+ * value (word, claim) matches the state only while its claim lasts: once
+ * lost, it is lost for ever, whatever happens to the key afterwards.
  *
  * Deadlines. A lease is lost at its deadline even if nobody has changed the
  * state yet. renew, release and release_after check the clock before their
@@ -33,7 +24,6 @@
  * lease lost and undoes what it did (a renewed or graced key is set FREE,
  * which is what the expiry made of it). Hence a call that returns 0 took
  * effect strictly before the deadline.
-
  */
 #ifndef SHMLEASE_LEASE_H
 #define SHMLEASE_LEASE_H

@@ -11,7 +11,7 @@
  * (docs/failure-modes.md F7, F8). So "is the holder of a lease alive?" is
  * answered by F_OFD_GETLK on the holder's byte: a conflicting lock means
  * alive, none means dead. PIDs, start times and PID-namespace inodes are kept
- * for display only. A fork child shares its parent's open file descriptions
+ * for display (and as the death watch's wake-up hint), never as a proof. A fork child shares its parent's open file descriptions
  * only until its fork handler replaces the handle descriptors, and the
  * parent's fork() returns only after that (handles.c), so a child cannot
  * keep a dead parent looking alive.
@@ -94,8 +94,8 @@ int shmlease__alive_v(const shmlease_table *t, uint32_t idx, struct shmlease__li
         return 1;
     if (t->fd >= 0) {
         /* Ask as a reader: only a write lock (a registered handle's)
-         * conflicts, so a read lock that some waiter's death watch holds for
-         * an instant on a dead holder's byte does not make it look alive. */
+         * conflicts; a read lock anyone else may take on the byte (a tool
+         * probing it) never makes a dead holder look alive. */
         struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET,
                            .l_start = (off_t)shmlease__reg_lock_off(idx), .l_len = 1};
         if (fcntl(t->fd, F_OFD_GETLK, &fl) != 0)

@@ -154,7 +154,7 @@ int shmlease__lk_trusted(int fd, const struct stat *lk, const struct stat *s)
 
 /* A read-only handle asks liveness of the lock file if it may open it (read
  * only), and only if it is the one the header names; else it reads
- * /proc/locks (registry.c). */
+ * /proc/locks (liveness.c). */
 void shmlease__lk_open_readonly(shmlease_table *t)
 {
     shmlease__handles_lock();

@@ -4,8 +4,9 @@
  *
  * A slot is reused only after its previous user is dead (or closed), and only
  * after every lease still naming it as owner has been freed ("sweep"), so a
- * new registrant never inherits a dead process's leases. Registration, sweep
- * and release of a slot happen under reg_mutex; a crash anywhere in them
+ * new registrant never inherits a dead process's leases. Registration and
+ * sweep happen under reg_mutex; the release of a slot at close takes no lock
+ * (only the holder of the slot's byte lock writes the slot). A crash anywhere
  * leaves a slot that is either not ACTIVE or ACTIVE without a lock (dead), and
  * the sweep is simply redone on the next reuse.
  */

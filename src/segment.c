@@ -9,7 +9,7 @@
  * so no lock it could take on any byte of the segment (or anything else)
  * concerns us. The header records the lock file's inode and device.
  *
- * First-opener protocol (PITFALLS 13). The races: between shm_open(O_CREAT)
+ * First-opener protocol (docs/failure-modes.md F13). The races: between shm_open(O_CREAT)
  * and a complete header an attacher can see a 0-byte file or a half-written
  * header; the creator can die half-way; the table can be unlinked meanwhile.
  * The rule that closes them:
@@ -33,7 +33,7 @@
  * the next opener uses; dead after, the next opener finds init_state !=
  * READY and starts over (ftruncate to 0 first, so every byte is zero again).
  * A READY segment is never re-initialised, so robust mutexes are initialised
- * exactly once while anyone can be attached (PITFALLS 1). A READY segment
+ * exactly once while anyone can be attached (docs/failure-modes.md F1). A READY segment
  * whose header names another lock file than the one under the name (the lock
  * file was removed and made again, or replaced) is refused with -EPROTO:
  * two lock files for one table would be two liveness truths. A lock file
@@ -42,7 +42,7 @@
  *
  * Read-only openers never lock and never create: they wait briefly for READY
  * and otherwise report -EPROTO; they open the lock file read-only if they may
- * (for F_OFD_GETLK), else liveness comes from /proc/locks (registry.c).
+ * (for F_OFD_GETLK), else liveness comes from /proc/locks (liveness.c).
  *
  * Validation reads the header with pread() before mapping anything, so a
  * truncated or foreign file is refused without a SIGBUS and without a write.

@@ -122,7 +122,7 @@ static int deathwatch_start(struct deathwatch *dw, shmlease_table *t, struct shm
     if (dw->pidfd < 0)
         return 0;                              /* gone already, or no pidfd */
     /* The pidfd pins a process; make sure it is the registered one and not
-     * a newcomer that got the same PID (PITFALLS 7). Unreadable (hidden
+     * a newcomer that got the same PID (docs/failure-modes.md F7). Unreadable (hidden
      * /proc): cannot tell, so no watch. */
     if (shmlease__proc_start_time(pid) != start)
         return 0;
