@@ -174,7 +174,7 @@ static int insert_or_find(struct acquire *a, struct target *tg)
     tg->ei = ins.entry;
     tg->kseq = ins.key_seq;
     tg->s = ins.state;
-    return rc == 1 ? STEP_CLAIMED : STEP_FOUND;
+    return ins.inserted ? STEP_CLAIMED : STEP_FOUND;
 }
 
 /* May the acquire take word W now? Counts why in the statistics when the

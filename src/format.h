@@ -134,7 +134,7 @@ struct shm_header {
     /* Guarded by index_mutex: */
     _Alignas(SHM_CACHELINE) struct shm_intent index_intent;
     uint32_t free_head;       /* entry + 1 of the first free entry, 0: none */
-    uint32_t live_count;      /* entries not RETIRED */
+    uint32_t live_count;      /* entries not RETIRED (atomic: stats read it) */
     uint32_t index_seq;       /* odd while buckets are being changed (readers
                                  without the lock use it as a seqlock) */
     uint32_t reap_cursor;
@@ -183,8 +183,8 @@ struct shm_reg {
  *            the publication block: token and metadata of the current claim,
  *            written by the claimer after its CAS; pub_seq is odd while it
  *            is written; pub_tag is the low 32 bits of the claim it describes.
- *   waitgen  hi32: generation (bumped when the entry is reused for a new key),
- *            lo32: sleeping waiters; CAS by waiters, reset by the inserter.
+ *   waitgen  the waiter word (word.h): key generation and sleeping waiters;
+ *            CAS by waiters, reset by the inserter.
  *   wake     futex word: bumped by whoever frees or changes the key's deadline
  *            while waiters sleep (when waitgen's count is non-zero), and by a
  *            death-watch thread when the holder's process ends.
@@ -239,6 +239,8 @@ _Static_assert(offsetof(struct shm_header, init_state) + 8 <= 192 &&
                offsetof(struct shm_header, index_mutex) == 192, "header immutable part: three lines");
 _Static_assert(offsetof(struct shm_header, hot) % SHM_CACHELINE == 0, "hot stats on their own line");
 _Static_assert(sizeof(struct shm_header) <= SHM_HEADER_SIZE, "header fits its page");
+_Static_assert((SHMLEASE_KEY_MAX + 1) % 8 == 0 && SHMLEASE_METADATA_MAX % 8 == 0,
+               "keys and metadata are copied in whole 8-byte words");
 _Static_assert(sizeof(uint32_t) == 4 && _Alignof(uint32_t) == 4, "futex word");
 
 static inline uint64_t shm_waits_off(const struct shm_header *h)

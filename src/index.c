@@ -113,16 +113,16 @@ static void index_end(struct shm_header *h)
     st_release(&h->index_seq, (ld_relaxed(&h->index_seq) | 1u) + 1);
 }
 
-/* 0, or -1 when no bucket is empty: impossible with at most capacity live
+/* 0, or -ENOSPC when no bucket is empty: impossible with at most capacity live
  * entries in 2 x capacity buckets, unless someone wrote garbage into the
  * segment; the caller then rebuilds the index rather than spin. */
 static int bucket_put(shmlease_table *t, uint64_t hash, uint32_t entry)
 {
     uint32_t mask = t->nbuckets - 1;
     uint32_t i = (uint32_t)hash & mask;
-    for (uint32_t n = 0; ld_relaxed(&t->buckets[i]) != 0; n++) {
+    for (uint32_t n = 0; ld_relaxed(&t->buckets[i]) != BW_EMPTY; n++) {
         if (n >= t->nbuckets)
-            return -1;
+            return -ENOSPC;
         i = (i + 1) & mask;
     }
     st_release(&t->buckets[i], bw_make(hash, entry));
@@ -137,7 +137,7 @@ static void bucket_remove(shmlease_table *t, uint32_t entry)
     uint64_t hash = kb_hash_of(&t->entries[entry]);
     uint32_t i = (uint32_t)hash & mask;
     for (uint32_t n = 0;; n++) {
-        uint64_t b = t->buckets[i];
+        uint64_t b = ld_relaxed(&t->buckets[i]);
         if (b == 0 || n >= t->nbuckets)
             return;                     /* not indexed (repair will see to it) */
         if (bw_entry(b) == entry)
@@ -147,7 +147,7 @@ static void bucket_remove(shmlease_table *t, uint32_t entry)
     uint32_t j = i;
     for (uint32_t n = 0; n < t->nbuckets; n++) {
         j = (j + 1) & mask;
-        uint64_t b = t->buckets[j];
+        uint64_t b = ld_relaxed(&t->buckets[j]);
         if (b == 0)
             break;
         uint32_t be = bw_entry(b);
@@ -213,7 +213,7 @@ void shmlease__index_repair(shmlease_table *t)
         bucket_put(t, kb_hash_of(e), k);       /* cannot fail: buckets just emptied */
         live++;
     }
-    h->live_count = live;
+    st_relaxed(&h->live_count, live);          /* read lock-free by stats */
     index_end(h);
     h->index_intent.op = SHM_INTENT_NONE;
 }
@@ -249,7 +249,7 @@ static uint32_t reap(shmlease_table *t, uint64_t now)
             struct lstate s;
             if (!retirable(t, e, now, &s))
                 continue;
-            if (pass == 0 && (uint32_t)ld_acquire(&e->waitgen) != 0)
+            if (pass == 0 && wg_count(ld_acquire(&e->waitgen)) != 0)
                 continue;
             h->index_intent = (struct shm_intent){SHM_INTENT_RETIRE, k, 0, 0};
             if (!ls_cas(e, s, (struct lstate){SW_RETIRED_WORD, s.c})) {
@@ -265,7 +265,7 @@ static uint32_t reap(shmlease_table *t, uint64_t now)
             index_end(h);
             SHMLEASE_FAULT("retire.after_unlink");
             free_push(t, k);
-            h->live_count--;
+            st_relaxed(&h->live_count, ld_relaxed(&h->live_count) - 1);
             h->index_intent.op = SHM_INTENT_NONE;
             got++;
             h->reap_cursor = k + 1;
@@ -320,8 +320,7 @@ static uint32_t write_key(struct shm_entry *e, const struct keybuf *kb)
     st_release(&e->key_seq, (seq | 1) + 1);
     SHMLEASE_FAULT("insert.after_key");
     /* New key generation: waiters of the old key are gone (woken at retire). */
-    uint64_t wg = ld_relaxed(&e->waitgen);
-    st_relaxed(&e->waitgen, ((wg >> 32) + 1) << 32);
+    st_relaxed(&e->waitgen, wg_next_gen(ld_relaxed(&e->waitgen)));
     return (seq | 1) + 1;
 }
 
@@ -343,7 +342,7 @@ static void commit_insert(shmlease_table *t, uint32_t k, struct shmlease__insert
     SHMLEASE_FAULT("insert.after_state");
     index_begin(h);
     SHMLEASE_FAULT("insert.mid_index");
-    int full = bucket_put(t, ins->kb->hash, k);
+    int full = bucket_put(t, ins->kb->hash, k) != 0;
     index_end(h);
     SHMLEASE_FAULT("insert.after_bucket");
     if (full) {
@@ -352,7 +351,7 @@ static void commit_insert(shmlease_table *t, uint32_t k, struct shmlease__insert
         shmlease__index_repair(t);
         stats_inc(t, cold.recoveries);
     } else {
-        h->live_count++;
+        st_relaxed(&h->live_count, ld_relaxed(&h->live_count) + 1);
     }
     h->index_intent.op = SHM_INTENT_NONE;
     ins->entry = k;
@@ -361,12 +360,12 @@ static void commit_insert(shmlease_table *t, uint32_t k, struct shmlease__insert
 
 /*
  * Slow path of acquire for a key not found by the lock-free lookup. Under
- * index_mutex: looks again; if the key is there returns 0 with its entry
- * (the caller claims it the usual way). Otherwise takes a free entry, writes
- * the key and publishes the entry already HELD by INS->owner, so an inserted
- * key is never seen unowned, and returns 1. Waits at most INS->lock_ms for
- * index_mutex. Returns 1, 0, -ENOSPC, -ETIMEDOUT (the lock stayed taken),
- * -EAGAIN (the index was rebuilt: look again), or a lock error.
+ * index_mutex: looks again; if the key is there, fills INS->entry (the
+ * caller claims it the usual way). Otherwise takes a free entry, writes the
+ * key and publishes the entry already HELD by INS->owner, so an inserted key
+ * is never seen unowned, and sets INS->inserted. Waits at most INS->lock_ms
+ * for index_mutex. 0, -ENOSPC, -ETIMEDOUT (the lock stayed taken), -EAGAIN
+ * (the index was rebuilt: look again), or a lock error.
  */
 int shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins)
 {
@@ -375,16 +374,16 @@ int shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins)
     if (rc)
         return rc;
     SHMLEASE_FAULT("index.locked");
-    long k = find_locked(t, ins->kb, &ins->key_seq);
-    if (k >= 0) {
-        ins->entry = k;
-        rc = 0;
+    ins->inserted = 0;
+    long found = find_locked(t, ins->kb, &ins->key_seq);
+    if (found >= 0) {
+        ins->entry = found;
     } else {
-        k = take_free_entry(t);
+        long k = take_free_entry(t);
         if (k >= 0) {
             ins->key_seq = write_key(&t->entries[k], ins->kb);
             commit_insert(t, (uint32_t)k, ins);
-            rc = 1;
+            ins->inserted = 1;
         } else {
             rc = (int)k;
         }

@@ -23,12 +23,13 @@ struct shmlease__insert {
     uint32_t owner;            /* in: our registry slot */
     uint64_t ttl_ms;           /* in */
     uint64_t lock_ms;          /* in: longest wait for index_mutex */
+    int      inserted;         /* out: 1 inserted (HELD by owner), 0 found */
     long     entry;            /* out: the key's entry */
     uint32_t key_seq;          /* out: its key_seq */
     struct lstate state;       /* out, when inserted: the claimed state */
 };
-/* Finds or inserts INS->kb under index_mutex: 1 inserted (HELD by
- * INS->owner), 0 found, or -ENOSPC, -ETIMEDOUT, -EAGAIN (look again), -EPROTO. */
+/* Finds or inserts INS->kb under index_mutex (INS->inserted says which): 0,
+ * or -ENOSPC, -ETIMEDOUT, -EAGAIN (look again), -EPROTO. */
 int  shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins);
 /* The index mutex's repair routine: rebuilds buckets, free list and live
  * count from the entries. */

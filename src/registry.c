@@ -118,9 +118,7 @@ static int register_handle(shmlease_table *t, uint64_t lock_ms)
     }
     if (found) {
         h->reg_hint = found + 1 < SHM_REG_SLOTS ? found + 1 : 1;
-        uint64_t fg = me->fork_gen & 0xffffu;
-        uint64_t gen = ld_relaxed(&t->reg[found].gen);
-        st_release(&t->regword, (gen << 32) | (fg << 16) | found);
+        st_release(&t->regword, regword_make(found, me->fork_gen, ld_relaxed(&t->reg[found].gen)));
     }
     shmlease__unlock(&h->reg_mutex, &h->reg_holder);
     return found ? 0 : -EUSERS;

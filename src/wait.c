@@ -46,13 +46,13 @@ static uint32_t waiter_enter(struct shm_entry *e)
     uint64_t v = ld_relaxed(&e->waitgen);
     while (!cas_seqcst(&e->waitgen, &v, v + 1))
         ;
-    return (uint32_t)(v >> 32);
+    return wg_gen(v);
 }
 
 static void waiter_leave(struct shm_entry *e, uint32_t gen)
 {
     uint64_t v = ld_relaxed(&e->waitgen);
-    while ((uint32_t)(v >> 32) == gen && (uint32_t)v != 0 &&
+    while (wg_gen(v) == gen && wg_count(v) != 0 &&
            !cas_relaxed(&e->waitgen, &v, v - 1))
         ;
 }
@@ -205,6 +205,6 @@ void shmlease__wake(struct shm_entry *e, int all)
  * the new state or we see the waiter: no wake-up is lost. */
 void shmlease__wake_waiters(struct shm_entry *e, int all)
 {
-    if ((uint32_t)ld_seqcst(&e->waitgen) != 0)
+    if (wg_count(ld_seqcst(&e->waitgen)) != 0)
         shmlease__wake(e, all);
 }

@@ -66,4 +66,15 @@ static inline uint64_t bw_tag(uint64_t hash_or_word) { return hash_or_word & BW_
 static inline uint64_t bw_make(uint64_t hash, uint32_t entry) { return bw_tag(hash) | (uint64_t)(entry + 1); }
 static inline uint32_t bw_entry(uint64_t b) { return (uint32_t)b - 1; }
 
+/*
+ * The waiter word of an entry (64 bits):
+ *   63..32  key generation: bumped when the entry is given a new key
+ *   31..0   threads sleeping on the entry (counted by waiters themselves)
+ */
+#define WG_GEN_SHIFT 32
+static inline uint32_t wg_count(uint64_t wg) { return (uint32_t)wg; }
+static inline uint32_t wg_gen(uint64_t wg) { return (uint32_t)(wg >> WG_GEN_SHIFT); }
+/* No waiters, and the generation after WG's. */
+static inline uint64_t wg_next_gen(uint64_t wg) { return (uint64_t)(wg_gen(wg) + 1u) << WG_GEN_SHIFT; }
+
 #endif
