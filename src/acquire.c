@@ -29,6 +29,10 @@
 #define FRESH_SLACK_MS  1u     /* an acquire returns at most this much less than its ttl,
                                   as of its last clock read */
 
+/* Draws the next fencing token. At least acq_rel for the claim argument;
+ * seq_cst places the draw in one total order with the state CASes, in which
+ * "greater than every token returned before this acquire was called" reads
+ * directly (docs/memory-ordering.md MO-4); on x86-64 it is the same lock xadd. */
 static inline uint64_t acquire_token(shmlease_table *t)
 {
     return add_seqcst(&t->hdr->hot.fence, 1);

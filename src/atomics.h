@@ -10,13 +10,13 @@
  *   - release     the store that publishes a change (a seqlock's closing
  *                 store, READY, a registry slot's state, a bucket word);
  *   - acquire     the load that consumes such a publication;
- *   - seq_cst     only where two parties each store then load the other's
- *                 word (a store-load "Dekker" pair): a waiter counts itself
- *                 then reads the lease state, a releaser changes the state
- *                 then reads the count, and nothing weaker forbids both from
- *                 missing the other. Each use says so at the call. The
- *                 16-byte lease CAS is sequentially consistent by nature
- *                 (a lock-prefixed instruction).
+ *   - seq_cst     where two parties each store then load the other's word
+ *                 (a store-load "Dekker" pair: a waiter counts itself then
+ *                 reads the lease state, a releaser changes the state then
+ *                 reads the count; nothing weaker forbids both from missing
+ *                 the other), and the fencing-token draw (MO-4). Each use
+ *                 says why at the call. The 16-byte lease CAS is
+ *                 sequentially consistent by nature (a locked instruction).
  * Plain (non-atomic) accesses to shared words are allowed only under the
  * structural mutex that guards them and only for words that no lock-free
  * reader reads.

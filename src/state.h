@@ -22,16 +22,13 @@ static inline struct lstate ls_load(const struct shm_entry *e)
 
 /* A pair that was the entry's state at one instant: the claim is read before
  * and after the word, and the claim only grows; while it stays the same, the
- * word read in between belongs to that claim. Sequentially consistent loads:
- * a claimer draws its token and then checks its state with this, against a
- * taker's CAS then token (a store-load pair, docs/memory-ordering.md); on
- * x86-64 they cost what acquire loads cost. */
+ * word read in between belongs to that claim (docs/memory-ordering.md MO-3). */
 static inline struct lstate ls_snapshot(const struct shm_entry *e)
 {
     for (;;) {
-        uint64_t c1 = ld_seqcst(&e->claim);
-        uint64_t w = ld_seqcst(&e->state);
-        uint64_t c2 = ld_seqcst(&e->claim);
+        uint64_t c1 = ld_acquire(&e->claim);
+        uint64_t w = ld_acquire(&e->state);
+        uint64_t c2 = ld_acquire(&e->claim);
         if (c1 == c2)
             return (struct lstate){w, c1};
     }
@@ -45,8 +42,8 @@ static inline int ls_is(const struct shm_entry *e, uint64_t w, uint64_t c)
 }
 
 /* One 16-byte CAS from OLD to NEW. Sequentially consistent, as every
- * lock-prefixed instruction is: the fencing-token argument and the waiter
- * count rely on it (docs/memory-ordering.md). */
+ * lock-prefixed instruction is: the waiter count relies on it
+ * (docs/memory-ordering.md MO-1, MO-9). */
 static inline int ls_cas(struct shm_entry *e, struct lstate old, struct lstate nw)
 {
     shmlease_u128 o = ((shmlease_u128)old.c << 64) | old.w, n = ((shmlease_u128)nw.c << 64) | nw.w;

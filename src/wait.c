@@ -40,7 +40,9 @@
 #define IDLE_MS        50u     /* longest sleep of a waiter */
 #define FAKE_CLOCK_MS   2u     /* longest sleep with an injected clock */
 
-/* Waiter bookkeeping: returns the key generation counted in. */
+/* Counts a sleeper in; returns the key generation counted in. seq_cst: the
+ * store half of the waiter's store-load pair (count, then the state) against
+ * a releaser's (state CAS, then the count): docs/memory-ordering.md MO-9. */
 static uint32_t waiter_enter(struct shm_entry *e)
 {
     uint64_t v = ld_relaxed(&e->waitgen);
@@ -49,6 +51,8 @@ static uint32_t waiter_enter(struct shm_entry *e)
     return wg_gen(v);
 }
 
+/* Counts a sleeper out (relaxed: a count left high for a moment only costs a
+ * waker an empty FUTEX_WAKE; MO-10). Nothing if the key changed meanwhile. */
 static void waiter_leave(struct shm_entry *e, uint32_t gen)
 {
     uint64_t v = ld_relaxed(&e->waitgen);
@@ -174,8 +178,8 @@ void shmlease__wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t 
         }
     }
     uint32_t gen = waiter_enter(e);
-    uint32_t v = ld_acquire(&e->wake);   /* before the state: see shmlease__wake */
-    if (ld_seqcst(&e->state) == w) {
+    uint32_t v = ld_acquire(&e->wake);          /* before the state (MO-9) */
+    if (ld_seqcst(&e->state) == w) {            /* the load half of waiter_enter's pair */
         uint64_t until = sw_deadline(w) < wait_until ? sw_deadline(w) : wait_until;
         uint64_t ms = until > now ? until - now : 0;
         if (ms > cap)
@@ -201,8 +205,9 @@ void shmlease__wake(struct shm_entry *e, int all)
 
 /* After a transition of E's state: wakes its sleepers, if it has any. The
  * count is read AFTER the caller's CAS (a waiter raises it BEFORE it looks
- * at the state; both sequentially consistent), so either the waiter sees
- * the new state or we see the waiter: no wake-up is lost. */
+ * at the state; both sequentially consistent, a store-load pair on each
+ * side), so either the waiter sees the new state or we see the waiter: no
+ * wake-up is lost (docs/memory-ordering.md MO-9). */
 void shmlease__wake_waiters(struct shm_entry *e, int all)
 {
     if (wg_count(ld_seqcst(&e->waitgen)) != 0)
