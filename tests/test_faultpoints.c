@@ -202,7 +202,7 @@ static void expect_abort_naming(void (*fn)(const char *), const char *point)
     pid_t pid = tu_fork();
     if (pid == 0) {
         close(p[0]);
-        CK(dup2(p[1], STDERR_FILENO) == STDERR_FILENO);
+        TU_CK(dup2(p[1], STDERR_FILENO) == STDERR_FILENO);
         fn(point);
         _exit(0);   /* not reached: the unknown name aborts */
     }
@@ -238,7 +238,7 @@ static void arm_from_environment(const char *point)
 {
     char env[128];
     snprintf(env, sizeof env, "%s:stop:1", point);
-    CK(setenv("SHMLEASE_FAULT", env, 1) == 0);
+    TU_CK(setenv("SHMLEASE_FAULT", env, 1) == 0);
     shmlease_table *t = NULL;
     shmlease_open(tu_name("envbad"), NULL, &t);   /* reads SHMLEASE_FAULT first */
 }
