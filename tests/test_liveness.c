@@ -529,7 +529,7 @@ static void test_sigstopped_holder_loses_lease_at_ttl_on_real_clock(void **state
 }
 
 /* A claimer paused between claiming the state word and publishing the rest
- * (PITFALLS 5): not robbed while alive and unexpired; robbed after its TTL;
+ * (docs/failure-modes.md F5): not robbed while alive and unexpired; robbed after its TTL;
  * its own late calls then are -ESTALE and never disturb the new owner. */
 static void claimer_paused_at(const char *point)
 {

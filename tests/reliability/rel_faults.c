@@ -1,7 +1,7 @@
 /*
- * Kill at every step (issue 5, item 2), and stop at some.
+ * Kill at every step, and stop at some.
  *
- * For each fault point of src/fault.h a child arms it with KILL and performs
+ * For each fault point (src/fault_points.def) a child arms it with KILL and performs
  * the operation that reaches it; the parent checks that the child really died
  * there (SIGKILL, not a normal exit) and then that the table is consistent
  * and usable: structure (index, free list, live count), keys left behind
@@ -321,7 +321,8 @@ static void t_recover_during_registry(void **s)
     tu_note("faults recover.during (registry): recoverer killed in the repair, next one recovered");
 }
 
-/* Ten deaths in a row inside the index mutex, each recovered (PITFALLS 2, 3). */
+/* Ten deaths in a row inside the index mutex, each recovered (docs/failure-modes.md
+ * F2, F3). */
 static void t_repeated_deaths(void **s)
 {
     (void)s;

@@ -1,5 +1,5 @@
 /*
- * Foreign and hostile segments (issue 5, item 8; PITFALLS 16, 17).
+ * Foreign and hostile segments (docs/failure-modes.md F16, F17).
  *
  * Files crafted byte by byte in /dev/shm from a real segment made by the
  * library: wrong magic, byte-swapped magic, another layout version, a
@@ -376,7 +376,7 @@ static void t_shrunk_while_mapped(void **s)
 
 /* Shrunk below the header struct: a new read-write opener must not take it
  * for a half-made segment and re-initialise it under its attached users
- * (that would re-initialise live robust mutexes, PITFALLS 1). */
+ * (that would re-initialise live robust mutexes, docs/failure-modes.md F1). */
 static void t_shrunk_below_header_while_mapped(void **s)
 {
     (void)s;

@@ -1,5 +1,5 @@
 /*
- * A full /dev/shm (issue 5, item 9; PITFALLS 14).
+ * A full /dev/shm (docs/failure-modes.md F14).
  *
  * In a private mount namespace (unshare(CLONE_NEWNS), / made private, a
  * 2 MiB tmpfs mounted on /dev/shm), in a child:

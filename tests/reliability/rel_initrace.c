@@ -1,5 +1,5 @@
 /*
- * Init races (issue 5, item 4; PITFALLS 13).
+ * Init races (docs/failure-modes.md F13).
  *
  * 50 processes open-or-create the same table at once (released together by
  * closing a pipe they all block on). All must succeed, see ONE segment (same

@@ -1,5 +1,5 @@
 /*
- * Kill storm (issue 5, item 1), in the spirit of glibc's tst-robust8:
+ * Kill storm, in the spirit of glibc's tst-robust8:
  * PROCS worker processes x THREADS threads contend for KEYS keys in a table of
  * CAP entries (fewer than the keys, so keys are retired and re-inserted all
  * the time); the parent SIGKILLs a random worker at a random moment, reaps it

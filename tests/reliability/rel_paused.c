@@ -1,5 +1,5 @@
 /*
- * Paused holders (issue 5, item 3; PITFALLS 4, 5, 10).
+ * Paused holders (docs/failure-modes.md F4, F5, F10).
  *
  * A holder SIGSTOPped past its TTL is not dead: its lease expires, another
  * process takes it with a greater token, and when the paused one resumes its

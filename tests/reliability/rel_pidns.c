@@ -1,5 +1,5 @@
 /*
- * PID namespaces and PID reuse (issue 5, item 5; PITFALLS 6, 7, 8).
+ * PID namespaces and PID reuse (docs/failure-modes.md F6, F7, F8).
  *
  * 1. A holder in another PID namespace (PID 1 there) is never treated as dead
  *    while alive (try-acquire -EBUSY, a timed wait -ETIMEDOUT, inspect alive=1

@@ -1,7 +1,7 @@
 /*
- * One test for each item of shared PITFALLS.md that is not already the
- * subject of another reliability program. The map of all 17 items to their
- * tests is in RESULTS.md ("PITFALLS coverage").
+ * One test for each failure mode of docs/failure-modes.md (F1..F17) that is
+ * not already the subject of another reliability program. The map of all 17
+ * to their tests is in RESULTS.md ("Failure-mode coverage").
  */
 #include "internal.h"
 #include "testutil.h"
@@ -67,7 +67,7 @@ static int wait_in_futex(pid_t pid, int timeout_ms)
     return 0;
 }
 
-/* 1. Robust mutexes live at fixed offsets and are never re-initialised while
+/* F1 (docs/failure-modes.md). Robust mutexes live at fixed offsets and are never re-initialised while
  *    anyone is attached: a process stopped inside the index mutex keeps it
  *    held across any number of opens (other capacities, flags) by others;
  *    an insert by a third process waits for it; when it is killed, the
@@ -104,11 +104,11 @@ static void t_p01_mutex_never_reinitialised(void **s)
     TU_RC(shmlease_stats_get(t, &st1), 0);
     TU_TRUE(st1.recoveries == st0.recoveries + 1, "recoveries %llu -> %llu",
              (unsigned long long)st0.recoveries, (unsigned long long)st1.recoveries);
-    tu_note("pitfall 1: index mutex held by a stopped process survived 40 opens (capacities 1..4096, RO/RW); "
+    tu_note("failure mode F1: index mutex held by a stopped process survived 40 opens (capacities 1..4096, RO/RW); "
              "a blocked insert got it by robust recovery when the holder was killed");
 }
 
-/* 2 and 3. After an owner's death inside the mutex, the next locker makes it
+/* F2 and F3 (docs/failure-modes.md). After an owner's death inside the mutex, the next locker makes it
  *    consistent (never ENOTRECOVERABLE), the intent record is cleared; the
  *    mutexes in the segment are robust and process-shared (glibc's kind bits). */
 static void t_p02_p03_eownerdead_and_robust_kind(void **s)
@@ -142,11 +142,11 @@ static void t_p02_p03_eownerdead_and_robust_kind(void **s)
     }
     char why[256];
     TU_TRUE(tu_check_structure(t, why, sizeof why) == 0, "%s", why);
-    tu_note("pitfalls 2, 3: segment mutexes are robust + process-shared (glibc kind bits); 3 owners killed "
+    tu_note("failure modes F2, F3: segment mutexes are robust + process-shared (glibc kind bits); 3 owners killed "
              "mid-insert: intent record seen, recovered, mutex consistent and unlocked");
 }
 
-/* 6. kill(pid, 0) is not a liveness test: a zombie holder (exited, not yet
+/* F6 (docs/failure-modes.md). kill(pid, 0) is not a liveness test: a zombie holder (exited, not yet
  *    reaped by its parent) answers it but holds nothing: its lease is free. */
 static void t_p06_zombie_holder(void **s)
 {
@@ -174,11 +174,11 @@ static void t_p06_zombie_holder(void **s)
     TU_RC(tu_acquire(t, "zkey", 1000, 0, &l), 0);
     TU_TRUE(tu_proc_state(z) == 'Z', "zombie reaped too early");
     tu_wait(z, 1000);
-    tu_note("pitfall 6: zombie holder (kill(pid,0) == 0) shown dead and its lease taken at once; EPERM case: "
+    tu_note("failure mode F6: zombie holder (kill(pid,0) == 0) shown dead and its lease taken at once; EPERM case: "
              "rel_security (root's holder seen alive by uid 65534)");
 }
 
-/* 9. fork(): a child keeps none of the parent's leases and cannot release
+/* F9 (docs/failure-modes.md). fork(): a child keeps none of the parent's leases and cannot release
  *    them; it does not keep a dead parent looking alive; it can use the
  *    inherited handle for its own. /proc/PID/stat is parsed from the last ')'
  *    (a command name with ") (" and spaces). */
@@ -248,7 +248,7 @@ static void t_p09_fork(void **s)
     uint64_t end = tu_mono_ms() + 5000;
     while (tu_proc_state(sh->p) != 0 && tu_proc_state(sh->p) != 'Z' && tu_mono_ms() < end)
         tu_sleep_ms(1);
-    tu_note("pitfall 9: fork child: parent's lease check/release -ESTALE, own lease ok via the inherited handle; "
+    tu_note("failure mode F9: fork child: parent's lease check/release -ESTALE, own lease ok via the inherited handle; "
              "parent killed: its lease free at once while the child lives; start time parsed past ') ('");
     close(ready[0]);
     close(ready[1]);
@@ -262,7 +262,7 @@ static void on_sig(int sig)
     atomic_fetch_add(&g_sigs, 1);
 }
 
-/* 11. The table clock is CLOCK_MONOTONIC in ms; a timed wait interrupted by
+/* F11 (docs/failure-modes.md). The table clock is CLOCK_MONOTONIC in ms; a timed wait interrupted by
  *     signals (no SA_RESTART) every millisecond still lasts its wait_ms. */
 static void t_p11_monotonic_and_eintr(void **s)
 {
@@ -315,12 +315,12 @@ static void t_p11_monotonic_and_eintr(void **s)
     TU_TRUE(sh->el_ms >= 299 && sh->el_ms < 500 + sh->delay_ms,
              "300 ms wait under signals lasted %llu ms (%llu ms of it waiting for a CPU)",
              (unsigned long long)sh->el_ms, (unsigned long long)sh->delay_ms);
-    tu_note("pitfall 11: table clock = CLOCK_MONOTONIC ms; a 300 ms wait under %d signals (no SA_RESTART) "
+    tu_note("failure mode F11: table clock = CLOCK_MONOTONIC ms; a 300 ms wait under %d signals (no SA_RESTART) "
              "lasted %llu ms (%llu ms waiting for a CPU)", sent, (unsigned long long)sh->el_ms,
              (unsigned long long)sh->delay_ms);
 }
 
-/* 12. Process-shared futex wake-ups: a waiter on a key in a grace period
+/* F12 (docs/failure-modes.md). Process-shared futex wake-ups: a waiter on a key in a grace period
  *     (nobody to watch, so it sleeps up to 50 ms at a time) is woken by a
  *     break in ANOTHER process at once; the waiter count is kept. */
 static int cmp_u64(const void *a, const void *b)
@@ -383,7 +383,7 @@ static void t_p12_cross_process_wake(void **s)
      * end of its 50 ms sleep: a median around 25 ms. */
     TU_TRUE(lat[ROUNDS / 2] < 10000000ull, "median wake-up %.1f ms after the break: not woken",
              lat[ROUNDS / 2] / 1e6);
-    tu_note("pitfall 12: waiter in another process on a grace-period key woken by break: median %.2f ms, "
+    tu_note("failure mode F12: waiter in another process on a grace-period key woken by break: median %.2f ms, "
              "max %.2f ms (its own sleep slice is 50 ms); inspect counted it (waiters=1)",
              lat[ROUNDS / 2] / 1e6, lat[ROUNDS - 1] / 1e6);
 }

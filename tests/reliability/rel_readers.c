@@ -1,5 +1,5 @@
 /*
- * A process that can only read a table cannot wedge it (issue 9).
+ * A process that can only read a table cannot wedge it.
  *
  * Every file lock of a table lives on its lock file /dev/shm/shmlease-lk.NAME,
  * whose mode gives read and write only to the classes that may write the

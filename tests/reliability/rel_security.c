@@ -1,5 +1,5 @@
 /*
- * Security (issue 5, item 10; PITFALLS 15). The boundary is the segment
+ * Security (docs/failure-modes.md F15). The boundary is the segment
  * file's owner and mode; see THREATS.md for what a writer can do.
  *
  *   - the mode asked for (default 0600) is applied whatever the umask;

@@ -1,5 +1,5 @@
 /*
- * Wake-up stress (issue 5, item 6; PITFALLS 11, 12).
+ * Wake-up stress (docs/failure-modes.md F11, F12).
  *
  * 16 processes x 2 threads wait on leases while the parent keeps sending
  * SIGUSR1 to every waiting thread (tgkill), whose handler is installed
