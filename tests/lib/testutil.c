@@ -15,7 +15,7 @@
 
 /* What the teardown cleans up: table names, handles, children, mappings,
  * channel descriptors. */
-static char   names[TU_MAX_NAMES][128];
+static char   names[TU_MAX_NAMES][256];   /* longer than any valid table name */
 static int    n_names;
 static shmlease_table *handles[TU_MAX_HANDLES];
 static pid_t  pids[TU_MAX_PIDS];
@@ -137,6 +137,8 @@ static char *register_name(const char *name)
 {
     if (n_names >= TU_MAX_NAMES)
         fail_msg("more than %d table names in one test", TU_MAX_NAMES);
+    if (strlen(name) >= sizeof names[0])
+        fail_msg("table name of %zu bytes: too long to be unlinked at teardown", strlen(name));
     char *b = names[n_names++];
     snprintf(b, sizeof names[0], "%s", name);
     return b;
