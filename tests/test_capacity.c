@@ -37,10 +37,10 @@ static void test_capacity_full_table_is_enospc_and_release_makes_room(void **sta
     pid_t p = tu_fork();
     if (p == 0) {
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease y;
-        CK_RC(tu_acquire(u, "other-ninth", 60000, 0, &y), -ENOSPC);
-        CK_RC(tu_acquire(u, "k-0", 60000, 0, &y), -EBUSY);
+        TU_CK_RC(tu_acquire(u, "other-ninth", 60000, 0, &y), -ENOSPC);
+        TU_CK_RC(tu_acquire(u, "k-0", 60000, 0, &y), -EBUSY);
         _exit(0);
     }
     tu_expect_exit0(p);
@@ -121,13 +121,13 @@ static void test_churn_of_distinct_keys_across_processes(void **state)
         p[id] = tu_fork();
         if (p[id] == 0) {
             shmlease_table *u = NULL;
-            CK_RC(shmlease_open(name, NULL, &u), 0);
+            TU_CK_RC(shmlease_open(name, NULL, &u), 0);
             char key[48];
             for (int i = 0; i < PER; i++) {
                 snprintf(key, sizeof key, "p%d-key-%d", id, i);
                 shmlease_lease l;
-                CK_RC(tu_acquire(u, key, 60000, 0, &l), 0);
-                CK_RC(shmlease_release(u, &l), 0);
+                TU_CK_RC(tu_acquire(u, key, 60000, 0, &l), 0);
+                TU_CK_RC(shmlease_release(u, &l), 0);
             }
             _exit(0);
         }
@@ -174,12 +174,12 @@ static void test_expired_keys_make_room(void **state)
     if (p == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, &o, &u), 0);
+        TU_CK_RC(shmlease_open(name, &o, &u), 0);
         char key[16];
         for (int i = 0; i < 4; i++) {
             snprintf(key, sizeof key, "h%d", i);
             shmlease_lease l;
-            CK_RC(tu_acquire(u, key, 100, 0, &l), 0);
+            TU_CK_RC(tu_acquire(u, key, 100, 0, &l), 0);
         }
         tu_up(&c, 1);
         for (;;)
@@ -209,12 +209,12 @@ static void test_dead_holders_keys_make_room(void **state)
     if (p == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         char key[16];
         for (int i = 0; i < 4; i++) {
             snprintf(key, sizeof key, "h%d", i);
             shmlease_lease l;
-            CK_RC(tu_acquire(u, key, 60000, 0, &l), 0);
+            TU_CK_RC(tu_acquire(u, key, 60000, 0, &l), 0);
         }
         tu_up(&c, 1);
         for (;;)

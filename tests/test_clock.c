@@ -44,12 +44,12 @@ static void test_injected_clock_is_the_tables_clock(void **state)
     pid_t p = tu_fork();
     if (p == 0) {
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, &o, &u), 0);
-        CK(shmlease_now_ms(u) == T0 + 12345);
+        TU_CK_RC(shmlease_open(name, &o, &u), 0);
+        TU_CK(shmlease_now_ms(u) == T0 + 12345);
         shmlease_info i;
-        CK_RC(shmlease_inspect(u, "k", &i), 0);
-        CK(i.remaining_ms == 777);
-        CK(i.expires_at_ms == T0 + 12345 + 777);
+        TU_CK_RC(shmlease_inspect(u, "k", &i), 0);
+        TU_CK(i.remaining_ms == 777);
+        TU_CK(i.expires_at_ms == T0 + 12345 + 777);
         _exit(0);
     }
     tu_expect_exit0(p);

@@ -25,9 +25,9 @@ static void make_dead_holder(const char *name, const char *key)
     if (d == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(u, key, 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(u, key, 60000, 0, &l), 0);
         tu_up(&c, 1);
         for (;;)
             pause();
@@ -48,14 +48,14 @@ static pid_t spawn_victim(const char *name, const char *point, int action, unsig
     if (v == 0) {
         tu_fault_arm(point, action, hit);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(u, first_key, 60000, 0, &l), 0);
-        CK_RC(shmlease_release(u, &l), 0);
+        TU_CK_RC(tu_acquire(u, first_key, 60000, 0, &l), 0);
+        TU_CK_RC(shmlease_release(u, &l), 0);
         for (int i = 0; i < 4 * CAP; i++) {
             snprintf(sh->cur_key, sizeof sh->cur_key, "c-%d", i);
-            CK_RC(tu_acquire(u, sh->cur_key, 60000, 0, &l), 0);
-            CK_RC(shmlease_release(u, &l), 0);
+            TU_CK_RC(tu_acquire(u, sh->cur_key, 60000, 0, &l), 0);
+            TU_CK_RC(shmlease_release(u, &l), 0);
         }
         shmlease_close(u);
         _exit(0);
@@ -102,12 +102,12 @@ static void verify_table_whole(const char *name, shmlease_table *t, const shmlea
     pid_t probe = tu_fork();
     if (probe == 0) {
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         for (int k = 0; k <= ndead; k++) {
             atomic_store(progress, k);
             shmlease_lease l;
-            CK_RC(tu_acquire(u, k < ndead ? dead_keys[k] : "probe-new", 60000, 0, &l), 0);
-            CK_RC(shmlease_release(u, &l), 0);
+            TU_CK_RC(tu_acquire(u, k < ndead ? dead_keys[k] : "probe-new", 60000, 0, &l), 0);
+            TU_CK_RC(shmlease_release(u, &l), 0);
         }
         shmlease_close(u);
         _exit(0);
@@ -189,22 +189,22 @@ static void verify_table_whole(const char *name, shmlease_table *t, const shmlea
     pid_t e = tu_fork();
     if (e == 0) {
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(u, "p-held", 60000, 0, &l), -EBUSY);
-        CK_RC(tu_acquire(u, still_held, 60000, 0, &l), -EBUSY);
+        TU_CK_RC(tu_acquire(u, "p-held", 60000, 0, &l), -EBUSY);
+        TU_CK_RC(tu_acquire(u, still_held, 60000, 0, &l), -EBUSY);
         shmlease_info i;
-        CK_RC(shmlease_inspect(u, still_held, &i), 0);
-        CK(i.holder_pid == getppid());
-        CK_RC(tu_acquire(u, existing, 60000, 0, &l), 0);
+        TU_CK_RC(shmlease_inspect(u, still_held, &i), 0);
+        TU_CK(i.holder_pid == getppid());
+        TU_CK_RC(tu_acquire(u, existing, 60000, 0, &l), 0);
         shmlease_lease l2;
-        CK_RC(tu_acquire(u, "e-new", 60000, 0, &l2), 0);
+        TU_CK_RC(tu_acquire(u, "e-new", 60000, 0, &l2), 0);
         shmlease_lease l3;
-        CK_RC(tu_acquire(u, "e-new2", 60000, 0, &l3), -ENOSPC);
-        CK_RC(shmlease_release(u, &l), 0);
-        CK_RC(shmlease_release(u, &l2), 0);
-        CK_RC(tu_acquire(u, "e-new2", 60000, 0, &l3), 0);
-        CK_RC(shmlease_release(u, &l3), 0);
+        TU_CK_RC(tu_acquire(u, "e-new2", 60000, 0, &l3), -ENOSPC);
+        TU_CK_RC(shmlease_release(u, &l), 0);
+        TU_CK_RC(shmlease_release(u, &l2), 0);
+        TU_CK_RC(tu_acquire(u, "e-new2", 60000, 0, &l3), 0);
+        TU_CK_RC(shmlease_release(u, &l3), 0);
         shmlease_close(u);
         _exit(0);
     }
@@ -314,13 +314,13 @@ static void test_stopped_in_index_critical_section_is_waited_for(void **state)
     pid_t v = tu_fork();
     if (v == 0) {
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         tu_fault_arm("insert.after_state", SHMLEASE_FAULT_STOP, 1);
         shmlease_lease l;
-        CK_RC(tu_acquire(u, "v-key", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(u, "v-key", 60000, 0, &l), 0);
         tu_fault_arm(NULL, 0, 0);
-        CK_RC(shmlease_check(u, &l), 0);
-        CK_RC(shmlease_release(u, &l), 0);
+        TU_CK_RC(shmlease_check(u, &l), 0);
+        TU_CK_RC(shmlease_release(u, &l), 0);
         shmlease_close(u);
         _exit(0);
     }
@@ -335,15 +335,15 @@ static void test_stopped_in_index_critical_section_is_waited_for(void **state)
     if (w == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease l;
         tu_up(&c, 1);
         uint64_t t0 = tu_mono_ms();
-        CK_RC(tu_acquire(u, "w-key", 60000, 0, &l), -EBUSY);
+        TU_CK_RC(tu_acquire(u, "w-key", 60000, 0, &l), -EBUSY);
         tu_up(&c, (int64_t)(tu_mono_ms() - t0));
-        CK_RC(tu_acquire(u, "w-key", 60000, SHMLEASE_WAIT_FOREVER, &l), 0);
+        TU_CK_RC(tu_acquire(u, "w-key", 60000, SHMLEASE_WAIT_FOREVER, &l), 0);
         tu_up(&c, -1);
-        CK_RC(shmlease_release(u, &l), 0);
+        TU_CK_RC(shmlease_release(u, &l), 0);
         _exit(0);
     }
     tu_chan_parent(&c, w);

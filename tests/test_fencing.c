@@ -62,7 +62,7 @@ static void test_tokens_strictly_increase_across_keys_and_processes(void **state
         p[id] = tu_fork();
         if (p[id] == 0) {
             shmlease_table *u = NULL;
-            CK_RC(shmlease_open(name, NULL, &u), 0);
+            TU_CK_RC(shmlease_open(name, NULL, &u), 0);
             for (int i = 0; i < ITERS; i++) {
                 int k = (i * 7 + id * 3 + i / 5) % NKEYS;
                 char key[16];
@@ -70,13 +70,13 @@ static void test_tokens_strictly_increase_across_keys_and_processes(void **state
                 struct rec *r = &sh->recs[id * ITERS + i];
                 r->before = atomic_fetch_add(&sh->ticket, 1);
                 shmlease_lease l;
-                CK_RC(tu_acquire(u, key, 10000, SHMLEASE_WAIT_FOREVER, &l), 0);
+                TU_CK_RC(tu_acquire(u, key, 10000, SHMLEASE_WAIT_FOREVER, &l), 0);
                 r->after = atomic_fetch_add(&sh->ticket, 1);
                 r->seq = atomic_fetch_add(&sh->seq, 1);
                 r->token = l.fencing_token;
                 r->key = k;
                 r->proc = id;
-                CK_RC(shmlease_release(u, &l), 0);
+                TU_CK_RC(shmlease_release(u, &l), 0);
             }
             shmlease_close(u);
             _exit(0);
@@ -161,9 +161,9 @@ static void test_token_after_takeover_by_expiry_is_larger(void **state)
     if (p == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, &o, &u), 0);
+        TU_CK_RC(shmlease_open(name, &o, &u), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(u, "k", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(u, "k", 60000, 0, &l), 0);
         tu_up(&c, (int64_t)l.fencing_token);
         _exit(0);
     }
@@ -188,10 +188,10 @@ static void test_tokens_keep_increasing_across_close_and_reopen(void **state)
     pid_t p = tu_fork();
     if (p == 0) {
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease x;
-        CK_RC(tu_acquire(u, "other", 60000, 0, &x), 0);
-        CK(x.fencing_token > last);
+        TU_CK_RC(tu_acquire(u, "other", 60000, 0, &x), 0);
+        TU_CK(x.fencing_token > last);
         shmlease_close(u);
         _exit(0);
     }

@@ -16,23 +16,23 @@ static void test_fork_child_holds_none_of_its_parents_leases(void **state)
     pid_t c = tu_fork();
     if (c == 0) {
         shmlease_lease x;
-        CK_RC(tu_acquire(t, "p", 60000, 0, &x), -EBUSY);
+        TU_CK_RC(tu_acquire(t, "p", 60000, 0, &x), -EBUSY);
         shmlease_lease copy = l;
-        CK_RC(shmlease_check(t, &copy), -ESTALE);
-        CK_RC(shmlease_renew(t, &copy, 60000), -ESTALE);
+        TU_CK_RC(shmlease_check(t, &copy), -ESTALE);
+        TU_CK_RC(shmlease_renew(t, &copy, 60000), -ESTALE);
         copy = l;
-        CK_RC(shmlease_release(t, &copy), -ESTALE);
+        TU_CK_RC(shmlease_release(t, &copy), -ESTALE);
         copy = l;
-        CK_RC(shmlease_release_after(t, &copy, 60000), -ESTALE);
+        TU_CK_RC(shmlease_release_after(t, &copy, 60000), -ESTALE);
         shmlease_info i;
-        CK_RC(shmlease_inspect(t, "p", &i), 0);
-        CK(i.holder_pid == parent);
-        CK(i.fencing_token == l.fencing_token);
+        TU_CK_RC(shmlease_inspect(t, "p", &i), 0);
+        TU_CK(i.holder_pid == parent);
+        TU_CK(i.fencing_token == l.fencing_token);
         _exit(0);
     }
     tu_expect_exit0(c);
     TU_RC(shmlease_check(t, &l), 0);
-    shmlease_info i = inspect_ok(t, "p");
+    shmlease_info i = tu_inspect_ok(t, "p");
     TU_EQ(i.holder_pid, getpid());
     TU_EQU(i.fencing_token, l.fencing_token);
     TU_EQU(i.expires_at_ms, l.expires_at_ms);
@@ -54,18 +54,18 @@ static void test_fork_child_can_use_the_inherited_handle(void **state)
     if (c == 0) {
         tu_chan_child(&ch);
         shmlease_lease x;
-        CK_RC(tu_acquire(t, "c", 60000, 0, &x), 0);
-        CK(x.fencing_token > l.fencing_token);
+        TU_CK_RC(tu_acquire(t, "c", 60000, 0, &x), 0);
+        TU_CK(x.fencing_token > l.fencing_token);
         shmlease_info i;
-        CK_RC(shmlease_inspect(t, "c", &i), 0);
-        CK(i.holder_pid == getpid());
-        CK(i.holder_alive == 1);
-        CK_RC(shmlease_renew(t, &x, 60000), 0);
+        TU_CK_RC(shmlease_inspect(t, "c", &i), 0);
+        TU_CK(i.holder_pid == getpid());
+        TU_CK(i.holder_alive == 1);
+        TU_CK_RC(shmlease_renew(t, &x, 60000), 0);
         tu_up(&ch, (int64_t)x.fencing_token);
         tu_down_recv(&ch);
-        CK_RC(shmlease_release(t, &x), 0);
+        TU_CK_RC(shmlease_release(t, &x), 0);
         /* and waits like anyone else on the parent's key */
-        CK_RC(tu_acquire(t, "p", 60000, 100, &x), -ETIMEDOUT);
+        TU_CK_RC(tu_acquire(t, "p", 60000, 100, &x), -ETIMEDOUT);
         tu_up(&ch, 2);
         _exit(0);
     }
@@ -74,7 +74,7 @@ static void test_fork_child_can_use_the_inherited_handle(void **state)
     /* the child's lease is the child's: the parent is another owner */
     shmlease_lease x;
     TU_RC(tu_acquire(t, "c", 60000, 0, &x), -EBUSY);
-    shmlease_info i = inspect_ok(t, "c");
+    shmlease_info i = tu_inspect_ok(t, "c");
     TU_EQ(i.holder_pid, c);
     TU_EQU(i.fencing_token, ctok);
     tu_down(&ch, 0);
@@ -98,7 +98,7 @@ static void test_fork_child_close_of_inherited_handle_keeps_parents_leases(void 
     }
     tu_expect_exit0(c);
     TU_RC(shmlease_check(t, &l), 0);
-    TU_EQ(inspect_ok(t, "p").holder_pid, getpid());
+    TU_EQ(tu_inspect_ok(t, "p").holder_pid, getpid());
     shmlease_table *other = tu_open(name, NULL);
     shmlease_lease x;
     TU_RC(tu_acquire(other, "p", 60000, 0, &x), -EBUSY);
@@ -119,7 +119,7 @@ static void test_fork_child_killed_leaves_parents_leases_alone(void **state)
     if (c == 0) {
         tu_chan_child(&ch);
         shmlease_lease x;
-        CK_RC(tu_acquire(t, "c", 60000, 0, &x), 0);
+        TU_CK_RC(tu_acquire(t, "c", 60000, 0, &x), 0);
         tu_up(&ch, 1);
         for (;;)
             pause();
@@ -132,7 +132,7 @@ static void test_fork_child_killed_leaves_parents_leases_alone(void **state)
     shmlease_lease x;
     TU_RC(tu_acquire(other, "c", 60000, 0, &x), 0);
     TU_RC(tu_acquire(other, "p", 60000, 0, &x), -EBUSY);
-    shmlease_info i = inspect_ok(t, "p");
+    shmlease_info i = tu_inspect_ok(t, "p");
     TU_EQ(i.holder_alive, 1);
     TU_RC(shmlease_check(t, &l), 0);
     TU_RC(shmlease_release(t, &l), 0);
@@ -153,36 +153,36 @@ static void test_fork_parent_killed_while_child_lives_parent_lease_reclaimable(v
     if (m == 0) {
         tu_chan_child(&ch);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(u, "parent-key", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(u, "parent-key", 60000, 0, &l), 0);
         /* Until a fork child has run (its fork handler replaces the inherited
          * descriptors), it shares this process's open file descriptions, and
          * with them the registry lock: no library can act in a child that has
          * not run yet. So the idle child says it is running before its pid is
          * passed on, and the test kills this process only after that. */
         int ready[2];
-        CK(pipe(ready) == 0);
+        TU_CK(pipe(ready) == 0);
         pid_t idle = fork();
         if (idle == 0) {
             alarm(60);
             close(ready[0]);
             char one = 1;
-            CK(write(ready[1], &one, 1) == 1);
+            TU_CK(write(ready[1], &one, 1) == 1);
             close(ready[1]);
             for (;;)
                 pause(); /* inherits the handle, never uses it */
         }
         close(ready[1]);
         char one;
-        CK(read(ready[0], &one, 1) == 1);
+        TU_CK(read(ready[0], &one, 1) == 1);
         close(ready[0]);
         tu_up(&ch, idle);
         pid_t busy = fork();
         if (busy == 0) {
             alarm(60);
             shmlease_lease x;
-            CK_RC(tu_acquire(u, "child-key", 60000, 0, &x), 0);
+            TU_CK_RC(tu_acquire(u, "child-key", 60000, 0, &x), 0);
             tu_up(&ch, -1);
             for (;;)
                 pause();
@@ -193,21 +193,21 @@ static void test_fork_parent_killed_while_child_lives_parent_lease_reclaimable(v
     }
     tu_chan_parent(&ch, m);
     pid_t idle = (pid_t)tu_up_recv(&ch, 10000);
-    tu_adopt(idle);
+    tu_track(idle);
     /* the busy child's pid (from m) and its report (-1) come in either order */
     int64_t a = tu_up_recv(&ch, 10000);
     int64_t b = tu_up_recv(&ch, 10000);
     assert_true(a == -1 || b == -1);
     pid_t busy = (pid_t)(a == -1 ? b : a);
     assert_true(busy > 0);
-    tu_adopt(busy);
+    tu_track(busy);
 
     shmlease_lease x;
     TU_RC(tu_acquire(t, "parent-key", 60000, 0, &x), -EBUSY);
     tu_kill(m);
     assert_int_equal(kill(idle, 0), 0); /* the children live on */
     assert_int_equal(kill(busy, 0), 0);
-    shmlease_info i = inspect_ok(t, "parent-key");
+    shmlease_info i = tu_inspect_ok(t, "parent-key");
     TU_EQ(i.holder_pid, m);
     TU_EQ(i.holder_alive, 0);
     uint64_t t0 = tu_mono_ms();
@@ -216,7 +216,7 @@ static void test_fork_parent_killed_while_child_lives_parent_lease_reclaimable(v
     /* the busy child is alive and keeps its own lease */
     shmlease_lease y;
     TU_RC(tu_acquire(t, "child-key", 60000, 0, &y), -EBUSY);
-    i = inspect_ok(t, "child-key");
+    i = tu_inspect_ok(t, "child-key");
     TU_EQ(i.holder_pid, busy);
     TU_EQ(i.holder_alive, 1);
 }
@@ -231,22 +231,22 @@ static void test_fork_grandchild_uses_handle_inherited_twice(void **state)
     pid_t c = tu_fork();
     if (c == 0) {
         shmlease_lease x;
-        CK_RC(tu_acquire(t, "c", 60000, 0, &x), 0);
+        TU_CK_RC(tu_acquire(t, "c", 60000, 0, &x), 0);
         pid_t g = fork();
         if (g == 0) {
             shmlease_lease y;
-            CK_RC(tu_acquire(t, "c", 60000, 0, &y), -EBUSY);
-            CK_RC(tu_acquire(t, "p", 60000, 0, &y), -EBUSY);
-            CK_RC(shmlease_release(t, &x), -ESTALE);
-            CK_RC(tu_acquire(t, "g", 60000, 0, &y), 0);
-            CK_RC(shmlease_release(t, &y), 0);
+            TU_CK_RC(tu_acquire(t, "c", 60000, 0, &y), -EBUSY);
+            TU_CK_RC(tu_acquire(t, "p", 60000, 0, &y), -EBUSY);
+            TU_CK_RC(shmlease_release(t, &x), -ESTALE);
+            TU_CK_RC(tu_acquire(t, "g", 60000, 0, &y), 0);
+            TU_CK_RC(shmlease_release(t, &y), 0);
             _exit(0);
         }
         int st;
-        CK(waitpid(g, &st, 0) == g);
-        CK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-        CK_RC(shmlease_check(t, &x), 0);
-        CK_RC(shmlease_release(t, &x), 0);
+        TU_CK(waitpid(g, &st, 0) == g);
+        TU_CK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        TU_CK_RC(shmlease_check(t, &x), 0);
+        TU_CK_RC(shmlease_release(t, &x), 0);
         _exit(0);
     }
     tu_expect_exit0(c);
@@ -282,10 +282,10 @@ static void test_fork_while_another_thread_waits(void **state)
     if (h == 0) {
         tu_chan_child(&hc);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(u, "a", 60000, 0, &l), 0);
-        CK_RC(tu_acquire(u, "b", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(u, "a", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(u, "b", 60000, 0, &l), 0);
         tu_up(&hc, 1);
         for (;;)
             pause();
@@ -307,9 +307,9 @@ static void test_fork_while_another_thread_waits(void **state)
         tu_chan_child(&cc);
         shmlease_lease l;
         tu_up(&cc, 1);
-        CK_RC(tu_acquire(t, "b", 60000, SHMLEASE_WAIT_FOREVER, &l), 0);
+        TU_CK_RC(tu_acquire(t, "b", 60000, SHMLEASE_WAIT_FOREVER, &l), 0);
         tu_up(&cc, (int64_t)tu_mono_us());
-        CK_RC(shmlease_release(t, &l), 0);
+        TU_CK_RC(shmlease_release(t, &l), 0);
         _exit(0);
     }
     tu_chan_parent(&cc, c);

@@ -19,12 +19,12 @@ static void test_inspect_shows_every_field_of_a_held_lease(void **state)
     if (h == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_acquire_opts o = tu_aopts(5000, 0);
         o.metadata = META;
         o.metadata_len = sizeof META;
         shmlease_lease l;
-        CK_RC(shmlease_acquire(u, "the/key with spaces", &o, &l), 0);
+        TU_CK_RC(shmlease_acquire(u, "the/key with spaces", &o, &l), 0);
         tu_up(&c, (int64_t)l.fencing_token);
         tu_up(&c, (int64_t)l.expires_at_ms);
         for (;;)
@@ -55,7 +55,7 @@ static void test_inspect_shows_every_field_of_a_held_lease(void **state)
     if (w == 0) {
         tu_chan_child(&wc);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease l;
         tu_up(&wc, 1);
         tu_acquire(u, "the/key with spaces", 5000, SHMLEASE_WAIT_FOREVER, &l);
@@ -176,9 +176,9 @@ static void test_foreach_visits_each_held_lease_once(void **state)
     if (p == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, &o, &u), 0);
+        TU_CK_RC(shmlease_open(name, &o, &u), 0);
         shmlease_lease x;
-        CK_RC(tu_acquire(u, "held-by-child", 60000, 0, &x), 0);
+        TU_CK_RC(tu_acquire(u, "held-by-child", 60000, 0, &x), 0);
         tu_up(&c, 1);
         for (;;)
             pause();
@@ -328,9 +328,9 @@ static void test_stats_counters_move_as_promised(void **state)
     if (h == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, &o, &u), 0);
+        TU_CK_RC(shmlease_open(name, &o, &u), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(u, "d", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(u, "d", 60000, 0, &l), 0);
         tu_up(&c, 1);
         for (;;)
             pause();
@@ -375,10 +375,10 @@ static void test_stats_waits_and_timeouts(void **state)
     if (p == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease y;
         tu_up(&c, 1);
-        CK_RC(tu_acquire(u, "k", 60000, 10000, &y), 0);
+        TU_CK_RC(tu_acquire(u, "k", 60000, 10000, &y), 0);
         tu_up(&c, 2);
         _exit(0);
     }

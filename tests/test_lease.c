@@ -27,7 +27,7 @@ static void test_acquire_renew_release_basics(void **state)
     TU_GT(l.fencing_token, 0);
     /* (exactness of now + ttl: test_deadline_is_now_plus_ttl) */
     TU_RANGE(l.expires_at_ms, before + 5000 - 20, after + 5000);
-    shmlease_info i = inspect_ok(t, "job");
+    shmlease_info i = tu_inspect_ok(t, "job");
     assert_string_equal(i.key, "job");
     TU_EQU(i.fencing_token, l.fencing_token);
     TU_EQ(i.holder_pid, getpid());
@@ -40,8 +40,8 @@ static void test_acquire_renew_release_basics(void **state)
     uint64_t r0 = shmlease_now_ms(t);
     TU_RC(shmlease_renew(t, &l, 20000), 0);
     TU_RANGE(l.expires_at_ms, r0 + 20000 - 20, shmlease_now_ms(t) + 20000);
-    TU_EQU(inspect_ok(t, "job").expires_at_ms, l.expires_at_ms);
-    TU_EQU(inspect_ok(t, "job").fencing_token, l.fencing_token); /* renew keeps the token */
+    TU_EQU(tu_inspect_ok(t, "job").expires_at_ms, l.expires_at_ms);
+    TU_EQU(tu_inspect_ok(t, "job").fencing_token, l.fencing_token); /* renew keeps the token */
 
     TU_RC(shmlease_release(t, &l), 0);
     shmlease_info gone;
@@ -62,7 +62,7 @@ static void test_acquire_renew_release_basics(void **state)
     /* the old value does not touch the new lease */
     copy = l;
     TU_RC(shmlease_release(t, &copy), -ESTALE);
-    TU_EQU(inspect_ok(t, "job").fencing_token, l2.fencing_token);
+    TU_EQU(tu_inspect_ok(t, "job").fencing_token, l2.fencing_token);
     TU_RC(shmlease_release(t, &l2), 0);
 }
 
@@ -112,13 +112,13 @@ static void test_acquire_held_key_try_is_ebusy(void **state)
     if (p == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(u, "k", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(u, "k", 60000, 0, &l), 0);
         tu_up(&c, (int64_t)l.fencing_token);
         tu_down_recv(&c);
-        CK_RC(shmlease_check(u, &l), 0); /* the parent's attempts did not disturb it */
-        CK_RC(shmlease_release(u, &l), 0);
+        TU_CK_RC(shmlease_check(u, &l), 0); /* the parent's attempts did not disturb it */
+        TU_CK_RC(shmlease_release(u, &l), 0);
         _exit(0);
     }
     tu_chan_parent(&c, p);
@@ -132,8 +132,8 @@ static void test_acquire_held_key_try_is_ebusy(void **state)
     TU_EQU(s1.busy, s0.busy + 5);
     TU_EQU(s1.contended, s0.contended + 5);
     TU_EQU(s1.acquisitions, s0.acquisitions);
-    TU_EQU(inspect_ok(t, "k").fencing_token, (uint64_t)tok);
-    TU_EQ(inspect_ok(t, "k").holder_pid, p);
+    TU_EQU(tu_inspect_ok(t, "k").fencing_token, (uint64_t)tok);
+    TU_EQ(tu_inspect_ok(t, "k").holder_pid, p);
     tu_down(&c, 0);
     tu_expect_exit0(p);
     TU_RC(tu_acquire(t, "k", 60000, 0, &l), 0);
@@ -152,7 +152,7 @@ static void test_acquire_is_not_reentrant(void **state)
     TU_RANGE(tu_mono_ms() - t0, 140, 1000);
     /* the original lease is intact */
     TU_RC(shmlease_check(t, &l), 0);
-    TU_EQU(inspect_ok(t, "k").fencing_token, l.fencing_token);
+    TU_EQU(tu_inspect_ok(t, "k").fencing_token, l.fencing_token);
     TU_RC(shmlease_release(t, &l), 0);
 }
 
@@ -185,7 +185,7 @@ static void test_acquire_bad_keys_are_rejected(void **state)
 
     /* 127 bytes is fine, and keys are binary-exact */
     TU_RC(tu_acquire(t, k127, 1000, 0, &l), 0);
-    i = inspect_ok(t, k127);
+    i = tu_inspect_ok(t, k127);
     assert_string_equal(i.key, k127);
     TU_EQ(strlen(i.key), 127);
     shmlease_lease l2;
@@ -231,18 +231,18 @@ static void test_acquire_bad_options_are_einval_and_change_nothing(void **state)
     shmlease_info i;
     TU_RC(shmlease_inspect(t, "k", &i), -ENOENT);
     TU_RC(shmlease_check(t, &held), 0);
-    TU_EQU(inspect_ok(t, "held").expires_at_ms, held.expires_at_ms);
+    TU_EQU(tu_inspect_ok(t, "held").expires_at_ms, held.expires_at_ms);
 
     /* the limits themselves are fine */
     o = tu_aopts(1000, 0);
     o.metadata = meta;
     o.metadata_len = SHMLEASE_METADATA_MAX;
     TU_RC(shmlease_acquire(t, "k", &o, &l), 0);
-    TU_EQU(inspect_ok(t, "k").metadata_len, SHMLEASE_METADATA_MAX);
+    TU_EQU(tu_inspect_ok(t, "k").metadata_len, SHMLEASE_METADATA_MAX);
     o.metadata = NULL;
     o.metadata_len = 0;
     TU_RC(shmlease_acquire(t, "k2", &o, &l), 0);
-    TU_EQU(inspect_ok(t, "k2").metadata_len, 0);
+    TU_EQU(tu_inspect_ok(t, "k2").metadata_len, 0);
 }
 
 /* ---- expiry, on the shared test clock ------------------------------------------ */
@@ -264,18 +264,18 @@ static void test_expired_lease_is_taken_by_another_and_old_calls_are_stale(void 
     if (p == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, &o, &u), 0);
+        TU_CK_RC(shmlease_open(name, &o, &u), 0);
         shmlease_lease x;
-        CK_RC(tu_acquire(u, "k", 1000, 0, &x), -EBUSY); /* valid until its deadline */
+        TU_CK_RC(tu_acquire(u, "k", 1000, 0, &x), -EBUSY); /* valid until its deadline */
         tu_up(&c, 1);
         tu_down_recv(&c); /* the parent advanced the clock past the deadline */
-        CK_RC(tu_acquire(u, "k", 60000, 0, &x), 0);
-        CK(x.fencing_token > l.fencing_token);
+        TU_CK_RC(tu_acquire(u, "k", 60000, 0, &x), 0);
+        TU_CK(x.fencing_token > l.fencing_token);
         tu_up(&c, (int64_t)x.fencing_token);
         tu_down_recv(&c);
-        CK_RC(shmlease_check(u, &x), 0); /* untouched by the old holder's calls */
-        CK_RC(shmlease_renew(u, &x, 60000), 0);
-        CK_RC(shmlease_release(u, &x), 0);
+        TU_CK_RC(shmlease_check(u, &x), 0); /* untouched by the old holder's calls */
+        TU_CK_RC(shmlease_renew(u, &x, 60000), 0);
+        TU_CK_RC(shmlease_release(u, &x), 0);
         _exit(0);
     }
     tu_chan_parent(&c, p);
@@ -296,7 +296,7 @@ static void test_expired_lease_is_taken_by_another_and_old_calls_are_stale(void 
     copy = l;
     TU_RC(shmlease_release_after(t, &copy, 60000), -ESTALE);
     TU_RC(shmlease_check(t, &l), -ESTALE);
-    shmlease_info i = inspect_ok(t, "k");
+    shmlease_info i = tu_inspect_ok(t, "k");
     TU_EQU(i.fencing_token, (uint64_t)tok);
     TU_EQ(i.holder_pid, p);
     TU_EQU(i.expires_at_ms, tu_clock_now(clk) + 60000);
@@ -322,11 +322,11 @@ static void test_renew_extends_the_deadline(void **state)
     TU_RC(shmlease_renew(t, &l, 2000), 0);
     TU_EQU(tu_stats(t).renewals, s0.renewals + 1);
     TU_EQU(l.expires_at_ms, T0 + 500 + 2000);
-    TU_EQU(inspect_ok(t, "k").expires_at_ms, T0 + 2500);
+    TU_EQU(tu_inspect_ok(t, "k").expires_at_ms, T0 + 2500);
     tu_clock_advance(clk, 1000); /* T0+1500: past the old deadline */
     TU_RC(tu_acquire(other, "k", 1000, 0, &x), -EBUSY);
     TU_RC(shmlease_check(t, &l), 0);
-    TU_EQ(inspect_ok(t, "k").remaining_ms, 1000);
+    TU_EQ(tu_inspect_ok(t, "k").remaining_ms, 1000);
     /* renew may also shorten */
     TU_RC(shmlease_renew(t, &l, 100), 0);
     TU_EQU(l.expires_at_ms, T0 + 1600);
@@ -377,7 +377,7 @@ static void test_release_after_keeps_key_held_by_nobody_until_grace_ends(void **
     TU_RC(tu_acquire(t, "job", 60000, 0, &l), 0);
     TU_RC(shmlease_release_after(t, &l, 1000), 0);
     TU_EQ(tu_stats(t).held, 1);
-    shmlease_info i = inspect_ok(t, "job");
+    shmlease_info i = tu_inspect_ok(t, "job");
     TU_EQ(i.holder_pid, 0);
     TU_EQ(i.in_grace, 1);
     TU_EQU(i.fencing_token, l.fencing_token);
@@ -395,19 +395,19 @@ static void test_release_after_keeps_key_held_by_nobody_until_grace_ends(void **
     pid_t p = tu_fork();
     if (p == 0) {
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, &o, &u), 0);
+        TU_CK_RC(shmlease_open(name, &o, &u), 0);
         shmlease_lease y;
-        CK_RC(tu_acquire(u, "job", 60000, 0, &y), -EBUSY);
+        TU_CK_RC(tu_acquire(u, "job", 60000, 0, &y), -EBUSY);
         _exit(0);
     }
     tu_expect_exit0(p);
     tu_clock_advance(clk, 999);
     TU_RC(tu_acquire(t, "job", 60000, 0, &x), -EBUSY);
-    TU_EQ(inspect_ok(t, "job").in_grace, 1);
+    TU_EQ(tu_inspect_ok(t, "job").in_grace, 1);
     tu_clock_advance(clk, 2);
     TU_RC(tu_acquire(t, "job", 60000, 0, &x), 0);
     TU_GT(x.fencing_token, l.fencing_token);
-    i = inspect_ok(t, "job");
+    i = tu_inspect_ok(t, "job");
     TU_EQ(i.in_grace, 0);
     TU_EQ(i.holder_pid, getpid());
 }
@@ -524,16 +524,16 @@ static void test_break_ends_the_lease_and_next_token_is_greater(void **state)
     if (p == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(u, "k", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(u, "k", 60000, 0, &l), 0);
         tu_up(&c, (int64_t)l.fencing_token);
         tu_down_recv(&c); /* broken by the operator */
-        CK_RC(shmlease_check(u, &l), -ESTALE);
+        TU_CK_RC(shmlease_check(u, &l), -ESTALE);
         shmlease_lease copy = l;
-        CK_RC(shmlease_renew(u, &copy, 60000), -ESTALE);
+        TU_CK_RC(shmlease_renew(u, &copy, 60000), -ESTALE);
         copy = l;
-        CK_RC(shmlease_release(u, &copy), -ESTALE);
+        TU_CK_RC(shmlease_release(u, &copy), -ESTALE);
         tu_up(&c, 2);
         _exit(0);
     }
@@ -568,10 +568,10 @@ static void test_break_wakes_a_waiter(void **state)
     if (p == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease x;
         tu_up(&c, 1);
-        CK_RC(tu_acquire(u, "k", 60000, SHMLEASE_WAIT_FOREVER, &x), 0);
+        TU_CK_RC(tu_acquire(u, "k", 60000, SHMLEASE_WAIT_FOREVER, &x), 0);
         tu_up(&c, (int64_t)tu_mono_ms());
         _exit(0);
     }

@@ -20,11 +20,11 @@ static pid_t spawn_holder(tu_chan *c, const char *name, const shmlease_options *
     if (p == 0) {
         tu_chan_child(c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, o, &u), 0);
+        TU_CK_RC(shmlease_open(name, o, &u), 0);
         tu_up(c, getpid());
         for (int i = 0; i < nkeys; i++) {
             shmlease_lease l;
-            CK_RC(tu_acquire(u, keys[i], ttl, 0, &l), 0);
+            TU_CK_RC(tu_acquire(u, keys[i], ttl, 0, &l), 0);
             tu_up(c, (int64_t)l.fencing_token);
         }
         for (;;)
@@ -48,12 +48,12 @@ static void test_dead_holder_lease_is_free_at_once(void **state)
     pid_t h = spawn_holder(&c, name, NULL, keys, 3, 60000, tok);
     shmlease_lease l;
     TU_RC(tu_acquire(t, "a", 60000, 0, &l), -EBUSY);
-    shmlease_info i = inspect_ok(t, "a");
+    shmlease_info i = tu_inspect_ok(t, "a");
     TU_EQ(i.holder_pid, h);
     TU_EQ(i.holder_alive, 1);
 
     tu_kill(h);
-    i = inspect_ok(t, "a");
+    i = tu_inspect_ok(t, "a");
     TU_EQ(i.holder_pid, h);
     TU_EQ(i.holder_alive, 0);
 
@@ -68,7 +68,7 @@ static void test_dead_holder_lease_is_free_at_once(void **state)
     TU_EQU(s1.reclaimed_dead, s0.reclaimed_dead + 3);
     TU_EQU(s1.acquisitions, s0.acquisitions + 3);
     TU_EQU(s1.expirations, s0.expirations);
-    i = inspect_ok(t, "b");
+    i = tu_inspect_ok(t, "b");
     TU_EQ(i.holder_pid, getpid());
     TU_EQ(i.holder_alive, 1);
 }
@@ -89,10 +89,10 @@ static void test_blocked_waiter_takes_over_within_1s_of_holder_death(void **stat
     if (w == 0) {
         tu_chan_child(&wc);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease l;
         tu_up(&wc, 1);
-        CK_RC(tu_acquire(u, "k", 60000, SHMLEASE_WAIT_FOREVER, &l), 0);
+        TU_CK_RC(tu_acquire(u, "k", 60000, SHMLEASE_WAIT_FOREVER, &l), 0);
         tu_up(&wc, (int64_t)tu_mono_us());
         tu_up(&wc, (int64_t)l.fencing_token);
         _exit(0);
@@ -180,7 +180,7 @@ static void test_dead_holder_with_reused_pid_is_still_dead(void **state)
     }
     /* a live process with the holder's PID exists; the holder is still dead */
     assert_int_equal(kill(h, 0), 0);
-    shmlease_info i = inspect_ok(t, "k");
+    shmlease_info i = tu_inspect_ok(t, "k");
     TU_EQ(i.holder_pid, h);
     TU_EQ(i.holder_alive, 0);
     shmlease_stats s0 = tu_stats(t);
@@ -224,14 +224,14 @@ static void test_holder_in_another_pid_namespace_is_not_declared_dead(void **sta
             if (g2 == 0) {
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 char self[32] = { 0 };
-                CK(readlink("/proc/self", self, sizeof self - 1) > 0);
+                TU_CK(readlink("/proc/self", self, sizeof self - 1) > 0);
                 tu_up(&c, atol(self)); /* our PID in the test's namespace */
                 tu_up(&c, getpid());   /* our PID in the new namespace */
                 tu_up(&c, have_x);
                 shmlease_table *u = NULL;
-                CK_RC(shmlease_open(name, NULL, &u), 0);
+                TU_CK_RC(shmlease_open(name, NULL, &u), 0);
                 shmlease_lease l;
-                CK_RC(tu_acquire(u, "k", 60000, 0, &l), 0);
+                TU_CK_RC(tu_acquire(u, "k", 60000, 0, &l), 0);
                 tu_up(&c, (int64_t)l.fencing_token);
                 for (;;)
                     pause();
@@ -249,9 +249,9 @@ static void test_holder_in_another_pid_namespace_is_not_declared_dead(void **sta
         print_message("[  SKIPPED ] unshare(CLONE_NEWPID) not permitted\n");
         skip();
     }
-    tu_adopt((pid_t)g);
+    tu_track((pid_t)g);
     int64_t g2_here = tu_up_recv(&c, 10000);
-    tu_adopt((pid_t)g2_here);
+    tu_track((pid_t)g2_here);
     int64_t g2_there = tu_up_recv(&c, 10000);
     int64_t have_x = tu_up_recv(&c, 10000);
     uint64_t tok = (uint64_t)tu_up_recv(&c, 10000);
@@ -262,7 +262,7 @@ static void test_holder_in_another_pid_namespace_is_not_declared_dead(void **sta
     for (int k = 0; k < 10; k++) {
         shmlease_lease l;
         TU_RC(tu_acquire(t, "k", 60000, 0, &l), -EBUSY);
-        shmlease_info i = inspect_ok(t, "k");
+        shmlease_info i = tu_inspect_ok(t, "k");
         TU_EQU(i.fencing_token, tok);
         if (i.holder_alive == 0)
             fail_msg("a live holder in another PID namespace (pid %d there) is shown dead",
@@ -294,13 +294,13 @@ static void test_dead_holder_with_several_waiters_each_get_it(void **state)
         if (w[i] == 0) {
             tu_chan_child(&wc[i]);
             shmlease_table *u = NULL;
-            CK_RC(shmlease_open(name, NULL, &u), 0);
+            TU_CK_RC(shmlease_open(name, NULL, &u), 0);
             shmlease_lease l;
             tu_up(&wc[i], 1);
-            CK_RC(tu_acquire(u, "k", 60000, SHMLEASE_WAIT_FOREVER, &l), 0);
+            TU_CK_RC(tu_acquire(u, "k", 60000, SHMLEASE_WAIT_FOREVER, &l), 0);
             tu_up(&wc[i], (int64_t)tu_mono_us());
             tu_sleep_ms(20);
-            CK_RC(shmlease_release(u, &l), 0);
+            TU_CK_RC(shmlease_release(u, &l), 0);
             _exit(0);
         }
         tu_chan_parent(&wc[i], w[i]);
@@ -347,10 +347,10 @@ static void test_dead_holder_is_dead_at_once_while_waiters_watch_it(void **state
             w[i] = tu_fork();
             if (w[i] == 0) {
                 shmlease_table *u = NULL;
-                CK_RC(shmlease_open(name, NULL, &u), 0);
+                TU_CK_RC(shmlease_open(name, NULL, &u), 0);
                 shmlease_lease l;
-                CK_RC(tu_acquire(u, "k", 60000, SHMLEASE_WAIT_FOREVER, &l), 0);
-                CK_RC(shmlease_release(u, &l), 0);
+                TU_CK_RC(tu_acquire(u, "k", 60000, SHMLEASE_WAIT_FOREVER, &l), 0);
+                TU_CK_RC(shmlease_release(u, &l), 0);
                 _exit(0);
             }
         }
@@ -391,14 +391,14 @@ static void test_grace_outlives_the_releasers_close_and_death(void **state)
     if (h == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, &o, &u), 0);
+        TU_CK_RC(shmlease_open(name, &o, &u), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(u, "closed", 60000, 0, &l), 0);
-        CK_RC(shmlease_release_after(u, &l, 5000), 0);
+        TU_CK_RC(tu_acquire(u, "closed", 60000, 0, &l), 0);
+        TU_CK_RC(shmlease_release_after(u, &l, 5000), 0);
         shmlease_close(u);
-        CK_RC(shmlease_open(name, &o, &u), 0);
-        CK_RC(tu_acquire(u, "killed", 60000, 0, &l), 0);
-        CK_RC(shmlease_release_after(u, &l, 5000), 0);
+        TU_CK_RC(shmlease_open(name, &o, &u), 0);
+        TU_CK_RC(tu_acquire(u, "killed", 60000, 0, &l), 0);
+        TU_CK_RC(shmlease_release_after(u, &l, 5000), 0);
         tu_up(&c, 1);
         for (;;)
             pause();
@@ -409,7 +409,7 @@ static void test_grace_outlives_the_releasers_close_and_death(void **state)
     shmlease_lease l;
     TU_RC(tu_acquire(t, "closed", 60000, 0, &l), -EBUSY);
     TU_RC(tu_acquire(t, "killed", 60000, 0, &l), -EBUSY);
-    shmlease_info i = inspect_ok(t, "killed");
+    shmlease_info i = tu_inspect_ok(t, "killed");
     TU_EQ(i.in_grace, 1);
     TU_EQ(i.holder_pid, 0);
     tu_clock_advance(clk, 5001);
@@ -431,7 +431,7 @@ static void test_killed_waiter_is_not_counted_as_waiting(void **state)
     if (w == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease x;
         tu_up(&c, 1);
         tu_acquire(u, "k", 60000, SHMLEASE_WAIT_FOREVER, &x);
@@ -465,9 +465,9 @@ static void test_stopped_holder_keeps_lease_until_deadline_then_is_stale(void **
     if (h == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, &o, &u), 0);
+        TU_CK_RC(shmlease_open(name, &o, &u), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(u, "k", 1000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(u, "k", 1000, 0, &l), 0);
         tu_up(&c, (int64_t)l.fencing_token);
         raise(SIGSTOP);
         /* resumed, long after its deadline: it believes it owns the key */
@@ -483,7 +483,7 @@ static void test_stopped_holder_keeps_lease_until_deadline_then_is_stale(void **
     assert_true(tu_wait_stopped(h, 5000));
     shmlease_lease l;
     TU_RC(tu_acquire(t, "k", 60000, 0, &l), -EBUSY); /* paused is not dead */
-    TU_EQ(inspect_ok(t, "k").holder_alive, 1);
+    TU_EQ(tu_inspect_ok(t, "k").holder_alive, 1);
     tu_clock_advance(clk, 999);
     TU_RC(tu_acquire(t, "k", 60000, 0, &l), -EBUSY);
     tu_clock_advance(clk, 2);
@@ -500,7 +500,7 @@ static void test_stopped_holder_keeps_lease_until_deadline_then_is_stale(void **
     TU_RC(tu_up_recv(&c, 5000), -ESTALE);
     tu_expect_exit0(h);
     TU_RC(shmlease_check(t, &l), 0);
-    shmlease_info i = inspect_ok(t, "k");
+    shmlease_info i = tu_inspect_ok(t, "k");
     TU_EQ(i.holder_pid, getpid());
     TU_EQU(i.fencing_token, l.fencing_token);
     TU_EQU(i.expires_at_ms, l.expires_at_ms);
@@ -529,7 +529,7 @@ static void test_sigstopped_holder_loses_lease_at_ttl_on_real_clock(void **state
 }
 
 /* A claimer paused between claiming the state word and publishing the rest
- * (PITFALLS 5): not robbed while alive and unexpired; robbed after its TTL;
+ * (docs/failure-modes.md F5): not robbed while alive and unexpired; robbed after its TTL;
  * its own late calls then are -ESTALE and never disturb the new owner. */
 static void claimer_paused_at(const char *point)
 {
@@ -547,7 +547,7 @@ static void claimer_paused_at(const char *point)
     if (h == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, &o, &u), 0);
+        TU_CK_RC(shmlease_open(name, &o, &u), 0);
         shmlease_lease l;
         tu_fault_arm(point, SHMLEASE_FAULT_STOP, 1);
         int rc = tu_acquire(u, "k", 1000, 0, &l);
@@ -586,7 +586,7 @@ static void claimer_paused_at(const char *point)
     }
     tu_expect_exit0(h);
     TU_RC(shmlease_check(t, &l), 0);
-    shmlease_info i = inspect_ok(t, "k");
+    shmlease_info i = tu_inspect_ok(t, "k");
     TU_EQ(i.holder_pid, getpid());
     TU_EQU(i.fencing_token, l.fencing_token);
     TU_EQU(i.expires_at_ms, l.expires_at_ms);
@@ -618,11 +618,11 @@ static void killed_at(const char *point, int op)
     pid_t h = tu_fork();
     if (h == 0) {
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease l;
         if (op == 0)
             tu_fault_arm(point, SHMLEASE_FAULT_KILL, 1);
-        CK_RC(tu_acquire(u, "k", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(u, "k", 60000, 0, &l), 0);
         tu_fault_arm(point, SHMLEASE_FAULT_KILL, 1);
         if (op == 1)
             shmlease_renew(u, &l, 60000);
@@ -680,9 +680,9 @@ static void late_cas(const char *point, int op)
     if (h == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, &o, &u), 0);
+        TU_CK_RC(shmlease_open(name, &o, &u), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(u, "k", 1000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(u, "k", 1000, 0, &l), 0);
         tu_up(&c, (int64_t)l.fencing_token);
         tu_fault_arm(point, SHMLEASE_FAULT_STOP, 1);
         int rc = op == 1 ? shmlease_renew(u, &l, 60000) : shmlease_release(u, &l);
@@ -701,7 +701,7 @@ static void late_cas(const char *point, int op)
     TU_RC(tu_up_recv(&c, 5000), -ESTALE);
     tu_expect_exit0(h);
     TU_RC(shmlease_check(t, &l), 0);
-    shmlease_info i = inspect_ok(t, "k");
+    shmlease_info i = tu_inspect_ok(t, "k");
     TU_EQ(i.holder_pid, getpid());
     TU_EQU(i.fencing_token, l.fencing_token);
     TU_EQU(i.expires_at_ms, l.expires_at_ms);

@@ -365,9 +365,9 @@ static void test_close_releases_the_handles_leases(void **state)
     if (p == 0) {
         tu_chan_child(&c);
         shmlease_table *t = NULL;
-        CK_RC(shmlease_open(name, NULL, &t), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &t), 0);
         shmlease_lease cl;
-        CK_RC(tu_acquire(t, "k3", 60000, 0, &cl), 0);
+        TU_CK_RC(tu_acquire(t, "k3", 60000, 0, &cl), 0);
         tu_up(&c, 1);
         tu_down_recv(&c);
         shmlease_close(t);
@@ -497,25 +497,25 @@ static void test_open_without_permission_is_eacces(void **state)
 
     pid_t p = tu_fork();
     if (p == 0) {
-        CK(setgid(65534) == 0);
-        CK(setuid(65534) == 0);
+        TU_CK(setgid(65534) == 0);
+        TU_CK(setuid(65534) == 0);
         shmlease_table *t = NULL;
-        CK_RC(shmlease_open(priv, NULL, &t), -EACCES);
+        TU_CK_RC(shmlease_open(priv, NULL, &t), -EACCES);
         shmlease_options o = { 0 };
         o.flags = SHMLEASE_OPEN_READONLY;
-        CK_RC(shmlease_open(priv, &o, &t), -EACCES);
-        CK_RC(shmlease_unlink(priv), -EACCES);
+        TU_CK_RC(shmlease_open(priv, &o, &t), -EACCES);
+        TU_CK_RC(shmlease_unlink(priv), -EACCES);
         /* a table made to be shared (mode 0666) is usable by another user who
          * asks to share (mode with group/other bits) ... */
         shmlease_options share = { 0 };
         share.mode = 0666;
-        CK_RC(shmlease_open(shared, &share, &t), 0);
+        TU_CK_RC(shmlease_open(shared, &share, &t), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(t, "k", 60000, 0, &l), 0);
-        CK_RC(tu_acquire(t, "root-held", 60000, 0, &l), -EBUSY);
+        TU_CK_RC(tu_acquire(t, "k", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(t, "root-held", 60000, 0, &l), -EBUSY);
         shmlease_close(t);
         /* ... and refused to one who did not ask to share */
-        CK_RC(shmlease_open(shared, NULL, &t), -EACCES);
+        TU_CK_RC(shmlease_open(shared, NULL, &t), -EACCES);
         _exit(0);
     }
     tu_expect_exit0(p);

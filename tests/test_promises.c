@@ -29,20 +29,10 @@
 /* CPU time (user + system) of process PID so far, in ms; 0 if unreadable. */
 static uint64_t cpu_ms_of(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
+    tu_proc_stat ps;
+    if (tu_proc_stat_read(pid, &ps) != 0)
         return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    unsigned long long ut = 0, st = 0;
-    /* after ')': state(3) ... utime(14) stime(15) */
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return 0;
-    return (ut + st) * 1000 / (uint64_t)sysconf(_SC_CLK_TCK);
+    return (ps.utime + ps.stime) * 1000 / (uint64_t)sysconf(_SC_CLK_TCK);
 }
 
 static uint64_t cpu_ms_self(void)
@@ -98,10 +88,10 @@ static void acquire_after_stopped_index_lock(int64_t wait_ms, uint64_t ttl_ms, u
     pid_t c = tu_fork();
     if (c == 0) {
         shmlease_table *ct;
-        CK_RC(shmlease_open(name, NULL, &ct), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &ct), 0);
         tu_fault_arm("index.locked", SHMLEASE_FAULT_STOP, 1);
         shmlease_lease l;
-        CK_RC(tu_acquire(ct, "stopper", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(ct, "stopper", 60000, 0, &l), 0);
         _exit(0);
     }
     if (!tu_wait_stopped(c, 10000))
@@ -183,13 +173,13 @@ static void test_fork_during_open_never_keeps_a_dead_opener_alive(void **state)
         if (p == 0) {
             tu_chan_child(&ch);
             pthread_t th;
-            CK(pthread_create(&th, NULL, forker, fr) == 0);
+            TU_CK(pthread_create(&th, NULL, forker, fr) == 0);
             shmlease_table *pt;
-            CK_RC(shmlease_open(name, NULL, &pt), 0);
+            TU_CK_RC(shmlease_open(name, NULL, &pt), 0);
             atomic_store(&fr->stop, 1);
-            CK(pthread_join(th, NULL) == 0);
+            TU_CK(pthread_join(th, NULL) == 0);
             shmlease_lease l;
-            CK_RC(tu_acquire(pt, "k", 60000, 0, &l), 0);
+            TU_CK_RC(tu_acquire(pt, "k", 60000, 0, &l), 0);
             tu_up(&ch, 1);
             for (;;)
                 pause();
@@ -198,7 +188,7 @@ static void test_fork_during_open_never_keeps_a_dead_opener_alive(void **state)
         TU_EQ(tu_up_recv(&ch, 30000), 1);
         int n = atomic_load(&fr->n);
         for (int i = 0; i < n; i++)
-            tu_adopt(fr->idle[i]);               /* they outlive their parent */
+            tu_track(fr->idle[i]);               /* they outlive their parent */
         tu_kill(p);
         shmlease_lease l;
         int rc = tu_acquire(t, "k", 1000, 0, &l);
@@ -247,13 +237,13 @@ static void test_waiter_sleeps_when_proc_of_holder_is_hidden(void **state)
             tu_up(&ch, -errno);
             _exit(0);
         }
-        CK(setgroups(0, NULL) == 0 && setgid(pw->pw_gid) == 0 && setuid(pw->pw_uid) == 0);
+        TU_CK(setgroups(0, NULL) == 0 && setgid(pw->pw_gid) == 0 && setuid(pw->pw_uid) == 0);
         shmlease_table *wt;
         shmlease_options wo = {.mode = 0666, .flags = SHMLEASE_OPEN_NOCREATE};
-        CK_RC(shmlease_open(name, &wo, &wt), 0);
+        TU_CK_RC(shmlease_open(name, &wo, &wt), 0);
         uint64_t c0 = cpu_ms_self();
         shmlease_lease l;
-        CK_RC(tu_acquire(wt, "k", 1000, 1500, &l), -ETIMEDOUT);
+        TU_CK_RC(tu_acquire(wt, "k", 1000, 1500, &l), -ETIMEDOUT);
         tu_up(&ch, (int64_t)(cpu_ms_self() - c0));
         _exit(0);
     }
@@ -285,9 +275,9 @@ static void test_waiter_sleeps_after_holder_slot_is_reused_by_new_holder(void **
     if (h == 0) {                                 /* the first holder */
         tu_chan_child(&hc);
         shmlease_table *ht;
-        CK_RC(shmlease_open(name, NULL, &ht), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &ht), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(ht, "k", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(ht, "k", 60000, 0, &l), 0);
         tu_up(&hc, 1);
         for (;;)
             pause();
@@ -299,7 +289,7 @@ static void test_waiter_sleeps_after_holder_slot_is_reused_by_new_holder(void **
     if (w == 0) {                                 /* the waiter */
         tu_chan_child(&wc);
         shmlease_table *wt;
-        CK_RC(shmlease_open(name, NULL, &wt), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &wt), 0);
         tu_up(&wc, 1);
         shmlease_lease l;
         int rc = tu_acquire(wt, "k", 1000, 60000, &l);
@@ -309,7 +299,7 @@ static void test_waiter_sleeps_after_holder_slot_is_reused_by_new_holder(void **
     tu_chan_parent(&wc, w);
     TU_EQ(tu_up_recv(&wc, 10000), 1);
     /* Let the waiter get its death watch (waits older than a few ms). */
-    TU_WAIT_FOR(inspect_ok(t, "k").waiters == 1, 5000);
+    TU_WAIT_FOR(tu_inspect_ok(t, "k").waiters == 1, 5000);
     tu_sleep_ms(50);
     /* Every other registry slot is taken by a live handle. */
     tu_chan_init(&fc);
@@ -340,9 +330,9 @@ static void test_waiter_sleeps_after_holder_slot_is_reused_by_new_holder(void **
     if (nh == 0) {                                /* the new holder, in the same slot */
         tu_chan_child(&nc);
         shmlease_table *nt;
-        CK_RC(shmlease_open(name, NULL, &nt), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &nt), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(nt, "k", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(nt, "k", 60000, 0, &l), 0);
         tu_up(&nc, 1);
         for (;;)
             pause();
@@ -382,9 +372,9 @@ static void straddle(enum straddle_op op, const char *point, uint64_t ttl_ms, in
     if (c == 0) {
         tu_chan_child(&ch);
         shmlease_table *ct;
-        CK_RC(shmlease_open(name, NULL, &ct), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &ct), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(ct, "k", ttl_ms, 0, &l), 0);
+        TU_CK_RC(tu_acquire(ct, "k", ttl_ms, 0, &l), 0);
         tu_up(&ch, (int64_t)l.expires_at_ms);
         tu_fault_arm(point, SHMLEASE_FAULT_STOP, 1);
         int rc = op == OP_RENEW ? shmlease_renew(ct, &l, 60000)
@@ -460,7 +450,7 @@ static void test_grace_period_never_ends_later_than_asked(void **state)
         TU_RC(tu_acquire(t, key, 1000, 0, &l), 0);
         TU_RC(shmlease_release_after(t, &l, 20), 0);
         uint64_t after = shmlease_now_ms(t);
-        shmlease_info info = inspect_ok(t, key);
+        shmlease_info info = tu_inspect_ok(t, key);
         if (info.expires_at_ms > after + 20)
             longer++;
         TU_RC(shmlease_break(t, key), 0);
@@ -520,7 +510,7 @@ static void test_open_and_first_try_give_up_while_registry_lock_holder_is_stoppe
     if (s == 0) {
         tu_fault_arm("registry.locked", SHMLEASE_FAULT_STOP, 1);
         shmlease_table *st;
-        CK_RC(shmlease_open(name, NULL, &st), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &st), 0);
         _exit(0);
     }
     if (!tu_wait_stopped(s, 10000))
@@ -566,10 +556,10 @@ static void test_stopped_locker_without_holder_record_is_waited_for_not_eproto(v
     pid_t s = tu_fork();
     if (s == 0) {
         shmlease_table *st;
-        CK_RC(shmlease_open(name, NULL, &st), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &st), 0);
         tu_fault_arm("lock.before_record", SHMLEASE_FAULT_STOP, 1);
         shmlease_lease l;
-        CK_RC(tu_acquire(st, "new-key-of-the-stopped", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(st, "new-key-of-the-stopped", 60000, 0, &l), 0);
         _exit(0);
     }
     if (!tu_wait_stopped(s, 10000))
@@ -595,7 +585,7 @@ static void test_holder_killed_inside_publication_leaves_key_visible(void **stat
     pid_t c = tu_fork();
     if (c == 0) {
         shmlease_table *ct;
-        CK_RC(shmlease_open(name, NULL, &ct), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &ct), 0);
         tu_fault_arm("publish.mid", SHMLEASE_FAULT_KILL, 1);
         shmlease_acquire_opts o = tu_aopts(60000, 0);
         o.metadata = "dying";
@@ -613,7 +603,7 @@ static void test_holder_killed_inside_publication_leaves_key_visible(void **stat
     o.metadata_len = 5;
     shmlease_lease l;
     TU_RC(shmlease_acquire(t, "k", &o, &l), 0);
-    info = inspect_ok(t, "k");
+    info = tu_inspect_ok(t, "k");
     TU_EQU(info.fencing_token, l.fencing_token);
     TU_EQ(info.metadata_len, 5);
     TU_EQ(memcmp(info.metadata, "alive", 5), 0);
@@ -633,8 +623,8 @@ static void test_fork_returns_while_a_tracer_keeps_the_child_stopped(void **stat
     if (p == 0) {
         tu_chan_child(&ch);
         shmlease_table *pt;
-        CK_RC(shmlease_open(name, NULL, &pt), 0);
-        CK(ptrace(PTRACE_TRACEME, 0, NULL, NULL) == 0);
+        TU_CK_RC(shmlease_open(name, NULL, &pt), 0);
+        TU_CK(ptrace(PTRACE_TRACEME, 0, NULL, NULL) == 0);
         raise(SIGSTOP);                           /* let the tracer set its options */
         uint64_t t0 = tu_mono_ms();
         pid_t g = fork();

@@ -133,7 +133,7 @@ static void run_processes(const char *tag, int nproc, int iters, const int *mode
         p[i] = tu_fork();
         if (p[i] == 0) {
             shmlease_table *u = NULL;
-            CK_RC(shmlease_open(name, NULL, &u), 0);
+            TU_CK_RC(shmlease_open(name, NULL, &u), 0);
             worker_loop(a, u, getpid(), iters, modes[i], (unsigned)i + 1);
             shmlease_close(u);
             _exit(0);
@@ -203,12 +203,12 @@ static void test_exclusion_across_processes_and_threads(void **state)
         p[i] = tu_fork();
         if (p[i] == 0) {
             shmlease_table *u = NULL;
-            CK_RC(shmlease_open(name, NULL, &u), 0);
+            TU_CK_RC(shmlease_open(name, NULL, &u), 0);
             pthread_t th[NT];
             struct thread_arg args[NT];
             for (int j = 0; j < NT; j++) {
                 args[j] = (struct thread_arg){ a, u, (i + 1) * 100 + j + 1, ITERS };
-                CK(pthread_create(&th[j], NULL, thread_main, &args[j]) == 0);
+                TU_CK(pthread_create(&th[j], NULL, thread_main, &args[j]) == 0);
             }
             for (int j = 0; j < NT; j++)
                 pthread_join(th[j], NULL);
@@ -237,7 +237,7 @@ static void test_exclusion_survives_random_holder_kills(void **state)
         w[i] = tu_fork();
         if (w[i] == 0) {
             shmlease_table *u = NULL;
-            CK_RC(shmlease_open(name, NULL, &u), 0);
+            TU_CK_RC(shmlease_open(name, NULL, &u), 0);
             worker_loop(a, u, getpid(), -1, 0, seed + (unsigned)i);
             _exit(0);
         }
@@ -257,7 +257,7 @@ static void test_exclusion_survives_random_holder_kills(void **state)
         w[victim] = tu_fork();
         if (w[victim] == 0) {
             shmlease_table *u = NULL;
-            CK_RC(shmlease_open(name, NULL, &u), 0);
+            TU_CK_RC(shmlease_open(name, NULL, &u), 0);
             worker_loop(a, u, getpid(), -1, 0, seed + 100 + (unsigned)r);
             _exit(0);
         }

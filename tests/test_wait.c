@@ -23,7 +23,7 @@ static pid_t spawn_waiter(tu_chan *c, const char *name, const char *key, int64_t
     if (p == 0) {
         tu_chan_child(c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease l;
         tu_up(c, 0); /* about to wait */
         int rc = tu_acquire(u, key, 60000, wait_ms, &l);
@@ -33,7 +33,7 @@ static pid_t spawn_waiter(tu_chan *c, const char *name, const char *key, int64_t
         tu_up(c, rc == 0 ? (int64_t)l.fencing_token : 0);
         if (rc == 0) {
             tu_sleep_ms(hold_ms);
-            CK_RC(shmlease_release(u, &l), 0);
+            TU_CK_RC(shmlease_release(u, &l), 0);
         }
         shmlease_close(u);
         _exit(0);
@@ -220,9 +220,9 @@ static void test_waiter_wakes_rarely_while_the_holder_lives(void **state)
     if (h == 0) {
         tu_chan_child(&c);
         shmlease_table *u = NULL;
-        CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
         shmlease_lease l;
-        CK_RC(tu_acquire(u, "k", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(u, "k", 60000, 0, &l), 0);
         tu_up(&c, 1);
         for (;;)
             pause();

@@ -1,5 +1,5 @@
 /*
- * Fuzz target: the API's inputs (issue 5, item 7).
+ * Fuzz target: the API's inputs.
  *
  * Each input is a program run on a fresh table (capacity 1..16) with two
  * handles and an injected clock that ticks 1 ms per read (so waits and

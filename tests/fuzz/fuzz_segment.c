@@ -1,6 +1,6 @@
 /*
  * Fuzz target: segment validation and read-only inspection of arbitrary bytes
- * (issue 5, item 7; PITFALLS 16, 17).
+ * (docs/failure-modes.md F16, F17).
  *
  * The input becomes the file /dev/shm/shmlease.fuzz-<pid>, then:
  *   1. read-only open; if it succeeds: inspect (keys taken from the input's

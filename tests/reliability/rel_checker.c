@@ -86,13 +86,14 @@
  * t_referee_selftest feeds the referee a synthetic history for each kind of
  * violation and checks it is reported, and clean ones that must pass.
  *
- * Output: a RESULT line per round and one for the run (rel_note); the first
+ * Output: a RESULT line per round and one for the run (tu_note); the first
  * SHMLEASE_CHECKER_PRINT (20) violations of each kind with their records on
  * stdout, every one in rel_checker-violations.txt of the current directory
  * (SHMLEASE_CHECKER_REPORT to choose). SHMLEASE_CHECKER_DUMP=DIR writes each
  * round's raw history; `rel_checker --replay DIR/round-N` referees it again.
  */
-#include "rel.h"
+#include "internal.h"
+#include "testutil.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -936,7 +937,7 @@ static void expect_kind(struct synth *y, int kind, const char *what)
     struct verdict *v = malloc(sizeof *v);
     assert_non_null(v);
     run_synth(y, v, what);
-    REL_TRUE(v->n[kind] >= 1, "%s: the referee did not report a %s violation", what, vnames[kind]);
+    TU_TRUE(v->n[kind] >= 1, "%s: the referee did not report a %s violation", what, vnames[kind]);
     free(v);
 }
 
@@ -946,7 +947,7 @@ static void expect_clean(struct synth *y, const char *what)
     assert_non_null(v);
     run_synth(y, v, what);
     for (int k = 0; k < V_N; k++)
-        REL_TRUE(v->n[k] == 0, "%s: clean history reported %llu %s violation(s): %s", what,
+        TU_TRUE(v->n[k] == 0, "%s: clean history reported %llu %s violation(s): %s", what,
                  (unsigned long long)v->n[k], vnames[k], v->example[k]);
     free(v);
 }
@@ -1112,7 +1113,7 @@ static void t_referee_selftest(void **s)
     expect_kind(y, V_RC, "-EBUSY from a waiting acquire");
 
     free(y);
-    rel_note("checker self-test: the referee reported each of 16 synthetic violations and passed 6 clean "
+    tu_note("checker self-test: the referee reported each of 16 synthetic violations and passed 6 clean "
              "histories");
 }
 
@@ -1178,7 +1179,7 @@ struct held {
     int live;
 };
 
-static uint64_t rnd(struct actor *a, uint64_t n) { return rel_rand(&a->seed) % n; }
+static uint64_t rnd(struct actor *a, uint64_t n) { return tu_rand(&a->seed) % n; }
 static uint32_t new_hid(void) { return atomic_fetch_add(&G->next_hid, 1); }
 
 /* The call fields, then the call instant, then CALLED; NULL when the log is
@@ -1201,7 +1202,7 @@ static struct rec *op_begin(const struct actor *a, unsigned op, unsigned key, ui
     r->arg = arg;
     r->aux = aux;
     r->delay_us = UINT32_MAX;
-    r->call = rel_ns();
+    r->call = tu_mono_ns();
     atomic_store_explicit(&r->state, ST_CALLED, memory_order_release);
     return r;
 }
@@ -1218,7 +1219,7 @@ static inline void op_end_at(struct rec *r, uint64_t ret, int rc, uint64_t token
 
 static inline void op_end(struct rec *r, int rc, uint64_t token, uint64_t exp)
 {
-    uint64_t now = rel_ns();
+    uint64_t now = tu_mono_ns();
     op_end_at(r, now, rc, token, exp);
 }
 
@@ -1230,9 +1231,9 @@ static int x_acquire(struct actor *a, unsigned k, uint64_t ttl, int64_t wait, st
         return -ECANCELED;
     shmlease_acquire_opts o = {.ttl_ms = ttl, .wait_ms = wait, .metadata = "checker", .metadata_len = 7};
     uint64_t d0 = run_delay(a);
-    r->call = rel_ns();
+    r->call = tu_mono_ns();
     int rc = shmlease_acquire(a->t, keyname[k], &o, &h->l);
-    uint64_t ret = rel_ns();
+    uint64_t ret = tu_mono_ns();
     uint64_t d1 = run_delay(a);
     r->delay_us = d0 == UINT64_MAX || d1 == UINT64_MAX || d1 < d0 ? UINT32_MAX
                   : (d1 - d0) / 1000u >= UINT32_MAX ? UINT32_MAX - 1 : (uint32_t)((d1 - d0) / 1000u);
@@ -1304,7 +1305,7 @@ static int x_inspect(struct actor *a, unsigned k)
         return -ECANCELED;
     shmlease_info info;
     int rc = shmlease_inspect(a->t, keyname[k], &info);
-    uint64_t now = rel_ns();
+    uint64_t now = tu_mono_ns();
     r->ret = now;
     r->rc = rc;
     r->token = rc == 0 ? info.fencing_token : 0;
@@ -1348,19 +1349,19 @@ static _Noreturn void x_exit(struct actor *a)
 static void witness(struct actor *a, struct held *h)
 {
     uint64_t expn = h->l.expires_at_ms * MS_NS;
-    if (expn <= rel_ns() + MARGIN_NS)
+    if (expn <= tu_mono_ns() + MARGIN_NS)
         return;
     struct rec *r = op_begin(a, OP_WITNESS, h->key, h->lid, 0, 0);
     if (!r)
         return;
     _Atomic uint32_t *w = &G->wit[h->key];
     uint32_t prev = atomic_exchange(w, h->lid);
-    uint64_t tw = rel_ns();
+    uint64_t tw = tu_mono_ns();
     uint64_t until = tw + 2000 + rnd(a, 20000);
-    while (rel_ns() < until) {
+    while (tu_mono_ns() < until) {
     }
     uint32_t cur = atomic_load(w);
-    uint64_t t2 = rel_ns();
+    uint64_t t2 = tu_mono_ns();
     uint32_t mine = h->lid;
     atomic_compare_exchange_strong(w, &mine, 0);
     r->arg = prev;
@@ -1384,10 +1385,10 @@ static void pause_some(struct actor *a)
 {
     uint64_t r = rnd(a, 8);
     if (r < 4) {
-        rel_sleep_us((unsigned)rnd(a, 1500));
+        tu_sleep_us((unsigned)rnd(a, 1500));
     } else if (r < 6) {
-        uint64_t until = rel_ns() + rnd(a, 300000);
-        while (rel_ns() < until) {
+        uint64_t until = tu_mono_ns() + rnd(a, 300000);
+        while (tu_mono_ns() < until) {
         }
     }
 }
@@ -1419,7 +1420,7 @@ static void fork_child(struct actor *a, struct held *h)
         return;
     G->procs[proc].parent = (int32_t)a->proc;
     G->procs[proc].kind = P_CHILD;
-    pid_t pid = rel_fork(60);
+    pid_t pid = tu_fork_alarm(60);
     if (pid == 0) {
         atomic_store(&G->procs[proc].pid, getpid());
         struct actor c = {.proc = proc, .seed = a->seed ^ 0x9e3779b97f4a7c15ull, .t = a->t, .hid = new_hid()};
@@ -1429,7 +1430,7 @@ static void fork_child(struct actor *a, struct held *h)
         x_renew(&c, &copy, 50);
         for (int i = 0; i < 40 && !atomic_load(&G->stop); i++) {
             session(&c, NULL);
-            rel_sleep_us((unsigned)rnd(&c, 300));
+            tu_sleep_us((unsigned)rnd(&c, 300));
         }
         x_exit(&c);
     }
@@ -1438,7 +1439,7 @@ static void fork_child(struct actor *a, struct held *h)
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
-    rel_untrack(pid);
+    tu_untrack(pid);
     if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
         atomic_store(&G->procs[proc].unexpected, 1);
         atomic_fetch_add(&G->child_failures, 1);
@@ -1513,7 +1514,7 @@ static void hold_and_end(struct actor *a, struct held *h, struct held *kept)
     } else if (e < 19 && h->l.expires_at_ms <= shmlease_now_ms(a->t) + 6) {
         /* abandoned: let it expire, then ask */
         uint64_t now = shmlease_now_ms(a->t);
-        rel_sleep_us((unsigned)((h->l.expires_at_ms > now ? h->l.expires_at_ms - now : 0) * 1000 + 1500));
+        tu_sleep_us((unsigned)((h->l.expires_at_ms > now ? h->l.expires_at_ms - now : 0) * 1000 + 1500));
         x_check(a, h);
         x_release(a, h);
     } else if (kept) {
@@ -1533,7 +1534,7 @@ static void session(struct actor *a, struct held *kept)
     struct held h = {0};
     int rc = acquire_some_way(a, k, pick_ttl(a), &h);
     if (rc == -ENOSPC)
-        rel_sleep_us(300);
+        tu_sleep_us(300);
     if (rc == 0)
         hold_and_end(a, &h, kept);
 }
@@ -1544,7 +1545,7 @@ static void *worker_thread(void *p)
     open_schedstat(a);
     while (!atomic_load(&G->stop)) {
         session(a, NULL);
-        rel_sleep_us((unsigned)rnd(a, 400));
+        tu_sleep_us((unsigned)rnd(a, 400));
     }
     return NULL;
 }
@@ -1591,7 +1592,7 @@ static _Noreturn void churn_main(uint32_t proc, uint64_t seed)
         a.hid = new_hid();
         shmlease_table *t = x_open(&a);
         if (!t) {
-            rel_sleep_ms(1);
+            tu_sleep_ms(1);
             continue;
         }
         a.t = t;
@@ -1599,7 +1600,7 @@ static _Noreturn void churn_main(uint32_t proc, uint64_t seed)
         unsigned n = 1 + (unsigned)rnd(&a, 12);
         for (unsigned i = 0; i < n && !kept.live && !atomic_load(&G->stop); i++) {
             session(&a, &kept);
-            rel_sleep_us((unsigned)rnd(&a, 300));
+            tu_sleep_us((unsigned)rnd(&a, 300));
         }
         if (rnd(&a, 24) == 0)
             x_exit(&a);            /* ends holding what it holds; the test process replaces it */
@@ -1615,14 +1616,14 @@ static _Noreturn void operator_main(uint32_t proc, uint64_t seed)
     a.t = x_open(&a);
     if (!a.t)
         _exit(3);
-    uint64_t next_break = rel_ns() + (5 + rnd(&a, 35)) * MS_NS;
+    uint64_t next_break = tu_mono_ns() + (5 + rnd(&a, 35)) * MS_NS;
     while (!atomic_load(&G->stop)) {
-        rel_sleep_us(1000 + (unsigned)rnd(&a, 3000));
+        tu_sleep_us(1000 + (unsigned)rnd(&a, 3000));
         x_inspect(&a, (unsigned)rnd(&a, NHOT));
         x_inspect(&a, (unsigned)rnd(&a, NKEYS));
-        if (rel_ns() >= next_break) {
+        if (tu_mono_ns() >= next_break) {
             x_break(&a, rnd(&a, 5) ? (unsigned)rnd(&a, NHOT) : NHOT + (unsigned)rnd(&a, NKEYS - NHOT));
-            next_break = rel_ns() + (5 + rnd(&a, 35)) * MS_NS;
+            next_break = tu_mono_ns() + (5 + rnd(&a, 35)) * MS_NS;
         }
     }
     x_close(&a, a.t);
@@ -1656,8 +1657,8 @@ static void spawn(struct round *R, int i, uint32_t kind)
     assert_true(proc < MAXPROC);
     G->procs[proc].kind = kind;
     G->procs[proc].parent = -1;
-    uint64_t seed = rel_rand(&R->seed);
-    pid_t pid = rel_fork(R->alarm_s);
+    uint64_t seed = tu_rand(&R->seed);
+    pid_t pid = tu_fork_alarm(R->alarm_s);
     if (pid == 0) {
         if (kind == P_WORKER)
             worker_main(proc, seed);
@@ -1686,7 +1687,7 @@ static void reap(struct round *R, int ending)
     int st;
     pid_t r;
     while ((r = waitpid(-1, &st, WNOHANG)) > 0) {
-        rel_untrack(r);
+        tu_untrack(r);
         int found = 0;
         for (int d = 0; d < R->ndying && !found; d++) {
             if (R->dying[d].pid != r)
@@ -1695,7 +1696,7 @@ static void reap(struct round *R, int ending)
             /* SIGKILLed by us, or ended by itself (an exit record) just before. */
             if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
                 unexpected(R, R->dying[d].proc, "proc %u (pid %d) ended with %s", R->dying[d].proc, (int)r,
-                           rel_status_str(st));
+                           tu_status_str(st));
             R->dying[d] = R->dying[--R->ndying];
         }
         for (int i = 0; i < NSLOTS && !found; i++) {
@@ -1704,11 +1705,11 @@ static void reap(struct round *R, int ending)
                 continue;
             found = 1;
             if (sl->stopped)
-                R->stops[sl->stop_idx].cont_ns = rel_ns();
+                R->stops[sl->stop_idx].cont_ns = tu_mono_ns();
             int normal = WIFEXITED(st) && WEXITSTATUS(st) == 0 && (ending || sl->kind == P_CHURN);
             if (!normal)
                 unexpected(R, sl->proc, "%s proc %u (pid %d) ended with %s%s", proc_kinds[sl->kind], sl->proc,
-                           (int)r, rel_status_str(st), ending ? "" : " during the run");
+                           (int)r, tu_status_str(st), ending ? "" : " during the run");
             sl->pid = 0;
             if (!ending)
                 spawn(R, i, sl->kind);
@@ -1719,17 +1720,17 @@ static void reap(struct round *R, int ending)
 static void do_cont(struct round *R, struct slot *sl)
 {
     kill(sl->pid, SIGCONT);
-    R->stops[sl->stop_idx].cont_ns = rel_ns();
+    R->stops[sl->stop_idx].cont_ns = tu_mono_ns();
     sl->stopped = 0;
 }
 
 static void do_kill(struct round *R, int i)
 {
     struct slot *sl = &R->slots[i];
-    atomic_store(&G->procs[sl->proc].kill_ns, rel_ns());   /* before the signal */
+    atomic_store(&G->procs[sl->proc].kill_ns, tu_mono_ns());   /* before the signal */
     kill(sl->pid, SIGKILL);
     if (sl->stopped)
-        R->stops[sl->stop_idx].cont_ns = rel_ns();
+        R->stops[sl->stop_idx].cont_ns = tu_mono_ns();
     assert_true(R->ndying < 1024);
     R->dying[R->ndying].pid = sl->pid;
     R->dying[R->ndying].proc = sl->proc;
@@ -1743,11 +1744,11 @@ static void do_stop(struct round *R, int i, uint64_t now)
     struct slot *sl = &R->slots[i];
     if (R->nstops >= MAXSTOPS)
         return;
-    R->stops[R->nstops] = (struct stoprec){sl->proc, rel_ns(), UINT64_MAX};   /* before the signal */
+    R->stops[R->nstops] = (struct stoprec){sl->proc, tu_mono_ns(), UINT64_MAX};   /* before the signal */
     kill(sl->pid, SIGSTOP);
     sl->stopped = 1;
     sl->stop_idx = R->nstops++;
-    sl->cont_at = now + (5 + rel_rand(&R->seed) % 56) * MS_NS;
+    sl->cont_at = now + (5 + tu_rand(&R->seed) % 56) * MS_NS;
 }
 
 struct totals {
@@ -1774,16 +1775,16 @@ static void dump_history(const struct history *h, uint64_t round)
         return;
     char path[512];
     snprintf(path, sizeof path, "%s/round-%llu.rec", dir, (unsigned long long)round);
-    rel_write_file(path, h->r, h->nr * sizeof *h->r, 0644);
+    tu_write_file(path, h->r, h->nr * sizeof *h->r, 0644);
     snprintf(path, sizeof path, "%s/round-%llu.proc", dir, (unsigned long long)round);
-    rel_write_file(path, h->p, h->np * sizeof *h->p, 0644);
+    tu_write_file(path, h->p, h->np * sizeof *h->p, 0644);
     size_t len = sizeof h->t0 + h->ns * sizeof *h->s;
     char *b = malloc(len);
     if (b) {
         memcpy(b, &h->t0, sizeof h->t0);
         memcpy(b + sizeof h->t0, h->s, h->ns * sizeof *h->s);
         snprintf(path, sizeof path, "%s/round-%llu.stop", dir, (unsigned long long)round);
-        rel_write_file(path, b, len, 0644);
+        tu_write_file(path, b, len, 0644);
         free(b);
     }
     printf("checker: history of round %llu written to %s\n", (unsigned long long)round, dir);
@@ -1812,65 +1813,65 @@ static void one_round(unsigned seconds, uint64_t seed, struct totals *tot)
     atomic_store(&G->forks, 0);
     atomic_store(&G->child_failures, 0);
 
-    g_name = rel_name("checker");
-    g_inherited = rel_open(g_name, CAPACITY);
+    g_name = tu_name("checker");
+    g_inherited = tu_open_cap(g_name, CAPACITY);
 
-    uint64_t t0 = rel_ns();
+    uint64_t t0 = tu_mono_ns();
     for (int i = 0; i < NSLOTS; i++)
         spawn(R, i, i < WORKERS ? P_WORKER : i < WORKERS + CHURNS ? P_CHURN : P_OPERATOR);
     uint64_t end = t0 + seconds * 1000000000ull;
-    uint64_t next_kill = t0 + (20 + rel_rand(&R->seed) % 100) * MS_NS;
-    uint64_t next_stop = t0 + (30 + rel_rand(&R->seed) % 120) * MS_NS;
-    while (rel_ns() < end && !atomic_load(&G->stop)) {
-        rel_sleep_us(500 + (unsigned)(rel_rand(&R->seed) % 1500));
+    uint64_t next_kill = t0 + (20 + tu_rand(&R->seed) % 100) * MS_NS;
+    uint64_t next_stop = t0 + (30 + tu_rand(&R->seed) % 120) * MS_NS;
+    while (tu_mono_ns() < end && !atomic_load(&G->stop)) {
+        tu_sleep_us(500 + (unsigned)(tu_rand(&R->seed) % 1500));
         reap(R, 0);
-        uint64_t now = rel_ns();
+        uint64_t now = tu_mono_ns();
         for (int i = 0; i < NSLOTS; i++)
             if (R->slots[i].stopped && R->slots[i].cont_at <= now)
                 do_cont(R, &R->slots[i]);
         if (now >= next_kill) {
-            do_kill(R, (int)(rel_rand(&R->seed) % (WORKERS + CHURNS)));
-            next_kill = now + (20 + rel_rand(&R->seed) % 100) * MS_NS;
+            do_kill(R, (int)(tu_rand(&R->seed) % (WORKERS + CHURNS)));
+            next_kill = now + (20 + tu_rand(&R->seed) % 100) * MS_NS;
         }
         if (now >= next_stop) {
-            int i = (int)(rel_rand(&R->seed) % (WORKERS + CHURNS));
+            int i = (int)(tu_rand(&R->seed) % (WORKERS + CHURNS));
             if (!R->slots[i].stopped)
                 do_stop(R, i, now);
-            next_stop = now + (30 + rel_rand(&R->seed) % 120) * MS_NS;
+            next_stop = now + (30 + tu_rand(&R->seed) % 120) * MS_NS;
         }
     }
-    int log_full = atomic_load(&G->stop) && rel_ns() < end;
-    double secs = (double)(rel_ns() - t0) / 1e9;
+    int log_full = atomic_load(&G->stop) && tu_mono_ns() < end;
+    double secs = (double)(tu_mono_ns() - t0) / 1e9;
     atomic_store(&G->stop, 1);
     for (int i = 0; i < NSLOTS; i++)
         if (R->slots[i].stopped)
             do_cont(R, &R->slots[i]);
     /* Everyone stops by itself: the dying are reaped, the others exit 0. */
-    uint64_t deadline = rel_ns() + 30000 * MS_NS;
+    uint64_t deadline = tu_mono_ns() + 30000 * MS_NS;
     for (;;) {
         reap(R, 1);
         int left = R->ndying;
         for (int i = 0; i < NSLOTS; i++)
             left += R->slots[i].pid != 0;
-        if (!left || rel_ns() > deadline)
+        if (!left || tu_mono_ns() > deadline)
             break;
-        rel_sleep_ms(1);
+        tu_sleep_ms(1);
     }
     for (int i = 0; i < NSLOTS; i++) {
         struct slot *sl = &R->slots[i];
         if (!sl->pid)
             continue;
-        atomic_store(&G->procs[sl->proc].kill_ns, rel_ns());
+        atomic_store(&G->procs[sl->proc].kill_ns, tu_mono_ns());
         kill(sl->pid, SIGKILL);
         waitpid(sl->pid, NULL, 0);
-        rel_untrack(sl->pid);
+        tu_untrack(sl->pid);
         unexpected(R, sl->proc, "%s proc %u (pid %d) did not stop within 30 s of the end", proc_kinds[sl->kind],
                    sl->proc, (int)sl->pid);
         sl->pid = 0;
     }
     for (int d = 0; d < R->ndying; d++) {
         waitpid(R->dying[d].pid, NULL, 0);
-        rel_untrack(R->dying[d].pid);
+        tu_untrack(R->dying[d].pid);
     }
     uint64_t child_failures = atomic_load(&G->child_failures);
     if (child_failures) {
@@ -1898,9 +1899,9 @@ static void one_round(unsigned seconds, uint64_t seed, struct totals *tot)
     dump_history(&h, tot->rounds + 1);
     struct verdict *v = malloc(sizeof *v);
     assert_non_null(v);
-    uint64_t r0 = rel_ns();
-    REL_TRUE(referee(&h, v) == 0, "referee: out of memory");
-    double rsecs = (double)(rel_ns() - r0) / 1e9;
+    uint64_t r0 = tu_mono_ns();
+    TU_TRUE(referee(&h, v) == 0, "referee: out of memory");
+    double rsecs = (double)(tu_mono_ns() - r0) / 1e9;
     if (rf) {
         fclose(rf);
         if (v->total)
@@ -1914,7 +1915,7 @@ static void one_round(unsigned seconds, uint64_t seed, struct totals *tot)
         if (v->n[k] && kl < sizeof kinds)
             kl += (size_t)snprintf(kinds + kl, sizeof kinds - kl, "%s%s %llu", kl ? ", " : ": ", vnames[k],
                                    (unsigned long long)v->n[k]);
-    rel_note("checker round %llu: %.1f s%s, %u workers x %u threads + %u churn + operator, %u keys (%u hot), "
+    tu_note("checker round %llu: %.1f s%s, %u workers x %u threads + %u churn + operator, %u keys (%u hot), "
              "capacity %u: %llu operations (%llu without return), %llu acquisitions, %llu certain intervals, "
              "%llu SIGKILLs, %zu SIGSTOPs, %llu breaks, %llu fork children, %llu bursts (%llu resurrected a "
              "broken lease), %llu witness rounds (%llu conflicts, %llu after a break), %llu short leases "
@@ -1956,7 +1957,7 @@ static void one_round(unsigned seconds, uint64_t seed, struct totals *tot)
     if (R->unexpected && !tot->bad[0])
         memcpy(tot->bad, R->bad, sizeof tot->bad);
     free(v);
-    rel_forget(g_inherited);
+    tu_forget(g_inherited);
     shmlease_close(g_inherited);
     g_inherited = NULL;
     shmlease_unlink(g_name);
@@ -1968,18 +1969,18 @@ static void run_checker(unsigned total_s, unsigned round_s)
     for (int k = 0; k < NKEYS; k++)
         snprintf(keyname[k], sizeof keyname[k], k < NHOT ? "hot-%d" : "cold-%d", k);
     alarm(total_s + 240);
-    G = rel_shared(sizeof *G + (size_t)LOG_CAP * sizeof(struct rec));
+    G = tu_shared(sizeof *G + (size_t)LOG_CAP * sizeof(struct rec));
     G->cap = LOG_CAP;
     struct totals *tot = calloc(1, sizeof *tot);
     assert_non_null(tot);
     uint64_t seed = env_uint("SHMLEASE_CHECKER_SEED", 0);
     if (!seed)
-        seed = rel_ns() ^ ((uint64_t)getpid() << 32);
+        seed = tu_mono_ns() ^ ((uint64_t)getpid() << 32);
     printf("checker: seed %llu (SHMLEASE_CHECKER_SEED)\n", (unsigned long long)seed);
-    uint64_t start = rel_ns();
+    uint64_t start = tu_mono_ns();
     do {
-        one_round(round_s, rel_rand(&seed), tot);
-    } while ((rel_ns() - start) / 1000000000ull + round_s <= total_s);
+        one_round(round_s, tu_rand(&seed), tot);
+    } while ((tu_mono_ns() - start) / 1000000000ull + round_s <= total_s);
 
     char kinds[600] = "";
     size_t kl = 0;
@@ -1989,7 +1990,7 @@ static void run_checker(unsigned total_s, unsigned round_s)
                                    vnames[k], (unsigned long long)tot->v[k]);
     if (kl)
         snprintf(kinds + kl, sizeof kinds - kl, ")");
-    rel_note("checker%s: %llu round(s), %.1f s: %llu operations, %llu acquisitions, %llu kills, %llu stops, "
+    tu_note("checker%s: %llu round(s), %.1f s: %llu operations, %llu acquisitions, %llu kills, %llu stops, "
              "%llu breaks, %llu violations%s",
              total_s > round_s ? " (long)" : "", (unsigned long long)tot->rounds, tot->secs,
              (unsigned long long)tot->ops, (unsigned long long)tot->acquisitions, (unsigned long long)tot->kills,
@@ -2007,10 +2008,10 @@ static void run_checker(unsigned total_s, unsigned round_s)
     memcpy(bad, tot->bad, sizeof bad);
     uint64_t kills = tot->kills, stops = tot->stops, acqs = tot->acquisitions, breaks = tot->breaks;
     free(tot);
-    REL_TRUE(violations == 0, "%llu violations%s: see the VIOLATION lines above", (unsigned long long)violations,
+    TU_TRUE(violations == 0, "%llu violations%s: see the VIOLATION lines above", (unsigned long long)violations,
              kinds);
-    REL_TRUE(unexpected_ == 0, "%llu processes ended unexpectedly; last: %s", (unsigned long long)unexpected_, bad);
-    REL_TRUE(kills > 0 && stops > 0 && breaks > 0 && acqs > 1000,
+    TU_TRUE(unexpected_ == 0, "%llu processes ended unexpectedly; last: %s", (unsigned long long)unexpected_, bad);
+    TU_TRUE(kills > 0 && stops > 0 && breaks > 0 && acqs > 1000,
              "too little happened: %llu kills, %llu stops, %llu breaks, %llu acquisitions",
              (unsigned long long)kills, (unsigned long long)stops, (unsigned long long)breaks,
              (unsigned long long)acqs);
@@ -2038,11 +2039,11 @@ static int replay(const char *prefix)
     char path[600];
     size_t lr = 0, lp = 0, ls = 0;
     snprintf(path, sizeof path, "%s.rec", prefix);
-    struct rec *r = rel_read_file(path, &lr);
+    struct rec *r = tu_read_file(path, &lr);
     snprintf(path, sizeof path, "%s.proc", prefix);
-    struct procrec *p = rel_read_file(path, &lp);
+    struct procrec *p = tu_read_file(path, &lp);
     snprintf(path, sizeof path, "%s.stop", prefix);
-    char *sb = rel_read_file(path, &ls);
+    char *sb = tu_read_file(path, &ls);
     if (!r || !p || !sb || ls < sizeof(uint64_t)) {
         fprintf(stderr, "replay: cannot read %s.{rec,proc,stop}\n", prefix);
         return 2;
@@ -2083,8 +2084,8 @@ int main(int argc, char **argv)
         argc = 1;
     }
     const struct CMUnitTest tests[] = {
-        REL_TEST(t_referee_selftest),
-        REL_TEST(t_checker),
+        TU_SLOW_TEST(t_referee_selftest),
+        TU_SLOW_TEST(t_checker),
     };
-    return REL_RUN(tests);
+    return TU_RUN(tests);
 }

@@ -1,7 +1,7 @@
 /*
- * Kill at every step (issue 5, item 2), and stop at some.
+ * Kill at every step, and stop at some.
  *
- * For each fault point of src/fault.h a child arms it with KILL and performs
+ * For each fault point (src/fault_points.def) a child arms it with KILL and performs
  * the operation that reaches it; the parent checks that the child really died
  * there (SIGKILL, not a normal exit) and then that the table is consistent
  * and usable: structure (index, free list, live count), keys left behind
@@ -13,7 +13,8 @@
  * mutex) must not block lease operations on existing keys (lock-free) nor
  * inspection; what it does block is reported.
  */
-#include "rel.h"
+#include "internal.h"
+#include "testutil.h"
 
 #include <sys/stat.h>
 
@@ -39,35 +40,35 @@ static const char *new_key = "k-new";
 
 static pid_t spawn_op(const char *name, const char *point, int action, enum op op, uint32_t cap)
 {
-    pid_t pid = rel_fork(60);
+    pid_t pid = tu_fork_alarm(60);
     if (pid)
         return pid;
     shmlease_options o = {.capacity = cap};
     shmlease_table *t = NULL;
     if (op == OP_OPEN)
         shmlease__fault_arm(point, action, 1);
-    CK_RC(shmlease_open(name, &o, &t), 0);
+    TU_CK_RC(shmlease_open(name, &o, &t), 0);
     shmlease_lease l;
     switch (op) {
     case OP_OPEN:
         break;
     case OP_ACQ_EXISTING:
         shmlease__fault_arm(point, action, 1);
-        CK_RC(rel_acq(t, "k-existing", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(t, "k-existing", 60000, 0, &l), 0);
         break;
     case OP_ACQ_NEW:
         shmlease__fault_arm(point, action, 1);
-        CK_RC(rel_acq(t, new_key, 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(t, new_key, 60000, 0, &l), 0);
         break;
     case OP_RENEW:
-        CK_RC(rel_acq(t, "k-existing", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(t, "k-existing", 60000, 0, &l), 0);
         shmlease__fault_arm(point, action, 1);
-        CK_RC(shmlease_renew(t, &l, 60000), 0);
+        TU_CK_RC(shmlease_renew(t, &l, 60000), 0);
         break;
     case OP_RELEASE:
-        CK_RC(rel_acq(t, "k-existing", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(t, "k-existing", 60000, 0, &l), 0);
         shmlease__fault_arm(point, action, 1);
-        CK_RC(shmlease_release(t, &l), 0);
+        TU_CK_RC(shmlease_release(t, &l), 0);
         break;
     }
     _exit(0);
@@ -75,19 +76,19 @@ static pid_t spawn_op(const char *name, const char *point, int action, enum op o
 
 static void expect_killed(pid_t pid, const char *point, enum op op)
 {
-    int st = rel_wait(pid, 30000);
-    REL_TRUE(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+    int st = tu_wait(pid, 30000);
+    TU_TRUE(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
              "child armed at %s (%s): %s: the fault point was not reached or the child failed",
-             point, op_name(op), rel_status_str(st));
+             point, op_name(op), tu_status_str(st));
 }
 
 static uint64_t recoveries(const char *name)
 {
     shmlease_options o = {.flags = SHMLEASE_OPEN_READONLY};
     shmlease_table *t;
-    REL_RC(shmlease_open(name, &o, &t), 0);
+    TU_RC(shmlease_open(name, &o, &t), 0);
     shmlease_stats st;
-    REL_RC(shmlease_stats_get(t, &st), 0);
+    TU_RC(shmlease_stats_get(t, &st), 0);
     shmlease_close(t);
     return st.recoveries;
 }
@@ -96,21 +97,21 @@ static uint64_t recoveries(const char *name)
  * held by a process that was killed normally. */
 static void prepare(const char *name, uint32_t cap)
 {
-    shmlease_table *t = rel_open(name, cap);
+    shmlease_table *t = tu_open_cap(name, cap);
     shmlease_lease l;
-    REL_RC(rel_acq(t, "k-existing", 1000, 0, &l), 0);
-    REL_RC(shmlease_release(t, &l), 0);
-    pid_t pid = rel_fork(30);
+    TU_RC(tu_acquire(t, "k-existing", 1000, 0, &l), 0);
+    TU_RC(shmlease_release(t, &l), 0);
+    pid_t pid = tu_fork_alarm(30);
     if (pid == 0) {
         shmlease_table *ct;
         shmlease_options o = {0};
-        CK_RC(shmlease_open(name, &o, &ct), 0);
-        CK_RC(rel_acq(ct, "k-held-dead", 600000, 0, &l), 0);
+        TU_CK_RC(shmlease_open(name, &o, &ct), 0);
+        TU_CK_RC(tu_acquire(ct, "k-held-dead", 600000, 0, &l), 0);
         raise(SIGKILL);
     }
-    int st = rel_wait(pid, 20000);
-    REL_TRUE(WIFSIGNALED(st), "prepare child: %s", rel_status_str(st));
-    rel_forget(t);
+    int st = tu_wait(pid, 20000);
+    TU_TRUE(WIFSIGNALED(st), "prepare child: %s", tu_status_str(st));
+    tu_forget(t);
     shmlease_close(t);
 }
 
@@ -119,17 +120,17 @@ static const char *const all_keys[] = {"k-existing", "k-held-dead", "k-new", NUL
 
 static void kill_at(const char *point, enum op op, int inherits_mutex)
 {
-    const char *name = rel_name("kill");
+    const char *name = tu_name("kill");
     prepare(name, CAP);
     uint64_t r0 = recoveries(name);
     pid_t pid = spawn_op(name, point, SHMLEASE_FAULT_KILL, op, CAP);
     expect_killed(pid, point, op);
-    rel_check_usable(name, op == OP_ACQ_NEW ? all_keys : common_keys, CAP);
+    tu_check_usable(name, op == OP_ACQ_NEW ? all_keys : common_keys, CAP);
     uint64_t r1 = recoveries(name);
     if (inherits_mutex)
-        REL_TRUE(r1 > r0, "%s: the dead process held a mutex but recoveries stayed %llu", point,
+        TU_TRUE(r1 > r0, "%s: the dead process held a mutex but recoveries stayed %llu", point,
                  (unsigned long long)r0);
-    rel_note("faults %s (%s): killed, table usable, recoveries %llu -> %llu", point, op_name(op),
+    tu_note("faults %s (%s): killed, table usable, recoveries %llu -> %llu", point, op_name(op),
              (unsigned long long)r0, (unsigned long long)r1);
 }
 
@@ -137,23 +138,23 @@ static void kill_at(const char *point, enum op op, int inherits_mutex)
 
 static void kill_init(const char *point)
 {
-    const char *name = rel_name("init");
+    const char *name = tu_name("init");
     pid_t pid = spawn_op(name, point, SHMLEASE_FAULT_KILL, OP_OPEN, CAP);
     expect_killed(pid, point, OP_OPEN);
     char path[256];
-    rel_path(path, sizeof path, name);
+    tu_shm_path(path, sizeof path, name);
     struct stat st;
-    REL_TRUE(stat(path, &st) == 0, "%s: the half-made segment vanished", point);
+    TU_TRUE(stat(path, &st) == 0, "%s: the half-made segment vanished", point);
     /* A read-only opener never repairs: it refuses a half-made segment. */
     shmlease_options ro = {.flags = SHMLEASE_OPEN_READONLY};
     shmlease_table *t;
-    REL_RC(shmlease_open(name, &ro, &t), -EPROTO);
+    TU_RC(shmlease_open(name, &ro, &t), -EPROTO);
     /* The next read-write opener (re)initialises it. */
-    t = rel_open(name, CAP);
-    rel_forget(t);
+    t = tu_open_cap(name, CAP);
+    tu_forget(t);
     shmlease_close(t);
-    rel_check_usable(name, NULL, CAP);
-    rel_note("faults %s: creator killed (file left with %lld bytes), next opener repaired it", point,
+    tu_check_usable(name, NULL, CAP);
+    tu_note("faults %s: creator killed (file left with %lld bytes), next opener repaired it", point,
              (long long)st.st_size);
 }
 
@@ -171,37 +172,37 @@ static void t_registry_after_claim(void **s) { (void)s; kill_at("registry.after_
 static void t_registry_after_sweep(void **s)
 {
     (void)s;
-    const char *name = rel_name("sweep");
+    const char *name = tu_name("sweep");
     prepare(name, CAP);
-    pid_t pid = rel_fork(120);
+    pid_t pid = tu_fork_alarm(120);
     if (pid == 0) {
         shmlease_options o = {0};
         for (unsigned i = 0; i < SHM_REG_SLOTS; i++) {
             shmlease_table *t;
-            CK_RC(shmlease_open(name, &o, &t), 0);
+            TU_CK_RC(shmlease_open(name, &o, &t), 0);
             shmlease_close(t);
         }
         _exit(0);
     }
-    rel_expect_exit0(pid, 110000);
+    tu_expect_exit0_within(pid, 110000);
     /* A holder that dies with a lease, in a slot the next registrant may reuse. */
-    pid = rel_fork(30);
+    pid = tu_fork_alarm(30);
     if (pid == 0) {
         shmlease_options o = {0};
         shmlease_table *t;
         shmlease_lease l;
-        CK_RC(shmlease_open(name, &o, &t), 0);
-        CK_RC(rel_acq(t, "k-swept", 600000, 0, &l), 0);
+        TU_CK_RC(shmlease_open(name, &o, &t), 0);
+        TU_CK_RC(tu_acquire(t, "k-swept", 600000, 0, &l), 0);
         raise(SIGKILL);
     }
-    rel_wait(pid, 20000);
+    tu_wait(pid, 20000);
     uint64_t r0 = recoveries(name);
     pid = spawn_op(name, "registry.after_sweep", SHMLEASE_FAULT_KILL, OP_OPEN, CAP);
     expect_killed(pid, "registry.after_sweep", OP_OPEN);
     static const char *const keys[] = {"k-existing", "k-held-dead", "k-swept", NULL};
-    rel_check_usable(name, keys, CAP);
-    REL_TRUE(recoveries(name) > r0, "registry mutex inherited but not recovered");
-    rel_note("faults registry.after_sweep: killed after sweeping a reused slot, table usable");
+    tu_check_usable(name, keys, CAP);
+    TU_TRUE(recoveries(name) > r0, "registry mutex inherited but not recovered");
+    tu_note("faults registry.after_sweep: killed after sweeping a reused slot, table usable");
 }
 
 /* ---- acquire, renew, release ------------------------------------------------------------- */
@@ -217,26 +218,26 @@ static void t_release_before_cas(void **s) { (void)s; kill_at("release.before_ca
 static void t_acquire_after_token_fencing(void **s)
 {
     (void)s;
-    const char *name = rel_name("tok");
+    const char *name = tu_name("tok");
     prepare(name, CAP);
     pid_t pid = spawn_op(name, "acquire.after_token", SHMLEASE_FAULT_KILL, OP_ACQ_EXISTING, CAP);
     expect_killed(pid, "acquire.after_token", OP_ACQ_EXISTING);
-    shmlease_table *t = rel_open(name, CAP);
+    shmlease_table *t = tu_open_cap(name, CAP);
     shmlease_stats st;
-    REL_RC(shmlease_stats_get(t, &st), 0);
+    TU_RC(shmlease_stats_get(t, &st), 0);
     shmlease_info info;
-    REL_RC(shmlease_inspect(t, "k-existing", &info), 0);
-    REL_TRUE(info.holder_alive == 0, "dead claimer shown alive=%d", info.holder_alive);
-    REL_TRUE(info.fencing_token == 0, "an unpublished claim shows token %llu", (unsigned long long)info.fencing_token);
+    TU_RC(shmlease_inspect(t, "k-existing", &info), 0);
+    TU_TRUE(info.holder_alive == 0, "dead claimer shown alive=%d", info.holder_alive);
+    TU_TRUE(info.fencing_token == 0, "an unpublished claim shows token %llu", (unsigned long long)info.fencing_token);
     shmlease_lease l;
-    uint64_t t0 = rel_ns();
-    REL_RC(rel_acq(t, "k-existing", 1000, 0, &l), 0);
-    REL_TRUE(l.fencing_token > st.fencing_counter, "token %llu not above the dead claimer's %llu",
+    uint64_t t0 = tu_mono_ns();
+    TU_RC(tu_acquire(t, "k-existing", 1000, 0, &l), 0);
+    TU_TRUE(l.fencing_token > st.fencing_counter, "token %llu not above the dead claimer's %llu",
              (unsigned long long)l.fencing_token, (unsigned long long)st.fencing_counter);
-    rel_note("faults acquire.after_token: dead claimer's key taken in %.3f ms, token %llu > %llu",
-             (double)(rel_ns() - t0) / 1e6, (unsigned long long)l.fencing_token,
+    tu_note("faults acquire.after_token: dead claimer's key taken in %.3f ms, token %llu > %llu",
+             (double)(tu_mono_ns() - t0) / 1e6, (unsigned long long)l.fencing_token,
              (unsigned long long)st.fencing_counter);
-    REL_RC(shmlease_release(t, &l), 0);
+    TU_RC(shmlease_release(t, &l), 0);
 }
 
 /* ---- index / insert ------------------------------------------------------------------------ */
@@ -251,33 +252,33 @@ static void t_insert_after_bucket(void **s) { (void)s; kill_at("insert.after_buc
 
 static void kill_retire(const char *point)
 {
-    const char *name = rel_name("retire");
+    const char *name = tu_name("retire");
     prepare(name, CAP);
-    shmlease_table *t = rel_open(name, CAP);
+    shmlease_table *t = tu_open_cap(name, CAP);
     shmlease_lease l;
     char k[32];
     /* Fill: CAP live keys, all free (retirable). An insert into a full table
      * retires every retirable entry, so add keys until the table is full. */
     shmlease_stats st;
     for (unsigned i = 0; i < 4 * CAP; i++) {
-        REL_RC(shmlease_stats_get(t, &st), 0);
+        TU_RC(shmlease_stats_get(t, &st), 0);
         if (st.live_keys == CAP)
             break;
         snprintf(k, sizeof k, "fill-%u", i);
-        REL_RC(rel_acq(t, k, 60000, 0, &l), 0);
-        REL_RC(shmlease_release(t, &l), 0);
+        TU_RC(tu_acquire(t, k, 60000, 0, &l), 0);
+        TU_RC(shmlease_release(t, &l), 0);
     }
-    REL_RC(shmlease_stats_get(t, &st), 0);
-    REL_TRUE(st.live_keys == CAP && t->hdr->free_head == 0, "table not full: live %u free_head %u",
+    TU_RC(shmlease_stats_get(t, &st), 0);
+    TU_TRUE(st.live_keys == CAP && t->hdr->free_head == 0, "table not full: live %u free_head %u",
              st.live_keys, t->hdr->free_head);
     uint64_t r0 = st.recoveries;
     pid_t pid = spawn_op(name, point, SHMLEASE_FAULT_KILL, OP_ACQ_NEW, CAP);
     expect_killed(pid, point, OP_ACQ_NEW);
-    rel_forget(t);
+    tu_forget(t);
     shmlease_close(t);
-    rel_check_usable(name, all_keys, CAP);
-    REL_TRUE(recoveries(name) > r0, "%s: index mutex inherited but not recovered", point);
-    rel_note("faults %s: killed while retiring from a full table, table usable", point);
+    tu_check_usable(name, all_keys, CAP);
+    TU_TRUE(recoveries(name) > r0, "%s: index mutex inherited but not recovered", point);
+    tu_note("faults %s: killed while retiring from a full table, table usable", point);
 }
 
 static void t_retire_after_cas(void **s) { (void)s; kill_retire("retire.after_cas"); }
@@ -288,7 +289,7 @@ static void t_retire_after_unlink(void **s) { (void)s; kill_retire("retire.after
 static void t_recover_during_index(void **s)
 {
     (void)s;
-    const char *name = rel_name("recidx");
+    const char *name = tu_name("recidx");
     prepare(name, CAP);
     uint64_t r0 = recoveries(name);
     pid_t pid = spawn_op(name, "index.locked", SHMLEASE_FAULT_KILL, OP_ACQ_NEW, CAP);
@@ -296,35 +297,36 @@ static void t_recover_during_index(void **s)
     /* The recoverer dies during the repair: the mutex stays inconsistent. */
     pid = spawn_op(name, "recover.during", SHMLEASE_FAULT_KILL, OP_ACQ_NEW, CAP);
     expect_killed(pid, "recover.during", OP_ACQ_NEW);
-    REL_TRUE(recoveries(name) == r0, "a recovery was counted although the recoverer died");
+    TU_TRUE(recoveries(name) == r0, "a recovery was counted although the recoverer died");
     /* And once more, to be sure a twice-inherited mutex is still recoverable. */
     pid = spawn_op(name, "recover.during", SHMLEASE_FAULT_KILL, OP_ACQ_NEW, CAP);
     expect_killed(pid, "recover.during", OP_ACQ_NEW);
-    rel_check_usable(name, all_keys, CAP);
-    REL_TRUE(recoveries(name) > r0, "index mutex never recovered");
-    rel_note("faults recover.during (index): two recoverers killed in the repair, third recovered");
+    tu_check_usable(name, all_keys, CAP);
+    TU_TRUE(recoveries(name) > r0, "index mutex never recovered");
+    tu_note("faults recover.during (index): two recoverers killed in the repair, third recovered");
 }
 
 static void t_recover_during_registry(void **s)
 {
     (void)s;
-    const char *name = rel_name("recreg");
+    const char *name = tu_name("recreg");
     prepare(name, CAP);
     uint64_t r0 = recoveries(name);
     pid_t pid = spawn_op(name, "registry.locked", SHMLEASE_FAULT_KILL, OP_OPEN, CAP);
     expect_killed(pid, "registry.locked", OP_OPEN);
     pid = spawn_op(name, "recover.during", SHMLEASE_FAULT_KILL, OP_OPEN, CAP);
     expect_killed(pid, "recover.during", OP_OPEN);
-    rel_check_usable(name, common_keys, CAP);
-    REL_TRUE(recoveries(name) > r0, "registry mutex never recovered");
-    rel_note("faults recover.during (registry): recoverer killed in the repair, next one recovered");
+    tu_check_usable(name, common_keys, CAP);
+    TU_TRUE(recoveries(name) > r0, "registry mutex never recovered");
+    tu_note("faults recover.during (registry): recoverer killed in the repair, next one recovered");
 }
 
-/* Ten deaths in a row inside the index mutex, each recovered (PITFALLS 2, 3). */
+/* Ten deaths in a row inside the index mutex, each recovered (docs/failure-modes.md
+ * F2, F3). */
 static void t_repeated_deaths(void **s)
 {
     (void)s;
-    const char *name = rel_name("repeat");
+    const char *name = tu_name("repeat");
     prepare(name, CAP);
     static const char *const pts[] = {"index.locked", "insert.after_pop", "insert.after_key",
                                       "insert.after_state", "insert.after_bucket"};
@@ -338,10 +340,10 @@ static void t_repeated_deaths(void **s)
     }
     new_key = "k-new";
     /* More keys than capacity went through: the check retires as needed. */
-    rel_check_usable(name, keys, CAP);
+    tu_check_usable(name, keys, CAP);
     uint64_t r1 = recoveries(name);
-    REL_TRUE(r1 >= r0 + 10, "10 inherited mutexes, %llu recoveries", (unsigned long long)(r1 - r0));
-    rel_note("faults repeated: 10 consecutive deaths inside the index mutex, %llu recoveries, usable",
+    TU_TRUE(r1 >= r0 + 10, "10 inherited mutexes, %llu recoveries", (unsigned long long)(r1 - r0));
+    tu_note("faults repeated: 10 consecutive deaths inside the index mutex, %llu recoveries, usable",
              (unsigned long long)(r1 - r0));
 }
 
@@ -354,23 +356,23 @@ static pid_t spawn_existing_ops(const char *name, int *rfd)
 {
     int p[2];
     assert_int_equal(pipe(p), 0);
-    pid_t pid = rel_fork(30);
+    pid_t pid = tu_fork_alarm(30);
     if (pid == 0) {
         close(p[0]);
         shmlease_options o = {.flags = SHMLEASE_OPEN_NOCREATE};
         shmlease_table *t;
-        CK_RC(shmlease_open(name, &o, &t), 0);
-        uint64_t t0 = rel_ns();
+        TU_CK_RC(shmlease_open(name, &o, &t), 0);
+        uint64_t t0 = tu_mono_ns();
         for (int i = 0; i < 100; i++) {
             shmlease_lease l;
-            CK_RC(rel_acq(t, "k-existing", 1000, 0, &l), 0);
-            CK_RC(shmlease_renew(t, &l, 2000), 0);
-            CK_RC(shmlease_release(t, &l), 0);
-            CK_RC(rel_acq(t, "k-held-dead", 1000, 0, &l), 0);  /* reclaimed from the dead */
-            CK_RC(shmlease_release(t, &l), 0);
+            TU_CK_RC(tu_acquire(t, "k-existing", 1000, 0, &l), 0);
+            TU_CK_RC(shmlease_renew(t, &l, 2000), 0);
+            TU_CK_RC(shmlease_release(t, &l), 0);
+            TU_CK_RC(tu_acquire(t, "k-held-dead", 1000, 0, &l), 0);  /* reclaimed from the dead */
+            TU_CK_RC(shmlease_release(t, &l), 0);
         }
-        int64_t us = (int64_t)((rel_ns() - t0) / 1000);
-        CK(write(p[1], &us, sizeof us) == (ssize_t)sizeof us);
+        int64_t us = (int64_t)((tu_mono_ns() - t0) / 1000);
+        TU_CK(write(p[1], &us, sizeof us) == (ssize_t)sizeof us);
         shmlease_close(t);
         _exit(0);
     }
@@ -389,135 +391,135 @@ static int count_cb(const shmlease_info *i, void *arg)
 /* Inspection must neither block nor fail while a mutex is held by a stopped process. */
 static void check_inspection_prompt(shmlease_table *t)
 {
-    uint64_t t0 = rel_ns();
+    uint64_t t0 = tu_mono_ns();
     shmlease_info info;
     int rc = shmlease_inspect(t, "k-existing", &info);
-    REL_TRUE(rc == 0 || rc == -ENOENT, "inspect: %s", shmlease_errname(rc));
+    TU_TRUE(rc == 0 || rc == -ENOENT, "inspect: %s", shmlease_errname(rc));
     int n = 0;
-    REL_RC(shmlease_foreach(t, count_cb, &n), 0);
+    TU_RC(shmlease_foreach(t, count_cb, &n), 0);
     shmlease_stats st;
-    REL_RC(shmlease_stats_get(t, &st), 0);
-    uint64_t ms = (rel_ns() - t0) / 1000000u;
-    REL_TRUE(ms < 500, "inspection took %llu ms while a mutex holder is stopped", (unsigned long long)ms);
+    TU_RC(shmlease_stats_get(t, &st), 0);
+    uint64_t ms = (tu_mono_ns() - t0) / 1000000u;
+    TU_TRUE(ms < 500, "inspection took %llu ms while a mutex holder is stopped", (unsigned long long)ms);
 }
 
 static void t_stop_index_locked(void **s)
 {
     (void)s;
-    const char *name = rel_name("stopidx");
+    const char *name = tu_name("stopidx");
     prepare(name, CAP);
-    shmlease_table *t = rel_open(name, CAP);
+    shmlease_table *t = tu_open_cap(name, CAP);
     pid_t stopped = spawn_op(name, "index.locked", SHMLEASE_FAULT_STOP, OP_ACQ_NEW, CAP);
-    REL_TRUE(rel_wait_stopped(stopped, 10000), "child did not stop at index.locked");
+    TU_TRUE(tu_wait_stopped(stopped, 10000), "child did not stop at index.locked");
 
     /* Existing keys: lock-free, from this process and another one. */
     shmlease_lease l;
-    uint64_t t0 = rel_ns();
-    REL_RC(rel_acq(t, "k-existing", 1000, 0, &l), 0);
-    REL_RC(shmlease_release(t, &l), 0);
-    REL_TRUE((rel_ns() - t0) / 1000000u < 500, "existing key took too long");
+    uint64_t t0 = tu_mono_ns();
+    TU_RC(tu_acquire(t, "k-existing", 1000, 0, &l), 0);
+    TU_RC(shmlease_release(t, &l), 0);
+    TU_TRUE((tu_mono_ns() - t0) / 1000000u < 500, "existing key took too long");
     int rfd;
     pid_t other = spawn_existing_ops(name, &rfd);
     int64_t us = -1;
     ssize_t r = read(rfd, &us, sizeof us);
     close(rfd);
-    rel_expect_exit0(other, 20000);
-    REL_TRUE(r == (ssize_t)sizeof us, "other process did not finish its operations on existing keys");
+    tu_expect_exit0_within(other, 20000);
+    TU_TRUE(r == (ssize_t)sizeof us, "other process did not finish its operations on existing keys");
     check_inspection_prompt(t);
-    REL_TRUE(rel_proc_state(stopped) == 'T' || rel_proc_state(stopped) == 't', "stopped child resumed");
+    TU_TRUE(tu_proc_state(stopped) == 'T' || tu_proc_state(stopped) == 't', "stopped child resumed");
 
     /* A new key needs the index mutex: a waiter blocks until the stopped
      * holder runs again; wait_ms does not bound that wait (reported). */
-    pid_t newkey = rel_fork(30);
+    pid_t newkey = tu_fork_alarm(30);
     if (newkey == 0) {
         shmlease_options o = {.flags = SHMLEASE_OPEN_NOCREATE};
         shmlease_table *ct;
-        CK_RC(shmlease_open(name, &o, &ct), 0);
+        TU_CK_RC(shmlease_open(name, &o, &ct), 0);
         shmlease_lease cl;
-        CK_RC(rel_acq(ct, "k-brand-new", 1000, 0, &cl), 0);
+        TU_CK_RC(tu_acquire(ct, "k-brand-new", 1000, 0, &cl), 0);
         _exit(0);
     }
-    int st = rel_wait(newkey, 300);
+    int st = tu_wait(newkey, 300);
     int blocked = (st == -1);
-    rel_note("faults STOP index.locked: 200 acquire/renew/release of existing keys by another process in %lld us; "
+    tu_note("faults STOP index.locked: 200 acquire/renew/release of existing keys by another process in %lld us; "
              "inspect/foreach/stats prompt; try-acquire (wait_ms 0) of a NEW key %s while the holder is stopped",
              (long long)us, blocked ? "BLOCKS (>300 ms)" : "returned");
     kill(stopped, SIGCONT);
-    rel_expect_exit0(stopped, 20000);
-    rel_forget(t);
+    tu_expect_exit0_within(stopped, 20000);
+    tu_forget(t);
     shmlease_close(t);
-    rel_check_usable(name, all_keys, CAP);
+    tu_check_usable(name, all_keys, CAP);
 }
 
 static void t_stop_registry_locked(void **s)
 {
     (void)s;
-    const char *name = rel_name("stopreg");
+    const char *name = tu_name("stopreg");
     prepare(name, CAP);
-    shmlease_table *t = rel_open(name, CAP);
+    shmlease_table *t = tu_open_cap(name, CAP);
     pid_t stopped = spawn_op(name, "registry.locked", SHMLEASE_FAULT_STOP, OP_OPEN, CAP);
-    REL_TRUE(rel_wait_stopped(stopped, 10000), "child did not stop at registry.locked");
+    TU_TRUE(tu_wait_stopped(stopped, 10000), "child did not stop at registry.locked");
     shmlease_lease l;
     /* Attached handles work for existing and new keys. */
-    REL_RC(rel_acq(t, "k-existing", 1000, 0, &l), 0);
-    REL_RC(shmlease_release(t, &l), 0);
-    REL_RC(rel_acq(t, "k-new-while-reg-stopped", 1000, 0, &l), 0);
-    REL_RC(shmlease_release(t, &l), 0);
+    TU_RC(tu_acquire(t, "k-existing", 1000, 0, &l), 0);
+    TU_RC(shmlease_release(t, &l), 0);
+    TU_RC(tu_acquire(t, "k-new-while-reg-stopped", 1000, 0, &l), 0);
+    TU_RC(shmlease_release(t, &l), 0);
     check_inspection_prompt(t);
     /* Read-only attach takes no lock. */
     shmlease_options ro = {.flags = SHMLEASE_OPEN_READONLY};
     shmlease_table *rt;
-    uint64_t t0 = rel_ns();
-    REL_RC(shmlease_open(name, &ro, &rt), 0);
+    uint64_t t0 = tu_mono_ns();
+    TU_RC(shmlease_open(name, &ro, &rt), 0);
     check_inspection_prompt(rt);
     shmlease_close(rt);
-    REL_TRUE((rel_ns() - t0) / 1000000u < 500, "read-only open blocked");
+    TU_TRUE((tu_mono_ns() - t0) / 1000000u < 500, "read-only open blocked");
     /* A new read-write opener must register: it waits for the stopped one. */
-    pid_t opener = rel_fork(30);
+    pid_t opener = tu_fork_alarm(30);
     if (opener == 0) {
         shmlease_options o = {.flags = SHMLEASE_OPEN_NOCREATE};
         shmlease_table *ct;
-        CK_RC(shmlease_open(name, &o, &ct), 0);
+        TU_CK_RC(shmlease_open(name, &o, &ct), 0);
         _exit(0);
     }
-    int st = rel_wait(opener, 300);
-    rel_note("faults STOP registry.locked: attached handles keep acquiring (existing and new keys), "
+    int st = tu_wait(opener, 300);
+    tu_note("faults STOP registry.locked: attached handles keep acquiring (existing and new keys), "
              "read-only open and inspection prompt; a new read-write open %s while the holder is stopped",
              st == -1 ? "BLOCKS (>300 ms)" : "returned");
     kill(stopped, SIGCONT);
-    rel_expect_exit0(stopped, 20000);
-    rel_forget(t);
+    tu_expect_exit0_within(stopped, 20000);
+    tu_forget(t);
     shmlease_close(t);
-    rel_check_usable(name, common_keys, CAP);
+    tu_check_usable(name, common_keys, CAP);
 }
 
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        REL_TEST(t_init_after_lock),
-        REL_TEST(t_init_after_fallocate),
-        REL_TEST(t_init_after_mutexes),
-        REL_TEST(t_registry_locked),
-        REL_TEST(t_registry_after_sweep),
-        REL_TEST(t_registry_after_claim),
-        REL_TEST(t_acquire_after_cas_existing),
-        REL_TEST(t_acquire_after_cas_new),
-        REL_TEST(t_acquire_after_token),
-        REL_TEST(t_acquire_after_token_fencing),
-        REL_TEST(t_renew_before_cas),
-        REL_TEST(t_release_before_cas),
-        REL_TEST(t_index_locked),
-        REL_TEST(t_insert_after_pop),
-        REL_TEST(t_insert_after_key),
-        REL_TEST(t_insert_after_state),
-        REL_TEST(t_insert_after_bucket),
-        REL_TEST(t_retire_after_cas),
-        REL_TEST(t_retire_after_unlink),
-        REL_TEST(t_recover_during_index),
-        REL_TEST(t_recover_during_registry),
-        REL_TEST(t_repeated_deaths),
-        REL_TEST(t_stop_index_locked),
-        REL_TEST(t_stop_registry_locked),
+        TU_SLOW_TEST(t_init_after_lock),
+        TU_SLOW_TEST(t_init_after_fallocate),
+        TU_SLOW_TEST(t_init_after_mutexes),
+        TU_SLOW_TEST(t_registry_locked),
+        TU_SLOW_TEST(t_registry_after_sweep),
+        TU_SLOW_TEST(t_registry_after_claim),
+        TU_SLOW_TEST(t_acquire_after_cas_existing),
+        TU_SLOW_TEST(t_acquire_after_cas_new),
+        TU_SLOW_TEST(t_acquire_after_token),
+        TU_SLOW_TEST(t_acquire_after_token_fencing),
+        TU_SLOW_TEST(t_renew_before_cas),
+        TU_SLOW_TEST(t_release_before_cas),
+        TU_SLOW_TEST(t_index_locked),
+        TU_SLOW_TEST(t_insert_after_pop),
+        TU_SLOW_TEST(t_insert_after_key),
+        TU_SLOW_TEST(t_insert_after_state),
+        TU_SLOW_TEST(t_insert_after_bucket),
+        TU_SLOW_TEST(t_retire_after_cas),
+        TU_SLOW_TEST(t_retire_after_unlink),
+        TU_SLOW_TEST(t_recover_during_index),
+        TU_SLOW_TEST(t_recover_during_registry),
+        TU_SLOW_TEST(t_repeated_deaths),
+        TU_SLOW_TEST(t_stop_index_locked),
+        TU_SLOW_TEST(t_stop_registry_locked),
     };
-    return REL_RUN(tests);
+    return TU_RUN(tests);
 }

@@ -1,5 +1,5 @@
 /*
- * Foreign and hostile segments (issue 5, item 8; PITFALLS 16, 17).
+ * Foreign and hostile segments (docs/failure-modes.md F16, F17).
  *
  * Files crafted byte by byte in /dev/shm from a real segment made by the
  * library: wrong magic, byte-swapped magic, another layout version, a
@@ -16,7 +16,8 @@
  * list, registry, mutex bytes): inspection must not crash or hang; lease
  * calls on a read-write handle must not crash.
  */
-#include "rel.h"
+#include "internal.h"
+#include "testutil.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -31,18 +32,18 @@ static void make_template(void)
 {
     if (g_tpl)
         return;
-    const char *name = rel_name("tpl");
-    shmlease_table *t = rel_open(name, 4);
+    const char *name = tu_name("tpl");
+    shmlease_table *t = tu_open_cap(name, 4);
     shmlease_acquire_opts o = {.ttl_ms = 3600000, .metadata = "meta", .metadata_len = 4};
     shmlease_lease l;
-    REL_RC(shmlease_acquire(t, "held", &o, &l), 0);
-    REL_RC(shmlease_acquire(t, "grace", &o, &l), 0);
-    REL_RC(shmlease_release_after(t, &l, 3600000), 0);
-    REL_RC(shmlease_acquire(t, "free", &o, &l), 0);
-    REL_RC(shmlease_release(t, &l), 0);
+    TU_RC(shmlease_acquire(t, "held", &o, &l), 0);
+    TU_RC(shmlease_acquire(t, "grace", &o, &l), 0);
+    TU_RC(shmlease_release_after(t, &l, 3600000), 0);
+    TU_RC(shmlease_acquire(t, "free", &o, &l), 0);
+    TU_RC(shmlease_release(t, &l), 0);
     char path[256];
-    rel_path(path, sizeof path, name);
-    g_tpl = rel_read_file(path, &g_tpl_len);
+    tu_shm_path(path, sizeof path, name);
+    g_tpl = tu_read_file(path, &g_tpl_len);
     assert_non_null(g_tpl);
     assert_true(g_tpl_len >= SHM_HEADER_SIZE);
 }
@@ -68,28 +69,28 @@ static int try_open(const char *name, uint32_t flags)
 static void expect_refused(const char *what, const uint8_t *buf, size_t len)
 {
     int rc0;
-    const char *name = rel_name("foreign");
+    const char *name = tu_name("foreign");
     char path[256];
-    rel_path(path, sizeof path, name);
+    tu_shm_path(path, sizeof path, name);
     uint8_t *mine = malloc(len ? len : 1);
     assert_non_null(mine);
     memcpy(mine, buf, len);
-    rc0 = rel_write_segment(name, mine, len);
+    rc0 = tu_write_segment(name, mine, len);
     free(mine);
-    REL_RC(rc0, 0);
+    TU_RC(rc0, 0);
     uint64_t d0, s0, d1, s1;
-    REL_RC(rel_file_digest(path, &d0, &s0), 0);
+    TU_RC(tu_file_digest(path, &d0, &s0), 0);
     static const uint32_t flags[] = {0, SHMLEASE_OPEN_NOCREATE, SHMLEASE_OPEN_READONLY};
     static const char *const fname[] = {"read-write", "read-write NOCREATE", "read-only"};
     for (int i = 0; i < 3; i++) {
         int rc = try_open(name, flags[i]);
-        REL_RC(rel_file_digest(path, &d1, &s1), 0);
-        REL_TRUE(rc == -EPROTO && d1 == d0 && s1 == s0,
+        TU_RC(tu_file_digest(path, &d1, &s1), 0);
+        TU_TRUE(rc == -EPROTO && d1 == d0 && s1 == s0,
                  "%s segment, %s open: %s, file %s (size %llu -> %llu)", what, fname[i],
                  shmlease_errname(rc), d1 == d0 && s1 == s0 ? "unchanged" : "CHANGED",
                  (unsigned long long)s0, (unsigned long long)s1);
     }
-    REL_TRUE(access(path, F_OK) == 0, "%s: the file was removed", what);
+    TU_TRUE(access(path, F_OK) == 0, "%s: the file was removed", what);
 }
 
 /* A working copy of the template (one buffer, reused: a failing assertion
@@ -109,19 +110,19 @@ static void t_template_is_valid(void **s)
 {
     (void)s;
     make_template();
-    const char *name = rel_name("valid");
+    const char *name = tu_name("valid");
     char path[256];
-    rel_path(path, sizeof path, name);
-    REL_RC(rel_write_segment(name, copy_tpl(), g_tpl_len), 0);
+    tu_shm_path(path, sizeof path, name);
+    TU_RC(tu_write_segment(name, copy_tpl(), g_tpl_len), 0);
     shmlease_options o = {.flags = SHMLEASE_OPEN_NOCREATE};
     shmlease_table *t;
-    REL_RC(shmlease_open(name, &o, &t), 0);
+    TU_RC(shmlease_open(name, &o, &t), 0);
     shmlease_info info;
-    REL_RC(shmlease_inspect(t, "held", &info), 0);
-    REL_TRUE(info.holder_alive == 0 && info.metadata_len == 4, "copied segment: alive %d", info.holder_alive);
+    TU_RC(shmlease_inspect(t, "held", &info), 0);
+    TU_TRUE(info.holder_alive == 0 && info.metadata_len == 4, "copied segment: alive %d", info.holder_alive);
     shmlease_lease l;
-    REL_RC(rel_acq(t, "held", 1000, 0, &l), 0);      /* its holder is not alive in the copy */
-    REL_RC(rel_acq(t, "grace", 1000, 0, &l), -EBUSY);
+    TU_RC(tu_acquire(t, "held", 1000, 0, &l), 0);      /* its holder is not alive in the copy */
+    TU_RC(tu_acquire(t, "grace", 1000, 0, &l), -EBUSY);
     shmlease_close(t);
 }
 
@@ -177,7 +178,7 @@ static void t_32bit_layout(void **s)
     h->format = f;
     fix_checksum(b);
     expect_refused("32-bit build", b, g_tpl_len);
-    rel_note("foreign: 32-bit layout (format %016llx vs ours %016llx) refused with -EPROTO, file unchanged",
+    tu_note("foreign: 32-bit layout (format %016llx vs ours %016llx) refused with -EPROTO, file unchanged",
              (unsigned long long)f, (unsigned long long)shm_format_word());
 }
 
@@ -274,13 +275,13 @@ static int nop_cb(const shmlease_info *i, void *a)
 
 static void shrink_case(off_t new_size, const char *label, int expect_new_open_eproto)
 {
-    const char *name = rel_name("shrink");
-    shmlease_table *t = rel_open(name, 4096);        /* 1.6 MB: the entries lie far out */
+    const char *name = tu_name("shrink");
+    shmlease_table *t = tu_open_cap(name, 4096);        /* 1.6 MB: the entries lie far out */
     shmlease_lease l;
-    REL_RC(rel_acq(t, "k-far", 600000, 0, &l), 0);
-    REL_RC(shmlease_release(t, &l), 0);
+    TU_RC(tu_acquire(t, "k-far", 600000, 0, &l), 0);
+    TU_RC(shmlease_release(t, &l), 0);
     char path[256];
-    rel_path(path, sizeof path, name);
+    tu_shm_path(path, sizeof path, name);
 
     /* Children attached before the shrink, one per operation. */
     int go[2], ready[2];
@@ -288,19 +289,19 @@ static void shrink_case(off_t new_size, const char *label, int expect_new_open_e
     assert_int_equal(pipe(ready), 0);
     pid_t pids[S_NOPS];
     for (int op = 0; op < S_NOPS; op++) {
-        pids[op] = rel_fork(30);
+        pids[op] = tu_fork_alarm(30);
         if (pids[op] == 0) {
             close(go[1]);
             close(ready[0]);
             shmlease_options o = {.flags = SHMLEASE_OPEN_NOCREATE};
             shmlease_table *ct;
-            CK_RC(shmlease_open(name, &o, &ct), 0);
+            TU_CK_RC(shmlease_open(name, &o, &ct), 0);
             shmlease_lease cl;
             if (op == S_RELEASE)
-                CK_RC(rel_acq(ct, "k-child", 600000, 0, &cl), 0);
+                TU_CK_RC(tu_acquire(ct, "k-child", 600000, 0, &cl), 0);
             char c = 1;
-            CK(write(ready[1], &c, 1) == 1);
-            CK(read(go[0], &c, 1) == 0);             /* EOF: go */
+            TU_CK(write(ready[1], &c, 1) == 1);
+            TU_CK(read(go[0], &c, 1) == 0);             /* EOF: go */
             shmlease_info info;
             shmlease_stats st;
             int rc = 0;
@@ -308,8 +309,8 @@ static void shrink_case(off_t new_size, const char *label, int expect_new_open_e
             case S_INSPECT: rc = shmlease_inspect(ct, "k-far", &info); break;
             case S_FOREACH: rc = shmlease_foreach(ct, nop_cb, NULL); break;
             case S_STATS: rc = shmlease_stats_get(ct, &st); break;
-            case S_ACQ_EXISTING: rc = rel_acq(ct, "k-far", 1000, 0, &cl); break;
-            case S_ACQ_NEW: rc = rel_acq(ct, "k-brand-new", 1000, 0, &cl); break;
+            case S_ACQ_EXISTING: rc = tu_acquire(ct, "k-far", 1000, 0, &cl); break;
+            case S_ACQ_NEW: rc = tu_acquire(ct, "k-brand-new", 1000, 0, &cl); break;
             case S_RELEASE: rc = shmlease_release(ct, &cl); break;
             case S_CLOSE: shmlease_close(ct); break;
             }
@@ -320,32 +321,32 @@ static void shrink_case(off_t new_size, const char *label, int expect_new_open_e
     close(ready[1]);
     for (int op = 0; op < S_NOPS; op++) {
         char c;
-        REL_TRUE(read(ready[0], &c, 1) == 1, "child %d did not attach", op);
+        TU_TRUE(read(ready[0], &c, 1) == 1, "child %d did not attach", op);
     }
     close(ready[0]);
     int fd = open(path, O_RDWR | O_CLOEXEC);
     assert_true(fd >= 0);
-    REL_TRUE(ftruncate(fd, new_size) == 0, "ftruncate: %s", strerror(errno));
+    TU_TRUE(ftruncate(fd, new_size) == 0, "ftruncate: %s", strerror(errno));
     close(fd);
     /* Our own handle would die in close (SIGBUS): it is never touched again. */
-    rel_forget(t);
+    tu_forget(t);
 
     /* A new opener must refuse the shrunk segment. */
     uint64_t d0, s0, d1, s1;
-    REL_RC(rel_file_digest(path, &d0, &s0), 0);
+    TU_RC(tu_file_digest(path, &d0, &s0), 0);
     int rc_ro = try_open(name, SHMLEASE_OPEN_READONLY);
     int rc_rw = try_open(name, SHMLEASE_OPEN_NOCREATE);
-    REL_RC(rel_file_digest(path, &d1, &s1), 0);
+    TU_RC(tu_file_digest(path, &d1, &s1), 0);
 
     close(go[1]);                                     /* the attached ones act */
     char outcome[S_NOPS][48];
     int sigbus = 0, ok = 0;
     for (int op = 0; op < S_NOPS; op++) {
-        int st = rel_wait(pids[op], 60000);
-        REL_TRUE(st != -1, "%s on a shrunk segment hung", shrink_op_name[op]);
-        REL_TRUE(WIFEXITED(st) || (WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS),
+        int st = tu_wait(pids[op], 60000);
+        TU_TRUE(st != -1, "%s on a shrunk segment hung", shrink_op_name[op]);
+        TU_TRUE(WIFEXITED(st) || (WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS),
                  "%s on a shrunk segment: %s (only a clean return or SIGBUS are expected)",
-                 shrink_op_name[op], rel_status_str(st));
+                 shrink_op_name[op], tu_status_str(st));
         if (WIFSIGNALED(st)) {
             sigbus++;
             snprintf(outcome[op], sizeof outcome[op], "SIGBUS");
@@ -355,15 +356,15 @@ static void shrink_case(off_t new_size, const char *label, int expect_new_open_e
             snprintf(outcome[op], sizeof outcome[op], "%s", code == 0 ? "0" : shmlease_errname(-(code - 100)));
         }
     }
-    rel_note("foreign shrink to %s while attached: new opener RO %s, RW %s (file %s); existing handles: "
+    tu_note("foreign shrink to %s while attached: new opener RO %s, RW %s (file %s); existing handles: "
              "inspect %s, foreach %s, stats %s, acquire existing %s, acquire new %s, release %s, close %s",
              label, shmlease_errname(rc_ro), shmlease_errname(rc_rw),
              d0 == d1 && s0 == s1 ? "unchanged" : "REWRITTEN", outcome[0], outcome[1], outcome[2],
              outcome[3], outcome[4], outcome[5], outcome[6]);
     if (expect_new_open_eproto) {
-        REL_RC(rc_ro, -EPROTO);
-        REL_RC(rc_rw, -EPROTO);
-        REL_TRUE(d0 == d1 && s0 == s1, "a new opener rewrote a shrunk segment that others still map");
+        TU_RC(rc_ro, -EPROTO);
+        TU_RC(rc_rw, -EPROTO);
+        TU_TRUE(d0 == d1 && s0 == s1, "a new opener rewrote a shrunk segment that others still map");
     }
 }
 
@@ -375,7 +376,7 @@ static void t_shrunk_while_mapped(void **s)
 
 /* Shrunk below the header struct: a new read-write opener must not take it
  * for a half-made segment and re-initialise it under its attached users
- * (that would re-initialise live robust mutexes, PITFALLS 1). */
+ * (that would re-initialise live robust mutexes, docs/failure-modes.md F1). */
 static void t_shrunk_below_header_while_mapped(void **s)
 {
     (void)s;
@@ -432,38 +433,38 @@ static void t_hostile_body_inspection(void **s)
     (void)s;
     uint8_t *b = copy_tpl();
     corrupt_body(b, 1);
-    const char *name = rel_name("hostile");
+    const char *name = tu_name("hostile");
     char path[256];
-    rel_path(path, sizeof path, name);
-    REL_RC(rel_write_segment(name, b, g_tpl_len), 0);
+    tu_shm_path(path, sizeof path, name);
+    TU_RC(tu_write_segment(name, b, g_tpl_len), 0);
     uint64_t d0, s0, d1, s1;
-    REL_RC(rel_file_digest(path, &d0, &s0), 0);
-    pid_t pid = rel_fork(20);
+    TU_RC(tu_file_digest(path, &d0, &s0), 0);
+    pid_t pid = tu_fork_alarm(20);
     if (pid == 0) {
         shmlease_options o = {.flags = SHMLEASE_OPEN_READONLY};
         shmlease_table *t;
-        CK_RC(shmlease_open(name, &o, &t), 0);
+        TU_CK_RC(shmlease_open(name, &o, &t), 0);
         shmlease_info info;
         static const char *const keys[] = {"held", "grace", "free", "KKKK", "x"};
         for (int i = 0; i < 5; i++) {
             int rc = shmlease_inspect(t, keys[i], &info);
-            CK(rc == 0 || rc == -ENOENT);
-            CK(rc != 0 || info.metadata_len <= SHMLEASE_METADATA_MAX);
+            TU_CK(rc == 0 || rc == -ENOENT);
+            TU_CK(rc != 0 || info.metadata_len <= SHMLEASE_METADATA_MAX);
         }
         int n = 0;
-        CK_RC(shmlease_foreach(t, count_cb, &n), 0);
+        TU_CK_RC(shmlease_foreach(t, count_cb, &n), 0);
         shmlease_stats st;
-        CK_RC(shmlease_stats_get(t, &st), 0);
-        CK(st.live_keys <= st.capacity);
+        TU_CK_RC(shmlease_stats_get(t, &st), 0);
+        TU_CK(st.live_keys <= st.capacity);
         shmlease_close(t);
         _exit(0);
     }
-    int st = rel_wait(pid, 15000);
-    REL_RC(rel_file_digest(path, &d1, &s1), 0);
-    REL_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-             "read-only inspection of a hostile segment: %s", rel_status_str(st));
-    REL_TRUE(d0 == d1 && s0 == s1, "read-only inspection changed the segment");
-    rel_note("foreign hostile body (corrupt entries/buckets/free list/registry, 0xff mutex bytes): "
+    int st = tu_wait(pid, 15000);
+    TU_RC(tu_file_digest(path, &d1, &s1), 0);
+    TU_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+             "read-only inspection of a hostile segment: %s", tu_status_str(st));
+    TU_TRUE(d0 == d1 && s0 == s1, "read-only inspection changed the segment");
+    tu_note("foreign hostile body (corrupt entries/buckets/free list/registry, 0xff mutex bytes): "
              "read-only inspect/foreach/stats returned, no crash, no write");
 }
 
@@ -474,39 +475,39 @@ static void t_hostile_body_lease_calls(void **s)
     (void)s;
     uint8_t *b = copy_tpl();
     corrupt_body(b, 0);
-    const char *name = rel_name("hostile-rw");
+    const char *name = tu_name("hostile-rw");
     char path[256];
-    rel_path(path, sizeof path, name);
-    REL_RC(rel_write_segment(name, b, g_tpl_len), 0);
+    tu_shm_path(path, sizeof path, name);
+    TU_RC(tu_write_segment(name, b, g_tpl_len), 0);
     int p[2];
     assert_int_equal(pipe(p), 0);
-    pid_t pid = rel_fork(20);
+    pid_t pid = tu_fork_alarm(20);
     if (pid == 0) {
         close(p[0]);
         shmlease_options o = {.flags = SHMLEASE_OPEN_NOCREATE};
         shmlease_table *t;
         int rc = shmlease_open(name, &o, &t);
         int32_t out[4] = {rc, 1, 1, 1};
-        CK(write(p[1], out, 4) == 4);
+        TU_CK(write(p[1], out, 4) == 4);
         if (rc)
             _exit(0);
         shmlease_lease l;
-        out[1] = rel_acq(t, "held", 1000, 0, &l);
-        CK(write(p[1], &out[1], 4) == 4);
-        out[2] = rel_acq(t, "brand-new", 1000, 0, &l);
-        CK(write(p[1], &out[2], 4) == 4);
-        out[3] = rel_acq(t, "brand-new-2", 1000, 5, &l);
-        CK(write(p[1], &out[3], 4) == 4);
+        out[1] = tu_acquire(t, "held", 1000, 0, &l);
+        TU_CK(write(p[1], &out[1], 4) == 4);
+        out[2] = tu_acquire(t, "brand-new", 1000, 0, &l);
+        TU_CK(write(p[1], &out[2], 4) == 4);
+        out[3] = tu_acquire(t, "brand-new-2", 1000, 5, &l);
+        TU_CK(write(p[1], &out[3], 4) == 4);
         shmlease_close(t);
         _exit(0);
     }
     close(p[1]);
-    int st = rel_wait(pid, 3000);
+    int st = tu_wait(pid, 3000);
     int32_t res[4] = {1, 1, 1, 1};
     ssize_t n = read(p[0], res, sizeof res);
     close(p[0]);
-    REL_TRUE(st == -1 || WIFEXITED(st), "lease calls on a hostile segment: %s", rel_status_str(st));
-    rel_note("foreign hostile body, read-write: open %s, acquire of a corrupt key %s, new keys %s / %s%s",
+    TU_TRUE(st == -1 || WIFEXITED(st), "lease calls on a hostile segment: %s", tu_status_str(st));
+    tu_note("foreign hostile body, read-write: open %s, acquire of a corrupt key %s, new keys %s / %s%s",
              n >= 4 ? shmlease_errname(res[0]) : "?", n >= 8 ? shmlease_errname(res[1]) : "(blocked)",
              n >= 12 ? shmlease_errname(res[2]) : "(blocked)", n >= 16 ? shmlease_errname(res[3]) : "(blocked)",
              st == -1 ? "; the child hung and was killed after 3 s (a writer can wedge inserts: THREATS.md)" : "");
@@ -522,60 +523,60 @@ static void t_hostile_full_index(void **s)
     uint64_t *bk = (uint64_t *)(b + h->index_off);
     for (uint32_t i = 0; i < h->nbuckets; i++)
         bk[i] = UINT64_C(0x1234567800000000) | 0xfffffff0u;   /* entry beyond capacity */
-    const char *name = rel_name("fullidx");
+    const char *name = tu_name("fullidx");
     char path[256];
-    rel_path(path, sizeof path, name);
-    REL_RC(rel_write_segment(name, b, g_tpl_len), 0);
+    tu_shm_path(path, sizeof path, name);
+    TU_RC(tu_write_segment(name, b, g_tpl_len), 0);
     int p[2];
     assert_int_equal(pipe(p), 0);
-    pid_t pid = rel_fork(20);
+    pid_t pid = tu_fork_alarm(20);
     if (pid == 0) {
         close(p[0]);
         shmlease_options o = {.flags = SHMLEASE_OPEN_NOCREATE};
         shmlease_table *t;
-        CK_RC(shmlease_open(name, &o, &t), 0);
+        TU_CK_RC(shmlease_open(name, &o, &t), 0);
         shmlease_info info;
         int32_t rc = shmlease_inspect(t, "held", &info);     /* bounded: falls back to a scan */
-        CK(write(p[1], &rc, 4) == 4);
+        TU_CK(write(p[1], &rc, 4) == 4);
         shmlease_lease l;
-        rc = rel_acq(t, "brand-new", 1000, 0, &l);
-        CK(write(p[1], &rc, 4) == 4);
+        rc = tu_acquire(t, "brand-new", 1000, 0, &l);
+        TU_CK(write(p[1], &rc, 4) == 4);
         _exit(0);
     }
     close(p[1]);
-    int st = rel_wait(pid, 3000);
+    int st = tu_wait(pid, 3000);
     int32_t res[2] = {1, 1};
     ssize_t n = read(p[0], res, sizeof res);
     close(p[0]);
-    REL_TRUE(st == -1 || WIFEXITED(st), "full index: %s", rel_status_str(st));
-    REL_TRUE(n >= 4, "inspect blocked on a full index");
+    TU_TRUE(st == -1 || WIFEXITED(st), "full index: %s", tu_status_str(st));
+    TU_TRUE(n >= 4, "inspect blocked on a full index");
     /* An insert finding no empty bucket rebuilds the index instead of
      * spinning under the index mutex. */
-    REL_TRUE(n >= 8, "acquire of a new key never returned on a full index (spins under the index mutex)");
-    REL_TRUE(res[1] == 0, "acquire of a new key on a rebuilt index: %s", shmlease_errname(res[1]));
-    rel_note("foreign hostile index (every bucket used, pointing nowhere): inspect %s; acquire of a new key %s",
+    TU_TRUE(n >= 8, "acquire of a new key never returned on a full index (spins under the index mutex)");
+    TU_TRUE(res[1] == 0, "acquire of a new key on a rebuilt index: %s", shmlease_errname(res[1]));
+    tu_note("foreign hostile index (every bucket used, pointing nowhere): inspect %s; acquire of a new key %s",
              shmlease_errname(res[0]), shmlease_errname(res[1]));
 }
 
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        REL_TEST(t_template_is_valid),
-        REL_TEST(t_wrong_magic),
-        REL_TEST(t_swapped_magic),
-        REL_TEST(t_other_version),
-        REL_TEST(t_32bit_layout),
-        REL_TEST(t_bad_checksum),
-        REL_TEST(t_inconsistent_header),
-        REL_TEST(t_truncated),
-        REL_TEST(t_truncated_below_header),
-        REL_TEST(t_short_foreign_file),
-        REL_TEST(t_foreign_half_written),
-        REL_TEST(t_shrunk_while_mapped),
-        REL_TEST(t_shrunk_below_header_while_mapped),
-        REL_TEST(t_hostile_body_inspection),
-        REL_TEST(t_hostile_body_lease_calls),
-        REL_TEST(t_hostile_full_index),
+        TU_SLOW_TEST(t_template_is_valid),
+        TU_SLOW_TEST(t_wrong_magic),
+        TU_SLOW_TEST(t_swapped_magic),
+        TU_SLOW_TEST(t_other_version),
+        TU_SLOW_TEST(t_32bit_layout),
+        TU_SLOW_TEST(t_bad_checksum),
+        TU_SLOW_TEST(t_inconsistent_header),
+        TU_SLOW_TEST(t_truncated),
+        TU_SLOW_TEST(t_truncated_below_header),
+        TU_SLOW_TEST(t_short_foreign_file),
+        TU_SLOW_TEST(t_foreign_half_written),
+        TU_SLOW_TEST(t_shrunk_while_mapped),
+        TU_SLOW_TEST(t_shrunk_below_header_while_mapped),
+        TU_SLOW_TEST(t_hostile_body_inspection),
+        TU_SLOW_TEST(t_hostile_body_lease_calls),
+        TU_SLOW_TEST(t_hostile_full_index),
     };
-    return REL_RUN(tests);
+    return TU_RUN(tests);
 }

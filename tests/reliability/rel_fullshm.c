@@ -1,5 +1,5 @@
 /*
- * A full /dev/shm (issue 5, item 9; PITFALLS 14).
+ * A full /dev/shm (docs/failure-modes.md F14).
  *
  * In a private mount namespace (unshare(CLONE_NEWNS), / made private, a
  * 2 MiB tmpfs mounted on /dev/shm), in a child:
@@ -11,7 +11,8 @@
  *     builds the table in it.
  * Skips when a mount namespace cannot be made (unprivileged container).
  */
-#include "rel.h"
+#include "internal.h"
+#include "testutil.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -35,8 +36,8 @@ static int64_t file_size(const char *path)
 static void t_full_devshm(void **s)
 {
     (void)s;
-    struct out *o = rel_shared(sizeof *o);
-    pid_t pid = rel_fork(60);
+    struct out *o = tu_shared(sizeof *o);
+    pid_t pid = tu_fork_alarm(60);
     if (pid == 0) {
         if (unshare(CLONE_NEWNS) != 0) {
             o->skip_errno = errno;
@@ -63,62 +64,62 @@ static void t_full_devshm(void **s)
         o->small_rc = shmlease_open("full-small", &small, &t);
         if (o->small_rc == 0) {
             shmlease_lease l;
-            o->small_acq = rel_acq(t, "k", 1000, 0, &l);
+            o->small_acq = tu_acquire(t, "k", 1000, 0, &l);
             shmlease_close(t);
         }
         shmlease_unlink("full-small");
 
         /* Fill the tmpfs up to ~64 KiB. */
         int fd = open("/dev/shm/filler", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        CK(fd >= 0);
+        TU_CK(fd >= 0);
         off_t sz = 0;
         while (posix_fallocate(fd, sz, 64 * 1024) == 0)
             sz += 64 * 1024;
-        CK(ftruncate(fd, sz > 64 * 1024 ? sz - 64 * 1024 : 0) == 0);
+        TU_CK(ftruncate(fd, sz > 64 * 1024 ? sz - 64 * 1024 : 0) == 0);
         o->full_rc = shmlease_open("full-full", &small, &t);
         o->full_left = file_size("/dev/shm/shmlease.full-full") >= 0;
 
         /* A 0-byte segment from a dead creator. */
         int z = open("/dev/shm/shmlease.full-zero", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        CK(z >= 0);
+        TU_CK(z >= 0);
         close(z);
         o->zero_rc = shmlease_open("full-zero", &small, &t);
         o->zero_size_after = (int32_t)file_size("/dev/shm/shmlease.full-zero");
         o->zero_exists = o->zero_size_after >= 0;
-        CK(ftruncate(fd, 0) == 0);                         /* space again */
+        TU_CK(ftruncate(fd, 0) == 0);                         /* space again */
         close(fd);
         o->repaired_rc = shmlease_open("full-zero", &small, &t);
         if (o->repaired_rc == 0) {
             shmlease_lease l;
-            o->repaired_acq = rel_acq(t, "k", 1000, 0, &l);
+            o->repaired_acq = tu_acquire(t, "k", 1000, 0, &l);
             shmlease_close(t);
         }
         _exit(0);
     }
-    int st = rel_wait(pid, 50000);
-    REL_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %s (a SIGBUS here is the bug)",
-             rel_status_str(st));
+    int st = tu_wait(pid, 50000);
+    TU_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %s (a SIGBUS here is the bug)",
+             tu_status_str(st));
     if (o->skip_errno)
-        REL_SKIP("%s failed: %s", o->skip_what, strerror(o->skip_errno));
-    REL_RC(o->big_rc, -ENOSPC);
-    REL_TRUE(!o->big_left || o->big_size_left == 0, "a half-made table was left (%lld bytes)",
+        TU_SKIP("%s failed: %s", o->skip_what, strerror(o->skip_errno));
+    TU_RC(o->big_rc, -ENOSPC);
+    TU_TRUE(!o->big_left || o->big_size_left == 0, "a half-made table was left (%lld bytes)",
              (long long)o->big_size_left);
-    REL_RC(o->small_rc, 0);
-    REL_RC(o->small_acq, 0);
-    REL_RC(o->full_rc, -ENOSPC);
-    REL_TRUE(!o->full_left, "a segment was left behind in a full /dev/shm");
-    REL_RC(o->zero_rc, -ENOSPC);
-    REL_TRUE(o->zero_exists && o->zero_size_after == 0, "the dead creator's 0-byte file: exists %d size %d",
+    TU_RC(o->small_rc, 0);
+    TU_RC(o->small_acq, 0);
+    TU_RC(o->full_rc, -ENOSPC);
+    TU_TRUE(!o->full_left, "a segment was left behind in a full /dev/shm");
+    TU_RC(o->zero_rc, -ENOSPC);
+    TU_TRUE(o->zero_exists && o->zero_size_after == 0, "the dead creator's 0-byte file: exists %d size %d",
              o->zero_exists, o->zero_size_after);
-    REL_RC(o->repaired_rc, 0);
-    REL_RC(o->repaired_acq, 0);
-    rel_note("fullshm: 2 MiB tmpfs in a private mount namespace: 3.6 MB table -ENOSPC (no SIGBUS, %s), small "
+    TU_RC(o->repaired_rc, 0);
+    TU_RC(o->repaired_acq, 0);
+    tu_note("fullshm: 2 MiB tmpfs in a private mount namespace: 3.6 MB table -ENOSPC (no SIGBUS, %s), small "
              "table fits, full tmpfs -ENOSPC (nothing left), dead creator's 0-byte file kept then repaired",
              o->big_left ? "a 0-byte file left" : "no file left");
 }
 
 int main(int argc, char **argv)
 {
-    const struct CMUnitTest tests[] = {REL_TEST(t_full_devshm)};
-    return REL_RUN(tests);
+    const struct CMUnitTest tests[] = {TU_SLOW_TEST(t_full_devshm)};
+    return TU_RUN(tests);
 }

@@ -1,5 +1,5 @@
 /*
- * Kill storm (issue 5, item 1), in the spirit of glibc's tst-robust8:
+ * Kill storm, in the spirit of glibc's tst-robust8:
  * PROCS worker processes x THREADS threads contend for KEYS keys in a table of
  * CAP entries (fewer than the keys, so keys are retired and re-inserted all
  * the time); the parent SIGKILLs a random worker at a random moment, reaps it
@@ -32,12 +32,13 @@
  *
  * At the end (every worker dead and reaped): every key is acquirable at once,
  * the table's structure is intact, live keys <= capacity, capacity new keys
- * fit and one more is -ENOSPC (rel_check_usable).
+ * fit and one more is -ENOSPC (tu_check_usable).
  *
  * Short run (CI): >= 15 s and >= 1000 kills. Long run: `rel_killstorm --long`
  * with SHMLEASE_LONG=1 (SHMLEASE_STORM_SECONDS, default 600).
  */
-#include "rel.h"
+#include "internal.h"
+#include "testutil.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -118,11 +119,11 @@ struct worker_arg {
 
 static int wait_dead(uint32_t oi, uint64_t timeout_ns)
 {
-    uint64_t end = rel_ns() + timeout_ns;
+    uint64_t end = tu_mono_ns() + timeout_ns;
     while (!atomic_load(&L->inc[oi].dead)) {
-        if (rel_ns() > end)
+        if (tu_mono_ns() > end)
             return 0;
-        rel_sleep_us(200);
+        tu_sleep_us(200);
     }
     return 1;
 }
@@ -135,27 +136,27 @@ static void *worker_thread(void *p)
     const pid_t mypid = getpid();
     char key[32];
     while (!atomic_load(&L->stop)) {
-        unsigned k = (unsigned)(rel_rand(&seed) % KEYS);
+        unsigned k = (unsigned)(tu_rand(&seed) % KEYS);
         snprintf(key, sizeof key, "storm-%02u", k);
         shmlease_lease l;
-        uint64_t t0 = rel_ns(), d0 = rel_run_delay_ns();
-        int rc = rel_acq(a->t, key, TTL_MS, WAIT_MS, &l);
-        uint64_t d1 = rel_run_delay_ns();
-        if (g_selftest && rc == 0 && a->tid == 0 && (rel_rand(&seed) % 64) == 0) {
+        uint64_t t0 = tu_mono_ns(), d0 = tu_run_delay_ns();
+        int rc = tu_acquire(a->t, key, TTL_MS, WAIT_MS, &l);
+        uint64_t d1 = tu_run_delay_ns();
+        if (g_selftest && rc == 0 && a->tid == 0 && (tu_rand(&seed) % 64) == 0) {
             /* Referee self-test: give the lease up at once but act as its owner. */
             shmlease_release(a->t, &l);
             memset(&l, 0, sizeof l);
             l.expires_at_ms = UINT64_MAX;
         }
-        uint64_t t1 = rel_ns();
+        uint64_t t1 = tu_mono_ns();
         if (rc == -ENOSPC) {
             atomic_fetch_add(&L->enospc, 1);
-            rel_sleep_us(500);
+            tu_sleep_us(500);
             continue;
         }
         if (rc != 0) {
             report(&L->errors, "acquire %s: %s", key, shmlease_errname(rc));
-            rel_sleep_ms(1);
+            tu_sleep_ms(1);
             continue;
         }
         amax(&L->max_wait_ns, t1 - t0);
@@ -192,7 +193,7 @@ static void *worker_thread(void *p)
             report(&L->violations, "key %u: token %llu after %llu", k,
                    (unsigned long long)l.fencing_token, (unsigned long long)prev);
 
-        uint64_t r = rel_rand(&seed);
+        uint64_t r = tu_rand(&seed);
         if ((r & 15) == 0) {     /* what inspection says about us */
             shmlease_info info;
             int irc = shmlease_inspect(a->t, key, &info);
@@ -208,11 +209,11 @@ static void *worker_thread(void *p)
         unsigned hold = (unsigned)((r >> 8) % 1000);
         if (((r >> 20) & 7) == 0) {
             hold /= 5;
-            uint64_t end = rel_ns() + hold * 1000ull;
-            while (rel_ns() < end) {
+            uint64_t end = tu_mono_ns() + hold * 1000ull;
+            while (tu_mono_ns() < end) {
             }
         } else {
-            rel_sleep_us(hold);
+            tu_sleep_us(hold);
         }
         if (((r >> 24) & 7) == 0) {
             int rrc = shmlease_renew(a->t, &l, TTL_MS);
@@ -238,7 +239,7 @@ static void *worker_thread(void *p)
         }
         if (erc != 0 && !(erc == -ESTALE && shmlease_now_ms(a->t) >= l.expires_at_ms))
             report(&L->errors, "release %s: %s", key, shmlease_errname(erc));
-        rel_sleep_us((unsigned)((r >> 48) % 300));
+        tu_sleep_us((unsigned)((r >> 48) % 300));
     }
     return NULL;
 }
@@ -269,24 +270,17 @@ static _Noreturn void worker_main(uint32_t inc)
     _exit(0);
 }
 
+/* A worker: no alarm of its own (it runs until killed or told to stop).
+ * The storm reaps its workers itself (waitpid(-1)), so the teardown must not
+ * know their PIDs: a reaped PID may belong to another process by then. */
 static pid_t spawn(uint32_t inc)
 {
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = tu_fork_alarm(0);
     if (pid == 0) {
-        signal(SIGALRM, SIG_DFL);
-        signal(SIGCHLD, SIG_DFL);
-        signal(SIGSEGV, SIG_DFL);
-        signal(SIGBUS, SIG_DFL);
-        signal(SIGABRT, SIG_DFL);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(99);
-        alarm(0);
         setpriority(PRIO_PROCESS, 0, 0);
         worker_main(inc);
     }
-    assert_true(pid > 0);
+    tu_untrack(pid);
     atomic_store(&L->inc[inc].pid, pid);
     return pid;
 }
@@ -331,12 +325,12 @@ static void reap_some(pid_t *pids, uint32_t *incs, uint32_t *ninc, uint64_t *rea
                 continue;
             uint32_t inc = dying[i].inc;
             atomic_store(&L->inc[inc].dead, 1);
-            *reap_ns += rel_ns() - atomic_load(&L->inc[inc].kill_ns);
+            *reap_ns += tu_mono_ns() - atomic_load(&L->inc[inc].kill_ns);
             (*reaped)++;
             if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)) {
                 (*bad_exits)++;
                 snprintf(bad, badlen, "worker %d ended with %s before it was killed", (int)r,
-                         rel_status_str(st));
+                         tu_status_str(st));
             }
             dying[i] = dying[--n_dying];
             found = 1;
@@ -351,12 +345,12 @@ static void reap_some(pid_t *pids, uint32_t *incs, uint32_t *ninc, uint64_t *rea
                 pids[w] = 0;
                 if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
                     (*bad_exits)++;
-                    snprintf(bad, badlen, "worker %d ended with %s at the end", (int)r, rel_status_str(st));
+                    snprintf(bad, badlen, "worker %d ended with %s at the end", (int)r, tu_status_str(st));
                 }
                 continue;
             }
             (*bad_exits)++;
-            snprintf(bad, badlen, "worker %d ended with %s by itself", (int)r, rel_status_str(st));
+            snprintf(bad, badlen, "worker %d ended with %s by itself", (int)r, tu_status_str(st));
             incs[w] = ++*ninc;
             pids[w] = spawn(incs[w]);
         }
@@ -372,10 +366,10 @@ static void t_kill_storm(void **s)
     unsigned min_kills = g_long ? 20000 : 1000;
     unsigned hard_cap = seconds * 4 + 30;
     alarm(hard_cap + 120);
-    L = rel_shared(sizeof *L);
+    L = tu_shared(sizeof *L);
     g_selftest = getenv("SHMLEASE_STORM_SELFTEST") && !strcmp(getenv("SHMLEASE_STORM_SELFTEST"), "1");
-    g_name = rel_name("storm");
-    g_parent_handle = rel_open(g_name, CAP);
+    g_name = tu_name("storm");
+    g_parent_handle = tu_open_cap(g_name, CAP);
 
     pid_t pids[PROCS];
     uint32_t incs[PROCS];
@@ -385,30 +379,30 @@ static void t_kill_storm(void **s)
         pids[w] = spawn(incs[w]);
     }
     uint64_t seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
-    uint64_t start = rel_ms(), kills = 0, bad_exits = 0, reap_ns = 0, reaped = 0;
+    uint64_t start = tu_mono_ms(), kills = 0, bad_exits = 0, reap_ns = 0, reaped = 0;
     char bad[256] = "";
     /* The adversary should be punctual: it runs at a higher priority than the
      * workers (they reset theirs), when permitted. */
     int reniced = setpriority(PRIO_PROCESS, 0, -5) == 0;
     while (ninc + 1 < MAX_INC) {
-        uint64_t el = rel_ms() - start;
+        uint64_t el = tu_mono_ms() - start;
         if ((el >= seconds * 1000ull && kills >= min_kills) || el >= hard_cap * 1000ull)
             break;
-        rel_sleep_us((unsigned)(rel_rand(&seed) % 10000));
+        tu_sleep_us((unsigned)(tu_rand(&seed) % 10000));
         reap_some(pids, incs, &ninc, &reaped, &reap_ns, &bad_exits, bad, sizeof bad, 0);
-        int w = (int)(rel_rand(&seed) % PROCS);
+        int w = (int)(tu_rand(&seed) % PROCS);
         uint32_t inc = incs[w];
-        atomic_store(&L->inc[inc].kill_ns, rel_ns());
+        atomic_store(&L->inc[inc].kill_ns, tu_mono_ns());
         kill(pids[w], SIGKILL);
         dying_add(pids[w], inc);
         kills++;
         incs[w] = ++ninc;
         pids[w] = spawn(incs[w]);
     }
-    uint64_t elapsed = rel_ms() - start;
+    uint64_t elapsed = tu_mono_ms() - start;
     atomic_store(&L->stop, 1);
     /* The dying ones are reaped, and every worker must stop by itself. */
-    uint64_t end = rel_ms() + 30000;
+    uint64_t end = tu_mono_ms() + 30000;
     int left;
     do {
         reap_some(pids, incs, &ninc, &reaped, &reap_ns, &bad_exits, bad, sizeof bad, 1);
@@ -416,8 +410,8 @@ static void t_kill_storm(void **s)
         for (int w = 0; w < PROCS; w++)
             left += pids[w] != 0;
         if (left)
-            rel_sleep_ms(1);
-    } while (left && rel_ms() < end);
+            tu_sleep_ms(1);
+    } while (left && tu_mono_ms() < end);
     for (int w = 0; w < PROCS; w++) {
         if (!pids[w])
             continue;
@@ -427,17 +421,17 @@ static void t_kill_storm(void **s)
         bad_exits++;
         snprintf(bad, sizeof bad, "worker %d did not stop within 30 s after the storm (stalled)", (int)pids[w]);
     }
-    REL_TRUE(n_dying == 0, "%d killed workers were never reaped", n_dying);
+    TU_TRUE(n_dying == 0, "%d killed workers were never reaped", n_dying);
 
     shmlease_stats st;
-    REL_RC(shmlease_stats_get(g_parent_handle, &st), 0);
+    TU_RC(shmlease_stats_get(g_parent_handle, &st), 0);
     uint32_t n = atomic_load(&L->nlat);
     if (n > LAT_MAX)
         n = LAT_MAX;
     qsort(L->lat_us, n, sizeof L->lat_us[0], cmp_u32);
     double p50 = n ? L->lat_us[n / 2] / 1000.0 : 0, p99 = n ? L->lat_us[(n * 99) / 100] / 1000.0 : 0;
     uint64_t takeovers = atomic_load(&L->takeovers);
-    rel_note("killstorm%s: %u procs x %u threads, %u keys, capacity %u, %.1f s: %llu SIGKILLs survived, "
+    tu_note("killstorm%s: %u procs x %u threads, %u keys, capacity %u, %.1f s: %llu SIGKILLs survived, "
              "%llu acquisitions (%llu by stats), %llu takeovers from killed holders: latency max %.2f ms "
              "(%.2f ms less the waiter's CPU-queue time), "
              "p50 %.3f ms, p99 %.2f ms; max acquire wait %.1f ms; reclaimed_dead %llu, expirations %llu, "
@@ -454,23 +448,23 @@ static void t_kill_storm(void **s)
              (unsigned long long)atomic_load(&L->violations), (unsigned long long)atomic_load(&L->errors),
              reaped ? reap_ns / 1e6 / (double)reaped : 0.0, reniced ? "" : " (parent not reniced)");
 
-    REL_TRUE(atomic_load(&L->violations) == 0, "%llu violations; first: %s",
+    TU_TRUE(atomic_load(&L->violations) == 0, "%llu violations; first: %s",
              (unsigned long long)atomic_load(&L->violations), L->vmsg);
-    REL_TRUE(atomic_load(&L->errors) == 0, "%llu errors; first: %s",
+    TU_TRUE(atomic_load(&L->errors) == 0, "%llu errors; first: %s",
              (unsigned long long)atomic_load(&L->errors), L->emsg);
-    REL_TRUE(bad_exits == 0, "%llu workers ended badly; last: %s", (unsigned long long)bad_exits, bad);
-    REL_TRUE(kills >= min_kills, "only %llu kills", (unsigned long long)kills);
-    REL_TRUE(takeovers > 0, "no takeover from a killed holder was observed");
-    REL_TRUE(atomic_load(&L->max_takeover_own_ns) < 1000000000ull,
+    TU_TRUE(bad_exits == 0, "%llu workers ended badly; last: %s", (unsigned long long)bad_exits, bad);
+    TU_TRUE(kills >= min_kills, "only %llu kills", (unsigned long long)kills);
+    TU_TRUE(takeovers > 0, "no takeover from a killed holder was observed");
+    TU_TRUE(atomic_load(&L->max_takeover_own_ns) < 1000000000ull,
              "takeover took %.1f ms not counting the waiter's CPU-queue time (bound 1 s; %.1f ms in all)",
              atomic_load(&L->max_takeover_own_ns) / 1e6, atomic_load(&L->max_takeover_ns) / 1e6);
-    REL_TRUE(atomic_load(&L->max_wait_ns) < (TTL_MS + 1000) * 1000000ull,
+    TU_TRUE(atomic_load(&L->max_wait_ns) < (TTL_MS + 1000) * 1000000ull,
              "an acquire waited %.1f ms (bound TTL + 1 s)", atomic_load(&L->max_wait_ns) / 1e6);
-    REL_TRUE(st.live_keys <= CAP, "live_keys %u > capacity", st.live_keys);
+    TU_TRUE(st.live_keys <= CAP, "live_keys %u > capacity", st.live_keys);
 
     /* Leftovers: nothing held by anyone alive; every key acquirable at once
      * (after the longest grace period, 4 ms). */
-    rel_sleep_ms(20);
+    tu_sleep_ms(20);
     static char keynames[KEYS][32];
     static const char *keys[KEYS + 1];
     for (int k = 0; k < KEYS; k++) {
@@ -480,11 +474,11 @@ static void t_kill_storm(void **s)
     keys[KEYS] = NULL;
     for (int k = 0; k < KEYS; k++) {
         shmlease_lease l;
-        int rc = rel_acq(g_parent_handle, keys[k], 1000, 0, &l);
-        REL_TRUE(rc == 0, "after the storm, %s: %s", keys[k], shmlease_errname(rc));
-        REL_RC(shmlease_release(g_parent_handle, &l), 0);
+        int rc = tu_acquire(g_parent_handle, keys[k], 1000, 0, &l);
+        TU_TRUE(rc == 0, "after the storm, %s: %s", keys[k], shmlease_errname(rc));
+        TU_RC(shmlease_release(g_parent_handle, &l), 0);
     }
-    rel_check_usable(g_name, keys, CAP);
+    tu_check_usable(g_name, keys, CAP);
 }
 
 int main(int argc, char **argv)
@@ -498,6 +492,6 @@ int main(int argc, char **argv)
         g_long = 1;
         argc = 1;
     }
-    const struct CMUnitTest tests[] = {REL_TEST(t_kill_storm)};
-    return REL_RUN(tests);
+    const struct CMUnitTest tests[] = {TU_SLOW_TEST(t_kill_storm)};
+    return TU_RUN(tests);
 }

@@ -1,5 +1,5 @@
 /*
- * Paused holders (issue 5, item 3; PITFALLS 4, 5, 10).
+ * Paused holders (docs/failure-modes.md F4, F5, F10).
  *
  * A holder SIGSTOPped past its TTL is not dead: its lease expires, another
  * process takes it with a greater token, and when the paused one resumes its
@@ -16,7 +16,8 @@
  * then facts of the test, not races against how fast a loaded machine gets
  * from the child's claim to the parent's check.
  */
-#include "rel.h"
+#include "internal.h"
+#include "testutil.h"
 
 #define TTL 200u
 
@@ -28,7 +29,7 @@ static uint64_t clock_read(void *ctx)
 /* A clock in memory shared with the children (made before fork). */
 static _Atomic uint64_t *clock_new(void)
 {
-    _Atomic uint64_t *c = rel_shared(sizeof *c);
+    _Atomic uint64_t *c = tu_shared(sizeof *c);
     atomic_store(c, 1000000);
     return c;
 }
@@ -67,86 +68,86 @@ enum { R_TOKEN = 1, R_CHECK, R_RENEW, R_RELEASE, R_RELEASE_AFTER, R_STORE, R_ACQ
 static void t_paused_past_ttl(void **s)
 {
     (void)s;
-    const char *name = rel_name("paused");
+    const char *name = tu_name("paused");
     _Atomic uint64_t *clk = clock_new();
     shmlease_table *t = open_clocked(name, clk);
-    REL_TRUE(t != NULL, "open %s", name);
-    struct storage *st = rel_shared(sizeof *st);
-    rel_chan c;
-    rel_chan_init(&c);
-    pid_t pid = rel_fork(60);
+    TU_TRUE(t != NULL, "open %s", name);
+    struct storage *st = tu_shared(sizeof *st);
+    tu_chan c;
+    tu_chan_init(&c);
+    pid_t pid = tu_fork_alarm(60);
     if (pid == 0) {
-        rel_chan_child(&c);
+        tu_chan_child(&c);
         shmlease_table *ct = open_clocked(name, clk);
-        CK(ct != NULL);
+        TU_CK(ct != NULL);
         shmlease_lease l;
-        CK_RC(rel_acq(ct, "job", TTL, 0, &l), 0);
-        CK(storage_write(st, l.fencing_token) == 0);
-        rel_up(&c, (int64_t)l.fencing_token);
+        TU_CK_RC(tu_acquire(ct, "job", TTL, 0, &l), 0);
+        TU_CK(storage_write(st, l.fencing_token) == 0);
+        tu_up(&c, (int64_t)l.fencing_token);
         raise(SIGSTOP);                       /* the pause: swap, freeze, debugger... */
         /* Resumed past the deadline: believes it owns "job". */
         shmlease_lease copy = l;
-        rel_up(&c, shmlease_check(ct, &l));
-        rel_up(&c, shmlease_renew(ct, &l, 60000));
-        rel_up(&c, shmlease_release(ct, &l));
-        rel_up(&c, shmlease_release_after(ct, &copy, 60000));
-        rel_up(&c, storage_write(st, l.fencing_token));
+        tu_up(&c, shmlease_check(ct, &l));
+        tu_up(&c, shmlease_renew(ct, &l, 60000));
+        tu_up(&c, shmlease_release(ct, &l));
+        tu_up(&c, shmlease_release_after(ct, &copy, 60000));
+        tu_up(&c, storage_write(st, l.fencing_token));
         _exit(0);
     }
-    rel_chan_parent(&c);
+    tu_chan_parent(&c, pid);
     int64_t tok1;
-    REL_TRUE(rel_recv(&c, &tok1, 10000) == 0, "child did not acquire");
-    REL_TRUE(rel_wait_stopped(pid, 10000), "child did not stop");
+    TU_TRUE(tu_up_try(&c, &tok1, 10000) == 0, "child did not acquire");
+    TU_TRUE(tu_wait_stopped(pid, 10000), "child did not stop");
     shmlease_stats s0;
-    REL_RC(shmlease_stats_get(t, &s0), 0);
+    TU_RC(shmlease_stats_get(t, &s0), 0);
     /* A live, stopped holder is never taken before its deadline... */
     shmlease_lease l2;
     shmlease_info info;
-    REL_RC(shmlease_inspect(t, "job", &info), 0);
-    REL_TRUE(info.holder_alive == 1 && info.holder_pid == pid && info.remaining_ms == TTL,
+    TU_RC(shmlease_inspect(t, "job", &info), 0);
+    TU_TRUE(info.holder_alive == 1 && info.holder_pid == pid && info.remaining_ms == TTL,
              "stopped holder: pid %d alive %d remaining %lld ms", info.holder_pid,
              info.holder_alive, (long long)info.remaining_ms);
-    REL_RC(rel_acq(t, "job", 60000, 0, &l2), -EBUSY);
+    TU_RC(tu_acquire(t, "job", 60000, 0, &l2), -EBUSY);
     atomic_fetch_add(clk, TTL - 1);
-    REL_RC(rel_acq(t, "job", 60000, 0, &l2), -EBUSY);     /* 1 ms left */
+    TU_RC(tu_acquire(t, "job", 60000, 0, &l2), -EBUSY);     /* 1 ms left */
     /* ... and is taken after it. */
     atomic_fetch_add(clk, 51);
-    REL_RC(rel_acq(t, "job", 60000, 0, &l2), 0);
-    REL_TRUE(l2.fencing_token > (uint64_t)tok1, "new token %llu <= paused holder's %lld",
+    TU_RC(tu_acquire(t, "job", 60000, 0, &l2), 0);
+    TU_TRUE(l2.fencing_token > (uint64_t)tok1, "new token %llu <= paused holder's %lld",
              (unsigned long long)l2.fencing_token, (long long)tok1);
-    REL_TRUE(storage_write(st, l2.fencing_token) == 0, "storage refused the new owner");
+    TU_TRUE(storage_write(st, l2.fencing_token) == 0, "storage refused the new owner");
     shmlease_stats s1;
-    REL_RC(shmlease_stats_get(t, &s1), 0);
-    REL_TRUE(s1.expirations == s0.expirations + 1 && s1.reclaimed_dead == s0.reclaimed_dead,
+    TU_RC(shmlease_stats_get(t, &s1), 0);
+    TU_TRUE(s1.expirations == s0.expirations + 1 && s1.reclaimed_dead == s0.reclaimed_dead,
              "takeover of a stopped holder must count as an expiration, not a death");
     uint64_t deadline = l2.expires_at_ms;
 
     kill(pid, SIGCONT);
     int64_t r[5];
     for (int i = 0; i < 5; i++)
-        REL_TRUE(rel_recv(&c, &r[i], 10000) == 0, "resumed child stopped reporting (%d)", i);
-    rel_expect_exit0(pid, 10000);
-    REL_RC(r[0], -ESTALE);          /* check */
-    REL_RC(r[1], -ESTALE);          /* renew */
-    REL_RC(r[2], -ESTALE);          /* release */
-    REL_RC(r[3], -ESTALE);          /* release_after */
-    REL_TRUE(r[4] == -1, "the storage accepted the paused holder's write");
+        TU_TRUE(tu_up_try(&c, &r[i], 10000) == 0, "resumed child stopped reporting (%d)", i);
+    tu_expect_exit0_within(pid, 10000);
+    TU_RC(r[0], -ESTALE);          /* check */
+    TU_RC(r[1], -ESTALE);          /* renew */
+    TU_RC(r[2], -ESTALE);          /* release */
+    TU_RC(r[3], -ESTALE);          /* release_after */
+    TU_TRUE(r[4] == -1, "the storage accepted the paused holder's write");
     /* The new owner's lease is untouched. */
-    REL_RC(shmlease_check(t, &l2), 0);
-    REL_RC(shmlease_inspect(t, "job", &info), 0);
-    REL_TRUE(info.holder_pid == getpid() && info.fencing_token == l2.fencing_token &&
+    TU_RC(shmlease_check(t, &l2), 0);
+    TU_RC(shmlease_inspect(t, "job", &info), 0);
+    TU_TRUE(info.holder_pid == getpid() && info.fencing_token == l2.fencing_token &&
              info.expires_at_ms == deadline, "new owner's lease changed by the paused holder");
     shmlease_stats s2;
-    REL_RC(shmlease_stats_get(t, &s2), 0);
-    REL_TRUE(s2.lost >= s1.lost + 4, "lost counter %llu -> %llu", (unsigned long long)s1.lost,
+    TU_RC(shmlease_stats_get(t, &s2), 0);
+    TU_TRUE(s2.lost >= s1.lost + 4, "lost counter %llu -> %llu", (unsigned long long)s1.lost,
              (unsigned long long)s2.lost);
-    REL_RC(shmlease_release(t, &l2), 0);
+    TU_RC(shmlease_release(t, &l2), 0);
     shmlease_close(t);
-    rel_note("paused: holder stopped past its %u ms TTL: taken over (token %llu > %lld), on resume check/renew/"
+    tu_note("paused: holder stopped past its %u ms TTL: taken over (token %llu > %lld), on resume check/renew/"
              "release/release_after all -ESTALE, fencing storage rejected it (%llu accepted, %llu rejected)",
              TTL, (unsigned long long)l2.fencing_token, (long long)tok1,
              (unsigned long long)atomic_load(&st->accepted), (unsigned long long)atomic_load(&st->rejected));
-    rel_chan_close(&c);
+    tu_chan_close(&c);
 }
 
 /* A pause between the steps of one operation. */
@@ -154,67 +155,67 @@ enum op { OP_ACQ, OP_RENEW, OP_RELEASE };
 
 static void pause_at(const char *point, enum op op)
 {
-    const char *name = rel_name("pstep");
+    const char *name = tu_name("pstep");
     _Atomic uint64_t *clk = clock_new();
     shmlease_table *t = open_clocked(name, clk);
-    REL_TRUE(t != NULL, "open %s", name);
+    TU_TRUE(t != NULL, "open %s", name);
     shmlease_lease l2;
-    REL_RC(rel_acq(t, "job", 1000, 0, &l2), 0);   /* the key exists (no insert path) */
-    REL_RC(shmlease_release(t, &l2), 0);
-    rel_chan c;
-    rel_chan_init(&c);
-    pid_t pid = rel_fork(60);
+    TU_RC(tu_acquire(t, "job", 1000, 0, &l2), 0);   /* the key exists (no insert path) */
+    TU_RC(shmlease_release(t, &l2), 0);
+    tu_chan c;
+    tu_chan_init(&c);
+    pid_t pid = tu_fork_alarm(60);
     if (pid == 0) {
-        rel_chan_child(&c);
+        tu_chan_child(&c);
         shmlease_table *ct = open_clocked(name, clk);
-        CK(ct != NULL);
+        TU_CK(ct != NULL);
         shmlease_lease l;
         if (op == OP_ACQ) {
             shmlease__fault_arm(point, SHMLEASE_FAULT_STOP, 1);
-            int rc = rel_acq(ct, "job", TTL, 0, &l);
-            rel_up(&c, rc);
-            rel_up(&c, rc == 0 ? (int64_t)l.fencing_token : 0);
+            int rc = tu_acquire(ct, "job", TTL, 0, &l);
+            tu_up(&c, rc);
+            tu_up(&c, rc == 0 ? (int64_t)l.fencing_token : 0);
         } else {
-            CK_RC(rel_acq(ct, "job", TTL, 0, &l), 0);
+            TU_CK_RC(tu_acquire(ct, "job", TTL, 0, &l), 0);
             shmlease__fault_arm(point, SHMLEASE_FAULT_STOP, 1);
-            rel_up(&c, op == OP_RENEW ? shmlease_renew(ct, &l, 60000) : shmlease_release(ct, &l));
-            rel_up(&c, (int64_t)l.fencing_token);
+            tu_up(&c, op == OP_RENEW ? shmlease_renew(ct, &l, 60000) : shmlease_release(ct, &l));
+            tu_up(&c, (int64_t)l.fencing_token);
         }
         _exit(0);
     }
-    rel_chan_parent(&c);
-    REL_TRUE(rel_wait_stopped(pid, 10000), "child did not stop at %s", point);
+    tu_chan_parent(&c, pid);
+    TU_TRUE(tu_wait_stopped(pid, 10000), "child did not stop at %s", point);
     shmlease_info info;
-    REL_RC(shmlease_inspect(t, "job", &info), 0);
-    REL_TRUE(info.holder_pid == pid && info.holder_alive == 1, "%s: holder pid %d alive %d", point,
+    TU_RC(shmlease_inspect(t, "job", &info), 0);
+    TU_TRUE(info.holder_pid == pid && info.holder_alive == 1, "%s: holder pid %d alive %d", point,
              info.holder_pid, info.holder_alive);
     if (!strcmp(point, "acquire.after_cas") || !strcmp(point, "acquire.after_token"))
-        REL_TRUE(info.fencing_token == 0, "unpublished claim shows token %llu",
+        TU_TRUE(info.fencing_token == 0, "unpublished claim shows token %llu",
                  (unsigned long long)info.fencing_token);
-    REL_RC(rel_acq(t, "job", 60000, 0, &l2), -EBUSY);     /* alive and unexpired */
+    TU_RC(tu_acquire(t, "job", 60000, 0, &l2), -EBUSY);     /* alive and unexpired */
     atomic_fetch_add(clk, TTL + 50);
-    REL_RC(rel_acq(t, "job", 60000, 0, &l2), 0);          /* expired: taken */
+    TU_RC(tu_acquire(t, "job", 60000, 0, &l2), 0);          /* expired: taken */
     uint64_t deadline = l2.expires_at_ms;
     kill(pid, SIGCONT);
     int64_t rc, tok;
-    REL_TRUE(rel_recv(&c, &rc, 10000) == 0 && rel_recv(&c, &tok, 10000) == 0, "no report from the child");
-    rel_expect_exit0(pid, 10000);
+    TU_TRUE(tu_up_try(&c, &rc, 10000) == 0 && tu_up_try(&c, &tok, 10000) == 0, "no report from the child");
+    tu_expect_exit0_within(pid, 10000);
     if (op == OP_ACQ)
-        REL_RC(rc, -EBUSY);        /* its claim was lost before it returned: it must not succeed */
+        TU_RC(rc, -EBUSY);        /* its claim was lost before it returned: it must not succeed */
     else
-        REL_RC(rc, -ESTALE);
-    REL_TRUE(op == OP_ACQ || (uint64_t)tok < l2.fencing_token, "token order");
-    REL_RC(shmlease_check(t, &l2), 0);
-    REL_RC(shmlease_inspect(t, "job", &info), 0);
-    REL_TRUE(info.holder_pid == getpid() && info.expires_at_ms == deadline &&
+        TU_RC(rc, -ESTALE);
+    TU_TRUE(op == OP_ACQ || (uint64_t)tok < l2.fencing_token, "token order");
+    TU_RC(shmlease_check(t, &l2), 0);
+    TU_RC(shmlease_inspect(t, "job", &info), 0);
+    TU_TRUE(info.holder_pid == getpid() && info.expires_at_ms == deadline &&
              info.fencing_token == l2.fencing_token,
              "%s: the resumed process changed the new owner's lease (pid %d, token %llu)", point,
              info.holder_pid, (unsigned long long)info.fencing_token);
-    REL_RC(shmlease_release(t, &l2), 0);
+    TU_RC(shmlease_release(t, &l2), 0);
     shmlease_close(t);
-    rel_note("paused at %s past the TTL: new owner unaffected, resumed call returned %s", point,
+    tu_note("paused at %s past the TTL: new owner unaffected, resumed call returned %s", point,
              shmlease_errname((int)rc));
-    rel_chan_close(&c);
+    tu_chan_close(&c);
 }
 
 static void t_pause_acquire_after_cas(void **s) { (void)s; pause_at("acquire.after_cas", OP_ACQ); }
@@ -225,11 +226,11 @@ static void t_pause_release_before_cas(void **s) { (void)s; pause_at("release.be
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        REL_TEST(t_paused_past_ttl),
-        REL_TEST(t_pause_acquire_after_cas),
-        REL_TEST(t_pause_acquire_after_token),
-        REL_TEST(t_pause_renew_before_cas),
-        REL_TEST(t_pause_release_before_cas),
+        TU_SLOW_TEST(t_paused_past_ttl),
+        TU_SLOW_TEST(t_pause_acquire_after_cas),
+        TU_SLOW_TEST(t_pause_acquire_after_token),
+        TU_SLOW_TEST(t_pause_renew_before_cas),
+        TU_SLOW_TEST(t_pause_release_before_cas),
     };
-    return REL_RUN(tests);
+    return TU_RUN(tests);
 }

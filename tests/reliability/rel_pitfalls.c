@@ -1,9 +1,10 @@
 /*
- * One test for each item of shared PITFALLS.md that is not already the
- * subject of another reliability program. The map of all 17 items to their
- * tests is in RESULTS.md ("PITFALLS coverage").
+ * One test for each failure mode of docs/failure-modes.md (F1..F17) that is
+ * not already the subject of another reliability program. The map of all 17
+ * to their tests is in RESULTS.md ("Failure-mode coverage").
  */
-#include "rel.h"
+#include "internal.h"
+#include "testutil.h"
 
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -27,15 +28,15 @@ static int rc_open(const char *name, uint32_t cap, uint32_t flags)
 static pid_t spawn_insert_rc(const char *name, const char *key, const char *point, int action,
                              int64_t wait_ms, int want)
 {
-    pid_t pid = rel_fork(60);
+    pid_t pid = tu_fork_alarm(60);
     if (pid == 0) {
         shmlease_options o = {.flags = SHMLEASE_OPEN_NOCREATE};
         shmlease_table *t;
-        CK_RC(shmlease_open(name, &o, &t), 0);
+        TU_CK_RC(shmlease_open(name, &o, &t), 0);
         if (point)
             shmlease__fault_arm(point, action, 1);
         shmlease_lease l;
-        CK_RC(rel_acq(t, key, 60000, wait_ms, &l), want);
+        TU_CK_RC(tu_acquire(t, key, 60000, wait_ms, &l), want);
         _exit(0);
     }
     return pid;
@@ -51,7 +52,7 @@ static int wait_in_futex(pid_t pid, int timeout_ms)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
-    uint64_t end = rel_ms() + (uint64_t)timeout_ms;
+    uint64_t end = tu_mono_ms() + (uint64_t)timeout_ms;
     do {
         char buf[64] = {0};
         int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -61,12 +62,12 @@ static int wait_in_futex(pid_t pid, int timeout_ms)
             if (n > 0 && strtol(buf, NULL, 10) == SYS_futex)
                 return 1;
         }
-        rel_sleep_ms(1);
-    } while (rel_ms() < end);
+        tu_sleep_ms(1);
+    } while (tu_mono_ms() < end);
     return 0;
 }
 
-/* 1. Robust mutexes live at fixed offsets and are never re-initialised while
+/* F1 (docs/failure-modes.md). Robust mutexes live at fixed offsets and are never re-initialised while
  *    anyone is attached: a process stopped inside the index mutex keeps it
  *    held across any number of opens (other capacities, flags) by others;
  *    an insert by a third process waits for it; when it is killed, the
@@ -74,155 +75,130 @@ static int wait_in_futex(pid_t pid, int timeout_ms)
 static void t_p01_mutex_never_reinitialised(void **s)
 {
     (void)s;
-    const char *name = rel_name("p01");
-    shmlease_table *t = rel_open(name, CAP);
+    const char *name = tu_name("p01");
+    shmlease_table *t = tu_open_cap(name, CAP);
     shmlease_stats st0, st1;
-    REL_RC(shmlease_stats_get(t, &st0), 0);
+    TU_RC(shmlease_stats_get(t, &st0), 0);
     pid_t a = spawn_insert(name, "a-key", "index.locked", SHMLEASE_FAULT_STOP);
-    REL_TRUE(rel_wait_stopped(a, 10000), "A did not stop in the index mutex");
+    TU_TRUE(tu_wait_stopped(a, 10000), "A did not stop in the index mutex");
     static const uint32_t caps[] = {1, 16, 4096, 0, CAP};
     for (int i = 0; i < 20; i++) {
-        REL_RC(rc_open(name, caps[i % 5], i % 3 == 0 ? SHMLEASE_OPEN_NOCREATE : 0), 0);
-        REL_RC(rc_open(name, 0, SHMLEASE_OPEN_READONLY), 0);
+        TU_RC(rc_open(name, caps[i % 5], i % 3 == 0 ? SHMLEASE_OPEN_NOCREATE : 0), 0);
+        TU_RC(rc_open(name, 0, SHMLEASE_OPEN_READONLY), 0);
     }
-    REL_RC(shmlease_stats_get(t, &st1), 0);
-    REL_TRUE(st1.table_epoch == st0.table_epoch && st1.capacity == CAP, "segment re-made by an opener");
+    TU_RC(shmlease_stats_get(t, &st1), 0);
+    TU_TRUE(st1.table_epoch == st0.table_epoch && st1.capacity == CAP, "segment re-made by an opener");
     /* A try gives up (-EBUSY) on the held mutex: it was not re-initialised. */
     pid_t c = spawn_insert_rc(name, "c-key", NULL, 0, 0, -EBUSY);
-    int st = rel_wait(c, 10000);
-    REL_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+    int st = tu_wait(c, 10000);
+    TU_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
              "an insert did not give up while another process holds the index mutex (%s): "
-             "it was re-initialised", rel_status_str(st));
+             "it was re-initialised", tu_status_str(st));
     /* A waiting insert blocks on it until the holder is killed. */
     c = spawn_insert_rc(name, "c-key", NULL, 0, 60000, 0);
-    REL_TRUE(wait_in_futex(c, 10000), "the waiting insert did not block on the index mutex");
-    REL_TRUE(rel_proc_state(c) != 0 && rel_proc_state(c) != 'Z', "the waiting insert ended");
+    TU_TRUE(wait_in_futex(c, 10000), "the waiting insert did not block on the index mutex");
+    TU_TRUE(tu_proc_state(c) != 0 && tu_proc_state(c) != 'Z', "the waiting insert ended");
     kill(a, SIGKILL);
-    rel_wait(a, 5000);
-    rel_expect_exit0(c, 5000);
-    REL_RC(shmlease_stats_get(t, &st1), 0);
-    REL_TRUE(st1.recoveries == st0.recoveries + 1, "recoveries %llu -> %llu",
+    tu_wait(a, 5000);
+    tu_expect_exit0_within(c, 5000);
+    TU_RC(shmlease_stats_get(t, &st1), 0);
+    TU_TRUE(st1.recoveries == st0.recoveries + 1, "recoveries %llu -> %llu",
              (unsigned long long)st0.recoveries, (unsigned long long)st1.recoveries);
-    rel_note("pitfall 1: index mutex held by a stopped process survived 40 opens (capacities 1..4096, RO/RW); "
+    tu_note("failure mode F1: index mutex held by a stopped process survived 40 opens (capacities 1..4096, RO/RW); "
              "a blocked insert got it by robust recovery when the holder was killed");
 }
 
-/* 2 and 3. After an owner's death inside the mutex, the next locker makes it
+/* F2 and F3 (docs/failure-modes.md). After an owner's death inside the mutex, the next locker makes it
  *    consistent (never ENOTRECOVERABLE), the intent record is cleared; the
  *    mutexes in the segment are robust and process-shared (glibc's kind bits). */
 static void t_p02_p03_eownerdead_and_robust_kind(void **s)
 {
     (void)s;
-    const char *name = rel_name("p02");
-    shmlease_table *t = rel_open(name, CAP);
+    const char *name = tu_name("p02");
+    shmlease_table *t = tu_open_cap(name, CAP);
 #ifdef __GLIBC__
     /* glibc: PTHREAD_MUTEX_ROBUST_NORMAL_NP = 16, PTHREAD_MUTEX_PSHARED_BIT = 128. */
     int ki = t->hdr->index_mutex.__data.__kind, kr = t->hdr->reg_mutex.__data.__kind;
-    REL_TRUE((ki & 16) && (ki & 128) && (kr & 16) && (kr & 128),
+    TU_TRUE((ki & 16) && (ki & 128) && (kr & 16) && (kr & 128),
              "mutex kinds %#x / %#x: not robust+pshared (robustness compiled out?)", ki, kr);
 #endif
     for (int round = 0; round < 3; round++) {
         char key[16];
         snprintf(key, sizeof key, "dead-%d", round);
         pid_t a = spawn_insert(name, key, "insert.after_key", SHMLEASE_FAULT_KILL);
-        int st = rel_wait(a, 10000);
-        REL_TRUE(st != -1 && WIFSIGNALED(st), "not killed in the mutex");
-        REL_TRUE(t->hdr->index_intent.op == SHM_INTENT_INSERT, "no intent record left by the dead inserter");
+        int st = tu_wait(a, 10000);
+        TU_TRUE(st != -1 && WIFSIGNALED(st), "not killed in the mutex");
+        TU_TRUE(t->hdr->index_intent.op == SHM_INTENT_INSERT, "no intent record left by the dead inserter");
         shmlease_lease l;
         snprintf(key, sizeof key, "next-%d", round);
-        REL_RC(rel_acq(t, key, 1000, 0, &l), 0);             /* recovers */
-        REL_RC(shmlease_release(t, &l), 0);
-        REL_TRUE(t->hdr->index_intent.op == SHM_INTENT_NONE, "intent record not cleared by the recovery");
+        TU_RC(tu_acquire(t, key, 1000, 0, &l), 0);             /* recovers */
+        TU_RC(shmlease_release(t, &l), 0);
+        TU_TRUE(t->hdr->index_intent.op == SHM_INTENT_NONE, "intent record not cleared by the recovery");
 #ifdef __GLIBC__
         /* NOTRECOVERABLE is glibc's __owner == 0x7fffffff. */
-        REL_TRUE(t->hdr->index_mutex.__data.__owner != 0x7fffffff, "index mutex left ENOTRECOVERABLE");
-        REL_TRUE(t->hdr->index_mutex.__data.__lock == 0, "index mutex still locked");
+        TU_TRUE(t->hdr->index_mutex.__data.__owner != 0x7fffffff, "index mutex left ENOTRECOVERABLE");
+        TU_TRUE(t->hdr->index_mutex.__data.__lock == 0, "index mutex still locked");
 #endif
     }
     char why[256];
-    REL_TRUE(rel_check_structure(t, why, sizeof why) == 0, "%s", why);
-    rel_note("pitfalls 2, 3: segment mutexes are robust + process-shared (glibc kind bits); 3 owners killed "
+    TU_TRUE(tu_check_structure(t, why, sizeof why) == 0, "%s", why);
+    tu_note("failure modes F2, F3: segment mutexes are robust + process-shared (glibc kind bits); 3 owners killed "
              "mid-insert: intent record seen, recovered, mutex consistent and unlocked");
 }
 
-/* 6. kill(pid, 0) is not a liveness test: a zombie holder (exited, not yet
+/* F6 (docs/failure-modes.md). kill(pid, 0) is not a liveness test: a zombie holder (exited, not yet
  *    reaped by its parent) answers it but holds nothing: its lease is free. */
 static void t_p06_zombie_holder(void **s)
 {
     (void)s;
-    const char *name = rel_name("p06");
-    shmlease_table *t = rel_open(name, CAP);
-    pid_t z = rel_fork(30);
+    const char *name = tu_name("p06");
+    shmlease_table *t = tu_open_cap(name, CAP);
+    pid_t z = tu_fork_alarm(30);
     if (z == 0) {
         shmlease_options o = {.flags = SHMLEASE_OPEN_NOCREATE};
         shmlease_table *ct;
-        CK_RC(shmlease_open(name, &o, &ct), 0);
+        TU_CK_RC(shmlease_open(name, &o, &ct), 0);
         shmlease_lease l;
-        CK_RC(rel_acq(ct, "zkey", 600000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(ct, "zkey", 600000, 0, &l), 0);
         _exit(0);                                   /* not reaped: a zombie */
     }
-    uint64_t end = rel_ms() + 10000;
-    while (rel_proc_state(z) != 'Z' && rel_ms() < end)
-        rel_sleep_ms(1);
-    REL_TRUE(rel_proc_state(z) == 'Z', "child is not a zombie");
-    REL_TRUE(kill(z, 0) == 0, "kill(zombie, 0) failed: the premise does not hold");
+    uint64_t end = tu_mono_ms() + 10000;
+    while (tu_proc_state(z) != 'Z' && tu_mono_ms() < end)
+        tu_sleep_ms(1);
+    TU_TRUE(tu_proc_state(z) == 'Z', "child is not a zombie");
+    TU_TRUE(kill(z, 0) == 0, "kill(zombie, 0) failed: the premise does not hold");
     shmlease_info info;
-    REL_RC(shmlease_inspect(t, "zkey", &info), 0);
-    REL_TRUE(info.holder_pid == z && info.holder_alive == 0, "zombie holder shown alive=%d", info.holder_alive);
+    TU_RC(shmlease_inspect(t, "zkey", &info), 0);
+    TU_TRUE(info.holder_pid == z && info.holder_alive == 0, "zombie holder shown alive=%d", info.holder_alive);
     shmlease_lease l;
-    REL_RC(rel_acq(t, "zkey", 1000, 0, &l), 0);
-    REL_TRUE(rel_proc_state(z) == 'Z', "zombie reaped too early");
-    rel_wait(z, 1000);
-    rel_note("pitfall 6: zombie holder (kill(pid,0) == 0) shown dead and its lease taken at once; EPERM case: "
+    TU_RC(tu_acquire(t, "zkey", 1000, 0, &l), 0);
+    TU_TRUE(tu_proc_state(z) == 'Z', "zombie reaped too early");
+    tu_wait(z, 1000);
+    tu_note("failure mode F6: zombie holder (kill(pid,0) == 0) shown dead and its lease taken at once; EPERM case: "
              "rel_security (root's holder seen alive by uid 65534)");
 }
 
-static uint64_t proc_starttime(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return 0;
-    /* Field 3 follows ") ", starttime is field 22. */
-    p += 2;
-    for (int f = 3; f < 22 && p; f++) {
-        p = strchr(p, ' ');
-        if (p)
-            p++;
-    }
-    return p ? strtoull(p, NULL, 10) : 0;
-}
-
-/* 9. fork(): a child keeps none of the parent's leases and cannot release
+/* F9 (docs/failure-modes.md). fork(): a child keeps none of the parent's leases and cannot release
  *    them; it does not keep a dead parent looking alive; it can use the
  *    inherited handle for its own. /proc/PID/stat is parsed from the last ')'
  *    (a command name with ") (" and spaces). */
 static void t_p09_fork(void **s)
 {
     (void)s;
-    const char *name = rel_name("p09");
-    shmlease_table *t = rel_open(name, CAP);
+    const char *name = tu_name("p09");
+    shmlease_table *t = tu_open_cap(name, CAP);
     struct { shmlease_lease l; int32_t child_release, child_own, child_inherited_check; pid_t p; } *sh =
-        rel_shared(sizeof *sh);
+        tu_shared(sizeof *sh);
     int ready[2], done[2];
     assert_int_equal(pipe(ready), 0);
     assert_int_equal(pipe(done), 0);
-    pid_t p = rel_fork(60);
+    pid_t p = tu_fork_alarm(60);
     if (p == 0) {                                   /* P: a holder with a strange name */
         prctl(PR_SET_NAME, "x) (y ) z", 0, 0, 0);
         shmlease_options o = {.flags = SHMLEASE_OPEN_NOCREATE};
         shmlease_table *pt;
-        CK_RC(shmlease_open(name, &o, &pt), 0);
-        CK_RC(rel_acq(pt, "parent-key", 600000, 0, &sh->l), 0);
+        TU_CK_RC(shmlease_open(name, &o, &pt), 0);
+        TU_CK_RC(tu_acquire(pt, "parent-key", 600000, 0, &sh->l), 0);
         pid_t c = fork();                           /* C: inherits the handle and the lease value */
         if (c == 0) {
             alarm(30);
@@ -233,10 +209,10 @@ static void t_p09_fork(void **s)
             sh->child_release = shmlease_release(pt, &copy);
             shmlease_lease mine;
             sh->p = getpid();            /* not only P's store after fork(): it may come late */
-            sh->child_own = rel_acq(pt, "child-key", 600000, 0, &mine);
+            sh->child_own = tu_acquire(pt, "child-key", 600000, 0, &mine);
             char ch = 1;
-            CK(write(ready[1], &ch, 1) == 1);
-            CK(read(done[0], &ch, 1) >= 0);        /* lives on after P's death */
+            TU_CK(write(ready[1], &ch, 1) == 1);
+            TU_CK(read(done[0], &ch, 1) >= 0);        /* lives on after P's death */
             _exit(0);
         }
         sh->p = c;
@@ -244,34 +220,35 @@ static void t_p09_fork(void **s)
             pause();
     }
     char ch;
-    REL_TRUE(read(ready[0], &ch, 1) == 1, "child of the holder did not report");
-    REL_RC(sh->child_inherited_check, -ESTALE);
-    REL_RC(sh->child_release, -ESTALE);
-    REL_RC(sh->child_own, 0);
+    TU_TRUE(read(ready[0], &ch, 1) == 1, "child of the holder did not report");
+    TU_RC(sh->child_inherited_check, -ESTALE);
+    TU_RC(sh->child_release, -ESTALE);
+    TU_RC(sh->child_own, 0);
     shmlease_info info;
-    REL_RC(shmlease_inspect(t, "parent-key", &info), 0);
-    REL_TRUE(info.holder_pid == p && info.holder_alive == 1, "after the child's release: pid %d alive %d",
+    TU_RC(shmlease_inspect(t, "parent-key", &info), 0);
+    TU_TRUE(info.holder_pid == p && info.holder_alive == 1, "after the child's release: pid %d alive %d",
              info.holder_pid, info.holder_alive);
-    uint64_t want = proc_starttime(p);
-    REL_TRUE(want != 0 && info.holder_start_time == want, "start time of '%s': shown %llu, /proc says %llu",
+    tu_proc_stat ps;
+    uint64_t want = tu_proc_stat_read(p, &ps) == 0 ? ps.starttime : 0;
+    TU_TRUE(want != 0 && info.holder_start_time == want, "start time of '%s': shown %llu, /proc says %llu",
              "x) (y ) z", (unsigned long long)info.holder_start_time, (unsigned long long)want);
-    REL_RC(shmlease_inspect(t, "child-key", &info), 0);
-    REL_TRUE(info.holder_pid == sh->p && info.holder_alive == 1, "child's own lease: pid %d alive %d",
+    TU_RC(shmlease_inspect(t, "child-key", &info), 0);
+    TU_TRUE(info.holder_pid == sh->p && info.holder_alive == 1, "child's own lease: pid %d alive %d",
              info.holder_pid, info.holder_alive);
     /* P dies; its child (with P's descriptors and mappings) lives on. */
     kill(p, SIGKILL);
-    rel_wait(p, 5000);
-    REL_TRUE(kill(sh->p, 0) == 0, "the child died with its parent");
-    REL_RC(shmlease_inspect(t, "parent-key", &info), 0);
-    REL_TRUE(info.holder_alive == 0, "dead parent kept alive by its child (alive=%d)", info.holder_alive);
+    tu_wait(p, 5000);
+    TU_TRUE(kill(sh->p, 0) == 0, "the child died with its parent");
+    TU_RC(shmlease_inspect(t, "parent-key", &info), 0);
+    TU_TRUE(info.holder_alive == 0, "dead parent kept alive by its child (alive=%d)", info.holder_alive);
     shmlease_lease l;
-    REL_RC(rel_acq(t, "parent-key", 1000, 0, &l), 0);
-    REL_RC(rel_acq(t, "child-key", 1000, 0, &l), -EBUSY);
+    TU_RC(tu_acquire(t, "parent-key", 1000, 0, &l), 0);
+    TU_RC(tu_acquire(t, "child-key", 1000, 0, &l), -EBUSY);
     close(done[1]);
-    uint64_t end = rel_ms() + 5000;
-    while (rel_proc_state(sh->p) != 0 && rel_proc_state(sh->p) != 'Z' && rel_ms() < end)
-        rel_sleep_ms(1);
-    rel_note("pitfall 9: fork child: parent's lease check/release -ESTALE, own lease ok via the inherited handle; "
+    uint64_t end = tu_mono_ms() + 5000;
+    while (tu_proc_state(sh->p) != 0 && tu_proc_state(sh->p) != 'Z' && tu_mono_ms() < end)
+        tu_sleep_ms(1);
+    tu_note("failure mode F9: fork child: parent's lease check/release -ESTALE, own lease ok via the inherited handle; "
              "parent killed: its lease free at once while the child lives; start time parsed past ') ('");
     close(ready[0]);
     close(ready[1]);
@@ -285,27 +262,27 @@ static void on_sig(int sig)
     atomic_fetch_add(&g_sigs, 1);
 }
 
-/* 11. The table clock is CLOCK_MONOTONIC in ms; a timed wait interrupted by
+/* F11 (docs/failure-modes.md). The table clock is CLOCK_MONOTONIC in ms; a timed wait interrupted by
  *     signals (no SA_RESTART) every millisecond still lasts its wait_ms. */
 static void t_p11_monotonic_and_eintr(void **s)
 {
     (void)s;
-    const char *name = rel_name("p11");
-    shmlease_table *t = rel_open(name, CAP);
+    const char *name = tu_name("p11");
+    shmlease_table *t = tu_open_cap(name, CAP);
     for (int i = 0; i < 100; i++) {
-        uint64_t a = rel_ms();
+        uint64_t a = tu_mono_ms();
         uint64_t n = shmlease_now_ms(t);
-        uint64_t b = rel_ms();
-        REL_TRUE(n + 1 >= a && n <= b + 1, "table clock %llu not CLOCK_MONOTONIC [%llu, %llu]",
+        uint64_t b = tu_mono_ms();
+        TU_TRUE(n + 1 >= a && n <= b + 1, "table clock %llu not CLOCK_MONOTONIC [%llu, %llu]",
                  (unsigned long long)n, (unsigned long long)a, (unsigned long long)b);
     }
     shmlease_lease hold;
-    REL_RC(rel_acq(t, "busy", 600000, 0, &hold), 0);
-    uint64_t a = rel_ms();
-    REL_TRUE(hold.expires_at_ms >= a + 600000 - 5 && hold.expires_at_ms <= a + 600000 + 5,
+    TU_RC(tu_acquire(t, "busy", 600000, 0, &hold), 0);
+    uint64_t a = tu_mono_ms();
+    TU_TRUE(hold.expires_at_ms >= a + 600000 - 5 && hold.expires_at_ms <= a + 600000 + 5,
              "expires_at_ms not on the monotonic clock");
-    struct { _Atomic int32_t tid_ready; int32_t rc; uint64_t el_ms, delay_ms; } *sh = rel_shared(sizeof *sh);
-    pid_t w = rel_fork(30);
+    struct { _Atomic int32_t tid_ready; int32_t rc; uint64_t el_ms, delay_ms; } *sh = tu_shared(sizeof *sh);
+    pid_t w = tu_fork_alarm(30);
     if (w == 0) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
@@ -313,37 +290,37 @@ static void t_p11_monotonic_and_eintr(void **s)
         sigaction(SIGUSR1, &sa, NULL);
         shmlease_options o = {.flags = SHMLEASE_OPEN_NOCREATE};
         shmlease_table *ct;
-        CK_RC(shmlease_open(name, &o, &ct), 0);
+        TU_CK_RC(shmlease_open(name, &o, &ct), 0);
         atomic_store(&sh->tid_ready, 1);
         shmlease_lease l;
-        uint64_t t0 = rel_ms(), d0 = rel_run_delay_ns();
-        sh->rc = rel_acq(ct, "busy", 1000, 300, &l);
-        sh->el_ms = rel_ms() - t0;
-        sh->delay_ms = (rel_run_delay_ns() - d0) / 1000000u;
+        uint64_t t0 = tu_mono_ms(), d0 = tu_run_delay_ns();
+        sh->rc = tu_acquire(ct, "busy", 1000, 300, &l);
+        sh->el_ms = tu_mono_ms() - t0;
+        sh->delay_ms = (tu_run_delay_ns() - d0) / 1000000u;
         _exit(0);
     }
     while (!atomic_load(&sh->tid_ready))
-        rel_sleep_ms(1);
+        tu_sleep_ms(1);
     int sent = 0;
-    while (kill(w, 0) == 0 && rel_proc_state(w) != 'Z' && sent < 5000) {
+    while (kill(w, 0) == 0 && tu_proc_state(w) != 'Z' && sent < 5000) {
         kill(w, SIGUSR1);
         sent++;
-        rel_sleep_ms(1);
+        tu_sleep_ms(1);
     }
-    rel_expect_exit0(w, 5000);
-    REL_RC(sh->rc, -ETIMEDOUT);
+    tu_expect_exit0_within(w, 5000);
+    TU_RC(sh->rc, -ETIMEDOUT);
     /* Never shorter than asked; not longer by more than 200 ms once the time
      * the waiter spent waiting for a CPU (loaded cores) is taken out: a wait
      * restarted at each EINTR would last as long as the signals (5 s). */
-    REL_TRUE(sh->el_ms >= 299 && sh->el_ms < 500 + sh->delay_ms,
+    TU_TRUE(sh->el_ms >= 299 && sh->el_ms < 500 + sh->delay_ms,
              "300 ms wait under signals lasted %llu ms (%llu ms of it waiting for a CPU)",
              (unsigned long long)sh->el_ms, (unsigned long long)sh->delay_ms);
-    rel_note("pitfall 11: table clock = CLOCK_MONOTONIC ms; a 300 ms wait under %d signals (no SA_RESTART) "
+    tu_note("failure mode F11: table clock = CLOCK_MONOTONIC ms; a 300 ms wait under %d signals (no SA_RESTART) "
              "lasted %llu ms (%llu ms waiting for a CPU)", sent, (unsigned long long)sh->el_ms,
              (unsigned long long)sh->delay_ms);
 }
 
-/* 12. Process-shared futex wake-ups: a waiter on a key in a grace period
+/* F12 (docs/failure-modes.md). Process-shared futex wake-ups: a waiter on a key in a grace period
  *     (nobody to watch, so it sleeps up to 50 ms at a time) is woken by a
  *     break in ANOTHER process at once; the waiter count is kept. */
 static int cmp_u64(const void *a, const void *b)
@@ -356,21 +333,21 @@ static void t_p12_cross_process_wake(void **s)
 {
     (void)s;
     enum { ROUNDS = 20 };
-    const char *name = rel_name("p12");
-    shmlease_table *t = rel_open(name, CAP);
-    struct { _Atomic int go, done; _Atomic uint64_t acq_ns[ROUNDS]; int32_t rc; } *sh = rel_shared(sizeof *sh);
-    pid_t w = rel_fork(60);
+    const char *name = tu_name("p12");
+    shmlease_table *t = tu_open_cap(name, CAP);
+    struct { _Atomic int go, done; _Atomic uint64_t acq_ns[ROUNDS]; int32_t rc; } *sh = tu_shared(sizeof *sh);
+    pid_t w = tu_fork_alarm(60);
     if (w == 0) {
         shmlease_options o = {.flags = SHMLEASE_OPEN_NOCREATE};
         shmlease_table *ct;
-        CK_RC(shmlease_open(name, &o, &ct), 0);
+        TU_CK_RC(shmlease_open(name, &o, &ct), 0);
         for (int r = 0; r < ROUNDS; r++) {
             while (atomic_load(&sh->go) <= r)
-                rel_sleep_us(200);
+                tu_sleep_us(200);
             shmlease_lease l;
-            CK_RC(rel_acq(ct, "g", 1000, SHMLEASE_WAIT_FOREVER, &l), 0);
-            atomic_store(&sh->acq_ns[r], rel_ns());
-            CK_RC(shmlease_release(ct, &l), 0);
+            TU_CK_RC(tu_acquire(ct, "g", 1000, SHMLEASE_WAIT_FOREVER, &l), 0);
+            atomic_store(&sh->acq_ns[r], tu_mono_ns());
+            TU_CK_RC(shmlease_release(ct, &l), 0);
             atomic_store(&sh->done, r + 1);
         }
         _exit(0);
@@ -379,34 +356,34 @@ static void t_p12_cross_process_wake(void **s)
     uint32_t max_waiters = 0;
     for (int r = 0; r < ROUNDS; r++) {
         shmlease_lease l;
-        REL_RC(rel_acq(t, "g", 1000, 0, &l), 0);
-        REL_RC(shmlease_release_after(t, &l, 60000), 0);
+        TU_RC(tu_acquire(t, "g", 1000, 0, &l), 0);
+        TU_RC(shmlease_release_after(t, &l, 60000), 0);
         atomic_store(&sh->go, r + 1);
         shmlease_info info;
-        uint64_t end = rel_ms() + 5000;
+        uint64_t end = tu_mono_ms() + 5000;
         do {
-            rel_sleep_ms(1);
-            REL_RC(shmlease_inspect(t, "g", &info), 0);
-        } while (info.waiters == 0 && rel_ms() < end);
-        REL_TRUE(info.waiters == 1, "waiter count %u", info.waiters);
+            tu_sleep_ms(1);
+            TU_RC(shmlease_inspect(t, "g", &info), 0);
+        } while (info.waiters == 0 && tu_mono_ms() < end);
+        TU_TRUE(info.waiters == 1, "waiter count %u", info.waiters);
         if (info.waiters > max_waiters)
             max_waiters = info.waiters;
-        rel_sleep_ms(5 + (unsigned)(r % 7) * 5);          /* somewhere in its 50 ms sleep */
-        uint64_t tb = rel_ns();
-        REL_RC(shmlease_break(t, "g"), 0);
-        end = rel_ms() + 5000;
-        while (atomic_load(&sh->done) <= r && rel_ms() < end)
-            rel_sleep_us(100);
-        REL_TRUE(atomic_load(&sh->done) == r + 1, "waiter never got the broken key");
+        tu_sleep_ms(5 + (unsigned)(r % 7) * 5);          /* somewhere in its 50 ms sleep */
+        uint64_t tb = tu_mono_ns();
+        TU_RC(shmlease_break(t, "g"), 0);
+        end = tu_mono_ms() + 5000;
+        while (atomic_load(&sh->done) <= r && tu_mono_ms() < end)
+            tu_sleep_us(100);
+        TU_TRUE(atomic_load(&sh->done) == r + 1, "waiter never got the broken key");
         lat[r] = atomic_load(&sh->acq_ns[r]) - tb;
     }
-    rel_expect_exit0(w, 5000);
+    tu_expect_exit0_within(w, 5000);
     qsort(lat, ROUNDS, sizeof lat[0], cmp_u64);
     /* Without a process-shared wake-up the waiter would notice only at the
      * end of its 50 ms sleep: a median around 25 ms. */
-    REL_TRUE(lat[ROUNDS / 2] < 10000000ull, "median wake-up %.1f ms after the break: not woken",
+    TU_TRUE(lat[ROUNDS / 2] < 10000000ull, "median wake-up %.1f ms after the break: not woken",
              lat[ROUNDS / 2] / 1e6);
-    rel_note("pitfall 12: waiter in another process on a grace-period key woken by break: median %.2f ms, "
+    tu_note("failure mode F12: waiter in another process on a grace-period key woken by break: median %.2f ms, "
              "max %.2f ms (its own sleep slice is 50 ms); inspect counted it (waiters=1)",
              lat[ROUNDS / 2] / 1e6, lat[ROUNDS - 1] / 1e6);
 }
@@ -414,12 +391,12 @@ static void t_p12_cross_process_wake(void **s)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        REL_TEST(t_p01_mutex_never_reinitialised),
-        REL_TEST(t_p02_p03_eownerdead_and_robust_kind),
-        REL_TEST(t_p06_zombie_holder),
-        REL_TEST(t_p09_fork),
-        REL_TEST(t_p11_monotonic_and_eintr),
-        REL_TEST(t_p12_cross_process_wake),
+        TU_SLOW_TEST(t_p01_mutex_never_reinitialised),
+        TU_SLOW_TEST(t_p02_p03_eownerdead_and_robust_kind),
+        TU_SLOW_TEST(t_p06_zombie_holder),
+        TU_SLOW_TEST(t_p09_fork),
+        TU_SLOW_TEST(t_p11_monotonic_and_eintr),
+        TU_SLOW_TEST(t_p12_cross_process_wake),
     };
-    return REL_RUN(tests);
+    return TU_RUN(tests);
 }

@@ -1,5 +1,5 @@
 /*
- * A process that can only read a table cannot wedge it (issue 9).
+ * A process that can only read a table cannot wedge it.
  *
  * Every file lock of a table lives on its lock file /dev/shm/shmlease-lk.NAME,
  * whose mode gives read and write only to the classes that may write the
@@ -19,7 +19,8 @@
  * The tests with another user need root (setuid in a child): they skip
  * otherwise.
  */
-#include "rel.h"
+#include "internal.h"
+#include "testutil.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -49,29 +50,29 @@ static void t_lock_file_mode(void **s)
     char line[256] = "";
     for (size_t u = 0; u < sizeof umasks / sizeof umasks[0]; u++) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-            const char *name = rel_name("lkmode");
+            const char *name = tu_name("lkmode");
             mode_t old = umask(umasks[u]);
             shmlease_options o = {.mode = cases[i].mode};
             shmlease_table *t;
             int rc = shmlease_open(name, &o, &t);
             umask(old);
-            REL_RC(rc, 0);
+            TU_RC(rc, 0);
             shmlease_close(t);
             struct stat st;
-            REL_TRUE(lk_stat(name, &st) == 0, "no lock file for mode %03o", cases[i].mode);
-            REL_TRUE(S_ISREG(st.st_mode) && (st.st_mode & 07777) == cases[i].want && st.st_uid == geteuid(),
+            TU_TRUE(lk_stat(name, &st) == 0, "no lock file for mode %03o", cases[i].mode);
+            TU_TRUE(S_ISREG(st.st_mode) && (st.st_mode & 07777) == cases[i].want && st.st_uid == geteuid(),
                      "table mode %03o, umask %03o: lock file mode %04o uid %d, expected %04o",
                      cases[i].mode, umasks[u], st.st_mode & 07777, (int)st.st_uid, cases[i].want);
-            REL_TRUE(st.st_size == 0, "the lock file has %lld bytes", (long long)st.st_size);
-            REL_RC(shmlease_unlink(name), 0);
-            REL_TRUE(lk_stat(name, &st) != 0 && errno == ENOENT, "shmlease_unlink left the lock file");
+            TU_TRUE(st.st_size == 0, "the lock file has %lld bytes", (long long)st.st_size);
+            TU_RC(shmlease_unlink(name), 0);
+            TU_TRUE(lk_stat(name, &st) != 0 && errno == ENOENT, "shmlease_unlink left the lock file");
             if (u == 0) {
                 size_t n = strlen(line);
                 snprintf(line + n, sizeof line - n, "%s%03o->%03o", n ? ", " : "", cases[i].mode, cases[i].want);
             }
         }
     }
-    rel_note("readers: lock file mode (table -> lock file) %s under umasks 000/022/077, owner = creator, "
+    tu_note("readers: lock file mode (table -> lock file) %s under umasks 000/022/077, owner = creator, "
              "0 bytes; shmlease_unlink removes it", line);
 }
 
@@ -90,52 +91,52 @@ static void t_replaced_lock_file(void **s)
     (void)s;
     char p[256];
     /* Replaced: another file under the lock file's name. */
-    const char *name = rel_name("lkrepl");
-    shmlease_table *t = rel_open(name, 8);
+    const char *name = tu_name("lkrepl");
+    shmlease_table *t = tu_open_cap(name, 8);
     shmlease_lease l;
-    REL_RC(rel_acq(t, "k", 600000, 0, &l), 0);
+    TU_RC(tu_acquire(t, "k", 600000, 0, &l), 0);
     lk_path(p, sizeof p, name);
-    REL_TRUE(unlink(p) == 0, "unlink lock file: %s", strerror(errno));
+    TU_TRUE(unlink(p) == 0, "unlink lock file: %s", strerror(errno));
     int fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    REL_TRUE(fd >= 0, "create: %s", strerror(errno));
+    TU_TRUE(fd >= 0, "create: %s", strerror(errno));
     close(fd);
     int rc_repl = open_rc(name, 0), rc_repl_nc = open_rc(name, SHMLEASE_OPEN_NOCREATE);
-    REL_RC(rc_repl, -EPROTO);
-    REL_RC(rc_repl_nc, -EPROTO);
-    REL_RC(open_rc(name, SHMLEASE_OPEN_READONLY), 0);
+    TU_RC(rc_repl, -EPROTO);
+    TU_RC(rc_repl_nc, -EPROTO);
+    TU_RC(open_rc(name, SHMLEASE_OPEN_READONLY), 0);
     /* The handle attached before keeps working (it holds its descriptor). */
-    REL_RC(shmlease_renew(t, &l, 600000), 0);
-    REL_RC(shmlease_release(t, &l), 0);
+    TU_RC(shmlease_renew(t, &l, 600000), 0);
+    TU_RC(shmlease_release(t, &l), 0);
 
     /* Removed: the next read-write open makes a new one, and refuses. */
-    REL_TRUE(unlink(p) == 0, "unlink lock file: %s", strerror(errno));
+    TU_TRUE(unlink(p) == 0, "unlink lock file: %s", strerror(errno));
     int rc_removed = open_rc(name, 0);
-    REL_RC(rc_removed, -EPROTO);
+    TU_RC(rc_removed, -EPROTO);
 
     /* Stale: a lock file without a segment is simply used. */
-    const char *stale = rel_name("lkstale");
+    const char *stale = tu_name("lkstale");
     lk_path(p, sizeof p, stale);
     fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    REL_TRUE(fd >= 0, "create: %s", strerror(errno));
+    TU_TRUE(fd >= 0, "create: %s", strerror(errno));
     struct stat st0, st1;
-    REL_TRUE(fstat(fd, &st0) == 0, "fstat");
+    TU_TRUE(fstat(fd, &st0) == 0, "fstat");
     close(fd);
-    REL_RC(open_rc(stale, 0), 0);
-    REL_TRUE(lk_stat(stale, &st1) == 0 && st1.st_ino == st0.st_ino, "the stale lock file was not the one used");
-    REL_RC(open_rc(stale, SHMLEASE_OPEN_NOCREATE), 0);
+    TU_RC(open_rc(stale, 0), 0);
+    TU_TRUE(lk_stat(stale, &st1) == 0 && st1.st_ino == st0.st_ino, "the stale lock file was not the one used");
+    TU_RC(open_rc(stale, SHMLEASE_OPEN_NOCREATE), 0);
 
     /* A stale lock file and no segment: NOCREATE is -ENOENT; shmlease_unlink
      * removes it (and says -ENOENT for the segment). */
-    const char *lone = rel_name("lklone");
+    const char *lone = tu_name("lklone");
     lk_path(p, sizeof p, lone);
     fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    REL_TRUE(fd >= 0, "create: %s", strerror(errno));
+    TU_TRUE(fd >= 0, "create: %s", strerror(errno));
     close(fd);
-    REL_RC(open_rc(lone, SHMLEASE_OPEN_NOCREATE), -ENOENT);
-    REL_RC(open_rc(lone, SHMLEASE_OPEN_READONLY), -ENOENT);
-    REL_RC(shmlease_unlink(lone), -ENOENT);
-    REL_TRUE(lk_stat(lone, &st1) != 0, "shmlease_unlink left a stale lock file");
-    rel_note("readers: lock file replaced -> RW open %s (NOCREATE %s), RO 0, the attached handle renews; "
+    TU_RC(open_rc(lone, SHMLEASE_OPEN_NOCREATE), -ENOENT);
+    TU_RC(open_rc(lone, SHMLEASE_OPEN_READONLY), -ENOENT);
+    TU_RC(shmlease_unlink(lone), -ENOENT);
+    TU_TRUE(lk_stat(lone, &st1) != 0, "shmlease_unlink left a stale lock file");
+    tu_note("readers: lock file replaced -> RW open %s (NOCREATE %s), RO 0, the attached handle renews; "
              "removed -> RW %s; stale lock file without segment is used; lone lock file removed by unlink",
              shmlease_errname(rc_repl), shmlease_errname(rc_repl_nc), shmlease_errname(rc_removed));
 }
@@ -145,8 +146,8 @@ static void t_replaced_lock_file(void **s)
 static void t_killed_before_segment(void **s)
 {
     (void)s;
-    const char *name = rel_name("lkkill");
-    pid_t pid = rel_fork(20);
+    const char *name = tu_name("lkkill");
+    pid_t pid = tu_fork_alarm(20);
     if (pid == 0) {
         shmlease__fault_arm("init.lock_file", SHMLEASE_FAULT_KILL, 1);
         shmlease_table *t;
@@ -154,20 +155,20 @@ static void t_killed_before_segment(void **s)
         shmlease_open(name, &o, &t);
         _exit(3);
     }
-    int st = rel_wait(pid, 10000);
-    REL_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "creator: %s", rel_status_str(st));
+    int st = tu_wait(pid, 10000);
+    TU_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "creator: %s", tu_status_str(st));
     char p[256];
-    rel_path(p, sizeof p, name);
+    tu_shm_path(p, sizeof p, name);
     struct stat sst, lst;
-    REL_TRUE(stat(p, &sst) != 0, "the segment exists");
-    REL_TRUE(lk_stat(name, &lst) == 0 && (lst.st_mode & 07777) == 0600, "lock file left: mode %04o",
+    TU_TRUE(stat(p, &sst) != 0, "the segment exists");
+    TU_TRUE(lk_stat(name, &lst) == 0 && (lst.st_mode & 07777) == 0600, "lock file left: mode %04o",
              lst.st_mode & 07777);
-    uint64_t t0 = rel_ns();
-    shmlease_table *t = rel_open(name, 8);
-    uint64_t us = (rel_ns() - t0) / 1000;
+    uint64_t t0 = tu_mono_ns();
+    shmlease_table *t = tu_open_cap(name, 8);
+    uint64_t us = (tu_mono_ns() - t0) / 1000;
     shmlease_lease l;
-    REL_RC(rel_acq(t, "k", 1000, 0, &l), 0);
-    rel_note("readers: creator killed holding the init lock before making the segment (lock file left): "
+    TU_RC(tu_acquire(t, "k", 1000, 0, &l), 0);
+    tu_note("readers: creator killed holding the init lock before making the segment (lock file left): "
              "next open made the table in %llu us", (unsigned long long)us);
 }
 
@@ -186,22 +187,22 @@ struct reader_out {
 /* Becomes nobody; opens the segment of NAME read-only and read-locks every
  * byte of it; tries the lock file; then (INSPECT) inspects LIVE and DEAD keys;
  * then waits for the parent (chan) and exits. */
-static pid_t spawn_reader(const char *name, struct reader_out *o, rel_chan *c, int inspect)
+static pid_t spawn_reader(const char *name, struct reader_out *o, tu_chan *c, int inspect)
 {
-    rel_chan_init(c);
-    pid_t pid = rel_fork(60);
+    tu_chan_init(c);
+    pid_t pid = tu_fork_alarm(60);
     if (pid == 0) {
-        rel_chan_child(c);
+        tu_chan_child(c);
         if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0) {
             o->dropped = -errno;
-            rel_up(c, 0);
+            tu_up(c, 0);
             _exit(0);
         }
         o->dropped = 1;
         char p[256];
-        rel_path(p, sizeof p, name);
+        tu_shm_path(p, sizeof p, name);
         int fd = open(p, O_RDONLY | O_CLOEXEC);
-        CK(fd >= 0);
+        TU_CK(fd >= 0);
         struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
         o->seg_lock = fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : -errno;
         lk_path(p, sizeof p, name);
@@ -228,18 +229,18 @@ static pid_t spawn_reader(const char *name, struct reader_out *o, rel_chan *c, i
             }
         }
         o->ready = 1;
-        rel_up(c, 1);
-        rel_down(c);                          /* hold the locks until told */
+        tu_up(c, 1);
+        tu_down_recv(c);                          /* hold the locks until told */
         _exit(0);
     }
-    rel_chan_parent(c);
-    rel_track(pid);
+    tu_chan_parent(c, pid);
+    tu_track(pid);
     int64_t v;
-    REL_TRUE(rel_recv(c, &v, 20000) == 0, "the reader did not report");
+    TU_TRUE(tu_up_try(c, &v, 20000) == 0, "the reader did not report");
     if (o->dropped != 1) {
-        rel_send(c, 0);
-        rel_wait(pid, 5000);
-        REL_SKIP("cannot become uid %d in a child (%s)", NOBODY, strerror(-o->dropped));
+        tu_down(c, 0);
+        tu_wait(pid, 5000);
+        TU_SKIP("cannot become uid %d in a child (%s)", NOBODY, strerror(-o->dropped));
     }
     return pid;
 }
@@ -247,74 +248,74 @@ static pid_t spawn_reader(const char *name, struct reader_out *o, rel_chan *c, i
 /* A child (root, the table's owner) that holds KEY until killed. */
 static pid_t spawn_holder(const char *name, const char *key)
 {
-    rel_chan c;
-    rel_chan_init(&c);
-    pid_t pid = rel_fork(60);
+    tu_chan c;
+    tu_chan_init(&c);
+    pid_t pid = tu_fork_alarm(60);
     if (pid == 0) {
-        rel_chan_child(&c);
+        tu_chan_child(&c);
         shmlease_options o = {.mode = 0644, .flags = SHMLEASE_OPEN_NOCREATE};
         shmlease_table *t;
-        CK_RC(shmlease_open(name, &o, &t), 0);
+        TU_CK_RC(shmlease_open(name, &o, &t), 0);
         shmlease_lease l;
-        CK_RC(rel_acq(t, key, 600000, 0, &l), 0);
-        rel_up(&c, 1);
+        TU_CK_RC(tu_acquire(t, key, 600000, 0, &l), 0);
+        tu_up(&c, 1);
         for (;;)
             pause();
     }
-    rel_chan_parent(&c);
-    rel_track(pid);
+    tu_chan_parent(&c, pid);
+    tu_track(pid);
     int64_t v;
-    REL_TRUE(rel_recv(&c, &v, 20000) == 0, "the holder did not report");
-    rel_chan_close(&c);
+    TU_TRUE(tu_up_try(&c, &v, 20000) == 0, "the holder did not report");
+    tu_chan_close(&c);
     return pid;
 }
 
 static void kill_and_reap(pid_t pid)
 {
     kill(pid, SIGKILL);
-    rel_wait(pid, 5000);
-    rel_untrack(pid);
+    tu_wait(pid, 5000);
+    tu_untrack(pid);
 }
 
 static void t_reader_cannot_wedge(void **s)
 {
     (void)s;
     if (geteuid() != 0)
-        REL_SKIP("needs root to run a child as another user");
-    const char *name = rel_name("wedge");
+        TU_SKIP("needs root to run a child as another user");
+    const char *name = tu_name("wedge");
     shmlease_options mo = {.mode = 0644, .capacity = 64};
     shmlease_table *t;
-    REL_RC(shmlease_open(name, &mo, &t), 0);
+    TU_RC(shmlease_open(name, &mo, &t), 0);
     pid_t holder = spawn_holder(name, "victim");
 
-    struct reader_out *o = rel_shared(sizeof *o);
-    rel_chan c;
+    struct reader_out *o = tu_shared(sizeof *o);
+    tu_chan c;
     pid_t reader = spawn_reader(name, o, &c, 0);
-    REL_RC(o->seg_lock, 0);                  /* it may read-lock the segment ... */
-    REL_RC(o->lk_ro, -EACCES);               /* ... but not open the lock file */
-    REL_RC(o->lk_rw, -EACCES);
+    TU_RC(o->seg_lock, 0);                  /* it may read-lock the segment ... */
+    TU_RC(o->lk_ro, -EACCES);               /* ... but not open the lock file */
+    TU_RC(o->lk_rw, -EACCES);
 
     /* Opens: prompt, none -ETIMEDOUT. */
     uint64_t worst_us = 0;
     for (int i = 0; i < 20; i++) {
         shmlease_options oo = {.mode = 0644, .flags = SHMLEASE_OPEN_NOCREATE, .open_timeout_ms = 5000};
         shmlease_table *h;
-        uint64_t t0 = rel_ns();
+        uint64_t t0 = tu_mono_ns();
         int rc = shmlease_open(name, &oo, &h);
-        uint64_t us = (rel_ns() - t0) / 1000;
-        REL_RC(rc, 0);
+        uint64_t us = (tu_mono_ns() - t0) / 1000;
+        TU_RC(rc, 0);
         shmlease_close(h);
         if (us > worst_us)
             worst_us = us;
     }
-    REL_TRUE(worst_us < 1000000, "an open took %llu us", (unsigned long long)worst_us);
+    TU_TRUE(worst_us < 1000000, "an open took %llu us", (unsigned long long)worst_us);
 
     /* Leases on the handle opened before and a new key. */
     shmlease_lease l;
-    REL_RC(rel_acq(t, "new-key", 60000, 0, &l), 0);
-    REL_RC(shmlease_renew(t, &l, 60000), 0);
-    REL_RC(shmlease_release(t, &l), 0);
-    REL_RC(rel_acq(t, "victim", 60000, 0, &l), -EBUSY);      /* the live holder keeps it */
+    TU_RC(tu_acquire(t, "new-key", 60000, 0, &l), 0);
+    TU_RC(shmlease_renew(t, &l, 60000), 0);
+    TU_RC(shmlease_release(t, &l), 0);
+    TU_RC(tu_acquire(t, "victim", 60000, 0, &l), -EBUSY);      /* the live holder keeps it */
 
     /* Registration: 64 more handles, each in a slot of its own. */
     enum { MORE = 64 };
@@ -324,27 +325,27 @@ static void t_reader_cannot_wedge(void **s)
         shmlease_options oo = {.mode = 0644, .flags = SHMLEASE_OPEN_NOCREATE};
         int rc = shmlease_open(name, &oo, &more[i]);
         eusers += rc == -EUSERS;
-        REL_RC(rc, 0);
-        REL_RC(rel_acq(more[i], "k-more", 1000, 0, &l), 0);
-        REL_RC(shmlease_release(more[i], &l), 0);
+        TU_RC(rc, 0);
+        TU_RC(tu_acquire(more[i], "k-more", 1000, 0, &l), 0);
+        TU_RC(shmlease_release(more[i], &l), 0);
     }
     for (int i = 0; i < MORE; i++)
         shmlease_close(more[i]);
 
     /* The holder dies while the reader holds its locks: reclaimed at once. */
     kill_and_reap(holder);
-    uint64_t t0 = rel_ns();
-    int rc = rel_acq(t, "victim", 60000, 0, &l);
-    uint64_t reclaim_us = (rel_ns() - t0) / 1000;
-    REL_RC(rc, 0);
-    REL_RC(shmlease_release(t, &l), 0);
+    uint64_t t0 = tu_mono_ns();
+    int rc = tu_acquire(t, "victim", 60000, 0, &l);
+    uint64_t reclaim_us = (tu_mono_ns() - t0) / 1000;
+    TU_RC(rc, 0);
+    TU_RC(shmlease_release(t, &l), 0);
 
-    rel_send(&c, 0);
-    rel_expect_exit0(reader, 10000);
-    rel_untrack(reader);
-    rel_chan_close(&c);
+    tu_down(&c, 0);
+    tu_expect_exit0_within(reader, 10000);
+    tu_untrack(reader);
+    tu_chan_close(&c);
     shmlease_close(t);
-    rel_note("readers: uid %d read-locking every byte of a 0644 table (lock file: open RO/RW %s/%s): 20 owner "
+    tu_note("readers: uid %d read-locking every byte of a 0644 table (lock file: open RO/RW %s/%s): 20 owner "
              "opens, worst %llu us; acquire/renew/release and a new key ok; %d more handles registered, "
              "%d -EUSERS; holder killed meanwhile reclaimed by a try in %llu us",
              NOBODY, shmlease_errname(o->lk_ro), shmlease_errname(o->lk_rw), (unsigned long long)worst_us,
@@ -355,48 +356,48 @@ static void t_reader_sees_liveness(void **s)
 {
     (void)s;
     if (geteuid() != 0)
-        REL_SKIP("needs root to run a child as another user");
-    const char *name = rel_name("rdlive");
+        TU_SKIP("needs root to run a child as another user");
+    const char *name = tu_name("rdlive");
     shmlease_options mo = {.mode = 0644, .capacity = 64};
     shmlease_table *t;
-    REL_RC(shmlease_open(name, &mo, &t), 0);
+    TU_RC(shmlease_open(name, &mo, &t), 0);
     pid_t live = spawn_holder(name, "live");
     pid_t dead = spawn_holder(name, "dead");
     kill_and_reap(dead);
 
-    struct reader_out *o = rel_shared(sizeof *o);
-    rel_chan c;
+    struct reader_out *o = tu_shared(sizeof *o);
+    tu_chan c;
     pid_t reader = spawn_reader(name, o, &c, 1);
-    rel_send(&c, 0);
-    rel_expect_exit0(reader, 10000);
-    rel_untrack(reader);
-    rel_chan_close(&c);
-    REL_RC(o->ro_open, 0);
-    REL_TRUE(o->ro_fd == -1, "the reader's handle has a lock-file descriptor (%d)", o->ro_fd);
-    REL_RC(o->insp_live, 0);
-    REL_RC(o->insp_dead, 0);
-    REL_TRUE(o->alive_live == 1 && o->alive_dead == 0, "reader sees live holder alive=%d, dead holder alive=%d",
+    tu_down(&c, 0);
+    tu_expect_exit0_within(reader, 10000);
+    tu_untrack(reader);
+    tu_chan_close(&c);
+    TU_RC(o->ro_open, 0);
+    TU_TRUE(o->ro_fd == -1, "the reader's handle has a lock-file descriptor (%d)", o->ro_fd);
+    TU_RC(o->insp_live, 0);
+    TU_RC(o->insp_dead, 0);
+    TU_TRUE(o->alive_live == 1 && o->alive_dead == 0, "reader sees live holder alive=%d, dead holder alive=%d",
              o->alive_live, o->alive_dead);
     /* And the owner sees the same. */
     shmlease_info i;
-    REL_RC(shmlease_inspect(t, "live", &i), 0);
-    REL_TRUE(i.holder_alive == 1, "owner: live alive=%d", i.holder_alive);
-    REL_RC(shmlease_inspect(t, "dead", &i), 0);
-    REL_TRUE(i.holder_alive == 0, "owner: dead alive=%d", i.holder_alive);
+    TU_RC(shmlease_inspect(t, "live", &i), 0);
+    TU_TRUE(i.holder_alive == 1, "owner: live alive=%d", i.holder_alive);
+    TU_RC(shmlease_inspect(t, "dead", &i), 0);
+    TU_TRUE(i.holder_alive == 0, "owner: dead alive=%d", i.holder_alive);
     kill_and_reap(live);
     shmlease_close(t);
-    rel_note("readers: uid %d (no access to the lock file) inspecting a 0644 table read-only: live holder "
+    tu_note("readers: uid %d (no access to the lock file) inspecting a 0644 table read-only: live holder "
              "alive=%d, killed holder alive=%d (from /proc/locks)", NOBODY, o->alive_live, o->alive_dead);
 }
 
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        REL_TEST(t_lock_file_mode),
-        REL_TEST(t_replaced_lock_file),
-        REL_TEST(t_killed_before_segment),
-        REL_TEST(t_reader_cannot_wedge),
-        REL_TEST(t_reader_sees_liveness),
+        TU_SLOW_TEST(t_lock_file_mode),
+        TU_SLOW_TEST(t_replaced_lock_file),
+        TU_SLOW_TEST(t_killed_before_segment),
+        TU_SLOW_TEST(t_reader_cannot_wedge),
+        TU_SLOW_TEST(t_reader_sees_liveness),
     };
-    return REL_RUN(tests);
+    return TU_RUN(tests);
 }

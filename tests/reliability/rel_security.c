@@ -1,5 +1,5 @@
 /*
- * Security (issue 5, item 10; PITFALLS 15). The boundary is the segment
+ * Security (docs/failure-modes.md F15). The boundary is the segment
  * file's owner and mode; see THREATS.md for what a writer can do.
  *
  *   - the mode asked for (default 0600) is applied whatever the umask;
@@ -11,7 +11,8 @@
  *   - names cannot leave /dev/shm.
  * The user tests need root (setuid in a child): they skip otherwise.
  */
-#include "rel.h"
+#include "internal.h"
+#include "testutil.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -22,7 +23,7 @@
 static mode_t file_mode(const char *name)
 {
     char path[256];
-    rel_path(path, sizeof path, name);
+    tu_shm_path(path, sizeof path, name);
     struct stat st;
     if (stat(path, &st) != 0)
         return (mode_t)-1;
@@ -36,19 +37,19 @@ static void t_mode_whatever_umask(void **s)
         {0, 0, 0600}, {077, 0, 0600}, {0, 0640, 0640}, {077, 0666, 0666}, {022, 0660, 0660}, {0777, 0644, 0644},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *name = rel_name("mode");
+        const char *name = tu_name("mode");
         mode_t old = umask(cases[i].umask);
         shmlease_options o = {.mode = cases[i].mode};
         shmlease_table *t;
         int rc = shmlease_open(name, &o, &t);
         umask(old);
-        REL_RC(rc, 0);
+        TU_RC(rc, 0);
         shmlease_close(t);
         mode_t m = file_mode(name);
-        REL_TRUE(m == cases[i].want, "umask %03o mode %03o: file mode %04o, expected %04o", cases[i].umask,
+        TU_TRUE(m == cases[i].want, "umask %03o mode %03o: file mode %04o, expected %04o", cases[i].umask,
                  cases[i].mode, m, cases[i].want);
     }
-    rel_note("security: file mode = mode asked (default 0600) under umasks 000/022/077/777");
+    tu_note("security: file mode = mode asked (default 0600) under umasks 000/022/077/777");
 }
 
 /* Runs FN(arg) in a child that has become nobody; returns FN's result
@@ -60,7 +61,7 @@ struct as_nobody_out {
 
 static pid_t fork_nobody(struct as_nobody_out *out)
 {
-    pid_t pid = rel_fork(30);
+    pid_t pid = tu_fork_alarm(30);
     if (pid == 0) {
         if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0) {
             out->dropped = -errno;
@@ -83,19 +84,19 @@ static int open_rc(const char *name, uint32_t flags, uint32_t mode)
 
 static void require_nobody(pid_t pid, struct as_nobody_out *out)
 {
-    rel_expect_exit0(pid, 20000);
+    tu_expect_exit0_within(pid, 20000);
     if (out->dropped != 1)
-        REL_SKIP("cannot become uid %d in a child (%s): not root?", NOBODY, strerror(-out->dropped));
+        TU_SKIP("cannot become uid %d in a child (%s): not root?", NOBODY, strerror(-out->dropped));
 }
 
 static void t_other_user_0600(void **s)
 {
     (void)s;
     if (geteuid() != 0)
-        REL_SKIP("needs root to run a child as another user");
-    const char *name = rel_name("priv");
-    rel_open(name, 8);                                 /* default mode 0600 */
-    struct as_nobody_out *o = rel_shared(sizeof *o);
+        TU_SKIP("needs root to run a child as another user");
+    const char *name = tu_name("priv");
+    tu_open_cap(name, 8);                                 /* default mode 0600 */
+    struct as_nobody_out *o = tu_shared(sizeof *o);
     pid_t pid = fork_nobody(o);
     if (pid == 0) {
         o->r[0] = open_rc(name, SHMLEASE_OPEN_NOCREATE, 0);
@@ -106,13 +107,13 @@ static void t_other_user_0600(void **s)
         _exit(0);
     }
     require_nobody(pid, o);
-    REL_RC(o->r[0], -EACCES);
-    REL_RC(o->r[1], -EACCES);
-    REL_RC(o->r[2], -EACCES);
-    REL_RC(o->r[3], -EACCES);
-    REL_TRUE(o->r[4] == -EACCES || o->r[4] == -EPERM, "unlink by another user: %s", shmlease_errname(o->r[4]));
-    REL_TRUE(file_mode(name) == 0600, "the table is gone or changed");
-    rel_note("security: uid %d vs a 0600 table: open RW/RO/create -EACCES, unlink %s", NOBODY,
+    TU_RC(o->r[0], -EACCES);
+    TU_RC(o->r[1], -EACCES);
+    TU_RC(o->r[2], -EACCES);
+    TU_RC(o->r[3], -EACCES);
+    TU_TRUE(o->r[4] == -EACCES || o->r[4] == -EPERM, "unlink by another user: %s", shmlease_errname(o->r[4]));
+    TU_TRUE(file_mode(name) == 0600, "the table is gone or changed");
+    tu_note("security: uid %d vs a 0600 table: open RW/RO/create -EACCES, unlink %s", NOBODY,
              shmlease_errname(o->r[4]));
 }
 
@@ -120,20 +121,20 @@ static void t_other_user_0666_and_0644(void **s)
 {
     (void)s;
     if (geteuid() != 0)
-        REL_SKIP("needs root to run a child as another user");
-    const char *shared = rel_name("shared");
+        TU_SKIP("needs root to run a child as another user");
+    const char *shared = tu_name("shared");
     shmlease_options so = {.mode = 0666};
     shmlease_table *t;
-    REL_RC(shmlease_open(shared, &so, &t), 0);
+    TU_RC(shmlease_open(shared, &so, &t), 0);
     shmlease_lease root_lease;
-    REL_RC(rel_acq(t, "root-key", 600000, 0, &root_lease), 0);
-    const char *ro = rel_name("readable");
+    TU_RC(tu_acquire(t, "root-key", 600000, 0, &root_lease), 0);
+    const char *ro = tu_name("readable");
     so.mode = 0644;
     shmlease_table *t2;
-    REL_RC(shmlease_open(ro, &so, &t2), 0);
+    TU_RC(shmlease_open(ro, &so, &t2), 0);
     shmlease_close(t2);
 
-    struct as_nobody_out *o = rel_shared(sizeof *o);
+    struct as_nobody_out *o = tu_shared(sizeof *o);
     pid_t pid = fork_nobody(o);
     if (pid == 0) {
         /* 0666: read-write, when asking to share; a default open is refused
@@ -144,8 +145,8 @@ static void t_other_user_0666_and_0644(void **s)
         shmlease_table *nt;
         if (shmlease_open(shared, &oo, &nt) == 0) {
             shmlease_lease l;
-            o->r[2] = rel_acq(nt, "nobody-key", 1000, 0, &l);
-            o->r[3] = rel_acq(nt, "root-key", 1000, 0, &l);          /* held by root: busy */
+            o->r[2] = tu_acquire(nt, "nobody-key", 1000, 0, &l);
+            o->r[3] = tu_acquire(nt, "root-key", 1000, 0, &l);          /* held by root: busy */
             shmlease_info info;
             o->r[6] = shmlease_inspect(nt, "root-key", &info);
             o->r[7] = info.holder_alive;      /* root's process: kill() gives EPERM, lock says alive */
@@ -157,15 +158,15 @@ static void t_other_user_0666_and_0644(void **s)
         _exit(0);
     }
     require_nobody(pid, o);
-    REL_RC(o->r[0], 0);
-    REL_RC(o->r[1], -EACCES);
-    REL_RC(o->r[2], 0);
-    REL_RC(o->r[3], -EBUSY);
-    REL_RC(o->r[6], 0);
-    REL_TRUE(o->r[7] == 1, "root's live lease seen from uid %d as alive=%d", NOBODY, o->r[7]);
-    REL_RC(o->r[4], 0);
-    REL_RC(o->r[5], -EACCES);
-    rel_note("security: uid %d vs root's 0666 table: RW open with mode 0666 ok (default options -EACCES: "
+    TU_RC(o->r[0], 0);
+    TU_RC(o->r[1], -EACCES);
+    TU_RC(o->r[2], 0);
+    TU_RC(o->r[3], -EBUSY);
+    TU_RC(o->r[6], 0);
+    TU_TRUE(o->r[7] == 1, "root's live lease seen from uid %d as alive=%d", NOBODY, o->r[7]);
+    TU_RC(o->r[4], 0);
+    TU_RC(o->r[5], -EACCES);
+    tu_note("security: uid %d vs root's 0666 table: RW open with mode 0666 ok (default options -EACCES: "
              "another user's table), acquire ok, root's lease -EBUSY and alive=1; vs 0644: RO ok, RW -EACCES",
              NOBODY);
 }
@@ -174,17 +175,17 @@ static void t_squatted_name(void **s)
 {
     (void)s;
     if (geteuid() != 0)
-        REL_SKIP("needs root to run a child as another user");
-    const char *name = rel_name("squat");
-    const char *plain = rel_name("squat-file");
-    struct as_nobody_out *o = rel_shared(sizeof *o);
+        TU_SKIP("needs root to run a child as another user");
+    const char *name = tu_name("squat");
+    const char *plain = tu_name("squat-file");
+    struct as_nobody_out *o = tu_shared(sizeof *o);
     pid_t pid = fork_nobody(o);
     if (pid == 0) {
         /* The squatter makes a real table, world-writable, before the victim. */
         o->r[0] = open_rc(name, SHMLEASE_OPEN_EXCL, 0666);
         /* ... and a plain empty file. */
         char path[256];
-        rel_path(path, sizeof path, plain);
+        tu_shm_path(path, sizeof path, plain);
         int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0666);
         o->r[1] = fd >= 0 ? 0 : -errno;
         if (fd >= 0) {
@@ -194,14 +195,14 @@ static void t_squatted_name(void **s)
         _exit(0);
     }
     require_nobody(pid, o);
-    REL_RC(o->r[0], 0);
-    REL_RC(o->r[1], 0);
-    REL_RC(open_rc(name, 0, 0), -EACCES);
-    REL_RC(open_rc(name, SHMLEASE_OPEN_NOCREATE, 0), -EACCES);
-    REL_RC(open_rc(plain, 0, 0), -EACCES);
-    REL_RC(open_rc(name, 0, 0666), 0);                    /* asked to share: accepted */
-    REL_RC(open_rc(name, SHMLEASE_OPEN_READONLY, 0), 0);  /* reading is not trusting */
-    rel_note("security: table squatted by uid %d (0666): root's default open -EACCES (table and plain file), "
+    TU_RC(o->r[0], 0);
+    TU_RC(o->r[1], 0);
+    TU_RC(open_rc(name, 0, 0), -EACCES);
+    TU_RC(open_rc(name, SHMLEASE_OPEN_NOCREATE, 0), -EACCES);
+    TU_RC(open_rc(plain, 0, 0), -EACCES);
+    TU_RC(open_rc(name, 0, 0666), 0);                    /* asked to share: accepted */
+    TU_RC(open_rc(name, SHMLEASE_OPEN_READONLY, 0), 0);  /* reading is not trusting */
+    tu_note("security: table squatted by uid %d (0666): root's default open -EACCES (table and plain file), "
              "accepted with mode 0666, read-only allowed", NOBODY);
 }
 
@@ -214,19 +215,19 @@ static void t_names_stay_in_devshm(void **s)
     static const char *const bad[] = {"../x", "a/b", "/abs", "", ".", "..", "x\n", "a b", "..%2f",
                                       "../../tmp/shmlease-escape", "ä", "a\\b", "*", "x:y"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        REL_TRUE(open_rc(bad[i], 0, 0) == -EINVAL, "open(\"%s\")", bad[i]);
-        REL_TRUE(shmlease_unlink(bad[i]) == -EINVAL, "unlink(\"%s\")", bad[i]);
+        TU_TRUE(open_rc(bad[i], 0, 0) == -EINVAL, "open(\"%s\")", bad[i]);
+        TU_TRUE(shmlease_unlink(bad[i]) == -EINVAL, "unlink(\"%s\")", bad[i]);
     }
-    REL_RC(open_rc(longname, 0, 0), -EINVAL);
-    REL_RC(open_rc(NULL, 0, 0), -EINVAL);
-    REL_RC(shmlease_unlink(NULL), -EINVAL);
-    REL_TRUE(access("/dev/x", F_OK) != 0 && access("/tmp/shmlease-escape", F_OK) != 0 &&
+    TU_RC(open_rc(longname, 0, 0), -EINVAL);
+    TU_RC(open_rc(NULL, 0, 0), -EINVAL);
+    TU_RC(shmlease_unlink(NULL), -EINVAL);
+    TU_TRUE(access("/dev/x", F_OK) != 0 && access("/tmp/shmlease-escape", F_OK) != 0 &&
              access("/dev/shm/x", F_OK) != 0, "a file escaped /dev/shm");
     /* The longest legal name works. */
     longname[SHMLEASE_NAME_MAX] = 0;
-    REL_RC(open_rc(longname, 0, 0), 0);
-    REL_RC(shmlease_unlink(longname), 0);
-    rel_note("security: %zu malformed names (../x, a/b, /abs, ., .., control chars, 201 bytes, ...) -EINVAL for "
+    TU_RC(open_rc(longname, 0, 0), 0);
+    TU_RC(shmlease_unlink(longname), 0);
+    tu_note("security: %zu malformed names (../x, a/b, /abs, ., .., control chars, 201 bytes, ...) -EINVAL for "
              "open and unlink; a 200-byte name works", sizeof bad / sizeof bad[0] + 2);
 }
 
@@ -236,40 +237,40 @@ static void t_names_stay_in_devshm(void **s)
 static void t_non_regular_files(void **s)
 {
     (void)s;
-    const char *lnk = rel_name("symlink"), *fifo = rel_name("fifo"), *dir = rel_name("dir");
+    const char *lnk = tu_name("symlink"), *fifo = tu_name("fifo"), *dir = tu_name("dir");
     char plnk[256], pfifo[256], pdir[256], target[64];
-    rel_path(plnk, sizeof plnk, lnk);
-    rel_path(pfifo, sizeof pfifo, fifo);
-    rel_path(pdir, sizeof pdir, dir);
+    tu_shm_path(plnk, sizeof plnk, lnk);
+    tu_shm_path(pfifo, sizeof pfifo, fifo);
+    tu_shm_path(pdir, sizeof pdir, dir);
     snprintf(target, sizeof target, "/tmp/shmlease-symlink-target-%d", (int)getpid());
-    REL_RC(rel_write_file(target, "victim", 6, 0644), 0);
+    TU_RC(tu_write_file(target, "victim", 6, 0644), 0);
     unlink(plnk);
-    REL_TRUE(symlink(target, plnk) == 0, "symlink: %s", strerror(errno));
-    REL_TRUE(mkfifo(pfifo, 0600) == 0, "mkfifo: %s", strerror(errno));
-    REL_TRUE(mkdir(pdir, 0700) == 0, "mkdir: %s", strerror(errno));
+    TU_TRUE(symlink(target, plnk) == 0, "symlink: %s", strerror(errno));
+    TU_TRUE(mkfifo(pfifo, 0600) == 0, "mkfifo: %s", strerror(errno));
+    TU_TRUE(mkdir(pdir, 0700) == 0, "mkdir: %s", strerror(errno));
     int rcs[3][2];
     const char *names[3] = {lnk, fifo, dir};
     for (int i = 0; i < 3; i++) {
-        pid_t pid = rel_fork(10);
+        pid_t pid = tu_fork_alarm(10);
         if (pid == 0) {
             int a = open_rc(names[i], 0, 0), b = open_rc(names[i], SHMLEASE_OPEN_READONLY, 0);
             _exit(a == 0 || b == 0 ? 0 : 1);     /* 1: both refused */
         }
-        int st = rel_wait(pid, 5000);
-        REL_TRUE(st != -1, "open of a non-regular file (%s) hung", names[i]);
-        REL_TRUE(WIFEXITED(st) && WEXITSTATUS(st) != 0, "open of a non-regular file (%s) succeeded: %s",
-                 names[i], rel_status_str(st));
+        int st = tu_wait(pid, 5000);
+        TU_TRUE(st != -1, "open of a non-regular file (%s) hung", names[i]);
+        TU_TRUE(WIFEXITED(st) && WEXITSTATUS(st) != 0, "open of a non-regular file (%s) succeeded: %s",
+                 names[i], tu_status_str(st));
         rcs[i][0] = open_rc(names[i], 0, 0);
         rcs[i][1] = open_rc(names[i], SHMLEASE_OPEN_READONLY, 0);
     }
     size_t n;
-    char *back = rel_read_file(target, &n);
-    REL_TRUE(back && n == 6 && !memcmp(back, "victim", 6), "the symlink's target was written");
+    char *back = tu_read_file(target, &n);
+    TU_TRUE(back && n == 6 && !memcmp(back, "victim", 6), "the symlink's target was written");
     free(back);
     unlink(target);
     unlink(plnk);
     rmdir(pdir);
-    rel_note("security: table name taken by a symlink -> RW %s / RO %s (target untouched), a FIFO -> %s / %s, "
+    tu_note("security: table name taken by a symlink -> RW %s / RO %s (target untouched), a FIFO -> %s / %s, "
              "a directory -> %s / %s", shmlease_errname(rcs[0][0]), shmlease_errname(rcs[0][1]),
              shmlease_errname(rcs[1][0]), shmlease_errname(rcs[1][1]), shmlease_errname(rcs[2][0]),
              shmlease_errname(rcs[2][1]));
@@ -278,12 +279,12 @@ static void t_non_regular_files(void **s)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        REL_TEST(t_mode_whatever_umask),
-        REL_TEST(t_other_user_0600),
-        REL_TEST(t_other_user_0666_and_0644),
-        REL_TEST(t_squatted_name),
-        REL_TEST(t_names_stay_in_devshm),
-        REL_TEST(t_non_regular_files),
+        TU_SLOW_TEST(t_mode_whatever_umask),
+        TU_SLOW_TEST(t_other_user_0600),
+        TU_SLOW_TEST(t_other_user_0666_and_0644),
+        TU_SLOW_TEST(t_squatted_name),
+        TU_SLOW_TEST(t_names_stay_in_devshm),
+        TU_SLOW_TEST(t_non_regular_files),
     };
-    return REL_RUN(tests);
+    return TU_RUN(tests);
 }

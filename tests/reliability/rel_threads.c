@@ -10,7 +10,8 @@
  * acquire must find it empty (nobody dies here, TTLs are long), the clearing
  * CAS before release must find ourselves, tokens per key strictly increase.
  */
-#include "rel.h"
+#include "internal.h"
+#include "testutil.h"
 
 #include <pthread.h>
 
@@ -50,11 +51,11 @@ static void *worker(void *p)
     char key[16];
     const uint64_t me = (uint64_t)a->id + 1;
     while (!atomic_load(&g_stop)) {
-        uint64_t r = rel_rand(&seed);
+        uint64_t r = tu_rand(&seed);
         unsigned k = (unsigned)(r % KEYS);
         snprintf(key, sizeof key, "thr-%u", k);
         shmlease_lease l;
-        int rc = rel_acq(a->t, key, 60000, (r >> 8) & 1 ? 1000 : 0, &l);
+        int rc = tu_acquire(a->t, key, 60000, (r >> 8) & 1 ? 1000 : 0, &l);
         if (rc == -EBUSY || rc == -ETIMEDOUT) {
             if (rc == -ETIMEDOUT)
                 atomic_fetch_add(&n_timeout, 1);
@@ -78,7 +79,7 @@ static void *worker(void *p)
         if ((rc = shmlease_check(a->t, &l)) != 0)
             note_bad(&n_err, "check: %s", shmlease_errname(rc));
         if ((r >> 16) & 1)
-            rel_sleep_us((unsigned)((r >> 20) % 200));
+            tu_sleep_us((unsigned)((r >> 20) % 200));
         uint64_t expect = me;
         if (!atomic_compare_exchange_strong(&owner[k], &expect, 0))
             note_bad(&n_viol, "%s: slot of %llu taken by %llu", key, (unsigned long long)me,
@@ -141,7 +142,7 @@ static void *churn(void *p)
         }
         snprintf(key, sizeof key, "churn-%u", n++ % 4);
         shmlease_lease l;
-        rc = rel_acq(t, key, 60000, 0, &l);
+        rc = tu_acquire(t, key, 60000, 0, &l);
         if (rc && rc != -ENOSPC)
             note_bad(&n_err, "churn acquire: %s", shmlease_errname(rc));
         shmlease_close(t);              /* releases it */
@@ -155,36 +156,36 @@ static void t_threads(void **s)
     (void)s;
     const char *e = getenv("SHMLEASE_THREADS_SECONDS");
     unsigned secs = e && *e ? (unsigned)atoi(e) : 3;
-    g_name = rel_name("thr");
-    shmlease_table *shared = rel_open(g_name, CAP);
+    g_name = tu_name("thr");
+    shmlease_table *shared = tu_open_cap(g_name, CAP);
     shmlease_table *own[WORKERS];
     pthread_t th[WORKERS + 2];
     struct warg args[WORKERS];
     for (int i = 0; i < WORKERS; i++) {
-        own[i] = i < 4 ? shared : rel_open(g_name, CAP);
+        own[i] = i < 4 ? shared : tu_open_cap(g_name, CAP);
         args[i] = (struct warg){own[i], i};
         assert_int_equal(pthread_create(&th[i], NULL, worker, &args[i]), 0);
     }
     assert_int_equal(pthread_create(&th[WORKERS], NULL, inspector, shared), 0);
     assert_int_equal(pthread_create(&th[WORKERS + 1], NULL, churn, NULL), 0);
-    rel_sleep_ms(secs * 1000);
+    tu_sleep_ms(secs * 1000);
     atomic_store(&g_stop, 1);
     for (int i = 0; i < WORKERS + 2; i++)
         pthread_join(th[i], NULL);
-    rel_note("threads: %d workers (4 on one handle), inspector, handle churn, %u s: %llu acquisitions, "
+    tu_note("threads: %d workers (4 on one handle), inspector, handle churn, %u s: %llu acquisitions, "
              "%llu inspection rounds, %llu handles opened and closed, %llu timeouts; violations %llu, errors %llu",
              WORKERS, secs, (unsigned long long)n_acq, (unsigned long long)n_inspect,
              (unsigned long long)n_churn, (unsigned long long)n_timeout, (unsigned long long)n_viol,
              (unsigned long long)n_err);
-    REL_TRUE(n_viol == 0 && n_err == 0, "%llu violations, %llu errors; first: %s", (unsigned long long)n_viol,
+    TU_TRUE(n_viol == 0 && n_err == 0, "%llu violations, %llu errors; first: %s", (unsigned long long)n_viol,
              (unsigned long long)n_err, g_msg);
-    REL_TRUE(n_acq > 100 && n_churn > 10 && n_inspect > 10, "too little progress");
+    TU_TRUE(n_acq > 100 && n_churn > 10 && n_inspect > 10, "too little progress");
     char why[256];
-    REL_TRUE(rel_check_structure(shared, why, sizeof why) == 0, "%s", why);
+    TU_TRUE(tu_check_structure(shared, why, sizeof why) == 0, "%s", why);
 }
 
 int main(int argc, char **argv)
 {
-    const struct CMUnitTest tests[] = {REL_TEST(t_threads)};
-    return REL_RUN(tests);
+    const struct CMUnitTest tests[] = {TU_SLOW_TEST(t_threads)};
+    return TU_RUN(tests);
 }

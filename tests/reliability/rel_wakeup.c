@@ -1,5 +1,5 @@
 /*
- * Wake-up stress (issue 5, item 6; PITFALLS 11, 12).
+ * Wake-up stress (docs/failure-modes.md F11, F12).
  *
  * 16 processes x 2 threads wait on leases while the parent keeps sending
  * SIGUSR1 to every waiting thread (tgkill), whose handler is installed
@@ -25,7 +25,8 @@
  * Short run: 5 s + 8 s. Long: `rel_wakeup --long` with SHMLEASE_LONG=1
  * (SHMLEASE_WAKEUP_SECONDS per phase, default 120).
  */
-#include "rel.h"
+#include "internal.h"
+#include "testutil.h"
 
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -95,14 +96,14 @@ static void phase1(struct targ *a, uint64_t *seed)
 {
     char key[32];
     while (atomic_load(&W->phase) == 1) {
-        uint64_t r = rel_rand(seed);
+        uint64_t r = tu_rand(seed);
         shmlease_lease l;
         if (r & 1) {
             snprintf(key, sizeof key, "hog-%u", (unsigned)((r >> 1) % HOGKEYS));
             int64_t wait = 1 + (int64_t)((r >> 8) % 250);
-            uint64_t t0 = rel_ns(), d0 = rel_run_delay_ns();
-            int rc = rel_acq(a->t, key, 1000, wait, &l);
-            uint64_t el = rel_ns() - t0, late = el - min_u64(el, rel_run_delay_ns() - d0);
+            uint64_t t0 = tu_mono_ns(), d0 = tu_run_delay_ns();
+            int rc = tu_acquire(a->t, key, 1000, wait, &l);
+            uint64_t el = tu_mono_ns() - t0, late = el - min_u64(el, tu_run_delay_ns() - d0);
             if (rc != -ETIMEDOUT) {
                 bad("acquire %s (held by a live hog) returned %s", key, shmlease_errname(rc));
                 continue;
@@ -117,12 +118,12 @@ static void phase1(struct targ *a, uint64_t *seed)
             }
         } else {
             int64_t wait = 1 + (int64_t)((r >> 8) % 100);
-            uint64_t t0 = rel_ns(), d0 = rel_run_delay_ns();
-            int rc = rel_acq(a->t, "churn", 1000, wait, &l);
-            uint64_t el = rel_ns() - t0, late = el - min_u64(el, rel_run_delay_ns() - d0);
+            uint64_t t0 = tu_mono_ns(), d0 = tu_run_delay_ns();
+            int rc = tu_acquire(a->t, "churn", 1000, wait, &l);
+            uint64_t el = tu_mono_ns() - t0, late = el - min_u64(el, tu_run_delay_ns() - d0);
             if (rc == 0) {
                 atomic_fetch_add(&W->churn_acq, 1);
-                rel_sleep_us((unsigned)((r >> 20) % 1000));
+                tu_sleep_us((unsigned)((r >> 20) % 1000));
                 int rr = shmlease_release(a->t, &l);
                 if (rr)
                     bad("churn release: %s", shmlease_errname(rr));
@@ -146,16 +147,16 @@ static void phase2(struct targ *a, uint64_t *seed)
     snprintf(key, sizeof key, "pp-%d", k);
     while (atomic_load(&W->phase) == 2) {
         if (atomic_load(&W->turn[k]) != side) {
-            rel_sleep_us(100);
+            tu_sleep_us(100);
             continue;
         }
         shmlease_lease l;
-        uint64_t r = rel_rand(seed);
+        uint64_t r = tu_rand(seed);
         int by_expiry = (r & 7) == 0;
         unsigned hold_ms = 1 + (unsigned)((r >> 4) % 3);
-        uint64_t t0 = rel_ns(), d0 = rel_run_delay_ns();
-        int rc = rel_acq(a->t, key, by_expiry ? hold_ms : 10000, SHMLEASE_WAIT_FOREVER, &l);
-        uint64_t t1 = rel_ns(), d1 = rel_run_delay_ns();
+        uint64_t t0 = tu_mono_ns(), d0 = tu_run_delay_ns();
+        int rc = tu_acquire(a->t, key, by_expiry ? hold_ms : 10000, SHMLEASE_WAIT_FOREVER, &l);
+        uint64_t t1 = tu_mono_ns(), d1 = tu_run_delay_ns();
         if (rc != 0) {
             bad("hand-off acquire %s: %s", key, shmlease_errname(rc));
             continue;
@@ -165,7 +166,7 @@ static void phase2(struct targ *a, uint64_t *seed)
         if (rel && rel > t0) {           /* we were waiting when it was released */
             /* CPU-queue time of both threads since the release was stamped */
             uint64_t r0 = atomic_load(&W->released_rd[k][0]);
-            uint64_t r1 = rel_run_delay_of(atomic_load(&W->released_by[k]));
+            uint64_t r1 = tu_run_delay_of(atomic_load(&W->released_by[k]));
             uint64_t q = (d1 - min_u64(d1, atomic_load(&W->released_rd[k][1]))) +
                          (r1 - min_u64(r1, r0));
             uint64_t lat = t1 - rel, own = lat - min_u64(lat, q);
@@ -188,20 +189,20 @@ static void phase2(struct targ *a, uint64_t *seed)
         if (by_expiry)
             atomic_store(&W->expires_ms[k], l.expires_at_ms);
         atomic_store(&W->turn[k], !side);         /* the other side may now wait */
-        rel_sleep_ms(hold_ms);                    /* ... and does, while we hold */
+        tu_sleep_ms(hold_ms);                    /* ... and does, while we hold */
         if (by_expiry) {
             /* Let it run out; our release after that is stale. */
-            while (rel_ms() <= l.expires_at_ms + 1)
-                rel_sleep_us(200);
+            while (tu_mono_ms() <= l.expires_at_ms + 1)
+                tu_sleep_us(200);
             continue;
         }
         /* the waiter is the other side of key k */
         int32_t waiter = side == 0 ? atomic_load(&W->tids[(k + 1) % PROCS][1])
                                    : atomic_load(&W->tids[k][0]);
         atomic_store(&W->released_by[k], atomic_load(&W->tids[a->proc][a->thr]));
-        atomic_store(&W->released_rd[k][1], rel_run_delay_of(waiter));
-        atomic_store(&W->released_rd[k][0], rel_run_delay_ns());
-        atomic_store(&W->released_ns[k], rel_ns());
+        atomic_store(&W->released_rd[k][1], tu_run_delay_of(waiter));
+        atomic_store(&W->released_rd[k][0], tu_run_delay_ns());
+        atomic_store(&W->released_ns[k], tu_mono_ns());
         rc = shmlease_release(a->t, &l);
         if (rc)
             bad("hand-off release: %s", shmlease_errname(rc));
@@ -215,10 +216,10 @@ static void *thread_main(void *p)
     atomic_fetch_add(&W->ready, 1);
     uint64_t seed = (uint64_t)(a->proc * 31 + a->thr + 1) * 0x9e3779b97f4a7c15ull;
     while (atomic_load(&W->phase) == 0)
-        rel_sleep_ms(1);
+        tu_sleep_ms(1);
     phase1(a, &seed);
     while (atomic_load(&W->phase) == 1)
-        rel_sleep_ms(1);
+        tu_sleep_ms(1);
     phase2(a, &seed);
     return NULL;
 }
@@ -231,12 +232,12 @@ static _Noreturn void proc_main(int proc)
     sigaction(SIGUSR1, &sa, NULL);
     shmlease_options o = {.flags = SHMLEASE_OPEN_NOCREATE};
     shmlease_table *t;
-    CK_RC(shmlease_open(g_name, &o, &t), 0);
+    TU_CK_RC(shmlease_open(g_name, &o, &t), 0);
     pthread_t th[THREADS];
     struct targ args[THREADS];
     for (int i = 0; i < THREADS; i++) {
         args[i] = (struct targ){t, proc, i};
-        CK(pthread_create(&th[i], NULL, thread_main, &args[i]) == 0);
+        TU_CK(pthread_create(&th[i], NULL, thread_main, &args[i]) == 0);
     }
     for (int i = 0; i < THREADS; i++)
         pthread_join(th[i], NULL);
@@ -254,15 +255,15 @@ static unsigned env_uint(const char *n, unsigned def)
 static void run_phase(int phase, unsigned ms, pid_t *pids, uint64_t *min_window)
 {
     atomic_store(&W->phase, phase);
-    uint64_t end = rel_ms() + ms, next_window = rel_ms() + 1000;
+    uint64_t end = tu_mono_ms() + ms, next_window = tu_mono_ms() + 1000;
     uint64_t last = atomic_load(&W->handoffs) + atomic_load(&W->churn_acq);
     *min_window = UINT64_MAX;
-    while (rel_ms() < end) {
+    while (tu_mono_ms() < end) {
         for (int p = 0; p < PROCS; p++)
             for (int i = 0; i < THREADS; i++)
                 syscall(SYS_tgkill, pids[p], atomic_load(&W->tids[p][i]), SIGUSR1);
-        rel_sleep_ms(2);
-        if (rel_ms() >= next_window) {
+        tu_sleep_ms(2);
+        if (tu_mono_ms() >= next_window) {
             uint64_t now = atomic_load(&W->handoffs) + atomic_load(&W->churn_acq);
             if (now - last < *min_window)
                 *min_window = now - last;
@@ -278,60 +279,60 @@ static void t_wakeup_stress(void **s)
     unsigned secs = env_uint("SHMLEASE_WAKEUP_SECONDS", g_long ? 120 : 0);
     unsigned p1 = secs ? secs * 1000 : 5000, p2 = secs ? secs * 1000 : 8000;
     alarm((p1 + p2) / 1000 + 120);
-    W = rel_shared(sizeof *W);
-    g_name = rel_name("wake");
-    shmlease_table *t = rel_open(g_name, 64);
+    W = tu_shared(sizeof *W);
+    g_name = tu_name("wake");
+    shmlease_table *t = tu_open_cap(g_name, 64);
 
     /* The hog: a live process holding HOGKEYS keys for 10 minutes. */
     int hp[2];
     assert_int_equal(pipe(hp), 0);
-    pid_t hog = rel_fork(600);
+    pid_t hog = tu_fork_alarm(600);
     if (hog == 0) {
         close(hp[0]);
         shmlease_options o = {.flags = SHMLEASE_OPEN_NOCREATE};
         shmlease_table *ht;
-        CK_RC(shmlease_open(g_name, &o, &ht), 0);
+        TU_CK_RC(shmlease_open(g_name, &o, &ht), 0);
         char key[32];
         for (int i = 0; i < HOGKEYS; i++) {
             shmlease_lease l;
             snprintf(key, sizeof key, "hog-%d", i);
-            CK_RC(rel_acq(ht, key, 600000, 0, &l), 0);
+            TU_CK_RC(tu_acquire(ht, key, 600000, 0, &l), 0);
         }
         char c = 1;
-        CK(write(hp[1], &c, 1) == 1);
+        TU_CK(write(hp[1], &c, 1) == 1);
         for (;;)
             pause();
     }
     close(hp[1]);
     char c;
-    REL_TRUE(read(hp[0], &c, 1) == 1, "hog did not start");
+    TU_TRUE(read(hp[0], &c, 1) == 1, "hog did not start");
     close(hp[0]);
 
     pid_t pids[PROCS];
     for (int p = 0; p < PROCS; p++) {
-        pids[p] = rel_fork(0);
+        pids[p] = tu_fork_alarm(120);
         if (pids[p] == 0) {
             alarm((p1 + p2) / 1000 + 100);
             proc_main(p);
         }
     }
-    uint64_t until = rel_ms() + 10000;
-    while (atomic_load(&W->ready) < PROCS * THREADS && rel_ms() < until)
-        rel_sleep_ms(1);
-    REL_TRUE(atomic_load(&W->ready) == PROCS * THREADS, "waiters did not start");
+    uint64_t until = tu_mono_ms() + 10000;
+    while (atomic_load(&W->ready) < PROCS * THREADS && tu_mono_ms() < until)
+        tu_sleep_ms(1);
+    TU_TRUE(atomic_load(&W->ready) == PROCS * THREADS, "waiters did not start");
 
     uint64_t w1, w2;
     run_phase(1, p1, pids, &w1);
     run_phase(2, p2, pids, &w2);
     atomic_store(&W->phase, 3);
     for (int p = 0; p < PROCS; p++)
-        rel_expect_exit0(pids[p], 30000);
+        tu_expect_exit0_within(pids[p], 30000);
     kill(hog, SIGKILL);
-    rel_wait(hog, 10000);
+    tu_wait(hog, 10000);
 
     shmlease_stats st;
-    REL_RC(shmlease_stats_get(t, &st), 0);
-    rel_note("wakeup%s: %d procs x %d threads, %llu signals (no SA_RESTART) during %.0f s + %.0f s; "
+    TU_RC(shmlease_stats_get(t, &st), 0);
+    tu_note("wakeup%s: %d procs x %d threads, %llu signals (no SA_RESTART) during %.0f s + %.0f s; "
              "timeouts: %llu on live holders + %llu on a churn key, none early, max overshoot %.1f ms; "
              "hand-offs: %llu (%llu measured release->acquire, max %.2f ms; %llu by expiry, max %.2f ms "
              "after the deadline; all not counting CPU-queue time); slowest 1-s window: %llu timeouts-phase acquisitions, %llu hand-offs",
@@ -341,16 +342,16 @@ static void t_wakeup_stress(void **s)
              (unsigned long long)atomic_load(&W->handoffs), (unsigned long long)atomic_load(&W->measured),
              atomic_load(&W->max_handoff_ns) / 1e6, (unsigned long long)atomic_load(&W->expiry_handoffs),
              atomic_load(&W->max_expiry_ns) / 1e6, (unsigned long long)w1, (unsigned long long)w2);
-    REL_TRUE(atomic_load(&W->bad) == 0, "%llu failures; first: %s", (unsigned long long)atomic_load(&W->bad),
+    TU_TRUE(atomic_load(&W->bad) == 0, "%llu failures; first: %s", (unsigned long long)atomic_load(&W->bad),
              W->msg);
-    REL_TRUE(atomic_load(&W->signals) > 1000, "too few signals delivered (%llu)",
+    TU_TRUE(atomic_load(&W->signals) > 1000, "too few signals delivered (%llu)",
              (unsigned long long)atomic_load(&W->signals));
-    REL_TRUE(atomic_load(&W->max_over_ns) < BOUND_NS, "a wait outlived its timeout by %.1f ms",
+    TU_TRUE(atomic_load(&W->max_over_ns) < BOUND_NS, "a wait outlived its timeout by %.1f ms",
              atomic_load(&W->max_over_ns) / 1e6);
-    REL_TRUE(atomic_load(&W->measured) > 100 && atomic_load(&W->expiry_handoffs) > 10,
+    TU_TRUE(atomic_load(&W->measured) > 100 && atomic_load(&W->expiry_handoffs) > 10,
              "too few hand-offs measured (%llu, %llu by expiry)", (unsigned long long)atomic_load(&W->measured),
              (unsigned long long)atomic_load(&W->expiry_handoffs));
-    REL_TRUE(w1 > 0 && w2 > 0, "no progress in some one-second window (%llu, %llu)", (unsigned long long)w1,
+    TU_TRUE(w1 > 0 && w2 > 0, "no progress in some one-second window (%llu, %llu)", (unsigned long long)w1,
              (unsigned long long)w2);
 }
 
@@ -365,6 +366,6 @@ int main(int argc, char **argv)
         g_long = 1;
         argc = 1;
     }
-    const struct CMUnitTest tests[] = {REL_TEST(t_wakeup_stress)};
-    return REL_RUN(tests);
+    const struct CMUnitTest tests[] = {TU_SLOW_TEST(t_wakeup_stress)};
+    return TU_RUN(tests);
 }

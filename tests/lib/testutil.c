@@ -7,13 +7,15 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
-#define TU_MAX_NAMES   64
+#define TU_MAX_NAMES   256
 #define TU_MAX_HANDLES 64
-#define TU_MAX_PIDS    256
+#define TU_MAX_PIDS    512
 #define TU_MAX_MAPS    64
 #define TU_MAX_FDS     128
 
-static char   names[TU_MAX_NAMES][256];
+/* What the teardown cleans up: table names, handles, children, mappings,
+ * channel descriptors. */
+static char   names[TU_MAX_NAMES][256];   /* longer than any valid table name */
 static int    n_names;
 static shmlease_table *handles[TU_MAX_HANDLES];
 static pid_t  pids[TU_MAX_PIDS];
@@ -26,13 +28,24 @@ static mode_t saved_umask;
 
 /* ---- running ---------------------------------------------------------------- */
 
+static int setup_with_alarm(unsigned alarm_s)
+{
+    saved_umask = umask(022);
+    umask(saved_umask);
+    alarm(alarm_s);  /* a wedged test kills the program; ctest reports it */
+    return 0;
+}
+
 int tu_setup(void **state)
 {
     (void)state;
-    saved_umask = umask(022);
-    umask(saved_umask);
-    alarm(100);  /* a wedged test kills the program; ctest reports it */
-    return 0;
+    return setup_with_alarm(100);
+}
+
+int tu_setup_slow(void **state)
+{
+    (void)state;
+    return setup_with_alarm(280);
 }
 
 int tu_teardown(void **state)
@@ -82,7 +95,28 @@ int tu_main(int argc, char **argv, const char *group, const struct CMUnitTest *t
     /* Orphaned grandchildren come back to us, so tests can reap and kill them. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     signal(SIGPIPE, SIG_IGN);
-    return _cmocka_run_group_tests(group, tests, n, NULL, NULL);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *base = strrchr(group, '/');
+    return _cmocka_run_group_tests(base ? base + 1 : group, tests, n, NULL, NULL);
+}
+
+void tu_note(const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    printf("RESULT %s\n", buf);
+    fflush(stdout);
+    const char *f = getenv("SHMLEASE_RESULTS_FILE");
+    if (f && *f) {
+        FILE *o = fopen(f, "a");
+        if (o) {
+            fprintf(o, "%s\n", buf);
+            fclose(o);
+        }
+    }
 }
 
 void tu_fault_arm(const char *point, int action, unsigned hit)
@@ -98,27 +132,33 @@ void tu_fault_arm(const char *point, int action, unsigned hit)
 
 /* ---- names, handles ----------------------------------------------------------- */
 
+/* The registered copy of NAME: valid until the teardown. */
+static char *register_name(const char *name)
+{
+    if (n_names >= TU_MAX_NAMES)
+        fail_msg("more than %d table names in one test", TU_MAX_NAMES);
+    if (strlen(name) >= sizeof names[0])
+        fail_msg("table name of %zu bytes: too long to be unlinked at teardown", strlen(name));
+    char *b = names[n_names++];
+    snprintf(b, sizeof names[0], "%s", name);
+    return b;
+}
+
 void tu_unlink_later(const char *name)
 {
-    if (n_names < TU_MAX_NAMES) {
-        snprintf(names[n_names], sizeof names[n_names], "%s", name);
-        n_names++;
-    }
+    register_name(name);
 }
 
 const char *tu_name(const char *tag)
 {
-    static char buf[TU_MAX_NAMES][256];
-    static int next;
-    char *b = buf[next++ % TU_MAX_NAMES];
-    snprintf(b, 256, "t%ld-%s-%u", (long)getpid(), tag, name_seq++);
+    char b[sizeof names[0]];
+    snprintf(b, sizeof b, "t%ld-%s-%u", (long)getpid(), tag, name_seq++);
     for (char *p = b; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
               (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
             *p = '_';
     shmlease_unlink(b); /* a leftover from a crashed run with a recycled pid */
-    tu_unlink_later(b);
-    return b;
+    return register_name(b);
 }
 
 void tu_shm_path(char *buf, size_t len, const char *name)
@@ -144,10 +184,11 @@ shmlease_table *tu_open(const char *name, const shmlease_options *o)
     for (int i = 0; i < TU_MAX_HANDLES; i++) {
         if (!handles[i]) {
             handles[i] = t;
-            break;
+            return t;
         }
     }
-    return t;
+    fail_msg("more than %d open handles in one test", TU_MAX_HANDLES);
+    return NULL;
 }
 
 shmlease_table *tu_open_cap(const char *name, uint32_t capacity)
@@ -157,11 +198,16 @@ shmlease_table *tu_open_cap(const char *name, uint32_t capacity)
     return tu_open(name, &o);
 }
 
-void tu_close(shmlease_table *t)
+void tu_forget(shmlease_table *t)
 {
     for (int i = 0; i < TU_MAX_HANDLES; i++)
         if (handles[i] == t)
             handles[i] = NULL;
+}
+
+void tu_close(shmlease_table *t)
+{
+    tu_forget(t);
     shmlease_close(t);
 }
 
@@ -244,16 +290,21 @@ void *tu_shared(size_t len)
 
 /* ---- time ------------------------------------------------------------------------- */
 
-uint64_t tu_mono_us(void)
+uint64_t tu_mono_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t tu_mono_us(void)
+{
+    return tu_mono_ns() / 1000u;
 }
 
 uint64_t tu_mono_ms(void)
 {
-    return tu_mono_us() / 1000u;
+    return tu_mono_ns() / 1000000u;
 }
 
 void tu_sleep_ms(unsigned ms)
@@ -263,9 +314,55 @@ void tu_sleep_ms(unsigned ms)
     }
 }
 
+void tu_sleep_us(unsigned us)
+{
+    struct timespec ts = { us / 1000000u, (long)(us % 1000000u) * 1000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+/* Second field of /proc/<tid>/schedstat: nanoseconds spent runnable but
+ * waiting for a CPU. */
+uint64_t tu_run_delay_of(pid_t tid)
+{
+    char path[64];
+    if (tid > 0)
+        snprintf(path, sizeof path, "/proc/%d/schedstat", (int)tid);
+    else
+        snprintf(path, sizeof path, "/proc/thread-self/schedstat");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    unsigned long long cpu = 0, delay = 0;
+    if (sscanf(buf, "%llu %llu", &cpu, &delay) != 2)
+        return 0;
+    return delay;
+}
+
+uint64_t tu_run_delay_ns(void)
+{
+    return tu_run_delay_of(0);
+}
+
+uint64_t tu_rand(uint64_t *s)
+{
+    uint64_t x = *s ? *s : 0x9e3779b97f4a7c15u;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
 /* ---- processes ------------------------------------------------------------------ */
 
-static void reg_pid(pid_t p)
+void tu_track(pid_t p)
 {
     for (int i = 0; i < TU_MAX_PIDS; i++) {
         if (pids[i] == 0) {
@@ -273,16 +370,17 @@ static void reg_pid(pid_t p)
             return;
         }
     }
+    fail_msg("more than %d processes registered in one test", TU_MAX_PIDS);
 }
 
-static void unreg_pid(pid_t p)
+void tu_untrack(pid_t p)
 {
     for (int i = 0; i < TU_MAX_PIDS; i++)
         if (pids[i] == p)
             pids[i] = 0;
 }
 
-pid_t tu_fork(void)
+pid_t tu_fork_alarm(unsigned alarm_s)
 {
     pid_t parent = getpid();
     fflush(stdout);
@@ -291,20 +389,22 @@ pid_t tu_fork(void)
     if (p < 0)
         fail_msg("fork: %s", strerror(errno));
     if (p > 0) {
-        reg_pid(p);
+        tu_track(p);
         return p;
     }
-    /* child: never run cmocka code again */
-    signal(SIGSEGV, SIG_DFL);
-    signal(SIGBUS, SIG_DFL);
-    signal(SIGFPE, SIG_DFL);
-    signal(SIGILL, SIG_DFL);
-    signal(SIGSYS, SIG_DFL);
-    signal(SIGALRM, SIG_DFL);
+    /* child: never run cmocka code again (its handlers would longjmp into
+     * the runner), nor the test's own handlers */
+    static const int sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGSYS, SIGABRT, SIGALRM,
+                                SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGCHLD };
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(98);
-    alarm(90);
+    alarm(alarm_s);
     memset(pids, 0, sizeof pids);
     memset(handles, 0, sizeof handles);
     n_names = 0;
@@ -313,10 +413,9 @@ pid_t tu_fork(void)
     return 0;
 }
 
-void tu_adopt(pid_t pid)
+pid_t tu_fork(void)
 {
-    if (pid > 0)
-        reg_pid(pid);
+    return tu_fork_alarm(90);
 }
 
 int tu_wait(pid_t pid, int timeout_ms)
@@ -326,54 +425,60 @@ int tu_wait(pid_t pid, int timeout_ms)
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) {
-            unreg_pid(pid);
+            tu_untrack(pid);
             return status;
         }
         if (r < 0 && errno != EINTR) {
-            unreg_pid(pid);
+            tu_untrack(pid);
             return -1;
         }
         if (tu_mono_ms() >= deadline) {
             kill(pid, SIGKILL);
+            kill(pid, SIGCONT);
             waitpid(pid, NULL, 0);
-            unreg_pid(pid);
+            tu_untrack(pid);
             return -1;
         }
         tu_sleep_ms(1);
     }
 }
 
-static void describe(int st, char *buf, size_t len)
+const char *tu_status_str(int st)
 {
-    if (st == -1)
-        snprintf(buf, len, "timed out (killed)");
-    else if (WIFEXITED(st))
-        snprintf(buf, len, "exited with status %d", WEXITSTATUS(st));
-    else if (WIFSIGNALED(st))
-        snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
-    else
-        snprintf(buf, len, "status 0x%x", st);
+    static _Thread_local char buf[96];
+    if (st == -1) {
+        snprintf(buf, sizeof buf, "timed out (killed)");
+    } else if (WIFEXITED(st)) {
+        snprintf(buf, sizeof buf, "exit %d", WEXITSTATUS(st));
+    } else if (WIFSIGNALED(st)) {
+        const char *abbrev = sigabbrev_np(WTERMSIG(st));
+        snprintf(buf, sizeof buf, "killed by SIG%s (%s)", abbrev ? abbrev : "?",
+                 strsignal(WTERMSIG(st)));
+    } else {
+        snprintf(buf, sizeof buf, "status 0x%x", st);
+    }
+    return buf;
+}
+
+void tu_expect_exit0_within(pid_t pid, int timeout_ms)
+{
+    int st = tu_wait(pid, timeout_ms);
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail_msg("child %ld: %s, expected exit 0 (see its message above)", (long)pid,
+                 tu_status_str(st));
 }
 
 void tu_expect_exit0(pid_t pid)
 {
-    int st = tu_wait(pid, 60000);
-    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        char d[128];
-        describe(st, d, sizeof d);
-        fail_msg("child %ld %s, expected a clean exit (see its message above)", (long)pid, d);
-    }
+    tu_expect_exit0_within(pid, 60000);
 }
 
 void tu_expect_signal(pid_t pid, int sig)
 {
     int st = tu_wait(pid, 60000);
-    if (st == -1 || !WIFSIGNALED(st) || WTERMSIG(st) != sig) {
-        char d[128];
-        describe(st, d, sizeof d);
-        fail_msg("child %ld %s, expected death by signal %d (%s)", (long)pid, d, sig,
-                 strsignal(sig));
-    }
+    if (st == -1 || !WIFSIGNALED(st) || WTERMSIG(st) != sig)
+        fail_msg("child %ld: %s, expected death by signal %d (%s)", (long)pid,
+                 tu_status_str(st), sig, strsignal(sig));
 }
 
 void tu_kill(pid_t pid)
@@ -381,18 +486,60 @@ void tu_kill(pid_t pid)
     kill(pid, SIGKILL);
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
     }
-    unreg_pid(pid);
+    tu_untrack(pid);
+}
+
+int tu_proc_stat_read(pid_t pid, tu_proc_stat *out)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    /* "pid (comm) state ...": comm may hold ") (" and spaces, so the fields
+     * start after the LAST ')'. */
+    char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ' || !p[2])
+        return -1;
+    memset(out, 0, sizeof *out);
+    out->state = p[2];
+    p += 2;
+    for (int field = 3; *p; field++) {
+        if (field == 14)
+            out->utime = strtoull(p, NULL, 10);
+        else if (field == 15)
+            out->stime = strtoull(p, NULL, 10);
+        else if (field == 22) {
+            out->starttime = strtoull(p, NULL, 10);
+            return 0;
+        }
+        p = strchr(p, ' ');
+        if (!p)
+            break;
+        p++;
+    }
+    return -1;   /* cut short: not a stat line */
+}
+
+char tu_proc_state(pid_t pid)
+{
+    tu_proc_stat ps;
+    return tu_proc_stat_read(pid, &ps) == 0 ? ps.state : 0;
 }
 
 int tu_wait_stopped(pid_t pid, int timeout_ms)
 {
     uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
     for (;;) {
-        siginfo_t si;
-        memset(&si, 0, sizeof si);
-        if (waitid(P_PID, (id_t)pid, &si, WSTOPPED | WNOHANG) == 0 && si.si_pid == pid)
-            return si.si_code == CLD_STOPPED;
-        if (tu_mono_ms() >= deadline)
+        char s = tu_proc_state(pid);
+        if (s == 'T' || s == 't')
+            return 1;
+        if (s == 0 || s == 'Z' || tu_mono_ms() >= deadline)
             return 0;
         tu_sleep_ms(1);
     }
@@ -435,6 +582,8 @@ static void reg_fd(int fd)
 
 static void unreg_close(int *fd)
 {
+    if (*fd < 0)
+        return;
     for (int i = 0; i < n_fds; i++)
         if (fds[i] == *fd)
             fds[i] = fds[--n_fds];
@@ -444,7 +593,7 @@ static void unreg_close(int *fd)
 
 void tu_chan_init(tu_chan *c)
 {
-    if (pipe(c->up) < 0 || pipe(c->down) < 0)
+    if (pipe2(c->up, O_CLOEXEC) < 0 || pipe2(c->down, O_CLOEXEC) < 0)
         fail_msg("pipe: %s", strerror(errno));
     reg_fd(c->up[0]);
     reg_fd(c->up[1]);
@@ -457,6 +606,7 @@ void tu_chan_child(tu_chan *c)
 {
     close(c->up[0]);
     close(c->down[1]);
+    c->up[0] = c->down[1] = -1;
 }
 
 void tu_chan_parent(tu_chan *c, pid_t pid)
@@ -464,6 +614,14 @@ void tu_chan_parent(tu_chan *c, pid_t pid)
     unreg_close(&c->up[1]);
     unreg_close(&c->down[0]);
     c->pid = pid;
+}
+
+void tu_chan_close(tu_chan *c)
+{
+    for (int i = 0; i < 2; i++) {
+        unreg_close(&c->up[i]);
+        unreg_close(&c->down[i]);
+    }
 }
 
 static int write_all(int fd, const void *buf, size_t len)
@@ -515,13 +673,13 @@ static int read_val(int fd, int64_t *v, int timeout_ms, pid_t watch)
 
 void tu_up(tu_chan *c, int64_t v)
 {
-    CK(write_all(c->up[1], &v, sizeof v) == 0);
+    TU_CK(write_all(c->up[1], &v, sizeof v) == 0);
 }
 
 int64_t tu_down_recv(tu_chan *c)
 {
     int64_t v = 0;
-    CK(read_val(c->down[0], &v, 60000, 0) == 0);
+    TU_CK(read_val(c->down[0], &v, 60000, 0) == 0);
     return v;
 }
 
@@ -542,9 +700,7 @@ int64_t tu_up_recv(tu_chan *c, int timeout_ms)
     int rc = tu_up_try(c, &v, timeout_ms);
     if (rc == -ECHILD) {
         int st = tu_wait(c->pid, 1000);
-        char d[128];
-        describe(st, d, sizeof d);
-        fail_msg("child %ld ended before reporting: %s", (long)c->pid, d);
+        fail_msg("child %ld ended before reporting: %s", (long)c->pid, tu_status_str(st));
     }
     if (rc != 0)
         fail_msg("no report from child %ld within %d ms (%s)", (long)c->pid, timeout_ms,
@@ -554,7 +710,7 @@ int64_t tu_up_recv(tu_chan *c, int timeout_ms)
 
 /* ---- files ------------------------------------------------------------------- */
 
-unsigned char *tu_read_file(const char *path, size_t *len)
+void *tu_read_file(const char *path, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -569,6 +725,8 @@ unsigned char *tu_read_file(const char *path, size_t *len)
     size_t got = 0;
     while (b && got < n) {
         ssize_t r = read(fd, b + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
         if (r <= 0)
             break;
         got += (size_t)r;
@@ -582,14 +740,39 @@ unsigned char *tu_read_file(const char *path, size_t *len)
     return b;
 }
 
-void tu_write_file(const char *path, const void *buf, size_t len, unsigned mode)
+int tu_write_file(const char *path, const void *buf, size_t len, unsigned mode)
 {
     unlink(path);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
     if (fd < 0)
-        fail_msg("open(%s): %s", path, strerror(errno));
-    fchmod(fd, mode);
-    if (write_all(fd, buf, len) != 0)
-        fail_msg("write(%s): %s", path, strerror(errno));
+        return -errno;
+    fchmod(fd, (mode_t)mode);
+    int rc = write_all(fd, buf, len) != 0 ? -(errno ? errno : EIO) : 0;
     close(fd);
+    return rc;
+}
+
+int tu_file_digest(const char *path, uint64_t *digest, uint64_t *size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    uint64_t h = 1469598103934665603ull, n = 0;
+    unsigned char buf[65536];
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        for (ssize_t i = 0; i < r; i++) {
+            h ^= buf[i];
+            h *= 1099511628211ull;
+        }
+        n += (uint64_t)r;
+    }
+    close(fd);
+    *digest = h;
+    *size = n;
+    return 0;
 }
