@@ -287,6 +287,84 @@ struct run_opts {
     bool verbose;
 };
 
+static int parse_wait_opt(const char *s, int64_t *wait_ms)
+{
+    uint64_t ms;
+    if (parse_duration_opt("--wait", s, &ms) != 0)
+        return -1;
+    *wait_ms = ms > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)ms;
+    return 0;
+}
+
+static int parse_ttl_opt(const char *s, uint64_t *ttl_ms)
+{
+    if (parse_duration_opt("--ttl", s, ttl_ms) != 0)
+        return -1;
+    if (*ttl_ms == 0) {
+        fprintf(stderr, PROG ": --ttl must be positive\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_metadata_opt(const char *s)
+{
+    if (strlen(s) > SHMLEASE_METADATA_MAX) {
+        fprintf(stderr, PROG ": --metadata: at most %d bytes\n", SHMLEASE_METADATA_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+/* Applies one option of "run" (c as getopt_long returned it, with optarg).
+ * Returns -1 to go on, or the exit status to leave with (0 after --help). */
+static int apply_run_option(int c, struct run_opts *o)
+{
+    int bad = 0;
+    switch (c) {
+    case 't':
+        o->table = tool_table_name(optarg);
+        break;
+    case 'n':
+        o->wait_ms = 0;
+        break;
+    case 'w':
+        bad = parse_wait_opt(optarg, &o->wait_ms);
+        break;
+    case 'T':
+        bad = parse_ttl_opt(optarg, &o->ttl_ms);
+        break;
+    case 'g':
+        bad = parse_duration_opt("--grace", optarg, &o->grace_ms);
+        break;
+    case 'm':
+        o->metadata = optarg;
+        bad = check_metadata_opt(optarg);
+        break;
+    case 'E':
+        bad = parse_exit_code("--conflict-exit-code", optarg, &o->conflict_code);
+        break;
+    case 'L':
+        bad = parse_exit_code("--lost-exit-code", optarg, &o->lost_code);
+        break;
+    case 'k':
+        bad = parse_duration_opt("--kill-after", optarg, &o->kill_after_ms);
+        break;
+    case 'v':
+        o->verbose = true;
+        break;
+    case 'h':
+        usage_run(stdout);
+        return 0;
+    default:
+        fprintf(stderr, "Try '" PROG " run --help'.\n");
+        return EXIT_USAGE;
+    }
+    return bad != 0 ? EXIT_USAGE : -1;
+}
+
+/* Parses "run [options] KEY [options] [--] COMMAND [ARGS...]" into *o.
+ * Returns -1 when the command is to run, or the exit status to leave with. */
 static int parse_run_opts(int argc, char **argv, struct run_opts *o)
 {
     static const struct option longopts[] = {
@@ -309,69 +387,14 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
      * getopt stops at KEY ('+'); we take it and start again after it, with
      * KEY in the place of argv[0] (optind = 0 re-initialises glibc's getopt). */
     int base = 0;                 /* argv index of the current getopt argv[0] */
-    int sub_argc = argc;
-    char **sub_argv = argv;
     optind = 0;
     for (;;) {
         int c;
-        while ((c = getopt_long(sub_argc, sub_argv, "+t:nw:T:g:m:E:L:k:vh", longopts,
+        while ((c = getopt_long(argc - base, argv + base, "+t:nw:T:g:m:E:L:k:vh", longopts,
                                 NULL)) != -1) {
-            switch (c) {
-            case 't':
-                o->table = tool_table_name(optarg);
-                break;
-            case 'n':
-                o->wait_ms = 0;
-                break;
-            case 'w': {
-                uint64_t ms;
-                if (parse_duration_opt("--wait", optarg, &ms) != 0)
-                    return EXIT_USAGE;
-                o->wait_ms = ms > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)ms;
-                break;
-            }
-            case 'T':
-                if (parse_duration_opt("--ttl", optarg, &o->ttl_ms) != 0)
-                    return EXIT_USAGE;
-                if (o->ttl_ms == 0) {
-                    fprintf(stderr, PROG ": --ttl must be positive\n");
-                    return EXIT_USAGE;
-                }
-                break;
-            case 'g':
-                if (parse_duration_opt("--grace", optarg, &o->grace_ms) != 0)
-                    return EXIT_USAGE;
-                break;
-            case 'm':
-                o->metadata = optarg;
-                if (strlen(optarg) > SHMLEASE_METADATA_MAX) {
-                    fprintf(stderr, PROG ": --metadata: at most %d bytes\n",
-                            SHMLEASE_METADATA_MAX);
-                    return EXIT_USAGE;
-                }
-                break;
-            case 'E':
-                if (parse_exit_code("--conflict-exit-code", optarg, &o->conflict_code) != 0)
-                    return EXIT_USAGE;
-                break;
-            case 'L':
-                if (parse_exit_code("--lost-exit-code", optarg, &o->lost_code) != 0)
-                    return EXIT_USAGE;
-                break;
-            case 'k':
-                if (parse_duration_opt("--kill-after", optarg, &o->kill_after_ms) != 0)
-                    return EXIT_USAGE;
-                break;
-            case 'v':
-                o->verbose = true;
-                break;
-            case 'h':
-                usage_run(stdout);
-                return 0;
-            default:
-                fprintf(stderr, "Try '" PROG " run --help'.\n");
-                return EXIT_USAGE;
-            }
+            int code = apply_run_option(c, o);
+            if (code >= 0)
+                return code;
         }
         int next = base + optind;              /* index in argv */
         /* getopt consumed a "--"; the first word after KEY is COMMAND. */
@@ -389,8 +412,6 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
         }
         o->key = argv[next];
         base = next;
-        sub_argv = argv + next;
-        sub_argc = argc - next;
         optind = 0;
     }
 }
