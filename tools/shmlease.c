@@ -803,6 +803,37 @@ static int cmd_run(int argc, char **argv)
 /* ------------------------------------------------------------------------ */
 /* create, unlink, break                                                     */
 
+/* --capacity N: 1 to SHMLEASE_CAPACITY_MAX keys. 0, or -1 after a message. */
+static int parse_capacity_opt(const char *s, uint32_t *capacity)
+{
+    unsigned long long v;
+    if (tool_parse_uint(s, SHMLEASE_CAPACITY_MAX, &v) != 0 || v == 0) {
+        fprintf(stderr, PROG " create: --capacity: 1 to %u\n",
+                (unsigned)SHMLEASE_CAPACITY_MAX);
+        return -1;
+    }
+    *capacity = (uint32_t)v;
+    return 0;
+}
+
+/* --mode MODE: octal permission bits, 1 to 0777. 0, or -1 after a message. */
+static int parse_mode_opt(const char *s, uint32_t *mode)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 8);
+    if (s[0] < '0' || s[0] > '7' || *end != '\0' || errno != 0 || v > 0777) {
+        fprintf(stderr, PROG " create: --mode: octal permission bits, at most 0777\n");
+        return -1;
+    }
+    *mode = (uint32_t)v;
+    if (*mode == 0) {
+        fprintf(stderr, PROG " create: --mode 0 would lock everyone out\n");
+        return -1;
+    }
+    return 0;
+}
+
 static int cmd_create(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -818,31 +849,14 @@ static int cmd_create(int argc, char **argv)
     optind = 0;
     while ((c = getopt_long(argc, argv, "c:m:h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'c': {
-            unsigned long long v;
-            if (tool_parse_uint(optarg, SHMLEASE_CAPACITY_MAX, &v) != 0 || v == 0) {
-                fprintf(stderr, PROG " create: --capacity: 1 to %u\n",
-                        (unsigned)SHMLEASE_CAPACITY_MAX);
+        case 'c':
+            if (parse_capacity_opt(optarg, &so.capacity) != 0)
                 return EXIT_USAGE;
-            }
-            so.capacity = (uint32_t)v;
             break;
-        }
-        case 'm': {
-            char *end;
-            errno = 0;
-            unsigned long v = strtoul(optarg, &end, 8);
-            if (optarg[0] < '0' || optarg[0] > '7' || *end != '\0' || errno != 0 || v > 0777) {
-                fprintf(stderr, PROG " create: --mode: octal permission bits, at most 0777\n");
+        case 'm':
+            if (parse_mode_opt(optarg, &so.mode) != 0)
                 return EXIT_USAGE;
-            }
-            so.mode = (uint32_t)v;
-            if (so.mode == 0) {
-                fprintf(stderr, PROG " create: --mode 0 would lock everyone out\n");
-                return EXIT_USAGE;
-            }
             break;
-        }
         case 'h':
             usage_create(stdout);
             return 0;
@@ -901,6 +915,21 @@ static int cmd_unlink(int argc, char **argv)
     return 0;
 }
 
+/* "broke KEY on table T", with what was known of the lease (in: NULL if
+ * nothing): its token, and its holder or that it was in a grace period. */
+static void say_broken(const char *shown, const char *table, const shmlease_info *in)
+{
+    if (in != NULL && !in->in_grace && in->holder_pid != 0)
+        printf("broke %s on table %s (token %llu, holder pid %ld%s)\n", shown, table,
+               (unsigned long long)in->fencing_token, (long)in->holder_pid,
+               in->holder_alive == 0 ? ", dead" : "");
+    else if (in != NULL)
+        printf("broke %s on table %s (token %llu, grace period)\n", shown, table,
+               (unsigned long long)in->fencing_token);
+    else
+        printf("broke %s on table %s\n", shown, table);
+}
+
 static int cmd_break(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -955,17 +984,8 @@ static int cmd_break(int argc, char **argv)
                 shmlease_errname(rc));
         return table_error_exit(rc);
     }
-    if (!quiet) {
-        if (have_info && !in.in_grace && in.holder_pid != 0)
-            printf("broke %s on table %s (token %llu, holder pid %ld%s)\n", shown, table,
-                   (unsigned long long)in.fencing_token, (long)in.holder_pid,
-                   in.holder_alive == 0 ? ", dead" : "");
-        else if (have_info)
-            printf("broke %s on table %s (token %llu, grace period)\n", shown, table,
-                   (unsigned long long)in.fencing_token);
-        else
-            printf("broke %s on table %s\n", shown, table);
-    }
+    if (!quiet)
+        say_broken(shown, table, have_info ? &in : NULL);
     return 0;
 }
 
