@@ -174,6 +174,36 @@ static void view_free(struct table_view *v)
     v->nrows = v->caprows = 0;
 }
 
+/* Reads an open table into *v: the counters, the clock, and the leases (with
+ * key, only that key's; with summary_only, none). *call names the library
+ * call under way, for the report if it fails or faults. 0 or an error. */
+static int read_table(shmlease_table *t, const char *key, bool summary_only,
+                      struct table_view *v, const char *volatile *call)
+{
+    *call = "shmlease_stats_get";
+    int rc = shmlease_stats_get(t, &v->st);
+    if (rc != 0)
+        return rc;
+    v->now_ms = shmlease_now_ms(t);
+    if (key != NULL) {
+        shmlease_info info;
+        *call = "shmlease_inspect";
+        rc = shmlease_inspect(t, key, &info);
+        if (rc == 0)
+            return collect_row(&info, v);
+        if (rc == -ENOENT) {
+            v->key_free = true;
+            return 0;
+        }
+        return rc;
+    }
+    if (!summary_only) {
+        *call = "shmlease_foreach";
+        return shmlease_foreach(t, collect_row, v);
+    }
+    return 0;
+}
+
 /* Reads table NAME into *v. With key, only that key (inspect); with
  * summary_only, no leases. Never fails: errors land in v->rc. */
 static void collect(const char *name, const char *key, bool summary_only,
@@ -213,27 +243,8 @@ static void collect(const char *name, const char *key, bool summary_only,
     shmlease_table *tt = NULL;
     int rc = shmlease_open(name, &o, &tt);
     t = tt;
-    if (rc == 0) {
-        call = "shmlease_stats_get";
-        rc = shmlease_stats_get(t, &v->st);
-    }
-    if (rc == 0) {
-        v->now_ms = shmlease_now_ms(t);
-        if (key != NULL) {
-            shmlease_info info;
-            call = "shmlease_inspect";
-            rc = shmlease_inspect(t, key, &info);
-            if (rc == 0) {
-                rc = collect_row(&info, v);
-            } else if (rc == -ENOENT) {
-                v->key_free = true;
-                rc = 0;
-            }
-        } else if (!summary_only) {
-            call = "shmlease_foreach";
-            rc = shmlease_foreach(t, collect_row, v);
-        }
-    }
+    if (rc == 0)
+        rc = read_table(t, key, summary_only, v, &call);
     guard_armed = 0;
     if (t != NULL)
         shmlease_close(t);
@@ -351,73 +362,97 @@ static const char *holder_state(const shmlease_info *in)
     }
 }
 
-/* The text of one cell; returns a malloc'd string. */
-static char *cell_text(enum col_id c, const shmlease_info *in)
+/* PID cell: '-' in a grace period, '1234*' for a PID of another namespace. */
+static void format_pid(const shmlease_info *in, char *buf, size_t size)
+{
+    if (in->in_grace || in->holder_pid == 0)
+        snprintf(buf, size, "-");
+    else
+        snprintf(buf, size, "%ld%s", (long)in->holder_pid, in->holder_other_pidns ? "*" : "");
+}
+
+static const char *pidns_text(const shmlease_info *in)
+{
+    return in->in_grace || in->holder_pid == 0 ? "-"
+           : in->holder_other_pidns            ? "other"
+                                               : "same";
+}
+
+/* Bytes a cell's text may take: escaped key or metadata, 4 per byte. */
+#define CELL_SIZE (4 * (SHMLEASE_KEY_MAX + SHMLEASE_METADATA_MAX) + 64)
+
+/* Writes the text of column c for lease in into buf (CELL_SIZE bytes). */
+static void format_cell(enum col_id c, const shmlease_info *in, char *buf, size_t size)
 {
     size_t mlen = in->metadata_len <= SHMLEASE_METADATA_MAX ? in->metadata_len
                                                             : SHMLEASE_METADATA_MAX;
     size_t klen = strnlen(in->key, sizeof(in->key));
-    char buf[4 * (SHMLEASE_KEY_MAX + SHMLEASE_METADATA_MAX) + 64];
     switch (c) {
     case COL_KEY:
         tool_escape_text(in->key, klen, buf);
         break;
     case COL_TOKEN:
-        snprintf(buf, sizeof(buf), "%llu", (unsigned long long)in->fencing_token);
+        snprintf(buf, size, "%llu", (unsigned long long)in->fencing_token);
         break;
     case COL_PID:
-        if (in->in_grace || in->holder_pid == 0)
-            snprintf(buf, sizeof(buf), "-");
-        else
-            snprintf(buf, sizeof(buf), "%ld%s", (long)in->holder_pid,
-                     in->holder_other_pidns ? "*" : "");
+        format_pid(in, buf, size);
         break;
     case COL_STATE:
-        snprintf(buf, sizeof(buf), "%s", holder_state(in));
+        snprintf(buf, size, "%s", holder_state(in));
         break;
     case COL_LEFT:
         if (in->remaining_ms <= 0)
-            snprintf(buf, sizeof(buf), "expired");
+            snprintf(buf, size, "expired");
         else
-            tool_format_left(in->remaining_ms, buf, sizeof(buf));
+            tool_format_left(in->remaining_ms, buf, size);
         break;
     case COL_EXPIRES:
-        snprintf(buf, sizeof(buf), "%llu", (unsigned long long)in->expires_at_ms);
+        snprintf(buf, size, "%llu", (unsigned long long)in->expires_at_ms);
         break;
     case COL_WAITERS:
-        snprintf(buf, sizeof(buf), "%lu", (unsigned long)in->waiters);
+        snprintf(buf, size, "%lu", (unsigned long)in->waiters);
         break;
     case COL_META:
         tool_escape_text(in->metadata, mlen, buf);
         break;
     case COL_METALEN:
-        snprintf(buf, sizeof(buf), "%zu", in->metadata_len);
+        snprintf(buf, size, "%zu", in->metadata_len);
         break;
     case COL_METAHEX:
         tool_hex(in->metadata, mlen, buf);
         break;
     case COL_PIDNS:
-        snprintf(buf, sizeof(buf), "%s",
-                 in->in_grace || in->holder_pid == 0 ? "-"
-                 : in->holder_other_pidns            ? "other"
-                                                     : "same");
+        snprintf(buf, size, "%s", pidns_text(in));
         break;
     case COL_START:
-        snprintf(buf, sizeof(buf), "%llu", (unsigned long long)in->holder_start_time);
+        snprintf(buf, size, "%llu", (unsigned long long)in->holder_start_time);
         break;
     case COL_HANDLE:
-        snprintf(buf, sizeof(buf), "%lu", (unsigned long)in->holder_handle);
+        snprintf(buf, size, "%lu", (unsigned long)in->holder_handle);
         break;
     default:
         buf[0] = '\0';
         break;
     }
-    char *s = strdup(buf);
-    if (s == NULL) {
+}
+
+/* strdup, or exit with TOOL_EX_OSERR when memory runs out. */
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (d == NULL) {
         fprintf(stderr, PROG ": out of memory\n");
         exit(TOOL_EX_OSERR);
     }
-    return s;
+    return d;
+}
+
+/* The text of one cell; returns a malloc'd string. */
+static char *cell_text(enum col_id c, const shmlease_info *in)
+{
+    char buf[CELL_SIZE];
+    format_cell(c, in, buf, sizeof(buf));
+    return xstrdup(buf);
 }
 
 static void print_owner_mode(FILE *f, const struct stat *sb)
@@ -462,10 +497,12 @@ static void print_summary(FILE *f, const struct table_view *v)
             (unsigned long long)s->broken, (unsigned long long)s->recoveries);
 }
 
-static void print_leases(FILE *f, const struct table_view *v, const struct dump_opts *o)
+/* The cells of the lease rows, row after row, malloc'd; width[c] becomes the
+ * widest text of column c, its heading included unless --noheadings. */
+static char **lease_cells(const struct table_view *v, const struct dump_opts *o,
+                          size_t *width)
 {
     size_t nc = o->ncols, nr = v->nrows;
-    size_t width[COL__COUNT * 2];
     char **cells = calloc(nr * nc + 1, sizeof(char *));
     if (cells == NULL) {
         fprintf(stderr, PROG ": out of memory\n");
@@ -480,47 +517,62 @@ static void print_leases(FILE *f, const struct table_view *v, const struct dump_
             if (strlen(s) > width[c])
                 width[c] = strlen(s);
         }
+    return cells;
+}
 
-    if (!o->noheadings) {
-        for (size_t c = 0; c < nc; c++) {
-            const struct column *col = &columns[o->cols[c]];
-            bool last = c + 1 == nc;
-            if (col->right)
-                fprintf(f, "%*s", (int)width[c], col->name);
-            else
-                fprintf(f, "%-*s", last ? 0 : (int)width[c], col->name);
-            fputs(last ? "\n" : "  ", f);
-        }
+static void print_lease_headings(FILE *f, const struct dump_opts *o, const size_t *width)
+{
+    size_t nc = o->ncols;
+    for (size_t c = 0; c < nc; c++) {
+        const struct column *col = &columns[o->cols[c]];
+        bool last = c + 1 == nc;
+        if (col->right)
+            fprintf(f, "%*s", (int)width[c], col->name);
+        else
+            fprintf(f, "%-*s", last ? 0 : (int)width[c], col->name);
+        fputs(last ? "\n" : "  ", f);
     }
+}
+
+static bool holder_dead(const shmlease_info *in)
+{
+    return !in->in_grace && in->holder_pid != 0 && in->holder_alive == 0;
+}
+
+/* One row: cells aligned, nothing after the last non-empty cell, the STATE
+ * of a dead holder in red on a terminal. */
+static void print_lease_row(FILE *f, const struct dump_opts *o, char **cells,
+                            const size_t *width, bool is_dead)
+{
+    size_t upto = o->ncols;               /* no trailing blanks after empty cells */
+    while (upto > 1 && cells[upto - 1][0] == '\0')
+        upto--;
+    for (size_t c = 0; c < upto; c++) {
+        bool last = c + 1 == upto;
+        bool hl = o->color && is_dead && o->cols[c] == COL_STATE;
+        if (hl)
+            fputs("\033[1;31m", f);
+        if (columns[o->cols[c]].right)
+            fprintf(f, "%*s", (int)width[c], cells[c]);
+        else
+            fprintf(f, "%-*s", last ? 0 : (int)width[c], cells[c]);
+        if (hl)
+            fputs("\033[0m", f);
+        fputs(last ? "\n" : "  ", f);
+    }
+}
+
+/* The notes under the rows: dead holders, unknown liveness, other PID
+ * namespaces, each once if any row has it. */
+static void print_lease_notes(FILE *f, const struct table_view *v)
+{
     size_t dead = 0, other_ns = 0, unknown = 0;
-    for (size_t r = 0; r < nr; r++) {
+    for (size_t r = 0; r < v->nrows; r++) {
         const shmlease_info *in = &v->rows[r];
-        bool is_dead = !in->in_grace && in->holder_pid != 0 && in->holder_alive == 0;
-        dead += is_dead;
+        dead += holder_dead(in);
         unknown += !in->in_grace && in->holder_pid != 0 && in->holder_alive < 0;
         other_ns += !in->in_grace && in->holder_pid != 0 && in->holder_other_pidns;
-        size_t upto = nc;                 /* no trailing blanks after empty cells */
-        while (upto > 1 && cells[r * nc + upto - 1][0] == '\0')
-            upto--;
-        for (size_t c = 0; c < upto; c++) {
-            const char *s = cells[r * nc + c];
-            bool last = c + 1 == upto;
-            bool hl = o->color && is_dead && o->cols[c] == COL_STATE;
-            if (hl)
-                fputs("\033[1;31m", f);
-            if (columns[o->cols[c]].right)
-                fprintf(f, "%*s", (int)width[c], s);
-            else
-                fprintf(f, "%-*s", last ? 0 : (int)width[c], s);
-            if (hl)
-                fputs("\033[0m", f);
-            fputs(last ? "\n" : "  ", f);
-        }
     }
-    for (size_t i = 0; i < nr * nc; i++)
-        free(cells[i]);
-    free(cells);
-
     if (dead > 0)
         fprintf(f, "dead: %zu lease%s held by an exited process: free for the next "
                    "acquirer.\n", dead, dead == 1 ? "" : "s");
@@ -528,6 +580,21 @@ static void print_leases(FILE *f, const struct table_view *v, const struct dump_
         fprintf(f, "unknown: liveness cannot be proven; the TTL alone decides.\n");
     if (other_ns > 0)
         fprintf(f, "*: PID of another PID namespace (liveness from the kernel lock).\n");
+}
+
+static void print_leases(FILE *f, const struct table_view *v, const struct dump_opts *o)
+{
+    size_t nc = o->ncols, nr = v->nrows;
+    size_t width[COL__COUNT * 2];
+    char **cells = lease_cells(v, o, width);
+    if (!o->noheadings)
+        print_lease_headings(f, o, width);
+    for (size_t r = 0; r < nr; r++)
+        print_lease_row(f, o, &cells[r * nc], width, holder_dead(&v->rows[r]));
+    for (size_t i = 0; i < nr * nc; i++)
+        free(cells[i]);
+    free(cells);
+    print_lease_notes(f, v);
 }
 
 static void print_table_text(FILE *f, const struct table_view *v,
@@ -629,6 +696,73 @@ static void json_lease(FILE *f, const shmlease_info *in)
     fputc('}', f);
 }
 
+/* The members of a table that could not be read. */
+static void json_table_error(FILE *f, const struct table_view *v, const struct dump_opts *o,
+                             bool *first)
+{
+    char msg[512];
+    describe_error(v, o->key, msg, sizeof(msg));
+    json_str(f, "status", "error", first);
+    json_str(f, "error", shmlease_errname(v->rc), first);
+    json_i64(f, "errno", -v->rc, first);
+    json_str(f, "message", msg, first);
+    json_i64(f, "exit_code", view_exit_code(v), first);
+}
+
+/* The members of a table that was read: its summary, "stats" as an object. */
+static void json_table_summary(FILE *f, const struct table_view *v, bool *first)
+{
+    const shmlease_stats *s = &v->st;
+    char epoch[24];
+    snprintf(epoch, sizeof(epoch), "%016llx", (unsigned long long)s->table_epoch);
+    json_str(f, "status", "ok", first);
+    json_u64(f, "format_version", s->format_version, first);
+    json_u64(f, "capacity", s->capacity, first);
+    json_u64(f, "held", s->held, first);
+    json_u64(f, "live_keys", s->live_keys, first);
+    json_u64(f, "attached", s->attached, first);
+    json_u64(f, "fencing_counter", s->fencing_counter, first);
+    json_u64(f, "segment_bytes", s->segment_bytes, first);
+    json_u64(f, "created_at_ms", s->created_at_ms, first);
+    json_u64(f, "now_ms", v->now_ms, first);
+    json_str(f, "table_epoch", epoch, first);
+
+    json_key(f, "stats", first);
+    bool sf = true;
+    fputc('{', f);
+    json_u64(f, "acquisitions", s->acquisitions, &sf);
+    json_u64(f, "contended", s->contended, &sf);
+    json_u64(f, "waits", s->waits, &sf);
+    json_u64(f, "timeouts", s->timeouts, &sf);
+    json_u64(f, "busy", s->busy, &sf);
+    json_u64(f, "expirations", s->expirations, &sf);
+    json_u64(f, "reclaimed_dead", s->reclaimed_dead, &sf);
+    json_u64(f, "renewals", s->renewals, &sf);
+    json_u64(f, "lost", s->lost, &sf);
+    json_u64(f, "broken", s->broken, &sf);
+    json_u64(f, "recoveries", s->recoveries, &sf);
+    fputc('}', f);
+}
+
+/* "leases": [...], after "key_query" and "key_held" with --key. */
+static void json_table_leases(FILE *f, const struct table_view *v, const struct dump_opts *o,
+                              bool *first)
+{
+    if (o->key != NULL) {
+        json_key(f, "key_query", first);
+        tool_json_string(f, o->key, strlen(o->key));
+        json_bool(f, "key_held", !v->key_free, first);
+    }
+    json_key(f, "leases", first);
+    fputc('[', f);
+    for (size_t r = 0; r < v->nrows; r++) {
+        if (r > 0)
+            fputc(',', f);
+        json_lease(f, &v->rows[r]);
+    }
+    fputc(']', f);
+}
+
 static void json_table(FILE *f, const struct table_view *v, const struct dump_opts *o,
                        bool with_leases)
 {
@@ -644,61 +778,11 @@ static void json_table(FILE *f, const struct table_view *v, const struct dump_op
         json_u64(f, "file_bytes", (uint64_t)v->sb.st_size, &first);
     }
     if (v->rc != 0) {
-        char msg[512];
-        describe_error(v, o->key, msg, sizeof(msg));
-        json_str(f, "status", "error", &first);
-        json_str(f, "error", shmlease_errname(v->rc), &first);
-        json_i64(f, "errno", -v->rc, &first);
-        json_str(f, "message", msg, &first);
-        json_i64(f, "exit_code", view_exit_code(v), &first);
-        fputc('}', f);
-        return;
-    }
-    const shmlease_stats *s = &v->st;
-    char epoch[24];
-    snprintf(epoch, sizeof(epoch), "%016llx", (unsigned long long)s->table_epoch);
-    json_str(f, "status", "ok", &first);
-    json_u64(f, "format_version", s->format_version, &first);
-    json_u64(f, "capacity", s->capacity, &first);
-    json_u64(f, "held", s->held, &first);
-    json_u64(f, "live_keys", s->live_keys, &first);
-    json_u64(f, "attached", s->attached, &first);
-    json_u64(f, "fencing_counter", s->fencing_counter, &first);
-    json_u64(f, "segment_bytes", s->segment_bytes, &first);
-    json_u64(f, "created_at_ms", s->created_at_ms, &first);
-    json_u64(f, "now_ms", v->now_ms, &first);
-    json_str(f, "table_epoch", epoch, &first);
-
-    json_key(f, "stats", &first);
-    bool sf = true;
-    fputc('{', f);
-    json_u64(f, "acquisitions", s->acquisitions, &sf);
-    json_u64(f, "contended", s->contended, &sf);
-    json_u64(f, "waits", s->waits, &sf);
-    json_u64(f, "timeouts", s->timeouts, &sf);
-    json_u64(f, "busy", s->busy, &sf);
-    json_u64(f, "expirations", s->expirations, &sf);
-    json_u64(f, "reclaimed_dead", s->reclaimed_dead, &sf);
-    json_u64(f, "renewals", s->renewals, &sf);
-    json_u64(f, "lost", s->lost, &sf);
-    json_u64(f, "broken", s->broken, &sf);
-    json_u64(f, "recoveries", s->recoveries, &sf);
-    fputc('}', f);
-
-    if (with_leases) {
-        if (o->key != NULL) {
-            json_key(f, "key_query", &first);
-            tool_json_string(f, o->key, strlen(o->key));
-            json_bool(f, "key_held", !v->key_free, &first);
-        }
-        json_key(f, "leases", &first);
-        fputc('[', f);
-        for (size_t r = 0; r < v->nrows; r++) {
-            if (r > 0)
-                fputc(',', f);
-            json_lease(f, &v->rows[r]);
-        }
-        fputc(']', f);
+        json_table_error(f, v, o, &first);
+    } else {
+        json_table_summary(f, v, &first);
+        if (with_leases)
+            json_table_leases(f, v, o, &first);
     }
     fputc('}', f);
 }
@@ -756,84 +840,160 @@ static char **scan_tables(size_t *count, int *err)
 /* ------------------------------------------------------------------------ */
 /* One pass                                                                  */
 
+/* --list: one row per table, these columns. */
+static const char *const list_heads[] = { "NAME", "FORMAT", "CAPACITY", "HELD", "LIVE",
+                                          "ATTACHED", "FENCING", "SIZE", "OWNER",
+                                          "MODE", "STATUS" };
+enum { LIST_NCOL = sizeof(list_heads) / sizeof(list_heads[0]) };
+static const bool list_right[LIST_NCOL] = { false, true, true, true, true,
+                                            true,  true, true, false, false, false };
+
+/* The cells of one --list row: '-' for what is not known of the table. */
+static void list_row(const struct table_view *v, char buf[LIST_NCOL][1024])
+{
+    char esc[4 * SHMLEASE_NAME_MAX + 8];
+    tool_escape_text(v->name, strlen(v->name), esc);
+    snprintf(buf[0], sizeof(buf[0]), "%s", esc);
+    if (v->rc == 0) {
+        snprintf(buf[1], sizeof(buf[1]), "%lu", (unsigned long)v->st.format_version);
+        snprintf(buf[2], sizeof(buf[2]), "%lu", (unsigned long)v->st.capacity);
+        snprintf(buf[3], sizeof(buf[3]), "%lu", (unsigned long)v->st.held);
+        snprintf(buf[4], sizeof(buf[4]), "%lu", (unsigned long)v->st.live_keys);
+        snprintf(buf[5], sizeof(buf[5]), "%lu", (unsigned long)v->st.attached);
+        snprintf(buf[6], sizeof(buf[6]), "%llu", (unsigned long long)v->st.fencing_counter);
+        snprintf(buf[10], sizeof(buf[10]), "ok");
+    } else {
+        for (int c = 1; c <= 6; c++)
+            snprintf(buf[c], sizeof(buf[c]), "-");
+        char msg[512];
+        describe_error_full(v, NULL, true, msg, sizeof(msg));
+        snprintf(buf[10], sizeof(buf[10]), "%s: %s", shmlease_errname(v->rc), msg);
+    }
+    if (v->have_stat) {
+        tool_format_bytes((uint64_t)v->sb.st_size, buf[7], sizeof(buf[7]));
+        struct passwd *pw = getpwuid(v->sb.st_uid);
+        if (pw != NULL)
+            snprintf(buf[8], sizeof(buf[8]), "%s", pw->pw_name);
+        else
+            snprintf(buf[8], sizeof(buf[8]), "%lu", (unsigned long)v->sb.st_uid);
+        snprintf(buf[9], sizeof(buf[9]), "%04o", (unsigned)(v->sb.st_mode & 07777));
+    } else {
+        for (int c = 7; c <= 9; c++)
+            snprintf(buf[c], sizeof(buf[c]), "-");
+    }
+}
+
+/* Prints one --list line: the headings, or the cells of one table. */
+static void print_list_line(FILE *f, const char *const *cells, const size_t *width)
+{
+    for (size_t c = 0; c < LIST_NCOL; c++) {
+        bool last = c + 1 == LIST_NCOL;
+        fprintf(f, list_right[c] ? "%*s" : "%-*s", last ? 0 : (int)width[c], cells[c]);
+        fputs(last ? "\n" : "  ", f);
+    }
+}
+
 static void print_list_text(FILE *f, struct table_view *views, size_t n,
                             const struct dump_opts *o)
 {
-    static const char *const hdr[] = { "NAME", "FORMAT", "CAPACITY", "HELD", "LIVE",
-                                       "ATTACHED", "FENCING", "SIZE", "OWNER",
-                                       "MODE", "STATUS" };
-    enum { NCOL = sizeof(hdr) / sizeof(hdr[0]) };
-    static const bool right[NCOL] = { false, true, true, true, true,
-                                      true,  true, true, false, false, false };
-    size_t width[NCOL];
-    char *(*cells)[NCOL] = calloc(n + 1, sizeof(*cells));
+    size_t width[LIST_NCOL];
+    char *(*cells)[LIST_NCOL] = calloc(n + 1, sizeof(*cells));
     if (cells == NULL) {
         fprintf(stderr, PROG ": out of memory\n");
         exit(TOOL_EX_OSERR);
     }
-    for (size_t c = 0; c < NCOL; c++)
-        width[c] = o->noheadings ? 0 : strlen(hdr[c]);
+    for (size_t c = 0; c < LIST_NCOL; c++)
+        width[c] = o->noheadings ? 0 : strlen(list_heads[c]);
     for (size_t i = 0; i < n; i++) {
-        const struct table_view *v = &views[i];
-        char buf[NCOL][1024];
-        char esc[4 * SHMLEASE_NAME_MAX + 8];
-        tool_escape_text(v->name, strlen(v->name), esc);
-        snprintf(buf[0], sizeof(buf[0]), "%s", esc);
-        if (v->rc == 0) {
-            snprintf(buf[1], sizeof(buf[1]), "%lu", (unsigned long)v->st.format_version);
-            snprintf(buf[2], sizeof(buf[2]), "%lu", (unsigned long)v->st.capacity);
-            snprintf(buf[3], sizeof(buf[3]), "%lu", (unsigned long)v->st.held);
-            snprintf(buf[4], sizeof(buf[4]), "%lu", (unsigned long)v->st.live_keys);
-            snprintf(buf[5], sizeof(buf[5]), "%lu", (unsigned long)v->st.attached);
-            snprintf(buf[6], sizeof(buf[6]), "%llu",
-                     (unsigned long long)v->st.fencing_counter);
-            snprintf(buf[10], sizeof(buf[10]), "ok");
-        } else {
-            for (int c = 1; c <= 6; c++)
-                snprintf(buf[c], sizeof(buf[c]), "-");
-            char msg[512];
-            describe_error_full(v, NULL, true, msg, sizeof(msg));
-            snprintf(buf[10], sizeof(buf[10]), "%s: %s", shmlease_errname(v->rc), msg);
-        }
-        if (v->have_stat) {
-            tool_format_bytes((uint64_t)v->sb.st_size, buf[7], sizeof(buf[7]));
-            struct passwd *pw = getpwuid(v->sb.st_uid);
-            if (pw != NULL)
-                snprintf(buf[8], sizeof(buf[8]), "%s", pw->pw_name);
-            else
-                snprintf(buf[8], sizeof(buf[8]), "%lu", (unsigned long)v->sb.st_uid);
-            snprintf(buf[9], sizeof(buf[9]), "%04o", (unsigned)(v->sb.st_mode & 07777));
-        } else {
-            for (int c = 7; c <= 9; c++)
-                snprintf(buf[c], sizeof(buf[c]), "-");
-        }
-        for (size_t c = 0; c < NCOL; c++) {
-            cells[i][c] = strdup(buf[c]);
-            if (cells[i][c] == NULL) {
-                fprintf(stderr, PROG ": out of memory\n");
-                exit(TOOL_EX_OSERR);
-            }
+        char buf[LIST_NCOL][1024];
+        list_row(&views[i], buf);
+        for (size_t c = 0; c < LIST_NCOL; c++) {
+            cells[i][c] = xstrdup(buf[c]);
             if (strlen(buf[c]) > width[c])
                 width[c] = strlen(buf[c]);
         }
     }
     if (!o->noheadings)
-        for (size_t c = 0; c < NCOL; c++) {
-            bool last = c + 1 == NCOL;
-            fprintf(f, right[c] ? "%*s" : "%-*s", last ? 0 : (int)width[c], hdr[c]);
-            fputs(last ? "\n" : "  ", f);
-        }
+        print_list_line(f, list_heads, width);
     for (size_t i = 0; i < n; i++) {
-        for (size_t c = 0; c < NCOL; c++) {
-            bool last = c + 1 == NCOL;
-            fprintf(f, right[c] ? "%*s" : "%-*s", last ? 0 : (int)width[c], cells[i][c]);
-            fputs(last ? "\n" : "  ", f);
+        print_list_line(f, (const char *const *)cells[i], width);
+        for (size_t c = 0; c < LIST_NCOL; c++)
             free(cells[i][c]);
-        }
     }
     if (n == 0)
         fprintf(f, "(no tables in " TOOL_SHM_DIR ")\n");
     free(cells);
+}
+
+/* Reads each table of names[0..n) into views[]; returns how many views to
+ * show and, in *code, the worst exit code. Tables found by the scan
+ * (scanned) that are gone by the time they are opened are left out. */
+static size_t read_views(const char *const *names, size_t n, bool scanned,
+                         const struct dump_opts *o, struct table_view *views, int *code)
+{
+    size_t shown = 0;
+    *code = DUMP_EXIT_OK;
+    for (size_t i = 0; i < n; i++) {
+        struct table_view *v = &views[shown];
+        collect(names[i], o->key, o->list, v);
+        v->scanned = scanned;
+        /* A table unlinked between the scan and the open is simply gone. */
+        if (scanned && v->rc == -ENOENT && v->fault_sig == 0)
+            continue;
+        shown++;
+        if (v->rc != 0 && !o->list)
+            report_error(v, o->key);
+        /* --list reports unusable tables in its STATUS column and still
+         * succeeds: a user's --list must not fail on others' tables. */
+        if (!o->list)
+            *code = worse(*code, view_exit_code(v));
+    }
+    return shown;
+}
+
+/* The JSON document of one pass: {"tool", "json_version", "tables": [...]}. */
+static void print_json(FILE *f, const struct table_view *views, size_t n,
+                       const struct dump_opts *o)
+{
+    bool first = true;
+    fputc('{', f);
+    json_str(f, "tool", PROG, &first);
+    json_u64(f, "json_version", 1, &first);
+    json_key(f, "tables", &first);
+    fputc('[', f);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            fputc(',', f);
+        json_table(f, &views[i], o, !o->list);
+    }
+    fputs("]}\n", f);
+}
+
+/* The text of one pass: each table that could be read, a blank line between
+ * two (errors went to stderr). */
+static void print_tables_text(FILE *f, const struct table_view *views, size_t n,
+                              const struct dump_opts *o)
+{
+    bool printed = false;
+    for (size_t i = 0; i < n; i++) {
+        if (views[i].rc != 0)
+            continue;
+        if (printed)
+            fputc('\n', f);
+        print_table_text(f, &views[i], o);
+        printed = true;
+    }
+    if (n == 0 && o->all)
+        fprintf(f, "(no tables in " TOOL_SHM_DIR ")\n");
+}
+
+static void free_names(char **names)
+{
+    if (names == NULL)
+        return;
+    for (size_t i = 0; names[i] != NULL; i++)
+        free(names[i]);
+    free(names);
 }
 
 /* Reads and prints every table asked for once; returns the exit code. */
@@ -857,61 +1017,19 @@ static int dump_once(FILE *f, const struct dump_opts *o)
         fprintf(stderr, PROG ": out of memory\n");
         exit(TOOL_EX_OSERR);
     }
-    int code = DUMP_EXIT_OK;
-    size_t shown = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct table_view *v = &views[shown];
-        collect(names[i], o->key, o->list, v);
-        v->scanned = scanned != NULL;
-        /* A table unlinked between the scan and the open is simply gone. */
-        if (scanned != NULL && v->rc == -ENOENT && v->fault_sig == 0)
-            continue;
-        shown++;
-        if (v->rc != 0 && !o->list)
-            report_error(v, o->key);
-        /* --list reports unusable tables in its STATUS column and still
-         * succeeds: a user's --list must not fail on others' tables. */
-        if (!o->list)
-            code = worse(code, view_exit_code(v));
-    }
-
-    if (o->json) {
-        bool first = true;
-        fputc('{', f);
-        json_str(f, "tool", PROG, &first);
-        json_u64(f, "json_version", 1, &first);
-        json_key(f, "tables", &first);
-        fputc('[', f);
-        for (size_t i = 0; i < shown; i++) {
-            if (i > 0)
-                fputc(',', f);
-            json_table(f, &views[i], o, !o->list);
-        }
-        fputs("]}\n", f);
-    } else if (o->list) {
+    int code;
+    size_t shown = read_views(names, n, scanned != NULL, o, views, &code);
+    if (o->json)
+        print_json(f, views, shown, o);
+    else if (o->list)
         print_list_text(f, views, shown, o);
-    } else {
-        bool printed = false;
-        for (size_t i = 0; i < shown; i++) {
-            if (views[i].rc != 0)
-                continue;
-            if (printed)
-                fputc('\n', f);
-            print_table_text(f, &views[i], o);
-            printed = true;
-        }
-        if (shown == 0 && o->all)
-            fprintf(f, "(no tables in " TOOL_SHM_DIR ")\n");
-    }
+    else
+        print_tables_text(f, views, shown, o);
 
     for (size_t i = 0; i < shown; i++)
         view_free(&views[i]);
     free(views);
-    if (scanned != NULL) {
-        for (size_t i = 0; scanned[i] != NULL; i++)
-            free(scanned[i]);
-        free(scanned);
-    }
+    free_names(scanned);
     return code;
 }
 
@@ -1046,9 +1164,62 @@ static int watch_loop(struct dump_opts *o, int argc, char **argv)
     }
 }
 
-int main(int argc, char **argv)
+enum { OPT_LIST_COLUMNS = 0x100 };
+
+/* Applies one option (c as getopt_long returned it, with optarg) to *o.
+ * Returns -1 to go on, or the exit code to leave with. */
+static int apply_option(int c, struct dump_opts *o)
 {
-    enum { OPT_LIST_COLUMNS = 0x100 };
+    switch (c) {
+    case 'l':
+        o->list = true;
+        break;
+    case 'a':
+        o->all = true;
+        break;
+    case 'k':
+        o->key = optarg;
+        break;
+    case 'j':
+        o->json = true;
+        break;
+    case 'w':
+        if (tool_parse_duration_ms(optarg, &o->watch_ms) != 0 || o->watch_ms == 0) {
+            fprintf(stderr, PROG ": --watch: invalid interval '%s'\n", optarg);
+            return DUMP_EXIT_USAGE;
+        }
+        o->watch = true;
+        break;
+    case 'o':
+        if (parse_columns(optarg, o) != 0)
+            return DUMP_EXIT_USAGE;
+        break;
+    case 'n':
+        o->noheadings = true;
+        break;
+    case 's':
+        o->nosummary = true;
+        break;
+    case OPT_LIST_COLUMNS:
+        list_columns();
+        return DUMP_EXIT_OK;
+    case 'h':
+        usage(stdout);
+        return DUMP_EXIT_OK;
+    case 'V':
+        printf(PROG " (shmlease) %d.%d.%d\n", SHMLEASE_VERSION_MAJOR,
+               SHMLEASE_VERSION_MINOR, SHMLEASE_VERSION_PATCH);
+        return DUMP_EXIT_OK;
+    default:
+        fprintf(stderr, "Try '" PROG " --help'.\n");
+        return DUMP_EXIT_USAGE;
+    }
+    return -1;
+}
+
+/* Options and table names into *o. Returns -1 to go on, or the exit code. */
+static int parse_args(int argc, char **argv, struct dump_opts *o)
+{
     static const struct option longopts[] = {
         { "list",         no_argument,       NULL, 'l' },
         { "all",          no_argument,       NULL, 'a' },
@@ -1063,93 +1234,67 @@ int main(int argc, char **argv)
         { "version",      no_argument,       NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
-    struct dump_opts o;
-    memset(&o, 0, sizeof(o));
+    memset(o, 0, sizeof(*o));
     for (size_t i = 0; i < sizeof(default_cols) / sizeof(default_cols[0]); i++)
-        o.cols[o.ncols++] = default_cols[i];
+        o->cols[o->ncols++] = default_cols[i];
 
     int c;
     while ((c = getopt_long(argc, argv, "lak:jw:o:nshV", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'l':
-            o.list = true;
-            break;
-        case 'a':
-            o.all = true;
-            break;
-        case 'k':
-            o.key = optarg;
-            break;
-        case 'j':
-            o.json = true;
-            break;
-        case 'w':
-            if (tool_parse_duration_ms(optarg, &o.watch_ms) != 0 || o.watch_ms == 0) {
-                fprintf(stderr, PROG ": --watch: invalid interval '%s'\n", optarg);
-                return DUMP_EXIT_USAGE;
-            }
-            o.watch = true;
-            break;
-        case 'o':
-            if (parse_columns(optarg, &o) != 0)
-                return DUMP_EXIT_USAGE;
-            break;
-        case 'n':
-            o.noheadings = true;
-            break;
-        case 's':
-            o.nosummary = true;
-            break;
-        case OPT_LIST_COLUMNS:
-            list_columns();
-            return DUMP_EXIT_OK;
-        case 'h':
-            usage(stdout);
-            return DUMP_EXIT_OK;
-        case 'V':
-            printf(PROG " (shmlease) %d.%d.%d\n", SHMLEASE_VERSION_MAJOR,
-                   SHMLEASE_VERSION_MINOR, SHMLEASE_VERSION_PATCH);
-            return DUMP_EXIT_OK;
-        default:
-            fprintf(stderr, "Try '" PROG " --help'.\n");
-            return DUMP_EXIT_USAGE;
-        }
+        int code = apply_option(c, o);
+        if (code >= 0)
+            return code;
     }
+    o->nnames = (size_t)(argc - optind);
+    o->names = (const char **)(argv + optind);
+    for (size_t i = 0; i < o->nnames; i++)
+        o->names[i] = tool_table_name(o->names[i]);
+    return -1;
+}
 
-    o.nnames = (size_t)(argc - optind);
-    o.names = (const char **)(argv + optind);
-    for (size_t i = 0; i < o.nnames; i++)
-        o.names[i] = tool_table_name(o.names[i]);
-
-    if (o.list && o.all) {
+/* Options that exclude each other, or need one another; no NAME and no
+ * --all means --list. Returns -1 to go on, or the exit code. */
+static int check_args(struct dump_opts *o)
+{
+    if (o->list && o->all) {
         fprintf(stderr, PROG ": --list and --all exclude each other\n");
         return DUMP_EXIT_USAGE;
     }
-    if ((o.list || o.all) && o.nnames > 0) {
-        fprintf(stderr, PROG ": --%s takes no table names\n", o.list ? "list" : "all");
+    if ((o->list || o->all) && o->nnames > 0) {
+        fprintf(stderr, PROG ": --%s takes no table names\n", o->list ? "list" : "all");
         return DUMP_EXIT_USAGE;
     }
-    if (o.list && o.key != NULL) {
+    if (o->list && o->key != NULL) {
         fprintf(stderr, PROG ": --list and --key exclude each other\n");
         return DUMP_EXIT_USAGE;
     }
-    if (o.nnames == 0 && !o.all) {
-        if (o.key != NULL) {
+    if (o->nnames == 0 && !o->all) {
+        if (o->key != NULL) {
             fprintf(stderr, PROG ": --key needs a table NAME\n");
             return DUMP_EXIT_USAGE;
         }
-        o.list = true;
+        o->list = true;
     }
-    if (o.key != NULL && (o.key[0] == '\0' || strlen(o.key) > SHMLEASE_KEY_MAX)) {
+    if (o->key != NULL && (o->key[0] == '\0' || strlen(o->key) > SHMLEASE_KEY_MAX)) {
         fprintf(stderr, PROG ": --key: a key is 1 to %d bytes\n", SHMLEASE_KEY_MAX);
         return DUMP_EXIT_USAGE;
     }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    struct dump_opts o;
+    int code = parse_args(argc, argv, &o);
+    if (code < 0)
+        code = check_args(&o);
+    if (code >= 0)
+        return code;
     o.color = isatty(STDOUT_FILENO) && getenv("NO_COLOR") == NULL;
 
     guard_install();
     if (o.watch)
         return watch_loop(&o, argc, argv);
-    int code = dump_once(stdout, &o);
+    code = dump_once(stdout, &o);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, PROG ": write error: %s\n", strerror(errno));
         return worse(code, DUMP_EXIT_UNUSABLE);
