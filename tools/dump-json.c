@@ -181,7 +181,7 @@ static void json_table(FILE *f, const struct table_view *v, const struct dump_op
 
 /* The JSON document of one pass: {"tool", "json_version", "tables": [...]}. */
 void print_json(FILE *f, const struct table_view *views, size_t n,
-                       const struct dump_opts *o)
+                const struct dump_opts *o)
 {
     bool first = true;
     fputc('{', f);

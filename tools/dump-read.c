@@ -111,7 +111,7 @@ static int read_table(shmlease_table *t, const char *key, bool summary_only,
 /* Reads table NAME into *v. With key, only that key (inspect); with
  * summary_only, no leases. Never fails: errors land in v->rc. */
 void collect(const char *name, const char *key, bool summary_only,
-                    struct table_view *v)
+             struct table_view *v)
 {
     memset(v, 0, sizeof(*v));
     v->name = name;
@@ -197,7 +197,7 @@ int worse(int a, int b)
 
 /* One sentence for an operator, without the program name. */
 void describe_error_full(const struct table_view *v, const char *key,
-                                bool terse, char *buf, size_t size)
+                         bool terse, char *buf, size_t size)
 {
     if (v->fault_sig != 0) {
         snprintf(buf, size,
@@ -243,7 +243,7 @@ void describe_error_full(const struct table_view *v, const char *key,
 }
 
 void describe_error(const struct table_view *v, const char *key,
-                           char *buf, size_t size)
+                    char *buf, size_t size)
 {
     describe_error_full(v, key, false, buf, size);
 }

@@ -286,7 +286,7 @@ static void print_table_text(FILE *f, const struct table_view *v,
 /* The text of one pass: each table that could be read, a blank line between
  * two (errors went to stderr). */
 void print_tables_text(FILE *f, const struct table_view *views, size_t n,
-                              const struct dump_opts *o)
+                       const struct dump_opts *o)
 {
     bool printed = false;
     for (size_t i = 0; i < n; i++) {
@@ -358,7 +358,7 @@ static void print_list_line(FILE *f, const char *const *cells, const size_t *wid
 }
 
 void print_list_text(FILE *f, struct table_view *views, size_t n,
-                            const struct dump_opts *o)
+                     const struct dump_opts *o)
 {
     size_t width[LIST_NCOL];
     char *(*cells)[LIST_NCOL] = calloc(n + 1, sizeof(*cells));
