@@ -190,6 +190,82 @@ static int print_lease(const shmlease_info *i, void *arg)
     return 0;
 }
 
+/* SIGKILLs the victim once it holds "search-index" and another worker is
+ * blocked on that key; notes the time for the takeover check. */
+static void kill_victim(const pid_t *pids)
+{
+    while (!atomic_load(&sh->victim_ready))
+        msleep(1);
+    msleep(100);                                  /* let worker 0 block on the key */
+    say(-1, "SIGKILL worker %d (pid %d) while it holds \"search-index\" with 50+ s of TTL left",
+        VICTIM, (int)pids[VICTIM]);
+    atomic_store(&sh->kill_ns, now_ns());
+    kill(pids[VICTIM], SIGKILL);
+}
+
+/* Waits for every worker; 1 when all but the victim exited with 0. */
+static int reap_workers(const pid_t *pids)
+{
+    int ok = 1;
+    for (int i = 0; i < WORKERS; i++) {
+        int st;
+        waitpid(pids[i], &st, 0);
+        if (i != VICTIM && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+            ok = 0;
+    }
+    return ok;
+}
+
+/* The takeover of the killed holder's key: fast, with a greater token. */
+static int check_takeover(void)
+{
+    if (!atomic_load(&sh->takeover_done)) {
+        printf("  takeover did not happen: WRONG\n");
+        return 0;
+    }
+    double ms = (double)(atomic_load(&sh->takeover_ns) - atomic_load(&sh->kill_ns)) / 1e6;
+    unsigned long long a = atomic_load(&sh->victim_token), b = atomic_load(&sh->takeover_token);
+    printf("  killed holder's \"search-index\" taken over %.1f ms after SIGKILL (TTL was 60 s): %s\n",
+           ms, ms < 1000 ? "ok" : "SLOW");
+    printf("  fencing token grew across the takeover: %llu -> %llu: %s\n", a, b, b > a ? "ok" : "WRONG");
+    return b > a && ms < 1000;
+}
+
+/* Prints what the workers reported against each promise; 1 if all held. */
+static int check_promises(void)
+{
+    int ok = 1;
+    printf("\nWhat happened:\n");
+    int runs = atomic_load(&sh->report_runs);
+    printf("  once-only job \"daily-report\" ran %d time(s)                 %s\n", runs, runs == 1 ? "ok" : "WRONG");
+    ok &= runs == 1;
+    int once = 1, done = 0;
+    for (int i = 0; i < ITEMS; i++) {
+        int n = atomic_load(&sh->processed[i]);
+        done += n > 0;
+        once &= n == 1;
+    }
+    printf("  per-item jobs: %d of %d items processed, each exactly once: %s\n", done, ITEMS, once ? "ok" : "WRONG");
+    ok &= once && done == ITEMS;
+    ok &= check_takeover();
+    return ok;
+}
+
+/* The table's counters and leases, as the workers left them. */
+static void print_table(shmlease_table *t)
+{
+    shmlease_stats s;
+    shmlease_stats_get(t, &s);
+    printf("\nTable \"%s\": capacity %u, live keys %u, held %u, fencing counter %llu\n", table_name,
+           s.capacity, s.live_keys, s.held, (unsigned long long)s.fencing_counter);
+    printf("  acquisitions %llu, busy %llu, waits %llu, reclaimed from dead holders %llu\n",
+           (unsigned long long)s.acquisitions, (unsigned long long)s.busy,
+           (unsigned long long)s.waits, (unsigned long long)s.reclaimed_dead);
+    printf("  %-22s %6s %7s %-6s %10s  %s\n", "KEY", "TOKEN", "PID", "HOLDER", "LEFT", "METADATA");
+    shmlease_foreach(t, print_lease, NULL);
+    printf("\n(\"cache-warmup\" is still held by the killed worker: the next acquirer reclaims it at once.)\n");
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -211,56 +287,10 @@ int main(int argc, char **argv)
         if (pids[i] == 0)
             _exit(worker(i));
     }
-    while (!atomic_load(&sh->victim_ready))
-        msleep(1);
-    msleep(100);                                  /* let worker 0 block on the key */
-    say(-1, "SIGKILL worker %d (pid %d) while it holds \"search-index\" with 50+ s of TTL left",
-        VICTIM, (int)pids[VICTIM]);
-    atomic_store(&sh->kill_ns, now_ns());
-    kill(pids[VICTIM], SIGKILL);
-
-    int ok = 1;
-    for (int i = 0; i < WORKERS; i++) {
-        int st;
-        waitpid(pids[i], &st, 0);
-        if (i != VICTIM && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
-            ok = 0;
-    }
-
-    printf("\nWhat happened:\n");
-    int runs = atomic_load(&sh->report_runs);
-    printf("  once-only job \"daily-report\" ran %d time(s)                 %s\n", runs, runs == 1 ? "ok" : "WRONG");
-    ok &= runs == 1;
-    int once = 1, done = 0;
-    for (int i = 0; i < ITEMS; i++) {
-        int n = atomic_load(&sh->processed[i]);
-        done += n > 0;
-        once &= n == 1;
-    }
-    printf("  per-item jobs: %d of %d items processed, each exactly once: %s\n", done, ITEMS, once ? "ok" : "WRONG");
-    ok &= once && done == ITEMS;
-    if (atomic_load(&sh->takeover_done)) {
-        double ms = (double)(atomic_load(&sh->takeover_ns) - atomic_load(&sh->kill_ns)) / 1e6;
-        unsigned long long a = atomic_load(&sh->victim_token), b = atomic_load(&sh->takeover_token);
-        printf("  killed holder's \"search-index\" taken over %.1f ms after SIGKILL (TTL was 60 s): %s\n",
-               ms, ms < 1000 ? "ok" : "SLOW");
-        printf("  fencing token grew across the takeover: %llu -> %llu: %s\n", a, b, b > a ? "ok" : "WRONG");
-        ok &= b > a && ms < 1000;
-    } else {
-        printf("  takeover did not happen: WRONG\n");
-        ok = 0;
-    }
-
-    shmlease_stats s;
-    shmlease_stats_get(t, &s);
-    printf("\nTable \"%s\": capacity %u, live keys %u, held %u, fencing counter %llu\n", table_name,
-           s.capacity, s.live_keys, s.held, (unsigned long long)s.fencing_counter);
-    printf("  acquisitions %llu, busy %llu, waits %llu, reclaimed from dead holders %llu\n",
-           (unsigned long long)s.acquisitions, (unsigned long long)s.busy,
-           (unsigned long long)s.waits, (unsigned long long)s.reclaimed_dead);
-    printf("  %-22s %6s %7s %-6s %10s  %s\n", "KEY", "TOKEN", "PID", "HOLDER", "LEFT", "METADATA");
-    shmlease_foreach(t, print_lease, NULL);
-    printf("\n(\"cache-warmup\" is still held by the killed worker: the next acquirer reclaims it at once.)\n");
+    kill_victim(pids);
+    int ok = reap_workers(pids);
+    ok &= check_promises();
+    print_table(t);
     shmlease_close(t);
     printf("%s\n", ok ? "demo: all promises held" : "demo: SOMETHING WENT WRONG");
     return ok ? 0 : 1;

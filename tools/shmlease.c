@@ -287,6 +287,84 @@ struct run_opts {
     bool verbose;
 };
 
+static int parse_wait_opt(const char *s, int64_t *wait_ms)
+{
+    uint64_t ms;
+    if (parse_duration_opt("--wait", s, &ms) != 0)
+        return -1;
+    *wait_ms = ms > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)ms;
+    return 0;
+}
+
+static int parse_ttl_opt(const char *s, uint64_t *ttl_ms)
+{
+    if (parse_duration_opt("--ttl", s, ttl_ms) != 0)
+        return -1;
+    if (*ttl_ms == 0) {
+        fprintf(stderr, PROG ": --ttl must be positive\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_metadata_opt(const char *s)
+{
+    if (strlen(s) > SHMLEASE_METADATA_MAX) {
+        fprintf(stderr, PROG ": --metadata: at most %d bytes\n", SHMLEASE_METADATA_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+/* Applies one option of "run" (c as getopt_long returned it, with optarg).
+ * Returns -1 to go on, or the exit status to leave with (0 after --help). */
+static int apply_run_option(int c, struct run_opts *o)
+{
+    int bad = 0;
+    switch (c) {
+    case 't':
+        o->table = tool_table_name(optarg);
+        break;
+    case 'n':
+        o->wait_ms = 0;
+        break;
+    case 'w':
+        bad = parse_wait_opt(optarg, &o->wait_ms);
+        break;
+    case 'T':
+        bad = parse_ttl_opt(optarg, &o->ttl_ms);
+        break;
+    case 'g':
+        bad = parse_duration_opt("--grace", optarg, &o->grace_ms);
+        break;
+    case 'm':
+        o->metadata = optarg;
+        bad = check_metadata_opt(optarg);
+        break;
+    case 'E':
+        bad = parse_exit_code("--conflict-exit-code", optarg, &o->conflict_code);
+        break;
+    case 'L':
+        bad = parse_exit_code("--lost-exit-code", optarg, &o->lost_code);
+        break;
+    case 'k':
+        bad = parse_duration_opt("--kill-after", optarg, &o->kill_after_ms);
+        break;
+    case 'v':
+        o->verbose = true;
+        break;
+    case 'h':
+        usage_run(stdout);
+        return 0;
+    default:
+        fprintf(stderr, "Try '" PROG " run --help'.\n");
+        return EXIT_USAGE;
+    }
+    return bad != 0 ? EXIT_USAGE : -1;
+}
+
+/* Parses "run [options] KEY [options] [--] COMMAND [ARGS...]" into *o.
+ * Returns -1 when the command is to run, or the exit status to leave with. */
 static int parse_run_opts(int argc, char **argv, struct run_opts *o)
 {
     static const struct option longopts[] = {
@@ -309,69 +387,14 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
      * getopt stops at KEY ('+'); we take it and start again after it, with
      * KEY in the place of argv[0] (optind = 0 re-initialises glibc's getopt). */
     int base = 0;                 /* argv index of the current getopt argv[0] */
-    int sub_argc = argc;
-    char **sub_argv = argv;
     optind = 0;
     for (;;) {
         int c;
-        while ((c = getopt_long(sub_argc, sub_argv, "+t:nw:T:g:m:E:L:k:vh", longopts,
+        while ((c = getopt_long(argc - base, argv + base, "+t:nw:T:g:m:E:L:k:vh", longopts,
                                 NULL)) != -1) {
-            switch (c) {
-            case 't':
-                o->table = tool_table_name(optarg);
-                break;
-            case 'n':
-                o->wait_ms = 0;
-                break;
-            case 'w': {
-                uint64_t ms;
-                if (parse_duration_opt("--wait", optarg, &ms) != 0)
-                    return EXIT_USAGE;
-                o->wait_ms = ms > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)ms;
-                break;
-            }
-            case 'T':
-                if (parse_duration_opt("--ttl", optarg, &o->ttl_ms) != 0)
-                    return EXIT_USAGE;
-                if (o->ttl_ms == 0) {
-                    fprintf(stderr, PROG ": --ttl must be positive\n");
-                    return EXIT_USAGE;
-                }
-                break;
-            case 'g':
-                if (parse_duration_opt("--grace", optarg, &o->grace_ms) != 0)
-                    return EXIT_USAGE;
-                break;
-            case 'm':
-                o->metadata = optarg;
-                if (strlen(optarg) > SHMLEASE_METADATA_MAX) {
-                    fprintf(stderr, PROG ": --metadata: at most %d bytes\n",
-                            SHMLEASE_METADATA_MAX);
-                    return EXIT_USAGE;
-                }
-                break;
-            case 'E':
-                if (parse_exit_code("--conflict-exit-code", optarg, &o->conflict_code) != 0)
-                    return EXIT_USAGE;
-                break;
-            case 'L':
-                if (parse_exit_code("--lost-exit-code", optarg, &o->lost_code) != 0)
-                    return EXIT_USAGE;
-                break;
-            case 'k':
-                if (parse_duration_opt("--kill-after", optarg, &o->kill_after_ms) != 0)
-                    return EXIT_USAGE;
-                break;
-            case 'v':
-                o->verbose = true;
-                break;
-            case 'h':
-                usage_run(stdout);
-                return 0;
-            default:
-                fprintf(stderr, "Try '" PROG " run --help'.\n");
-                return EXIT_USAGE;
-            }
+            int code = apply_run_option(c, o);
+            if (code >= 0)
+                return code;
         }
         int next = base + optind;              /* index in argv */
         /* getopt consumed a "--"; the first word after KEY is COMMAND. */
@@ -389,8 +412,6 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
         }
         o->key = argv[next];
         base = next;
-        sub_argv = argv + next;
-        sub_argc = argc - next;
         optind = 0;
     }
 }
@@ -433,6 +454,313 @@ static int status_to_code(int status)
 /* Forwarded signals; SIGCHLD is read from the same signalfd. */
 static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
 
+/* Everything the supervisor of one "run" knows, from the acquisition on. */
+struct run_state {
+    const struct run_opts *o;
+    const char *key_shown;        /* o->key escaped for messages */
+    shmlease_table *t;
+    shmlease_lease lease;
+    sigset_t oldmask;             /* the mask before the forwarded signals were blocked */
+    int sfd;                      /* signalfd: forwarded signals and SIGCHLD */
+    pid_t pid;                    /* the command */
+    int exec_errno;               /* why exec failed; 0 when it succeeded */
+    int status;                   /* the command's wait status */
+    uint64_t renew_every;         /* ms: a third of the TTL */
+    uint64_t tick;                /* ms: the longest sleep while the lease is held */
+    uint64_t next_renew;          /* table clock, ms */
+    bool lost;                    /* the lease is gone: the command got SIGTERM */
+    bool killed;                  /* ... and then SIGKILL */
+    uint64_t kill_at;             /* table clock, ms: when SIGKILL is due */
+};
+
+/* The metadata stored with the lease: --metadata, or else the command line
+ * (words joined by spaces), cut at SHMLEASE_METADATA_MAX. Returns its length. */
+static size_t run_metadata(const struct run_opts *o, char meta[SHMLEASE_METADATA_MAX + 1])
+{
+    size_t meta_len = 0;
+    if (o->metadata != NULL) {
+        meta_len = strlen(o->metadata);
+        memcpy(meta, o->metadata, meta_len);
+        return meta_len;
+    }
+    for (char **a = o->cmd; *a != NULL && meta_len < SHMLEASE_METADATA_MAX; a++) {
+        if (a != o->cmd)
+            meta[meta_len++] = ' ';
+        size_t l = strlen(*a);
+        size_t room = SHMLEASE_METADATA_MAX - meta_len;
+        if (l > room)
+            l = room;
+        memcpy(meta + meta_len, *a, l);
+        meta_len += l;
+    }
+    if (meta_len > SHMLEASE_METADATA_MAX)
+        meta_len = SHMLEASE_METADATA_MAX;
+    return meta_len;
+}
+
+/* Acquires KEY into s->lease, waiting as the options say. Returns -1 when
+ * it is held, or the exit status to leave with (the table stays open). */
+static int acquire_key(struct run_state *s, const char *meta, size_t meta_len)
+{
+    const struct run_opts *o = s->o;
+    shmlease_acquire_opts ao;
+    memset(&ao, 0, sizeof(ao));
+    ao.ttl_ms = o->ttl_ms;
+    ao.wait_ms = o->wait_ms;
+    ao.metadata = meta_len ? meta : NULL;
+    ao.metadata_len = meta_len;
+    int rc = shmlease_acquire(s->t, o->key, &ao, &s->lease);
+    if (rc == -EBUSY || rc == -ETIMEDOUT) {
+        if (o->verbose)
+            describe_holder(s->t, o->key);
+        return o->conflict_code;
+    }
+    if (rc != 0) {
+        const char *what = rc == -EINVAL || rc == -ENAMETOOLONG
+                               ? "invalid key (1 to 127 bytes)"
+                           : rc == -ENOSPC ? "the table is full"
+                                           : shmlease_strerror(rc);
+        fprintf(stderr, PROG ": cannot acquire %s on table %s: %s (%s)\n", s->key_shown,
+                o->table, what, shmlease_errname(rc));
+        return table_error_exit(rc);
+    }
+    if (o->verbose)
+        fprintf(stderr, PROG ": acquired %s on table %s, token %llu, ttl %llums\n",
+                s->key_shown, o->table, (unsigned long long)s->lease.fencing_token,
+                (unsigned long long)o->ttl_ms);
+    return -1;
+}
+
+/* Blocks the forwarded signals and SIGCHLD, and opens the signalfd that
+ * reads them; puts the lease's token, key and table in the environment the
+ * command inherits; makes the pipe that carries an exec failure back.
+ * 0, or -1 with errno set. */
+static int prepare_spawn(struct run_state *s, int errpipe[2])
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+        sigaddset(&mask, forwarded[i]);
+    sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, &s->oldmask);
+    s->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    char token[32];
+    snprintf(token, sizeof(token), "%llu", (unsigned long long)s->lease.fencing_token);
+    if (s->sfd < 0 || pipe2(errpipe, O_CLOEXEC) != 0 ||
+        setenv("SHMLEASE_FENCING_TOKEN", token, 1) != 0 ||
+        setenv("SHMLEASE_KEY", s->o->key, 1) != 0 ||
+        setenv("SHMLEASE_TABLE", s->o->table, 1) != 0)
+        return -1;
+    return 0;
+}
+
+/* In the child after fork(): async-signal-safe calls only until exec. Dies
+ * with SIGTERM when the supervisor dies; reports an exec failure's errno
+ * on errpipe and exits as a shell would (127 not found, 126 otherwise). */
+static _Noreturn void exec_command(const struct run_state *s, pid_t parent, int errpipe[2])
+{
+    close(errpipe[0]);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent)
+        _exit(EXIT_OSERR);             /* the supervisor is already gone */
+    sigprocmask(SIG_SETMASK, &s->oldmask, NULL);
+    execvp(s->o->cmd[0], s->o->cmd);
+    int e = errno;
+    ssize_t w = write(errpipe[1], &e, sizeof(e));
+    (void)w;
+    _exit(e == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
+}
+
+/* In the parent: waits for the child's exec (EOF on the close-on-exec pipe)
+ * or for the errno of its failure. */
+static int read_exec_errno(int errpipe[2])
+{
+    close(errpipe[1]);
+    int exec_errno = 0;
+    ssize_t got;
+    do
+        got = read(errpipe[0], &exec_errno, sizeof(exec_errno));
+    while (got < 0 && errno == EINTR);
+    close(errpipe[0]);
+    if (got != (ssize_t)sizeof(exec_errno))
+        exec_errno = 0;                    /* EOF: exec succeeded */
+    return exec_errno;
+}
+
+/* Starts the command as a child. Returns -1 when it runs (or its exec
+ * failed: s->exec_errno says), or the exit status to leave with. */
+static int spawn_command(struct run_state *s)
+{
+    int errpipe[2] = { -1, -1 };
+    if (prepare_spawn(s, errpipe) != 0) {
+        fprintf(stderr, PROG ": %s\n", strerror(errno));
+        return EXIT_OSERR;
+    }
+    pid_t parent = getpid();
+    s->pid = fork();
+    if (s->pid < 0) {
+        fprintf(stderr, PROG ": fork: %s\n", strerror(errno));
+        return EXIT_OSERR;
+    }
+    if (s->pid == 0)
+        exec_command(s, parent, errpipe);
+    s->exec_errno = read_exec_errno(errpipe);
+    return -1;
+}
+
+/* Reaps the command if it has ended. true when the supervision is over:
+ * the command ended (s->status), or waitpid failed. */
+static bool reap_command(struct run_state *s)
+{
+    pid_t r = waitpid(s->pid, &s->status, WNOHANG);
+    if (r == s->pid)
+        return true;
+    if (r < 0 && errno != EINTR) {
+        fprintf(stderr, PROG ": waitpid: %s\n", strerror(errno));
+        s->status = EXIT_OSERR << 8;
+        return true;
+    }
+    return false;
+}
+
+/* Renews the lease when it is due, checks it otherwise. Once it is lost,
+ * the command gets SIGTERM and SIGKILL is scheduled. Returns the time now. */
+static uint64_t keep_lease(struct run_state *s, uint64_t now)
+{
+    const struct run_opts *o = s->o;
+    int rc;
+    if (now >= s->next_renew) {
+        rc = shmlease_renew(s->t, &s->lease, o->ttl_ms);
+        if (rc == 0)
+            s->next_renew = now + s->renew_every;
+    } else {
+        rc = shmlease_check(s->t, &s->lease);
+    }
+    if (rc == 0)
+        return now;
+    s->lost = true;
+    s->kill_at = now + o->kill_after_ms;
+    fprintf(stderr,
+            PROG ": lease %s on table %s lost (%s: %s): it was broken, or this "
+            "process was paused past its TTL; sending SIGTERM to %s (pid %ld)\n",
+            s->key_shown, o->table, shmlease_errname(rc),
+            rc == -ESTALE ? "no longer the current claim" : shmlease_strerror(rc),
+            o->cmd[0], (long)s->pid);
+    kill(s->pid, SIGTERM);
+    return shmlease_now_ms(s->t);
+}
+
+/* After the lease was lost: SIGKILL once --kill-after has passed. */
+static void kill_when_due(struct run_state *s, uint64_t now)
+{
+    if (!s->lost || s->killed || now < s->kill_at)
+        return;
+    fprintf(stderr, PROG ": %s (pid %ld) still running %llums after SIGTERM; "
+                    "sending SIGKILL\n",
+            s->o->cmd[0], (long)s->pid, (unsigned long long)s->o->kill_after_ms);
+    kill(s->pid, SIGKILL);
+    s->killed = true;
+}
+
+/* Sleeps until a signal comes or the next renewal, check or SIGKILL is due. */
+static void wait_for_event(struct run_state *s, uint64_t now)
+{
+    uint64_t wait_for;
+    if (!s->lost)
+        wait_for = min_u64(s->next_renew > now ? s->next_renew - now : 0, s->tick);
+    else if (!s->killed)
+        wait_for = min_u64(s->kill_at > now ? s->kill_at - now : 0, MAX_TICK_MS);
+    else
+        wait_for = MAX_TICK_MS;
+    struct pollfd pfd = { .fd = s->sfd, .events = POLLIN };
+    if (poll(&pfd, 1, (int)wait_for) < 0 && errno != EINTR) {
+        fprintf(stderr, PROG ": poll: %s\n", strerror(errno));
+        kill(s->pid, SIGKILL);
+    }
+}
+
+/* Sends the command every forwarded signal that came; SIGCHLD only wakes
+ * the loop up. */
+static void forward_signals(struct run_state *s)
+{
+    struct signalfd_siginfo si;
+    while (read(s->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        int sig = (int)si.ssi_signo;
+        if (sig == SIGCHLD)
+            continue;                  /* reaped at the top of the loop */
+        /* A terminal's ^C / ^\ goes to the whole foreground process group,
+         * and the command stays in ours, so it has it already: do not send
+         * it twice. */
+        if (si.ssi_code == SI_KERNEL && (sig == SIGINT || sig == SIGQUIT))
+            continue;
+        if (s->o->verbose)
+            fprintf(stderr, PROG ": forwarding signal %d to pid %ld\n", sig, (long)s->pid);
+        kill(s->pid, sig);
+    }
+}
+
+/* Runs until the command ends: renews or checks the lease each tick,
+ * terminates the command if the lease is lost, forwards signals. */
+static void supervise(struct run_state *s)
+{
+    s->renew_every = s->o->ttl_ms / 3 ? s->o->ttl_ms / 3 : 1;
+    s->tick = min_u64(s->renew_every, MAX_TICK_MS);
+    s->next_renew = shmlease_now_ms(s->t) + s->renew_every;
+    while (!reap_command(s)) {
+        uint64_t now = shmlease_now_ms(s->t);
+        if (!s->lost)
+            now = keep_lease(s, now);
+        kill_when_due(s, now);
+        wait_for_event(s, now);
+        forward_signals(s);
+    }
+}
+
+/* The command's exit status as a shell reports it (126/127 when exec failed). */
+static int command_exit_code(const struct run_state *s)
+{
+    int code = status_to_code(s->status);
+    if (s->exec_errno != 0) {
+        fprintf(stderr, PROG ": %s: %s\n", s->o->cmd[0],
+                s->exec_errno == ENOENT ? "command not found" : strerror(s->exec_errno));
+        code = s->exec_errno == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
+    }
+    return code;
+}
+
+/* Releases the lease (after a grace period with --grace) once the command
+ * ended with code. Returns the exit status: code, or the lost code if the
+ * lease was lost before the command ended. */
+static int finish_run(struct run_state *s, int code)
+{
+    const struct run_opts *o = s->o;
+    if (s->lost) {
+        fprintf(stderr, PROG ": %s ended with status %d after the lease was lost; "
+                        "exiting with %d\n",
+                o->cmd[0], code, o->lost_code);
+        return o->lost_code;
+    }
+    int rc = o->grace_ms > 0 ? shmlease_release_after(s->t, &s->lease, o->grace_ms)
+                             : shmlease_release(s->t, &s->lease);
+    if (rc == -ESTALE) {
+        /* Lost between the last check and the command's end: the command
+         * may have run its last moments unprotected. */
+        fprintf(stderr, PROG ": lease %s on table %s was lost before %s ended "
+                        "(status %d); exiting with %d\n",
+                s->key_shown, o->table, o->cmd[0], code, o->lost_code);
+        return o->lost_code;
+    }
+    if (rc != 0)
+        fprintf(stderr, PROG ": releasing %s: %s (%s)\n", s->key_shown,
+                shmlease_strerror(rc), shmlease_errname(rc));
+    else if (o->verbose)
+        fprintf(stderr, PROG ": released %s%s; %s exited with %d\n", s->key_shown,
+                o->grace_ms ? " with a grace period" : "", o->cmd[0], code);
+    return code;
+}
+
+/* run: parse, open the table, acquire KEY, run COMMAND under the lease,
+ * release it, exit with COMMAND's status. */
 static int cmd_run(int argc, char **argv)
 {
     struct run_opts o = {
@@ -443,235 +771,68 @@ static int cmd_run(int argc, char **argv)
         .conflict_code = EXIT_CONFLICT_DEFAULT,
         .lost_code = EXIT_LOST_DEFAULT,
     };
-    int prc = parse_run_opts(argc, argv, &o);
-    if (prc >= 0)
-        return prc;
+    int code = parse_run_opts(argc, argv, &o);
+    if (code >= 0)
+        return code;
     char kbuf[SHOWN_KEY_SIZE];
-    const char *key_shown = shown_key(o.key, kbuf);
-
-    /* Default metadata: the command line, cut at SHMLEASE_METADATA_MAX. */
+    struct run_state s = { .o = &o, .key_shown = shown_key(o.key, kbuf), .sfd = -1 };
     char meta[SHMLEASE_METADATA_MAX + 1];
-    size_t meta_len = 0;
-    if (o.metadata != NULL) {
-        meta_len = strlen(o.metadata);
-        memcpy(meta, o.metadata, meta_len);
-    } else {
-        for (char **a = o.cmd; *a != NULL && meta_len < SHMLEASE_METADATA_MAX; a++) {
-            if (a != o.cmd)
-                meta[meta_len++] = ' ';
-            size_t l = strlen(*a);
-            size_t room = SHMLEASE_METADATA_MAX - meta_len;
-            if (l > room)
-                l = room;
-            memcpy(meta + meta_len, *a, l);
-            meta_len += l;
-        }
-        if (meta_len > SHMLEASE_METADATA_MAX)
-            meta_len = SHMLEASE_METADATA_MAX;
-    }
+    size_t meta_len = run_metadata(&o, meta);
 
-    shmlease_table *t;
-    int rc = open_table(o.table, 0, &t);
+    int rc = open_table(o.table, 0, &s.t);
     if (rc != 0)
         return table_error_exit(rc);
-
-    shmlease_acquire_opts ao;
-    memset(&ao, 0, sizeof(ao));
-    ao.ttl_ms = o.ttl_ms;
-    ao.wait_ms = o.wait_ms;
-    ao.metadata = meta_len ? meta : NULL;
-    ao.metadata_len = meta_len;
-    shmlease_lease lease;
-    rc = shmlease_acquire(t, o.key, &ao, &lease);
-    if (rc == -EBUSY || rc == -ETIMEDOUT) {
-        if (o.verbose)
-            describe_holder(t, o.key);
-        shmlease_close(t);
-        return o.conflict_code;
+    code = acquire_key(&s, meta, meta_len);
+    if (code >= 0) {
+        shmlease_close(s.t);
+        return code;
     }
-    if (rc != 0) {
-        const char *what = rc == -EINVAL || rc == -ENAMETOOLONG
-                               ? "invalid key (1 to 127 bytes)"
-                           : rc == -ENOSPC ? "the table is full"
-                                           : shmlease_strerror(rc);
-        fprintf(stderr, PROG ": cannot acquire %s on table %s: %s (%s)\n", key_shown, o.table,
-                what, shmlease_errname(rc));
-        shmlease_close(t);
-        return table_error_exit(rc);
-    }
-    if (o.verbose)
-        fprintf(stderr, PROG ": acquired %s on table %s, token %llu, ttl %llums\n", key_shown,
-                o.table, (unsigned long long)lease.fencing_token,
-                (unsigned long long)o.ttl_ms);
-
     /* From here on, every exit path releases (or lets go of) the lease. */
-    sigset_t mask, oldmask;
-    sigemptyset(&mask);
-    for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
-        sigaddset(&mask, forwarded[i]);
-    sigaddset(&mask, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &mask, &oldmask);
-    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-    int errpipe[2] = { -1, -1 };
-    char token[32];
-    snprintf(token, sizeof(token), "%llu", (unsigned long long)lease.fencing_token);
-    if (sfd < 0 || pipe2(errpipe, O_CLOEXEC) != 0 ||
-        setenv("SHMLEASE_FENCING_TOKEN", token, 1) != 0 ||
-        setenv("SHMLEASE_KEY", o.key, 1) != 0 || setenv("SHMLEASE_TABLE", o.table, 1) != 0) {
-        fprintf(stderr, PROG ": %s\n", strerror(errno));
-        shmlease_release(t, &lease);
-        shmlease_close(t);
-        return EXIT_OSERR;
+    code = spawn_command(&s);
+    if (code >= 0) {
+        shmlease_release(s.t, &s.lease);
+        shmlease_close(s.t);
+        return code;
     }
-
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        fprintf(stderr, PROG ": fork: %s\n", strerror(errno));
-        shmlease_release(t, &lease);
-        shmlease_close(t);
-        return EXIT_OSERR;
-    }
-    if (pid == 0) {
-        /* Child: async-signal-safe calls only until exec. */
-        close(errpipe[0]);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(EXIT_OSERR);             /* the supervisor is already gone */
-        sigprocmask(SIG_SETMASK, &oldmask, NULL);
-        execvp(o.cmd[0], o.cmd);
-        int e = errno;
-        ssize_t w = write(errpipe[1], &e, sizeof(e));
-        (void)w;
-        _exit(e == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
-    }
-
-    close(errpipe[1]);
-    int exec_errno = 0;
-    ssize_t got;
-    do
-        got = read(errpipe[0], &exec_errno, sizeof(exec_errno));
-    while (got < 0 && errno == EINTR);
-    close(errpipe[0]);
-    if (got != (ssize_t)sizeof(exec_errno))
-        exec_errno = 0;                    /* EOF: exec succeeded */
-
-    uint64_t renew_every = o.ttl_ms / 3 ? o.ttl_ms / 3 : 1;
-    uint64_t tick = min_u64(renew_every, MAX_TICK_MS);
-    uint64_t next_renew = shmlease_now_ms(t) + renew_every;
-    bool lost = false, killed = false;
-    uint64_t kill_at = 0;
-    int status = 0;
-    bool same_pgrp = true;                 /* the child stays in our process group */
-
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            break;
-        if (r < 0 && errno != EINTR) {
-            fprintf(stderr, PROG ": waitpid: %s\n", strerror(errno));
-            status = EXIT_OSERR << 8;
-            break;
-        }
-
-        uint64_t now = shmlease_now_ms(t);
-        if (!lost) {
-            if (now >= next_renew) {
-                rc = shmlease_renew(t, &lease, o.ttl_ms);
-                if (rc == 0)
-                    next_renew = now + renew_every;
-            } else {
-                rc = shmlease_check(t, &lease);
-            }
-            if (rc != 0) {
-                lost = true;
-                kill_at = now + o.kill_after_ms;
-                fprintf(stderr,
-                        PROG ": lease %s on table %s lost (%s: %s): it was broken, or this "
-                        "process was paused past its TTL; sending SIGTERM to %s (pid %ld)\n",
-                        key_shown, o.table, shmlease_errname(rc),
-                        rc == -ESTALE ? "no longer the current claim" : shmlease_strerror(rc),
-                        o.cmd[0], (long)pid);
-                kill(pid, SIGTERM);
-                now = shmlease_now_ms(t);
-            }
-        }
-        if (lost && !killed && now >= kill_at) {
-            fprintf(stderr, PROG ": %s (pid %ld) still running %llums after SIGTERM; "
-                            "sending SIGKILL\n",
-                    o.cmd[0], (long)pid, (unsigned long long)o.kill_after_ms);
-            kill(pid, SIGKILL);
-            killed = true;
-        }
-
-        uint64_t wait_for;
-        if (!lost)
-            wait_for = min_u64(next_renew > now ? next_renew - now : 0, tick);
-        else if (!killed)
-            wait_for = min_u64(kill_at > now ? kill_at - now : 0, MAX_TICK_MS);
-        else
-            wait_for = MAX_TICK_MS;
-        struct pollfd pfd = { .fd = sfd, .events = POLLIN };
-        if (poll(&pfd, 1, (int)wait_for) < 0 && errno != EINTR) {
-            fprintf(stderr, PROG ": poll: %s\n", strerror(errno));
-            kill(pid, SIGKILL);
-        }
-
-        struct signalfd_siginfo si;
-        while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-            int sig = (int)si.ssi_signo;
-            if (sig == SIGCHLD)
-                continue;                  /* reaped at the top of the loop */
-            /* A terminal's ^C / ^\ goes to the whole foreground process
-             * group, so the child has it already: do not send it twice. */
-            if (same_pgrp && si.ssi_code == SI_KERNEL && (sig == SIGINT || sig == SIGQUIT))
-                continue;
-            if (o.verbose)
-                fprintf(stderr, PROG ": forwarding signal %d to pid %ld\n", sig, (long)pid);
-            kill(pid, sig);
-        }
-    }
-
-    int code = status_to_code(status);
-    if (exec_errno != 0) {
-        fprintf(stderr, PROG ": %s: %s\n", o.cmd[0],
-                exec_errno == ENOENT ? "command not found" : strerror(exec_errno));
-        code = exec_errno == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
-    }
-
-    if (lost) {
-        fprintf(stderr, PROG ": %s ended with status %d after the lease was lost; "
-                        "exiting with %d\n",
-                o.cmd[0], code, o.lost_code);
-        shmlease_close(t);
-        return o.lost_code;
-    }
-
-    if (o.grace_ms > 0)
-        rc = shmlease_release_after(t, &lease, o.grace_ms);
-    else
-        rc = shmlease_release(t, &lease);
-    if (rc == -ESTALE) {
-        /* Lost between the last check and the command's end: the command
-         * may have run its last moments unprotected. */
-        fprintf(stderr, PROG ": lease %s on table %s was lost before %s ended "
-                        "(status %d); exiting with %d\n",
-                key_shown, o.table, o.cmd[0], code, o.lost_code);
-        shmlease_close(t);
-        return o.lost_code;
-    }
-    if (rc != 0)
-        fprintf(stderr, PROG ": releasing %s: %s (%s)\n", key_shown, shmlease_strerror(rc),
-                shmlease_errname(rc));
-    else if (o.verbose)
-        fprintf(stderr, PROG ": released %s%s; %s exited with %d\n", key_shown,
-                o.grace_ms ? " with a grace period" : "", o.cmd[0], code);
-    shmlease_close(t);
+    supervise(&s);
+    code = finish_run(&s, command_exit_code(&s));
+    shmlease_close(s.t);
     return code;
 }
 
 /* ------------------------------------------------------------------------ */
 /* create, unlink, break                                                     */
+
+/* --capacity N: 1 to SHMLEASE_CAPACITY_MAX keys. 0, or -1 after a message. */
+static int parse_capacity_opt(const char *s, uint32_t *capacity)
+{
+    unsigned long long v;
+    if (tool_parse_uint(s, SHMLEASE_CAPACITY_MAX, &v) != 0 || v == 0) {
+        fprintf(stderr, PROG " create: --capacity: 1 to %u\n",
+                (unsigned)SHMLEASE_CAPACITY_MAX);
+        return -1;
+    }
+    *capacity = (uint32_t)v;
+    return 0;
+}
+
+/* --mode MODE: octal permission bits, 1 to 0777. 0, or -1 after a message. */
+static int parse_mode_opt(const char *s, uint32_t *mode)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 8);
+    if (s[0] < '0' || s[0] > '7' || *end != '\0' || errno != 0 || v > 0777) {
+        fprintf(stderr, PROG " create: --mode: octal permission bits, at most 0777\n");
+        return -1;
+    }
+    *mode = (uint32_t)v;
+    if (*mode == 0) {
+        fprintf(stderr, PROG " create: --mode 0 would lock everyone out\n");
+        return -1;
+    }
+    return 0;
+}
 
 static int cmd_create(int argc, char **argv)
 {
@@ -688,31 +849,14 @@ static int cmd_create(int argc, char **argv)
     optind = 0;
     while ((c = getopt_long(argc, argv, "c:m:h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'c': {
-            unsigned long long v;
-            if (tool_parse_uint(optarg, SHMLEASE_CAPACITY_MAX, &v) != 0 || v == 0) {
-                fprintf(stderr, PROG " create: --capacity: 1 to %u\n",
-                        (unsigned)SHMLEASE_CAPACITY_MAX);
+        case 'c':
+            if (parse_capacity_opt(optarg, &so.capacity) != 0)
                 return EXIT_USAGE;
-            }
-            so.capacity = (uint32_t)v;
             break;
-        }
-        case 'm': {
-            char *end;
-            errno = 0;
-            unsigned long v = strtoul(optarg, &end, 8);
-            if (optarg[0] < '0' || optarg[0] > '7' || *end != '\0' || errno != 0 || v > 0777) {
-                fprintf(stderr, PROG " create: --mode: octal permission bits, at most 0777\n");
+        case 'm':
+            if (parse_mode_opt(optarg, &so.mode) != 0)
                 return EXIT_USAGE;
-            }
-            so.mode = (uint32_t)v;
-            if (so.mode == 0) {
-                fprintf(stderr, PROG " create: --mode 0 would lock everyone out\n");
-                return EXIT_USAGE;
-            }
             break;
-        }
         case 'h':
             usage_create(stdout);
             return 0;
@@ -771,6 +915,21 @@ static int cmd_unlink(int argc, char **argv)
     return 0;
 }
 
+/* "broke KEY on table T", with what was known of the lease (in: NULL if
+ * nothing): its token, and its holder or that it was in a grace period. */
+static void say_broken(const char *shown, const char *table, const shmlease_info *in)
+{
+    if (in != NULL && !in->in_grace && in->holder_pid != 0)
+        printf("broke %s on table %s (token %llu, holder pid %ld%s)\n", shown, table,
+               (unsigned long long)in->fencing_token, (long)in->holder_pid,
+               in->holder_alive == 0 ? ", dead" : "");
+    else if (in != NULL)
+        printf("broke %s on table %s (token %llu, grace period)\n", shown, table,
+               (unsigned long long)in->fencing_token);
+    else
+        printf("broke %s on table %s\n", shown, table);
+}
+
 static int cmd_break(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -825,17 +984,8 @@ static int cmd_break(int argc, char **argv)
                 shmlease_errname(rc));
         return table_error_exit(rc);
     }
-    if (!quiet) {
-        if (have_info && !in.in_grace && in.holder_pid != 0)
-            printf("broke %s on table %s (token %llu, holder pid %ld%s)\n", shown, table,
-                   (unsigned long long)in.fencing_token, (long)in.holder_pid,
-                   in.holder_alive == 0 ? ", dead" : "");
-        else if (have_info)
-            printf("broke %s on table %s (token %llu, grace period)\n", shown, table,
-                   (unsigned long long)in.fencing_token);
-        else
-            printf("broke %s on table %s\n", shown, table);
-    }
+    if (!quiet)
+        say_broken(shown, table, have_info ? &in : NULL);
     return 0;
 }
 

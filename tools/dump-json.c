@@ -1,0 +1,198 @@
+/*
+ * shmlease-dump: the JSON output. One document per pass; keys and metadata
+ * as JSON strings (one code point per byte) and in hex and base64.
+ */
+#include "dump.h"
+
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* Members                                                                   */
+
+static void json_key(FILE *f, const char *k, bool *first)
+{
+    if (!*first)
+        fputc(',', f);
+    *first = false;
+    fprintf(f, "\"%s\":", k);
+}
+
+static void json_u64(FILE *f, const char *k, uint64_t v, bool *first)
+{
+    json_key(f, k, first);
+    fprintf(f, "%llu", (unsigned long long)v);
+}
+
+static void json_i64(FILE *f, const char *k, int64_t v, bool *first)
+{
+    json_key(f, k, first);
+    fprintf(f, "%lld", (long long)v);
+}
+
+static void json_bool(FILE *f, const char *k, bool v, bool *first)
+{
+    json_key(f, k, first);
+    fputs(v ? "true" : "false", f);
+}
+
+static void json_str(FILE *f, const char *k, const char *v, bool *first)
+{
+    json_key(f, k, first);
+    tool_json_string(f, v, strlen(v));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Leases and tables                                                         */
+
+static void json_lease(FILE *f, const shmlease_info *in)
+{
+    size_t mlen = in->metadata_len <= SHMLEASE_METADATA_MAX ? in->metadata_len
+                                                            : SHMLEASE_METADATA_MAX;
+    size_t klen = strnlen(in->key, sizeof(in->key));
+    bool grace = in->in_grace || in->holder_pid == 0;
+    char hex[2 * SHMLEASE_METADATA_MAX + 1];
+    char b64[4 * ((SHMLEASE_METADATA_MAX + 2) / 3) + 1];
+    bool first = true;
+
+    fputc('{', f);
+    json_key(f, "key", &first);
+    tool_json_string(f, in->key, klen);
+    tool_hex(in->key, klen, hex);
+    json_str(f, "key_hex", hex, &first);
+    json_u64(f, "fencing_token", in->fencing_token, &first);
+    json_key(f, "holder_pid", &first);
+    if (grace)
+        fputs("null", f);
+    else
+        fprintf(f, "%ld", (long)in->holder_pid);
+    json_str(f, "state", holder_state(in), &first);
+    json_key(f, "holder_alive", &first);
+    fputs(grace || in->holder_alive < 0 ? "null"
+          : in->holder_alive > 0         ? "true"
+                                         : "false", f);
+    json_bool(f, "holder_other_pidns", in->holder_other_pidns != 0, &first);
+    json_u64(f, "holder_start_time", in->holder_start_time, &first);
+    json_u64(f, "holder_handle", in->holder_handle, &first);
+    json_bool(f, "in_grace", in->in_grace != 0, &first);
+    json_i64(f, "remaining_ms", in->remaining_ms, &first);
+    json_bool(f, "expired", in->remaining_ms <= 0, &first);
+    json_u64(f, "expires_at_ms", in->expires_at_ms, &first);
+    json_u64(f, "waiters", in->waiters, &first);
+    json_key(f, "metadata", &first);
+    tool_json_string(f, in->metadata, mlen);
+    json_u64(f, "metadata_len", in->metadata_len, &first);
+    tool_hex(in->metadata, mlen, hex);
+    json_str(f, "metadata_hex", hex, &first);
+    tool_base64(in->metadata, mlen, b64);
+    json_str(f, "metadata_base64", b64, &first);
+    fputc('}', f);
+}
+
+/* The members of a table that could not be read. */
+static void json_table_error(FILE *f, const struct table_view *v, const struct dump_opts *o,
+                             bool *first)
+{
+    char msg[512];
+    describe_error(v, o->key, msg, sizeof(msg));
+    json_str(f, "status", "error", first);
+    json_str(f, "error", shmlease_errname(v->rc), first);
+    json_i64(f, "errno", -v->rc, first);
+    json_str(f, "message", msg, first);
+    json_i64(f, "exit_code", view_exit_code(v), first);
+}
+
+/* The members of a table that was read: its summary, "stats" as an object. */
+static void json_table_summary(FILE *f, const struct table_view *v, bool *first)
+{
+    const shmlease_stats *s = &v->st;
+    char epoch[24];
+    snprintf(epoch, sizeof(epoch), "%016llx", (unsigned long long)s->table_epoch);
+    json_str(f, "status", "ok", first);
+    json_u64(f, "format_version", s->format_version, first);
+    json_u64(f, "capacity", s->capacity, first);
+    json_u64(f, "held", s->held, first);
+    json_u64(f, "live_keys", s->live_keys, first);
+    json_u64(f, "attached", s->attached, first);
+    json_u64(f, "fencing_counter", s->fencing_counter, first);
+    json_u64(f, "segment_bytes", s->segment_bytes, first);
+    json_u64(f, "created_at_ms", s->created_at_ms, first);
+    json_u64(f, "now_ms", v->now_ms, first);
+    json_str(f, "table_epoch", epoch, first);
+
+    json_key(f, "stats", first);
+    bool sf = true;
+    fputc('{', f);
+    json_u64(f, "acquisitions", s->acquisitions, &sf);
+    json_u64(f, "contended", s->contended, &sf);
+    json_u64(f, "waits", s->waits, &sf);
+    json_u64(f, "timeouts", s->timeouts, &sf);
+    json_u64(f, "busy", s->busy, &sf);
+    json_u64(f, "expirations", s->expirations, &sf);
+    json_u64(f, "reclaimed_dead", s->reclaimed_dead, &sf);
+    json_u64(f, "renewals", s->renewals, &sf);
+    json_u64(f, "lost", s->lost, &sf);
+    json_u64(f, "broken", s->broken, &sf);
+    json_u64(f, "recoveries", s->recoveries, &sf);
+    fputc('}', f);
+}
+
+/* "leases": [...], after "key_query" and "key_held" with --key. */
+static void json_table_leases(FILE *f, const struct table_view *v, const struct dump_opts *o,
+                              bool *first)
+{
+    if (o->key != NULL) {
+        json_key(f, "key_query", first);
+        tool_json_string(f, o->key, strlen(o->key));
+        json_bool(f, "key_held", !v->key_free, first);
+    }
+    json_key(f, "leases", first);
+    fputc('[', f);
+    for (size_t r = 0; r < v->nrows; r++) {
+        if (r > 0)
+            fputc(',', f);
+        json_lease(f, &v->rows[r]);
+    }
+    fputc(']', f);
+}
+
+static void json_table(FILE *f, const struct table_view *v, const struct dump_opts *o,
+                       bool with_leases)
+{
+    bool first = true;
+    fputc('{', f);
+    json_str(f, "name", v->name, &first);
+    json_str(f, "path", v->path, &first);
+    if (v->have_stat) {
+        json_u64(f, "owner_uid", v->sb.st_uid, &first);
+        char mode[8];
+        snprintf(mode, sizeof(mode), "%04o", (unsigned)(v->sb.st_mode & 07777));
+        json_str(f, "mode", mode, &first);
+        json_u64(f, "file_bytes", (uint64_t)v->sb.st_size, &first);
+    }
+    if (v->rc != 0) {
+        json_table_error(f, v, o, &first);
+    } else {
+        json_table_summary(f, v, &first);
+        if (with_leases)
+            json_table_leases(f, v, o, &first);
+    }
+    fputc('}', f);
+}
+
+/* The JSON document of one pass: {"tool", "json_version", "tables": [...]}. */
+void print_json(FILE *f, const struct table_view *views, size_t n,
+                const struct dump_opts *o)
+{
+    bool first = true;
+    fputc('{', f);
+    json_str(f, "tool", PROG, &first);
+    json_u64(f, "json_version", 1, &first);
+    json_key(f, "tables", &first);
+    fputc('[', f);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            fputc(',', f);
+        json_table(f, &views[i], o, !o->list);
+    }
+    fputs("]}\n", f);
+}

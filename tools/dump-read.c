@@ -1,0 +1,320 @@
+/*
+ * shmlease-dump: reading tables. A table is opened read-only and read with
+ * the inspection calls only (stats_get, foreach, inspect, now_ms), which never
+ * take a lock and never write, so a table whose structural mutex is held by a
+ * dead or stopped process reads as well as any. A fault while the library
+ * reads a segment is caught and the table reported as unusable. Also: the
+ * tables in /dev/shm, and what an error means (message, exit code).
+ */
+#include "dump.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Fault guard. Only armed while the library reads a mapped segment: a SIGBUS
+ * (segment truncated by someone after we mapped it) or a SIGSEGV there jumps
+ * back to collect(), which reports the table as unusable. Outside that window
+ * the signal keeps its default action, so bugs in this program still crash.
+ */
+static sigjmp_buf guard_env;
+static volatile sig_atomic_t guard_armed;
+
+static void guard_handler(int sig)
+{
+    if (guard_armed) {
+        guard_armed = 0;
+        siglongjmp(guard_env, sig);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void guard_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = guard_handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+    sigaction(SIGSEGV, &sa, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading one table                                                         */
+
+static int collect_row(const shmlease_info *info, void *arg)
+{
+    struct table_view *v = arg;
+    if (v->nrows == v->caprows) {
+        size_t ncap = v->caprows ? v->caprows * 2 : 16;
+        shmlease_info *n = realloc(v->rows, ncap * sizeof(*n));
+        if (n == NULL)
+            return -ENOMEM;
+        v->rows = n;
+        v->caprows = ncap;
+    }
+    v->rows[v->nrows++] = *info;
+    return 0;
+}
+
+static int cmp_rows(const void *a, const void *b)
+{
+    const shmlease_info *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    if (c != 0)
+        return c;
+    return x->fencing_token < y->fencing_token ? -1 : x->fencing_token > y->fencing_token;
+}
+
+void view_free(struct table_view *v)
+{
+    free(v->rows);
+    v->rows = NULL;
+    v->nrows = v->caprows = 0;
+}
+
+/* Reads an open table into *v: the counters, the clock, and the leases (with
+ * key, only that key's; with summary_only, none). *call names the library
+ * call under way, for the report if it fails or faults. 0 or an error. */
+static int read_table(shmlease_table *t, const char *key, bool summary_only,
+                      struct table_view *v, const char *volatile *call)
+{
+    *call = "shmlease_stats_get";
+    int rc = shmlease_stats_get(t, &v->st);
+    if (rc != 0)
+        return rc;
+    v->now_ms = shmlease_now_ms(t);
+    if (key != NULL) {
+        shmlease_info info;
+        *call = "shmlease_inspect";
+        rc = shmlease_inspect(t, key, &info);
+        if (rc == 0)
+            return collect_row(&info, v);
+        if (rc == -ENOENT) {
+            v->key_free = true;
+            return 0;
+        }
+        return rc;
+    }
+    if (!summary_only) {
+        *call = "shmlease_foreach";
+        return shmlease_foreach(t, collect_row, v);
+    }
+    return 0;
+}
+
+/* Reads table NAME into *v. With key, only that key (inspect); with
+ * summary_only, no leases. Never fails: errors land in v->rc. */
+void collect(const char *name, const char *key, bool summary_only,
+             struct table_view *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->name = name;
+    tool_table_path(name, v->path, sizeof(v->path));
+    v->have_stat = stat(v->path, &v->sb) == 0;
+    /* Not handed to the library: opening a FIFO blocks until a writer comes. */
+    if (v->have_stat && !S_ISREG(v->sb.st_mode)) {
+        v->not_regular = true;
+        v->rc = -EPROTO;
+        v->failed_call = "stat";
+        return;
+    }
+
+    shmlease_options o;
+    memset(&o, 0, sizeof(o));
+    o.flags = SHMLEASE_OPEN_READONLY | SHMLEASE_OPEN_NOCREATE;
+
+    /* volatile: read after a siglongjmp back here. */
+    shmlease_table *volatile t = NULL;
+    const char *volatile call = "shmlease_open";
+    int sig = sigsetjmp(guard_env, 1);
+    if (sig != 0) {
+        /* The library faulted inside the mapping: leak the handle (its state
+         * is unknown; closing could fault again) and report. */
+        v->fault_sig = sig;
+        v->rc = -EPROTO;
+        v->failed_call = call;
+        view_free(v);
+        return;
+    }
+
+    guard_armed = 1;
+    shmlease_table *tt = NULL;
+    int rc = shmlease_open(name, &o, &tt);
+    t = tt;
+    if (rc == 0)
+        rc = read_table(t, key, summary_only, v, &call);
+    guard_armed = 0;
+    if (t != NULL)
+        shmlease_close(t);
+    if (rc != 0) {
+        v->rc = rc < 0 ? rc : -EIO;
+        v->failed_call = call;
+        view_free(v);
+        return;
+    }
+    if (v->nrows > 1)
+        qsort(v->rows, v->nrows, sizeof(v->rows[0]), cmp_rows);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Exit codes and error messages                                             */
+
+int view_exit_code(const struct table_view *v)
+{
+    if (v->rc == 0)
+        return v->key_free ? DUMP_EXIT_KEY_FREE : DUMP_EXIT_OK;
+    if (v->rc == -ENOENT && v->fault_sig == 0)
+        return DUMP_EXIT_NOT_FOUND;
+    /* A bad name the user typed is a usage error; one found in /dev/shm
+     * (not made by this library) is an unusable table. */
+    if ((v->rc == -EINVAL || v->rc == -ENAMETOOLONG) && v->fault_sig == 0 && !v->scanned)
+        return DUMP_EXIT_USAGE;
+    return DUMP_EXIT_UNUSABLE;
+}
+
+/* Worst first: usage, unusable, not found, key free, ok. */
+static int exit_rank(int code)
+{
+    switch (code) {
+    case DUMP_EXIT_USAGE:     return 4;
+    case DUMP_EXIT_UNUSABLE:  return 3;
+    case DUMP_EXIT_NOT_FOUND: return 2;
+    case DUMP_EXIT_KEY_FREE:  return 1;
+    default:                  return 0;
+    }
+}
+
+int worse(int a, int b)
+{
+    return exit_rank(b) > exit_rank(a) ? b : a;
+}
+
+/* One sentence for an operator, without the program name. */
+void describe_error_full(const struct table_view *v, const char *key,
+                         bool terse, char *buf, size_t size)
+{
+    if (v->fault_sig != 0) {
+        snprintf(buf, size,
+                 "the segment is corrupt or was truncated while being read "
+                 "(caught %s in %s)",
+                 v->fault_sig == SIGBUS ? "SIGBUS" : "SIGSEGV", v->failed_call);
+        return;
+    }
+    if (v->not_regular) {
+        snprintf(buf, size, "not a shmlease table: %s is not a regular file", v->path);
+        return;
+    }
+    const char *hint = "";
+    switch (-v->rc) {
+    case ENOENT:
+        hint = "no such table";
+        break;
+    case EPROTO:
+        hint = "not a usable shmlease table (corrupt, truncated, foreign, made by "
+               "another version, or still being initialised)";
+        break;
+    case EACCES:
+        hint = "permission denied (the segment belongs to another user or "
+               "may not be mapped by this user)";
+        break;
+    case EINVAL:
+        hint = key != NULL && strcmp(v->failed_call, "shmlease_inspect") == 0
+                   ? "invalid key"
+                   : "invalid table name (allowed: [A-Za-z0-9._-]{1,200})";
+        break;
+    case ENAMETOOLONG:
+        hint = "key too long";
+        break;
+    default:
+        hint = shmlease_strerror(v->rc);
+        break;
+    }
+    if (terse)
+        snprintf(buf, size, "%s", hint);
+    else
+        snprintf(buf, size, "%s (%s from %s)", hint, shmlease_errname(v->rc),
+                 v->failed_call);
+}
+
+void describe_error(const struct table_view *v, const char *key,
+                    char *buf, size_t size)
+{
+    describe_error_full(v, key, false, buf, size);
+}
+
+void report_error(const struct table_view *v, const char *key)
+{
+    char msg[512];
+    describe_error(v, key, msg, sizeof(msg));
+    fprintf(stderr, PROG ": %s: %s\n", v->name, msg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Liveness                                                                  */
+
+const char *holder_state(const shmlease_info *in)
+{
+    if (in->in_grace || in->holder_pid == 0)
+        return "grace";
+    switch (in->holder_alive) {
+    case 1:  return "alive";
+    case 0:  return "dead";
+    default: return "unknown";
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Discovering tables                                                        */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Names of every /dev/shm/shmlease.* entry, sorted; NULL-terminated, malloc'd. */
+char **scan_tables(size_t *count, int *err)
+{
+    *count = 0;
+    *err = 0;
+    DIR *d = opendir(TOOL_SHM_DIR);
+    if (d == NULL) {
+        *err = errno;
+        return NULL;
+    }
+    size_t n = 0, cap = 16;
+    char **names = malloc(cap * sizeof(char *));
+    struct dirent *de;
+    while (names != NULL && (de = readdir(d)) != NULL) {
+        size_t pl = strlen(TOOL_SHM_PREFIX);
+        if (strncmp(de->d_name, TOOL_SHM_PREFIX, pl) != 0 || de->d_name[pl] == '\0')
+            continue;
+        if (n + 1 >= cap) {
+            char **nn = realloc(names, cap * 2 * sizeof(char *));
+            if (nn == NULL) {
+                free(names);
+                names = NULL;
+                break;
+            }
+            names = nn;
+            cap *= 2;
+        }
+        names[n] = strdup(de->d_name + pl);
+        if (names[n] != NULL)
+            n++;
+    }
+    closedir(d);
+    if (names == NULL) {
+        *err = ENOMEM;
+        return NULL;
+    }
+    qsort(names, n, sizeof(char *), cmp_str);
+    names[n] = NULL;
+    *count = n;
+    return names;
+}
