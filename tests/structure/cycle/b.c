@@ -1,0 +1,3 @@
+/* b.c: includes a.h and b.h */
+#include "a.h"
+#include "b.h"

@@ -1,0 +1,2 @@
+/* b.h includes a.h */
+#include "a.h"
