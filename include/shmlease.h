@@ -43,9 +43,29 @@
 extern "C" {
 #endif
 
+/*
+ * Version. These three lines are the one place the version number is written:
+ * CMakeLists.txt reads them. The header a program is built with may be older
+ * than the library it runs with (never of another major): compare
+ * SHMLEASE_VERSION_NUMBER with shmlease_version_number() at run time.
+ */
 #define SHMLEASE_VERSION_MAJOR 1
-#define SHMLEASE_VERSION_MINOR 0
+#define SHMLEASE_VERSION_MINOR 1
 #define SHMLEASE_VERSION_PATCH 0
+
+/* (major << 16) | (minor << 8) | patch; usable in #if. Minor and patch < 256. */
+#define SHMLEASE_VERSION_ENCODE(major, minor, patch) \
+    (((major) << 16) | ((minor) << 8) | (patch))
+#define SHMLEASE_VERSION_NUMBER \
+    SHMLEASE_VERSION_ENCODE(SHMLEASE_VERSION_MAJOR, SHMLEASE_VERSION_MINOR, \
+                            SHMLEASE_VERSION_PATCH)
+/* "1.1.0" */
+#define SHMLEASE_VERSION_STRING_(x) #x
+#define SHMLEASE_VERSION_STRINGIFY_(x) SHMLEASE_VERSION_STRING_(x)
+#define SHMLEASE_VERSION_STRING                      \
+    SHMLEASE_VERSION_STRINGIFY_(SHMLEASE_VERSION_MAJOR) "." \
+    SHMLEASE_VERSION_STRINGIFY_(SHMLEASE_VERSION_MINOR) "." \
+    SHMLEASE_VERSION_STRINGIFY_(SHMLEASE_VERSION_PATCH)
 
 /* Limits. */
 #define SHMLEASE_KEY_MAX       127   /* bytes of a key, without the NUL */
@@ -245,6 +265,16 @@ int shmlease_stats_get(shmlease_table *t, shmlease_stats *out);
 
 /* The table's clock, in ms: what deadlines and expires_at_ms are measured on. */
 uint64_t shmlease_now_ms(shmlease_table *t);
+
+/* ------------------------------------------------------------------------ */
+/* Version of the library running (since 1.1)                               */
+
+/* The library's SHMLEASE_VERSION_STRING ("1.1.0"), a static string. */
+const char *shmlease_version(void);
+/* The library's SHMLEASE_VERSION_NUMBER. A program built with this header
+ * may require shmlease_version_number() >= SHMLEASE_VERSION_NUMBER (a
+ * library at least as new as its header). */
+uint32_t shmlease_version_number(void);
 
 #ifdef __cplusplus
 }
