@@ -43,6 +43,14 @@
 extern "C" {
 #endif
 
+/* Marks every public function: visible from the shared library, which is
+ * built with hidden visibility. Nothing for a program to define. */
+#if defined(__GNUC__) || defined(__clang__)
+#define SHMLEASE_API __attribute__((visibility("default")))
+#else
+#define SHMLEASE_API
+#endif
+
 /*
  * Version. These three lines are the one place the version number is written:
  * CMakeLists.txt reads them. The header a program is built with may be older
@@ -123,14 +131,14 @@ typedef struct shmlease_options {
  *   -ENOSPC   no room in /dev/shm for a new segment
  *   -ENOMEM, -EMFILE, -ENFILE  resources
  */
-int  shmlease_open(const char *name, const shmlease_options *opts /* NULL ok */,
-                   shmlease_table **out);
+SHMLEASE_API int shmlease_open(const char *name, const shmlease_options *opts /* NULL ok */,
+                               shmlease_table **out);
 
 /* Releases the leases still held through t, detaches, frees t. NULL is a no-op. */
-void shmlease_close(shmlease_table *t);
+SHMLEASE_API void shmlease_close(shmlease_table *t);
 
 /* Removes the segment; open handles keep working. 0, -EINVAL, -ENOENT, -EACCES. */
-int  shmlease_unlink(const char *name);
+SHMLEASE_API int shmlease_unlink(const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Leases                                                                    */
@@ -172,8 +180,8 @@ typedef struct shmlease_lease {      /* a plain value owned by the caller */
  * last clock read (never later than now + ttl_ms), however long the call
  * waited. A TTL beyond the table's 34-year horizon is clamped to it.
  */
-int shmlease_acquire(shmlease_table *t, const char *key,
-                     const shmlease_acquire_opts *o, shmlease_lease *out);
+SHMLEASE_API int shmlease_acquire(shmlease_table *t, const char *key,
+                                  const shmlease_acquire_opts *o, shmlease_lease *out);
 /*
  * renew, release and release_after return 0 only if they took effect before
  * the lease's deadline. (A renew to a TTL shorter than the call itself takes
@@ -183,27 +191,29 @@ int shmlease_acquire(shmlease_table *t, const char *key,
  * as the expiry made it; the lease value is lost for good either way.
  */
 /* Sets the deadline to now + ttl_ms. 0, -ESTALE (lost), -EINVAL, -EPERM. */
-int shmlease_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms);
+SHMLEASE_API int shmlease_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms);
 /* Frees the key at once and wakes waiters. 0, -ESTALE, -EINVAL, -EPERM.
  * The value is spent: a second release of it is -ESTALE. */
-int shmlease_release(shmlease_table *t, shmlease_lease *l);
+SHMLEASE_API int shmlease_release(shmlease_table *t, shmlease_lease *l);
 /* Keeps the key held by nobody until now + grace_ms (never later). 0, -ESTALE,
  * -EINVAL, -EPERM. */
-int shmlease_release_after(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms);
+SHMLEASE_API int shmlease_release_after(shmlease_table *t, shmlease_lease *l,
+                                       uint64_t grace_ms);
 /* Acquires, calls fn, releases; fn's result, or the acquire error (fn not called). */
-int shmlease_with(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
-                  int (*fn)(const shmlease_lease *l, void *arg), void *arg);
+SHMLEASE_API int shmlease_with(shmlease_table *t, const char *key,
+                               const shmlease_acquire_opts *o,
+                               int (*fn)(const shmlease_lease *l, void *arg), void *arg);
 /* 0 while l is still the current, unexpired claim of its key; else -ESTALE.
  * Cheap (no syscall unless the clock needs one): call it before acting. */
-int shmlease_check(shmlease_table *t, const shmlease_lease *l);
+SHMLEASE_API int shmlease_check(shmlease_table *t, const shmlease_lease *l);
 /* Operator's tool: ends whoever holds KEY now (held or grace). The holder's
  * renew/release then fail with -ESTALE; the next acquirer gets a greater token.
  * 0, -ENOENT (not held), -EINVAL, -ENAMETOOLONG, -EPERM. */
-int shmlease_break(shmlease_table *t, const char *key);
+SHMLEASE_API int shmlease_break(shmlease_table *t, const char *key);
 
-const char *shmlease_strerror(int rc);
+SHMLEASE_API const char *shmlease_strerror(int rc);
 /* "EBUSY", "ETIMEDOUT", ... or "E?" for unknown codes. */
-const char *shmlease_errname(int rc);
+SHMLEASE_API const char *shmlease_errname(int rc);
 
 /* ------------------------------------------------------------------------ */
 /* Inspection (never blocks, never writes the table)                         */
@@ -228,10 +238,11 @@ typedef struct shmlease_info {
 } shmlease_info;
 
 /* -ENOENT if KEY is free (not held, not in grace); -EINVAL, -ENAMETOOLONG. */
-int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *out);
+SHMLEASE_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *out);
 /* Visits every held (unexpired) lease and every unexpired grace period once.
  * Returns fn's non-zero result when it stops the walk, else 0. */
-int shmlease_foreach(shmlease_table *t, int (*fn)(const shmlease_info *, void *), void *arg);
+SHMLEASE_API int shmlease_foreach(shmlease_table *t,
+                                  int (*fn)(const shmlease_info *, void *), void *arg);
 
 typedef struct shmlease_stats {
     /* counters since the table was created, all processes together */
@@ -261,20 +272,20 @@ typedef struct shmlease_stats {
 } shmlease_stats;
 
 /* Fills *out. Never blocks, never writes. 0 or -EINVAL. */
-int shmlease_stats_get(shmlease_table *t, shmlease_stats *out);
+SHMLEASE_API int shmlease_stats_get(shmlease_table *t, shmlease_stats *out);
 
 /* The table's clock, in ms: what deadlines and expires_at_ms are measured on. */
-uint64_t shmlease_now_ms(shmlease_table *t);
+SHMLEASE_API uint64_t shmlease_now_ms(shmlease_table *t);
 
 /* ------------------------------------------------------------------------ */
 /* Version of the library running (since 1.1)                               */
 
 /* The library's SHMLEASE_VERSION_STRING ("1.1.0"), a static string. */
-const char *shmlease_version(void);
+SHMLEASE_API const char *shmlease_version(void);
 /* The library's SHMLEASE_VERSION_NUMBER. A program built with this header
  * may require shmlease_version_number() >= SHMLEASE_VERSION_NUMBER (a
  * library at least as new as its header). */
-uint32_t shmlease_version_number(void);
+SHMLEASE_API uint32_t shmlease_version_number(void);
 
 #ifdef __cplusplus
 }

@@ -42,7 +42,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define SHM_API __attribute__((visibility("default")))
+#define SHM_API SHMLEASE_API   /* the public header's export macro */
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
