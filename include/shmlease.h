@@ -52,6 +52,14 @@ extern "C" {
 #endif
 
 /*
+ * ABI. The structs below have a fixed size and layout within a major version
+ * (tests/test_abi.c asserts every size and offset). Their reserved members
+ * are arrays named reserved_N (N counting from 0 in each struct): room for
+ * later fields. In what the library fills (shmlease_info, shmlease_stats)
+ * they are zero.
+ */
+
+/*
  * Version. These three lines are the one place the version number is written:
  * CMakeLists.txt reads them. The header a program is built with may be older
  * than the library it runs with (never of another major): compare
@@ -234,7 +242,7 @@ typedef struct shmlease_info {
     int      holder_other_pidns; /* 1: holder_pid is a PID of another PID namespace */
     uint64_t holder_start_time;  /* holder's start time, clock ticks since boot */
     uint32_t holder_handle;      /* registry slot of the holder's handle, 0 none */
-    uint32_t reserved_[7];
+    uint32_t reserved_0[7];      /* zero */
 } shmlease_info;
 
 /* -ENOENT if KEY is free (not held, not in grace); -EINVAL, -ENAMETOOLONG. */
@@ -264,11 +272,11 @@ typedef struct shmlease_stats {
     uint32_t held;              /* held or in grace, unexpired */
     uint32_t attached;          /* handles attached (alive) */
     uint32_t format_version;
-    uint32_t reserved_u32;
+    uint32_t reserved_0[1];     /* zero */
     uint64_t segment_bytes;
     uint64_t created_at_ms;     /* on the table's clock */
     uint64_t table_epoch;       /* random, chosen when the segment was made */
-    uint64_t reserved[8];
+    uint64_t reserved_1[8];     /* zero */
 } shmlease_stats;
 
 /* Fills *out. Never blocks, never writes. 0 or -EINVAL. */
