@@ -55,8 +55,18 @@ extern "C" {
  * ABI. The structs below have a fixed size and layout within a major version
  * (tests/test_abi.c asserts every size and offset). Their reserved members
  * are arrays named reserved_N (N counting from 0 in each struct): room for
- * later fields. In what the library fills (shmlease_info, shmlease_stats)
- * they are zero.
+ * later fields.
+ *   - Option structs (shmlease_options, shmlease_acquire_opts): zero the whole
+ *     struct (= {0}, a designated initializer, or memset), then set the fields
+ *     you use. Reserved members must be zero: a non-zero reserved byte is
+ *     -EINVAL, and the call changes nothing (the caller was built for a newer
+ *     library and asks for something this one does not know).
+ *   - Structs the library fills (shmlease_info, shmlease_stats): their reserved
+ *     members are zero.
+ *   - Both option structs grew in 1.1 (reserved_0 added). Programs built with
+ *     the 1.0 header keep working with this library: libshmlease.so keeps the
+ *     1.0 entry points of shmlease_open, shmlease_acquire and shmlease_with
+ *     (symbol version SHMLEASE_1.0), which read only the 1.0 struct.
  */
 
 /*
@@ -108,6 +118,7 @@ typedef struct shmlease_options {
     uint32_t open_timeout_ms;  /* longest open() waits for the table's structural
                                   locks (held by a stopped process, or a creator
                                   still initialising); 0 = 5000 */
+    uint32_t reserved_0[7];    /* must be zero (since 1.1; see "ABI" above) */
 } shmlease_options;
 
 #define SHMLEASE_OPEN_NOCREATE  (1u << 0)  /* attach only: -ENOENT if missing   */
@@ -122,7 +133,7 @@ typedef struct shmlease_options {
  * Returns 0 and *out, or:
  *   -EINVAL   bad name (not [A-Za-z0-9._-]{1,200}, or "." / ".."), bad options
  *             (capacity above SHMLEASE_CAPACITY_MAX, mode above 0777, unknown flag,
- *             EXCL with NOCREATE)
+ *             EXCL with NOCREATE or READONLY, reserved_0 not zero), out NULL
  *   -ENOENT   NOCREATE and no such table
  *   -EEXIST   EXCL and the table exists
  *   -EACCES   the segment exists and may not be opened or mapped by the caller,
@@ -158,6 +169,7 @@ typedef struct shmlease_acquire_opts {
     int64_t     wait_ms;       /* 0 = try once; > 0 = wait up to; SHMLEASE_WAIT_FOREVER */
     const void *metadata;      /* optional, copied into the table */
     size_t      metadata_len;  /* <= SHMLEASE_METADATA_MAX, else -EINVAL */
+    uint64_t    reserved_0[4]; /* must be zero (since 1.1; see "ABI" above) */
 } shmlease_acquire_opts;
 
 typedef struct shmlease_lease {      /* a plain value owned by the caller */
@@ -174,7 +186,8 @@ typedef struct shmlease_lease {      /* a plain value owned by the caller */
 /*
  * Acquires KEY for ttl_ms. Returns 0 with *out filled, or:
  *   -EINVAL        NULL/empty key, ttl_ms 0, wait_ms < -1, metadata_len too long,
- *                  metadata NULL with a length
+ *                  metadata NULL with a length, reserved_0 not zero; t, o or out
+ *                  NULL
  *   -ENAMETOOLONG  key longer than SHMLEASE_KEY_MAX
  *   -EBUSY         held by another owner and wait_ms == 0 (or, for a key not yet
  *                  in the table, the table's structural lock stayed taken for

@@ -36,6 +36,7 @@
 
 #include "shmlease.h"
 #include "fault.h"
+#include "abi.h"
 
 #include <pthread.h>
 #include <stdint.h>

@@ -895,6 +895,8 @@ SHM_API int shmlease_open(const char *name, const shmlease_options *opts, shmlea
         return -EINVAL;
     if ((o->flags & SHMLEASE_OPEN_EXCL) && (o->flags & (SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_READONLY)))
         return -EINVAL;
+    if (!SHMLEASE_RESERVED_ZERO(o))
+        return -EINVAL;              /* asks for what this version does not know */
     uint32_t capacity = o->capacity ? o->capacity : SHMLEASE_DEFAULT_CAPACITY;
     uint32_t mode = o->mode ? o->mode : 0600;
 

@@ -27,19 +27,21 @@
     _Static_assert(offsetof(T, m) == (off) && sizeof(((T *)0)->m) == (n), #T "." #m)
 
 #if defined(__LP64__)
-SIZE(shmlease_options, 40);
+SIZE(shmlease_options, 64);       /* 1.0: 40 */
 AT(shmlease_options, capacity, 0, 4);
 AT(shmlease_options, mode, 4, 4);
 AT(shmlease_options, flags, 8, 4);
 AT(shmlease_options, clock_ms, 16, 8);
 AT(shmlease_options, clock_ctx, 24, 8);
 AT(shmlease_options, open_timeout_ms, 32, 4);
+AT(shmlease_options, reserved_0, 36, 28);
 
-SIZE(shmlease_acquire_opts, 32);
+SIZE(shmlease_acquire_opts, 64);  /* 1.0: 32 */
 AT(shmlease_acquire_opts, ttl_ms, 0, 8);
 AT(shmlease_acquire_opts, wait_ms, 8, 8);
 AT(shmlease_acquire_opts, metadata, 16, 8);
 AT(shmlease_acquire_opts, metadata_len, 24, 8);
+AT(shmlease_acquire_opts, reserved_0, 32, 32);
 
 SIZE(shmlease_lease, 64);
 AT(shmlease_lease, fencing_token, 0, 8);
@@ -122,6 +124,59 @@ static int reserved_zero_cb(const shmlease_info *info, void *arg)
     return 0;
 }
 
+static int never_called(const shmlease_lease *l, void *arg)
+{
+    (void)l;
+    ++*(int *)arg;
+    return 0;
+}
+
+/* A non-zero byte anywhere in an option struct's reserved space: -EINVAL,
+ * and nothing happened. */
+static void test_reserved_options_nonzero_is_einval(void **state)
+{
+    (void)state;
+    const char *name = table_name("in");
+    shmlease_table *t = NULL;
+    for (size_t i = 0; i < sizeof ((shmlease_options *)0)->reserved_0; i++) {
+        shmlease_options o;
+        memset(&o, 0, sizeof o);
+        o.flags = SHMLEASE_OPEN_EXCL;
+        ((unsigned char *)o.reserved_0)[i] = 1;
+        assert_int_equal(shmlease_open(name, &o, &t), -EINVAL);
+        assert_null(t);
+    }
+    shmlease_options o;
+    memset(&o, 0, sizeof o);
+    o.flags = SHMLEASE_OPEN_NOCREATE;
+    assert_int_equal(shmlease_open(name, &o, &t), -ENOENT);   /* nothing created */
+    o.flags = SHMLEASE_OPEN_EXCL;
+    assert_int_equal(shmlease_open(name, &o, &t), 0);
+
+    shmlease_stats before, after;
+    assert_int_equal(shmlease_stats_get(t, &before), 0);
+    int called = 0;
+    for (size_t i = 0; i < sizeof ((shmlease_acquire_opts *)0)->reserved_0; i++) {
+        shmlease_acquire_opts ao;
+        memset(&ao, 0, sizeof ao);
+        ao.ttl_ms = 60000;
+        ((unsigned char *)ao.reserved_0)[i] = 0x80;
+        shmlease_lease l;
+        assert_int_equal(shmlease_acquire(t, "k", &ao, &l), -EINVAL);
+        assert_int_equal(shmlease_with(t, "k", &ao, never_called, &called), -EINVAL);
+    }
+    assert_int_equal(called, 0);
+    shmlease_info info;
+    assert_int_equal(shmlease_inspect(t, "k", &info), -ENOENT);
+    assert_int_equal(shmlease_stats_get(t, &after), 0);
+    assert_int_equal(after.acquisitions, before.acquisitions);
+    assert_int_equal(after.fencing_counter, before.fencing_counter);
+    assert_int_equal(after.live_keys, before.live_keys);
+
+    shmlease_close(t);
+    assert_int_equal(shmlease_unlink(name), 0);
+}
+
 /* What the library fills has its reserved members zero, whatever was there. */
 static void test_reserved_members_filled_are_zero(void **state)
 {
@@ -190,6 +245,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layouts_are_checked_on_this_abi),
+        cmocka_unit_test(test_reserved_options_nonzero_is_einval),
         cmocka_unit_test(test_reserved_members_filled_are_zero),
         cmocka_unit_test(test_version_string_matches_the_header),
         cmocka_unit_test(test_version_number_matches_the_header),
