@@ -85,7 +85,7 @@ static void test_garbage_after(void)
     struct options_1_0 o = {.capacity = 16, .flags = SHMLEASE_OPEN_EXCL, .mode = 0600,
                             .clock_ms = fixed_clock, .clock_ctx = &now,
                             .open_timeout_ms = 2000};
-    const void *og = with_garbage_after(&o, sizeof o, sizeof(shmlease_options));
+    void *og = with_garbage_after(&o, sizeof o, sizeof(shmlease_options));
     shmlease_table *t = (shmlease_table *)1;
     CHECK_RC(shmlease_open(name, og, &t), -EINVAL);
     CHECK(t == NULL);
@@ -95,7 +95,7 @@ static void test_garbage_after(void)
     CHECK(shmlease_now_ms(t) == now);   /* the 1.0 clock members were read */
 
     struct acquire_opts_1_0 ao = {.ttl_ms = 5000, .wait_ms = 0};
-    const void *ag = with_garbage_after(&ao, sizeof ao, sizeof(shmlease_acquire_opts));
+    void *ag = with_garbage_after(&ao, sizeof ao, sizeof(shmlease_acquire_opts));
     shmlease_lease l;
     CHECK_RC(shmlease_acquire(t, "k", ag, &l), -EINVAL);
     CHECK_RC(shmlease_inspect(t, "k", &(shmlease_info){0}), -ENOENT);
@@ -116,6 +116,8 @@ static void test_garbage_after(void)
     CHECK_RC(open_1_0(name, NULL, &t), 0);
     shmlease_close(t);
     CHECK_RC(shmlease_unlink(name), 0);
+    free(og);
+    free(ag);
 }
 
 /* Two definitions of each changed call; a plain lookup gets today's. */
