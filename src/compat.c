@@ -15,9 +15,9 @@
  * version it was linked with. A program linked with a 1.0 library (which had
  * no symbol versions) asks for no version: the dynamic linker then takes the
  * definition in the library's first version node, SHMLEASE_1.0, i.e. these.
- * The static library has no symbol versions: a program that links it was
- * built with the same header, calls today's functions, and never pulls this
- * file in.
+ * This file is compiled into the shared library only (CMakeLists.txt): the
+ * static library has no symbol versions, and a program that links it was
+ * built with the same header and calls today's functions.
  */
 #include "internal.h"
 
