@@ -85,12 +85,12 @@ extern "C" {
 #define SHMLEASE_VERSION_NUMBER \
     SHMLEASE_VERSION_ENCODE(SHMLEASE_VERSION_MAJOR, SHMLEASE_VERSION_MINOR, \
                             SHMLEASE_VERSION_PATCH)
-/* "1.1.0" */
+/* "major.minor.patch", made from the three numbers above */
 #define SHMLEASE_VERSION_STRING_(x) #x
 #define SHMLEASE_VERSION_STRINGIFY_(x) SHMLEASE_VERSION_STRING_(x)
-#define SHMLEASE_VERSION_STRING                      \
-    SHMLEASE_VERSION_STRINGIFY_(SHMLEASE_VERSION_MAJOR) "." \
-    SHMLEASE_VERSION_STRINGIFY_(SHMLEASE_VERSION_MINOR) "." \
+#define SHMLEASE_VERSION_STRING                                 \
+    SHMLEASE_VERSION_STRINGIFY_(SHMLEASE_VERSION_MAJOR) "."     \
+    SHMLEASE_VERSION_STRINGIFY_(SHMLEASE_VERSION_MINOR) "."     \
     SHMLEASE_VERSION_STRINGIFY_(SHMLEASE_VERSION_PATCH)
 
 /* Limits. */
@@ -301,7 +301,7 @@ SHMLEASE_API uint64_t shmlease_now_ms(shmlease_table *t);
 /* ------------------------------------------------------------------------ */
 /* Version of the library running (since 1.1)                               */
 
-/* The library's SHMLEASE_VERSION_STRING ("1.1.0"), a static string. */
+/* The library's SHMLEASE_VERSION_STRING (e.g. "1.1.0"), a static string. */
 SHMLEASE_API const char *shmlease_version(void);
 /* The library's SHMLEASE_VERSION_NUMBER. A program built with this header
  * may require shmlease_version_number() >= SHMLEASE_VERSION_NUMBER (a
