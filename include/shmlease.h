@@ -43,9 +43,55 @@
 extern "C" {
 #endif
 
+/* Marks every public function: visible from the shared library, which is
+ * built with hidden visibility. Nothing for a program to define. */
+#if defined(__GNUC__) || defined(__clang__)
+#define SHMLEASE_API __attribute__((visibility("default")))
+#else
+#define SHMLEASE_API
+#endif
+
+/*
+ * ABI. The structs below have a fixed size and layout within a major version
+ * (tests/test_abi.c asserts every size and offset). Their reserved members
+ * are arrays named reserved_N (N counting from 0 in each struct): room for
+ * later fields.
+ *   - Option structs (shmlease_options, shmlease_acquire_opts): zero the whole
+ *     struct (= {0}, a designated initializer, or memset), then set the fields
+ *     you use. Reserved members must be zero: a non-zero reserved byte is
+ *     -EINVAL, and the call changes nothing (the caller was built for a newer
+ *     library and asks for something this one does not know).
+ *   - Structs the library fills (shmlease_info, shmlease_stats): their reserved
+ *     members are zero.
+ *   - Both option structs grew in 1.1 (reserved_0 added). Programs built with
+ *     the 1.0 header keep working with this library: libshmlease.so keeps the
+ *     1.0 entry points of shmlease_open, shmlease_acquire and shmlease_with
+ *     (symbol version SHMLEASE_1.0), which read only the 1.0 struct.
+ */
+
+/*
+ * Version. These three lines are the one place the version number is written:
+ * CMakeLists.txt reads them. The header a program is built with may be older
+ * than the library it runs with (never of another major): compare
+ * SHMLEASE_VERSION_NUMBER with shmlease_version_number() at run time.
+ */
 #define SHMLEASE_VERSION_MAJOR 1
-#define SHMLEASE_VERSION_MINOR 0
+#define SHMLEASE_VERSION_MINOR 1
 #define SHMLEASE_VERSION_PATCH 0
+
+/* (major << 16) | (minor << 8) | patch; usable in #if. Minor and patch < 256. */
+#define SHMLEASE_VERSION_ENCODE(major, minor, patch) \
+    (((major) << 16) | ((minor) << 8) | (patch))
+#define SHMLEASE_VERSION_NUMBER \
+    SHMLEASE_VERSION_ENCODE(SHMLEASE_VERSION_MAJOR, SHMLEASE_VERSION_MINOR, \
+                            SHMLEASE_VERSION_PATCH)
+/* "major.minor.patch", made from the three numbers above */
+#define SHMLEASE_VERSION_STRING_(x) #x
+#define SHMLEASE_VERSION_STRINGIFY_(x) SHMLEASE_VERSION_STRING_(x)
+#define SHMLEASE_VERSION_STRING                                 \
+    SHMLEASE_VERSION_STRINGIFY_(SHMLEASE_VERSION_MAJOR) "."     \
+    SHMLEASE_VERSION_STRINGIFY_(SHMLEASE_VERSION_MINOR) "."     \
+    SHMLEASE_VERSION_STRINGIFY_(SHMLEASE_VERSION_PATCH)
 
 /* Limits. */
 #define SHMLEASE_KEY_MAX       127   /* bytes of a key, without the NUL */
@@ -72,6 +118,7 @@ typedef struct shmlease_options {
     uint32_t open_timeout_ms;  /* longest open() waits for the table's structural
                                   locks (held by a stopped process, or a creator
                                   still initialising); 0 = 5000 */
+    uint32_t reserved_0[7];    /* must be zero (since 1.1; see "ABI" above) */
 } shmlease_options;
 
 #define SHMLEASE_OPEN_NOCREATE  (1u << 0)  /* attach only: -ENOENT if missing   */
@@ -86,7 +133,7 @@ typedef struct shmlease_options {
  * Returns 0 and *out, or:
  *   -EINVAL   bad name (not [A-Za-z0-9._-]{1,200}, or "." / ".."), bad options
  *             (capacity above SHMLEASE_CAPACITY_MAX, mode above 0777, unknown flag,
- *             EXCL with NOCREATE)
+ *             EXCL with NOCREATE or READONLY, reserved_0 not zero), out NULL
  *   -ENOENT   NOCREATE and no such table
  *   -EEXIST   EXCL and the table exists
  *   -EACCES   the segment exists and may not be opened or mapped by the caller,
@@ -103,14 +150,14 @@ typedef struct shmlease_options {
  *   -ENOSPC   no room in /dev/shm for a new segment
  *   -ENOMEM, -EMFILE, -ENFILE  resources
  */
-int  shmlease_open(const char *name, const shmlease_options *opts /* NULL ok */,
-                   shmlease_table **out);
+SHMLEASE_API int shmlease_open(const char *name, const shmlease_options *opts /* NULL ok */,
+                               shmlease_table **out);
 
 /* Releases the leases still held through t, detaches, frees t. NULL is a no-op. */
-void shmlease_close(shmlease_table *t);
+SHMLEASE_API void shmlease_close(shmlease_table *t);
 
 /* Removes the segment; open handles keep working. 0, -EINVAL, -ENOENT, -EACCES. */
-int  shmlease_unlink(const char *name);
+SHMLEASE_API int shmlease_unlink(const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Leases                                                                    */
@@ -122,6 +169,7 @@ typedef struct shmlease_acquire_opts {
     int64_t     wait_ms;       /* 0 = try once; > 0 = wait up to; SHMLEASE_WAIT_FOREVER */
     const void *metadata;      /* optional, copied into the table */
     size_t      metadata_len;  /* <= SHMLEASE_METADATA_MAX, else -EINVAL */
+    uint64_t    reserved_0[4]; /* must be zero (since 1.1; see "ABI" above) */
 } shmlease_acquire_opts;
 
 typedef struct shmlease_lease {      /* a plain value owned by the caller */
@@ -138,7 +186,8 @@ typedef struct shmlease_lease {      /* a plain value owned by the caller */
 /*
  * Acquires KEY for ttl_ms. Returns 0 with *out filled, or:
  *   -EINVAL        NULL/empty key, ttl_ms 0, wait_ms < -1, metadata_len too long,
- *                  metadata NULL with a length
+ *                  metadata NULL with a length, reserved_0 not zero; t, o or out
+ *                  NULL
  *   -ENAMETOOLONG  key longer than SHMLEASE_KEY_MAX
  *   -EBUSY         held by another owner and wait_ms == 0 (or, for a key not yet
  *                  in the table, the table's structural lock stayed taken for
@@ -152,8 +201,8 @@ typedef struct shmlease_lease {      /* a plain value owned by the caller */
  * last clock read (never later than now + ttl_ms), however long the call
  * waited. A TTL beyond the table's 34-year horizon is clamped to it.
  */
-int shmlease_acquire(shmlease_table *t, const char *key,
-                     const shmlease_acquire_opts *o, shmlease_lease *out);
+SHMLEASE_API int shmlease_acquire(shmlease_table *t, const char *key,
+                                  const shmlease_acquire_opts *o, shmlease_lease *out);
 /*
  * renew, release and release_after return 0 only if they took effect before
  * the lease's deadline. (A renew to a TTL shorter than the call itself takes
@@ -163,27 +212,29 @@ int shmlease_acquire(shmlease_table *t, const char *key,
  * as the expiry made it; the lease value is lost for good either way.
  */
 /* Sets the deadline to now + ttl_ms. 0, -ESTALE (lost), -EINVAL, -EPERM. */
-int shmlease_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms);
+SHMLEASE_API int shmlease_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms);
 /* Frees the key at once and wakes waiters. 0, -ESTALE, -EINVAL, -EPERM.
  * The value is spent: a second release of it is -ESTALE. */
-int shmlease_release(shmlease_table *t, shmlease_lease *l);
+SHMLEASE_API int shmlease_release(shmlease_table *t, shmlease_lease *l);
 /* Keeps the key held by nobody until now + grace_ms (never later). 0, -ESTALE,
  * -EINVAL, -EPERM. */
-int shmlease_release_after(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms);
+SHMLEASE_API int shmlease_release_after(shmlease_table *t, shmlease_lease *l,
+                                       uint64_t grace_ms);
 /* Acquires, calls fn, releases; fn's result, or the acquire error (fn not called). */
-int shmlease_with(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
-                  int (*fn)(const shmlease_lease *l, void *arg), void *arg);
+SHMLEASE_API int shmlease_with(shmlease_table *t, const char *key,
+                               const shmlease_acquire_opts *o,
+                               int (*fn)(const shmlease_lease *l, void *arg), void *arg);
 /* 0 while l is still the current, unexpired claim of its key; else -ESTALE.
  * Cheap (no syscall unless the clock needs one): call it before acting. */
-int shmlease_check(shmlease_table *t, const shmlease_lease *l);
+SHMLEASE_API int shmlease_check(shmlease_table *t, const shmlease_lease *l);
 /* Operator's tool: ends whoever holds KEY now (held or grace). The holder's
  * renew/release then fail with -ESTALE; the next acquirer gets a greater token.
  * 0, -ENOENT (not held), -EINVAL, -ENAMETOOLONG, -EPERM. */
-int shmlease_break(shmlease_table *t, const char *key);
+SHMLEASE_API int shmlease_break(shmlease_table *t, const char *key);
 
-const char *shmlease_strerror(int rc);
+SHMLEASE_API const char *shmlease_strerror(int rc);
 /* "EBUSY", "ETIMEDOUT", ... or "E?" for unknown codes. */
-const char *shmlease_errname(int rc);
+SHMLEASE_API const char *shmlease_errname(int rc);
 
 /* ------------------------------------------------------------------------ */
 /* Inspection (never blocks, never writes the table)                         */
@@ -204,14 +255,15 @@ typedef struct shmlease_info {
     int      holder_other_pidns; /* 1: holder_pid is a PID of another PID namespace */
     uint64_t holder_start_time;  /* holder's start time, clock ticks since boot */
     uint32_t holder_handle;      /* registry slot of the holder's handle, 0 none */
-    uint32_t reserved_[7];
+    uint32_t reserved_0[7];      /* zero */
 } shmlease_info;
 
 /* -ENOENT if KEY is free (not held, not in grace); -EINVAL, -ENAMETOOLONG. */
-int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *out);
+SHMLEASE_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *out);
 /* Visits every held (unexpired) lease and every unexpired grace period once.
  * Returns fn's non-zero result when it stops the walk, else 0. */
-int shmlease_foreach(shmlease_table *t, int (*fn)(const shmlease_info *, void *), void *arg);
+SHMLEASE_API int shmlease_foreach(shmlease_table *t,
+                                  int (*fn)(const shmlease_info *, void *), void *arg);
 
 typedef struct shmlease_stats {
     /* counters since the table was created, all processes together */
@@ -233,18 +285,28 @@ typedef struct shmlease_stats {
     uint32_t held;              /* held or in grace, unexpired */
     uint32_t attached;          /* handles attached (alive) */
     uint32_t format_version;
-    uint32_t reserved_u32;
+    uint32_t reserved_0[1];     /* zero */
     uint64_t segment_bytes;
     uint64_t created_at_ms;     /* on the table's clock */
     uint64_t table_epoch;       /* random, chosen when the segment was made */
-    uint64_t reserved[8];
+    uint64_t reserved_1[8];     /* zero */
 } shmlease_stats;
 
 /* Fills *out. Never blocks, never writes. 0 or -EINVAL. */
-int shmlease_stats_get(shmlease_table *t, shmlease_stats *out);
+SHMLEASE_API int shmlease_stats_get(shmlease_table *t, shmlease_stats *out);
 
 /* The table's clock, in ms: what deadlines and expires_at_ms are measured on. */
-uint64_t shmlease_now_ms(shmlease_table *t);
+SHMLEASE_API uint64_t shmlease_now_ms(shmlease_table *t);
+
+/* ------------------------------------------------------------------------ */
+/* Version of the library running (since 1.1)                               */
+
+/* The library's SHMLEASE_VERSION_STRING (e.g. "1.1.0"), a static string. */
+SHMLEASE_API const char *shmlease_version(void);
+/* The library's SHMLEASE_VERSION_NUMBER. A program built with this header
+ * may require shmlease_version_number() >= SHMLEASE_VERSION_NUMBER (a
+ * library at least as new as its header). */
+SHMLEASE_API uint32_t shmlease_version_number(void);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,7 @@
  * segment (docs/state-machine.md, "Fencing tokens").
  */
 #include "lease.h"
+#include "abi.h"
 #include "clock.h"
 #include "compiler.h"
 #include "fault.h"
@@ -148,6 +149,8 @@ static int acquire_begin(struct acquire *a, shmlease_table *t, const char *key,
         return -EINVAL;
     if (o->metadata_len > SHMLEASE_METADATA_MAX || (o->metadata_len && !o->metadata))
         return -EINVAL;
+    if (!SHMLEASE_RESERVED_ZERO(o))
+        return -EINVAL;              /* asks for what this version does not know */
     if (t->readonly)
         return -EPERM;
     a->t = t;

@@ -2,7 +2,9 @@
 #ifndef SHMLEASE_COMPILER_H
 #define SHMLEASE_COMPILER_H
 
-#define SHM_API __attribute__((visibility("default")))   /* a public call */
+#include "shmlease.h"
+
+#define SHM_API SHMLEASE_API   /* on the definition of a public call */
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 

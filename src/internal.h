@@ -6,6 +6,7 @@
 #define SHMLEASE_INTERNAL_H
 
 #include "compiler.h"
+#include "abi.h"
 #include "atomics.h"
 #include "word.h"
 #include "format.h"

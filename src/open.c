@@ -5,6 +5,7 @@
  * (segment.c, docs/first-opener.md), and a read-write handle is registered
  * (registry.c) before shmlease_open returns.
  */
+#include "abi.h"
 #include "clock.h"
 #include "compiler.h"
 #include "fault.h"
@@ -35,6 +36,8 @@ static int check_options(const char *name, const shmlease_options *o)
         return -EINVAL;
     if ((o->flags & SHMLEASE_OPEN_EXCL) && (o->flags & (SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_READONLY)))
         return -EINVAL;
+    if (!SHMLEASE_RESERVED_ZERO(o))
+        return -EINVAL;              /* asks for what this version does not know */
     return 0;
 }
 

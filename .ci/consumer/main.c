@@ -3,6 +3,12 @@
 
 int main(void)
 {
+    /* The library it runs with is at least the header it was built with. */
+    if (shmlease_version_number() < SHMLEASE_VERSION_NUMBER) {
+        fprintf(stderr, "libshmlease %s is older than its header %s\n", shmlease_version(),
+                SHMLEASE_VERSION_STRING);
+        return 1;
+    }
     shmlease_table *t;
     int rc = shmlease_open("ci-consumer", NULL, &t);
     if (rc) {
@@ -15,6 +21,6 @@ int main(void)
         rc = shmlease_release(t, &l);
     shmlease_close(t);
     shmlease_unlink("ci-consumer");
-    printf("consumer: %s\n", shmlease_strerror(rc));
+    printf("consumer (libshmlease %s): %s\n", shmlease_version(), shmlease_strerror(rc));
     return rc != 0;
 }

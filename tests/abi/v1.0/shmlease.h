@@ -1,0 +1,255 @@
+/* include/shmlease.h of version 1.0.0 (as of commit 747d1a0), kept unchanged:
+ * tests/abi/old_binary.c and stub_1_0.c are built with it, as programs and
+ * the library of that version were. */
+/*
+ * shmlease - named leases (locks that expire) shared by the processes of one
+ * host through a POSIX shared-memory segment, with no server.
+ *
+ * Conventions
+ *   Every function that can fail returns 0 on success or a negative errno value
+ *   (-EBUSY, -ETIMEDOUT, ...). errno is never used to report a result.
+ *   shmlease_strerror() names every code. All functions are thread-safe on one
+ *   shmlease_table handle unless noted.
+ *
+ * Caveats
+ *   - fork(): a child holds none of its parent's leases. It may keep using the
+ *     inherited handle (the library re-registers it on first use) but lease
+ *     values copied from the parent are stale in the child (-ESTALE). While a
+ *     process has handles open, its fork() returns once the child has let go
+ *     of the parent's lock descriptors (so a child never keeps a dead parent
+ *     looking alive). A child made with a raw clone()/vfork() that does not
+ *     exec must not use the handle.
+ *   - Leases are not re-entrant; one handle acquiring a key it holds gets -EBUSY
+ *     (or waits like anyone else).
+ *   - A paused holder (SIGSTOP, swapped out, frozen cgroup) loses its lease at
+ *     its deadline while it may still believe it owns it. Pass the fencing token
+ *     to the resource you protect, or call shmlease_check() before acting.
+ *   - All processes using one table must use the same clock: the system's
+ *     monotonic clock by default, or the same injected test clock. A
+ *     read-write open from another time namespace or boot is -EXDEV.
+ *   - Lost is lost for ever: once a lease has expired, been broken or taken
+ *     over, every call on that lease value (and on any copy of it) returns
+ *     -ESTALE, whatever happens to the key later.
+ *   - shmlease_close() must not race with other calls on the same handle.
+ *   - The segment is a mapped file: a process allowed to write it can also
+ *     truncate it, and every process that touches the lost pages then gets
+ *     SIGBUS. Keep the mode narrow (the default is 0600).
+ */
+#ifndef SHMLEASE_H
+#define SHMLEASE_H
+
+#include <errno.h>    /* the codes returned, negated: -EBUSY, ... */
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHMLEASE_VERSION_MAJOR 1
+#define SHMLEASE_VERSION_MINOR 0
+#define SHMLEASE_VERSION_PATCH 0
+
+/* Limits. */
+#define SHMLEASE_KEY_MAX       127   /* bytes of a key, without the NUL */
+#define SHMLEASE_METADATA_MAX  128   /* bytes of metadata copied into the table */
+#define SHMLEASE_NAME_MAX      200   /* bytes of a table name */
+#define SHMLEASE_CAPACITY_MAX  (1u << 24)
+#define SHMLEASE_DEFAULT_CAPACITY 4096u
+#define SHMLEASE_HANDLES_MAX   4095  /* handles attached to one table at once */
+
+/* ------------------------------------------------------------------------ */
+/* Tables                                                                    */
+
+typedef struct shmlease_table shmlease_table;      /* opaque, one per open */
+
+typedef struct shmlease_options {
+    uint32_t capacity;   /* live keys the table holds (held, or in a grace period);
+                            one more is -ENOSPC; used only when this call creates
+                            the segment; 0 = 4096 */
+    uint32_t mode;       /* permission bits when creating; 0 = 0600 */
+    uint32_t flags;      /* SHMLEASE_OPEN_* below; 0 = create if missing, else attach */
+    uint64_t (*clock_ms)(void *ctx);  /* NULL = the system's monotonic clock, in ms */
+    void    *clock_ctx;
+    /* additions (a zeroed field keeps the default) */
+    uint32_t open_timeout_ms;  /* longest open() waits for the table's structural
+                                  locks (held by a stopped process, or a creator
+                                  still initialising); 0 = 5000 */
+} shmlease_options;
+
+#define SHMLEASE_OPEN_NOCREATE  (1u << 0)  /* attach only: -ENOENT if missing   */
+#define SHMLEASE_OPEN_EXCL      (1u << 1)  /* create only: -EEXIST if present   */
+#define SHMLEASE_OPEN_READONLY  (1u << 2)  /* map read-only, for inspection; lease calls
+                                              on such a handle return -EPERM       */
+
+/*
+ * Opens table NAME (the POSIX shm object "/shmlease.NAME"), creating it when
+ * missing unless SHMLEASE_OPEN_NOCREATE. A segment whose creator died during
+ * initialisation is initialised again by the next opener.
+ * Returns 0 and *out, or:
+ *   -EINVAL   bad name (not [A-Za-z0-9._-]{1,200}, or "." / ".."), bad options
+ *             (capacity above SHMLEASE_CAPACITY_MAX, mode above 0777, unknown flag,
+ *             EXCL with NOCREATE)
+ *   -ENOENT   NOCREATE and no such table
+ *   -EEXIST   EXCL and the table exists
+ *   -EACCES   the segment exists and may not be opened or mapped by the caller,
+ *             or it belongs to another user and the caller did not ask to share
+ *             (mode with group/other bits)
+ *   -EPROTO   the segment is not a shmlease table of this layout: bad magic, other
+ *             byte order or format, truncated, inconsistent header, or not a
+ *             regular file (a FIFO or directory squatting the name), or a
+ *             structural lock that no live process can hold (a damaged segment)
+ *   -EXDEV    read-write open of a table made in another time namespace or an
+ *             earlier boot: its deadlines are on another monotonic clock
+ *   -ETIMEDOUT a structural lock stayed taken for open_timeout_ms (its holder
+ *             is stopped)
+ *   -ENOSPC   no room in /dev/shm for a new segment
+ *   -ENOMEM, -EMFILE, -ENFILE  resources
+ */
+int  shmlease_open(const char *name, const shmlease_options *opts /* NULL ok */,
+                   shmlease_table **out);
+
+/* Releases the leases still held through t, detaches, frees t. NULL is a no-op. */
+void shmlease_close(shmlease_table *t);
+
+/* Removes the segment; open handles keep working. 0, -EINVAL, -ENOENT, -EACCES. */
+int  shmlease_unlink(const char *name);
+
+/* ------------------------------------------------------------------------ */
+/* Leases                                                                    */
+
+#define SHMLEASE_WAIT_FOREVER  (-1)
+
+typedef struct shmlease_acquire_opts {
+    uint64_t    ttl_ms;        /* > 0, else -EINVAL */
+    int64_t     wait_ms;       /* 0 = try once; > 0 = wait up to; SHMLEASE_WAIT_FOREVER */
+    const void *metadata;      /* optional, copied into the table */
+    size_t      metadata_len;  /* <= SHMLEASE_METADATA_MAX, else -EINVAL */
+} shmlease_acquire_opts;
+
+typedef struct shmlease_lease {      /* a plain value owned by the caller */
+    uint64_t fencing_token;          /* public, read-only. Greater than the token of
+                                        every acquire (any key) that returned before
+                                        this acquire was called, and than every
+                                        earlier holder's of the same key; two
+                                        acquires of different keys that overlap in
+                                        time may return in either order */
+    uint64_t expires_at_ms;          /* public, read-only; on the table's clock */
+    uint64_t _private[6];            /* private: callers must not touch them */
+} shmlease_lease;
+
+/*
+ * Acquires KEY for ttl_ms. Returns 0 with *out filled, or:
+ *   -EINVAL        NULL/empty key, ttl_ms 0, wait_ms < -1, metadata_len too long,
+ *                  metadata NULL with a length
+ *   -ENAMETOOLONG  key longer than SHMLEASE_KEY_MAX
+ *   -EBUSY         held by another owner and wait_ms == 0 (or, for a key not yet
+ *                  in the table, the table's structural lock stayed taken for
+ *                  100 ms: its holder is stopped)
+ *   -ETIMEDOUT     the wait ran out (including waiting for that lock)
+ *   -ENOSPC        no room for another live key
+ *   -EPERM         read-only handle
+ *   -EUSERS        SHMLEASE_HANDLES_MAX handles already attached
+ *   -EPROTO        a structural lock that no live process can hold (damaged table)
+ * The lease returned has expires_at_ms >= now + ttl_ms - 1 as of acquire's
+ * last clock read (never later than now + ttl_ms), however long the call
+ * waited. A TTL beyond the table's 34-year horizon is clamped to it.
+ */
+int shmlease_acquire(shmlease_table *t, const char *key,
+                     const shmlease_acquire_opts *o, shmlease_lease *out);
+/*
+ * renew, release and release_after return 0 only if they took effect before
+ * the lease's deadline. (A renew to a TTL shorter than the call itself takes
+ * may return 0 with expires_at_ms already past: the lease is then lost at
+ * that instant, like any other.) A call that cannot prove it (its clock read after the
+ * change has reached the deadline) returns -ESTALE and leaves the key free,
+ * as the expiry made it; the lease value is lost for good either way.
+ */
+/* Sets the deadline to now + ttl_ms. 0, -ESTALE (lost), -EINVAL, -EPERM. */
+int shmlease_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms);
+/* Frees the key at once and wakes waiters. 0, -ESTALE, -EINVAL, -EPERM.
+ * The value is spent: a second release of it is -ESTALE. */
+int shmlease_release(shmlease_table *t, shmlease_lease *l);
+/* Keeps the key held by nobody until now + grace_ms (never later). 0, -ESTALE,
+ * -EINVAL, -EPERM. */
+int shmlease_release_after(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms);
+/* Acquires, calls fn, releases; fn's result, or the acquire error (fn not called). */
+int shmlease_with(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
+                  int (*fn)(const shmlease_lease *l, void *arg), void *arg);
+/* 0 while l is still the current, unexpired claim of its key; else -ESTALE.
+ * Cheap (no syscall unless the clock needs one): call it before acting. */
+int shmlease_check(shmlease_table *t, const shmlease_lease *l);
+/* Operator's tool: ends whoever holds KEY now (held or grace). The holder's
+ * renew/release then fail with -ESTALE; the next acquirer gets a greater token.
+ * 0, -ENOENT (not held), -EINVAL, -ENAMETOOLONG, -EPERM. */
+int shmlease_break(shmlease_table *t, const char *key);
+
+const char *shmlease_strerror(int rc);
+/* "EBUSY", "ETIMEDOUT", ... or "E?" for unknown codes. */
+const char *shmlease_errname(int rc);
+
+/* ------------------------------------------------------------------------ */
+/* Inspection (never blocks, never writes the table)                         */
+
+typedef struct shmlease_info {
+    char     key[SHMLEASE_KEY_MAX + 1];
+    uint64_t fencing_token;
+    int32_t  holder_pid;         /* 0 when held by nobody (grace period) */
+    int      holder_alive;       /* 1 alive, 0 dead, -1 cannot tell */
+    int64_t  remaining_ms;       /* until expiry; <= 0 expired */
+    uint32_t waiters;            /* threads of live processes sleeping on the key
+                                    (up to 16 per handle are shown) */
+    uint8_t  metadata[SHMLEASE_METADATA_MAX];
+    size_t   metadata_len;
+    /* additions */
+    uint64_t expires_at_ms;      /* on the table's clock */
+    int      in_grace;           /* 1: released with a grace period, held by nobody */
+    int      holder_other_pidns; /* 1: holder_pid is a PID of another PID namespace */
+    uint64_t holder_start_time;  /* holder's start time, clock ticks since boot */
+    uint32_t holder_handle;      /* registry slot of the holder's handle, 0 none */
+    uint32_t reserved_[7];
+} shmlease_info;
+
+/* -ENOENT if KEY is free (not held, not in grace); -EINVAL, -ENAMETOOLONG. */
+int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *out);
+/* Visits every held (unexpired) lease and every unexpired grace period once.
+ * Returns fn's non-zero result when it stops the walk, else 0. */
+int shmlease_foreach(shmlease_table *t, int (*fn)(const shmlease_info *, void *), void *arg);
+
+typedef struct shmlease_stats {
+    /* counters since the table was created, all processes together */
+    uint64_t acquisitions;      /* successful acquires */
+    uint64_t contended;         /* acquires that found the key held */
+    uint64_t waits;             /* acquires that slept at least once */
+    uint64_t timeouts;          /* acquires that ended with -ETIMEDOUT */
+    uint64_t busy;              /* acquires that ended with -EBUSY */
+    uint64_t expirations;       /* acquires that took over an expired lease */
+    uint64_t reclaimed_dead;    /* acquires that took over a dead holder's lease */
+    uint64_t renewals;          /* successful renews */
+    uint64_t lost;              /* renew/release/check that found the lease lost */
+    uint64_t broken;            /* leases ended by shmlease_break */
+    uint64_t recoveries;        /* structural changes repaired after a crash */
+    /* state now */
+    uint64_t fencing_counter;   /* the last token handed out */
+    uint32_t capacity;          /* live keys the table can hold */
+    uint32_t live_keys;         /* keys in the table (held, grace, or free but not yet retired) */
+    uint32_t held;              /* held or in grace, unexpired */
+    uint32_t attached;          /* handles attached (alive) */
+    uint32_t format_version;
+    uint32_t reserved_u32;
+    uint64_t segment_bytes;
+    uint64_t created_at_ms;     /* on the table's clock */
+    uint64_t table_epoch;       /* random, chosen when the segment was made */
+    uint64_t reserved[8];
+} shmlease_stats;
+
+/* Fills *out. Never blocks, never writes. 0 or -EINVAL. */
+int shmlease_stats_get(shmlease_table *t, shmlease_stats *out);
+
+/* The table's clock, in ms: what deadlines and expires_at_ms are measured on. */
+uint64_t shmlease_now_ms(shmlease_table *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHMLEASE_H */
