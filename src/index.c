@@ -314,7 +314,7 @@ static uint32_t write_key(struct shm_entry *e, const struct keybuf *kb)
     st_relaxed(&e->key_seq, seq | 1);
     fence_release();
     for (uint32_t i = 0; i < sizeof kb->w / 8; i++)
-        st_relaxed((uint64_t *)(void *)(e->key + 8 * i), i < (kb->len + 7) / 8 ? kb->w[i] : 0);
+        st_relaxed((uint64_t *)(void *)(e->key + (size_t)8 * i), i < (kb->len + 7) / 8 ? kb->w[i] : 0);
     st_relaxed(&e->key_len, (uint16_t)kb->len);
     st_relaxed(&e->hash, kb->hash);
     st_release(&e->key_seq, (seq | 1) + 1);

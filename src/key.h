@@ -24,7 +24,7 @@ int shmlease__key_matches(const struct shm_entry *e, const struct keybuf *kb, ui
  * seqlock decides whether what was read counts). */
 static inline uint64_t shmlease__key_word(const struct shm_entry *e, uint32_t i)
 {
-    return ld_relaxed((const uint64_t *)(const void *)(e->key + 8 * i));
+    return ld_relaxed((const uint64_t *)(const void *)(e->key + (size_t)8 * i));
 }
 
 #endif
