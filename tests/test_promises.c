@@ -441,22 +441,31 @@ static void test_release_after_stopped_after_its_cas_past_the_deadline_is_stale(
 static void test_grace_period_never_ends_later_than_asked(void **state)
 {
     (void)state;
+    /* The grace is long enough that a test preempted between the call and
+     * the inspection still finds the grace period (a loaded machine); the
+     * comparison is the same whatever its length. */
+    const uint64_t grace = 2000;
     shmlease_table *t = tu_open(tu_name("grace"), NULL);
-    int longer = 0;
+    int longer = 0, seen = 0;
     for (int i = 0; i < 300; i++) {
         shmlease_lease l;
         char key[32];
         snprintf(key, sizeof key, "g%d", i);
-        TU_RC(tu_acquire(t, key, 1000, 0, &l), 0);
-        TU_RC(shmlease_release_after(t, &l, 20), 0);
+        TU_RC(tu_acquire(t, key, 60000, 0, &l), 0);
+        TU_RC(shmlease_release_after(t, &l, grace), 0);
         uint64_t after = shmlease_now_ms(t);
-        shmlease_info info = tu_inspect_ok(t, key);
-        if (info.expires_at_ms > after + 20)
+        shmlease_info info;
+        if (shmlease_inspect(t, key, &info) != 0)
+            continue;                   /* already over: not later than asked */
+        seen++;
+        if (info.expires_at_ms > after + grace)
             longer++;
-        TU_RC(shmlease_break(t, key), 0);
+        int rc = shmlease_break(t, key);
+        TU_EQ(rc == 0 || rc == -ENOENT, 1);
     }
     if (longer)
-        fail_msg("%d of 300 grace periods ended later than call + grace", longer);
+        fail_msg("%d of %d grace periods ended later than call + grace", longer, seen);
+    TU_EQ(seen > 0, 1);
 }
 
 /* ---- no call blocks for ever on a structural lock -------------------------- */
