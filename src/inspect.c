@@ -209,6 +209,7 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
     int rc = shmlease__key_prepare(t, key, &kb);
     if (rc)
         return rc;
+    memset(out, 0, sizeof *out);       /* -ENOENT leaves it zeroed */
     /* One view of the kernel's locks per call (read only if needed, and only
      * by a handle without the lock file: see liveness.c). */
     struct shmlease__liveview lv;

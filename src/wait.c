@@ -160,11 +160,14 @@ void shmlease__wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t 
                             uint64_t wait_until, struct deathwatch *dw, int young)
 {
     uint64_t cap = IDLE_MS;
+    int watched = 0;
     /* A young wait has no watch thread yet; an older one without a watch
      * asks the registry lock at every short sleep. */
-    if (sw_kind(w) == SW_HELD && sw_owner(w) != handle_slot(t) &&
-        (young || !deathwatch_start(dw, t, e, holder_of(t, w))))
-        cap = WATCH_MS;
+    if (sw_kind(w) == SW_HELD && sw_owner(w) != handle_slot(t)) {
+        watched = !young && deathwatch_start(dw, t, e, holder_of(t, w));
+        if (!watched)
+            cap = WATCH_MS;
+    }
     /* A wait record in our own registry slot says which key this thread
      * sleeps on, for inspection: unlike the counter, it dies with us (a dead
      * handle's records are not counted). None free: still wait, unshown. */
@@ -179,7 +182,11 @@ void shmlease__wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t 
     }
     uint32_t gen = waiter_enter(e);
     uint32_t v = ld_acquire(&e->wake);          /* before the state (MO-9) */
-    if (ld_seqcst(&e->state) == w) {            /* the load half of waiter_enter's pair */
+    /* A watch that fired after deathwatch_start looked but bumped the wake
+     * word before we read it: its flag (stored before the bump) is seen now,
+     * and we do not sleep through the holder's death (MO-10). */
+    int fired = watched && ld_acquire(&dw->fired);
+    if (ld_seqcst(&e->state) == w && !fired) {  /* the load half of waiter_enter's pair */
         uint64_t until = sw_deadline(w) < wait_until ? sw_deadline(w) : wait_until;
         uint64_t ms = until > now ? until - now : 0;
         if (ms > cap)
