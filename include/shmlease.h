@@ -148,6 +148,8 @@ typedef struct shmlease_options {
  *   -ETIMEDOUT a structural lock stayed taken for open_timeout_ms (its holder
  *             is stopped)
  *   -ENOSPC   no room in /dev/shm for a new segment
+ *   -EAGAIN   the table's files kept being created and removed by others while
+ *             this call opened them (100 rounds): try again
  *   -ENOMEM, -EMFILE, -ENFILE  resources
  */
 SHMLEASE_API int shmlease_open(const char *name, const shmlease_options *opts /* NULL ok */,
