@@ -53,6 +53,10 @@
 #define EXIT_CANNOT_EXEC      126
 #define EXIT_NOT_FOUND        127
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define INVALID_KEY "invalid key (1 to " STR(SHMLEASE_KEY_MAX) " bytes)"
+
 #define DEFAULT_TABLE         "default"
 #define DEFAULT_TTL_MS        30000u
 #define DEFAULT_KILL_AFTER_MS 10000u
@@ -517,7 +521,7 @@ static int acquire_key(struct run_state *s, const char *meta, size_t meta_len)
     }
     if (rc != 0) {
         const char *what = rc == -EINVAL || rc == -ENAMETOOLONG
-                               ? "invalid key (1 to 127 bytes)"
+                               ? INVALID_KEY
                            : rc == -ENOSPC ? "the table is full"
                                            : shmlease_strerror(rc);
         fprintf(stderr, PROG ": cannot acquire %s on table %s: %s (%s)\n", s->key_shown,
@@ -979,7 +983,7 @@ static int cmd_break(int argc, char **argv)
     }
     if (rc != 0) {
         fprintf(stderr, PROG ": cannot break %s on table %s: %s (%s)\n", shown, table,
-                rc == -EINVAL || rc == -ENAMETOOLONG ? "invalid key (1 to 127 bytes)"
+                rc == -EINVAL || rc == -ENAMETOOLONG ? INVALID_KEY
                                                      : shmlease_strerror(rc),
                 shmlease_errname(rc));
         return table_error_exit(rc);
