@@ -279,6 +279,8 @@ static int finish_claim(struct acquire *a, const struct target *tg, shmlease_lea
 {
     shmlease_table *t = a->t;
     struct shm_entry *e = &t->entries[tg->ei];
+    if (unlikely(!ld_relaxed(&t->claimed)))
+        st_relaxed(&t->claimed, 1);      /* close must look for our leases */
     /* Whatever path claimed (an insert after a wait, too), the watch thread
      * is joined before the deadline is checked for the last time. */
     shmlease__deathwatch_stop(&a->dw);

@@ -92,6 +92,26 @@ long shmlease__lookup_stable(const shmlease_table *t, const struct keybuf *kb, u
     return -ENOENT;
 }
 
+#define WALK_TRIES 4
+
+int shmlease__index_walk(shmlease_table *t, void (*fn)(shmlease_table *, uint32_t, void *), void *arg)
+{
+    for (int tries = 0; tries < WALK_TRIES; tries++) {
+        uint32_t s1 = ld_acquire(&t->hdr->index_seq);
+        if (s1 & 1)
+            continue;
+        for (uint32_t i = 0; i < t->nbuckets; i++) {
+            uint64_t b = ld_acquire(&t->buckets[i]);
+            if (b != BW_EMPTY && bw_entry(b) < t->capacity)
+                fn(t, bw_entry(b), arg);
+        }
+        fence_acquire();
+        if (ld_relaxed(&t->hdr->index_seq) == s1)
+            return 0;
+    }
+    return -EAGAIN;
+}
+
 /* ---- the index (under index_mutex) ---------------------------------------- */
 
 static inline uint64_t kb_hash_of(const struct shm_entry *e)

@@ -18,6 +18,11 @@ long shmlease__lookup(const shmlease_table *t, const struct keybuf *kb, uint32_t
 /* A lookup for readers that must not miss and never write (inspect, break). */
 long shmlease__lookup_stable(const shmlease_table *t, const struct keybuf *kb, uint32_t *key_seq);
 
+/* Calls FN(T, entry, ARG) for every entry of the index, in a pass during
+ * which the index did not change (FN may see an entry more than once, from
+ * passes that were retried). 0, or -EAGAIN when the index kept changing. */
+int  shmlease__index_walk(shmlease_table *t, void (*fn)(shmlease_table *, uint32_t, void *), void *arg);
+
 struct shmlease__insert {
     const struct keybuf *kb;   /* in: the key */
     uint32_t owner;            /* in: our registry slot */

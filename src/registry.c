@@ -12,6 +12,7 @@
  */
 #include "registry.h"
 #include "fault.h"
+#include "index.h"
 #include "liveness.h"
 #include "lockfile.h"
 #include "mutex.h"
@@ -30,18 +31,38 @@
 
 /* Frees every lease whose word names IDX as owner. Each is one CAS from the
  * state we saw to FREE; a concurrent takeover simply wins. */
-void shmlease__free_owner_leases(shmlease_table *t, uint32_t idx)
+static void free_if_owner(shmlease_table *t, uint32_t entry, void *arg)
 {
-    for (uint32_t i = 0; i < t->capacity; i++) {
-        struct shm_entry *e = &t->entries[i];
-        for (struct lstate s = ls_load(e); sw_kind(s.w) == SW_HELD && sw_owner(s.w) == idx;
-             s = ls_load(e)) {
-            if (ls_cas(e, s, (struct lstate){SW_FREE_WORD, s.c})) {
-                shmlease__wake_waiters(e, 1);
-                break;
-            }
+    uint32_t idx = *(const uint32_t *)arg;
+    struct shm_entry *e = &t->entries[entry];
+    for (struct lstate s = ls_load(e); sw_kind(s.w) == SW_HELD && sw_owner(s.w) == idx; s = ls_load(e)) {
+        if (ls_cas(e, s, (struct lstate){SW_FREE_WORD, s.c})) {
+            shmlease__wake_waiters(e, 1);
+            break;
         }
     }
+}
+
+void shmlease__free_owner_leases(shmlease_table *t, uint32_t idx)
+{
+    for (uint32_t i = 0; i < t->capacity; i++)
+        free_if_owner(t, i, &idx);
+}
+
+/* At close: frees the leases still held through T, registered in slot IDX.
+ * A handle that claimed nothing since it registered holds nothing (a slot's
+ * earlier user's leases were swept when T took it). Otherwise each of its
+ * leases is in the index: its own inserts completed before close (close
+ * never runs beside another call on the handle), and an entry leaves the
+ * index only once retired, i.e. no longer HELD. So a walk of the index (a
+ * few pages) serves instead of reading every entry of the table, unless the
+ * index keeps changing under the walk. */
+static void free_own_leases(shmlease_table *t, uint32_t idx)
+{
+    if (!ld_relaxed(&t->claimed))
+        return;
+    if (shmlease__index_walk(t, free_if_owner, &idx) != 0)
+        shmlease__free_owner_leases(t, idx);
 }
 
 /* Repair after a registrant died holding reg_mutex: slots are committed by
@@ -118,6 +139,7 @@ static int register_handle(shmlease_table *t, uint64_t lock_ms)
     }
     if (found) {
         h->reg_hint = found + 1 < SHM_REG_SLOTS ? found + 1 : 1;
+        st_relaxed(&t->claimed, 0);        /* nothing claimed by this registration yet */
         st_release(&t->regword, regword_make(found, me->fork_gen, ld_relaxed(&t->reg[found].gen)));
     }
     shmlease__unlock(&h->reg_mutex, &h->reg_holder);
@@ -146,7 +168,7 @@ void shmlease__unregister(shmlease_table *t)
     uint32_t idx = handle_slot(t);
     if (idx == 0)
         return;
-    shmlease__free_owner_leases(t, idx);
+    free_own_leases(t, idx);
     /* No registry lock needed: only the holder of the slot's byte lock (we)
      * writes the slot, and a registrant takes the byte only after we drop it. */
     st_release(&t->reg[idx].state, SHM_REG_FREE);

@@ -48,6 +48,8 @@ struct shmlease_table {
     /* Our registration, one word so that threads read it whole (atomics):
      * see regword_make() below. */
     uint64_t  regword;
+    int       claimed;        /* a lease was claimed through this registration
+                                 (atomic; lets close skip the sweep) */
     ino_t     ino;            /* the segment */
     dev_t     dev;
     ino_t     lk_ino;         /* the lock file (as the header records it) */

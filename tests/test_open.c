@@ -412,6 +412,58 @@ static int count_fds(void)
     return n;
 }
 
+/* Close frees every lease of the handle, however each was claimed: keys it
+ * inserted, free keys it took, an expired lease it took over; and leaves
+ * every other handle's leases alone, including in a table whose index was
+ * changed by retirements meanwhile. */
+static void test_close_frees_every_claim_and_only_its_own(void **state)
+{
+    (void)state;
+    const char *name = tu_name("closeall");
+    shmlease_options o = {.capacity = 56};      /* 61 keys: 5 free ones get retired */
+    shmlease_table *a = tu_open(name, &o);
+    shmlease_table *b = tu_open(name, &o);
+    shmlease_lease l;
+    char key[32];
+    for (int i = 0; i < 40; i++) {              /* inserted */
+        snprintf(key, sizeof key, "ins-%d", i);
+        TU_RC(tu_acquire(a, key, 60000, 0, &l), 0);
+        if (i % 2 == 0)
+            TU_RC(shmlease_release(a, &l), 0);  /* FREE entries, still indexed */
+    }
+    for (int i = 0; i < 40; i += 4) {           /* free keys taken again */
+        snprintf(key, sizeof key, "ins-%d", i);
+        TU_RC(tu_acquire(a, key, 60000, 0, &l), 0);
+    }
+    TU_RC(tu_acquire(b, "expired", 1, 0, &l), 0);
+    tu_sleep_ms(5);
+    TU_RC(tu_acquire(a, "expired", 60000, 0, &l), 0);   /* a takeover */
+    for (int i = 0; i < 10; i++) {              /* b's own, kept */
+        snprintf(key, sizeof key, "b-%d", i);
+        TU_RC(tu_acquire(b, key, 60000, 0, &l), 0);
+    }
+    /* b fills the table: the free entries of a's released keys are retired
+     * and reused, which moves buckets around in the index */
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof key, "churn-%d", i);
+        TU_RC(tu_acquire(b, key, 60000, 0, &l), 0);
+    }
+    tu_close(a);
+    /* Freed by the close itself: not merely takeable because a's registry
+     * lock is gone (inspection would still list a key held by a dead
+     * handle, and its waiters would learn of it only at their next look). */
+    shmlease_info info;
+    for (int i = 0; i < 40; i++) {
+        snprintf(key, sizeof key, "ins-%d", i);
+        TU_RC(shmlease_inspect(b, key, &info), -ENOENT);
+    }
+    TU_RC(shmlease_inspect(b, "expired", &info), -ENOENT);
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof key, "b-%d", i);
+        TU_EQ(tu_inspect_ok(b, key).holder_pid, getpid());
+    }
+}
+
 static void test_open_close_many_times_leaks_nothing(void **state)
 {
     (void)state;
@@ -538,6 +590,7 @@ int main(int argc, char **argv)
         TU_TEST(test_open_bad_options_are_einval),
         TU_TEST(test_close_null_is_noop),
         TU_TEST(test_close_releases_the_handles_leases),
+        TU_TEST(test_close_frees_every_claim_and_only_its_own),
         TU_TEST(test_two_handles_in_one_process_are_distinct_owners),
         TU_TEST(test_open_close_many_times_leaks_nothing),
         TU_TEST(test_handles_beyond_the_maximum_are_eusers),
