@@ -3,8 +3,10 @@
  * whether a slot's holder lives).
  *
  * A slot is reused only after its previous user is dead (or closed), and only
- * after every lease still naming it as owner has been freed ("sweep"), so a
- * new registrant never inherits a dead process's leases. Registration and
+ * after every lease still naming it as owner has been freed, so a new
+ * registrant never inherits a dead process's leases: a closing user frees
+ * its own before it marks the slot FREE; a slot left ACTIVE by a user that
+ * died is swept by the next registrant ("sweep"). Registration and
  * sweep happen under reg_mutex; the release of a slot at close takes no lock
  * (only the holder of the slot's byte lock writes the slot). A crash anywhere
  * leaves a slot that is either not ACTIVE or ACTIVE without a lock (dead), and
@@ -87,8 +89,13 @@ static int try_claim_slot(shmlease_table *t, uint32_t idx, const struct shmlease
                        .l_start = (off_t)shmlease__reg_lock_off(idx), .l_len = 1};
     if (fcntl(t->fd, F_OFD_SETLK, &fl) != 0)
         return 0;                           /* someone alive holds it */
-    if (ld_relaxed(&r->gen) != 0) {
-        /* Reused: no lease may still name this slot. */
+    if (state == SHM_REG_ACTIVE) {
+        /* Its user died attached: no lease may still name this slot. (A
+         * FREE slot's user closed it, and close freed its leases first, with
+         * a release store of FREE that our acquire load of state saw; a user
+         * killed during close left it ACTIVE.) A full scan: a user killed
+         * between an insert's commit and its bucket left a HELD entry that
+         * only the entries themselves show. */
         h->reg_intent = (struct shm_intent){SHM_INTENT_SWEEP, idx, (uint32_t)me->pid, 0};
         shmlease__free_owner_leases(t, idx);
         SHMLEASE_FAULT("registry.after_sweep");
@@ -109,6 +116,20 @@ static int try_claim_slot(shmlease_table *t, uint32_t idx, const struct shmlease
     return 1;
 }
 
+/* The first slot from HINT that try_claim_slot takes, among the FREE ones
+ * (never used, or closed by their user: no sweep) in pass 0, among the
+ * ACTIVE ones (taken only if their user died; swept then) in pass 1. */
+static uint32_t find_slot(shmlease_table *t, uint32_t hint, int pass, const struct shmlease__self *me)
+{
+    for (uint32_t n = 0; n < SHM_REG_SLOTS - 1; n++) {
+        uint32_t idx = 1 + (hint - 1 + n) % (SHM_REG_SLOTS - 1);
+        int is_free = ld_acquire(&t->reg[idx].state) == SHM_REG_FREE;
+        if (is_free == (pass == 0) && try_claim_slot(t, idx, me))
+            return idx;
+    }
+    return 0;
+}
+
 static int register_handle(shmlease_table *t, uint64_t lock_ms)
 {
     struct shm_header *h = t->hdr;
@@ -120,23 +141,9 @@ static int register_handle(shmlease_table *t, uint64_t lock_ms)
     uint32_t hint = h->reg_hint;
     if (hint == 0 || hint >= SHM_REG_SLOTS)
         hint = 1;
-    uint32_t found = 0;
-    /* Prefer slots never used (no sweep), starting at the hint; then any. */
-    for (int pass = 0; pass < 2 && !found; pass++) {
-        for (uint32_t n = 0; n < SHM_REG_SLOTS - 1; n++) {
-            uint32_t idx = 1 + (hint - 1 + n) % (SHM_REG_SLOTS - 1);
-            struct shm_reg *r = &t->reg[idx];
-            if (pass == 0 && ld_relaxed(&r->gen) != 0)
-                continue;
-            if (pass == 1 && ld_acquire(&r->state) == SHM_REG_ACTIVE &&
-                shmlease__alive(t, idx) != 0)
-                continue;
-            if (try_claim_slot(t, idx, me)) {
-                found = idx;
-                break;
-            }
-        }
-    }
+    uint32_t found = find_slot(t, hint, 0, me);
+    if (!found)
+        found = find_slot(t, hint, 1, me);
     if (found) {
         h->reg_hint = found + 1 < SHM_REG_SLOTS ? found + 1 : 1;
         st_relaxed(&t->claimed, 0);        /* nothing claimed by this registration yet */

@@ -1,5 +1,7 @@
 #include "testutil.h"
 
+#include <sys/resource.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <time.h>
@@ -203,6 +205,44 @@ void tu_forget(shmlease_table *t)
     for (int i = 0; i < TU_MAX_HANDLES; i++)
         if (handles[i] == t)
             handles[i] = NULL;
+}
+
+shmlease_table **tu_fill_registry(const char *name, int *n)
+{
+    struct rlimit rl;
+    const rlim_t need = SHMLEASE_HANDLES_MAX + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need) {
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+            print_message("[  SKIPPED ] the hard RLIMIT_NOFILE (%llu) is below the %llu "
+                          "descriptors a full registry needs\n",
+                          (unsigned long long)rl.rlim_max, (unsigned long long)need);
+            skip();
+        }
+        rl.rlim_cur = need;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            fail_msg("setrlimit(RLIMIT_NOFILE, %llu): %s", (unsigned long long)need, strerror(errno));
+    }
+    shmlease_table **h = calloc(SHMLEASE_HANDLES_MAX, sizeof *h);
+    if (!h)
+        fail_msg("out of memory");
+    int k = 0, rc = 0;
+    while (k < SHMLEASE_HANDLES_MAX && (rc = shmlease_open(name, NULL, &h[k])) == 0)
+        k++;
+    if (k < SHMLEASE_HANDLES_MAX && rc != -EUSERS)   /* all ours, or full */
+        fail_msg("filling the registry: open #%d returned %d (%s), expected -EUSERS", k, rc,
+                 shmlease_errname(rc));
+    if (k == 0)
+        fail_msg("filling the registry: no slot was free");
+    shmlease_close(h[--k]);       /* the one slot left */
+    *n = k;
+    return h;
+}
+
+void tu_unfill_registry(shmlease_table **h, int n)
+{
+    for (int i = 0; i < n; i++)
+        shmlease_close(h[i]);
+    free(h);
 }
 
 void tu_close(shmlease_table *t)
