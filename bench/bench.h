@@ -180,6 +180,7 @@ extern int g_redis_ttl_ms;                /* TTL of blocking acquires (takeover)
 /* The scenarios, in the order they run. */
 enum scenario_id {
     SC_UNCONTENDED, SC_TRYBUSY, SC_CONTENDED, SC_MANYKEYS, SC_WAKEUP, SC_TAKEOVER, SC_MEMORY,
+    SC_ATTACH,
     SC__COUNT
 };
 
@@ -213,6 +214,7 @@ void scenario_manykeys(void);
 void scenario_wakeup(void);
 void scenario_takeover(void);
 void scenario_memory(void);
+void scenario_attach(void);
 void goals(void);
 
 /* ---- report.c ------------------------------------------------------------- */
@@ -264,6 +266,7 @@ struct results {
     uint32_t manykeys_level[8];
     int      manykeys_n;
     int      manykeys_big_skipped;
+    double   attach_med, attach_flock_med;   /* open+close, open+flock+close */
 };
 extern struct results g_res;
 void results_init(void);          /* all NAN: nothing measured yet */

@@ -121,6 +121,16 @@ static void goals_manykeys(void)
          mx / mn);
 }
 
+static void goals_attach(void)
+{
+    double a = g_res.attach_med, f = g_res.attach_flock_med;
+    if (!scenario_selected(SC_ATTACH) || isnan(a))
+        goal(-1, "attach (open+close) <= 50 us", "not measured");
+    else
+        goal(a <= 50e3, "attach (open+close) <= 50 us", "shmlease_open+close %s; open+flock+close %s",
+             T(a), T(f));
+}
+
 void goals(void)
 {
     printf("\n## Goals, ratios from this run\n\n");
@@ -130,6 +140,7 @@ void goals(void)
     goals_contended();
     goals_takeover();
     goals_manykeys();
+    goals_attach();
     if (g_goals)
         fclose(g_goals);
     printf("\n%d PASS, %d MISS, %d SKIP\n", g_npass, g_nmiss, g_nskip);

@@ -18,6 +18,7 @@ void results_init(void)
         for (int j = 0; j < NPROCS; j++)
             g_res.contended_rate[i][j] = NAN;
     }
+    g_res.attach_med = g_res.attach_flock_med = NAN;
 }
 
 #define MAX_BATCHES 1000
