@@ -67,7 +67,7 @@ static void waitview_build(const shmlease_table *t, struct waitview *wv, int8_t 
 /* Sleeping waiters of live handles on entry ENTRY alone (inspect): only the
  * handles that have a record for it are asked whether they live, not every
  * handle with a record. A killed waiter's records stay in its slot until the
- * slot is reused, and registration prefers never-used slots, so after many
+ * slot is reused, and registration prefers FREE slots to dead ones, so after many
  * deaths thousands of slots hold records: asking the kernel about each of them
  * (one F_OFD_GETLK apiece) made every inspect cost hundreds of syscalls. */
 static uint32_t waiters_of(const shmlease_table *t, uint32_t entry, struct shmlease__liveview *lv)
