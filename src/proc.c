@@ -13,6 +13,8 @@
 
 unsigned shmlease__fork_gen;
 
+static void read_boot_id(uint8_t id[16]);
+
 /* Field 22 (starttime) of /proc/PID/stat. */
 uint64_t shmlease__proc_start_time(int32_t pid)
 {
@@ -62,6 +64,7 @@ const struct shmlease__self *shmlease__self(void)
         self.start_time = shmlease__proc_start_time(0);
         self.pidns = ns_inode("/proc/self/ns/pid");
         self.timens = ns_inode("/proc/self/ns/time");
+        read_boot_id(self.boot_id);
         st_release(&ready, gen);
     }
     pthread_mutex_unlock(&lock);
@@ -103,7 +106,8 @@ int shmlease__proc_maps_inode(int32_t tid, uint64_t ino)
     return found || !any;      /* unreadable contents: cannot tell */
 }
 
-void shmlease__boot_id(uint8_t id[16])
+/* This boot's id (/proc/sys/kernel/random/boot_id), zeroes if unknown. */
+static void read_boot_id(uint8_t id[16])
 {
     memset(id, 0, 16);
     FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");

@@ -1,7 +1,7 @@
 /*
  * Process identity, read from the kernel: who this process is (PID, start
- * time, PID and time namespaces, fork generation), the start time of other
- * processes, this boot's identity, and which threads map a file. The values
+ * time, PID and time namespaces, boot, fork generation), the start time of
+ * other processes, and which threads map a file. The values
  * are for comparison and display; liveness itself never rests on a PID
  * (docs/liveness.md).
  */
@@ -22,6 +22,7 @@ struct shmlease__self {
     uint64_t start_time;       /* /proc/self/stat field 22, 0 unknown */
     uint64_t pidns;            /* inode of /proc/self/ns/pid, 0 unknown */
     uint64_t timens;           /* inode of /proc/self/ns/time, 0 unknown */
+    uint8_t  boot_id[16];      /* /proc/sys/kernel/random/boot_id, zeroes unknown */
 };
 const struct shmlease__self *shmlease__self(void);
 
@@ -32,7 +33,5 @@ int32_t  shmlease__proc_tid(void);
 /* Does thread TID of this PID namespace map a file of inode INO? 1 yes or
  * cannot tell, 0 no (no such thread here, or it does not map it). */
 int      shmlease__proc_maps_inode(int32_t tid, uint64_t ino);
-/* This boot's id (/proc/sys/kernel/random/boot_id), zeroes if unknown. */
-void     shmlease__boot_id(uint8_t id[16]);
 
 #endif

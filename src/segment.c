@@ -186,7 +186,7 @@ static int initialise(int fd, uint32_t capacity, uint64_t now_ms, int created, c
     h->epoch = random_u64();
     h->created_at = now_ms;
     h->timens_ino = shmlease__self()->timens;
-    shmlease__boot_id(h->boot_id);
+    memcpy(h->boot_id, shmlease__self()->boot_id, sizeof h->boot_id);
     h->creator_uid = (uint32_t)geteuid();
     h->checksum = (uint32_t)shmlease__header_checksum(h);
 
@@ -478,9 +478,8 @@ static int open_readonly(shmlease_table *t, const shmlease_options *o, struct sh
  * writer on another clock would read every deadline wrong. */
 static int same_clock(const struct shm_header *hh)
 {
-    uint8_t boot[16];
-    shmlease__boot_id(boot);
-    return hh->timens_ino == shmlease__self()->timens && memcmp(hh->boot_id, boot, 16) == 0;
+    const struct shmlease__self *me = shmlease__self();
+    return hh->timens_ino == me->timens && memcmp(hh->boot_id, me->boot_id, sizeof hh->boot_id) == 0;
 }
 
 int shmlease__segment_attach(shmlease_table *t, const shmlease_options *o, uint32_t mode,

@@ -89,7 +89,7 @@ static size_t decode(const uint8_t *data, size_t size)
             if (flags & 3) {
                 /* Made on this machine's clock (else -EXDEV, read-write). */
                 h->timens_ino = shmlease__self()->timens;
-                shmlease__boot_id(h->boot_id);
+                memcpy(h->boot_id, shmlease__self()->boot_id, sizeof h->boot_id);
             }
             if (flags & 3)
                 h->checksum = (uint32_t)shmlease__header_checksum(h);
