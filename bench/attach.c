@@ -75,7 +75,7 @@ void scenario_attach(void)
            "close of a lock file. Median and p99 over %d batches of back-to-back runs.\n\n",
            SHMLEASE_DEFAULT_CAPACITY, g_cfg.batches);
     printf("| peer | calls | median | p99 | vs flock |\n|---|---|---:|---:|---:|\n");
-    FILE *csv = csv_open("attach.csv", "peer,call,median_ns,p99_ns,min_ns,max_ns,batches,ops_per_batch");
+    FILE *csv = csv_open("attach.csv", BATCH_CSV_HEADER);
     struct attach_ctx x;
     snprintf(x.table, sizeof x.table, "bench-attach-%d", (int)getpid());
     snprintf(x.lockfile, sizeof x.lockfile, "/dev/shm/bench-attach-%d.lock", (int)getpid());
@@ -102,10 +102,7 @@ void scenario_attach(void)
     for (size_t i = 0; i < NROWS; i++) {
         printf("| %s | %s | %s | %s | %s |\n", g_rows[i].label, g_rows[i].call, T(res[i].s.median),
                T(res[i].s.p99), X(res[i].s.median / flock_med));
-        if (csv)
-            fprintf(csv, "%s,\"%s\",%.2f,%.2f,%.2f,%.2f,%d,%ld\n", g_rows[i].label, g_rows[i].call,
-                    res[i].s.median, res[i].s.p99, res[i].s.min, res[i].s.max, res[i].batches,
-                    res[i].ops_per_batch);
+        csv_batch_row(csv, g_rows[i].label, g_rows[i].call, &res[i]);
     }
     if (csv)
         fclose(csv);

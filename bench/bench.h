@@ -250,6 +250,10 @@ struct batch_res {
 /* Warm up for g_cfg.warm_ms (also sizes the batches to ~g_cfg.batch_ms each),
  * then time g_cfg.batches batches of N back-to-back operations. */
 void measure_batches(op_fn op, void *ctx, struct batch_res *br);
+/* A CSV table of batch measurements (report.c): its header, and one row per
+ * peer (nothing when CSV is NULL). */
+#define BATCH_CSV_HEADER "peer,call,median_ns,p99_ns,min_ns,max_ns,batches,ops_per_batch"
+void csv_batch_row(FILE *csv, const char *peer, const char *call, const struct batch_res *br);
 /* Zeroes the control words of struct shared before a multi-process run. */
 void reset_ctl(void);
 

@@ -93,3 +93,10 @@ const char *fmt_fair(char *buf, size_t n, double f)
         snprintf(buf, n, "%.2f", f);
     return buf;
 }
+
+void csv_batch_row(FILE *csv, const char *peer, const char *call, const struct batch_res *br)
+{
+    if (csv)
+        fprintf(csv, "%s,\"%s\",%.2f,%.2f,%.2f,%.2f,%d,%ld\n", peer, call, br->s.median, br->s.p99,
+                br->s.min, br->s.max, br->batches, br->ops_per_batch);
+}

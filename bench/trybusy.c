@@ -126,9 +126,7 @@ static void print_row(FILE *csv, const struct row *row, const struct batch_res *
     }
     printf("| %s | %s | %s | %s | %s |\n", name, row->call, T(br->s.median), T(br->s.p99),
            X(br->s.median / shm_med));
-    if (csv)
-        fprintf(csv, "%s,\"%s\",%.2f,%.2f,%.2f,%.2f,%d,%ld\n", name, row->call, br->s.median,
-                br->s.p99, br->s.min, br->s.max, br->batches, br->ops_per_batch);
+    csv_batch_row(csv, name, row->call, br);
 }
 
 void scenario_trybusy(void)
@@ -137,7 +135,7 @@ void scenario_trybusy(void)
     printf("Another process holds the lock; this one tries once and is refused. "
            "Median and p99 over %d batches (batch mean ns per refused try).\n\n", g_cfg.batches);
     printf("| peer | call | median | p99 | vs shmlease |\n|---|---|---:|---:|---:|\n");
-    FILE *csv = csv_open("trybusy.csv", "peer,call,median_ns,p99_ns,min_ns,max_ns,batches,ops_per_batch");
+    FILE *csv = csv_open("trybusy.csv", BATCH_CSV_HEADER);
     struct batch_res res[NROWS];
     char errs[NROWS][96];
     double shm_med = NAN;

@@ -73,9 +73,7 @@ static void print_row(FILE *csv, const struct row *row, const struct batch_res *
     }
     printf("| %s | %s | %s | %s | %s | %ld |\n", row->label, row->call,
            T(br->s.median), T(br->s.p99), X(br->s.median / shm_med), br->ops_per_batch);
-    if (csv)
-        fprintf(csv, "%s,\"%s\",%.2f,%.2f,%.2f,%.2f,%d,%ld\n", row->label, row->call,
-                br->s.median, br->s.p99, br->s.min, br->s.max, br->batches, br->ops_per_batch);
+    csv_batch_row(csv, row->label, row->call, br);
 }
 
 void scenario_uncontended(void)
@@ -87,7 +85,7 @@ void scenario_uncontended(void)
            g_cfg.batches, g_cfg.batch_ms, g_cfg.warm_ms);
     printf("| peer | call | median | p99 | vs shmlease | N/batch |\n");
     printf("|---|---|---:|---:|---:|---:|\n");
-    FILE *csv = csv_open("uncontended.csv", "peer,call,median_ns,p99_ns,min_ns,max_ns,batches,ops_per_batch");
+    FILE *csv = csv_open("uncontended.csv", BATCH_CSV_HEADER);
 
     struct batch_res res[NROWS];
     char errs[NROWS][64];
