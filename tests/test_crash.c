@@ -230,7 +230,7 @@ static void crash_at(const char *point, unsigned hit)
      * taken by handles of ours, so the victim's registration must reuse the
      * dead holder's. */
     int sweep = strcmp(point, "registry.after_sweep") == 0, nkept = 0;
-    shmlease_table **kept = sweep ? tu_fill_registry(name, &nkept) : NULL;
+    shmlease_table **kept = sweep ? tu_fill_registry(name, 1, &nkept) : NULL;
     /* a dead process's registry slot with a lease, for the victim to sweep */
     make_dead_holder(name, "d-held");
     shmlease_stats before = tu_stats(t);

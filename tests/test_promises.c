@@ -269,7 +269,7 @@ static void test_waiter_sleeps_after_holder_slot_is_reused_by_new_holder(void **
     const char *name = tu_name("slotreuse");
     shmlease_options so = {.capacity = 16};
     shmlease_table *t = tu_open(name, &so);
-    tu_chan hc, wc, fc, nc;
+    tu_chan hc, wc, nc;
     tu_chan_init(&hc);
     pid_t h = tu_fork();
     if (h == 0) {                                 /* the first holder */
@@ -302,26 +302,8 @@ static void test_waiter_sleeps_after_holder_slot_is_reused_by_new_holder(void **
     TU_WAIT_FOR(tu_inspect_ok(t, "k").waiters == 1, 5000);
     tu_sleep_ms(50);
     /* Every other registry slot is taken by a live handle. */
-    tu_chan_init(&fc);
-    pid_t f = tu_fork();
-    if (f == 0) {
-        tu_chan_child(&fc);
-        struct rlimit rl = {8192, 8192};
-        setrlimit(RLIMIT_NOFILE, &rl);
-        shmlease_table *ft;
-        int n = 0, rc;
-        while ((rc = shmlease_open(name, NULL, &ft)) == 0)
-            n++;
-        tu_up(&fc, rc == -EUSERS ? n : rc);
-        for (;;)
-            pause();
-    }
-    tu_chan_parent(&fc, f);
-    int64_t filled = tu_up_recv(&fc, 60000);
-    if (filled < 0) {
-        print_message("[  SKIPPED ] could not fill the registry: %s\n", shmlease_errname((int)filled));
-        skip();
-    }
+    int nkept = 0;
+    shmlease_table **kept = tu_fill_registry(name, 0, &nkept);
     TU_EQ(kill(w, SIGSTOP), 0);
     TU_EQ(tu_wait_stopped(w, 5000), 1);
     tu_kill(h);                                   /* its slot is the only free one now */
@@ -350,7 +332,7 @@ static void test_waiter_sleeps_after_holder_slot_is_reused_by_new_holder(void **
                  (unsigned long long)cpu);
     tu_kill(w);
     tu_kill(nh);
-    tu_kill(f);
+    tu_unfill_registry(kept, nkept);
 }
 
 /* ---- calls that straddle the deadline -------------------------------------- */

@@ -207,7 +207,7 @@ void tu_forget(shmlease_table *t)
             handles[i] = NULL;
 }
 
-shmlease_table **tu_fill_registry(const char *name, int *n)
+shmlease_table **tu_fill_registry(const char *name, int leave, int *n)
 {
     struct rlimit rl;
     const rlim_t need = SHMLEASE_HANDLES_MAX + 256;
@@ -231,9 +231,10 @@ shmlease_table **tu_fill_registry(const char *name, int *n)
     if (k < SHMLEASE_HANDLES_MAX && rc != -EUSERS)   /* all ours, or full */
         fail_msg("filling the registry: open #%d returned %d (%s), expected -EUSERS", k, rc,
                  shmlease_errname(rc));
-    if (k == 0)
-        fail_msg("filling the registry: no slot was free");
-    shmlease_close(h[--k]);       /* the one slot left */
+    if (k < leave)
+        fail_msg("filling the registry: %d slot(s) free, %d to leave", k, leave);
+    while (leave-- > 0)
+        shmlease_close(h[--k]);   /* the slots left */
     *n = k;
     return h;
 }

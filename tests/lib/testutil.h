@@ -169,11 +169,11 @@ void tu_close(shmlease_table *t);
 /* The teardown leaves T alone (the test closes it, or must never touch it). */
 void tu_forget(shmlease_table *t);
 /* Occupies every free registry slot of table NAME with handles of this
- * process but one, so that the next registration can only take that slot
- * (or a slot whose user died meanwhile). Raises RLIMIT_NOFILE as needed;
- * skips the test when the hard limit is too low. Returns the handles
- * (*N of them), to give back with tu_unfill_registry. */
-shmlease_table **tu_fill_registry(const char *name, int *n);
+ * process but LEAVE (0 or 1), so that the next registration can only take
+ * the slot left (or a slot whose user died meanwhile). Raises RLIMIT_NOFILE
+ * as needed; skips the test when the hard limit is too low. Returns the
+ * handles (*N of them), to give back with tu_unfill_registry. */
+shmlease_table **tu_fill_registry(const char *name, int leave, int *n);
 void tu_unfill_registry(shmlease_table **h, int n);
 
 /* ---- leases --------------------------------------------------------------- */

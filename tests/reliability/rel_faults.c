@@ -179,7 +179,7 @@ static void t_registry_after_sweep(void **s)
      * of ours, then a holder dies with a lease in that one, so the next
      * registrant must reuse (and sweep) it. */
     int nkept = 0;
-    shmlease_table **kept = tu_fill_registry(name, &nkept);
+    shmlease_table **kept = tu_fill_registry(name, 1, &nkept);
     pid_t pid = tu_fork_alarm(30);
     if (pid == 0) {
         shmlease_options o = {0};
