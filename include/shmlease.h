@@ -191,7 +191,7 @@ typedef struct shmlease_lease {      /* a plain value owned by the caller */
  *                  metadata NULL with a length, reserved_0 not zero; t, o or out
  *                  NULL
  *   -ENAMETOOLONG  key longer than SHMLEASE_KEY_MAX
- *   -EBUSY         held by another owner and wait_ms == 0 (or, for a key not yet
+ *   -EBUSY         held by another live owner and wait_ms == 0 (or, for a key not yet
  *                  in the table, the table's structural lock stayed taken for
  *                  100 ms: its holder is stopped)
  *   -ETIMEDOUT     the wait ran out (including waiting for that lock)
@@ -199,9 +199,16 @@ typedef struct shmlease_lease {      /* a plain value owned by the caller */
  *   -EPERM         read-only handle
  *   -EUSERS        SHMLEASE_HANDLES_MAX handles already attached
  *   -EPROTO        a structural lock that no live process can hold (damaged table)
- * The lease returned has expires_at_ms >= now + ttl_ms - 1 as of acquire's
+ * The lease returned has expires_at_ms >= now + ttl_ms - S as of acquire's
  * last clock read (never later than now + ttl_ms), however long the call
- * waited. A TTL beyond the table's 34-year horizon is clamped to it.
+ * waited. S is 1 ms with an injected clock; otherwise the new deadline is
+ * read from the cheaper coarse monotonic clock and S is two of its ticks
+ * (2 x clock_getres(CLOCK_MONOTONIC_COARSE) rounded up to ms: 8 ms at the
+ * common 250 Hz). expires_at_ms is the true deadline. A TTL beyond the
+ * table's 34-year horizon is clamped to it.
+ * A key whose holder's process has died is free to a waiting acquire at
+ * once, and to a try (wait_ms == 0) within 1 ms of the death: tries share
+ * the kernel's "alive" answer about a holder for up to 1 ms.
  */
 SHMLEASE_API int shmlease_acquire(shmlease_table *t, const char *key,
                                   const shmlease_acquire_opts *o, shmlease_lease *out);

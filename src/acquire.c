@@ -23,11 +23,13 @@
 #include "wait.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #define STRUCT_TRY_MS 100u     /* a try waits this long for a structural lock
                                   whose holder is stopped, then -EBUSY */
-#define FRESH_SLACK_MS  1u     /* an acquire returns at most this much less than its ttl,
+#define FRESH_SLACK_MS  1u     /* an acquire returns at most this much (or the cheap
+                                  clock's lag, if larger: clock.h) less than its ttl,
                                   as of its last clock read */
 
 /* Draws the next fencing token. At least acq_rel for the claim argument;
@@ -188,18 +190,33 @@ static int insert_or_find(struct acquire *a, struct target *tg)
  * CAS then succeeds (see claim_entry). 0: no; else TAKE_*. */
 enum { TAKE_FREE = 1, TAKE_EXPIRED, TAKE_GRACE_OVER, TAKE_DEAD };
 
+/* Has deadline D passed? NOW may be a cheap read (clock.h): reaching D
+ * proves it; short of D by more than the cheap clock's ordinary lag, it has
+ * not (a longer lag, on a stalled machine, only makes the key look held a
+ * little longer); closer than that, the precise clock decides. */
+static int deadline_passed(const shmlease_table *t, uint64_t d, uint64_t now)
+{
+    if (d <= now)
+        return 1;
+    if (d - now > shmlease__cheap_lag_ms(t))
+        return 0;
+    return d <= shmlease__now_rel(t);
+}
+
 static int takeable(struct acquire *a, uint64_t w, uint64_t now)
 {
     uint64_t k = sw_kind(w);
     if (k == SW_FREE)
         return TAKE_FREE;
-    if (sw_deadline(w) <= now)
+    if (deadline_passed(a->t, sw_deadline(w), now))
         return k == SW_HELD ? TAKE_EXPIRED : TAKE_GRACE_OVER;
     /* Ask the kernel (the registry lock is the only proof of death), except
      * before the first (short) sleep of a waiting acquire: most waits end
-     * with a release, and the syscall would only slow the hand-off. */
+     * with a release, and the syscall would only slow the hand-off. A try
+     * believes an "alive" answer given less than VERDICT_MS ago (liveness.h). */
     if (k == SW_HELD && sw_owner(w) != a->me && (a->o->wait_ms == 0 || a->sleeps > 0) &&
-        shmlease__alive(a->t, sw_owner(w)) == 0)
+        (a->o->wait_ms == 0 ? shmlease__alive_try(a->t, sw_owner(w))
+                            : shmlease__alive(a->t, sw_owner(w))) == 0)
         return TAKE_DEAD;
     return 0;
 }
@@ -247,7 +264,12 @@ static int claim_entry(struct acquire *a, struct target *tg)
         /* The state belongs to our key only if the key did not change. */
         if (sw_kind(s.w) == SW_RETIRED || ld_acquire(&e->key_seq) != tg->kseq)
             return STEP_RELOOKUP;
-        uint64_t now = shmlease__now_rel(t);
+        /* A new deadline may come from the cheap clock (never later than
+         * asked; finish_claim bounds how much earlier). A wait sleeps and
+         * times out on the precise one. */
+        uint64_t now = shmlease__cheap_rel(t);
+        if (sw_kind(s.w) != SW_FREE && a->o->wait_ms != 0)
+            now = shmlease__now_rel(t);
         int why = takeable(a, s.w, now);
         if (why) {
             /* The deadline of a new claim comes from a clock read just before
@@ -297,12 +319,14 @@ static int finish_claim(struct acquire *a, const struct target *tg, shmlease_lea
     publish(e, tg->s, token, a->o->metadata, a->o->metadata_len);
     /* A lease valid for about ttl_ms from our return: if this thread was
      * held up since the claim (a page fault behind another thread's fork, a
-     * publication block held by a paused writer), move the deadline to now
+     * publication block held by a paused writer), or its deadline came from
+     * a cheap clock lagging more than usual, move the deadline to now
      * + ttl by the same CAS a renew makes; failing it, the claim was lost
-     * meanwhile and we start over. */
+     * meanwhile and we start over. This precise read is the acquire's last. */
     struct lstate s = tg->s;
     uint64_t fresh = sw_deadline_after(shmlease__now_rel(t), a->o->ttl_ms);
-    if (fresh > sw_deadline(s.w) + FRESH_SLACK_MS) {
+    unsigned slack = shmlease__cheap_lag_ms(t);   /* 0 on an injected clock */
+    if (fresh > sw_deadline(s.w) + (slack > FRESH_SLACK_MS ? slack : FRESH_SLACK_MS)) {
         struct lstate n = {sw_held(a->me, fresh), s.c};
         if (!ls_cas(e, s, n)) {
             stats_inc(t, cold.other_tokens);
@@ -348,8 +372,12 @@ static int acquire_run(struct acquire *a, shmlease_lease *out)
 SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
                              shmlease_lease *out)
 {
+    /* Every field but the key buffer, which key_prepare fills (zeroing its
+     * 128 bytes on every call costs more than the rest of this). */
     struct acquire a;
-    memset(&a, 0, sizeof a);
+    memset(&a, 0, offsetof(struct acquire, kb));
+    memset((char *)&a + offsetof(struct acquire, kb) + sizeof a.kb, 0,
+           sizeof a - offsetof(struct acquire, kb) - sizeof a.kb);
     shmlease__deathwatch_init(&a.dw);
     int rc = acquire_begin(&a, t, key, o, out);
     if (rc == 0)

@@ -17,6 +17,27 @@
 uint64_t shmlease__sys_clock_ms(void *ctx);
 /* The table's clock, in ms since its creation (never negative). */
 uint64_t shmlease__now_rel(const shmlease_table *t);
+/* The table's clock read cheaply: the system's coarse monotonic clock (a few
+ * ns instead of tens), which never runs ahead of the precise one and lags it
+ * by about one tick (more on a stalled virtual machine, without bound). So a
+ * deadline it reached has passed, and a deadline computed from it is never
+ * later than asked; what it cannot prove is that a deadline has NOT passed.
+ * An injected clock is read as it is. */
+uint64_t shmlease__cheap_rel(const shmlease_table *t);
+/* How far the cheap clock lags the precise one in ordinary operation, in
+ * ms: two ticks of the coarse clock (2 to 20 ms; the lag was measured at 3
+ * to 7 ms with a 4 ms tick on a virtual machine), or 0 when the table's
+ * clock is not read coarsely (an injected clock, no usable coarse clock).
+ * An acquire's deadline is at most this much shorter than asked. */
+unsigned shmlease__cheap_lag_ms(const shmlease_table *t);
+/* The hint clock: a cheap, machine-wide count (the CPU's invariant time
+ * stamp counter / 1024 on x86-64, else the monotonic clock in ns / 1024) for
+ * hints that only decide how often the kernel is asked something, never an
+ * answer: it is not the table's clock and no deadline is on it. */
+uint64_t shmlease__hint_now(void);
+/* Hint-clock units per ms (calibrated once per process, ~20 us); 0 if the
+ * hint clock cannot be used (then no hint is trusted). */
+uint64_t shmlease__hint_per_ms(void);
 void     shmlease__ms_to_timespec(uint64_t ms, struct timespec *ts);
 /* Sleeps MS ms (less if a signal interrupts: callers loop on a deadline). */
 void     shmlease__sleep_ms(unsigned ms);

@@ -154,9 +154,17 @@ struct shm_header {
 enum shm_reg_state { SHM_REG_FREE = 0, SHM_REG_ACTIVE = 1 };
 
 /* One per attached handle. Written only by the registering process under
- * reg_mutex (and state by close); read by anyone without a lock: the fields
- * are for display and for the death watch's pidfd (a wake-up hint, checked
- * against the start time); liveness itself is the kernel-held byte lock. */
+ * reg_mutex (and state by close), except alive_seen; read by anyone without
+ * a lock: the fields are for display, for the death watch's pidfd (a wake-up
+ * hint, checked against the start time) and for tries (alive_seen, below);
+ * liveness itself is the kernel-held byte lock.
+ *
+ * alive_seen: the last "alive" answer the kernel gave anyone about this
+ * slot's byte lock, shared so that tries on a held key need not each ask it
+ * (liveness.c, "Verdicts"): the registration's generation (low 16 bits, top
+ * of the word) and the hint clock (clock.h) before the question (low 48
+ * bits). Written by any attached process, relaxed; 0 never written. Older
+ * builds leave it alone (it was padding): they ask the kernel every time. */
 struct shm_reg {
     uint32_t state;           /* enum shm_reg_state; written last with release */
     int32_t  pid;             /* in the registrant's PID namespace */
@@ -165,7 +173,8 @@ struct shm_reg {
     uint64_t start_time;      /* /proc/self/stat field 22, 0 unknown */
     uint32_t uid;
     uint32_t pad;
-    uint64_t pad2[3];
+    uint64_t alive_seen;      /* a recent "alive" verdict, see above */
+    uint64_t pad2[2];
 };
 
 /* ---- entries and the lease state ------------------------------------------ */

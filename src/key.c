@@ -25,6 +25,36 @@ static uint64_t key_hash(uint64_t seed, const uint64_t *w, uint32_t len)
     return mix64(h);
 }
 
+/* The last 1..7 bytes of a key, zero padded: P points to them, N (< 8)
+ * bytes, all inside the key (never a read past its end). */
+static inline uint64_t tail_word(const unsigned char *p, size_t n)
+{
+    uint32_t lo, hi;
+    if (n >= 4) {                      /* two overlapping 4-byte loads */
+        memcpy(&lo, p, 4);
+        memcpy(&hi, p + n - 4, 4);
+        return (uint64_t)lo | ((uint64_t)hi << (8 * (n - 4)));
+    }
+    uint64_t v = p[0];                 /* 1..3 bytes */
+    if (n > 1)
+        v |= (uint64_t)p[1] << 8;
+    if (n > 2)
+        v |= (uint64_t)p[2] << 16;
+    return v;
+}
+
+/* Copies key K (N bytes, 1..SHMLEASE_KEY_MAX) into whole words W, the last
+ * one zero padded. Byte order is the machine's, as memcpy would give it:
+ * the entries hold keys the same way (little-endian only: format.h). */
+static inline void key_words(uint64_t *w, const unsigned char *k, size_t n)
+{
+    size_t full = n / 8, i;
+    for (i = 0; i < full; i++)
+        memcpy(&w[i], k + 8 * i, 8);
+    if (n % 8)
+        w[i] = tail_word(k + 8 * i, n % 8);
+}
+
 int shmlease__key_prepare(const shmlease_table *t, const char *key, struct keybuf *kb)
 {
     if (!key || !key[0])
@@ -33,9 +63,10 @@ int shmlease__key_prepare(const shmlease_table *t, const char *key, struct keybu
     if (n > SHMLEASE_KEY_MAX)
         return -ENAMETOOLONG;
     /* Only the words the key spans are meaningful (hash, compare); the last
-     * one is zero padded. Zeroing all 16 words costs more than the rest. */
-    kb->w[(n - 1) / 8] = 0;
-    memcpy(kb->w, key, n);
+     * one is zero padded. Each word is built in a register and stored whole:
+     * a byte-wise copy followed by the hash's 8-byte loads would stall on
+     * store forwarding (a large part of a short key's cost). */
+    key_words(kb->w, (const unsigned char *)key, n);
     kb->len = (uint32_t)n;
     kb->hash = key_hash(t->epoch, kb->w, kb->len);
     return 0;

@@ -106,7 +106,11 @@ static int end_lease(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms)
         return (int)ei;
     struct shm_entry *e = &t->entries[ei];
     struct lstate old = lease_state(l);
-    uint64_t now = shmlease__now_rel(t);
+    /* The fast refusal of a lease plainly past its deadline may read the
+     * cheap clock (it never runs ahead: what it says passed, has); the proof
+     * that the CAS was in time reads the precise one. A grace period's end
+     * is a deadline the caller asked for: the precise clock. */
+    uint64_t now = grace_ms ? shmlease__now_rel(t) : shmlease__cheap_rel(t);
     if (sw_deadline(old.w) <= now)
         return lost(t);
     struct lstate n = {grace_ms ? sw_grace(sw_deadline_after(now, grace_ms)) : SW_FREE_WORD, old.c};

@@ -24,6 +24,8 @@
  * is "cannot tell" (-1), never a guess.
  */
 #include "liveness.h"
+#include "clock.h"
+#include "compiler.h"
 #include "lockfile.h"
 
 #include <fcntl.h>
@@ -119,4 +121,56 @@ int shmlease__alive_v(const shmlease_table *t, uint32_t idx, struct shmlease__li
 int shmlease__alive(const shmlease_table *t, uint32_t idx)
 {
     return shmlease__alive_v(t, idx, NULL);
+}
+
+/*
+ * Verdicts. A try on a key held by another process must know whether the
+ * holder lives, and asking the kernel costs a system call, far more than
+ * the rest of a try. So an "alive" answer is shared in the holder's registry
+ * slot (format.h, alive_seen: the registration's generation and the hint
+ * clock read BEFORE the question) and believed by tries for VERDICT_MS
+ * after that read, by the hint clock's measure (a little less: calibration
+ * error). What a verdict can do is bounded by construction:
+ *  - only "alive" is shared: a verdict can only make a try answer -EBUSY,
+ *    never take a key; "dead" is always the kernel's own answer, at once;
+ *  - it is tied to the slot's registration (generation): a slot registered
+ *    again does not inherit it;
+ *  - a holder that dies is seen dead by the first try that comes more than
+ *    VERDICT_MS after the last question asked before its death; waiters do
+ *    not use verdicts.
+ * A process that may write the segment could forge a verdict; it could as
+ * well write the state word itself (tests/reliability/THREATS.md).
+ */
+#define VERDICT_GEN_SHIFT 48
+#define VERDICT_STAMP_MASK ((UINT64_C(1) << VERDICT_GEN_SHIFT) - 1)
+
+static inline uint64_t verdict_make(uint64_t gen, uint64_t stamp)
+{
+    return (gen << VERDICT_GEN_SHIFT) | (stamp & VERDICT_STAMP_MASK);
+}
+
+/* Is verdict V about generation GEN, and younger than WINDOW at hint time NOW? */
+static inline int verdict_fresh(uint64_t v, uint64_t gen, uint64_t now, uint64_t window)
+{
+    if (v >> VERDICT_GEN_SHIFT != (gen & 0xffffu))
+        return 0;
+    return ((now - v) & VERDICT_STAMP_MASK) < window;   /* modulo 2^48 */
+}
+
+int shmlease__alive_try(const shmlease_table *t, uint32_t idx)
+{
+    if (idx == 0 || idx >= SHM_REG_SLOTS || idx == handle_slot(t))
+        return shmlease__alive(t, idx);
+    struct shm_reg *r = &t->reg[idx];
+    uint64_t per_ms = shmlease__hint_per_ms();
+    uint64_t window = per_ms * VERDICT_MS - per_ms / 16;   /* ~6% for calibration error */
+    uint64_t gen = ld_acquire(&r->gen);
+    uint64_t now = shmlease__hint_now();
+    if (likely(per_ms) && verdict_fresh(ld_relaxed(&r->alive_seen), gen, now, window))
+        return 1;
+    int alive = shmlease__alive(t, idx);
+    /* Shared only if the slot was not registered again while we asked. */
+    if (alive == 1 && per_ms && !t->readonly && ld_acquire(&r->gen) == gen)
+        st_relaxed(&r->alive_seen, verdict_make(gen, now));
+    return alive;
 }

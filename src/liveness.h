@@ -12,6 +12,14 @@
 /* Is the handle registered in slot IDX alive? 1, 0, or -1 cannot tell. */
 int  shmlease__alive(const shmlease_table *t, uint32_t idx);
 
+/* shmlease__alive for a try on a key held by slot IDX: believes an "alive"
+ * answer the kernel gave anyone about IDX's current registration less than
+ * VERDICT_MS ago (liveness.c, "Verdicts"), else asks it and shares the answer.
+ * So a holder's death frees its keys to tries within VERDICT_MS of it. A
+ * waiter never uses this: it asks the kernel. */
+#define VERDICT_MS 1u
+int  shmlease__alive_try(const shmlease_table *t, uint32_t idx);
+
 /* Liveness as a handle without the lock file sees it (a read-only handle of
  * a user who may not open it): the WRITE OFD locks on the lock file listed in
  * /proc/locks, read once per view. */

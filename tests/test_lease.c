@@ -2,6 +2,8 @@
  * argument checking, TTL expiry on the injected test clock. */
 #include "testutil.h"
 
+#include <time.h>
+
 #define T0 1000000u /* test clock start */
 
 /* The key is not held: inspect says -ENOENT, or shows an expired lease. */
@@ -66,20 +68,36 @@ static void test_acquire_renew_release_basics(void **state)
     TU_RC(shmlease_release(t, &l2), 0);
 }
 
+/* Two ticks of the coarse clock, in ms rounded up: what the header allows an
+ * acquire's deadline to fall short of now + ttl_ms (1 ms when there is no
+ * usable coarse clock). */
+static uint64_t coarse_allowance_ms(void)
+{
+    struct timespec r;
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &r) != 0 || r.tv_sec != 0)
+        return 1;
+    uint64_t tick = ((uint64_t)r.tv_nsec + 999999) / 1000000;
+    return tick == 0 || tick > 10 ? 1 : 2 * tick;
+}
+
 /* "renew sets the deadline to now + ttl_ms", now on the table's clock, which
- * shmlease_now_ms() reads: a lease is never granted less than its TTL. */
+ * shmlease_now_ms() reads; an acquire's deadline is at most two coarse ticks
+ * shorter than that (its deadline comes from the cheaper coarse clock), and
+ * never later than now + ttl_ms as of its return. */
 static void test_deadline_is_now_plus_ttl_on_the_default_clock(void **state)
 {
     (void)state;
     const char *name = tu_name("deadline");
     shmlease_table *t = tu_open(name, NULL);
-    int short_acq = 0, short_renew = 0;
-    uint64_t worst = 0;
+    int short_acq = 0, short_renew = 0, long_acq = 0;
+    uint64_t worst = 0, allow = coarse_allowance_ms();
     for (int i = 0; i < 200; i++) {
         shmlease_lease l;
         uint64_t before = shmlease_now_ms(t);
         TU_RC(tu_acquire(t, "k", 1000, 0, &l), 0);
-        if (l.expires_at_ms < before + 1000) {
+        if (l.expires_at_ms > shmlease_now_ms(t) + 1000)
+            long_acq++;
+        if (l.expires_at_ms + allow < before + 1000) {
             short_acq++;
             if (before + 1000 - l.expires_at_ms > worst)
                 worst = before + 1000 - l.expires_at_ms;
@@ -95,10 +113,11 @@ static void test_deadline_is_now_plus_ttl_on_the_default_clock(void **state)
         if (i % 20 == 0)
             tu_sleep_ms(1);
     }
-    if (short_acq || short_renew)
-        fail_msg("deadline earlier than shmlease_now_ms() before the call + ttl: %d of 200 "
-                 "acquires, %d of 200 renews, by up to %llu ms", short_acq, short_renew,
-                 (unsigned long long)worst);
+    if (short_acq || short_renew || long_acq)
+        fail_msg("deadline earlier than shmlease_now_ms() before the call + ttl (less %llu ms for "
+                 "an acquire): %d of 200 acquires, %d of 200 renews, by up to %llu ms; later than "
+                 "now + ttl after the call: %d acquires", (unsigned long long)allow, short_acq,
+                 short_renew, (unsigned long long)worst, long_acq);
 }
 
 static void test_acquire_held_key_try_is_ebusy(void **state)

@@ -2,6 +2,7 @@
  * ones, also in other PID namespaces, also with a reused PID around) keep
  * theirs until the deadline; a paused holder's late calls are -ESTALE. */
 #include "testutil.h"
+#include "internal.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -71,6 +72,117 @@ static void test_dead_holder_lease_is_free_at_once(void **state)
     i = tu_inspect_ok(t, "b");
     TU_EQ(i.holder_pid, getpid());
     TU_EQ(i.holder_alive, 1);
+}
+
+/* Tries share the kernel's "alive" answer about a holder for VERDICT_MS
+ * (src/liveness.c, "Verdicts"). These look inside: the verdict lives in the
+ * holder's registry slot. */
+static struct shm_reg *holder_reg(shmlease_table *t, const char *key)
+{
+    shmlease_info i = tu_inspect_ok(t, key);
+    TU_GT(i.holder_handle, 0);
+    return &t->reg[i.holder_handle];
+}
+
+static void test_try_on_a_live_holder_shares_the_kernels_answer(void **state)
+{
+    (void)state;
+    const char *name = tu_name("verdict");
+    shmlease_table *t = tu_open(name, NULL);
+    const char *keys[] = { "a" };
+    uint64_t tok[1];
+    tu_chan c;
+    pid_t h = spawn_holder(&c, name, NULL, keys, 1, 60000, tok);
+    struct shm_reg *r = holder_reg(t, "a");
+    __atomic_store_n(&r->alive_seen, 0, __ATOMIC_RELAXED);
+    shmlease_lease l;
+    uint64_t before = shmlease__hint_now();
+    TU_RC(tu_acquire(t, "a", 60000, 0, &l), -EBUSY);
+    uint64_t v = __atomic_load_n(&r->alive_seen, __ATOMIC_RELAXED);
+    TU_EQU(v >> 48, __atomic_load_n(&r->gen, __ATOMIC_RELAXED) & 0xffff);
+    /* stamped with the hint clock during the try (48 bits of it): not
+     * before it began, and not after now */
+    uint64_t mask = (UINT64_C(1) << 48) - 1, after = shmlease__hint_now();
+    assert_true(((v - before) & mask) <= ((after - before) & mask));
+    tu_kill(h);
+}
+
+/* A fresh verdict is believed: a try right after the holder's death may
+ * still be -EBUSY (this is what saves the system call). Each round forges a
+ * fresh verdict for one key and tries it at once; a thread preempted for
+ * VERDICT_MS in between sees it stale and takes the key, so only "some
+ * round was -EBUSY" is asserted: with verdicts ignored, none would be. */
+static void test_try_believes_a_fresh_verdict_about_the_holder(void **state)
+{
+    (void)state;
+    const char *name = tu_name("verdict");
+    shmlease_table *t = tu_open(name, NULL);
+    enum { N = 32 };
+    char kn[N][8];
+    const char *keys[N];
+    uint64_t tok[N];
+    for (int k = 0; k < N; k++) {
+        snprintf(kn[k], sizeof kn[k], "k%d", k);
+        keys[k] = kn[k];
+    }
+    tu_chan c;
+    pid_t h = spawn_holder(&c, name, NULL, keys, N, 60000, tok);
+    struct shm_reg *r = holder_reg(t, "k0");
+    uint64_t gen = __atomic_load_n(&r->gen, __ATOMIC_RELAXED);
+    kill(h, SIGKILL);
+    while (waitpid(h, NULL, 0) < 0 && errno == EINTR) {
+    }
+    tu_untrack(h);
+    int busy = 0;
+    for (int k = 0; k < N; k++) {
+        shmlease_lease l;
+        uint64_t forged = ((gen & 0xffff) << 48) | (shmlease__hint_now() & ((UINT64_C(1) << 48) - 1));
+        __atomic_store_n(&r->alive_seen, forged, __ATOMIC_RELAXED);
+        int rc = tu_acquire(t, keys[k], 60000, 0, &l);
+        if (rc == -EBUSY)
+            busy++;
+        else
+            TU_RC(rc, 0);
+    }
+    TU_GT(busy, 0);
+    /* Once VERDICT_MS has passed, the verdict is stale: the kernel is asked. */
+    tu_death_settle();
+    for (int k = 0; k < N; k++) {
+        shmlease_lease l;
+        int rc = tu_acquire(t, keys[k], 60000, 0, &l);
+        if (rc != -EBUSY || tu_inspect_ok(t, keys[k]).holder_pid != getpid())
+            TU_RC(rc, 0);
+    }
+    TU_EQ(tu_inspect_ok(t, "k0").holder_pid, getpid());
+}
+
+/* A verdict about an earlier registration of the slot, or a waiter, is
+ * never believed: the kernel decides at once. */
+static void test_verdict_of_another_registration_or_for_a_waiter_is_not_believed(void **state)
+{
+    (void)state;
+    const char *name = tu_name("verdict");
+    shmlease_table *t = tu_open(name, NULL);
+    const char *keys[] = { "a", "b" };
+    uint64_t tok[2];
+    tu_chan c;
+    pid_t h = spawn_holder(&c, name, NULL, keys, 2, 60000, tok);
+    struct shm_reg *r = holder_reg(t, "a");
+    uint64_t gen = __atomic_load_n(&r->gen, __ATOMIC_RELAXED);
+    kill(h, SIGKILL);
+    while (waitpid(h, NULL, 0) < 0 && errno == EINTR) {
+    }
+    tu_untrack(h);
+    shmlease_lease l;
+    uint64_t other = (((gen - 1) & 0xffff) << 48) | (shmlease__hint_now() & ((UINT64_C(1) << 48) - 1));
+    __atomic_store_n(&r->alive_seen, other, __ATOMIC_RELAXED);
+    TU_RC(tu_acquire(t, "a", 60000, 0, &l), 0);
+    TU_GT(l.fencing_token, tok[1]);
+    /* A waiting acquire asks the kernel however fresh the verdict. */
+    uint64_t fresh = ((gen & 0xffff) << 48) | (shmlease__hint_now() & ((UINT64_C(1) << 48) - 1));
+    __atomic_store_n(&r->alive_seen, fresh, __ATOMIC_RELAXED);
+    TU_RC(tu_acquire(t, "b", 60000, 10000, &l), 0);
+    TU_GT(l.fencing_token, tok[1]);
 }
 
 static void test_blocked_waiter_takes_over_within_1s_of_holder_death(void **state)
@@ -723,6 +835,9 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         TU_TEST(test_dead_holder_lease_is_free_at_once),
+        TU_TEST(test_try_on_a_live_holder_shares_the_kernels_answer),
+        TU_TEST(test_try_believes_a_fresh_verdict_about_the_holder),
+        TU_TEST(test_verdict_of_another_registration_or_for_a_waiter_is_not_believed),
         TU_TEST(test_blocked_waiter_takes_over_within_1s_of_holder_death),
         TU_TEST(test_zombie_holder_counts_as_dead),
         TU_TEST(test_dead_holder_with_reused_pid_is_still_dead),

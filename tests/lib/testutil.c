@@ -1,4 +1,5 @@
 #include "testutil.h"
+#include "liveness.h"
 
 #include <sys/resource.h>
 
@@ -459,6 +460,11 @@ pid_t tu_fork(void)
     return tu_fork_alarm(90);
 }
 
+void tu_death_settle(void)
+{
+    tu_sleep_ms(VERDICT_MS + 1);
+}
+
 int tu_wait(pid_t pid, int timeout_ms)
 {
     uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
@@ -467,6 +473,7 @@ int tu_wait(pid_t pid, int timeout_ms)
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) {
             tu_untrack(pid);
+            tu_death_settle();
             return status;
         }
         if (r < 0 && errno != EINTR) {
@@ -528,6 +535,7 @@ void tu_kill(pid_t pid)
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
     }
     tu_untrack(pid);
+    tu_death_settle();
 }
 
 int tu_proc_stat_read(pid_t pid, tu_proc_stat *out)
@@ -592,8 +600,10 @@ int tu_wait_zombie(pid_t pid, int timeout_ms)
     for (;;) {
         siginfo_t si;
         memset(&si, 0, sizeof si);
-        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid)
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid) {
+            tu_death_settle();
             return 1;
+        }
         if (tu_mono_ms() >= deadline)
             return 0;
         tu_sleep_ms(1);

@@ -241,6 +241,12 @@ pid_t tu_fork(void);
  * clone) for SIGKILL and reaping at teardown; tu_untrack takes it back. */
 void tu_track(pid_t pid);
 void tu_untrack(pid_t pid);
+/* After a process ends: lets VERDICT_MS pass, the time within which a
+ * try sees the death of a holder (a try may believe an "alive" answer the
+ * kernel gave up to VERDICT_MS ago: src/liveness.h). Every helper below that
+ * reaps or waits for a death calls it, so that "dead, hence free to a try"
+ * holds right after it. */
+void tu_death_settle(void);
 /* Waits up to timeout_ms for PID to end; returns its wait status, or -1 after
  * killing it on timeout. Unregisters it. */
 int tu_wait(pid_t pid, int timeout_ms);
