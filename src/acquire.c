@@ -94,7 +94,6 @@ static void publish(struct shm_entry *e, struct lstate s, uint64_t token, const 
 struct acquire {
     shmlease_table *t;
     const shmlease_acquire_opts *o;
-    struct keybuf kb;
     uint64_t rw;               /* our registration */
     uint32_t me;               /* our registry slot */
     uint64_t wait_until;       /* table time at which the wait gives up, 0: not computed */
@@ -102,6 +101,7 @@ struct acquire {
     unsigned sleeps;
     int      counted_contended, counted_wait;
     struct deathwatch dw;
+    struct keybuf kb;          /* last: acquire zeroes what precedes it */
 };
 
 /* Where an acquire stands on one entry. */
@@ -226,13 +226,15 @@ static int takeable(struct acquire *a, uint64_t w, uint64_t now)
 static int wait_or_give_up(struct acquire *a, struct shm_entry *e, uint64_t w, uint64_t now)
 {
     shmlease_table *t = a->t;
+    if (a->o->wait_ms == 0) {
+        /* One atomic add on a refused try: `refused` counts as both
+         * contended and busy (stats_get). */
+        stats_inc(t, cold.refused);
+        return -EBUSY;
+    }
     if (!a->counted_contended) {
         a->counted_contended = 1;
         stats_inc(t, cold.contended);
-    }
-    if (a->o->wait_ms == 0) {
-        stats_inc(t, cold.busy);
-        return -EBUSY;
     }
     if (!a->wait_until)
         a->wait_until = wait_deadline(a->o, now);
@@ -376,8 +378,6 @@ SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_
      * 128 bytes on every call costs more than the rest of this). */
     struct acquire a;
     memset(&a, 0, offsetof(struct acquire, kb));
-    memset((char *)&a + offsetof(struct acquire, kb) + sizeof a.kb, 0,
-           sizeof a - offsetof(struct acquire, kb) - sizeof a.kb);
     shmlease__deathwatch_init(&a.dw);
     int rc = acquire_begin(&a, t, key, o, out);
     if (rc == 0)

@@ -31,14 +31,12 @@ uint64_t shmlease__now_rel(const shmlease_table *t)
     return now > t->created_at ? now - t->created_at : 0;
 }
 
-/* The coarse clock's resolution in ms, rounded up; 0 if unusable. Read once
- * per process: the value is fixed at boot (it is the kernel's tick). */
-static unsigned coarse_tick_ms(void)
+struct shmlease__clockinfo shmlease__clk;
+
+/* Two ticks of the coarse clock in ms (its resolution rounded up); 0 if it
+ * is unusable. Read once per process: the tick is fixed at boot. */
+unsigned shmlease__coarse_lag_slow(void)
 {
-    static unsigned tick;            /* 0: not read yet; else tick + 1 */
-    unsigned v = __atomic_load_n(&tick, __ATOMIC_RELAXED);
-    if (likely(v))
-        return v - 1;
     struct timespec res, now;
     unsigned ms = 0;
     if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 && res.tv_sec == 0 &&
@@ -49,18 +47,13 @@ static unsigned coarse_tick_ms(void)
         if (ms > COARSE_TICK_MAX_MS)
             ms = 0;
     }
-    __atomic_store_n(&tick, ms + 1, __ATOMIC_RELAXED);
-    return ms;
-}
-
-unsigned shmlease__cheap_lag_ms(const shmlease_table *t)
-{
-    return t->clock_ms ? 0 : 2 * coarse_tick_ms();
+    __atomic_store_n(&shmlease__clk.coarse_lag, 2 * ms + 1, __ATOMIC_RELAXED);
+    return 2 * ms;
 }
 
 uint64_t shmlease__cheap_rel(const shmlease_table *t)
 {
-    if (t->clock_ms || !coarse_tick_ms())
+    if (t->clock_ms || !shmlease__cheap_lag_ms(t))
         return shmlease__now_rel(t);
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
@@ -85,23 +78,22 @@ static uint64_t mono_ns(void)
 static int use_tsc(void)
 {
 #if defined(__x86_64__)
-    static int v;                    /* 0 not known, 1 no, 2 yes */
-    int r = __atomic_load_n(&v, __ATOMIC_RELAXED);
+    int r = __atomic_load_n(&shmlease__clk.tsc, __ATOMIC_RELAXED);
     if (likely(r))
         return r == 2;
     unsigned a, b, c, d;
     r = __get_cpuid(0x80000007u, &a, &b, &c, &d) && ((d >> 8) & 1u) ? 2 : 1;
-    __atomic_store_n(&v, r, __ATOMIC_RELAXED);
+    __atomic_store_n(&shmlease__clk.tsc, r, __ATOMIC_RELAXED);
     return r == 2;
 #else
     return 0;
 #endif
 }
 
-uint64_t shmlease__hint_now(void)
+uint64_t shmlease__hint_now_slow(void)
 {
 #if defined(__x86_64__)
-    if (likely(use_tsc()))
+    if (use_tsc())
         return __rdtsc() >> 10;
 #endif
     return mono_ns() >> 10;
@@ -110,13 +102,9 @@ uint64_t shmlease__hint_now(void)
 /* Hint units per ms. The counter's rate is measured against the monotonic
  * clock over HINT_CALIBRATE_NS, once per process (threads that race here
  * each measure; any of their results will do). */
-uint64_t shmlease__hint_per_ms(void)
+uint64_t shmlease__hint_per_ms_slow(void)
 {
-    static uint64_t per_ms;
-    uint64_t v = __atomic_load_n(&per_ms, __ATOMIC_RELAXED);
-    if (likely(v))
-        return v;
-    v = 1000000u >> 10;
+    uint64_t v = 1000000u >> 10;
 #if defined(__x86_64__)
     if (use_tsc()) {
         uint64_t n0 = mono_ns(), c0 = __rdtsc(), n1, c1;
@@ -125,11 +113,10 @@ uint64_t shmlease__hint_per_ms(void)
             c1 = __rdtsc();
         } while (n1 - n0 < HINT_CALIBRATE_NS);
         v = c1 > c0 ? ((c1 - c0) * 1000000u / (n1 - n0)) >> 10 : 0;
-        if (v == 0)
-            return 0;                /* a counter that did not move: no hints */
     }
 #endif
-    __atomic_store_n(&per_ms, v, __ATOMIC_RELAXED);
+    /* A counter that did not move: no hints, and no second calibration. */
+    __atomic_store_n(&shmlease__clk.hint_per_ms, v ? v : UINT64_MAX, __ATOMIC_RELAXED);
     return v;
 }
 

@@ -101,7 +101,11 @@ struct shm_stats_cold {
     uint64_t contended, waits, timeouts, busy, expirations, reclaimed_dead,
              lost, broken, recoveries;
     uint64_t other_tokens;    /* tokens not handed to a successful acquire */
-    uint64_t pad[6];
+    uint64_t refused;         /* tries refused because the key was held: one
+                                 add where there were two; stats_get counts
+                                 them in both contended and busy (older builds
+                                 left this padding zero) */
+    uint64_t pad[5];
 };
 
 struct shm_header {

@@ -273,10 +273,11 @@ SHM_API int shmlease_stats_get(shmlease_table *t, shmlease_stats *out)
     uint64_t other = LD(cold.other_tokens);
     out->acquisitions = out->fencing_counter >= other ? out->fencing_counter - other : 0;
     out->renewals = LD(hot.renewals);
-    out->contended = LD(cold.contended);
+    uint64_t refused = LD(cold.refused);
+    out->contended = LD(cold.contended) + refused;
     out->waits = LD(cold.waits);
     out->timeouts = LD(cold.timeouts);
-    out->busy = LD(cold.busy);
+    out->busy = LD(cold.busy) + refused;
     out->expirations = LD(cold.expirations);
     out->reclaimed_dead = LD(cold.reclaimed_dead);
     out->lost = LD(cold.lost);
