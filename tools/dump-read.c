@@ -47,35 +47,146 @@ void guard_install(void)
 /* ------------------------------------------------------------------------ */
 /* Reading one table                                                         */
 
-static int collect_row(const shmlease_info *info, void *arg)
+/* Room for at least one more row and N more bytes in *v; 0 or -ENOMEM. */
+static int view_reserve(struct table_view *v, size_t n)
 {
-    struct table_view *v = arg;
     if (v->nrows == v->caprows) {
         size_t ncap = v->caprows ? v->caprows * 2 : 16;
-        shmlease_info *n = realloc(v->rows, ncap * sizeof(*n));
-        if (n == NULL)
+        struct dump_row *r = realloc(v->rows, ncap * sizeof(*r));
+        if (r == NULL)
             return -ENOMEM;
-        v->rows = n;
+        v->rows = r;
         v->caprows = ncap;
     }
-    v->rows[v->nrows++] = *info;
+    if (v->capbytes - v->nbytes < n) {
+        size_t ncap = v->capbytes ? v->capbytes * 2 : 4096;
+        while (ncap - v->nbytes < n)
+            ncap *= 2;
+        unsigned char *b = realloc(v->bytes, ncap);
+        if (b == NULL)
+            return -ENOMEM;
+        v->bytes = b;
+        v->capbytes = ncap;
+    }
     return 0;
 }
 
-static int cmp_rows(const void *a, const void *b)
+/* Keeps one lease of the walk: its fields in a row, its key (up to its
+ * first NUL, as every output reads it) and metadata in bytes[]. */
+static int collect_row(const shmlease_info *info, void *arg)
 {
-    const shmlease_info *x = a, *y = b;
-    int c = strcmp(x->key, y->key);
-    if (c != 0)
-        return c;
-    return x->fencing_token < y->fencing_token ? -1 : x->fencing_token > y->fencing_token;
+    struct table_view *v = arg;
+    size_t klen = strnlen(info->key, sizeof(info->key));
+    size_t mlen = info->metadata_len <= SHMLEASE_METADATA_MAX ? info->metadata_len
+                                                              : SHMLEASE_METADATA_MAX;
+    if (view_reserve(v, klen + mlen) != 0)
+        return -ENOMEM;
+    struct dump_row *r = &v->rows[v->nrows++];
+    r->token = info->fencing_token;
+    r->expires_at_ms = info->expires_at_ms;
+    r->start_time = info->holder_start_time;
+    r->remaining_ms = info->remaining_ms;
+    r->metadata_len = info->metadata_len;
+    r->text = v->nbytes;
+    r->pid = info->holder_pid;
+    r->handle = info->holder_handle;
+    r->waiters = info->waiters;
+    r->alive = info->holder_alive;
+    r->in_grace = info->in_grace != 0;
+    r->other_pidns = info->holder_other_pidns != 0;
+    r->klen = (uint8_t)klen;
+    r->mlen = (uint8_t)mlen;
+    memcpy(v->bytes + v->nbytes, info->key, klen);
+    memcpy(v->bytes + v->nbytes + klen, info->metadata, mlen);
+    v->nbytes += klen + mlen;
+    return 0;
+}
+
+void view_row(const struct table_view *v, size_t i, shmlease_info *out)
+{
+    const struct dump_row *r = &v->rows[v->order ? v->order[i] : i];
+    const unsigned char *text = v->bytes + r->text;
+    memset(out, 0, sizeof(*out));
+    memcpy(out->key, text, r->klen);
+    memcpy(out->metadata, text + r->klen, r->mlen);
+    out->fencing_token = r->token;
+    out->holder_pid = r->pid;
+    out->holder_alive = r->alive;
+    out->remaining_ms = r->remaining_ms;
+    out->waiters = r->waiters;
+    out->metadata_len = (size_t)r->metadata_len;
+    out->expires_at_ms = r->expires_at_ms;
+    out->in_grace = r->in_grace;
+    out->holder_other_pidns = r->other_pidns;
+    out->holder_start_time = r->start_time;
+    out->holder_handle = r->handle;
+}
+
+/* Sorting: by key as strcmp orders it (keys hold no NUL: unsigned bytes,
+ * a prefix first), then by token, then in the order the walk met them.
+ * Each item carries the key's first 8 bytes as a big-endian number, so most
+ * comparisons never leave the array being sorted. */
+struct sort_item {
+    uint64_t prefix;
+    uint32_t row;
+    uint32_t pad;
+};
+
+static int cmp_items(const void *a, const void *b, void *arg)
+{
+    const struct sort_item *x = a, *y = b;
+    if (x->prefix != y->prefix)
+        return x->prefix < y->prefix ? -1 : 1;
+    const struct table_view *v = arg;
+    const struct dump_row *rx = &v->rows[x->row], *ry = &v->rows[y->row];
+    if (rx->klen > 8 || ry->klen > 8) {
+        size_t lx = rx->klen > 8 ? rx->klen - 8u : 0, ly = ry->klen > 8 ? ry->klen - 8u : 0;
+        int c = memcmp(v->bytes + rx->text + 8 * (lx > 0), v->bytes + ry->text + 8 * (ly > 0),
+                       lx < ly ? lx : ly);
+        if (c != 0)
+            return c;
+        if (lx != ly)
+            return lx < ly ? -1 : 1;
+    }
+    if (rx->token != ry->token)
+        return rx->token < ry->token ? -1 : 1;
+    return x->row < y->row ? -1 : x->row > y->row;
+}
+
+/* v->order: the rows by key, then token. 0 or -ENOMEM. */
+static int view_sort(struct table_view *v)
+{
+    struct sort_item *items = malloc((v->nrows + 1) * sizeof(*items));
+    v->order = malloc((v->nrows + 1) * sizeof(*v->order));
+    if (items == NULL || v->order == NULL) {
+        free(items);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < v->nrows; i++) {
+        const struct dump_row *r = &v->rows[i];
+        uint64_t p = 0;
+        for (size_t k = 0; k < 8; k++)
+            p = p << 8 | (k < r->klen ? v->bytes[r->text + k] : 0u);
+        items[i].prefix = p;
+        items[i].row = (uint32_t)i;
+        items[i].pad = 0;
+    }
+    qsort_r(items, v->nrows, sizeof(*items), cmp_items, v);
+    for (size_t i = 0; i < v->nrows; i++)
+        v->order[i] = items[i].row;
+    free(items);
+    return 0;
 }
 
 void view_free(struct table_view *v)
 {
     free(v->rows);
+    free(v->bytes);
+    free(v->order);
     v->rows = NULL;
-    v->nrows = v->caprows = 0;
+    v->bytes = NULL;
+    v->order = NULL;
+    v->nrows = v->caprows = v->nbytes = v->capbytes = 0;
 }
 
 /* Reads an open table into *v: the counters, the clock, and the leases (with
@@ -158,8 +269,11 @@ void collect(const char *name, const char *key, bool summary_only,
         view_free(v);
         return;
     }
-    if (v->nrows > 1)
-        qsort(v->rows, v->nrows, sizeof(v->rows[0]), cmp_rows);
+    if (view_sort(v) != 0) {
+        v->rc = -ENOMEM;
+        v->failed_call = "sort";
+        view_free(v);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
