@@ -53,9 +53,13 @@ static int view_reserve(struct table_view *v, size_t n)
     if (v->nrows == v->caprows) {
         size_t ncap = v->caprows ? v->caprows * 2 : 16;
         struct dump_row *r = realloc(v->rows, ncap * sizeof(*r));
-        if (r == NULL)
+        if (r != NULL)
+            v->rows = r;
+        struct sort_item *o = realloc(v->order, ncap * sizeof(*o));
+        if (o != NULL)
+            v->order = o;
+        if (r == NULL || o == NULL)
             return -ENOMEM;
-        v->rows = r;
         v->caprows = ncap;
     }
     if (v->capbytes - v->nbytes < n) {
@@ -71,6 +75,19 @@ static int view_reserve(struct table_view *v, size_t n)
     return 0;
 }
 
+/* Bytes OFF..OFF+7 of a key of KLEN bytes as a big-endian number, zero
+ * padded. */
+static uint64_t key_word(const char *key, size_t klen, size_t off)
+{
+    unsigned char b[8] = { 0 };
+    if (klen > off)
+        memcpy(b, key + off, klen - off < 8 ? klen - off : 8);
+    uint64_t w = 0;
+    for (size_t i = 0; i < 8; i++)
+        w = w << 8 | b[i];
+    return w;
+}
+
 /* Keeps one lease of the walk: its fields in a row, its key (up to its
  * first NUL, as every output reads it) and metadata in bytes[]. */
 static int collect_row(const shmlease_info *info, void *arg)
@@ -81,6 +98,11 @@ static int collect_row(const shmlease_info *info, void *arg)
                                                               : SHMLEASE_METADATA_MAX;
     if (view_reserve(v, klen + mlen) != 0)
         return -ENOMEM;
+    struct sort_item *o = &v->order[v->nrows];
+    o->p0 = key_word(info->key, klen, 0);
+    o->p1 = key_word(info->key, klen, 8);
+    o->row = (uint32_t)v->nrows;
+    o->pad = 0;
     struct dump_row *r = &v->rows[v->nrows++];
     r->token = info->fencing_token;
     r->expires_at_ms = info->expires_at_ms;
@@ -102,9 +124,9 @@ static int collect_row(const shmlease_info *info, void *arg)
     return 0;
 }
 
-void view_row(const struct table_view *v, size_t i, shmlease_info *out)
+void view_row_at(const struct table_view *v, size_t row, shmlease_info *out)
 {
-    const struct dump_row *r = &v->rows[v->order ? v->order[i] : i];
+    const struct dump_row *r = &v->rows[row];
     const unsigned char *text = v->bytes + r->text;
     memset(out, 0, sizeof(*out));
     memcpy(out->key, text, r->klen);
@@ -122,59 +144,88 @@ void view_row(const struct table_view *v, size_t i, shmlease_info *out)
     out->holder_handle = r->handle;
 }
 
-/* Sorting: by key as strcmp orders it (keys hold no NUL: unsigned bytes,
- * a prefix first), then by token, then in the order the walk met them.
- * Each item carries the key's first 8 bytes as a big-endian number, so most
- * comparisons never leave the array being sorted. */
-struct sort_item {
-    uint64_t prefix;
-    uint32_t row;
-    uint32_t pad;
-};
-
-static int cmp_items(const void *a, const void *b, void *arg)
+void view_row(const struct table_view *v, size_t i, shmlease_info *out)
 {
-    const struct sort_item *x = a, *y = b;
-    if (x->prefix != y->prefix)
-        return x->prefix < y->prefix ? -1 : 1;
+    view_row_at(v, v->order[i].row, out);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sorting: by key as strcmp orders it (keys hold no NUL: unsigned bytes, a
+ * prefix first), then by token, then in the order the walk met them. A
+ * stable radix sort on the keys' first 16 bytes, then a comparison sort
+ * inside each run of equal first 16 bytes. */
+
+static unsigned item_byte(const struct sort_item *it, unsigned b)
+{
+    return (unsigned)((b < 8 ? it->p0 >> (56 - 8 * b) : it->p1 >> (56 - 8 * (b - 8))) & 0xff);
+}
+
+/* Two items whose first 16 key bytes are equal: the rest of the key, the
+ * token, the walk's order. */
+static int cmp_tail(const void *a, const void *b, void *arg)
+{
     const struct table_view *v = arg;
+    const struct sort_item *x = a, *y = b;
     const struct dump_row *rx = &v->rows[x->row], *ry = &v->rows[y->row];
-    if (rx->klen > 8 || ry->klen > 8) {
-        size_t lx = rx->klen > 8 ? rx->klen - 8u : 0, ly = ry->klen > 8 ? ry->klen - 8u : 0;
-        int c = memcmp(v->bytes + rx->text + 8 * (lx > 0), v->bytes + ry->text + 8 * (ly > 0),
-                       lx < ly ? lx : ly);
+    size_t lx = rx->klen > 16 ? rx->klen - 16u : 0, ly = ry->klen > 16 ? ry->klen - 16u : 0;
+    if (lx > 0 && ly > 0) {
+        int c = memcmp(v->bytes + rx->text + 16, v->bytes + ry->text + 16, lx < ly ? lx : ly);
         if (c != 0)
             return c;
-        if (lx != ly)
-            return lx < ly ? -1 : 1;
     }
+    if (lx != ly)
+        return lx < ly ? -1 : 1;
     if (rx->token != ry->token)
         return rx->token < ry->token ? -1 : 1;
     return x->row < y->row ? -1 : x->row > y->row;
 }
 
-/* v->order: the rows by key, then token. 0 or -ENOMEM. */
+/* One counting pass on byte B of every item, A into T (stable). */
+static void radix_pass(const struct sort_item *a, struct sort_item *t, size_t n, unsigned b,
+                       const uint32_t *count)
+{
+    size_t pos[256], sum = 0;
+    for (unsigned k = 0; k < 256; k++) {
+        pos[k] = sum;
+        sum += count[k];
+    }
+    for (size_t i = 0; i < n; i++)
+        t[pos[item_byte(&a[i], b)]++] = a[i];
+}
+
+/* Sorts v->order (0 or -ENOMEM). */
 static int view_sort(struct table_view *v)
 {
-    struct sort_item *items = malloc((v->nrows + 1) * sizeof(*items));
-    v->order = malloc((v->nrows + 1) * sizeof(*v->order));
-    if (items == NULL || v->order == NULL) {
-        free(items);
+    size_t n = v->nrows;
+    if (n < 2)
+        return 0;
+    struct sort_item *tmp = malloc(n * sizeof(*tmp)), *a = v->order;
+    uint32_t (*count)[256] = calloc(16, sizeof(*count));
+    if (tmp == NULL || count == NULL) {
+        free(tmp);
+        free(count);
         return -ENOMEM;
     }
-    for (size_t i = 0; i < v->nrows; i++) {
-        const struct dump_row *r = &v->rows[i];
-        uint64_t p = 0;
-        for (size_t k = 0; k < 8; k++)
-            p = p << 8 | (k < r->klen ? v->bytes[r->text + k] : 0u);
-        items[i].prefix = p;
-        items[i].row = (uint32_t)i;
-        items[i].pad = 0;
+    for (size_t i = 0; i < n; i++)
+        for (unsigned b = 0; b < 16; b++)
+            count[b][item_byte(&a[i], b)]++;
+    for (unsigned b = 16; b-- > 0;) {
+        if (count[b][item_byte(&a[0], b)] == n)
+            continue;                 /* every key has the same byte here */
+        radix_pass(a, tmp, n, b, count[b]);
+        struct sort_item *s = a;
+        a = tmp;
+        tmp = s;
     }
-    qsort_r(items, v->nrows, sizeof(*items), cmp_items, v);
-    for (size_t i = 0; i < v->nrows; i++)
-        v->order[i] = items[i].row;
-    free(items);
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && a[j].p0 == a[i].p0 && a[j].p1 == a[i].p1; j++)
+            ;
+        if (j - i > 1)
+            qsort_r(a + i, j - i, sizeof(*a), cmp_tail, v);
+    }
+    v->order = a;                     /* the result may be in either array */
+    free(tmp);
+    free(count);
     return 0;
 }
 

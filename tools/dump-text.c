@@ -186,7 +186,7 @@ static void lease_widths(const struct table_view *v, const struct dump_opts *o, 
     for (size_t c = 0; c < nc; c++)
         width[c] = o->noheadings ? 0 : strlen(columns[o->cols[c]].name);
     for (size_t r = 0; r < v->nrows; r++) {
-        view_row(v, r, &in);
+        view_row_at(v, r, &in);        /* any order will do: memory order */
         for (size_t c = 0; c < nc; c++) {
             size_t len = format_cell(o->cols[c], &in, buf, sizeof(buf));
             if (len > width[c])

@@ -84,13 +84,22 @@ struct table_view {
     uint64_t now_ms;
     /* The leases, compact (a shmlease_info is ~360 bytes, mostly unused key
      * and metadata room): fixed fields in rows[], key and metadata bytes in
-     * bytes[]; order[] lists the rows sorted by key, then token. */
+     * bytes[]; order[i] names a row, sorted by key, then token, once the
+     * walk is over. */
     struct dump_row *rows;
+    struct sort_item *order;
     size_t nrows, caprows;
     unsigned char *bytes;
     size_t nbytes, capbytes;
-    uint32_t *order;
     bool key_free;             /* --key and the key is not held */
+};
+
+/* A row to sort: its key's first 16 bytes as two big-endian numbers (zero
+ * padded), so that most comparisons never leave the sorted array. */
+struct sort_item {
+    uint64_t p0, p1;
+    uint32_t row;
+    uint32_t pad;
 };
 
 /* One lease as read: every field of shmlease_info the dump shows. */
@@ -122,8 +131,9 @@ void collect(const char *name, const char *key, bool summary_only, struct table_
 void view_free(struct table_view *v);
 
 /* The I-th lease of *v in display order (by key, then token), as the
- * library reported it. */
+ * library reported it; view_row_at: in the order the walk met them. */
 void view_row(const struct table_view *v, size_t i, shmlease_info *out);
+void view_row_at(const struct table_view *v, size_t row, shmlease_info *out);
 
 /* The exit code *v calls for: ok, not found, unusable, key free or usage. */
 int view_exit_code(const struct table_view *v);
