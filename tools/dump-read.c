@@ -121,6 +121,13 @@ static int collect_row(const shmlease_info *info, void *arg)
     memcpy(v->bytes + v->nbytes, info->key, klen);
     memcpy(v->bytes + v->nbytes + klen, info->metadata, mlen);
     v->nbytes += klen + mlen;
+    if (v->opts != NULL && !v->opts->json)
+        for (size_t c = 0; c < v->opts->ncols; c++) {
+            enum col_id id = v->opts->cols[c];
+            size_t w = cell_len(id, info);
+            if (w > v->cell_width[id])
+                v->cell_width[id] = w;
+        }
     return 0;
 }
 
@@ -272,11 +279,13 @@ static int read_table(shmlease_table *t, const char *key, bool summary_only,
 
 /* Reads table NAME into *v. With key, only that key (inspect); with
  * summary_only, no leases. Never fails: errors land in v->rc. */
-void collect(const char *name, const char *key, bool summary_only,
-             struct table_view *v)
+void collect(const char *name, const struct dump_opts *opts, struct table_view *v)
 {
+    const char *key = opts->key;
+    bool summary_only = opts->list;
     memset(v, 0, sizeof(*v));
     v->name = name;
+    v->opts = opts;
     tool_table_path(name, v->path, sizeof(v->path));
     v->have_stat = stat(v->path, &v->sb) == 0;
     /* Not handed to the library: opening a FIFO blocks until a writer comes. */

@@ -175,23 +175,20 @@ static void print_summary(FILE *f, const struct table_view *v)
             (unsigned long long)s->broken, (unsigned long long)s->recoveries);
 }
 
+size_t cell_len(enum col_id c, const shmlease_info *in)
+{
+    char buf[CELL_SIZE];
+    return format_cell(c, in, buf, sizeof(buf));
+}
+
 /* width[c]: the widest text of column c, its heading included unless
- * --noheadings. The cells are formatted here and again when printed: that
- * costs less than keeping a million of them. */
+ * --noheadings (the cells' widths were measured as the leases were read). */
 static void lease_widths(const struct table_view *v, const struct dump_opts *o, size_t *width)
 {
-    size_t nc = o->ncols;
-    char buf[CELL_SIZE];
-    shmlease_info in;
-    for (size_t c = 0; c < nc; c++)
+    for (size_t c = 0; c < o->ncols; c++) {
         width[c] = o->noheadings ? 0 : strlen(columns[o->cols[c]].name);
-    for (size_t r = 0; r < v->nrows; r++) {
-        view_row_at(v, r, &in);        /* any order will do: memory order */
-        for (size_t c = 0; c < nc; c++) {
-            size_t len = format_cell(o->cols[c], &in, buf, sizeof(buf));
-            if (len > width[c])
-                width[c] = len;
-        }
+        if (v->cell_width[o->cols[c]] > width[c])
+            width[c] = v->cell_width[o->cols[c]];
     }
 }
 

@@ -91,6 +91,10 @@ struct table_view {
     size_t nrows, caprows;
     unsigned char *bytes;
     size_t nbytes, capbytes;
+    /* Text output: the widest cell of each column asked for (-o), measured
+     * as each lease is read, while it is in cache. */
+    const struct dump_opts *opts;
+    size_t cell_width[COL__COUNT];
     bool key_free;             /* --key and the key is not held */
 };
 
@@ -123,9 +127,9 @@ struct dump_row {
 /* Catches SIGBUS and SIGSEGV raised while collect() reads a segment. */
 void guard_install(void);
 
-/* Reads table NAME into *v. With key, only that key (inspect); with
- * summary_only, no leases. Never fails: errors land in v->rc. */
-void collect(const char *name, const char *key, bool summary_only, struct table_view *v);
+/* Reads table NAME into *v as *o asks: with o->key only that key (inspect),
+ * with o->list no leases. Never fails: errors land in v->rc. */
+void collect(const char *name, const struct dump_opts *o, struct table_view *v);
 
 /* Frees the rows of *v. */
 void view_free(struct table_view *v);
@@ -184,6 +188,9 @@ size_t fmt_u64(char *buf, uint64_t v);
 size_t fmt_i64(char *buf, int64_t v);
 
 /* ---- dump-text.c -------------------------------------------------------- */
+
+/* The length of column c's text for lease in, as the text output prints it. */
+size_t cell_len(enum col_id c, const shmlease_info *in);
 
 /* Each table of views[0..n) that could be read: summary and lease rows. */
 void print_tables_text(FILE *f, const struct table_view *views, size_t n,
