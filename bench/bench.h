@@ -271,6 +271,12 @@ struct results {
     int      manykeys_n;
     int      manykeys_big_skipped;
     double   attach_med, attach_flock_med;   /* open+close, open+flock+close */
+    /* memory: foreach over the manykeys table (held: how many it held), and
+     * shmlease-dump of a table of its own (dump_leases held; 0: not run) */
+    double   foreach_ms;
+    uint32_t foreach_held;
+    double   dump_text_ms, dump_json_ms;
+    uint32_t dump_leases;
 };
 extern struct results g_res;
 void results_init(void);          /* all NAN: nothing measured yet */

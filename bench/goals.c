@@ -131,6 +131,31 @@ static void goals_attach(void)
              T(a), T(f));
 }
 
+/* Inspection at scale: one shmlease_foreach over the 1M-key table, and
+ * shmlease-dump of 100,000 held leases (text, the default output). */
+static void goals_inspection(void)
+{
+    const char *fw = "foreach over 1M held leases <= 100 ms";
+    if (!scenario_selected(SC_MEMORY) || g_res.foreach_held == 0)
+        goal(-1, fw, "not measured");
+    else if (g_res.foreach_held < (1u << 20))
+        goal(-1, fw, "only %u leases were held (%s): not the goal's size", g_res.foreach_held,
+             T(g_res.foreach_ms * 1e6));
+    else
+        goal(g_res.foreach_ms <= 100, fw, "%s over %u leases (target <= 100 ms)",
+             T(g_res.foreach_ms * 1e6), g_res.foreach_held);
+
+    const char *dw = "shmlease-dump of 100,000 held leases <= 150 ms (text output)";
+    double d = g_res.dump_text_ms, j = g_res.dump_json_ms;
+    if (!scenario_selected(SC_MEMORY) || g_res.dump_leases == 0 || isnan(d))
+        goal(-1, dw, "not measured");
+    else if (g_res.dump_leases < 100000)
+        goal(-1, dw, "%u leases in --quick: text %s, JSON %s; not the goal's size", g_res.dump_leases,
+             T(d * 1e6), T(j * 1e6));
+    else
+        goal(d <= 150, dw, "text %s (target <= 150 ms); JSON %s", T(d * 1e6), T(j * 1e6));
+}
+
 void goals(void)
 {
     printf("\n## Goals, ratios from this run\n\n");
@@ -141,6 +166,7 @@ void goals(void)
     goals_takeover();
     goals_manykeys();
     goals_attach();
+    goals_inspection();
     if (g_goals)
         fclose(g_goals);
     printf("\n%d PASS, %d MISS, %d SKIP\n", g_npass, g_nmiss, g_nskip);

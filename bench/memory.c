@@ -1,7 +1,9 @@
 /*
  * Scenario "memory": bytes per slot of a default table and of the manykeys
  * table; the time of shmlease_foreach and of shmlease-dump over the latter,
- * still full. Writes memory.csv.
+ * still full; and shmlease-dump of a table of its own holding 100,000
+ * leases, text and JSON (the goal's figure). Writes memory.csv and
+ * memory_dump.csv.
  */
 #include "bench.h"
 
@@ -19,7 +21,9 @@ static int count_cb(const shmlease_info *info, void *arg)
     return 0;
 }
 
-static int run_dump(const char *name, double *ms, int *status)
+/* One run of shmlease-dump [--json] NAME, output to /dev/null: its wall
+ * time from fork to exit in *ms, its exit status (-1: killed after 180 s). */
+static int run_dump(const char *name, int json, double *ms, int *status)
 {
     uint64_t ta = now_ns();
     pid_t p = fork();
@@ -31,7 +35,10 @@ static int run_dump(const char *name, double *ms, int *status)
             dup2(nul, 1);
             dup2(nul, 2);
         }
-        execl(g_cfg.dump_bin, g_cfg.dump_bin, name, (char *)NULL);
+        if (json)
+            execl(g_cfg.dump_bin, g_cfg.dump_bin, "--json", name, (char *)NULL);
+        else
+            execl(g_cfg.dump_bin, g_cfg.dump_bin, name, (char *)NULL);
         _exit(127);
     }
     int st = 0;
@@ -73,6 +80,8 @@ static void time_foreach(shmlease_table *t, const shmlease_stats *st, double *ms
     summarize(w, nw, &s);
     *ms = s.median;
     *per = visited ? *ms * 1e6 / (double)visited : NAN;
+    g_res.foreach_ms = s.median;
+    g_res.foreach_held = (uint32_t)visited;
     if (r != 0 || visited < st->held) {
         printf("(foreach returned %d after %llu of %u held leases)\n\n", r,
                (unsigned long long)visited, st->held);
@@ -88,7 +97,7 @@ static void time_dump(const char *name, double *ms, int *status, char *txt, size
         return;
     }
     progress("[memory] shmlease-dump on the big table");
-    if (run_dump(name, ms, status) != 0)
+    if (run_dump(name, 0, ms, status) != 0)
         return;
     if (*status == 0)
         snprintf(txt, n, "%s", T(*ms * 1e6));
@@ -127,6 +136,102 @@ static void memory_rows(FILE *csv, const char *what, shmlease_table *t, int do_w
                 dump_status);
 }
 
+#define DUMP_LEASES      100000u   /* the goal's table */
+#define DUMP_LEASES_QUICK 10000u
+#define DUMP_RUNS        5
+
+/* Fills T with n held leases ("bench/lease-N", metadata "worker-K"): 0 or
+ * the failing acquire's result. */
+static int dump_fill(shmlease_table *t, uint32_t n)
+{
+    shmlease_acquire_opts ao = { .ttl_ms = LONG_TTL_MS, .wait_ms = 0 };
+    for (uint32_t i = 0; i < n; i++) {
+        char k[32], m[16];
+        shmlease_lease l;
+        snprintf(k, sizeof k, "bench/lease-%u", i);
+        ao.metadata = m;
+        ao.metadata_len = (size_t)snprintf(m, sizeof m, "worker-%u", i % 64);
+        int r = shmlease_acquire(t, k, &ao, &l);
+        if (r != 0)
+            return r;
+    }
+    return 0;
+}
+
+/* DUMP_RUNS runs of the dump on NAME in each format, text and JSON in
+ * turn; the medians in g_res, one table row and CSV line per format. */
+static void dump_runs(const char *name, uint32_t n, FILE *csv)
+{
+    double w[2][DUMP_RUNS];
+    int nw[2] = { 0, 0 }, bad[2] = { 0, 0 };
+    for (int r = 0; r < DUMP_RUNS; r++)
+        for (int json = 0; json < 2; json++) {
+            int status = 0;
+            double ms = NAN;
+            progress("[memory] shmlease-dump%s of %u leases, run %d", json ? " --json" : "", n, r + 1);
+            if (run_dump(name, json, &ms, &status) != 0 || status != 0)
+                bad[json] = status ? status : -1;
+            else
+                w[json][nw[json]++] = ms;
+        }
+    for (int json = 0; json < 2; json++) {
+        struct summary s;
+        summarize(w[json], nw[json], &s);           /* NAN when no run succeeded */
+        if (json)
+            g_res.dump_json_ms = s.median;
+        else
+            g_res.dump_text_ms = s.median;
+        printf("| %s | %u | %s | %s | %s | %d |%s\n", json ? "--json" : "text (default)", n,
+               T(s.median * 1e6), T(s.min * 1e6), T(s.max * 1e6), nw[json],
+               bad[json] ? " ERROR: a run failed |" : "");
+        if (csv)
+            fprintf(csv, "%s,%u,%.3f,%.3f,%.3f,%d,%d\n", json ? "json" : "text", n, s.median,
+                    s.min, s.max, nw[json], bad[json]);
+        if (bad[json])
+            g_failed = 1;
+    }
+}
+
+/* shmlease-dump of a table of its own holding DUMP_LEASES leases (held by
+ * this process: alive), text and JSON, output to /dev/null. */
+static void memory_dump(void)
+{
+    uint32_t n = g_cfg.quick ? DUMP_LEASES_QUICK : DUMP_LEASES;
+    printf("\nshmlease-dump of a table of capacity %u holding %u leases (keys `bench/lease-N`, "
+           "metadata `worker-K`, one live holder), output to /dev/null; wall time from fork to exit, "
+           "%d runs per format, text and JSON in turn. The goal is the text output's median "
+           "(the default output).\n\n", n, n, DUMP_RUNS);
+    printf("| output | leases | median | min | max | runs |\n|---|---:|---:|---:|---:|---:|\n");
+    if (!g_cfg.dump_bin || access(g_cfg.dump_bin, X_OK) != 0) {
+        printf("| skipped (shmlease-dump not built) | | | | | |\n");
+        return;
+    }
+    char name[96];
+    snprintf(name, sizeof name, "bench-%d-dump", (int)getpid());
+    shmlease_options o = { .capacity = n, .flags = SHMLEASE_OPEN_EXCL };
+    shmlease_table *t = NULL;
+    int r = shmlease_open(name, &o, &t);
+    if (r != 0) {
+        printf("| skipped: shmlease_open(capacity %u): %s | | | | | |\n", n, peer_errname(r));
+        return;
+    }
+    cleanup_add_shm(name);
+    progress("[memory] filling a table with %u leases for shmlease-dump", n);
+    r = dump_fill(t, n);
+    FILE *csv = csv_open("memory_dump.csv", "output,leases,median_ms,min_ms,max_ms,runs,failed_status");
+    if (r != 0) {
+        printf("| ERROR filling: %s | | | | | |\n", peer_errname(r));
+        g_failed = 1;
+    } else {
+        g_res.dump_leases = n;
+        dump_runs(name, n, csv);
+    }
+    if (csv)
+        fclose(csv);
+    shmlease_unlink(name);
+    shmlease_close(t);
+}
+
 void scenario_memory(void)
 {
     printf("\n## `memory`: memory and walking a big table\n\n");
@@ -161,4 +266,5 @@ void scenario_memory(void)
     }
     if (mcsv)
         fclose(mcsv);
+    memory_dump();
 }

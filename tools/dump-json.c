@@ -4,6 +4,7 @@
  */
 #include "dump.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------------ */
@@ -44,7 +45,9 @@ static void json_str(FILE *f, const char *k, const char *v, bool *first)
 /* ------------------------------------------------------------------------ */
 /* Leases and tables                                                         */
 
-static void json_lease(FILE *f, const shmlease_info *in)
+/* One lease object, written into OB (the leases are most of a document:
+ * no stdio call per member). */
+static void json_lease(struct outbuf *ob, const shmlease_info *in)
 {
     size_t mlen = in->metadata_len <= SHMLEASE_METADATA_MAX ? in->metadata_len
                                                             : SHMLEASE_METADATA_MAX;
@@ -52,40 +55,50 @@ static void json_lease(FILE *f, const shmlease_info *in)
     bool grace = in->in_grace || in->holder_pid == 0;
     char hex[2 * SHMLEASE_METADATA_MAX + 1];
     char b64[4 * ((SHMLEASE_METADATA_MAX + 2) / 3) + 1];
-    bool first = true;
 
-    fputc('{', f);
-    json_key(f, "key", &first);
-    tool_json_string(f, in->key, klen);
+    ob_str(ob, "{\"key\":");
+    ob_json_string(ob, in->key, klen);
     tool_hex(in->key, klen, hex);
-    json_str(f, "key_hex", hex, &first);
-    json_u64(f, "fencing_token", in->fencing_token, &first);
-    json_key(f, "holder_pid", &first);
+    ob_str(ob, ",\"key_hex\":");
+    ob_json_string(ob, hex, 2 * klen);
+    ob_str(ob, ",\"fencing_token\":");
+    ob_u64(ob, in->fencing_token);
+    ob_str(ob, ",\"holder_pid\":");
     if (grace)
-        fputs("null", f);
+        ob_str(ob, "null");
     else
-        fprintf(f, "%ld", (long)in->holder_pid);
-    json_str(f, "state", holder_state(in), &first);
-    json_key(f, "holder_alive", &first);
-    fputs(grace || in->holder_alive < 0 ? "null"
-          : in->holder_alive > 0         ? "true"
-                                         : "false", f);
-    json_bool(f, "holder_other_pidns", in->holder_other_pidns != 0, &first);
-    json_u64(f, "holder_start_time", in->holder_start_time, &first);
-    json_u64(f, "holder_handle", in->holder_handle, &first);
-    json_bool(f, "in_grace", in->in_grace != 0, &first);
-    json_i64(f, "remaining_ms", in->remaining_ms, &first);
-    json_bool(f, "expired", in->remaining_ms <= 0, &first);
-    json_u64(f, "expires_at_ms", in->expires_at_ms, &first);
-    json_u64(f, "waiters", in->waiters, &first);
-    json_key(f, "metadata", &first);
-    tool_json_string(f, in->metadata, mlen);
-    json_u64(f, "metadata_len", in->metadata_len, &first);
+        ob_i64(ob, in->holder_pid);
+    ob_str(ob, ",\"state\":");
+    ob_json_string(ob, holder_state(in), strlen(holder_state(in)));
+    ob_str(ob, ",\"holder_alive\":");
+    ob_str(ob, grace || in->holder_alive < 0 ? "null"
+               : in->holder_alive > 0        ? "true"
+                                             : "false");
+    ob_str(ob, in->holder_other_pidns ? ",\"holder_other_pidns\":true"
+                                      : ",\"holder_other_pidns\":false");
+    ob_str(ob, ",\"holder_start_time\":");
+    ob_u64(ob, in->holder_start_time);
+    ob_str(ob, ",\"holder_handle\":");
+    ob_u64(ob, in->holder_handle);
+    ob_str(ob, in->in_grace ? ",\"in_grace\":true" : ",\"in_grace\":false");
+    ob_str(ob, ",\"remaining_ms\":");
+    ob_i64(ob, in->remaining_ms);
+    ob_str(ob, in->remaining_ms <= 0 ? ",\"expired\":true" : ",\"expired\":false");
+    ob_str(ob, ",\"expires_at_ms\":");
+    ob_u64(ob, in->expires_at_ms);
+    ob_str(ob, ",\"waiters\":");
+    ob_u64(ob, in->waiters);
+    ob_str(ob, ",\"metadata\":");
+    ob_json_string(ob, in->metadata, mlen);
+    ob_str(ob, ",\"metadata_len\":");
+    ob_u64(ob, in->metadata_len);
     tool_hex(in->metadata, mlen, hex);
-    json_str(f, "metadata_hex", hex, &first);
+    ob_str(ob, ",\"metadata_hex\":");
+    ob_json_string(ob, hex, 2 * mlen);
     tool_base64(in->metadata, mlen, b64);
-    json_str(f, "metadata_base64", b64, &first);
-    fputc('}', f);
+    ob_str(ob, ",\"metadata_base64\":");
+    ob_json_string(ob, b64, strlen(b64));
+    ob_char(ob, '}');
 }
 
 /* The members of a table that could not be read. */
@@ -146,13 +159,24 @@ static void json_table_leases(FILE *f, const struct table_view *v, const struct 
         json_bool(f, "key_held", !v->key_free, first);
     }
     json_key(f, "leases", first);
-    fputc('[', f);
+    struct outbuf *ob = malloc(sizeof(*ob));
+    if (ob == NULL) {
+        fprintf(stderr, PROG ": out of memory\n");
+        exit(TOOL_EX_OSERR);
+    }
+    ob->f = f;
+    ob->len = 0;
+    ob_char(ob, '[');
+    shmlease_info in;
     for (size_t r = 0; r < v->nrows; r++) {
         if (r > 0)
-            fputc(',', f);
-        json_lease(f, &v->rows[r]);
+            ob_char(ob, ',');
+        view_row(v, r, &in);
+        json_lease(ob, &in);
     }
-    fputc(']', f);
+    ob_char(ob, ']');
+    ob_flush(ob);
+    free(ob);
 }
 
 static void json_table(FILE *f, const struct table_view *v, const struct dump_opts *o,

@@ -47,35 +47,204 @@ void guard_install(void)
 /* ------------------------------------------------------------------------ */
 /* Reading one table                                                         */
 
-static int collect_row(const shmlease_info *info, void *arg)
+/* Room for at least one more row and N more bytes in *v; 0 or -ENOMEM. */
+static int view_reserve(struct table_view *v, size_t n)
 {
-    struct table_view *v = arg;
     if (v->nrows == v->caprows) {
         size_t ncap = v->caprows ? v->caprows * 2 : 16;
-        shmlease_info *n = realloc(v->rows, ncap * sizeof(*n));
-        if (n == NULL)
+        struct dump_row *r = realloc(v->rows, ncap * sizeof(*r));
+        if (r != NULL)
+            v->rows = r;
+        struct sort_item *o = realloc(v->order, ncap * sizeof(*o));
+        if (o != NULL)
+            v->order = o;
+        if (r == NULL || o == NULL)
             return -ENOMEM;
-        v->rows = n;
         v->caprows = ncap;
     }
-    v->rows[v->nrows++] = *info;
+    if (v->capbytes - v->nbytes < n) {
+        size_t ncap = v->capbytes ? v->capbytes * 2 : 4096;
+        while (ncap - v->nbytes < n)
+            ncap *= 2;
+        unsigned char *b = realloc(v->bytes, ncap);
+        if (b == NULL)
+            return -ENOMEM;
+        v->bytes = b;
+        v->capbytes = ncap;
+    }
     return 0;
 }
 
-static int cmp_rows(const void *a, const void *b)
+/* Bytes OFF..OFF+7 of a key of KLEN bytes as a big-endian number, zero
+ * padded. */
+static uint64_t key_word(const char *key, size_t klen, size_t off)
 {
-    const shmlease_info *x = a, *y = b;
-    int c = strcmp(x->key, y->key);
-    if (c != 0)
-        return c;
-    return x->fencing_token < y->fencing_token ? -1 : x->fencing_token > y->fencing_token;
+    unsigned char b[8] = { 0 };
+    if (klen > off)
+        memcpy(b, key + off, klen - off < 8 ? klen - off : 8);
+    uint64_t w = 0;
+    for (size_t i = 0; i < 8; i++)
+        w = w << 8 | b[i];
+    return w;
+}
+
+/* Keeps one lease of the walk: its fields in a row, its key (up to its
+ * first NUL, as every output reads it) and metadata in bytes[]. */
+static int collect_row(const shmlease_info *info, void *arg)
+{
+    struct table_view *v = arg;
+    size_t klen = strnlen(info->key, sizeof(info->key));
+    size_t mlen = info->metadata_len <= SHMLEASE_METADATA_MAX ? info->metadata_len
+                                                              : SHMLEASE_METADATA_MAX;
+    if (view_reserve(v, klen + mlen) != 0)
+        return -ENOMEM;
+    struct sort_item *o = &v->order[v->nrows];
+    o->p0 = key_word(info->key, klen, 0);
+    o->p1 = key_word(info->key, klen, 8);
+    o->row = (uint32_t)v->nrows;
+    o->pad = 0;
+    struct dump_row *r = &v->rows[v->nrows++];
+    r->token = info->fencing_token;
+    r->expires_at_ms = info->expires_at_ms;
+    r->start_time = info->holder_start_time;
+    r->remaining_ms = info->remaining_ms;
+    r->metadata_len = info->metadata_len;
+    r->text = v->nbytes;
+    r->pid = info->holder_pid;
+    r->handle = info->holder_handle;
+    r->waiters = info->waiters;
+    r->alive = info->holder_alive;
+    r->in_grace = info->in_grace != 0;
+    r->other_pidns = info->holder_other_pidns != 0;
+    r->klen = (uint8_t)klen;
+    r->mlen = (uint8_t)mlen;
+    memcpy(v->bytes + v->nbytes, info->key, klen);
+    memcpy(v->bytes + v->nbytes + klen, info->metadata, mlen);
+    v->nbytes += klen + mlen;
+    if (v->opts != NULL && !v->opts->json)
+        for (size_t c = 0; c < v->opts->ncols; c++) {
+            enum col_id id = v->opts->cols[c];
+            size_t w = cell_len(id, info);
+            if (w > v->cell_width[id])
+                v->cell_width[id] = w;
+        }
+    return 0;
+}
+
+void view_row_at(const struct table_view *v, size_t row, shmlease_info *out)
+{
+    const struct dump_row *r = &v->rows[row];
+    const unsigned char *text = v->bytes + r->text;
+    memset(out, 0, sizeof(*out));
+    memcpy(out->key, text, r->klen);
+    memcpy(out->metadata, text + r->klen, r->mlen);
+    out->fencing_token = r->token;
+    out->holder_pid = r->pid;
+    out->holder_alive = r->alive;
+    out->remaining_ms = r->remaining_ms;
+    out->waiters = r->waiters;
+    out->metadata_len = (size_t)r->metadata_len;
+    out->expires_at_ms = r->expires_at_ms;
+    out->in_grace = r->in_grace;
+    out->holder_other_pidns = r->other_pidns;
+    out->holder_start_time = r->start_time;
+    out->holder_handle = r->handle;
+}
+
+void view_row(const struct table_view *v, size_t i, shmlease_info *out)
+{
+    view_row_at(v, v->order[i].row, out);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sorting: by key as strcmp orders it (keys hold no NUL: unsigned bytes, a
+ * prefix first), then by token, then in the order the walk met them. A
+ * stable radix sort on the keys' first 16 bytes, then a comparison sort
+ * inside each run of equal first 16 bytes. */
+
+static unsigned item_byte(const struct sort_item *it, unsigned b)
+{
+    return (unsigned)((b < 8 ? it->p0 >> (56 - 8 * b) : it->p1 >> (56 - 8 * (b - 8))) & 0xff);
+}
+
+/* Two items whose first 16 key bytes are equal: the rest of the key, the
+ * token, the walk's order. */
+static int cmp_tail(const void *a, const void *b, void *arg)
+{
+    const struct table_view *v = arg;
+    const struct sort_item *x = a, *y = b;
+    const struct dump_row *rx = &v->rows[x->row], *ry = &v->rows[y->row];
+    size_t lx = rx->klen > 16 ? rx->klen - 16u : 0, ly = ry->klen > 16 ? ry->klen - 16u : 0;
+    if (lx > 0 && ly > 0) {
+        int c = memcmp(v->bytes + rx->text + 16, v->bytes + ry->text + 16, lx < ly ? lx : ly);
+        if (c != 0)
+            return c;
+    }
+    if (lx != ly)
+        return lx < ly ? -1 : 1;
+    if (rx->token != ry->token)
+        return rx->token < ry->token ? -1 : 1;
+    return x->row < y->row ? -1 : x->row > y->row;
+}
+
+/* One counting pass on byte B of every item, A into T (stable). */
+static void radix_pass(const struct sort_item *a, struct sort_item *t, size_t n, unsigned b,
+                       const uint32_t *count)
+{
+    size_t pos[256], sum = 0;
+    for (unsigned k = 0; k < 256; k++) {
+        pos[k] = sum;
+        sum += count[k];
+    }
+    for (size_t i = 0; i < n; i++)
+        t[pos[item_byte(&a[i], b)]++] = a[i];
+}
+
+/* Sorts v->order (0 or -ENOMEM). */
+static int view_sort(struct table_view *v)
+{
+    size_t n = v->nrows;
+    if (n < 2)
+        return 0;
+    struct sort_item *tmp = malloc(n * sizeof(*tmp)), *a = v->order;
+    uint32_t (*count)[256] = calloc(16, sizeof(*count));
+    if (tmp == NULL || count == NULL) {
+        free(tmp);
+        free(count);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (unsigned b = 0; b < 16; b++)
+            count[b][item_byte(&a[i], b)]++;
+    for (unsigned b = 16; b-- > 0;) {
+        if (count[b][item_byte(&a[0], b)] == n)
+            continue;                 /* every key has the same byte here */
+        radix_pass(a, tmp, n, b, count[b]);
+        struct sort_item *s = a;
+        a = tmp;
+        tmp = s;
+    }
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && a[j].p0 == a[i].p0 && a[j].p1 == a[i].p1; j++)
+            ;
+        if (j - i > 1)
+            qsort_r(a + i, j - i, sizeof(*a), cmp_tail, v);
+    }
+    v->order = a;                     /* the result may be in either array */
+    free(tmp);
+    free(count);
+    return 0;
 }
 
 void view_free(struct table_view *v)
 {
     free(v->rows);
+    free(v->bytes);
+    free(v->order);
     v->rows = NULL;
-    v->nrows = v->caprows = 0;
+    v->bytes = NULL;
+    v->order = NULL;
+    v->nrows = v->caprows = v->nbytes = v->capbytes = 0;
 }
 
 /* Reads an open table into *v: the counters, the clock, and the leases (with
@@ -110,11 +279,13 @@ static int read_table(shmlease_table *t, const char *key, bool summary_only,
 
 /* Reads table NAME into *v. With key, only that key (inspect); with
  * summary_only, no leases. Never fails: errors land in v->rc. */
-void collect(const char *name, const char *key, bool summary_only,
-             struct table_view *v)
+void collect(const char *name, const struct dump_opts *opts, struct table_view *v)
 {
+    const char *key = opts->key;
+    bool summary_only = opts->list;
     memset(v, 0, sizeof(*v));
     v->name = name;
+    v->opts = opts;
     tool_table_path(name, v->path, sizeof(v->path));
     v->have_stat = stat(v->path, &v->sb) == 0;
     /* Not handed to the library: opening a FIFO blocks until a writer comes. */
@@ -158,8 +329,11 @@ void collect(const char *name, const char *key, bool summary_only,
         view_free(v);
         return;
     }
-    if (v->nrows > 1)
-        qsort(v->rows, v->nrows, sizeof(v->rows[0]), cmp_rows);
+    if (view_sort(v) != 0) {
+        v->rc = -ENOMEM;
+        v->failed_call = "sort";
+        view_free(v);
+    }
 }
 
 /* ------------------------------------------------------------------------ */

@@ -29,12 +29,16 @@ const struct column columns[COL__COUNT] = {
 /* One table                                                                 */
 
 /* PID cell: '-' in a grace period, '1234*' for a PID of another namespace. */
-static void format_pid(const shmlease_info *in, char *buf, size_t size)
+static size_t format_pid(const shmlease_info *in, char *buf)
 {
     if (in->in_grace || in->holder_pid == 0)
-        snprintf(buf, size, "-");
-    else
-        snprintf(buf, size, "%ld%s", (long)in->holder_pid, in->holder_other_pidns ? "*" : "");
+        return (size_t)(stpcpy(buf, "-") - buf);
+    size_t n = fmt_i64(buf, in->holder_pid);
+    if (in->holder_other_pidns) {
+        buf[n++] = '*';
+        buf[n] = '\0';
+    }
+    return n;
 }
 
 static const char *pidns_text(const shmlease_info *in)
@@ -47,58 +51,74 @@ static const char *pidns_text(const shmlease_info *in)
 /* Bytes a cell's text may take: escaped key or metadata, 4 per byte. */
 #define CELL_SIZE (4 * (SHMLEASE_KEY_MAX + SHMLEASE_METADATA_MAX) + 64)
 
-/* Writes the text of column c for lease in into buf (CELL_SIZE bytes). */
-static void format_cell(enum col_id c, const shmlease_info *in, char *buf, size_t size)
+/* LEFT: tool_format_left's text (a printf per call) remembered for the
+ * last values seen: the leases of a table tend to share a few deadlines. */
+struct left_memo {
+    int64_t ms[64];
+    uint8_t len[64];
+    char text[64][32];
+};
+
+static size_t format_left(int64_t ms, char *buf, size_t size)
+{
+    static struct left_memo memo;
+    static bool used[64];
+    if (ms <= 0)
+        return (size_t)(stpcpy(buf, "expired") - buf);
+    /* Above a minute the text depends only on the whole seconds. */
+    int64_t key = ms >= 60 * 1000 ? ms / 1000 * 1000 : ms;
+    size_t slot = (size_t)((uint64_t)key / 1000 * 7 + (uint64_t)key % 1000) % 64;
+    if (!used[slot] || memo.ms[slot] != key) {
+        tool_format_left(key, memo.text[slot], sizeof(memo.text[slot]));
+        memo.len[slot] = (uint8_t)strlen(memo.text[slot]);
+        memo.ms[slot] = key;
+        used[slot] = true;
+    }
+    if ((size_t)memo.len[slot] + 1 > size)
+        return 0;
+    memcpy(buf, memo.text[slot], (size_t)memo.len[slot] + 1);
+    return memo.len[slot];
+}
+
+/* Writes the text of column c for lease in into buf (CELL_SIZE bytes);
+ * returns its length. */
+static size_t format_cell(enum col_id c, const shmlease_info *in, char *buf, size_t size)
 {
     size_t mlen = in->metadata_len <= SHMLEASE_METADATA_MAX ? in->metadata_len
                                                             : SHMLEASE_METADATA_MAX;
-    size_t klen = strnlen(in->key, sizeof(in->key));
     switch (c) {
     case COL_KEY:
-        tool_escape_text(in->key, klen, buf);
-        break;
+        tool_escape_text(in->key, strnlen(in->key, sizeof(in->key)), buf);
+        return strlen(buf);
     case COL_TOKEN:
-        snprintf(buf, size, "%llu", (unsigned long long)in->fencing_token);
-        break;
+        return fmt_u64(buf, in->fencing_token);
     case COL_PID:
-        format_pid(in, buf, size);
-        break;
+        return format_pid(in, buf);
     case COL_STATE:
-        snprintf(buf, size, "%s", holder_state(in));
-        break;
+        return (size_t)(stpcpy(buf, holder_state(in)) - buf);
     case COL_LEFT:
-        if (in->remaining_ms <= 0)
-            snprintf(buf, size, "expired");
-        else
-            tool_format_left(in->remaining_ms, buf, size);
-        break;
+        return format_left(in->remaining_ms, buf, size);
     case COL_EXPIRES:
-        snprintf(buf, size, "%llu", (unsigned long long)in->expires_at_ms);
-        break;
+        return fmt_u64(buf, in->expires_at_ms);
     case COL_WAITERS:
-        snprintf(buf, size, "%lu", (unsigned long)in->waiters);
-        break;
+        return fmt_u64(buf, in->waiters);
     case COL_META:
         tool_escape_text(in->metadata, mlen, buf);
-        break;
+        return strlen(buf);
     case COL_METALEN:
-        snprintf(buf, size, "%zu", in->metadata_len);
-        break;
+        return fmt_u64(buf, in->metadata_len);
     case COL_METAHEX:
         tool_hex(in->metadata, mlen, buf);
-        break;
+        return 2 * mlen;
     case COL_PIDNS:
-        snprintf(buf, size, "%s", pidns_text(in));
-        break;
+        return (size_t)(stpcpy(buf, pidns_text(in)) - buf);
     case COL_START:
-        snprintf(buf, size, "%llu", (unsigned long long)in->holder_start_time);
-        break;
+        return fmt_u64(buf, in->holder_start_time);
     case COL_HANDLE:
-        snprintf(buf, size, "%lu", (unsigned long)in->holder_handle);
-        break;
+        return fmt_u64(buf, in->holder_handle);
     default:
         buf[0] = '\0';
-        break;
+        return 0;
     }
 }
 
@@ -111,14 +131,6 @@ static char *xstrdup(const char *s)
         exit(TOOL_EX_OSERR);
     }
     return d;
-}
-
-/* The text of one cell; returns a malloc'd string. */
-static char *cell_text(enum col_id c, const shmlease_info *in)
-{
-    char buf[CELL_SIZE];
-    format_cell(c, in, buf, sizeof(buf));
-    return xstrdup(buf);
 }
 
 static void print_owner_mode(FILE *f, const struct stat *sb)
@@ -163,40 +175,49 @@ static void print_summary(FILE *f, const struct table_view *v)
             (unsigned long long)s->broken, (unsigned long long)s->recoveries);
 }
 
-/* The cells of the lease rows, row after row, malloc'd; width[c] becomes the
- * widest text of column c, its heading included unless --noheadings. */
-static char **lease_cells(const struct table_view *v, const struct dump_opts *o,
-                          size_t *width)
+size_t cell_len(enum col_id c, const shmlease_info *in)
 {
-    size_t nc = o->ncols, nr = v->nrows;
-    char **cells = calloc(nr * nc + 1, sizeof(char *));
-    if (cells == NULL) {
-        fprintf(stderr, PROG ": out of memory\n");
-        exit(TOOL_EX_OSERR);
-    }
-    for (size_t c = 0; c < nc; c++)
-        width[c] = o->noheadings ? 0 : strlen(columns[o->cols[c]].name);
-    for (size_t r = 0; r < nr; r++)
-        for (size_t c = 0; c < nc; c++) {
-            char *s = cell_text(o->cols[c], &v->rows[r]);
-            cells[r * nc + c] = s;
-            if (strlen(s) > width[c])
-                width[c] = strlen(s);
-        }
-    return cells;
+    char buf[CELL_SIZE];
+    return format_cell(c, in, buf, sizeof(buf));
 }
 
-static void print_lease_headings(FILE *f, const struct dump_opts *o, const size_t *width)
+/* width[c]: the widest text of column c, its heading included unless
+ * --noheadings (the cells' widths were measured as the leases were read). */
+static void lease_widths(const struct table_view *v, const struct dump_opts *o, size_t *width)
+{
+    for (size_t c = 0; c < o->ncols; c++) {
+        width[c] = o->noheadings ? 0 : strlen(columns[o->cols[c]].name);
+        if (v->cell_width[o->cols[c]] > width[c])
+            width[c] = v->cell_width[o->cols[c]];
+    }
+}
+
+/* Cell text padded to WIDTH: on the left for a right-aligned column, on the
+ * right for any other but the last (no trailing blanks); in red, padding
+ * included, with HL. */
+static void put_cell(struct outbuf *ob, const char *s, size_t len, size_t width, bool right,
+                     bool last, bool hl)
+{
+    size_t pad = width > len ? width - len : 0;
+    if (hl)
+        ob_str(ob, "\033[1;31m");
+    if (right)
+        ob_spaces(ob, pad);
+    ob_put(ob, s, len);
+    if (!right && !last)
+        ob_spaces(ob, pad);
+    if (hl)
+        ob_str(ob, "\033[0m");
+    ob_str(ob, last ? "\n" : "  ");
+}
+
+static void print_lease_headings(struct outbuf *ob, const struct dump_opts *o,
+                                 const size_t *width)
 {
     size_t nc = o->ncols;
     for (size_t c = 0; c < nc; c++) {
         const struct column *col = &columns[o->cols[c]];
-        bool last = c + 1 == nc;
-        if (col->right)
-            fprintf(f, "%*s", (int)width[c], col->name);
-        else
-            fprintf(f, "%-*s", last ? 0 : (int)width[c], col->name);
-        fputs(last ? "\n" : "  ", f);
+        put_cell(ob, col->name, strlen(col->name), width[c], col->right, c + 1 == nc, false);
     }
 }
 
@@ -205,26 +226,28 @@ static bool holder_dead(const shmlease_info *in)
     return !in->in_grace && in->holder_pid != 0 && in->holder_alive == 0;
 }
 
+/* Room for the cells of one row: every column formatted before any is
+ * printed, to leave out trailing empty cells. */
+struct row_cells {
+    char text[COL__COUNT * 2][CELL_SIZE];
+    size_t len[COL__COUNT * 2];
+};
+
 /* One row: cells aligned, nothing after the last non-empty cell, the STATE
  * of a dead holder in red on a terminal. */
-static void print_lease_row(FILE *f, const struct dump_opts *o, char **cells,
-                            const size_t *width, bool is_dead)
+static void print_lease_row(struct outbuf *ob, const struct dump_opts *o, const shmlease_info *in,
+                            const size_t *width, struct row_cells *rc)
 {
+    bool is_dead = holder_dead(in);
+    for (size_t c = 0; c < o->ncols; c++)
+        rc->len[c] = format_cell(o->cols[c], in, rc->text[c], sizeof(rc->text[c]));
     size_t upto = o->ncols;               /* no trailing blanks after empty cells */
-    while (upto > 1 && cells[upto - 1][0] == '\0')
+    while (upto > 1 && rc->len[upto - 1] == 0)
         upto--;
     for (size_t c = 0; c < upto; c++) {
-        bool last = c + 1 == upto;
         bool hl = o->color && is_dead && o->cols[c] == COL_STATE;
-        if (hl)
-            fputs("\033[1;31m", f);
-        if (columns[o->cols[c]].right)
-            fprintf(f, "%*s", (int)width[c], cells[c]);
-        else
-            fprintf(f, "%-*s", last ? 0 : (int)width[c], cells[c]);
-        if (hl)
-            fputs("\033[0m", f);
-        fputs(last ? "\n" : "  ", f);
+        put_cell(ob, rc->text[c], rc->len[c], width[c], columns[o->cols[c]].right,
+                 c + 1 == upto, hl);
     }
 }
 
@@ -234,10 +257,11 @@ static void print_lease_notes(FILE *f, const struct table_view *v)
 {
     size_t dead = 0, other_ns = 0, unknown = 0;
     for (size_t r = 0; r < v->nrows; r++) {
-        const shmlease_info *in = &v->rows[r];
-        dead += holder_dead(in);
-        unknown += !in->in_grace && in->holder_pid != 0 && in->holder_alive < 0;
-        other_ns += !in->in_grace && in->holder_pid != 0 && in->holder_other_pidns;
+        const struct dump_row *in = &v->rows[r];
+        bool held = !in->in_grace && in->pid != 0;
+        dead += held && in->alive == 0;
+        unknown += held && in->alive < 0;
+        other_ns += held && in->other_pidns;
     }
     if (dead > 0)
         fprintf(f, "dead: %zu lease%s held by an exited process: free for the next "
@@ -250,16 +274,26 @@ static void print_lease_notes(FILE *f, const struct table_view *v)
 
 static void print_leases(FILE *f, const struct table_view *v, const struct dump_opts *o)
 {
-    size_t nc = o->ncols, nr = v->nrows;
     size_t width[COL__COUNT * 2];
-    char **cells = lease_cells(v, o, width);
+    struct outbuf *ob = malloc(sizeof(*ob));
+    struct row_cells *rc = malloc(sizeof(*rc));
+    if (ob == NULL || rc == NULL) {
+        fprintf(stderr, PROG ": out of memory\n");
+        exit(TOOL_EX_OSERR);
+    }
+    ob->f = f;
+    ob->len = 0;
+    lease_widths(v, o, width);
     if (!o->noheadings)
-        print_lease_headings(f, o, width);
-    for (size_t r = 0; r < nr; r++)
-        print_lease_row(f, o, &cells[r * nc], width, holder_dead(&v->rows[r]));
-    for (size_t i = 0; i < nr * nc; i++)
-        free(cells[i]);
-    free(cells);
+        print_lease_headings(ob, o, width);
+    shmlease_info in;
+    for (size_t r = 0; r < v->nrows; r++) {
+        view_row(v, r, &in);
+        print_lease_row(ob, o, &in, width, rc);
+    }
+    ob_flush(ob);
+    free(rc);
+    free(ob);
     print_lease_notes(f, v);
 }
 

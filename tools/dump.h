@@ -5,6 +5,7 @@
  *                    /dev/shm; what an error means (message, exit code)
  *   dump-text.c      the text output: summaries, lease rows, --list
  *   dump-json.c      the JSON output
+ *   dump-out.c       buffered output and number formatting for both
  * This header holds what they share.
  */
 #ifndef SHMLEASE_DUMP_H
@@ -81,9 +82,44 @@ struct table_view {
     struct stat sb;
     shmlease_stats st;
     uint64_t now_ms;
-    shmlease_info *rows;
+    /* The leases, compact (a shmlease_info is ~360 bytes, mostly unused key
+     * and metadata room): fixed fields in rows[], key and metadata bytes in
+     * bytes[]; order[i] names a row, sorted by key, then token, once the
+     * walk is over. */
+    struct dump_row *rows;
+    struct sort_item *order;
     size_t nrows, caprows;
+    unsigned char *bytes;
+    size_t nbytes, capbytes;
+    /* Text output: the widest cell of each column asked for (-o), measured
+     * as each lease is read, while it is in cache. */
+    const struct dump_opts *opts;
+    size_t cell_width[COL__COUNT];
     bool key_free;             /* --key and the key is not held */
+};
+
+/* A row to sort: its key's first 16 bytes as two big-endian numbers (zero
+ * padded), so that most comparisons never leave the sorted array. */
+struct sort_item {
+    uint64_t p0, p1;
+    uint32_t row;
+    uint32_t pad;
+};
+
+/* One lease as read: every field of shmlease_info the dump shows. */
+struct dump_row {
+    uint64_t token;
+    uint64_t expires_at_ms;
+    uint64_t start_time;
+    int64_t  remaining_ms;
+    uint64_t metadata_len;     /* as the library reported it */
+    uint64_t text;             /* offset in bytes[]: the key, then the metadata */
+    int32_t  pid;
+    uint32_t handle;
+    uint32_t waiters;
+    int32_t  alive;            /* holder_alive */
+    uint8_t  in_grace, other_pidns;
+    uint8_t  klen, mlen;       /* bytes stored: strnlen(key), min(metadata_len, max) */
 };
 
 /* ---- dump-read.c -------------------------------------------------------- */
@@ -91,12 +127,17 @@ struct table_view {
 /* Catches SIGBUS and SIGSEGV raised while collect() reads a segment. */
 void guard_install(void);
 
-/* Reads table NAME into *v. With key, only that key (inspect); with
- * summary_only, no leases. Never fails: errors land in v->rc. */
-void collect(const char *name, const char *key, bool summary_only, struct table_view *v);
+/* Reads table NAME into *v as *o asks: with o->key only that key (inspect),
+ * with o->list no leases. Never fails: errors land in v->rc. */
+void collect(const char *name, const struct dump_opts *o, struct table_view *v);
 
 /* Frees the rows of *v. */
 void view_free(struct table_view *v);
+
+/* The I-th lease of *v in display order (by key, then token), as the
+ * library reported it; view_row_at: in the order the walk met them. */
+void view_row(const struct table_view *v, size_t i, shmlease_info *out);
+void view_row_at(const struct table_view *v, size_t row, shmlease_info *out);
 
 /* The exit code *v calls for: ok, not found, unusable, key free or usage. */
 int view_exit_code(const struct table_view *v);
@@ -120,7 +161,36 @@ const char *holder_state(const shmlease_info *in);
  * NULL with *err set if the directory cannot be read. */
 char **scan_tables(size_t *count, int *err);
 
+/* ---- dump-out.c --------------------------------------------------------- */
+
+/* Output gathered in memory and handed to stdio in large blocks: the lease
+ * rows are many small pieces, and a stdio call per piece cost more than the
+ * rest of the dump. Whoever writes to the FILE directly flushes first. */
+struct outbuf {
+    FILE *f;
+    size_t len;
+    char buf[1 << 16];
+};
+
+void ob_flush(struct outbuf *ob);
+void ob_put(struct outbuf *ob, const void *p, size_t n);
+void ob_str(struct outbuf *ob, const char *s);
+void ob_char(struct outbuf *ob, char c);
+void ob_spaces(struct outbuf *ob, size_t n);
+void ob_u64(struct outbuf *ob, uint64_t v);
+void ob_i64(struct outbuf *ob, int64_t v);
+/* P[0..N) as a JSON string, exactly as tool_json_string writes it. */
+void ob_json_string(struct outbuf *ob, const void *p, size_t n);
+
+/* Decimal digits of V into BUF (at least 21 bytes), NUL-terminated; the
+ * length. */
+size_t fmt_u64(char *buf, uint64_t v);
+size_t fmt_i64(char *buf, int64_t v);
+
 /* ---- dump-text.c -------------------------------------------------------- */
+
+/* The length of column c's text for lease in, as the text output prints it. */
+size_t cell_len(enum col_id c, const shmlease_info *in);
 
 /* Each table of views[0..n) that could be read: summary and lease rows. */
 void print_tables_text(FILE *f, const struct table_view *views, size_t n,

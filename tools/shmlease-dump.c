@@ -44,7 +44,7 @@ static size_t read_views(const char *const *names, size_t n, bool scanned,
     *code = DUMP_EXIT_OK;
     for (size_t i = 0; i < n; i++) {
         struct table_view *v = &views[shown];
-        collect(names[i], o->key, o->list, v);
+        collect(names[i], o, v);
         v->scanned = scanned;
         /* A table unlinked between the scan and the open is simply gone. */
         if (scanned && v->rc == -ENOENT && v->fault_sig == 0)

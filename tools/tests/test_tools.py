@@ -527,6 +527,33 @@ def test_dump_json(c):
     holder.wait(timeout=5)
 
 
+def test_dump_order(c):
+    """Leases in key order as strcmp sorts bytes (unsigned, a prefix first),
+    also for keys that share 15, 16 or more bytes; columns aligned."""
+    t = c.table("order")
+    base = b"0123456789abcdef"
+    keys = [base, base + b"\x01", base + b"\xff", base + b"a", base[:15], base[:15] + b"g",
+            base + b"\x80x", base + b"\x80", b"\xff", b"z" * 127, b"z" * 126 + b"y", b"A"]
+    holders = [c.hold(t, k, 30000, b"m" * (i % 3))[0] for i, k in enumerate(keys)]
+    want = sorted(keys)
+
+    leases = c.dump_json(t)["tables"][0]["leases"]
+    got = [l["key"].encode("latin-1") for l in leases]
+    check(got == want, f"JSON order {got} != {want}")
+
+    p = c.dump("-o", "KEY,TOKEN", "-s", t)
+    check(p.returncode == 0, show(p))
+    lines = p.stdout.decode("ascii").splitlines()
+    check(len(lines) == len(keys) + 1 and lines[0].startswith("KEY"), f"rows\n{show(p)}")
+    check(len({len(line) for line in lines}) == 1, f"TOKEN (right-aligned, last) not aligned\n{show(p)}")
+    text_keys = [line.rsplit(None, 1)[0].rstrip() for line in lines[1:]]
+    esc = [k.decode("latin-1").encode("unicode_escape").decode("ascii") for k in want]
+    check(text_keys == esc, f"text order {text_keys} != {esc}")
+    for h in holders:
+        h.stdin.close()
+        h.wait(timeout=5)
+
+
 def as_nobody():
     os.setgroups([])
     os.setgid(65534)
