@@ -59,8 +59,17 @@ struct inc {
     _Atomic int32_t pid;
     _Atomic uint32_t dead;            /* reaped by the parent */
     _Atomic uint64_t kill_ns;         /* when the parent sent SIGKILL */
-    _Atomic uint64_t expires[THREADS];/* table clock (ms) of the thread's current lease */
+    _Atomic uint64_t expires[THREADS];/* the thread's current lease: EXP_WORD(deadline, key) */
 };
+
+/* A thread's current lease: its deadline (table clock, ms) and its key, so
+ * that a taker that finds the thread's mark on a key can tell whether the
+ * thread has moved on to another key meanwhile (it then judged its own loss
+ * of this one, at its ledger CAS). */
+#define EXP_WORD(ms, key) (((ms) << 8) | (uint64_t)(key))
+#define EXP_MS(w)         ((w) >> 8)
+#define EXP_KEY(w)        ((uint32_t)((w) & 0xff))
+_Static_assert(KEYS <= 256, "a key index fits in the low byte of an expiry word");
 
 struct keyrec {
     _Atomic uint64_t owner;           /* (inc << 2) | thread, 0 = nobody */
@@ -162,12 +171,16 @@ static void *worker_thread(void *p)
         amax(&L->max_wait_ns, t1 - t0);
         atomic_fetch_add(&L->acquisitions, 1);
         struct keyrec *kr = &L->keys[k];
-        atomic_store(&L->inc[a->inc].expires[a->tid], l.expires_at_ms);
+        atomic_store(&L->inc[a->inc].expires[a->tid], EXP_WORD(l.expires_at_ms, k));
 
         uint64_t old = atomic_exchange(&kr->owner, me);
         if (old) {
             uint32_t oi = (uint32_t)(old >> 2), ot = (uint32_t)(old & 3);
-            if (wait_dead(oi, 5000000000ull)) {
+            /* A holder the parent has SIGKILLed will die, however long its
+             * reaping takes on a loaded machine (seconds at load 100): wait
+             * for the reaper's word up to 120 s then; 5 s otherwise. */
+            uint64_t killed_at = atomic_load(&L->inc[oi].kill_ns);
+            if (wait_dead(oi, killed_at && killed_at <= t1 ? 120000000000ull : 5000000000ull)) {
                 uint64_t kns = atomic_load(&L->inc[oi].kill_ns);
                 uint64_t from = kns > t0 ? kns : t0;
                 uint64_t lat = t1 > from ? t1 - from : 0;
@@ -178,14 +191,18 @@ static void *worker_thread(void *p)
                 uint32_t n = atomic_fetch_add(&L->nlat, 1);
                 if (n < LAT_MAX)
                     L->lat_us[n] = (uint32_t)(lat / 1000u);
-            } else if (shmlease_now_ms(a->t) >= atomic_load(&L->inc[oi].expires[ot])) {
-                atomic_fetch_add(&L->expired_live, 1);   /* a slow live holder's lease expired */
+            } else if (EXP_KEY(atomic_load(&L->inc[oi].expires[ot])) != k ||
+                       shmlease_now_ms(a->t) >= EXP_MS(atomic_load(&L->inc[oi].expires[ot]))) {
+                /* a slow live holder's lease expired (or it has moved on to
+                 * another key since, after its own check of this one) */
+                atomic_fetch_add(&L->expired_live, 1);
             } else {
                 report(&L->violations,
-                       "key %u: owner inc %u/thread %u (pid %d, alive, lease unexpired) overwritten by "
-                       "inc %u/thread %u (pid %d) token %llu",
-                       k, oi, ot, (int)atomic_load(&L->inc[oi].pid), a->inc, a->tid, (int)mypid,
-                       (unsigned long long)l.fencing_token);
+                       "key %u: owner inc %u/thread %u (pid %d, alive, lease unexpired, %s) overwritten "
+                       "by inc %u/thread %u (pid %d) token %llu",
+                       k, oi, ot, (int)atomic_load(&L->inc[oi].pid),
+                       atomic_load(&L->inc[oi].kill_ns) ? "killed but not reaped" : "never killed",
+                       a->inc, a->tid, (int)mypid, (unsigned long long)l.fencing_token);
             }
         }
         uint64_t prev = atomic_exchange(&kr->last_token, l.fencing_token);
@@ -218,7 +235,7 @@ static void *worker_thread(void *p)
         if (((r >> 24) & 7) == 0) {
             int rrc = shmlease_renew(a->t, &l, TTL_MS);
             if (rrc == 0) {
-                atomic_store(&L->inc[a->inc].expires[a->tid], l.expires_at_ms);
+                atomic_store(&L->inc[a->inc].expires[a->tid], EXP_WORD(l.expires_at_ms, k));
                 atomic_fetch_add(&L->renewals, 1);
             } else if (rrc != -ESTALE) {
                 report(&L->errors, "renew: %s", shmlease_errname(rrc));
