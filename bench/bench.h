@@ -264,6 +264,7 @@ extern const int g_nprocs[NPROCS];
 /* What the goals need from the scenarios; NAN = not measured. */
 struct results {
     double   uncontended_med[PEER__COUNT];
+    double   trybusy_med[PEER__COUNT];          /* refused try on a held lock */
     double   contended_rate[PEER__COUNT][NPROCS];
     double   takeover_med[PEER__COUNT], takeover_p99[PEER__COUNT];
     double   manykeys_med[8];
@@ -273,6 +274,7 @@ struct results {
     double   attach_med, attach_flock_med;   /* open+close, open+flock+close */
     /* memory: foreach over the manykeys table (held: how many it held), and
      * shmlease-dump of a table of its own (dump_leases held; 0: not run) */
+    double   slot_bytes_big;                    /* bytes/slot of the manykeys table */
     double   foreach_ms;
     uint32_t foreach_held;
     double   dump_text_ms, dump_json_ms;

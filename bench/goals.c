@@ -131,6 +131,31 @@ static void goals_attach(void)
              T(a), T(f));
 }
 
+/* A refused try on a lock another process holds, against a refused
+ * pthread_mutex_trylock (issue 11, goal 2). */
+static void goals_trybusy(void)
+{
+    const char *w = "try on a key held by a live process <= 4x a refused mutex trylock";
+    double shm = g_res.trybusy_med[PEER_SHMLEASE], rm = g_res.trybusy_med[PEER_RMUTEX];
+    if (!scenario_selected(SC_TRYBUSY) || isnan(shm) || isnan(rm))
+        goal(-1, w, "not measured");
+    else
+        goal(shm <= 4 * rm, w, "shmlease %s / trylock %s = %.2fx (target <= 4x)", T(shm), T(rm),
+             shm / rm);
+}
+
+/* Memory per lease slot of the big manykeys table (goal 6). */
+static void goals_slot_bytes(void)
+{
+    const char *w = "memory per lease slot <= 256 B (1M-key table)";
+    double b = g_res.slot_bytes_big;
+    if (!scenario_selected(SC_MEMORY) || isnan(b))
+        goal(-1, w, "not measured");
+    else
+        goal(b <= 256, w, "%.1f B/slot (target <= 256; docs/file-format.md section 9 says what "
+             "each byte is for)", b);
+}
+
 /* Inspection at scale: one shmlease_foreach over the 1M-key table, and
  * shmlease-dump of 100,000 held leases (text, the default output). */
 static void goals_inspection(void)
@@ -166,6 +191,8 @@ void goals(void)
     goals_takeover();
     goals_manykeys();
     goals_attach();
+    goals_trybusy();
+    goals_slot_bytes();
     goals_inspection();
     if (g_goals)
         fclose(g_goals);

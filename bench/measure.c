@@ -15,10 +15,12 @@ void results_init(void)
 {
     for (int i = 0; i < PEER__COUNT; i++) {
         g_res.uncontended_med[i] = g_res.takeover_med[i] = g_res.takeover_p99[i] = NAN;
+        g_res.trybusy_med[i] = NAN;
         for (int j = 0; j < NPROCS; j++)
             g_res.contended_rate[i][j] = NAN;
     }
     g_res.attach_med = g_res.attach_flock_med = NAN;
+    g_res.slot_bytes_big = NAN;
 }
 
 #define MAX_BATCHES 1000

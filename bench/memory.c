@@ -123,8 +123,10 @@ static void memory_rows(FILE *csv, const char *what, shmlease_table *t, int do_w
     double walk_ms = NAN, walk_per = NAN, dump_ms = NAN;
     int dump_status = -2;
     char dump_txt[96] = "-";
-    if (do_walk)
+    if (do_walk) {
         time_foreach(t, &st, &walk_ms, &walk_per);
+        g_res.slot_bytes_big = per_slot;
+    }
     if (do_dump)
         time_dump(name, &dump_ms, &dump_status, dump_txt, sizeof dump_txt);
     printf("| %s | %u | %.1f MB | %.1f | %u | %s | %s | %s |\n", what, st.capacity,

@@ -141,6 +141,8 @@ void scenario_trybusy(void)
     double shm_med = NAN;
     for (size_t i = 0; i < NROWS; i++) {
         measure_row(g_rows[i].id, &res[i], errs[i], sizeof errs[i]);
+        if (!errs[i][0])
+            g_res.trybusy_med[g_rows[i].id] = res[i].s.median;
         if (!errs[i][0] && g_rows[i].id == PEER_SHMLEASE)
             shm_med = res[i].s.median;
     }
