@@ -254,6 +254,8 @@ void measure_batches(op_fn op, void *ctx, struct batch_res *br);
  * peer (nothing when CSV is NULL). */
 #define BATCH_CSV_HEADER "peer,call,median_ns,p99_ns,min_ns,max_ns,batches,ops_per_batch"
 void csv_batch_row(FILE *csv, const char *peer, const char *call, const struct batch_res *br);
+/* The parts of an uncontended shmlease pair of PAIR_NS, timed alone (breakdown.c). */
+void breakdown_print(double pair_ns);
 /* Zeroes the control words of struct shared before a multi-process run. */
 void reset_ctl(void);
 

@@ -105,4 +105,5 @@ void scenario_uncontended(void)
         fclose(csv);
     printf("\n'vs shmlease' = the peer's median / shmlease's median (wait_ms=0 row); "
            "the CAS word is the floor no lock can beat.\n");
+    breakdown_print(shm_med);
 }
