@@ -9,14 +9,15 @@
 #include <string.h>
 
 struct results g_res;
-const int g_nprocs[NPROCS] = { 2, 4, 8 };
+int g_nprocs[NPROCS] = { 2, 4, 8, 32, 64, 128 };
+int g_nprocs_n = NPROCS;
 
 void results_init(void)
 {
     for (int i = 0; i < PEER__COUNT; i++) {
         g_res.uncontended_med[i] = g_res.takeover_med[i] = g_res.takeover_p99[i] = NAN;
         for (int j = 0; j < NPROCS; j++)
-            g_res.contended_rate[i][j] = NAN;
+            g_res.contended_rate[i][j] = g_res.contended_chg[i][j] = NAN;
     }
     g_res.attach_med = g_res.attach_flock_med = NAN;
 }
