@@ -124,11 +124,12 @@ static uint64_t sleep_ms(const shmlease_table *t, uint64_t w, uint64_t now, uint
 int shmlease__wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t w, uint64_t now,
                               uint64_t wait_until, struct deathwatch *dw, shmlease__alive_fn alive)
 {
-    int watched = 1;
+    int watched = 1, watching = 0;   /* watching: registered for this sleep */
     if (sw_kind(w) == SW_HELD && sw_owner(w) != handle_slot(t)) {
         watched = watch_holder(t, e, w, dw, alive);
         if (watched < 0)
             return 1;                          /* dead already: look now */
+        watching = watched;
     }
     uint32_t *rec = record_wait(t, e);
     uint32_t gen = waiter_enter(e);
@@ -136,7 +137,7 @@ int shmlease__wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t w
     /* A watcher that saw a process end and bumped the wake word before we
      * read it: its flag (stored before the bump) is seen now, and we do not
      * sleep through the holder's death (MO-10). */
-    int fired = dw->running && ld_acquire(&dw->fired);
+    int fired = watching && ld_acquire(&dw->fired);
     int timed_out = 0;
     if (ld_seqcst(&e->state) == w && !fired) {  /* the load half of waiter_enter's pair */
         struct timespec ts;
@@ -147,7 +148,7 @@ int shmlease__wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t w
     waiter_leave(e, gen);
     if (rec)
         st_relaxed(rec, 0);
-    return !watched || timed_out || (dw->running && ld_acquire(&dw->fired));
+    return !watched || timed_out || (watching && ld_acquire(&dw->fired));
 }
 
 void shmlease__wake(struct shm_entry *e, int all)

@@ -537,6 +537,51 @@ static void test_stopped_holder_is_waited_for_not_taken(void **state)
     TU_RC(shmlease_release(t, &l), 0);
 }
 
+/* The holder puts its key in a grace period and dies at once: the waiter's
+ * death watcher fires while the key is in grace, held by nobody. The waiter
+ * must sleep until the grace ends, not spin on the stale death notice. */
+static void test_waiter_sleeps_through_a_grace_whose_releaser_died(void **state)
+{
+    (void)state;
+    const char *name = tu_name("gracedied");
+    shmlease_table *t = tu_open(name, NULL);
+    tu_chan c;
+    tu_chan_init(&c);
+    pid_t h = tu_fork();
+    if (h == 0) {
+        tu_chan_child(&c);
+        shmlease_table *u = NULL;
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
+        shmlease_lease l;
+        TU_CK_RC(tu_acquire(u, "k", 60000, 0, &l), 0);
+        tu_up(&c, 1);
+        for (int i = 0; i < 100000 && waiters_of(u, "k") < 1; i++)
+            tu_sleep_us(200);
+        tu_sleep_ms(20);                /* the waiter sleeps, watching us */
+        TU_CK_RC(shmlease_release_after(u, &l, 1000), 0);
+        raise(SIGKILL);
+    }
+    tu_chan_parent(&c, h);
+    TU_EQ(tu_up_recv(&c, 10000), 1);
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    double c0 = cpu_ms();
+    shmlease_lease l;
+    TU_RC(tu_acquire(t, "k", 60000, 20000, &l), 0);
+    double used = cpu_ms() - c0;
+    getrusage(RUSAGE_SELF, &r1);
+    long preempted = r1.ru_nivcsw - r0.ru_nivcsw;
+    tu_expect_signal(h, SIGKILL);
+    TU_RC(shmlease_release(t, &l), 0);
+    print_message("note: a 1 s grace whose releaser died: %.1f ms CPU, preempted %ld times\n", used,
+                  preempted);
+    /* A spinning waiter burns the CPU on an idle machine, and is preempted
+     * again and again on a busy one; a sleeping one does neither. */
+    if (used > 300.0 || preempted > 100)
+        fail_msg("waiting out a 1 s grace whose releaser died used %.1f ms of CPU and was "
+                 "preempted %ld times: spinning?", used, preempted);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -555,6 +600,7 @@ int main(int argc, char **argv)
         TU_TEST(test_fork_child_of_a_waiting_process_watches_on_its_own),
         TU_TEST(test_more_holders_than_the_watcher_keeps),
         TU_TEST(test_stopped_holder_is_waited_for_not_taken),
+        TU_TEST(test_waiter_sleeps_through_a_grace_whose_releaser_died),
     };
     return TU_RUN(tests);
 }
