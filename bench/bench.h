@@ -26,7 +26,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#define MAXP        8        /* most processes of the contended scenario */
+#define MAXP        128      /* most processes of the contended scenario */
 #define MAX_SAMPLES 2048     /* most per-sample values in shared memory */
 #define BENCH_KEY   "bench-key"
 #define LONG_TTL_MS 600000u  /* 10 minutes: never expires during a measurement */
@@ -194,7 +194,8 @@ struct bench_cfg {
     int         batches;          /* uncontended, trybusy, manykeys */
     double      batch_ms;
     double      warm_ms;
-    int         rounds;           /* contended */
+    int         rounds;           /* contended, up to 8 processes */
+    int         rounds_big;       /* contended, more processes */
     double      round_s;
     int         wake_samples;     /* wakeup */
     int         takeover_samples; /* takeover */
@@ -259,15 +260,18 @@ void breakdown_print(double pair_ns);
 /* Zeroes the control words of struct shared before a multi-process run. */
 void reset_ctl(void);
 
-/* The process counts of the contended scenario. */
-#define NPROCS 3
-extern const int g_nprocs[NPROCS];
+/* The process counts of the contended scenario: g_nprocs[0 .. g_nprocs_n),
+ * set by main.c (the full list, or a short one with --quick). */
+#define NPROCS 6
+extern int g_nprocs[NPROCS];
+extern int g_nprocs_n;
 
 /* What the goals need from the scenarios; NAN = not measured. */
 struct results {
     double   uncontended_med[PEER__COUNT];
     double   trybusy_med[PEER__COUNT];          /* refused try on a held lock */
     double   contended_rate[PEER__COUNT][NPROCS];
+    double   contended_chg[PEER__COUNT][NPROCS];   /* owner changes/s */
     double   takeover_med[PEER__COUNT], takeover_p99[PEER__COUNT];
     double   manykeys_med[8];
     uint32_t manykeys_level[8];

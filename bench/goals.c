@@ -15,7 +15,7 @@ static int g_npass, g_nmiss, g_nskip;
 
 static void goal(int ok, const char *what, const char *fmt, ...)
 {
-    char detail[256];
+    char detail[1200];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
@@ -66,24 +66,43 @@ static void goals_uncontended(void)
              "redis %s / shmlease %s = %.0fx (target >= 1000x)", T(rd), T(shm), rd / shm);
 }
 
+/* The better of robust mutex and flock at process count index I: their acq/s
+ * and owner changes/s (the peer with more acquisitions). */
+static const char *better_peer(int i, double *rate, double *chg)
+{
+    double rm = g_res.contended_rate[PEER_RMUTEX][i], fl = g_res.contended_rate[PEER_FLOCK][i];
+    int id = isnan(fl) || (!isnan(rm) && rm >= fl) ? PEER_RMUTEX : PEER_FLOCK;
+    *rate = g_res.contended_rate[id][i];
+    *chg = g_res.contended_chg[id][i];
+    return id == PEER_RMUTEX ? "robust mutex" : "flock";
+}
+
 static void goals_contended(void)
 {
     if (!scenario_selected(SC_CONTENDED)) {
-        goal(-1, "contended acq/s >= robust mutex", "not measured");
+        goal(-1, "contended acq/s >= the better of robust mutex and flock", "not measured");
         return;
     }
-    char d[200] = "";
+    char d[1024] = "", what[128];
     size_t off = 0;
     int ok = 1;
-    for (int i = 0; i < NPROCS; i++) {
-        double a = g_res.contended_rate[PEER_SHMLEASE][i], b = g_res.contended_rate[PEER_RMUTEX][i];
+    for (int i = 0; i < g_nprocs_n && off < sizeof d; i++) {
+        double a = g_res.contended_rate[PEER_SHMLEASE][i], ac = g_res.contended_chg[PEER_SHMLEASE][i];
+        double b, bc;
+        const char *bn = better_peer(i, &b, &bc);
         if (isnan(a) || isnan(b) || a < b)
             ok = 0;
-        off += (size_t)snprintf(d + off, sizeof d - off, "%s%d procs %s vs %s = %.2fx",
-                                i ? "; " : "", g_nprocs[i], RATE(a), RATE(b), a / b);
-        if (off >= sizeof d) break;
+        off += (size_t)snprintf(d + off, sizeof d - off,
+                                "%s%d procs: %s vs %s %s = %.2fx (owner changes/s %s vs %s)%s",
+                                i ? "; " : "", g_nprocs[i], RATE(a), bn, RATE(b), a / b, RATE(ac),
+                                RATE(bc), isnan(a) || isnan(b) || a < b ? " MISSED" : "");
     }
-    goal(ok, "contended acq/s >= robust mutex (2, 4, 8 procs)", "%s (target >= 1x each)", d);
+    off = 0;
+    for (int i = 0; i < g_nprocs_n && off < sizeof what; i++)
+        off += (size_t)snprintf(what + off, sizeof what - off, "%s%d", i ? ", " : "", g_nprocs[i]);
+    char title[200];
+    snprintf(title, sizeof title, "contended acq/s >= the better of robust mutex and flock (%s procs)", what);
+    goal(ok, title, "%s (target >= 1x each)", d);
 }
 
 static void goals_takeover(void)

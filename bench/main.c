@@ -170,13 +170,14 @@ static void set_counts(void)
 {
     if (g_cfg.quick) {
         g_cfg.batches = 20;  g_cfg.batch_ms = 1;  g_cfg.warm_ms = 10;
-        g_cfg.rounds = 3;    g_cfg.round_s = 0.15;
+        g_cfg.rounds = 3;    g_cfg.rounds_big = 3;    g_cfg.round_s = 0.15;
+        g_nprocs_n = 3;      g_nprocs[1] = 8;         g_nprocs[2] = 32;
         g_cfg.wake_samples = 30;
         g_cfg.takeover_samples = 30;
         g_cfg.big_keys = 100000;
     } else {
         g_cfg.batches = 100; g_cfg.batch_ms = 4;  g_cfg.warm_ms = 50;
-        g_cfg.rounds = 5;    g_cfg.round_s = 0.5;
+        g_cfg.rounds = 5;    g_cfg.rounds_big = 3;    g_cfg.round_s = 0.5;
         g_cfg.wake_samples = 200;
         g_cfg.takeover_samples = 200;
         g_cfg.big_keys = 1u << 20;

@@ -9,7 +9,8 @@
 #include <string.h>
 
 struct results g_res;
-const int g_nprocs[NPROCS] = { 2, 4, 8 };
+int g_nprocs[NPROCS] = { 2, 4, 8, 32, 64, 128 };
+int g_nprocs_n = NPROCS;
 
 void results_init(void)
 {
@@ -17,7 +18,7 @@ void results_init(void)
         g_res.uncontended_med[i] = g_res.takeover_med[i] = g_res.takeover_p99[i] = NAN;
         g_res.trybusy_med[i] = NAN;
         for (int j = 0; j < NPROCS; j++)
-            g_res.contended_rate[i][j] = NAN;
+            g_res.contended_rate[i][j] = g_res.contended_chg[i][j] = NAN;
     }
     g_res.attach_med = g_res.attach_flock_med = NAN;
     g_res.slot_bytes_big = NAN;

@@ -56,8 +56,9 @@ if (have("contended.csv")) {
     set multiplot layout 1,2 title "contended: processes on one key (median of rounds, log scale)"
     set logscale y
     set format y "%.0s%c"
-    set xrange [1.5:8.5]
-    set xtics ("2" 2, "4" 4, "8" 8) norotate
+    set logscale x 2
+    set xrange [1.7:150]
+    set xtics ("2" 2, "4" 4, "8" 8, "32" 32, "64" 64, "128" 128) norotate
     set key below horizontal maxrows 2
     peers = "cas-word robust-mutex shmlease ofd-lock flock posix-sem"
     set ylabel "acquisitions per second"
@@ -68,6 +69,7 @@ if (have("contended.csv")) {
     plot for [p in peers] dir."/contended.csv" using 2:(strcol(1) eq p ? $5 : NaN) title p lw 2 pt 7
     unset multiplot
     unset logscale y
+    unset logscale x
     unset xrange
     set key default
     set format y "% h"

@@ -97,8 +97,8 @@ struct acquire {
     uint64_t rw;               /* our registration */
     uint32_t me;               /* our registry slot */
     uint64_t wait_until;       /* table time at which the wait gives up, 0: not computed */
-    uint64_t wait_start;       /* table time of the first sleep */
     unsigned sleeps;
+    int      ask;              /* ask the registry lock at the next look (wait.h) */
     int      counted_contended, counted_wait;
     struct deathwatch dw;
     struct keybuf kb;          /* last: acquire zeroes what precedes it */
@@ -210,11 +210,14 @@ static int takeable(struct acquire *a, uint64_t w, uint64_t now)
         return TAKE_FREE;
     if (deadline_passed(a->t, sw_deadline(w), now))
         return k == SW_HELD ? TAKE_EXPIRED : TAKE_GRACE_OVER;
-    /* Ask the kernel (the registry lock is the only proof of death), except
-     * before the first (short) sleep of a waiting acquire: most waits end
-     * with a release, and the syscall would only slow the hand-off. A try
-     * believes an "alive" answer given less than VERDICT_MS ago (liveness.h). */
-    if (k == SW_HELD && sw_owner(w) != a->me && (a->o->wait_ms == 0 || a->sleeps > 0) &&
+    /* Ask the kernel (the registry lock is the only proof of death) for a
+     * try, and for a waiting acquire when its last sleep says so (wait.h:
+     * the holder is not watched, the death watcher saw a process end, the
+     * sleep timed out, or the holder was found dead before sleeping). Not
+     * after a release woke us: the syscall would only slow the hand-off. A
+     * try believes an "alive" answer given less than VERDICT_MS ago
+     * (liveness.h); a waiter never does. */
+    if (k == SW_HELD && sw_owner(w) != a->me && (a->o->wait_ms == 0 || a->ask) &&
         (a->o->wait_ms == 0 ? shmlease__alive_try(a->t, sw_owner(w))
                             : shmlease__alive(a->t, sw_owner(w))) == 0)
         return TAKE_DEAD;
@@ -247,9 +250,7 @@ static int wait_or_give_up(struct acquire *a, struct shm_entry *e, uint64_t w, u
         a->counted_wait = 1;
         stats_inc(t, cold.waits);
     }
-    if (a->sleeps == 0)
-        a->wait_start = now;
-    shmlease__wait_for_change(t, e, w, now, a->wait_until, &a->dw, now - a->wait_start < WAIT_WATCH_AFTER_MS);
+    a->ask = shmlease__wait_for_change(t, e, w, now, a->wait_until, &a->dw, shmlease__alive);
     a->sleeps++;
     return 0;
 }
@@ -275,8 +276,8 @@ static int claim_entry(struct acquire *a, struct target *tg)
         int why = takeable(a, s.w, now);
         if (why) {
             /* The deadline of a new claim comes from a clock read just before
-             * its CAS, never before a wait: stop watching a holder first
-             * (joining the watch thread can take a while on a busy machine). */
+             * its CAS, never before a wait: leave the death watcher first
+             * (it takes a mutex, which can take a while on a busy machine). */
             if (a->dw.running) {
                 shmlease__deathwatch_stop(&a->dw);
                 continue;
@@ -305,8 +306,8 @@ static int finish_claim(struct acquire *a, const struct target *tg, shmlease_lea
     struct shm_entry *e = &t->entries[tg->ei];
     if (unlikely(!ld_relaxed(&t->claimed)))
         st_relaxed(&t->claimed, 1);      /* close must look for our leases */
-    /* Whatever path claimed (an insert after a wait, too), the watch thread
-     * is joined before the deadline is checked for the last time. */
+    /* Whatever path claimed (an insert after a wait, too), the death watcher
+     * is left before the deadline is checked for the last time. */
     shmlease__deathwatch_stop(&a->dw);
     SHMLEASE_FAULT("acquire.after_cas");
     uint64_t token = acquire_token(t);

@@ -200,7 +200,7 @@ struct shm_reg {
  *            CAS by waiters, reset by the inserter.
  *   wake     futex word: bumped by whoever frees or changes the key's deadline
  *            while waiters sleep (when waitgen's count is non-zero), and by a
- *            death-watch thread when the holder's process ends.
+ *            process's death watcher when the holder's process ends.
  *   key_seq, key_len, hash, key[]:
  *            written only under index_mutex while state is RETIRED; key_seq is
  *            odd during the write (a seqlock for lock-free readers).

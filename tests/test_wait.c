@@ -2,8 +2,14 @@
  * timeouts are honoured. Real monotonic clock; bounds are wide. */
 #include "testutil.h"
 
+#include <dirent.h>
+#include <stdlib.h>
+#include <errno.h>
+#include <signal.h>
 #include <time.h>
+#include <unistd.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 
 static uint32_t waiters_of(shmlease_table *t, const char *key)
 {
@@ -291,6 +297,291 @@ static void test_several_waiters_each_get_the_key_in_turn(void **state)
     TU_RC(shmlease_inspect(t, "k", &info), -ENOENT);
 }
 
+/* ---- the death watcher: one thread per process, fork, many holders ------- */
+
+/* A child that opens NAME, takes KEY and pauses until killed; -1 if it
+ * could not (usable in the test's children: no cmocka call). */
+static pid_t spawn_pausing_holder(const char *name, const char *key)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    pid_t h = tu_fork();
+    if (h == 0) {
+        close(fds[0]);
+        shmlease_table *u = NULL;
+        shmlease_lease l;
+        char ok = shmlease_open(name, NULL, &u) == 0 && tu_acquire(u, key, 600000, 0, &l) == 0;
+        TU_CK(write(fds[1], &ok, 1) == 1);
+        for (;;)
+            pause();
+    }
+    close(fds[1]);
+    char ok = 0;
+    if (h < 0 || read(fds[0], &ok, 1) != 1 || !ok) {
+        if (h > 0)
+            kill(h, SIGKILL);
+        h = -1;
+    }
+    close(fds[0]);
+    return h;
+}
+
+/* The threads of the waiting process, as the killer saw them while it waited. */
+struct seen_threads {
+    int n;
+    long tid[16];
+};
+
+static void record_threads(pid_t pid, struct seen_threads *st)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    st->n = 0;
+    for (struct dirent *de; d && (de = readdir(d)) != NULL;)
+        if (de->d_name[0] != '.' && st->n < 16)
+            st->tid[st->n++] = strtol(de->d_name, NULL, 10);
+    if (d)
+        closedir(d);
+}
+
+/* A child that SIGKILLs PID once one waiter sleeps on KEY (inspection),
+ * noting the waiter's threads in SEEN (shared memory, or NULL) first. */
+static pid_t spawn_killer(const char *name, const char *key, pid_t pid, struct seen_threads *seen)
+{
+    pid_t waiter = getpid();
+    pid_t k = tu_fork();
+    if (k == 0) {
+        shmlease_table *u = NULL;
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
+        for (int i = 0; i < 100000 && waiters_of(u, key) < 1; i++)
+            tu_sleep_us(200);
+        tu_sleep_ms(5);                 /* asleep in the kernel by now, most likely */
+        if (seen)
+            record_threads(waiter, seen);
+        kill(pid, SIGKILL);
+        _exit(0);
+    }
+    return k;
+}
+
+static int reap(pid_t p)
+{
+    int st = 0;
+    while (waitpid(p, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    tu_untrack(p);
+    return st;
+}
+
+/* Threads of this process (entries of /proc/self/task), -1 unknown. */
+static int threads_of_self(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d)) != NULL;)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Waits behind a holder that is SIGKILLed while we sleep: the key must be
+ * ours, taken over from the dead holder (not by a timeout: the wait is long).
+ * 0, or the line that failed (callable in the test's children). */
+static int take_over_seen(shmlease_table *t, const char *name, const char *key,
+                          struct seen_threads *seen)
+{
+    pid_t h = spawn_pausing_holder(name, key);
+    if (h < 0)
+        return __LINE__;
+    pid_t k = spawn_killer(name, key, h, seen);
+    shmlease_stats s0, s1;
+    shmlease_lease l;
+    int rc = shmlease_stats_get(t, &s0) == 0 ? tu_acquire(t, key, 60000, 30000, &l) : -1;
+    int bad = rc != 0 ? __LINE__ : 0;
+    if (!bad && (shmlease_stats_get(t, &s1) != 0 || s1.reclaimed_dead != s0.reclaimed_dead + 1))
+        bad = __LINE__;
+    if (rc == 0 && shmlease_release(t, &l) != 0)
+        bad = __LINE__;
+    int sk = reap(k);
+    kill(h, SIGKILL);
+    int sh = reap(h);
+    if (!bad && (!WIFEXITED(sk) || WEXITSTATUS(sk) != 0 || !WIFSIGNALED(sh)))
+        bad = __LINE__;
+    return bad;
+}
+
+static int take_over_from_a_killed_holder(shmlease_table *t, const char *name, const char *key)
+{
+    return take_over_seen(t, name, key, NULL);
+}
+
+/* Waits behind many holders, one after the other, and behind many hand-offs:
+ * the process gains one thread (its death watcher) and no more, and it is
+ * the same thread during every wait (a thread per wait would have a new id). */
+static void test_waits_make_one_watcher_thread_not_one_per_wait(void **state)
+{
+    (void)state;
+    const char *name = tu_name("onethread");
+    shmlease_table *t = tu_open(name, NULL);
+    int before = threads_of_self();
+    assert_true(before > 0);
+    struct seen_threads *seen = tu_shared(sizeof *seen);
+    TU_EQ(take_over_seen(t, name, "k", seen), 0);
+    struct seen_threads first = *seen;
+    int after_one = threads_of_self();
+    TU_RANGE(after_one, before, before + 1);  /* + 1 unless an earlier test made it */
+    TU_EQ(first.n, after_one);                /* the watcher ran during the wait */
+    for (int i = 0; i < 5; i++) {
+        TU_EQ(take_over_seen(t, name, "k", seen), 0);
+        TU_EQ(seen->n, first.n);
+        for (int j = 0; j < first.n; j++)
+            TU_EQ(seen->tid[j], first.tid[j]);
+    }
+    pid_t h = spawn_pausing_holder(name, "held");
+    assert_true(h > 0);
+    for (int i = 0; i < 20; i++) {
+        shmlease_lease l;
+        TU_RC(tu_acquire(t, "held", 60000, 3, &l), -ETIMEDOUT);
+    }
+    TU_EQ(threads_of_self(), after_one);
+    tu_kill(h);
+    /* Every handle closed, a new one opened: waiting still works. */
+    tu_close(t);
+    t = tu_open(name, NULL);
+    TU_EQ(take_over_from_a_killed_holder(t, name, "k"), 0);
+    TU_EQ(threads_of_self(), after_one);
+}
+
+/* The parent's death watcher runs when it forks; the child has none of it
+ * (no thread, the parent's epoll set) and must make its own: it takes over
+ * from a killed holder, and so does the parent afterwards. Twice, so that
+ * the child of a child that waited is covered too. */
+static void test_fork_child_of_a_waiting_process_watches_on_its_own(void **state)
+{
+    (void)state;
+    const char *name = tu_name("forkwatch");
+    shmlease_table *t = tu_open(name, NULL);
+    TU_EQ(take_over_from_a_killed_holder(t, name, "k"), 0);   /* the parent's watcher runs */
+    pid_t c = tu_fork();
+    if (c == 0) {
+        TU_CK_RC(take_over_from_a_killed_holder(t, name, "c1"), 0);
+        pid_t g = tu_fork();
+        if (g == 0) {
+            TU_CK_RC(take_over_from_a_killed_holder(t, name, "c2"), 0);
+            _exit(0);
+        }
+        int st = reap(g);
+        TU_CK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        TU_CK_RC(take_over_from_a_killed_holder(t, name, "c3"), 0);
+        _exit(0);
+    }
+    tu_expect_exit0(c);
+    TU_EQ(take_over_from_a_killed_holder(t, name, "k"), 0);
+}
+
+/* More holder processes than the watcher may keep descriptors for (a low
+ * descriptor limit makes its budget small): each wait still takes over from
+ * its killed holder, old records making room for new ones. */
+static void test_more_holders_than_the_watcher_keeps(void **state)
+{
+    (void)state;
+    const char *name = tu_name("manyholders");
+    pid_t c = tu_fork();
+    if (c == 0) {
+        struct rlimit rl = {.rlim_cur = 64, .rlim_max = 64};   /* budget: 8 */
+        TU_CK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+        shmlease_table *t = NULL;
+        TU_CK_RC(shmlease_open(name, NULL, &t), 0);
+        pid_t live[10];
+        for (int i = 0; i < 10; i++) {           /* records kept by live holders */
+            char key[16];
+            snprintf(key, sizeof key, "live%d", i);
+            live[i] = spawn_pausing_holder(name, key);
+            TU_CK(live[i] > 0);
+            shmlease_lease l;
+            TU_CK_RC(tu_acquire(t, key, 60000, 2, &l), -ETIMEDOUT);
+        }
+        for (int i = 0; i < 12; i++)
+            TU_CK_RC(take_over_from_a_killed_holder(t, name, "k"), 0);
+        for (int i = 0; i < 10; i++) {
+            kill(live[i], SIGKILL);
+            reap(live[i]);
+        }
+        shmlease_close(t);
+        _exit(0);
+    }
+    tu_expect_exit0(c);
+}
+
+/* A stopped holder is alive: its waiter times out, and the death watcher,
+ * which sees no process end, never lets it take the key. */
+static void test_stopped_holder_is_waited_for_not_taken(void **state)
+{
+    (void)state;
+    const char *name = tu_name("stopped");
+    shmlease_table *t = tu_open(name, NULL);
+    pid_t h = spawn_pausing_holder(name, "k");
+    assert_true(h > 0);
+    TU_EQ(kill(h, SIGSTOP), 0);
+    TU_EQ(tu_wait_stopped(h, 5000), 1);
+    shmlease_lease l;
+    TU_RC(tu_acquire(t, "k", 60000, 200, &l), -ETIMEDOUT);
+    TU_EQ(kill(h, SIGCONT), 0);
+    tu_kill(h);
+    TU_RC(tu_acquire(t, "k", 60000, 30000, &l), 0);
+    TU_RC(shmlease_release(t, &l), 0);
+}
+
+/* The holder puts its key in a grace period and dies at once: the waiter's
+ * death watcher fires while the key is in grace, held by nobody. The waiter
+ * must sleep until the grace ends, not spin on the stale death notice. */
+static void test_waiter_sleeps_through_a_grace_whose_releaser_died(void **state)
+{
+    (void)state;
+    const char *name = tu_name("gracedied");
+    shmlease_table *t = tu_open(name, NULL);
+    tu_chan c;
+    tu_chan_init(&c);
+    pid_t h = tu_fork();
+    if (h == 0) {
+        tu_chan_child(&c);
+        shmlease_table *u = NULL;
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
+        shmlease_lease l;
+        TU_CK_RC(tu_acquire(u, "k", 60000, 0, &l), 0);
+        tu_up(&c, 1);
+        for (int i = 0; i < 100000 && waiters_of(u, "k") < 1; i++)
+            tu_sleep_us(200);
+        tu_sleep_ms(20);                /* the waiter sleeps, watching us */
+        TU_CK_RC(shmlease_release_after(u, &l, 1000), 0);
+        raise(SIGKILL);
+    }
+    tu_chan_parent(&c, h);
+    TU_EQ(tu_up_recv(&c, 10000), 1);
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    double c0 = cpu_ms();
+    shmlease_lease l;
+    TU_RC(tu_acquire(t, "k", 60000, 20000, &l), 0);
+    double used = cpu_ms() - c0;
+    getrusage(RUSAGE_SELF, &r1);
+    long preempted = r1.ru_nivcsw - r0.ru_nivcsw;
+    tu_expect_signal(h, SIGKILL);
+    TU_RC(shmlease_release(t, &l), 0);
+    print_message("note: a 1 s grace whose releaser died: %.1f ms CPU, preempted %ld times\n", used,
+                  preempted);
+    /* A spinning waiter burns the CPU on an idle machine, and is preempted
+     * again and again on a busy one; a sleeping one does neither. */
+    if (used > 300.0 || preempted > 100)
+        fail_msg("waiting out a 1 s grace whose releaser died used %.1f ms of CPU and was "
+                 "preempted %ld times: spinning?", used, preempted);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -305,6 +596,11 @@ int main(int argc, char **argv)
         TU_TEST(test_waiter_wakes_rarely_while_the_holder_lives),
         TU_TEST(test_waiter_is_woken_at_grace_end),
         TU_TEST(test_several_waiters_each_get_the_key_in_turn),
+        TU_TEST(test_waits_make_one_watcher_thread_not_one_per_wait),
+        TU_TEST(test_fork_child_of_a_waiting_process_watches_on_its_own),
+        TU_TEST(test_more_holders_than_the_watcher_keeps),
+        TU_TEST(test_stopped_holder_is_waited_for_not_taken),
+        TU_TEST(test_waiter_sleeps_through_a_grace_whose_releaser_died),
     };
     return TU_RUN(tests);
 }
