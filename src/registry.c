@@ -108,7 +108,7 @@ static int try_claim_slot(shmlease_table *t, uint32_t idx, const struct shmlease
     st_relaxed(&r->pid, me->pid);
     st_relaxed(&r->start_time, me->start_time);
     st_relaxed(&r->pidns_ino, me->pidns);
-    st_relaxed(&r->uid, (uint32_t)geteuid());
+    st_relaxed(&r->uid, (uint32_t)t->euid);
     st_release(&r->gen, ld_relaxed(&r->gen) + 1);
     st_release(&r->state, SHM_REG_ACTIVE);
     SHMLEASE_FAULT("registry.after_claim");

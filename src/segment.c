@@ -251,14 +251,19 @@ static int half_built(int fd, const struct shm_header *h, uint64_t size)
     return file_is_zero(fd, offsetof(struct shm_header, header_size), size);
 }
 
-static int read_header(int fd, struct shm_header *h, uint64_t *size)
+/* The header of the segment FD into *H (zeroes past the end of a short
+ * file); *SIZE is the file's size, read again if RESTAT (else the caller's
+ * fstat, made just before, stands). */
+static int read_header(int fd, struct shm_header *h, uint64_t *size, int restat)
 {
     memset(h, 0, sizeof *h);
-    *size = 0;
     struct stat st;
-    if (fstat(fd, &st) != 0)
-        return -errno;
-    *size = (uint64_t)st.st_size;
+    if (restat) {
+        *size = 0;
+        if (fstat(fd, &st) != 0)
+            return -errno;
+        *size = (uint64_t)st.st_size;
+    }
     ssize_t n = pread(fd, h, sizeof *h, 0);
     if (n < 0)
         return -errno;
@@ -288,44 +293,89 @@ static int map_table(shmlease_table *t, const struct shm_header *hh)
     return 0;
 }
 
-/* Opens (or creates) the segment PATH. Called with the handle-list lock held:
- * the descriptor must be on the handle before any fork can copy it. */
+/* Creates the segment PATH with exactly MODE (O_EXCL, then fchmod: the
+ * umask masked shm_open's mode). The descriptor, -EEXIST, or another
+ * negative code. */
+static int create_fd(const char *path, uint32_t mode)
+{
+    int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -errno;
+    if (fchmod(fd, mode) != 0) {
+        int e = -errno;
+        close(fd);
+        shm_unlink(path);
+        return e;
+    }
+    return fd;
+}
+
+/* Opens the existing segment PATH: the descriptor or a negative code
+ * (-EPROTO for a name that is not a segment). O_NONBLOCK: a FIFO squatting
+ * the name must not block the open. */
+static int existing_fd(const char *path, int ro)
+{
+    int fd = shm_open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK, 0);
+    if (fd >= 0)
+        return fd;
+    if (errno == EISDIR || errno == ENXIO || errno == ELOOP || errno == EINVAL)
+        return -EPROTO;                /* something that is not a segment */
+    return -errno;
+}
+
+/* Opens (or creates) the segment PATH: the existing one first (the common
+ * case: one open(), no failing O_EXCL), unless EXCL. Called with the
+ * handle-list lock held: the descriptor must be on the handle before any
+ * fork can copy it. */
 static int open_fd(const char *path, const shmlease_options *o, uint32_t mode, int *created)
 {
     int ro = (o->flags & SHMLEASE_OPEN_READONLY) != 0;
     int create = !(o->flags & (SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_READONLY));
+    int excl = (o->flags & SHMLEASE_OPEN_EXCL) != 0;
     for (int tries = 0; tries < OPEN_ROUNDS; tries++) {
-        if (create) {
-            int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-            if (fd >= 0) {
-                /* shm_open's mode was masked by the umask: set what was asked. */
-                if (fchmod(fd, mode) != 0) {
-                    int e = -errno;
-                    close(fd);
-                    shm_unlink(path);
-                    return e;
-                }
-                *created = 1;
-                return fd;
-            }
-            if (errno != EEXIST)
-                return -errno;
-            if (o->flags & SHMLEASE_OPEN_EXCL)
-                return -EEXIST;
-        }
-        /* O_NONBLOCK: a FIFO squatting the name must not block the open. */
-        int fd = shm_open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK, 0);
-        if (fd >= 0)
+        int fd = excl ? -ENOENT : existing_fd(path, ro);
+        if (fd != -ENOENT || !create)
             return fd;
-        if (errno == EISDIR || errno == ENXIO || errno == ELOOP)
-            return -EPROTO;            /* something that is not a segment */
-        if (errno == EINVAL && !create)
-            return -EPROTO;
-        if (errno != ENOENT || !create)
-            return errno == EINVAL ? -EPROTO : -errno;
-        /* Unlinked between our two calls: go round. */
+        fd = create_fd(path, mode);
+        if (fd >= 0)
+            *created = 1;
+        if (fd != -EEXIST)
+            return fd;
+        if (excl)
+            return -EEXIST;
+        /* Made between our two calls: go round. */
     }
     return -EAGAIN;
+}
+
+/* The lock file into t->fd: the existing one, else a new one whose mode
+ * follows the segment's (the mode asked, when there is no segment yet; and
+ * without a segment a NOCREATE open ends here with -ENOENT). */
+static int open_lock_file(shmlease_table *t, uint32_t mode, int create)
+{
+    int rc = shmlease__lk_open(t, 0, 0);
+    if (rc != -ENOENT)
+        return rc;
+    char sfspath[PATH_LEN];
+    shmlease__shm_path(sfspath, sizeof sfspath, t->name);
+    struct stat sst;
+    mode_t smode = mode;
+    if (lstat(sfspath, &sst) == 0) {
+        if (S_ISREG(sst.st_mode))
+            smode = sst.st_mode & 0777;
+    } else if (errno == ENOENT && !create) {
+        return -ENOENT;
+    }
+    return shmlease__lk_open(t, shmlease__lk_mode(smode), 1);
+}
+
+/* Is there no segment under NAME? */
+static int segment_missing(const char *name)
+{
+    char sfspath[PATH_LEN];
+    shmlease__shm_path(sfspath, sizeof sfspath, name);
+    struct stat sst;
+    return lstat(sfspath, &sst) != 0 && errno == ENOENT;
 }
 
 /* Step 1 of a read-write open: the init lock, on the lock file that is
@@ -335,20 +385,8 @@ static int open_fd(const char *path, const shmlease_options *o, uint32_t mode, i
 static int lock_linked_lock_file(shmlease_table *t, uint32_t mode, int create, uint64_t deadline,
                                  struct stat *lk)
 {
-    char sfspath[PATH_LEN];
-    shmlease__shm_path(sfspath, sizeof sfspath, t->name);
     for (int round = 0; round < OPEN_ROUNDS; round++) {
-        /* The lock file's mode follows the segment's (the mode asked, when
-         * there is no segment yet). */
-        struct stat sst;
-        mode_t smode = mode;
-        if (lstat(sfspath, &sst) == 0) {
-            if (S_ISREG(sst.st_mode))
-                smode = sst.st_mode & 0777;
-        } else if (errno == ENOENT && !create) {
-            return -ENOENT;
-        }
-        int rc = shmlease__lk_open(t, shmlease__lk_mode(smode));
+        int rc = open_lock_file(t, mode, create);
         if (rc == 0)
             rc = shmlease__lk_init_lock_until(t->fd, deadline);
         if (rc)
@@ -361,9 +399,9 @@ static int lock_linked_lock_file(shmlease_table *t, uint32_t mode, int create, u
 }
 
 /* Step 2, under the init lock: opens (or creates) the segment into t->sfd
- * and checks whose it is. *CREATED: this call made it. */
+ * and checks whose it is. *CREATED: this call made it; *SIZE: its size. */
 static int open_segment_locked(shmlease_table *t, const shmlease_options *o, uint32_t mode,
-                               const struct stat *lk, int *created)
+                               const struct stat *lk, int *created, uint64_t *size)
 {
     char spath[PATH_LEN];
     shmlease__shm_name(spath, sizeof spath, t->name);
@@ -373,7 +411,7 @@ static int open_segment_locked(shmlease_table *t, const shmlease_options *o, uin
         t->sfd = fd;
     shmlease__handles_unlock();
     if (fd < 0) {
-        if (fd == -ENOENT)
+        if (fd == -ENOENT && S_ISREG(lk->st_mode))
             shmlease__lk_unlink(t->name, lk);   /* no segment: a stale lock file */
         return fd;
     }
@@ -382,24 +420,26 @@ static int open_segment_locked(shmlease_table *t, const shmlease_options *o, uin
         return -errno;
     if (!S_ISREG(st.st_mode))
         return -EPROTO;                /* a FIFO, a directory...: not a table */
+    *size = (uint64_t)st.st_size;
     t->ino = st.st_ino;
     t->dev = st.st_dev;
     t->lk_ino = lk->st_ino;
     t->lk_dev = lk->st_dev;
     /* A table of another user is not used unless the caller asked to share
      * (docs/failure-modes.md F15): a squatter cannot capture our leases. */
-    if (!*created && st.st_uid != geteuid() && !(mode & 077))
+    if (!*created && st.st_uid != t->euid && !(mode & 077))
         return -EACCES;
-    return shmlease__lk_trusted(t->fd, lk, &st);
+    return shmlease__lk_trusted(t->fd, lk, &st, t->euid);
 }
 
-/* Step 3, under the init lock: reads the header; a segment that is not READY
- * and is our own half-built one (never a foreign file) is built again. */
+/* Step 3, under the init lock: reads the header (*SIZE: the size step 2
+ * read); a segment that is not READY and is our own half-built one (never a
+ * foreign file) is built again. */
 static int read_or_initialise(shmlease_table *t, const shmlease_options *o, uint32_t capacity, int created,
                               const struct stat *lk, struct shm_header *hh, uint64_t *size)
 {
     int fd = t->sfd;
-    int rc = read_header(fd, hh, size);
+    int rc = read_header(fd, hh, size, 0);
     if (rc || hh->init_state == SHM_INIT_READY)
         return rc;
     if (!half_built(fd, hh, *size))
@@ -407,7 +447,7 @@ static int read_or_initialise(shmlease_table *t, const shmlease_options *o, uint
     uint64_t now = o->clock_ms ? o->clock_ms(o->clock_ctx) : shmlease__mono_ms();
     rc = initialise(fd, capacity, now, created, lk);
     if (rc == 0)
-        return read_header(fd, hh, size);
+        return read_header(fd, hh, size, 1);
     if (rc == -ENOSPC && created) {
         char spath[PATH_LEN];
         shmlease__shm_name(spath, sizeof spath, t->name);
@@ -424,12 +464,15 @@ static int init_or_attach(shmlease_table *t, const shmlease_options *o, uint32_t
                           uint64_t deadline, struct shm_header *hh, uint64_t *size)
 {
     struct stat lk;
-    int rc = lock_linked_lock_file(t, mode, !(o->flags & SHMLEASE_OPEN_NOCREATE), deadline, &lk);
+    int create = !(o->flags & SHMLEASE_OPEN_NOCREATE);
+    int rc = lock_linked_lock_file(t, mode, create, deadline, &lk);
+    if (rc && !create && segment_missing(t->name))
+        rc = -ENOENT;                  /* whatever squats the lock file's name */
     if (rc)
         return rc;
     SHMLEASE_FAULT("init.lock_file");
     int created = 0;
-    rc = open_segment_locked(t, o, mode, &lk, &created);
+    rc = open_segment_locked(t, o, mode, &lk, &created, size);
     if (rc == 0)
         rc = read_or_initialise(t, o, capacity, created, &lk, hh, size);
     shmlease__lk_init_unlock(t->fd);
@@ -437,11 +480,11 @@ static int init_or_attach(shmlease_table *t, const shmlease_options *o, uint32_t
 }
 
 /* A read-only open never locks and never creates: waits a little for READY,
- * else -EPROTO. */
+ * else -EPROTO. *SIZE: the size the caller read just before. */
 static int attach_readonly(int fd, struct shm_header *hh, uint64_t *size)
 {
     for (unsigned waited = 0;; waited += READONLY_POLL_MS) {
-        int rc = read_header(fd, hh, size);
+        int rc = read_header(fd, hh, size, waited > 0);
         if (rc)
             return rc;
         if (ld_acquire(&hh->init_state) == SHM_INIT_READY)
@@ -469,6 +512,7 @@ static int open_readonly(shmlease_table *t, const shmlease_options *o, struct sh
         return -errno;
     if (!S_ISREG(st.st_mode))
         return -EPROTO;
+    *size = (uint64_t)st.st_size;
     t->ino = st.st_ino;
     t->dev = st.st_dev;
     return attach_readonly(fd, hh, size);
@@ -486,7 +530,7 @@ int shmlease__segment_attach(shmlease_table *t, const shmlease_options *o, uint3
                              uint32_t capacity, uint64_t deadline)
 {
     struct shm_header hh;
-    uint64_t size;
+    uint64_t size = 0;
     int rc = t->readonly ? open_readonly(t, o, &hh, &size)
                          : init_or_attach(t, o, mode, capacity, deadline, &hh, &size);
     if (rc == 0)

@@ -43,6 +43,8 @@ struct shmlease_table {
     void     *clock_ctx;
     int       fake_clock;     /* an injected clock: sleep in short slices */
     uint64_t  my_pidns;
+    uid_t     euid;           /* the opener's effective uid, read once at open
+                                 (owner checks, the registry slot's uid) */
 
     pthread_mutex_t lock;     /* in-process: serialises (re)registration */
     /* Our registration, one word so that threads read it whole (atomics):

@@ -52,6 +52,41 @@ static void test_open_nocreate_missing_is_enoent(void **state)
     TU_EQU(tu_stats(c).table_epoch, tu_stats(n).table_epoch);
 }
 
+/* NOCREATE and no segment is -ENOENT whatever is under the lock file's
+ * name: a stale lock file (removed on the way: nothing can name it), a
+ * directory or a FIFO (left alone). */
+static void test_open_nocreate_without_segment_is_enoent_whatever_the_lock_file(void **state)
+{
+    (void)state;
+    shmlease_options o = { 0 };
+    o.flags = SHMLEASE_OPEN_NOCREATE;
+    for (int kind = 0; kind < 3; kind++) {
+        const char *name = tu_name("nocreatelk");
+        char lk[256];
+        snprintf(lk, sizeof lk, "/dev/shm/shmlease-lk.%s", name);
+        if (kind == 0) {
+            int fd = open(lk, O_RDWR | O_CREAT | O_EXCL, 0600);
+            assert_true(fd >= 0);
+            close(fd);
+        } else if (kind == 1) {
+            assert_int_equal(mkdir(lk, 0700), 0);
+        } else {
+            assert_int_equal(mkfifo(lk, 0600), 0);
+        }
+        shmlease_table *t = NULL;
+        TU_RC(shmlease_open(name, &o, &t), -ENOENT);
+        assert_null(t);
+        assert_false(tu_shm_exists(name));
+        struct stat st;
+        int present = lstat(lk, &st) == 0;
+        assert_int_equal(present, kind != 0);
+        if (kind == 1)
+            rmdir(lk);
+        else
+            unlink(lk);
+    }
+}
+
 static void test_open_excl_existing_is_eexist(void **state)
 {
     (void)state;
@@ -580,6 +615,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         TU_TEST(test_open_creates_missing_table_then_attaches),
         TU_TEST(test_open_nocreate_missing_is_enoent),
+        TU_TEST(test_open_nocreate_without_segment_is_enoent_whatever_the_lock_file),
         TU_TEST(test_open_excl_existing_is_eexist),
         TU_TEST(test_open_excl_with_nocreate_is_einval),
         TU_TEST(test_readonly_handle_lease_calls_are_eperm),
