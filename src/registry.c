@@ -143,20 +143,17 @@ static uint32_t hint_slot(const struct shm_header *h)
     return hint == 0 || hint >= SHM_REG_SLOTS ? 1 : hint;
 }
 
-/* Registration writes the header (the registry mutex, its holder record, the
- * hint) and, most likely, the slot at the hint: their two pages are made
- * present and writable by madvise(MADV_POPULATE_WRITE), one system call,
- * instead of a page fault each (a trap, dearer than a system call, most of
- * all on a virtual machine; docs/first-opener.md, "The cost of an open").
- * Only a hint: a kernel without it (before 5.14) says EINVAL, and the pages
- * fault in as before. */
+/* Registration writes, besides the header (made present at attach), most
+ * likely the slot at the hint: its page is made present and writable by
+ * madvise(MADV_POPULATE_WRITE), one system call, instead of a page fault (a
+ * trap, dearer than a system call, most of all on a virtual machine). Only
+ * a hint: a kernel without it (before 5.14) says EINVAL, and the page
+ * faults in as before. */
 static void prefault(const shmlease_table *t)
 {
 #ifdef MADV_POPULATE_WRITE
     long pagesize = sysconf(_SC_PAGESIZE);
-    uintptr_t page = pagesize > 0 ? (uintptr_t)pagesize : 4096, hdr = (uintptr_t)t->hdr;
-    if (madvise((void *)hdr, page, MADV_POPULATE_WRITE) != 0)
-        return;
+    uintptr_t page = pagesize > 0 ? (uintptr_t)pagesize : 4096;
     uintptr_t slot = (uintptr_t)&t->reg[hint_slot(t->hdr)] & ~(page - 1);
     madvise((void *)slot, page, MADV_POPULATE_WRITE);
 #else

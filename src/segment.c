@@ -25,6 +25,8 @@
  * lock file is still linked under its name (shmlease_unlink removes it under
  * the same lock; if it was, the opener starts over with a fresh one); then
  * opens or creates the segment and validates or initialises it; then lets go.
+ * (An existing READY table, the common case, is attached without the init
+ * lock: attach_ready_unlocked() below.)
  * So nobody attaches to a half-built header: either init_state is READY
  * (stored last, with release) or the opener builds the segment itself, and a
  * segment is always built while its creator holds the lock, from before the
@@ -273,12 +275,29 @@ static int read_header(int fd, struct shm_header *h, uint64_t *size, int restat)
 
 /* ---- attaching ------------------------------------------------------------ */
 
+/* Maps the segment t->sfd whose header HH was read and validated. A
+ * read-write handle writes the header at once (registration) and at every
+ * acquire: its page is made present and writable by one madvise rather
+ * than by a page fault (a trap, dearer than a system call, most of all on
+ * a virtual machine; EINVAL before Linux 5.14, and it faults in as before).
+ * Then READY is read again through the mapping, with acquire: the
+ * initialiser's stores before its release of READY (the mutexes, the free
+ * list) are visible to this process even when the header was read without
+ * the init lock. */
 static int map_table(shmlease_table *t, const struct shm_header *hh)
 {
     int prot = PROT_READ | (t->readonly ? 0 : PROT_WRITE);
     void *map = mmap(NULL, hh->total_size, prot, MAP_SHARED, t->sfd, 0);
     if (map == MAP_FAILED)
         return errno == EACCES ? -EACCES : -ENOMEM;
+#ifdef MADV_POPULATE_WRITE
+    if (!t->readonly)
+        madvise(map, SHM_HEADER_SIZE, MADV_POPULATE_WRITE);
+#endif
+    if (ld_acquire(&((struct shm_header *)map)->init_state) != SHM_INIT_READY) {
+        munmap(map, hh->total_size);
+        return -EPROTO;                /* made not READY since: not a table we know */
+    }
     t->map = map;
     t->map_size = hh->total_size;
     t->hdr = (struct shm_header *)map;
@@ -398,6 +417,27 @@ static int lock_linked_lock_file(shmlease_table *t, uint32_t mode, int create, u
     return -EAGAIN;
 }
 
+/* Whose is the segment t->sfd, and may the lock file LK serve it? (MODE:
+ * the mode asked, CREATED: this call made the segment.) *SIZE: its size. */
+static int check_segment(shmlease_table *t, uint32_t mode, const struct stat *lk, int created, uint64_t *size)
+{
+    struct stat st;
+    if (fstat(t->sfd, &st) != 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return -EPROTO;                /* a FIFO, a directory...: not a table */
+    *size = (uint64_t)st.st_size;
+    t->ino = st.st_ino;
+    t->dev = st.st_dev;
+    t->lk_ino = lk->st_ino;
+    t->lk_dev = lk->st_dev;
+    /* A table of another user is not used unless the caller asked to share
+     * (docs/failure-modes.md F15): a squatter cannot capture our leases. */
+    if (!created && st.st_uid != t->euid && !(mode & 077))
+        return -EACCES;
+    return shmlease__lk_trusted(t->fd, lk, &st, t->euid);
+}
+
 /* Step 2, under the init lock: opens (or creates) the segment into t->sfd
  * and checks whose it is. *CREATED: this call made it; *SIZE: its size. */
 static int open_segment_locked(shmlease_table *t, const shmlease_options *o, uint32_t mode,
@@ -415,21 +455,7 @@ static int open_segment_locked(shmlease_table *t, const shmlease_options *o, uin
             shmlease__lk_unlink(t->name, lk);   /* no segment: a stale lock file */
         return fd;
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return -errno;
-    if (!S_ISREG(st.st_mode))
-        return -EPROTO;                /* a FIFO, a directory...: not a table */
-    *size = (uint64_t)st.st_size;
-    t->ino = st.st_ino;
-    t->dev = st.st_dev;
-    t->lk_ino = lk->st_ino;
-    t->lk_dev = lk->st_dev;
-    /* A table of another user is not used unless the caller asked to share
-     * (docs/failure-modes.md F15): a squatter cannot capture our leases. */
-    if (!*created && st.st_uid != t->euid && !(mode & 077))
-        return -EACCES;
-    return shmlease__lk_trusted(t->fd, lk, &st, t->euid);
+    return check_segment(t, mode, lk, *created, size);
 }
 
 /* Step 3, under the init lock: reads the header (*SIZE: the size step 2
@@ -457,12 +483,50 @@ static int read_or_initialise(shmlease_table *t, const shmlease_options *o, uint
     return rc;
 }
 
+/*
+ * The common case without the init lock: an existing lock file and an
+ * existing segment whose header is READY, valid and names that lock file.
+ * Such a segment is never initialised again and its header never changes,
+ * so the lock would add nothing; a read-only open attaches the same way.
+ * Racing with shmlease_unlink, the open either attaches to the files the
+ * unlink then removes (as if it had returned first) or sees a mismatch or a
+ * missing file. 0, or 1: anything else (no lock file or segment, not READY
+ * yet, any check failing, even a header read torn by a concurrent
+ * initialiser): the descriptors are closed and the locked protocol decides,
+ * with its errors.
+ */
+static int attach_ready_unlocked(shmlease_table *t, uint32_t mode, struct shm_header *hh, uint64_t *size)
+{
+    char spath[PATH_LEN];
+    shmlease__shm_name(spath, sizeof spath, t->name);
+    struct stat lk;
+    int ok = shmlease__lk_open(t, 0, 0) == 0 && fstat(t->fd, &lk) == 0;
+    if (ok) {
+        shmlease__handles_lock();
+        int fd = existing_fd(spath, 0);
+        if (fd >= 0)
+            t->sfd = fd;
+        shmlease__handles_unlock();
+        ok = fd >= 0 && check_segment(t, mode, &lk, 0, size) == 0 && read_header(t->sfd, hh, size, 0) == 0 &&
+             hh->init_state == SHM_INIT_READY && shmlease__check_header(hh, *size) == 0 &&
+             hh->lock_ino == (uint64_t)lk.st_ino && hh->lock_dev == (uint64_t)lk.st_dev;
+    }
+    if (ok)
+        return 0;
+    shmlease__handle_close_fd(&t->sfd);
+    shmlease__handle_close_fd(&t->fd);
+    return 1;
+}
+
 /* The first-opener protocol of a read-write open (see the top of this file),
  * bounded: the init lock is polled until DEADLINE (monotonic ms). Opens the
- * segment into t->sfd and fills *HH and *SIZE with a READY header. */
+ * segment into t->sfd and fills *HH and *SIZE with a READY header. A READY
+ * table is attached without the lock (attach_ready_unlocked). */
 static int init_or_attach(shmlease_table *t, const shmlease_options *o, uint32_t mode, uint32_t capacity,
                           uint64_t deadline, struct shm_header *hh, uint64_t *size)
 {
+    if (!(o->flags & SHMLEASE_OPEN_EXCL) && attach_ready_unlocked(t, mode, hh, size) == 0)
+        return 0;
     struct stat lk;
     int create = !(o->flags & SHMLEASE_OPEN_NOCREATE);
     int rc = lock_linked_lock_file(t, mode, create, deadline, &lk);
