@@ -92,7 +92,7 @@ SHM_API void shmlease_close(shmlease_table *t)
         return;
     if (!t->readonly)
         shmlease__unregister(t);
-    shmlease__handle_free(t);
+    shmlease__handle_free(t);                    /* closing t->fd drops the slot's byte lock */
 }
 
 /* How long shmlease_unlink waits for an initialiser to finish before it

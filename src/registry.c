@@ -207,10 +207,12 @@ void shmlease__unregister(shmlease_table *t)
         return;
     free_own_leases(t, idx);
     /* No registry lock needed: only the holder of the slot's byte lock (we)
-     * writes the slot, and a registrant takes the byte only after we drop it. */
+     * writes the slot, and a registrant takes the byte only after we drop it.
+     * The caller drops it by closing t->fd, the open file description's only
+     * descriptor (a fork child's handler replaced the child's), which
+     * releases every lock on it: an F_UNLCK first would be one more system
+     * call. A registrant that sees FREE before that fails F_OFD_SETLK and
+     * takes another slot. */
     st_release(&t->reg[idx].state, SHM_REG_FREE);
-    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET,
-                       .l_start = (off_t)shmlease__reg_lock_off(idx), .l_len = 1};
-    fcntl(t->fd, F_OFD_SETLK, &fl);
     st_release(&t->regword, 0);
 }
