@@ -287,7 +287,7 @@ static int read_header(int fd, struct shm_header *h, uint64_t *size, int restat)
 static int map_table(shmlease_table *t, const struct shm_header *hh)
 {
     int prot = PROT_READ | (t->readonly ? 0 : PROT_WRITE);
-    void *map = mmap(NULL, hh->total_size, prot, MAP_SHARED, t->sfd, 0);
+    void *map = shmlease__handle_map(t, hh->total_size, prot, t->sfd);
     if (map == MAP_FAILED)
         return errno == EACCES ? -EACCES : -ENOMEM;
 #ifdef MADV_POPULATE_WRITE
@@ -295,7 +295,7 @@ static int map_table(shmlease_table *t, const struct shm_header *hh)
         madvise(map, SHM_HEADER_SIZE, MADV_POPULATE_WRITE);
 #endif
     if (ld_acquire(&((struct shm_header *)map)->init_state) != SHM_INIT_READY) {
-        munmap(map, hh->total_size);
+        shmlease__handle_unmap(t, map, hh->total_size);
         return -EPROTO;                /* made not READY since: not a table we know */
     }
     t->map = map;

@@ -28,6 +28,8 @@ struct shmlease_table {
                                  mapped: the mapping is all we need) */
     int       opening;        /* shmlease_open() has not returned it yet */
     int       readonly;
+    int       placed;         /* 1 + the process's place it is mapped at
+                                 (handles.c), or 0 */
     uint8_t  *map;
     size_t    map_size;
     struct shm_header *hdr;
