@@ -135,6 +135,83 @@ static void install_atfork(void)
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
+/* ---- where segments are mapped ---------------------------------------------- */
+
+/*
+ * munmap() of a mapping alone in its 2 MB stretch of address space frees the
+ * page table under it, which makes the TLB flush at unmap a full one,
+ * paging-structure caches included (on a virtual machine with shadow page
+ * tables a costly exit, after which every page the process touches faults
+ * into the shadow again), and the next mapping allocates the table again.
+ * So the process keeps a few places for segments (PLACES, made as handles
+ * need them): each a PROT_NONE page (the anchor: no memory, never unmapped)
+ * at the start of a 2 MB-aligned stretch, with one segment at a time mapped
+ * right after it. The stretch's page table then outlives each mapping, and
+ * an unmap flushes only the pages used. MAP_FIXED_NOREPLACE never replaces
+ * anything: when every place is taken (by other handles, or by anything else
+ * mapped there meanwhile) or none can be made, the segment is mapped
+ * wherever the kernel puts it. The places are guarded by the handle-list
+ * lock, so a fork child inherits them consistent with the mappings it
+ * inherits.
+ */
+#define PLACE_ALIGN ((uintptr_t)2 << 20)
+#define PLACES 4
+static uint8_t *g_place[PLACES];  /* anchor pages, NULL until first needed */
+static unsigned g_place_used;     /* bit i: a handle is mapped after place i */
+
+/* The anchor: a 2 MB-aligned PROT_NONE page, or NULL. */
+static uint8_t *place_make(size_t page)
+{
+    size_t span = 2 * PLACE_ALIGN;
+    uint8_t *r = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED)
+        return NULL;
+    uint8_t *a = (uint8_t *)(((uintptr_t)r + PLACE_ALIGN - 1) & ~(PLACE_ALIGN - 1));
+    if (a > r)
+        munmap(r, (size_t)(a - r));
+    munmap(a + page, (size_t)(r + span - (a + page)));
+    return a;
+}
+
+void *shmlease__handle_map(shmlease_table *t, size_t size, int prot, int fd)
+{
+    void *map = MAP_FAILED;
+#ifdef MAP_FIXED_NOREPLACE
+    long pagesize = sysconf(_SC_PAGESIZE);
+    size_t page = pagesize > 0 ? (size_t)pagesize : 4096;
+    pthread_mutex_lock(&g_handles_lock);
+    for (int i = 0; i < PLACES && map == MAP_FAILED; i++) {
+        if (g_place_used & (1u << i))
+            continue;
+        if (!g_place[i])
+            g_place[i] = place_make(page);
+        if (!g_place[i])
+            break;
+        void *want = g_place[i] + page;
+        map = mmap(want, size, prot, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+        if (map == want) {
+            g_place_used |= 1u << i;
+            t->placed = i + 1;
+        }                              /* elsewhere: a kernel before 4.17 took it for a hint */
+    }
+    pthread_mutex_unlock(&g_handles_lock);
+#endif
+    if (map == MAP_FAILED)
+        map = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
+    return map;
+}
+
+void shmlease__handle_unmap(shmlease_table *t, void *map, size_t size)
+{
+    munmap(map, size);
+    if (t->placed) {
+        pthread_mutex_lock(&g_handles_lock);
+        g_place_used &= ~(1u << (t->placed - 1));
+        t->placed = 0;
+        pthread_mutex_unlock(&g_handles_lock);
+    }
+}
+
 void shmlease__handle_free(shmlease_table *t)
 {
     pthread_mutex_lock(&g_handles_lock);
@@ -151,7 +228,7 @@ void shmlease__handle_free(shmlease_table *t)
     t->fd = t->sfd = -1;
     pthread_mutex_unlock(&g_handles_lock);
     if (t->map)
-        munmap(t->map, t->map_size);
+        shmlease__handle_unmap(t, t->map, t->map_size);
     pthread_mutex_destroy(&t->lock);
     free(t);
 }

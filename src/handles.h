@@ -22,6 +22,12 @@ shmlease_table *shmlease__handle_new(const char *name);
 void shmlease__handle_opened(shmlease_table *t);
 /* Unlists T, closes its descriptors, unmaps, frees. */
 void shmlease__handle_free(shmlease_table *t);
+/* Maps SIZE bytes of the segment FD (PROT) for T: at the process's place
+ * for a segment when it is free (see handles.c), else anywhere. MAP_FAILED
+ * with errno, as mmap. */
+void *shmlease__handle_map(shmlease_table *t, size_t size, int prot, int fd);
+/* Unmaps what shmlease__handle_map gave T, and frees the place if it had it. */
+void shmlease__handle_unmap(shmlease_table *t, void *map, size_t size);
 /* Closes *FDP (if open) under the lock and sets it to -1. */
 void shmlease__handle_close_fd(int *fdp);
 

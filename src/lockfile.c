@@ -94,52 +94,59 @@ void shmlease__lk_unlink(const char *name, const struct stat *lk)
     }
 }
 
-/* Opens or creates the lock file of T (mode MODE if it creates it) into
- * t->fd, under the handle-list lock. 0 or a negative code. */
-int shmlease__lk_open(shmlease_table *t, mode_t mode)
+/* Creates the lock file PATH with exactly MODE (O_EXCL, then fchmod: the
+ * umask masked shm_open's mode). The descriptor, -EEXIST, or another
+ * negative code. */
+static int lk_create(const char *path, mode_t mode)
+{
+    int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -errno;
+    if (fchmod(fd, mode) != 0) {
+        int e = -errno;
+        close(fd);
+        shm_unlink(path);
+        return e;
+    }
+    return fd;
+}
+
+/* Opens T's lock file into t->fd, under the handle-list lock: the existing
+ * one first (the common case: one open(), no failing O_EXCL), else, if
+ * CREATE, a new one of mode MODE. 0, -ENOENT (none, and !CREATE), or another
+ * negative code. */
+int shmlease__lk_open(shmlease_table *t, mode_t mode, int create)
 {
     char path[PATH_LEN];
     shmlease__lk_name(path, sizeof path, t->name);
-    int fd = -1, e = 0;
+    int fd = -EAGAIN;
     shmlease__handles_lock();
-    for (int tries = 0; tries < OPEN_ROUNDS && fd < 0; tries++) {
-        fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-        if (fd >= 0) {
-            if (fchmod(fd, mode) != 0) {   /* the umask masked shm_open's mode */
-                e = -errno;
-                close(fd);
-                shm_unlink(path);
-                fd = -1;
-                break;
-            }
-        } else if (errno == EEXIST) {
-            /* O_NONBLOCK: a FIFO squatting the name must not block us. */
-            fd = shm_open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
-            if (fd < 0 && errno != ENOENT) {  /* ENOENT: unlinked meanwhile, go round */
-                e = (errno == EISDIR || errno == ENXIO || errno == ELOOP) ? -EPROTO : -errno;
-                break;
-            }
-        } else {
-            e = -errno;
+    for (int tries = 0; tries < OPEN_ROUNDS; tries++) {
+        /* O_NONBLOCK: a FIFO squatting the name must not block us. */
+        fd = shm_open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
+        if (fd < 0)
+            fd = (errno == EISDIR || errno == ENXIO || errno == ELOOP) ? -EPROTO : -errno;
+        if (fd == -ENOENT && create)
+            fd = lk_create(path, mode);
+        if (fd != -EEXIST)             /* EEXIST: made meanwhile, go round */
             break;
-        }
+        fd = -EAGAIN;
     }
     if (fd >= 0)
         t->fd = fd;
     shmlease__handles_unlock();
-    return fd >= 0 ? 0 : (e ? e : -EAGAIN);
+    return fd >= 0 ? 0 : fd;
 }
 
 /* May LK (an existing lock file) serve the segment S? Its owner must be
  * someone who may write the segment (else it was planted by a reader, who
  * kept a descriptor to it: -EACCES, like a squatted table name), and it must
  * not be open to anyone who may not (a mode we own and can narrow is
- * narrowed). */
-int shmlease__lk_trusted(int fd, const struct stat *lk, const struct stat *s)
+ * narrowed). ME: the caller's effective uid. */
+int shmlease__lk_trusted(int fd, const struct stat *lk, const struct stat *s, uid_t me)
 {
     if (!S_ISREG(lk->st_mode))
         return -EPROTO;
-    uid_t me = geteuid();
     int writer = lk->st_uid == me || lk->st_uid == s->st_uid || lk->st_uid == 0 ||
                  (s->st_mode & S_IWOTH) || ((s->st_mode & S_IWGRP) && lk->st_gid == s->st_gid);
     if (!writer)

@@ -30,8 +30,9 @@ mode_t shmlease__lk_mode(mode_t segment_mode);
 /* One OFD lock operation (F_WRLCK, F_RDLCK, F_UNLCK) on byte OFF: 0 or -errno. */
 int  shmlease__ofd_lock(int fd, short type, off_t off, int wait);
 
-/* Opens or creates T's lock file (mode MODE when it creates it) into t->fd. */
-int  shmlease__lk_open(shmlease_table *t, mode_t mode);
+/* Opens T's lock file into t->fd: the existing one, else (if CREATE) a new
+ * one of mode MODE. 0, -ENOENT (none and !CREATE) or another negative code. */
+int  shmlease__lk_open(shmlease_table *t, mode_t mode, int create);
 /* Polls for the init lock on FD until DEADLINE (monotonic ms): 0,
  * -ETIMEDOUT (an initialiser that is stopped) or another error. */
 int  shmlease__lk_init_lock_until(int fd, uint64_t deadline);
@@ -40,8 +41,9 @@ void shmlease__lk_init_unlock(int fd);
 int  shmlease__lk_linked(int fd, const char *name, struct stat *st);
 /* Removes NAME's lock file if it is still the file LK. */
 void shmlease__lk_unlink(const char *name, const struct stat *lk);
-/* May the lock file LK (descriptor FD) serve the segment S? 0 or -EACCES/-EPROTO. */
-int  shmlease__lk_trusted(int fd, const struct stat *lk, const struct stat *s);
+/* May the lock file LK (descriptor FD) serve the segment S, for a caller of
+ * effective uid ME? 0 or -EACCES/-EPROTO. */
+int  shmlease__lk_trusted(int fd, const struct stat *lk, const struct stat *s, uid_t me);
 /* Opens NAME's lock file again by name, if it is still the file INO/DEV. */
 int  shmlease__lk_open_same(const char *name, int readonly, ino_t ino, dev_t dev);
 /* A read-only handle: the lock file read-only into t->fd, if allowed. */

@@ -72,6 +72,7 @@ SHM_API int shmlease_open(const char *name, const shmlease_options *opts, shmlea
     if (!t)
         return -ENOMEM;
     t->readonly = (o->flags & SHMLEASE_OPEN_READONLY) != 0;
+    t->euid = geteuid();
     t->clock_ms = o->clock_ms;
     t->clock_ctx = o->clock_ctx;
     t->fake_clock = o->clock_ms != NULL;
@@ -91,7 +92,7 @@ SHM_API void shmlease_close(shmlease_table *t)
         return;
     if (!t->readonly)
         shmlease__unregister(t);
-    shmlease__handle_free(t);
+    shmlease__handle_free(t);                    /* closing t->fd drops the slot's byte lock */
 }
 
 /* How long shmlease_unlink waits for an initialiser to finish before it

@@ -4,6 +4,7 @@
 #include "compiler.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,28 @@ unsigned shmlease__fork_gen;
 
 static void read_boot_id(uint8_t id[16]);
 
+/* Up to LEN - 1 bytes of the small file PATH into BUF, NUL-terminated: the
+ * byte count, or -1. With open/read/close rather than stdio: no buffer to
+ * allocate and no fstat, which shows in the first open of a new process. */
+static ssize_t read_small(const char *path, char *buf, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t n = 0;
+    while (n < len - 1) {
+        ssize_t r = read(fd, buf + n, len - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = 0;
+    return (ssize_t)n;
+}
+
 /* Field 22 (starttime) of /proc/PID/stat. */
 uint64_t shmlease__proc_start_time(int32_t pid)
 {
@@ -23,13 +46,9 @@ uint64_t shmlease__proc_start_time(int32_t pid)
         snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     else
         snprintf(path, sizeof path, "/proc/self/stat");
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return 0;
     char buf[1024];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
+    if (read_small(path, buf, sizeof buf) < 0)
+        return 0;
     /* The command name may hold spaces and parentheses: parse from the last ')'. */
     char *p = strrchr(buf, ')');
     if (!p)
@@ -110,11 +129,8 @@ int shmlease__proc_maps_inode(int32_t tid, uint64_t ino)
 static void read_boot_id(uint8_t id[16])
 {
     memset(id, 0, 16);
-    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
-    if (!f)
-        return;
     char buf[64];
-    if (fgets(buf, sizeof buf, f)) {
+    if (read_small("/proc/sys/kernel/random/boot_id", buf, sizeof buf) > 0) {
         int n = 0;
         for (const char *p = buf; *p && n < 32; p++) {
             int v = (*p >= '0' && *p <= '9') ? *p - '0' : (*p >= 'a' && *p <= 'f') ? *p - 'a' + 10 : -1;
@@ -124,5 +140,4 @@ static void read_boot_id(uint8_t id[16])
             n++;
         }
     }
-    fclose(f);
 }

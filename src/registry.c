@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -74,8 +75,9 @@ void shmlease__reg_repair(shmlease_table *t)
 {
     struct shm_header *h = t->hdr;
     h->reg_intent.op = SHM_INTENT_NONE;
-    if (h->reg_hint == 0 || h->reg_hint >= SHM_REG_SLOTS)
-        h->reg_hint = 1;
+    uint32_t hint = ld_relaxed(&h->reg_hint);
+    if (hint == 0 || hint >= SHM_REG_SLOTS)
+        st_relaxed(&h->reg_hint, 1);
 }
 
 static int try_claim_slot(shmlease_table *t, uint32_t idx, const struct shmlease__self *me)
@@ -101,14 +103,17 @@ static int try_claim_slot(shmlease_table *t, uint32_t idx, const struct shmlease
         SHMLEASE_FAULT("registry.after_sweep");
     }
     h->reg_intent = (struct shm_intent){SHM_INTENT_REGISTER, idx, (uint32_t)me->pid, 0};
-    for (uint32_t i = 0; i < SHM_WAIT_RECORDS; i++)       /* a dead user's records */
+    /* A dead user's wait records. A FREE slot's are zero already (each wait
+     * clears its record before it returns, and close never runs beside
+     * another call on the handle), and their page is left untouched. */
+    for (uint32_t i = 0; state == SHM_REG_ACTIVE && i < SHM_WAIT_RECORDS; i++)
         st_relaxed(&t->waits[(size_t)idx * SHM_WAIT_RECORDS + i], 0);
     /* Readers (inspection, waiters) read these without a lock: atomic stores,
      * published by the release store of the generation and the state. */
     st_relaxed(&r->pid, me->pid);
     st_relaxed(&r->start_time, me->start_time);
     st_relaxed(&r->pidns_ino, me->pidns);
-    st_relaxed(&r->uid, (uint32_t)geteuid());
+    st_relaxed(&r->uid, (uint32_t)t->euid);
     st_release(&r->gen, ld_relaxed(&r->gen) + 1);
     st_release(&r->state, SHM_REG_ACTIVE);
     SHMLEASE_FAULT("registry.after_claim");
@@ -130,22 +135,47 @@ static uint32_t find_slot(shmlease_table *t, uint32_t hint, int pass, const stru
     return 0;
 }
 
+/* The slot the search starts from (reg_hint, read relaxed: it is also read
+ * before the lock, by prefault()). */
+static uint32_t hint_slot(const struct shm_header *h)
+{
+    uint32_t hint = ld_relaxed(&h->reg_hint);
+    return hint == 0 || hint >= SHM_REG_SLOTS ? 1 : hint;
+}
+
+/* Registration writes, besides the header (made present at attach), most
+ * likely the slot at the hint: its page is made present and writable by
+ * madvise(MADV_POPULATE_WRITE), one system call, instead of a page fault (a
+ * trap, dearer than a system call, most of all on a virtual machine). Only
+ * a hint: a kernel without it (before 5.14) says EINVAL, and the page
+ * faults in as before. */
+static void prefault(const shmlease_table *t)
+{
+#ifdef MADV_POPULATE_WRITE
+    long pagesize = sysconf(_SC_PAGESIZE);
+    uintptr_t page = pagesize > 0 ? (uintptr_t)pagesize : 4096;
+    uintptr_t slot = (uintptr_t)&t->reg[hint_slot(t->hdr)] & ~(page - 1);
+    madvise((void *)slot, page, MADV_POPULATE_WRITE);
+#else
+    (void)t;
+#endif
+}
+
 static int register_handle(shmlease_table *t, uint64_t lock_ms)
 {
     struct shm_header *h = t->hdr;
     const struct shmlease__self *me = shmlease__self();
+    prefault(t);
     int rc = shmlease__lock_for(t, &h->reg_mutex, &h->reg_holder, shmlease__reg_repair, lock_ms);
     if (rc)
         return rc;
     SHMLEASE_FAULT("registry.locked");
-    uint32_t hint = h->reg_hint;
-    if (hint == 0 || hint >= SHM_REG_SLOTS)
-        hint = 1;
+    uint32_t hint = hint_slot(h);
     uint32_t found = find_slot(t, hint, 0, me);
     if (!found)
         found = find_slot(t, hint, 1, me);
     if (found) {
-        h->reg_hint = found + 1 < SHM_REG_SLOTS ? found + 1 : 1;
+        st_relaxed(&h->reg_hint, found + 1 < SHM_REG_SLOTS ? found + 1 : 1);
         st_relaxed(&t->claimed, 0);        /* nothing claimed by this registration yet */
         st_release(&t->regword, regword_make(found, me->fork_gen, ld_relaxed(&t->reg[found].gen)));
     }
@@ -177,10 +207,12 @@ void shmlease__unregister(shmlease_table *t)
         return;
     free_own_leases(t, idx);
     /* No registry lock needed: only the holder of the slot's byte lock (we)
-     * writes the slot, and a registrant takes the byte only after we drop it. */
+     * writes the slot, and a registrant takes the byte only after we drop it.
+     * The caller drops it by closing t->fd, the open file description's only
+     * descriptor (a fork child's handler replaced the child's), which
+     * releases every lock on it: an F_UNLCK first would be one more system
+     * call. A registrant that sees FREE before that fails F_OFD_SETLK and
+     * takes another slot. */
     st_release(&t->reg[idx].state, SHM_REG_FREE);
-    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET,
-                       .l_start = (off_t)shmlease__reg_lock_off(idx), .l_len = 1};
-    fcntl(t->fd, F_OFD_SETLK, &fl);
     st_release(&t->regword, 0);
 }

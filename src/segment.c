@@ -25,6 +25,8 @@
  * lock file is still linked under its name (shmlease_unlink removes it under
  * the same lock; if it was, the opener starts over with a fresh one); then
  * opens or creates the segment and validates or initialises it; then lets go.
+ * (An existing READY table, the common case, is attached without the init
+ * lock: attach_ready_unlocked() below.)
  * So nobody attaches to a half-built header: either init_state is READY
  * (stored last, with release) or the opener builds the segment itself, and a
  * segment is always built while its creator holds the lock, from before the
@@ -251,14 +253,19 @@ static int half_built(int fd, const struct shm_header *h, uint64_t size)
     return file_is_zero(fd, offsetof(struct shm_header, header_size), size);
 }
 
-static int read_header(int fd, struct shm_header *h, uint64_t *size)
+/* The header of the segment FD into *H (zeroes past the end of a short
+ * file); *SIZE is the file's size, read again if RESTAT (else the caller's
+ * fstat, made just before, stands). */
+static int read_header(int fd, struct shm_header *h, uint64_t *size, int restat)
 {
     memset(h, 0, sizeof *h);
-    *size = 0;
     struct stat st;
-    if (fstat(fd, &st) != 0)
-        return -errno;
-    *size = (uint64_t)st.st_size;
+    if (restat) {
+        *size = 0;
+        if (fstat(fd, &st) != 0)
+            return -errno;
+        *size = (uint64_t)st.st_size;
+    }
     ssize_t n = pread(fd, h, sizeof *h, 0);
     if (n < 0)
         return -errno;
@@ -268,12 +275,29 @@ static int read_header(int fd, struct shm_header *h, uint64_t *size)
 
 /* ---- attaching ------------------------------------------------------------ */
 
+/* Maps the segment t->sfd whose header HH was read and validated. A
+ * read-write handle writes the header at once (registration) and at every
+ * acquire: its page is made present and writable by one madvise rather
+ * than by a page fault (a trap, dearer than a system call, most of all on
+ * a virtual machine; EINVAL before Linux 5.14, and it faults in as before).
+ * Then READY is read again through the mapping, with acquire: the
+ * initialiser's stores before its release of READY (the mutexes, the free
+ * list) are visible to this process even when the header was read without
+ * the init lock. */
 static int map_table(shmlease_table *t, const struct shm_header *hh)
 {
     int prot = PROT_READ | (t->readonly ? 0 : PROT_WRITE);
-    void *map = mmap(NULL, hh->total_size, prot, MAP_SHARED, t->sfd, 0);
+    void *map = shmlease__handle_map(t, hh->total_size, prot, t->sfd);
     if (map == MAP_FAILED)
         return errno == EACCES ? -EACCES : -ENOMEM;
+#ifdef MADV_POPULATE_WRITE
+    if (!t->readonly)
+        madvise(map, SHM_HEADER_SIZE, MADV_POPULATE_WRITE);
+#endif
+    if (ld_acquire(&((struct shm_header *)map)->init_state) != SHM_INIT_READY) {
+        shmlease__handle_unmap(t, map, hh->total_size);
+        return -EPROTO;                /* made not READY since: not a table we know */
+    }
     t->map = map;
     t->map_size = hh->total_size;
     t->hdr = (struct shm_header *)map;
@@ -288,44 +312,89 @@ static int map_table(shmlease_table *t, const struct shm_header *hh)
     return 0;
 }
 
-/* Opens (or creates) the segment PATH. Called with the handle-list lock held:
- * the descriptor must be on the handle before any fork can copy it. */
+/* Creates the segment PATH with exactly MODE (O_EXCL, then fchmod: the
+ * umask masked shm_open's mode). The descriptor, -EEXIST, or another
+ * negative code. */
+static int create_fd(const char *path, uint32_t mode)
+{
+    int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -errno;
+    if (fchmod(fd, mode) != 0) {
+        int e = -errno;
+        close(fd);
+        shm_unlink(path);
+        return e;
+    }
+    return fd;
+}
+
+/* Opens the existing segment PATH: the descriptor or a negative code
+ * (-EPROTO for a name that is not a segment). O_NONBLOCK: a FIFO squatting
+ * the name must not block the open. */
+static int existing_fd(const char *path, int ro)
+{
+    int fd = shm_open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK, 0);
+    if (fd >= 0)
+        return fd;
+    if (errno == EISDIR || errno == ENXIO || errno == ELOOP || errno == EINVAL)
+        return -EPROTO;                /* something that is not a segment */
+    return -errno;
+}
+
+/* Opens (or creates) the segment PATH: the existing one first (the common
+ * case: one open(), no failing O_EXCL), unless EXCL. Called with the
+ * handle-list lock held: the descriptor must be on the handle before any
+ * fork can copy it. */
 static int open_fd(const char *path, const shmlease_options *o, uint32_t mode, int *created)
 {
     int ro = (o->flags & SHMLEASE_OPEN_READONLY) != 0;
     int create = !(o->flags & (SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_READONLY));
+    int excl = (o->flags & SHMLEASE_OPEN_EXCL) != 0;
     for (int tries = 0; tries < OPEN_ROUNDS; tries++) {
-        if (create) {
-            int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-            if (fd >= 0) {
-                /* shm_open's mode was masked by the umask: set what was asked. */
-                if (fchmod(fd, mode) != 0) {
-                    int e = -errno;
-                    close(fd);
-                    shm_unlink(path);
-                    return e;
-                }
-                *created = 1;
-                return fd;
-            }
-            if (errno != EEXIST)
-                return -errno;
-            if (o->flags & SHMLEASE_OPEN_EXCL)
-                return -EEXIST;
-        }
-        /* O_NONBLOCK: a FIFO squatting the name must not block the open. */
-        int fd = shm_open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK, 0);
-        if (fd >= 0)
+        int fd = excl ? -ENOENT : existing_fd(path, ro);
+        if (fd != -ENOENT || !create)
             return fd;
-        if (errno == EISDIR || errno == ENXIO || errno == ELOOP)
-            return -EPROTO;            /* something that is not a segment */
-        if (errno == EINVAL && !create)
-            return -EPROTO;
-        if (errno != ENOENT || !create)
-            return errno == EINVAL ? -EPROTO : -errno;
-        /* Unlinked between our two calls: go round. */
+        fd = create_fd(path, mode);
+        if (fd >= 0)
+            *created = 1;
+        if (fd != -EEXIST)
+            return fd;
+        if (excl)
+            return -EEXIST;
+        /* Made between our two calls: go round. */
     }
     return -EAGAIN;
+}
+
+/* The lock file into t->fd: the existing one, else a new one whose mode
+ * follows the segment's (the mode asked, when there is no segment yet; and
+ * without a segment a NOCREATE open ends here with -ENOENT). */
+static int open_lock_file(shmlease_table *t, uint32_t mode, int create)
+{
+    int rc = shmlease__lk_open(t, 0, 0);
+    if (rc != -ENOENT)
+        return rc;
+    char sfspath[PATH_LEN];
+    shmlease__shm_path(sfspath, sizeof sfspath, t->name);
+    struct stat sst;
+    mode_t smode = mode;
+    if (lstat(sfspath, &sst) == 0) {
+        if (S_ISREG(sst.st_mode))
+            smode = sst.st_mode & 0777;
+    } else if (errno == ENOENT && !create) {
+        return -ENOENT;
+    }
+    return shmlease__lk_open(t, shmlease__lk_mode(smode), 1);
+}
+
+/* Is there no segment under NAME? */
+static int segment_missing(const char *name)
+{
+    char sfspath[PATH_LEN];
+    shmlease__shm_path(sfspath, sizeof sfspath, name);
+    struct stat sst;
+    return lstat(sfspath, &sst) != 0 && errno == ENOENT;
 }
 
 /* Step 1 of a read-write open: the init lock, on the lock file that is
@@ -335,20 +404,8 @@ static int open_fd(const char *path, const shmlease_options *o, uint32_t mode, i
 static int lock_linked_lock_file(shmlease_table *t, uint32_t mode, int create, uint64_t deadline,
                                  struct stat *lk)
 {
-    char sfspath[PATH_LEN];
-    shmlease__shm_path(sfspath, sizeof sfspath, t->name);
     for (int round = 0; round < OPEN_ROUNDS; round++) {
-        /* The lock file's mode follows the segment's (the mode asked, when
-         * there is no segment yet). */
-        struct stat sst;
-        mode_t smode = mode;
-        if (lstat(sfspath, &sst) == 0) {
-            if (S_ISREG(sst.st_mode))
-                smode = sst.st_mode & 0777;
-        } else if (errno == ENOENT && !create) {
-            return -ENOENT;
-        }
-        int rc = shmlease__lk_open(t, shmlease__lk_mode(smode));
+        int rc = open_lock_file(t, mode, create);
         if (rc == 0)
             rc = shmlease__lk_init_lock_until(t->fd, deadline);
         if (rc)
@@ -360,10 +417,31 @@ static int lock_linked_lock_file(shmlease_table *t, uint32_t mode, int create, u
     return -EAGAIN;
 }
 
+/* Whose is the segment t->sfd, and may the lock file LK serve it? (MODE:
+ * the mode asked, CREATED: this call made the segment.) *SIZE: its size. */
+static int check_segment(shmlease_table *t, uint32_t mode, const struct stat *lk, int created, uint64_t *size)
+{
+    struct stat st;
+    if (fstat(t->sfd, &st) != 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return -EPROTO;                /* a FIFO, a directory...: not a table */
+    *size = (uint64_t)st.st_size;
+    t->ino = st.st_ino;
+    t->dev = st.st_dev;
+    t->lk_ino = lk->st_ino;
+    t->lk_dev = lk->st_dev;
+    /* A table of another user is not used unless the caller asked to share
+     * (docs/failure-modes.md F15): a squatter cannot capture our leases. */
+    if (!created && st.st_uid != t->euid && !(mode & 077))
+        return -EACCES;
+    return shmlease__lk_trusted(t->fd, lk, &st, t->euid);
+}
+
 /* Step 2, under the init lock: opens (or creates) the segment into t->sfd
- * and checks whose it is. *CREATED: this call made it. */
+ * and checks whose it is. *CREATED: this call made it; *SIZE: its size. */
 static int open_segment_locked(shmlease_table *t, const shmlease_options *o, uint32_t mode,
-                               const struct stat *lk, int *created)
+                               const struct stat *lk, int *created, uint64_t *size)
 {
     char spath[PATH_LEN];
     shmlease__shm_name(spath, sizeof spath, t->name);
@@ -373,33 +451,21 @@ static int open_segment_locked(shmlease_table *t, const shmlease_options *o, uin
         t->sfd = fd;
     shmlease__handles_unlock();
     if (fd < 0) {
-        if (fd == -ENOENT)
+        if (fd == -ENOENT && S_ISREG(lk->st_mode))
             shmlease__lk_unlink(t->name, lk);   /* no segment: a stale lock file */
         return fd;
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return -errno;
-    if (!S_ISREG(st.st_mode))
-        return -EPROTO;                /* a FIFO, a directory...: not a table */
-    t->ino = st.st_ino;
-    t->dev = st.st_dev;
-    t->lk_ino = lk->st_ino;
-    t->lk_dev = lk->st_dev;
-    /* A table of another user is not used unless the caller asked to share
-     * (docs/failure-modes.md F15): a squatter cannot capture our leases. */
-    if (!*created && st.st_uid != geteuid() && !(mode & 077))
-        return -EACCES;
-    return shmlease__lk_trusted(t->fd, lk, &st);
+    return check_segment(t, mode, lk, *created, size);
 }
 
-/* Step 3, under the init lock: reads the header; a segment that is not READY
- * and is our own half-built one (never a foreign file) is built again. */
+/* Step 3, under the init lock: reads the header (*SIZE: the size step 2
+ * read); a segment that is not READY and is our own half-built one (never a
+ * foreign file) is built again. */
 static int read_or_initialise(shmlease_table *t, const shmlease_options *o, uint32_t capacity, int created,
                               const struct stat *lk, struct shm_header *hh, uint64_t *size)
 {
     int fd = t->sfd;
-    int rc = read_header(fd, hh, size);
+    int rc = read_header(fd, hh, size, 0);
     if (rc || hh->init_state == SHM_INIT_READY)
         return rc;
     if (!half_built(fd, hh, *size))
@@ -407,7 +473,7 @@ static int read_or_initialise(shmlease_table *t, const shmlease_options *o, uint
     uint64_t now = o->clock_ms ? o->clock_ms(o->clock_ctx) : shmlease__mono_ms();
     rc = initialise(fd, capacity, now, created, lk);
     if (rc == 0)
-        return read_header(fd, hh, size);
+        return read_header(fd, hh, size, 1);
     if (rc == -ENOSPC && created) {
         char spath[PATH_LEN];
         shmlease__shm_name(spath, sizeof spath, t->name);
@@ -417,19 +483,60 @@ static int read_or_initialise(shmlease_table *t, const shmlease_options *o, uint
     return rc;
 }
 
+/*
+ * The common case without the init lock: an existing lock file and an
+ * existing segment whose header is READY, valid and names that lock file.
+ * Such a segment is never initialised again and its header never changes,
+ * so the lock would add nothing; a read-only open attaches the same way.
+ * Racing with shmlease_unlink, the open either attaches to the files the
+ * unlink then removes (as if it had returned first) or sees a mismatch or a
+ * missing file. 0, or 1: anything else (no lock file or segment, not READY
+ * yet, any check failing, even a header read torn by a concurrent
+ * initialiser): the descriptors are closed and the locked protocol decides,
+ * with its errors.
+ */
+static int attach_ready_unlocked(shmlease_table *t, uint32_t mode, struct shm_header *hh, uint64_t *size)
+{
+    char spath[PATH_LEN];
+    shmlease__shm_name(spath, sizeof spath, t->name);
+    struct stat lk;
+    int ok = shmlease__lk_open(t, 0, 0) == 0 && fstat(t->fd, &lk) == 0;
+    if (ok) {
+        shmlease__handles_lock();
+        int fd = existing_fd(spath, 0);
+        if (fd >= 0)
+            t->sfd = fd;
+        shmlease__handles_unlock();
+        ok = fd >= 0 && check_segment(t, mode, &lk, 0, size) == 0 && read_header(t->sfd, hh, size, 0) == 0 &&
+             hh->init_state == SHM_INIT_READY && shmlease__check_header(hh, *size) == 0 &&
+             hh->lock_ino == (uint64_t)lk.st_ino && hh->lock_dev == (uint64_t)lk.st_dev;
+    }
+    if (ok)
+        return 0;
+    shmlease__handle_close_fd(&t->sfd);
+    shmlease__handle_close_fd(&t->fd);
+    return 1;
+}
+
 /* The first-opener protocol of a read-write open (see the top of this file),
  * bounded: the init lock is polled until DEADLINE (monotonic ms). Opens the
- * segment into t->sfd and fills *HH and *SIZE with a READY header. */
+ * segment into t->sfd and fills *HH and *SIZE with a READY header. A READY
+ * table is attached without the lock (attach_ready_unlocked). */
 static int init_or_attach(shmlease_table *t, const shmlease_options *o, uint32_t mode, uint32_t capacity,
                           uint64_t deadline, struct shm_header *hh, uint64_t *size)
 {
+    if (!(o->flags & SHMLEASE_OPEN_EXCL) && attach_ready_unlocked(t, mode, hh, size) == 0)
+        return 0;
     struct stat lk;
-    int rc = lock_linked_lock_file(t, mode, !(o->flags & SHMLEASE_OPEN_NOCREATE), deadline, &lk);
+    int create = !(o->flags & SHMLEASE_OPEN_NOCREATE);
+    int rc = lock_linked_lock_file(t, mode, create, deadline, &lk);
+    if (rc && !create && segment_missing(t->name))
+        rc = -ENOENT;                  /* whatever squats the lock file's name */
     if (rc)
         return rc;
     SHMLEASE_FAULT("init.lock_file");
     int created = 0;
-    rc = open_segment_locked(t, o, mode, &lk, &created);
+    rc = open_segment_locked(t, o, mode, &lk, &created, size);
     if (rc == 0)
         rc = read_or_initialise(t, o, capacity, created, &lk, hh, size);
     shmlease__lk_init_unlock(t->fd);
@@ -437,11 +544,11 @@ static int init_or_attach(shmlease_table *t, const shmlease_options *o, uint32_t
 }
 
 /* A read-only open never locks and never creates: waits a little for READY,
- * else -EPROTO. */
+ * else -EPROTO. *SIZE: the size the caller read just before. */
 static int attach_readonly(int fd, struct shm_header *hh, uint64_t *size)
 {
     for (unsigned waited = 0;; waited += READONLY_POLL_MS) {
-        int rc = read_header(fd, hh, size);
+        int rc = read_header(fd, hh, size, waited > 0);
         if (rc)
             return rc;
         if (ld_acquire(&hh->init_state) == SHM_INIT_READY)
@@ -469,6 +576,7 @@ static int open_readonly(shmlease_table *t, const shmlease_options *o, struct sh
         return -errno;
     if (!S_ISREG(st.st_mode))
         return -EPROTO;
+    *size = (uint64_t)st.st_size;
     t->ino = st.st_ino;
     t->dev = st.st_dev;
     return attach_readonly(fd, hh, size);
@@ -486,7 +594,7 @@ int shmlease__segment_attach(shmlease_table *t, const shmlease_options *o, uint3
                              uint32_t capacity, uint64_t deadline)
 {
     struct shm_header hh;
-    uint64_t size;
+    uint64_t size = 0;
     int rc = t->readonly ? open_readonly(t, o, &hh, &size)
                          : init_or_attach(t, o, mode, capacity, deadline, &hh, &size);
     if (rc == 0)

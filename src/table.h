@@ -28,6 +28,8 @@ struct shmlease_table {
                                  mapped: the mapping is all we need) */
     int       opening;        /* shmlease_open() has not returned it yet */
     int       readonly;
+    int       placed;         /* 1 + the process's place it is mapped at
+                                 (handles.c), or 0 */
     uint8_t  *map;
     size_t    map_size;
     struct shm_header *hdr;
@@ -43,6 +45,8 @@ struct shmlease_table {
     void     *clock_ctx;
     int       fake_clock;     /* an injected clock: sleep in short slices */
     uint64_t  my_pidns;
+    uid_t     euid;           /* the opener's effective uid, read once at open
+                                 (owner checks, the registry slot's uid) */
 
     pthread_mutex_t lock;     /* in-process: serialises (re)registration */
     /* Our registration, one word so that threads read it whole (atomics):

@@ -1,8 +1,10 @@
 /* Tables: shmlease_open / shmlease_close / shmlease_unlink, names, options, modes. */
 #include "testutil.h"
+#include "internal.h"
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 static shmlease_info info_of(shmlease_table *t, const char *key, int *rc)
@@ -50,6 +52,41 @@ static void test_open_nocreate_missing_is_enoent(void **state)
     shmlease_table *c = tu_open(name, NULL);
     shmlease_table *n = tu_open(name, &o);
     TU_EQU(tu_stats(c).table_epoch, tu_stats(n).table_epoch);
+}
+
+/* NOCREATE and no segment is -ENOENT whatever is under the lock file's
+ * name: a stale lock file (removed on the way: nothing can name it), a
+ * directory or a FIFO (left alone). */
+static void test_open_nocreate_without_segment_is_enoent_whatever_the_lock_file(void **state)
+{
+    (void)state;
+    shmlease_options o = { 0 };
+    o.flags = SHMLEASE_OPEN_NOCREATE;
+    for (int kind = 0; kind < 3; kind++) {
+        const char *name = tu_name("nocreatelk");
+        char lk[256];
+        snprintf(lk, sizeof lk, "/dev/shm/shmlease-lk.%s", name);
+        if (kind == 0) {
+            int fd = open(lk, O_RDWR | O_CREAT | O_EXCL, 0600);
+            assert_true(fd >= 0);
+            close(fd);
+        } else if (kind == 1) {
+            assert_int_equal(mkdir(lk, 0700), 0);
+        } else {
+            assert_int_equal(mkfifo(lk, 0600), 0);
+        }
+        shmlease_table *t = NULL;
+        TU_RC(shmlease_open(name, &o, &t), -ENOENT);
+        assert_null(t);
+        assert_false(tu_shm_exists(name));
+        struct stat st;
+        int present = lstat(lk, &st) == 0;
+        assert_int_equal(present, kind != 0);
+        if (kind == 1)
+            rmdir(lk);
+        else
+            unlink(lk);
+    }
 }
 
 static void test_open_excl_existing_is_eexist(void **state)
@@ -490,6 +527,46 @@ static void test_open_close_many_times_leaks_nothing(void **state)
 
 /* SHMLEASE_HANDLES_MAX handles attached at once; one more is -EUSERS (from the
  * open that registers it, or from its first lease call); closing one makes room. */
+/* A segment is mapped at one of the process's few places (handles.c) when
+ * one is free, else anywhere: more handles than places all work, each its
+ * own mapping; and a place taken by a mapping that is not the library's is
+ * never replaced. */
+static void test_segment_places_are_used_but_never_taken_over(void **state)
+{
+    (void)state;
+    const char *name = tu_name("place");
+    enum { N = 9 };
+    shmlease_table *t[N];
+    shmlease_lease l[N];
+    for (int i = 0; i < N; i++) {
+        t[i] = tu_open(name, NULL);
+        for (int j = 0; j < i; j++)
+            assert_true(t[i]->map + t[i]->map_size <= t[j]->map || t[j]->map + t[j]->map_size <= t[i]->map);
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        TU_RC(tu_acquire(t[i], key, 10000, 0, &l[i]), 0);
+    }
+    uint8_t *placed = NULL;
+    for (int i = 0; i < N; i++) {
+        if (t[i]->placed && !placed)
+            placed = t[i]->map;
+        tu_close(t[i]);
+    }
+    if (!placed)
+        skip();                        /* no place on this system (MAP_FIXED_NOREPLACE) */
+    /* someone else maps there meanwhile: the next open goes elsewhere */
+    uint8_t *mine = mmap(placed, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    assert_true(mine == placed);
+    memset(mine, 0x5a, 4096);
+    shmlease_table *a = tu_open(name, NULL);
+    assert_true(a->map + a->map_size <= mine || mine + 4096 <= a->map);
+    TU_RC(tu_acquire(a, "k0", 10000, 0, &l[0]), 0);
+    for (int i = 0; i < 4096; i++)
+        assert_int_equal(mine[i], 0x5a);
+    tu_close(a);
+    munmap(mine, 4096);
+}
+
 static void test_handles_beyond_the_maximum_are_eusers(void **state)
 {
     (void)state;
@@ -580,6 +657,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         TU_TEST(test_open_creates_missing_table_then_attaches),
         TU_TEST(test_open_nocreate_missing_is_enoent),
+        TU_TEST(test_open_nocreate_without_segment_is_enoent_whatever_the_lock_file),
         TU_TEST(test_open_excl_existing_is_eexist),
         TU_TEST(test_open_excl_with_nocreate_is_einval),
         TU_TEST(test_readonly_handle_lease_calls_are_eperm),
@@ -593,6 +671,7 @@ int main(int argc, char **argv)
         TU_TEST(test_close_frees_every_claim_and_only_its_own),
         TU_TEST(test_two_handles_in_one_process_are_distinct_owners),
         TU_TEST(test_open_close_many_times_leaks_nothing),
+        TU_TEST(test_segment_places_are_used_but_never_taken_over),
         TU_TEST(test_handles_beyond_the_maximum_are_eusers),
         TU_TEST(test_open_without_permission_is_eacces),
     };

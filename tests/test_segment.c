@@ -666,6 +666,68 @@ static void test_open_during_creators_init_attaches_to_the_same_table(void **sta
     }
 }
 
+/* A read-write open of a READY table needs no init lock (first-opener.md
+ * section 3.1): it attaches at once while another process holds that lock
+ * (an unlink or an initialiser stopped in it), and it is the same table.
+ * A segment that is not READY still waits for the lock: -ETIMEDOUT, and
+ * the file is left as it was. */
+static void test_open_of_ready_table_does_not_wait_for_the_init_lock(void **state)
+{
+    (void)state;
+    const char *name = tu_name("nolock");
+    shmlease_table *a = tu_open(name, NULL);
+    char lk[512];
+    snprintf(lk, sizeof lk, "/dev/shm/shmlease-lk.%s", name);
+    tu_chan c;
+    tu_chan_init(&c);
+    pid_t p = tu_fork();
+    if (p == 0) {                      /* holds the init lock until told */
+        tu_chan_child(&c);
+        int fd = open(lk, O_RDWR | O_CLOEXEC);
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = SHM_LK_INIT_BYTE, .l_len = 1};
+        TU_CK(fd >= 0 && fcntl(fd, F_OFD_SETLK, &fl) == 0);
+        tu_up(&c, 1);
+        tu_down_recv(&c);
+        _exit(0);
+    }
+    tu_chan_parent(&c, p);
+    TU_EQ(tu_up_recv(&c, 10000), 1);
+    shmlease_options o = {.open_timeout_ms = 300};
+    shmlease_table *b = NULL;
+    uint64_t t0 = tu_mono_ns();
+    TU_RC(shmlease_open(name, &o, &b), 0);
+    assert_true(tu_mono_ns() - t0 < 250000000ull);
+    TU_EQU(tu_stats(a).table_epoch, tu_stats(b).table_epoch);
+    shmlease_lease l;
+    TU_RC(tu_acquire(b, "k", 10000, 0, &l), 0);
+    TU_RC(tu_acquire(a, "k", 10000, 0, &l), -EBUSY);
+    tu_close(b);
+
+    /* the same, not READY: the opener must wait for the lock */
+    char sp[512];
+    tu_shm_path(sp, sizeof sp, name);
+    size_t len;
+    unsigned char *bytes = tu_read_file(sp, &len);
+    assert_non_null(bytes);
+    uint32_t zero = 0;
+    memcpy(bytes + HOFF(init_state), &zero, sizeof zero);
+    const char *other = tu_name("nolock2");
+    char osp[512], olk[512];
+    tu_shm_path(osp, sizeof osp, other);
+    snprintf(olk, sizeof olk, "/dev/shm/shmlease-lk.%s", other);
+    TU_RC(tu_write_file(osp, bytes, len, 0600), 0);
+    assert_int_equal(link(lk, olk), 0);  /* the lock file the copy names, still locked */
+    TU_RC(shmlease_open(other, &o, &b), -ETIMEDOUT);
+    size_t len2;
+    unsigned char *after = tu_read_file(osp, &len2);
+    assert_true(after && len2 == len && memcmp(after, bytes, len) == 0);
+    free(after);
+    free(bytes);
+    tu_down(&c, 0);
+    tu_expect_exit0(p);
+    tu_close(a);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -685,6 +747,7 @@ int main(int argc, char **argv)
         TU_TEST(test_creator_killed_after_fallocate_next_opener_recovers),
         TU_TEST(test_creator_killed_after_mutexes_next_opener_recovers),
         TU_TEST(test_open_during_creators_init_attaches_to_the_same_table),
+        TU_TEST(test_open_of_ready_table_does_not_wait_for_the_init_lock),
     };
     return TU_RUN(tests);
 }
