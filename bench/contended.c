@@ -72,7 +72,7 @@ static shmlease_table *g_stats_handle;   /* the parent's view of the bench table
 static char g_stats_note[256];
 
 /* How the workers of one round ended. */
-struct reaped { int hung, bad, badsig; };
+struct reaped { int hung, bad, badsig, badcode; };
 
 /* Starts np workers and waits until they are ready: NULL, or what failed.
  * kids[i] <= 0 for a worker not started. */
@@ -103,6 +103,8 @@ static void reap_workers(int np, const pid_t *kids, struct reaped *rp)
             rp->bad++;
             if (WIFSIGNALED(st))
                 rp->badsig = WTERMSIG(st);
+            else if (WIFEXITED(st))
+                rp->badcode = WEXITSTATUS(st);
         }
     }
 }
@@ -130,7 +132,9 @@ static const char *round_error(int np, const struct reaped *rp, char *ebuf, size
         if (rp->badsig)
             snprintf(ebuf, n, "%d workers failed (signal %d)", rp->bad, rp->badsig);
         else
-            snprintf(ebuf, n, "%d workers failed (%s)", rp->bad, e ? peer_errname(e) : "?");
+            snprintf(ebuf, n, "%d workers failed (%s, exit %d: 1 lock error, 2 no start signal "
+                     "within 60 s, 99 orphaned)", rp->bad, e ? peer_errname(e) : "no lock error",
+                     rp->badcode);
         return ebuf;
     }
     return NULL;
