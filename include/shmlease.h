@@ -204,8 +204,10 @@ typedef struct shmlease_lease {      /* a plain value owned by the caller */
  * waited. S is 1 ms with an injected clock; otherwise the new deadline is
  * read from the cheaper coarse monotonic clock and S is two of its ticks
  * (2 x clock_getres(CLOCK_MONOTONIC_COARSE) rounded up to ms: 8 ms at the
- * common 250 Hz). expires_at_ms is the true deadline. A TTL beyond the
- * table's 34-year horizon is clamped to it.
+ * common 250 Hz). S is never more than ttl_ms - 1: a lease is never over
+ * when it is returned (and a TTL of up to four times S takes its deadline
+ * from the precise clock). expires_at_ms is the true deadline. A TTL beyond
+ * the table's 34-year horizon is clamped to it.
  * A key whose holder's process has died is free to a waiting acquire at
  * once, and to a try (wait_ms == 0) within 1 ms of the death: tries share
  * the kernel's "alive" answer about a holder for up to 1 ms.

@@ -32,6 +32,21 @@
                                   clock's lag, if larger: clock.h) less than its ttl,
                                   as of its last clock read */
 
+#define SHORT_TTL_LAGS  4u     /* a TTL up to this many cheap-clock lags gets its
+                                  deadline from the precise clock */
+
+/* How much shorter than TTL_MS, from the acquire's last clock read, the
+ * lease it returns may be: the cheap clock's lag (at least FRESH_SLACK_MS),
+ * but never so much that the lease is already over when returned: at most
+ * TTL_MS - 1, so that the deadline is after that read. */
+static inline uint64_t fresh_slack(const shmlease_table *t, uint64_t ttl_ms)
+{
+    uint64_t s = shmlease__cheap_lag_ms(t);
+    if (s < FRESH_SLACK_MS)
+        s = FRESH_SLACK_MS;
+    return s < ttl_ms ? s : ttl_ms - 1;
+}
+
 /* Draws the next fencing token. At least acq_rel for the claim argument;
  * seq_cst places the draw in one total order with the state CASes, in which
  * "greater than every token returned before this acquire was called" reads
@@ -271,8 +286,9 @@ static int claim_entry(struct acquire *a, struct target *tg)
          * asked; finish_claim bounds how much earlier). A wait sleeps and
          * times out on the precise one. */
         uint64_t now = shmlease__cheap_rel(t);
-        if (sw_kind(s.w) != SW_FREE && a->o->wait_ms != 0)
-            now = shmlease__now_rel(t);
+        if ((sw_kind(s.w) != SW_FREE && a->o->wait_ms != 0) ||
+            a->o->ttl_ms <= SHORT_TTL_LAGS * (uint64_t)shmlease__cheap_lag_ms(t))
+            now = shmlease__now_rel(t);   /* a wait, or a TTL the cheap clock's lag would eat */
         int why = takeable(a, s.w, now);
         if (why) {
             /* The deadline of a new claim comes from a clock read just before
@@ -328,8 +344,7 @@ static int finish_claim(struct acquire *a, const struct target *tg, shmlease_lea
      * meanwhile and we start over. This precise read is the acquire's last. */
     struct lstate s = tg->s;
     uint64_t fresh = sw_deadline_after(shmlease__now_rel(t), a->o->ttl_ms);
-    unsigned slack = shmlease__cheap_lag_ms(t);   /* 0 on an injected clock */
-    if (fresh > sw_deadline(s.w) + (slack > FRESH_SLACK_MS ? slack : FRESH_SLACK_MS)) {
+    if (fresh > sw_deadline(s.w) + fresh_slack(t, a->o->ttl_ms)) {
         struct lstate n = {sw_held(a->me, fresh), s.c};
         if (!ls_cas(e, s, n)) {
             stats_inc(t, cold.other_tokens);

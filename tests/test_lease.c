@@ -113,6 +113,25 @@ static void test_deadline_is_now_plus_ttl_on_the_default_clock(void **state)
         if (i % 20 == 0)
             tu_sleep_ms(1);
     }
+    /* Short TTLs: S is at most ttl - 1, so the lease is never over when
+     * returned, and never shorter than ttl - S. */
+    int over = 0;
+    for (uint64_t ttl = 1; ttl <= 16; ttl++) {
+        for (int i = 0; i < 30; i++) {
+            shmlease_lease l;
+            uint64_t before = shmlease_now_ms(t);
+            TU_RC(tu_acquire(t, "short", ttl, 0, &l), 0);
+            uint64_t s = allow < ttl ? allow : ttl - 1;
+            if (l.expires_at_ms < before + 1 || l.expires_at_ms + s < before + ttl)
+                over++;
+            if (l.expires_at_ms > shmlease_now_ms(t) + ttl)
+                long_acq++;
+            shmlease_release(t, &l);   /* -ESTALE once the short lease ran out */
+        }
+    }
+    if (over)
+        fail_msg("%d acquires with ttl 1..16 ms returned a lease over at return or shorter than "
+                 "ttl - min(S, ttl - 1)", over);
     if (short_acq || short_renew || long_acq)
         fail_msg("deadline earlier than shmlease_now_ms() before the call + ttl (less %llu ms for "
                  "an acquire): %d of 200 acquires, %d of 200 renews, by up to %llu ms; later than "
