@@ -594,6 +594,7 @@ int shmlease__segment_attach(shmlease_table *t, const shmlease_options *o, uint3
                              uint32_t capacity, uint64_t deadline)
 {
     struct shm_header hh;
+    memset(&hh, 0, sizeof hh);         /* every path fills it; says so to the analyzer too */
     uint64_t size = 0;
     int rc = t->readonly ? open_readonly(t, o, &hh, &size)
                          : init_or_attach(t, o, mode, capacity, deadline, &hh, &size);
