@@ -94,10 +94,7 @@ void shmlease__lk_unlink(const char *name, const struct stat *lk)
     }
 }
 
-/* Creates the lock file PATH with exactly MODE (O_EXCL, then fchmod: the
- * umask masked shm_open's mode). The descriptor, -EEXIST, or another
- * negative code. */
-static int lk_create(const char *path, mode_t mode)
+int shmlease__shm_create(const char *path, mode_t mode)
 {
     int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0)
@@ -127,7 +124,7 @@ int shmlease__lk_open(shmlease_table *t, mode_t mode, int create)
         if (fd < 0)
             fd = (errno == EISDIR || errno == ENXIO || errno == ELOOP) ? -EPROTO : -errno;
         if (fd == -ENOENT && create)
-            fd = lk_create(path, mode);
+            fd = shmlease__shm_create(path, mode);
         if (fd != -EEXIST)             /* EEXIST: made meanwhile, go round */
             break;
         fd = -EAGAIN;

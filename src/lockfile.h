@@ -51,4 +51,9 @@ void shmlease__lk_open_readonly(shmlease_table *t);
 /* A handle whose descriptor was lost in a fork child: 0 or -EBADF. */
 int  shmlease__reopen_fd(shmlease_table *t);
 
+/* Creates the shm object PATH (the lock file or the segment) with exactly
+ * MODE (O_EXCL, then fchmod: the umask masked shm_open's mode). The
+ * descriptor, -EEXIST, or another negative code. */
+int shmlease__shm_create(const char *path, mode_t mode);
+
 #endif

@@ -312,23 +312,6 @@ static int map_table(shmlease_table *t, const struct shm_header *hh)
     return 0;
 }
 
-/* Creates the segment PATH with exactly MODE (O_EXCL, then fchmod: the
- * umask masked shm_open's mode). The descriptor, -EEXIST, or another
- * negative code. */
-static int create_fd(const char *path, uint32_t mode)
-{
-    int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0)
-        return -errno;
-    if (fchmod(fd, mode) != 0) {
-        int e = -errno;
-        close(fd);
-        shm_unlink(path);
-        return e;
-    }
-    return fd;
-}
-
 /* Opens the existing segment PATH: the descriptor or a negative code
  * (-EPROTO for a name that is not a segment). O_NONBLOCK: a FIFO squatting
  * the name must not block the open. */
@@ -355,7 +338,7 @@ static int open_fd(const char *path, const shmlease_options *o, uint32_t mode, i
         int fd = excl ? -ENOENT : existing_fd(path, ro);
         if (fd != -ENOENT || !create)
             return fd;
-        fd = create_fd(path, mode);
+        fd = shmlease__shm_create(path, (mode_t)mode);
         if (fd >= 0)
             *created = 1;
         if (fd != -EEXIST)
