@@ -141,14 +141,6 @@ int shmlease__alive(const shmlease_table *t, uint32_t idx)
  * A process that may write the segment could forge a verdict; it could as
  * well write the state word itself (tests/reliability/THREATS.md).
  */
-#define VERDICT_GEN_SHIFT 48
-#define VERDICT_STAMP_MASK ((UINT64_C(1) << VERDICT_GEN_SHIFT) - 1)
-
-static inline uint64_t verdict_make(uint64_t gen, uint64_t stamp)
-{
-    return (gen << VERDICT_GEN_SHIFT) | (stamp & VERDICT_STAMP_MASK);
-}
-
 /* Is verdict V about generation GEN, and younger than WINDOW at hint time NOW? */
 static inline int verdict_fresh(uint64_t v, uint64_t gen, uint64_t now, uint64_t window)
 {
@@ -171,6 +163,6 @@ int shmlease__alive_try(const shmlease_table *t, uint32_t idx)
     int alive = shmlease__alive(t, idx);
     /* Shared only if the slot was not registered again while we asked. */
     if (alive == 1 && per_ms && !t->readonly && ld_acquire(&r->gen) == gen)
-        st_relaxed(&r->alive_seen, verdict_make(gen, now));
+        st_relaxed(&r->alive_seen, shmlease__verdict_make(gen, now));
     return alive;
 }

@@ -20,6 +20,15 @@ int  shmlease__alive(const shmlease_table *t, uint32_t idx);
 #define VERDICT_MS 1u
 int  shmlease__alive_try(const shmlease_table *t, uint32_t idx);
 
+/* A verdict word (format.h, alive_seen): generation GEN's low 16 bits on
+ * top, hint-clock STAMP's low 48 bits below. */
+#define VERDICT_GEN_SHIFT 48
+#define VERDICT_STAMP_MASK ((UINT64_C(1) << VERDICT_GEN_SHIFT) - 1)
+static inline uint64_t shmlease__verdict_make(uint64_t gen, uint64_t stamp)
+{
+    return (gen << VERDICT_GEN_SHIFT) | (stamp & VERDICT_STAMP_MASK);
+}
+
 /* Liveness as a handle without the lock file sees it (a read-only handle of
  * a user who may not open it): the WRITE OFD locks on the lock file listed in
  * /proc/locks, read once per view. */

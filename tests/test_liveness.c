@@ -99,10 +99,10 @@ static void test_try_on_a_live_holder_shares_the_kernels_answer(void **state)
     uint64_t before = shmlease__hint_now();
     TU_RC(tu_acquire(t, "a", 60000, 0, &l), -EBUSY);
     uint64_t v = __atomic_load_n(&r->alive_seen, __ATOMIC_RELAXED);
-    TU_EQU(v >> 48, __atomic_load_n(&r->gen, __ATOMIC_RELAXED) & 0xffff);
+    TU_EQU(v >> VERDICT_GEN_SHIFT, __atomic_load_n(&r->gen, __ATOMIC_RELAXED) & 0xffff);
     /* stamped with the hint clock during the try (48 bits of it): not
      * before it began, and not after now */
-    uint64_t mask = (UINT64_C(1) << 48) - 1, after = shmlease__hint_now();
+    uint64_t mask = VERDICT_STAMP_MASK, after = shmlease__hint_now();
     assert_true(((v - before) & mask) <= ((after - before) & mask));
     tu_kill(h);
 }
@@ -136,7 +136,7 @@ static void test_try_believes_a_fresh_verdict_about_the_holder(void **state)
     int busy = 0;
     for (int k = 0; k < N; k++) {
         shmlease_lease l;
-        uint64_t forged = ((gen & 0xffff) << 48) | (shmlease__hint_now() & ((UINT64_C(1) << 48) - 1));
+        uint64_t forged = shmlease__verdict_make(gen, shmlease__hint_now());
         __atomic_store_n(&r->alive_seen, forged, __ATOMIC_RELAXED);
         int rc = tu_acquire(t, keys[k], 60000, 0, &l);
         if (rc == -EBUSY)
@@ -174,12 +174,12 @@ static void test_verdict_of_another_registration_or_for_a_waiter_is_not_believed
     }
     tu_untrack(h);
     shmlease_lease l;
-    uint64_t other = (((gen - 1) & 0xffff) << 48) | (shmlease__hint_now() & ((UINT64_C(1) << 48) - 1));
+    uint64_t other = shmlease__verdict_make(gen - 1, shmlease__hint_now());
     __atomic_store_n(&r->alive_seen, other, __ATOMIC_RELAXED);
     TU_RC(tu_acquire(t, "a", 60000, 0, &l), 0);
     TU_GT(l.fencing_token, tok[1]);
     /* A waiting acquire asks the kernel however fresh the verdict. */
-    uint64_t fresh = ((gen & 0xffff) << 48) | (shmlease__hint_now() & ((UINT64_C(1) << 48) - 1));
+    uint64_t fresh = shmlease__verdict_make(gen, shmlease__hint_now());
     __atomic_store_n(&r->alive_seen, fresh, __ATOMIC_RELAXED);
     TU_RC(tu_acquire(t, "b", 60000, 10000, &l), 0);
     TU_GT(l.fencing_token, tok[1]);
