@@ -31,6 +31,7 @@
 #define st_release(p, v)     __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define fence_acquire()      __atomic_thread_fence(__ATOMIC_ACQUIRE)
 #define fence_release()      __atomic_thread_fence(__ATOMIC_RELEASE)
+#define fence_seqcst()       __atomic_thread_fence(__ATOMIC_SEQ_CST)
 /* Read-modify-writes: the new value (add_*) or a strong compare-and-swap
  * that stores the current value in *(expp) when it fails (cas_*). */
 #define add_relaxed(p, v)    __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)

@@ -6,7 +6,8 @@
  * counting themselves in `waitgen`; a releaser bumps `wake` and calls
  * FUTEX_WAKE only when the count is non-zero, so an uncontended release makes
  * no syscall, and a release wakes ONE sleeper (the others would only find the
- * key taken again). The count is raised before the waiter re-reads the state
+ * key taken again), and none while a sleeper woken earlier has not yet looked
+ * at the state (the "waking" bit of the waiter word). The count is raised before the waiter re-reads the state
  * word and read by the releaser after its CAS (both sequentially consistent:
  * a store-load pair, docs/memory-ordering.md MO-9): one of them sees the
  * other, so no wake-up is lost. Expiry needs no waker: waiters sleep until
@@ -33,25 +34,30 @@
 #define IDLE_MS        50u     /* longest sleep of a waiter */
 #define FAKE_CLOCK_MS   2u     /* longest sleep with an injected clock */
 
-/* Counts a sleeper in; returns the key generation counted in. seq_cst: the
- * store half of the waiter's store-load pair (count, then the state) against
- * a releaser's (state CAS, then the count): docs/memory-ordering.md MO-9. */
+/* Counts a sleeper in and clears "waking" (word.h; clearing it only ever
+ * makes a releaser wake someone, never not); returns the key generation
+ * counted in. seq_cst: the store half of the waiter's store-load pair
+ * (count, then the state) against a releaser's (state CAS, then the count):
+ * docs/memory-ordering.md MO-9. */
 static uint32_t waiter_enter(struct shm_entry *e)
 {
     uint64_t v = ld_relaxed(&e->waitgen);
-    while (!cas_seqcst(&e->waitgen, &v, v + 1))
+    while (!cas_seqcst(&e->waitgen, &v, (v & ~WG_WAKING) + 1))
         ;
     return wg_gen(v);
 }
 
-/* Counts a sleeper out (relaxed: a count left high for a moment only costs a
- * waker an empty FUTEX_WAKE; MO-10). Nothing if the key changed meanwhile. */
+/* Counts a sleeper out and clears "waking": a releaser that skipped its
+ * FUTEX_WAKE because it saw "waking" relies on whoever clears it to look at
+ * the state afterwards (our caller does, after the fence: MO-9a). The count
+ * is left alone if the key changed meanwhile (its word was reset). */
 static void waiter_leave(struct shm_entry *e, uint32_t gen)
 {
     uint64_t v = ld_relaxed(&e->waitgen);
     while (wg_gen(v) == gen && wg_count(v) != 0 &&
-           !cas_relaxed(&e->waitgen, &v, v - 1))
+           !cas_relaxed(&e->waitgen, &v, (v & ~WG_WAKING) - 1))
         ;
+    fence_seqcst();   /* orders the clear before the caller's next look at the state */
 }
 
 /* Verifies that the registration a watch is for still lives (watcher.h). */
@@ -161,9 +167,28 @@ void shmlease__wake(struct shm_entry *e, int all)
  * count is read AFTER the caller's CAS (a waiter raises it BEFORE it looks
  * at the state; both sequentially consistent, a store-load pair on each
  * side), so either the waiter sees the new state or we see the waiter: no
- * wake-up is lost (docs/memory-ordering.md MO-9). */
+ * wake-up is lost (docs/memory-ordering.md MO-9).
+ *
+ * Waking one: if a sleeper woken earlier has not yet counted itself out
+ * ("waking" still set), it will look at the state after our CAS, so we
+ * skip the system call; otherwise we set "waking" and wake one. Under
+ * contention a holder that releases and takes the key again many times
+ * while the woken waiter is on its way makes one FUTEX_WAKE, not one per
+ * release (MO-9a). Every load and CAS here is seq_cst: a "waking" we act on
+ * must precede, in the total order, the clear that the woken waiter makes. */
 void shmlease__wake_waiters(struct shm_entry *e, int all)
 {
-    if (wg_count(ld_seqcst(&e->waitgen)) != 0)
-        shmlease__wake(e, all);
+    uint64_t v = ld_seqcst(&e->waitgen);
+    if (all) {
+        if (wg_count(v) != 0)
+            shmlease__wake(e, 1);
+        return;
+    }
+    while (wg_count(v) != 0 && !wg_waking(v)) {
+        if (cas_seqcst(&e->waitgen, &v, v | WG_WAKING)) {
+            shmlease__wake(e, 0);
+            return;
+        }
+        v = ld_seqcst(&e->waitgen);
+    }
 }

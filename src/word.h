@@ -69,11 +69,17 @@ static inline uint32_t bw_entry(uint64_t b) { return (uint32_t)b - 1; }
 /*
  * The waiter word of an entry (64 bits):
  *   63..32  key generation: bumped when the entry is given a new key
- *   31..0   threads sleeping on the entry (counted by waiters themselves)
+ *   31      waking: a releaser woke one sleeper, and no waiter has counted
+ *           itself in or out since; releasers then skip their FUTEX_WAKE
+ *           (docs/memory-ordering.md MO-9a)
+ *   30..0   threads sleeping on the entry (counted by waiters themselves)
  */
-#define WG_GEN_SHIFT 32
-static inline uint32_t wg_count(uint64_t wg) { return (uint32_t)wg; }
-static inline uint32_t wg_gen(uint64_t wg) { return (uint32_t)(wg >> WG_GEN_SHIFT); }
+#define WG_GEN_SHIFT  32
+#define WG_WAKING     (UINT64_C(1) << 31)
+#define WG_COUNT_MASK UINT32_C(0x7fffffff)
+static inline uint32_t wg_count(uint64_t wg)  { return (uint32_t)wg & WG_COUNT_MASK; }
+static inline int      wg_waking(uint64_t wg) { return (wg & WG_WAKING) != 0; }
+static inline uint32_t wg_gen(uint64_t wg)    { return (uint32_t)(wg >> WG_GEN_SHIFT); }
 /* No waiters, and the generation after WG's. */
 static inline uint64_t wg_next_gen(uint64_t wg) { return (uint64_t)(wg_gen(wg) + 1u) << WG_GEN_SHIFT; }
 

@@ -1,6 +1,7 @@
 /* Waiting: waiters sleep, and wake promptly on release, expiry, grace end;
  * timeouts are honoured. Real monotonic clock; bounds are wide. */
 #include "testutil.h"
+#include "internal.h"
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -582,6 +583,60 @@ static void test_waiter_sleeps_through_a_grace_whose_releaser_died(void **state)
                  "preempted %ld times: spinning?", used, preempted);
 }
 
+/* ---- one wake-up in flight per key (the "waking" bit) ------------------- */
+
+/* The waiter word of KEY's entry in T. */
+static uint64_t waiter_word(shmlease_table *t, const char *key)
+{
+    struct keybuf kb;
+    TU_RC(shmlease__key_prepare(t, key, &kb), 0);
+    uint32_t seq;
+    long ei = shmlease__lookup(t, &kb, &seq);
+    assert_true(ei >= 0);
+    return __atomic_load_n(&t->entries[ei].waitgen, __ATOMIC_SEQ_CST);
+}
+
+/* A release that finds a sleeper counted sets "waking" and wakes one; while
+ * it is set, releases skip FUTEX_WAKE. A sleeper killed while counted cannot
+ * clear it: the next waiter that counts itself in does, so its own hand-off
+ * is woken by the release (not found by a 50 ms timeout), and it gets the
+ * key. */
+static void test_a_killed_sleeper_leaves_no_wake_up_in_flight(void **state)
+{
+    (void)state;
+    const char *name = tu_name("waking");
+    shmlease_table *t = tu_open(name, NULL);
+    shmlease_lease l;
+    TU_RC(tu_acquire(t, "k", 60000, 0, &l), 0);
+    tu_chan ca, cb;
+    pid_t a = spawn_waiter(&ca, name, "k", SHMLEASE_WAIT_FOREVER, 0);
+    assert_true(TU_WAIT_FOR(waiters_of(t, "k") == 1, 5000));
+    assert_true(TU_WAIT_FOR(wg_count(waiter_word(t, "k")) == 1, 5000));
+    tu_kill(a);                           /* counted, asleep, gone */
+    uint64_t w = waiter_word(t, "k");
+    TU_EQ(wg_count(w), 1);                /* a dead sleeper's count stays */
+    assert_false(wg_waking(w));
+    TU_RC(shmlease_release(t, &l), 0);    /* wakes nobody: "waking" stays set */
+    assert_true(wg_waking(waiter_word(t, "k")));
+    TU_RC(tu_acquire(t, "k", 60000, 0, &l), 0);
+    TU_RC(shmlease_release(t, &l), 0);    /* skipped: still set */
+    assert_true(wg_waking(waiter_word(t, "k")));
+    TU_RC(tu_acquire(t, "k", 60000, 0, &l), 0);
+    pid_t b = spawn_waiter(&cb, name, "k", SHMLEASE_WAIT_FOREVER, 0);
+    assert_true(TU_WAIT_FOR(waiters_of(t, "k") == 1, 5000));
+    w = waiter_word(t, "k");
+    TU_EQ(wg_count(w), 2);
+    assert_false(wg_waking(w));           /* B's count-in cleared it */
+    TU_RC(shmlease_release(t, &l), 0);
+    TU_RC(tu_up_recv(&cb, 10000), 0);     /* B got the key */
+    tu_up_recv(&cb, 1000);
+    TU_GT((uint64_t)tu_up_recv(&cb, 1000), l.fencing_token);
+    tu_expect_exit0(b);
+    w = waiter_word(t, "k");
+    TU_EQ(wg_count(w), 1);                /* only the dead one's count is left, */
+    assert_true(wg_waking(w));            /* which B's own release found */
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -601,6 +656,7 @@ int main(int argc, char **argv)
         TU_TEST(test_more_holders_than_the_watcher_keeps),
         TU_TEST(test_stopped_holder_is_waited_for_not_taken),
         TU_TEST(test_waiter_sleeps_through_a_grace_whose_releaser_died),
+        TU_TEST(test_a_killed_sleeper_leaves_no_wake_up_in_flight),
     };
     return TU_RUN(tests);
 }
