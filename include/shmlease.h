@@ -76,7 +76,7 @@ extern "C" {
  * SHMLEASE_VERSION_NUMBER with shmlease_version_number() at run time.
  */
 #define SHMLEASE_VERSION_MAJOR 1
-#define SHMLEASE_VERSION_MINOR 1
+#define SHMLEASE_VERSION_MINOR 2
 #define SHMLEASE_VERSION_PATCH 0
 
 /* (major << 16) | (minor << 8) | patch; usable in #if. Minor and patch < 256. */
@@ -231,10 +231,30 @@ SHMLEASE_API int shmlease_release(shmlease_table *t, shmlease_lease *l);
  * -EINVAL, -EPERM. */
 SHMLEASE_API int shmlease_release_after(shmlease_table *t, shmlease_lease *l,
                                        uint64_t grace_ms);
-/* Acquires, calls fn, releases; fn's result, or the acquire error (fn not called). */
+/* Acquires, calls fn, releases; fn's result, or the acquire error (fn not
+ * called). fn cannot renew, a lease lost while fn ran goes unreported, and
+ * fn's result shares its range with the error codes: prefer
+ * shmlease_with_lease. */
 SHMLEASE_API int shmlease_with(shmlease_table *t, const char *key,
                                const shmlease_acquire_opts *o,
                                int (*fn)(const shmlease_lease *l, void *arg), void *arg);
+/*
+ * Acquires KEY, calls fn(t, &lease, arg), then releases the lease, unless fn
+ * ended it itself (release or release_after: fn may keep the key for a grace
+ * period, or renew as long work goes on). Returns:
+ *   0        fn ran, and the lease was held from the acquire until its end
+ *            (our release, or fn's own, returned 0);
+ *   -ESTALE  fn ran, but the lease was lost before it ended (expired,
+ *            broken, or found lost by fn's renew): what fn did may have
+ *            overlapped another holder's work;
+ *   the acquire's error (-EBUSY, -ETIMEDOUT, -EINVAL, ...): fn did not run.
+ * *fn_result (if fn_result is not NULL) receives fn's return value whenever fn
+ * ran, and is not written otherwise.
+ */
+SHMLEASE_API int shmlease_with_lease(shmlease_table *t, const char *key,
+                                     const shmlease_acquire_opts *o,
+                                     int (*fn)(shmlease_table *t, shmlease_lease *l, void *arg),
+                                     void *arg, int *fn_result);
 /* 0 while l is still the current, unexpired claim of its key; else -ESTALE.
  * Cheap (no syscall unless the clock needs one): call it before acting. */
 SHMLEASE_API int shmlease_check(shmlease_table *t, const shmlease_lease *l);

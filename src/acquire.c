@@ -416,3 +416,24 @@ SHM_API int shmlease_with(shmlease_table *t, const char *key, const shmlease_acq
     return r;
 }
 
+SHM_API int shmlease_with_lease(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
+                                int (*fn)(shmlease_table *t, shmlease_lease *l, void *arg),
+                                void *arg, int *fn_result)
+{
+    if (!fn)
+        return -EINVAL;
+    shmlease_lease l;
+    int rc = shmlease_acquire(t, key, o, &l);
+    if (rc)
+        return rc;
+    int r = fn(t, &l, arg);
+    if (fn_result)
+        *fn_result = r;
+    /* fn may have ended the lease itself (release, release_after): then its
+     * end decides; otherwise ours does. Either way 0 means the lease was ours
+     * from the acquire to the end. */
+    if (sw_owner(L_WORD(&l)) == 0)
+        return lease_ended_in_time(&l) ? 0 : -ESTALE;
+    return shmlease_release(t, &l);
+}
+

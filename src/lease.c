@@ -40,10 +40,12 @@ static int lost(shmlease_table *t)
     return -ESTALE;
 }
 
-/* The lease value is spent (released): later calls on it are -ESTALE. */
-static inline void lease_spend(shmlease_lease *l)
+/* The lease value is spent: later calls on it are -ESTALE. Owner 0 (nobody)
+ * matches no held state; the deadline field remembers how it ended (lease.h:
+ * L_SPENT_ENDED after a release in time, L_SPENT_LOST otherwise). */
+static inline void lease_spend(shmlease_lease *l, uint64_t how)
 {
-    L_WORD(l) = sw_held(0, 0);
+    L_WORD(l) = sw_held(0, how);
 }
 
 /* After a CAS from the lease's state: did it happen before the lease's
@@ -85,7 +87,7 @@ SHM_API int shmlease_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms
     SHMLEASE_FAULT("renew.after_cas");
     if (!cas_was_in_time(t, sw_deadline(old.w))) {
         give_up(e, n);
-        lease_spend(l);
+        lease_spend(l, L_SPENT_LOST);
         return lost(t);
     }
     /* A shorter deadline may concern waiters sleeping until the old one. */
@@ -118,7 +120,7 @@ static int end_lease(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms)
     if (!ls_cas(e, old, n))
         return lost(t);
     SHMLEASE_FAULT("release.after_cas");
-    lease_spend(l);
+    lease_spend(l, L_SPENT_LOST);
     if (!cas_was_in_time(t, sw_deadline(old.w))) {
         /* Freed after the deadline: what expiry had made of it anyway. A
          * grace period begun after the deadline is undone. */
@@ -128,6 +130,7 @@ static int end_lease(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms)
             shmlease__wake_waiters(e, 0);
         return lost(t);
     }
+    lease_spend(l, L_SPENT_ENDED);
     /* A grace period changes the deadline waiters sleep towards: wake all. */
     shmlease__wake_waiters(e, grace_ms != 0);
     return 0;

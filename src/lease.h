@@ -38,6 +38,15 @@
 #define L_REG(l)    ((l)->_private[3])       /* the handle's regword when acquired */
 #define L_EPOCH(l)  ((l)->_private[4])       /* table epoch: catches foreign leases */
 
+/* A spent lease value (lease.c: released, or found lost by a call) has the
+ * word sw_held(0, how): owner 0 matches no held state. */
+#define L_SPENT_LOST   UINT64_C(0)
+#define L_SPENT_ENDED  UINT64_C(1)      /* released (or release_after) in time */
+static inline int lease_ended_in_time(const shmlease_lease *l)
+{
+    return L_WORD(l) == sw_held(0, L_SPENT_ENDED);
+}
+
 static inline struct lstate lease_state(const shmlease_lease *l)
 {
     return (struct lstate){L_WORD(l), L_CLAIM(l)};

@@ -549,6 +549,137 @@ static void test_with_returns_acquire_error_without_calling_fn(void **state)
     TU_RC(shmlease_check(other, &held), 0);
 }
 
+/* ---- with_lease: fn may renew or end the lease; a lost lease is reported ---- */
+
+struct wl_ctx {
+    const char *name;       /* table, for the breaking child */
+    const char *key;
+    int action;             /* WL_* below */
+    int calls;
+    int renewed;            /* fn's renew returned 0 */
+    int end_rc;             /* fn's own release, when it ends the lease */
+    uint64_t token;
+};
+enum { WL_RENEW, WL_BROKEN, WL_GRACE, WL_BROKEN_THEN_RELEASE, WL_EXPIRE, WL_RETURN_EBUSY };
+
+/* Another process breaks NAME's KEY, as an operator would. */
+static void break_from_another_process(const char *name, const char *key)
+{
+    pid_t p = tu_fork();
+    if (p == 0) {
+        shmlease_table *u = NULL;
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
+        TU_CK_RC(shmlease_break(u, key), 0);
+        _exit(0);
+    }
+    tu_expect_exit0(p);
+}
+
+static int wl_fn(shmlease_table *t, shmlease_lease *l, void *arg)
+{
+    struct wl_ctx *w = arg;
+    w->calls++;
+    w->token = l->fencing_token;
+    switch (w->action) {
+    case WL_RENEW:
+        w->renewed = shmlease_renew(t, l, 120000) == 0;
+        return 7;
+    case WL_BROKEN:
+        break_from_another_process(w->name, w->key);
+        return 7;
+    case WL_GRACE:
+        w->end_rc = shmlease_release_after(t, l, 60000);
+        return 7;
+    case WL_BROKEN_THEN_RELEASE:
+        break_from_another_process(w->name, w->key);
+        w->end_rc = shmlease_release(t, l);
+        return 7;
+    case WL_EXPIRE:
+        tu_sleep_ms(200);                  /* past the 20 ms TTL */
+        return 7;
+    default:
+        return -EBUSY;                     /* a result that looks like an error */
+    }
+}
+
+static void test_with_lease_reports_fn_result_and_a_lost_lease_apart(void **state)
+{
+    (void)state;
+    const char *name = tu_name("withlease");
+    shmlease_table *t = tu_open(name, NULL);
+    shmlease_acquire_opts o = tu_aopts(60000, 0);
+    shmlease_info i;
+    int r = 0;
+
+    /* fn renews: the lease is ours to the end, released after */
+    struct wl_ctx w = { name, "k", WL_RENEW, 0, 0, 0, 0 };
+    TU_RC(shmlease_with_lease(t, "k", &o, wl_fn, &w, &r), 0);
+    TU_EQ(r, 7);
+    TU_EQ(w.calls, 1);
+    TU_EQ(w.renewed, 1);
+    TU_RC(shmlease_inspect(t, "k", &i), -ENOENT);
+
+    /* fn's result may look like an error code: it is not confused with one */
+    w = (struct wl_ctx){ name, "k", WL_RETURN_EBUSY, 0, 0, 0, 0 };
+    r = 0;
+    TU_RC(shmlease_with_lease(t, "k", &o, wl_fn, &w, &r), 0);
+    TU_EQ(r, -EBUSY);
+    TU_RC(shmlease_inspect(t, "k", &i), -ENOENT);
+
+    /* broken by an operator while fn ran: -ESTALE, fn's result still given */
+    w = (struct wl_ctx){ name, "k", WL_BROKEN, 0, 0, 0, 0 };
+    r = 0;
+    TU_RC(shmlease_with_lease(t, "k", &o, wl_fn, &w, &r), -ESTALE);
+    TU_EQ(r, 7);
+    shmlease_lease next;
+    TU_RC(tu_acquire(t, "k", 60000, 0, &next), 0);   /* the key was free */
+    TU_GT(next.fencing_token, w.token);
+    TU_RC(shmlease_release(t, &next), 0);
+
+    /* expired while fn ran */
+    shmlease_acquire_opts shortl = tu_aopts(20, 0);
+    w = (struct wl_ctx){ name, "k", WL_EXPIRE, 0, 0, 0, 0 };
+    TU_RC(shmlease_with_lease(t, "k", &shortl, wl_fn, &w, NULL), -ESTALE);
+    TU_EQ(w.calls, 1);
+
+    /* fn ends the lease itself with a grace period: kept, not released again */
+    w = (struct wl_ctx){ name, "k", WL_GRACE, 0, 0, 0, 0 };
+    TU_RC(shmlease_with_lease(t, "k", &o, wl_fn, &w, &r), 0);
+    TU_RC(w.end_rc, 0);
+    TU_RC(shmlease_inspect(t, "k", &i), 0);
+    TU_EQ(i.holder_pid, 0);                          /* in grace, held by nobody */
+    TU_GT(i.remaining_ms, 50000);
+    TU_RC(shmlease_break(t, "k"), 0);
+
+    /* fn's own release finds the lease lost: so does with_lease */
+    w = (struct wl_ctx){ name, "k", WL_BROKEN_THEN_RELEASE, 0, 0, 0, 0 };
+    TU_RC(shmlease_with_lease(t, "k", &o, wl_fn, &w, &r), -ESTALE);
+    TU_RC(w.end_rc, -ESTALE);
+}
+
+static void test_with_lease_returns_acquire_error_without_calling_fn(void **state)
+{
+    (void)state;
+    const char *name = tu_name("withleasefail");
+    shmlease_table *t = tu_open(name, NULL);
+    shmlease_table *other = tu_open(name, NULL);
+    shmlease_lease held;
+    TU_RC(tu_acquire(other, "k", 60000, 0, &held), 0);
+    shmlease_acquire_opts o = tu_aopts(60000, 0);
+    struct wl_ctx w = { name, "k", WL_RENEW, 0, 0, 0, 0 };
+    int r = 12345;
+    TU_RC(shmlease_with_lease(t, "k", &o, wl_fn, &w, &r), -EBUSY);
+    o.wait_ms = 100;
+    TU_RC(shmlease_with_lease(t, "k", &o, wl_fn, &w, &r), -ETIMEDOUT);
+    TU_RC(shmlease_with_lease(t, "", &o, wl_fn, &w, &r), -EINVAL);
+    TU_RC(shmlease_with_lease(t, "k2", &o, NULL, &w, &r), -EINVAL);
+    TU_RC(shmlease_with_lease(NULL, "k2", &o, wl_fn, &w, &r), -EINVAL);
+    TU_EQ(w.calls, 0);
+    TU_EQ(r, 12345);                                 /* not written */
+    TU_RC(shmlease_check(other, &held), 0);
+    TU_RC(shmlease_inspect(t, "k2", &(shmlease_info){0}), -ENOENT);
+}
+
 /* ---- break ---------------------------------------------------------------------- */
 
 static void test_break_ends_the_lease_and_next_token_is_greater(void **state)
@@ -641,6 +772,8 @@ int main(int argc, char **argv)
         TU_TEST(test_break_during_grace_ends_it),
         TU_TEST(test_with_returns_fn_result_and_holds_during_fn),
         TU_TEST(test_with_returns_acquire_error_without_calling_fn),
+        TU_TEST(test_with_lease_reports_fn_result_and_a_lost_lease_apart),
+        TU_TEST(test_with_lease_returns_acquire_error_without_calling_fn),
         TU_TEST(test_break_ends_the_lease_and_next_token_is_greater),
         TU_TEST(test_break_wakes_a_waiter),
     };
