@@ -535,6 +535,342 @@ def test_dump2_prometheus_file(c):
         h.wait(timeout=5)
 
 
+# ---- tests: shmlease doctor ---------------------------------------------------
+
+def doctor(c, *args, user=None, timeout=60, expect=None):
+    """Runs `shmlease doctor ARGS` (as USER, a (uid, gid) pair): (exit, lines
+    as (level, text) pairs, the whole text)."""
+    pre = None
+    if user is not None:
+        def pre():
+            os.setgroups([])
+            os.setgid(user[1])
+            os.setuid(user[0])
+    p = subprocess.run([c.shmlease, "doctor", *args], capture_output=True, timeout=timeout,
+                       preexec_fn=pre)
+    text = p.stdout.decode()
+    lines = [(m.group(1), m.group(2)) for m in
+             re.finditer(r"^  (OK  |INFO|WARN|FAIL)  (.*)$", text, re.M)]
+    if expect is not None:
+        check(p.returncode == expect, f"doctor {args}: exit {expect} expected\n{show(p)}")
+    check(re.search(r"^\d+ failures?, \d+ warnings?\.$", text, re.M),
+          f"doctor {args}: no summary line\n{show(p)}")
+    return p.returncode, [(lv.strip(), tx) for lv, tx in lines], text
+
+
+def section(lines_text, name):
+    """The finding lines of one section ("host:" or "table NAME:")."""
+    out, on = [], False
+    for line in lines_text.splitlines():
+        if not line.startswith("  "):
+            on = line == name
+            continue
+        if on:
+            m = re.match(r"^  (OK  |INFO|WARN|FAIL)  (.*)$", line)
+            if m:
+                out.append((m.group(1).strip(), m.group(2)))
+    return out
+
+
+def has(lines, level, pattern):
+    return any(lv == level and re.search(pattern, tx) for lv, tx in lines)
+
+
+class Users:
+    """Users made for a test with useradd, removed with userdel at the end."""
+    def __init__(self):
+        self.names = []
+
+    def add(self, name, system=False):
+        if os.geteuid() != 0 or not shutil.which("useradd"):
+            raise Skip("needs root and useradd to make users")
+        subprocess.run(["userdel", name], capture_output=True)
+        p = subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin"] +
+                           (["--system"] if system else []) + [name], capture_output=True)
+        if p.returncode != 0:
+            raise Skip(f"useradd {name} failed: {p.stderr.decode().strip()}")
+        self.names.append(name)
+        import pwd
+        pw = pwd.getpwnam(name)
+        return pw.pw_uid, pw.pw_gid
+
+    def cleanup(self):
+        for n in self.names:
+            subprocess.run(["userdel", n], capture_output=True)
+
+
+def as_user(uid_gid):
+    def pre():
+        os.setgroups([])
+        os.setgid(uid_gid[1])
+        os.setuid(uid_gid[0])
+    return pre
+
+
+def test_doctor_shm(c):
+    """A tiny /dev/shm in a private mount namespace: FAIL (no room for a
+    table, with the free space), WARN (not PID 1's /dev/shm); a small one:
+    WARN nearly full, exit 0; then a table made there checks OK."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        raise Skip("needs root and unshare(1) for a private mount namespace")
+    script = ("mount -t tmpfs -o size={size} tmpfs /dev/shm || exit 99\n"
+              "exec \"$@\"")
+    def in_ns(size, *args):
+        p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            script.format(size=size), "sh", c.shmlease, *args],
+                           capture_output=True, timeout=60)
+        if p.returncode == 99:
+            raise Skip(f"cannot mount a tmpfs here: {show(p)}")
+        return p
+    p = in_ns("1m", "doctor")
+    text = p.stdout.decode()
+    host = section(text, "host:")
+    check(p.returncode == 1, f"a full /dev/shm must fail\n{show(p)}")
+    check(has(host, "FAIL", r"/dev/shm is full or too small: 1\.0MiB free of 1\.0MiB.*ENOSPC"),
+          f"no FAIL for the full /dev/shm\n{text}")
+    check(has(host, "WARN", r"sees another /dev/shm .* than PID 1"),
+          f"no WARN for a /dev/shm not shared with PID 1\n{text}")
+    check(not any(f.startswith("shmlease.doctor-probe") for f in os.listdir("/dev/shm")),
+          "the probe table leaked into the real /dev/shm")
+
+    # 5 MiB: a table fits (about 1.8 MiB), not four: WARN only, exit 0.
+    p = in_ns("5m", "doctor")
+    text = p.stdout.decode()
+    host = section(text, "host:")
+    check(has(host, "WARN", r"/dev/shm is nearly full: .* free of 5\.0MiB, room for [0-3] more"),
+          f"no WARN for a nearly full /dev/shm\n{text}")
+    check(not has(host, "FAIL", "."), f"a small /dev/shm is no failure\n{text}")
+    sh = ("mount -t tmpfs -o size=64m tmpfs /dev/shm || exit 99\n"
+          '"$1" create ns-table --capacity 16 >/dev/null && exec "$1" doctor ns-table')
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", sh, "sh",
+                        c.shmlease], capture_output=True, timeout=60)
+    t = section(p.stdout.decode(), "table ns-table:")
+    check(has(t, "OK", r"format \d+, capacity 16 keys") and
+          has(t, "OK", r"a read-write attach works") and not has(t, "FAIL", "."),
+          f"a good table in the namespace\n{show(p)}")
+
+
+def write_root(root, files):
+    for rel, text in files.items():
+        path = os.path.join(root, rel.lstrip("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+
+
+def test_doctor_logind(c):
+    """RemoveIPC= read as logind reads it (main file, drop-ins in name order,
+    /etc over /usr/lib, the last assignment wins, a bad value ignored) from
+    a root given with --root; a regular user's table is WARNed about, a
+    system user's, root's and a lingering user's are not; the regular user
+    running doctor is told about their own tables."""
+    users = Users()
+    try:
+        reg = users.add(f"shmlr{os.getpid() % 100000}")
+        sysu = users.add(f"shmls{os.getpid() % 100000}", system=True)
+        import pwd
+        rname, sname = pwd.getpwuid(reg[0]).pw_name, pwd.getpwuid(sys_uid := sysu[0]).pw_name
+        tr, ts = c.table("logind-reg"), c.table("logind-sys")
+        for t, u in ((tr, reg), (ts, sysu)):
+            p = subprocess.run([c.shmlease, "create", t], capture_output=True, timeout=20,
+                               preexec_fn=as_user(u))
+            check(p.returncode == 0 and os.stat(SHM + t).st_uid == u[0], f"create as {u}: {show(p)}")
+        root = tempfile.mkdtemp(prefix="shmlease-root.")
+        DIRS.append(root)
+        os.chmod(root, 0o755)          # the regular user reads it too
+
+        # No systemd here: nothing to say but that.
+        _, lines, text = doctor(c, "--root", root, tr, expect=0)
+        check(has(section(text, "host:"), "OK", r"systemd is not running here") and
+              not has(lines, "WARN", "RemoveIPC"), f"no systemd\n{text}")
+
+        # systemd, logind.conf with the line commented out: the default, yes.
+        write_root(root, {"/run/systemd/system/.keep": "",
+                          "/etc/systemd/logind.conf": "[Login]\n#RemoveIPC=yes\n"})
+        _, lines, text = doctor(c, "--root", root, tr, ts, expect=0)
+        host = section(text, "host:")
+        check(has(host, "OK", r"RemoveIPC=yes \(logind's default.*you \(root, uid 0\) are a "
+                              r"system user.*exempt"), f"root is exempt\n{text}")
+        check(has(section(text, f"table {tr}:"), "WARN",
+                  rf"belongs to {rname} \(uid {reg[0]}\), a regular user: systemd-logind "
+                  rf"deletes it when {rname}'s last login session ends"),
+              f"no WARN for a regular user's table\n{text}")
+        check(not has(section(text, f"table {ts}:"), "WARN", "logind"),
+              f"a system user's ({sname}, uid {sys_uid}) table is exempt\n{text}")
+
+        # The regular user runs it: told about their own tables.
+        _, lines, text = doctor(c, "--root", root, tr, user=reg, expect=0)
+        check(has(section(text, "host:"), "WARN",
+                  rf"the tables you \({rname}, uid {reg[0]}\) create are deleted when your "
+                  r"last login session ends.*loginctl enable-linger"),
+              f"the user is not warned\n{text}")
+
+        # Lingering: exempt.
+        write_root(root, {f"/var/lib/systemd/linger/{rname}": ""})
+        _, lines, text = doctor(c, "--root", root, tr, user=reg, expect=0)
+        check(has(lines, "OK", rf"lingering is enabled for {rname}") and
+              not has(lines, "WARN", "RemoveIPC"), f"lingering\n{text}")
+        os.unlink(os.path.join(root, f"var/lib/systemd/linger/{rname}"))
+
+        # A drop-in says no.
+        write_root(root, {"/etc/systemd/logind.conf.d/50-shm.conf":
+                          "# keep shared memory\n[Login]\nRemoveIPC = no\n"})
+        _, lines, text = doctor(c, "--root", root, tr, expect=0)
+        check(has(lines, "OK", r"RemoveIPC=no \(set in /etc/systemd/logind\.conf\.d/50-shm\.conf:3\)")
+              and not has(lines, "WARN", "logind"), f"drop-in RemoveIPC=no\n{text}")
+
+        # A vendor drop-in later in name order says yes: it wins...
+        write_root(root, {"/usr/lib/systemd/logind.conf.d/60-vendor.conf":
+                          "[Login]\nRemoveIPC=yes\n"})
+        _, lines, text = doctor(c, "--root", root, tr, expect=0)
+        check(has(lines, "OK", r"RemoveIPC=yes \(set in /usr/lib/systemd/logind\.conf\.d/60-vendor\.conf:2\)")
+              and has(lines, "WARN", "systemd-logind deletes it"), f"later drop-in wins\n{text}")
+        # ... unless /etc has a file of the same name, which replaces it.
+        write_root(root, {"/etc/systemd/logind.conf.d/60-vendor.conf":
+                          "[Login]\nRemoveIPC=maybe\n"})
+        _, lines, text = doctor(c, "--root", root, tr, expect=0)
+        check(has(lines, "WARN", r"60-vendor\.conf:2: RemoveIPC=maybe is not a boolean") and
+              has(lines, "OK", r"RemoveIPC=no \(set in /etc/systemd/logind\.conf\.d/50-shm\.conf:3\)"),
+              f"/etc overrides /usr/lib; a bad value is ignored\n{text}")
+        # A RemoveIPC= outside [Login] is not logind's.
+        write_root(root, {"/etc/systemd/logind.conf.d/60-vendor.conf":
+                          "[Other]\nRemoveIPC=yes\n"})
+        _, lines, text = doctor(c, "--root", root, tr, expect=0)
+        check(has(lines, "OK", r"RemoveIPC=no"), f"[Other] section\n{text}")
+
+        p = subprocess.run([c.shmlease, "doctor", "--root", "/nonexistent/dir"], capture_output=True)
+        check(p.returncode == 64 and b"not a directory" in p.stderr, show(p))
+    finally:
+        users.cleanup()
+
+
+def test_doctor_tables(c):
+    """Each table problem that can be made here: another format version,
+    another program's file, all zeros, truncated, lock file missing or with
+    the wrong mode, world-writable, no access for the caller, read-only for
+    the caller, another time namespace, holders dead or in another PID
+    namespace; the exit status says whether anything failed."""
+    good = c.table("good")
+    check(c.tool("create", good, "--capacity", "16").returncode == 0, "create")
+    code, lines, text = doctor(c, good, expect=0)
+    t = section(text, f"table {good}:")
+    check(has(t, "OK", r"owner root, group root, mode 0600") and
+          has(t, "OK", r"made in this time namespace and boot") and
+          has(t, "OK", r"format \d+, capacity 16 keys: 0 held") and
+          has(t, "OK", r"a read-write attach works"), f"a good table\n{text}")
+    with open(SHM + good, "rb") as f:
+        head = f.read(16)
+    fmt = head[15]
+
+    # Another format version: the magic, and the format word's version byte.
+    other = c.table("format")
+    with open(SHM + other, "wb") as f:
+        f.write(head[:15] + bytes([fmt - 1]) + b"\0" * 8176)
+    code, lines, text = doctor(c, other, expect=1)
+    check(has(section(text, f"table {other}:"), "FAIL",
+              rf"a shmlease table of format {fmt - 1}, and this library reads format {fmt}: "
+              r"made by an older version"), f"other format\n{text}")
+    # Another program's file, and one of zeros.
+    junk, zeros = c.table("junk"), c.table("zeros")
+    with open(SHM + junk, "wb") as f:
+        f.write(b"\x7fELF" + b"x" * 4000)
+    with open(SHM + zeros, "wb") as f:
+        f.write(b"\0" * 65536)
+    code, lines, text = doctor(c, junk, zeros, expect=1)
+    check(has(section(text, f"table {junk}:"), "FAIL", r"another program's file") and
+          has(section(text, f"table {zeros}:"), "FAIL", r"its header is all zero"),
+          f"foreign files\n{text}")
+
+    # Truncated by one byte.
+    trunc = c.table("trunc")
+    check(c.tool("create", trunc, "--capacity", "16").returncode == 0, "create")
+    size = os.stat(SHM + trunc).st_size
+    os.truncate(SHM + trunc, size - 1)
+    code, lines, text = doctor(c, trunc, expect=1)
+    check(has(section(text, f"table {trunc}:"), "FAIL",
+              rf"truncated: {size - 1} bytes of the {size}"), f"truncated\n{text}")
+
+    # The lock file: missing; then with a mode that shuts out the group.
+    nolk, lkmode = c.table("nolock"), c.table("lockmode")
+    check(c.tool("create", nolk, "--capacity", "16").returncode == 0, "create")
+    os.unlink(LK + nolk)
+    check(c.tool("create", lkmode, "--capacity", "16", "--mode", "0660").returncode == 0, "create")
+    os.chmod(LK + lkmode, 0o600)
+    code, lines, text = doctor(c, nolk, lkmode, expect=1)
+    check(has(section(text, f"table {nolk}:"), "FAIL", r"its lock file .* is missing"),
+          f"missing lock file\n{text}")
+    check(has(section(text, f"table {lkmode}:"), "FAIL",
+              r"its lock file has mode 0600 where the segment has 0660.*chmod 0660"),
+          f"lock file mode\n{text}")
+
+    # World-writable: a warning, and no failure.
+    ww = c.table("world")
+    check(c.tool("create", ww, "--capacity", "16", "--mode", "0666").returncode == 0, "create")
+    code, lines, text = doctor(c, ww, expect=0)
+    check(has(section(text, f"table {ww}:"), "WARN", r"any user of this host may write it"),
+          f"world-writable\n{text}")
+
+    # Another time namespace (a monotonic clock 100000 s ahead).
+    tns = c.table("timens")
+    p = subprocess.run(["unshare", "--time", "--fork", "--monotonic", "100000", c.shmlease,
+                        "create", tns, "--capacity", "16"], capture_output=True, timeout=20)
+    if p.returncode != 0:
+        print(f"note: no time namespace here ({p.stderr.decode().strip()}): that case is skipped")
+    else:
+        code, lines, text = doctor(c, tns, expect=1)
+        t = section(text, f"table {tns}:")
+        check(has(t, "FAIL", r"made in another time namespace") and
+              has(t, "FAIL", r"a read-write attach fails \(EXDEV\)"), f"time namespace\n{text}")
+
+    # Holders: a dead one (OK, free at once) and one of another PID namespace.
+    hold = c.table("holders")
+    check(c.tool("create", hold, "--capacity", "16").returncode == 0, "create")
+    victim, _ = c.hold(hold, "gone")
+    victim.kill()
+    victim.wait()
+    ns = None
+    if shutil.which("unshare"):
+        ns = c.spawn(["unshare", "--pid", "--fork", "--kill-child", c.helper, "hold", hold,
+                      b"in-ns".hex(), "30000", ""], stdin=subprocess.PIPE)
+        line = ns.stdout.readline()
+        ns = ns if line else None
+    code, lines, text = doctor(c, hold)
+    t = section(text, f"table {hold}:")
+    check(has(t, "OK", r"1 lease held by exited processes: free for the next acquirer"),
+          f"dead holder\n{text}")
+    if ns is not None:
+        check(has(t, "WARN", r"1 lease is held by processes of another PID namespace \(key in-ns"),
+              f"other PID namespace\n{text}")
+        ns.kill()
+        ns.wait()
+
+    # Other users: no access at all (FAIL), read-only (WARN).
+    users = Users()
+    try:
+        u = users.add(f"shmlt{os.getpid() % 100000}")
+        ro = c.table("readonly")
+        check(c.tool("create", ro, "--capacity", "16", "--mode", "0644").returncode == 0, "create")
+        code, lines, text = doctor(c, good, ro, user=u, expect=1)
+        check(has(section(text, f"table {good}:"), "FAIL",
+                  r"you \(shmlt\d+\) may not read it \(owner root, group root, mode 0600\)"),
+              f"no access\n{text}")
+        check(has(section(text, f"table {ro}:"), "WARN",
+                  r"you \(shmlt\d+\) may inspect it but not take leases in it"),
+              f"read-only\n{text}")
+        # Not named, another user's private table is no failure of theirs.
+        _, lines, text = doctor(c, user=u)
+        check(has(section(text, f"table {good}:"), "OK", r"not shared with you"),
+              f"scan as another user\n{text}")
+    finally:
+        users.cleanup()
+
+    # Usage.
+    p = subprocess.run([c.shmlease, "doctor", "bad/name"], capture_output=True)
+    check(p.returncode == 64 and b"invalid table name" in p.stderr, show(p))
+    p = subprocess.run([c.shmlease, "doctor", f"tt{os.getpid()}.absent"], capture_output=True)
+    check(p.returncode == 1 and b"no such table" in p.stdout, show(p))
+
+
 TESTS = {name[5:]: fn for name, fn in globals().items()
          if name.startswith("test_") and callable(fn)}
 
