@@ -832,9 +832,11 @@ static bool check_readonly(struct doctor *d, const char *name, const struct seg_
             st.format_version, st.capacity, st.held, st.live_keys, st.attached,
             st.attached == 1 ? "" : "s");
         if (st.live_keys >= st.capacity)
-            say(d, L_WARN, "full: all %u keys are in use, and an acquire of a new key "
-                           "gets ENOSPC until one is released; make a bigger table "
-                           "(shmlease create NAME --capacity N)", st.capacity);
+            say(d, L_WARN, "full: %s %u key%s in use, and an acquire of a new key gets "
+                           "ENOSPC until one is released; make a bigger table "
+                           "(shmlease create NAME --capacity N)",
+                st.capacity == 1 ? "its" : "all", st.capacity,
+                st.capacity == 1 ? " is" : "s are");
         if (st.attached + 64 > SHMLEASE_HANDLES_MAX)
             say(d, L_WARN, "%u handles attached, the limit is %d: more opens get EUSERS",
                 st.attached, SHMLEASE_HANDLES_MAX);

@@ -322,6 +322,35 @@ def test_dump2_holder(c):
         check(c.lease_json(t, "odd")["holder_command"] == odd.decode("latin-1"), "JSON command")
         h.stdin.close()
         h.wait(timeout=5)
+
+        # '?' where the holder cannot be read: another PID namespace, and a
+        # /proc that hides other users' processes (hidepid), seen by nobody.
+        if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("setpriv"):
+            print("note: not root, or no unshare/setpriv: the '?' cases are skipped")
+            return
+        ro = c.table("hidden")
+        check(c.tool("create", ro, "--capacity", "16", "--mode", "0644").returncode == 0, "create")
+        hid, _ = c.hold(ro, "hidden-key")
+        ns = c.spawn(["unshare", "--pid", "--fork", "--kill-child", c.helper, "hold", ro,
+                      b"in-ns".hex(), "30000", ""], stdin=subprocess.PIPE)
+        if not ns.stdout.readline():
+            print("note: unshare --pid refused here: the other-namespace case is skipped")
+        else:
+            p = c.dump("-r", "-n", "-o", "KEY,COMMAND,USER,UNIT,STATE", "--key", "in-ns", ro)
+            check(p.stdout.decode() == "in-ns ? ? ? alive\n",
+                  f"holder of another PID namespace: nothing read from our /proc\n{show(p)}")
+        sh = ('mount -t proc -o hidepid=invisible proc /proc || exit 99\n'
+              'exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"')
+        p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", sh, "sh",
+                            c.dump_bin, "-r", "-n", "-o", "KEY,COMMAND,USER,STATE", "--key",
+                            "hidden-key", ro], capture_output=True, timeout=20)
+        if p.returncode == 99:
+            print(f"note: cannot mount a proc with hidepid here: {show(p)}")
+        else:
+            check(p.returncode == 0 and p.stdout == b"hidden-key ? ? alive\n",
+                  f"a hidden holder, seen by nobody\n{show(p)}")
+        hid.stdin.close()
+        hid.wait(timeout=5)
     finally:
         for g in (cg, ucg):
             if g is not None:
@@ -803,6 +832,53 @@ def test_doctor_tables(c):
               r"its lock file has mode 0600 where the segment has 0660.*chmod 0660"),
           f"lock file mode\n{text}")
 
+    # Replaced (another inode), and owned by another user than the segment.
+    repl = c.table("lockrepl")
+    check(c.tool("create", repl, "--capacity", "16").returncode == 0, "create")
+    os.unlink(LK + repl)
+    open(LK + repl, "w").close()
+    os.chmod(LK + repl, 0o600)
+    code, lines, text = doctor(c, repl, expect=1)
+    check(has(section(text, f"table {repl}:"), "FAIL",
+              r"its lock file .* is not the one it was made with"), f"replaced lock file\n{text}")
+    lkown = c.table("lockowner")
+    check(c.tool("create", lkown, "--capacity", "16").returncode == 0, "create")
+    os.chown(LK + lkown, 65534, -1)
+    code, lines, text = doctor(c, lkown, expect=1)
+    check(has(section(text, f"table {lkown}:"), "FAIL",
+              r"its lock file belongs to nobody:root and the segment to root:root"),
+          f"lock file owner\n{text}")
+
+    # The header, patched: the other byte order; not initialised; made
+    # during another boot (the bytes of docs/file-format.md, section 2.1).
+    def patched(tag, off, data):
+        t = c.table(tag)
+        check(c.tool("create", t, "--capacity", "16").returncode == 0, "create")
+        with open(SHM + t, "r+b") as f:
+            f.seek(off)
+            f.write(data)
+        return t
+    swapped = patched("swapped", 0, head[:8][::-1])
+    uninit = patched("uninit", 136, b"\0\0\0\0")
+    boot = patched("boot", 96, bytes(16 * [0x5a]))
+    code, lines, text = doctor(c, swapped, uninit, boot, expect=1)
+    check(has(section(text, f"table {swapped}:"), "FAIL", r"of the other byte order"),
+          f"swapped magic\n{text}")
+    check(has(section(text, f"table {uninit}:"), "WARN", r"not initialised"),
+          f"not initialised\n{text}")
+    check(has(section(text, f"table {boot}:"), "FAIL", r"made during another boot"),
+          f"another boot\n{text}")
+
+    # A full table: every key in use.
+    full = c.table("full")
+    check(c.tool("create", full, "--capacity", "1").returncode == 0, "create")
+    fh, _ = c.hold(full, "only")
+    code, lines, text = doctor(c, full, expect=0)
+    check(has(section(text, f"table {full}:"), "WARN", r"full: its 1 key is in use"),
+          f"full table\n{text}")
+    fh.stdin.close()
+    fh.wait(timeout=5)
+
     # World-writable: a warning, and no failure.
     ww = c.table("world")
     check(c.tool("create", ww, "--capacity", "16", "--mode", "0666").returncode == 0, "create")
@@ -869,6 +945,54 @@ def test_doctor_tables(c):
     check(p.returncode == 64 and b"invalid table name" in p.stderr, show(p))
     p = subprocess.run([c.shmlease, "doctor", f"tt{os.getpid()}.absent"], capture_output=True)
     check(p.returncode == 1 and b"no such table" in p.stdout, show(p))
+
+
+# ---- man pages ------------------------------------------------------------------
+
+def rendered(c, page):
+    p = c.run(["groff", "-man", "-ww", "-z", os.path.join(c.man_dir, page)])
+    check(p.returncode == 0 and not p.stderr.strip(), f"groff warnings for {page}: {show(p)}")
+    p = c.run(["groff", "-man", "-Tutf8", "-rLL=80n", "-P-cbou", os.path.join(c.man_dir, page)],
+              env=dict(os.environ, LC_ALL="C.UTF-8"))
+    text = p.stdout.decode()
+    for a, b in (("\u2010", "-"), ("\u2212", "-"), ("\u2019", "'")):
+        text = text.replace(a, b)
+    check(all(len(l) <= 80 for l in text.splitlines()), f"{page}: lines wider than 80")
+    # Words hyphenated at the end of a line, joined again.
+    return re.sub(r"(\w)-\n\s+", r"\1", text)
+
+
+def test_dump2_man(c):
+    """The man pages name every option of shmlease-dump's and doctor's
+    --help, every column -H lists and every metric --prometheus writes."""
+    if not c.man_dir or not shutil.which("groff"):
+        raise Skip("groff not installed")
+    dump_page = rendered(c, "shmlease-dump.1")
+    tool_page = rendered(c, "shmlease.1")
+    flat = re.sub(r"\s+", " ", dump_page)
+    help_text = c.dump("--help").stdout.decode()
+    for opt in set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+|-[A-Za-z])\b", help_text)):
+        check(opt in flat, f"shmlease-dump.1 does not document {opt}")
+    for name in (l.split()[0] for l in c.dump("-H").stdout.decode().splitlines()):
+        check(re.search(rf"\b{name}\b", dump_page), f"shmlease-dump.1 lacks column {name}")
+    t = c.table("man")
+    check(c.tool("create", t, "--capacity", "4").returncode == 0, "create")
+    h, _ = c.hold(t, "k")
+    fams, _ = metrics(c, t, "--key", "k")
+    for name in fams:
+        check(name in flat.replace(", ", " ").replace(" ", "") or name in flat,
+              f"shmlease-dump.1 lacks metric {name}")
+    h.stdin.close()
+    h.wait(timeout=5)
+    p = c.tool("doctor", "--help")
+    check(p.returncode == 0, show(p))
+    flat = re.sub(r"\s+", " ", tool_page)
+    for opt in set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)\b", p.stdout.decode())):
+        check(opt in flat, f"shmlease.1 does not document doctor's {opt}")
+    for must in ("shmlease doctor", "RemoveIPC=", "logind.conf.d", "SYS_UID_MAX",
+                 "lingering", "mountinfo", "EXDEV", "INFO", "WARN", "FAIL"):
+        check(must in flat, f"shmlease.1: '{must}' missing from the DOCTOR section")
+    check("doctor" in c.tool("--help").stdout.decode(), "shmlease --help does not list doctor")
 
 
 TESTS = {name[5:]: fn for name, fn in globals().items()
