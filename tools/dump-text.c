@@ -109,8 +109,7 @@ static size_t format_cell(enum col_id c, const shmlease_info *in, const struct t
                                                             : SHMLEASE_METADATA_MAX;
     switch (c) {
     case COL_KEY:
-        tool_escape_text(in->key, strnlen(in->key, sizeof(in->key)), buf);
-        return strlen(buf);
+        return escape_into(in->key, strnlen(in->key, sizeof(in->key)), buf);
     case COL_TOKEN:
         return fmt_u64(buf, in->fencing_token);
     case COL_PID:
@@ -124,8 +123,7 @@ static size_t format_cell(enum col_id c, const shmlease_info *in, const struct t
     case COL_WAITERS:
         return fmt_u64(buf, in->waiters);
     case COL_META:
-        tool_escape_text(in->metadata, mlen, buf);
-        return strlen(buf);
+        return escape_into(in->metadata, mlen, buf);
     case COL_METALEN:
         return fmt_u64(buf, in->metadata_len);
     case COL_METAHEX:
@@ -208,10 +206,47 @@ static void print_summary(FILE *f, const struct table_view *v)
             (unsigned long long)s->broken, (unsigned long long)s->recoveries);
 }
 
+/* Decimal digits of V. */
+static size_t digits(uint64_t v)
+{
+    size_t n = 1;
+    for (; v >= 10000; v /= 10000)
+        n += 4;
+    return n + (v >= 10) + (v >= 100) + (v >= 1000);
+}
+
 size_t cell_len(enum col_id c, const shmlease_info *in, const struct table_view *v)
 {
-    char buf[CELL_SIZE];
-    return format_cell(c, in, v, buf, sizeof(buf));
+    size_t mlen = in->metadata_len <= SHMLEASE_METADATA_MAX ? in->metadata_len
+                                                            : SHMLEASE_METADATA_MAX;
+    switch (c) {
+    case COL_TOKEN:
+        return digits(in->fencing_token);
+    case COL_WAITERS:
+        return digits(in->waiters);
+    case COL_PID:
+        if (in->in_grace || in->holder_pid == 0)
+            return 1;
+        return digits((uint64_t)(in->holder_pid < 0 ? -(int64_t)in->holder_pid
+                                                    : in->holder_pid)) +
+               (in->holder_pid < 0) + (in->holder_other_pidns != 0);
+    case COL_KEY:
+        return escaped_len(in->key, strnlen(in->key, sizeof(in->key)));
+    case COL_META:
+        return escaped_len(in->metadata, mlen);
+    case COL_COMMAND:
+    case COL_USER:
+    case COL_CGROUP:
+    case COL_UNIT:
+    case COL_UUNIT: {
+        size_t n = strlen(proc_cell(c, in));
+        return n < CELL_SIZE ? n : CELL_SIZE - 1;
+    }
+    default: {
+        char buf[CELL_SIZE];
+        return format_cell(c, in, v, buf, sizeof(buf));
+    }
+    }
 }
 
 /* width[c]: the widest text of column c, its heading included unless

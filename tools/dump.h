@@ -227,6 +227,11 @@ void ob_i64(struct outbuf *ob, int64_t v);
 /* P[0..N) as a JSON string, exactly as tool_json_string writes it. */
 void ob_json_string(struct outbuf *ob, const void *p, size_t n);
 
+/* P[0..N) escaped exactly as tool_escape_text does, into OUT (4*N+1
+ * bytes); its length. escaped_len: that length, nothing written. */
+size_t escape_into(const void *p, size_t n, char *out);
+size_t escaped_len(const void *p, size_t n);
+
 /* Decimal digits of V into BUF (at least 21 bytes), NUL-terminated; the
  * length. */
 size_t fmt_u64(char *buf, uint64_t v);
