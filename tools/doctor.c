@@ -731,10 +731,12 @@ static void check_lock_file(struct doctor *d, const char *name, const struct sta
     }
 }
 
-/* Owner, mode, and what the caller may do with the table's files. Returns
- * whether the caller may write both (a read-write open is worth trying). */
-static bool check_access(struct doctor *d, const char *name, const char *path,
-                         const struct stat *sb, bool named)
+enum access { ACCESS_NONE, ACCESS_READ, ACCESS_WRITE };
+
+/* Owner, mode, and what the caller may do with the table's files: nothing,
+ * read, or write both (then a read-write open is worth trying). */
+static enum access check_access(struct doctor *d, const char *name, const char *path,
+                                const struct stat *sb, bool named)
 {
     char own[64], grp[64], me[64], size[32];
     unsigned mode = sb->st_mode & 07777;
@@ -770,7 +772,10 @@ static bool check_access(struct doctor *d, const char *name, const char *path,
                        "processes that use it; %s",
             own, (unsigned long)sb->st_uid, own, d->remove_ipc_src, remove_ipc_advice());
     /* A lock file that is missing or closed to a writer is check_lock_file's. */
-    return w && faccessat(AT_FDCWD, lk, R_OK | W_OK, AT_EACCESS) == 0;
+    if (!r)
+        return ACCESS_NONE;
+    return w && faccessat(AT_FDCWD, lk, R_OK | W_OK, AT_EACCESS) == 0 ? ACCESS_WRITE
+                                                                       : ACCESS_READ;
 }
 
 struct holders {
@@ -922,7 +927,9 @@ static void check_table(struct doctor *d, const char *name, bool named)
                   : S_ISFIFO(sb.st_mode) ? "FIFO" : "special file");
         return;
     }
-    bool writable = check_access(d, name, path, &sb, named);
+    enum access access = check_access(d, name, path, &sb, named);
+    if (access == ACCESS_NONE)
+        return;                       /* nothing more this user can learn */
     struct seg_header h;
     memset(&h, 0, sizeof(h));
     h.size = (uint64_t)sb.st_size;
@@ -941,7 +948,7 @@ static void check_table(struct doctor *d, const char *name, bool named)
     check_clock(d, name, &h);
     if (!check_readonly(d, name, &h))
         return;
-    if (writable)
+    if (access == ACCESS_WRITE)
         check_readwrite(d, name);
 }
 
