@@ -905,6 +905,10 @@ def test_doctor_tables(c):
         try:
             os.stat("/proc/1/ns/time")
             check(has(host, "WARN", r"another time namespace than PID 1"), show(p))
+            p = subprocess.run(["unshare", "--pid", "--fork", c.shmlease, "doctor", tns],
+                               capture_output=True, timeout=60)
+            check(has(section(p.stdout.decode(), "host:"), "WARN",
+                      r"another PID namespace than the /proc it sees"), show(p))
         except PermissionError:
             print("note: PID 1's time namespace cannot be read here: the host-level "
                   "time-namespace case is skipped")
