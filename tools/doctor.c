@@ -346,7 +346,7 @@ static bool lingering(const struct doctor *d, uid_t uid)
 /* The advice for a regular user whose tables logind removes. */
 static const char *remove_ipc_advice(void)
 {
-    return "run the programs that use it as a system user or root, enable lingering "
+    return "run the programs that use such a table as a system user or root, enable lingering "
            "(loginctl enable-linger USER), or set RemoveIPC=no in a drop-in "
            "(/etc/systemd/logind.conf.d/shmlease.conf) and restart systemd-logind";
 }
