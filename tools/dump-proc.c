@@ -279,8 +279,9 @@ const char *proc_cell(enum col_id c, const shmlease_info *in)
 
 void proc_cache_clear(void)
 {
-    for (size_t i = 0; i < PROC_SLOTS; i++) {
-        forget(&cache[i]);
-        cache_used[i] = false;
-    }
+    for (size_t i = 0; i < PROC_SLOTS; i++)
+        if (cache_used[i]) {          /* the others were never touched */
+            forget(&cache[i]);
+            cache_used[i] = false;
+        }
 }
