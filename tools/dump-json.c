@@ -45,6 +45,42 @@ static void json_str(FILE *f, const char *k, const char *v, bool *first)
 /* ------------------------------------------------------------------------ */
 /* Leases and tables                                                         */
 
+/* ,"NAME":"text" or ,"NAME":null */
+static void ob_member_text(struct outbuf *ob, const char *name, const char *s, size_t n)
+{
+    ob_str(ob, name);
+    if (s == NULL)
+        ob_str(ob, "null");
+    else
+        ob_json_string(ob, s, n);
+}
+
+/* Who the holder is (dump-proc.c): null members when it cannot be told. */
+static void json_holder(struct outbuf *ob, const struct proc_desc *d)
+{
+    ob_member_text(ob, ",\"holder_command\":", d != NULL ? d->comm_raw : NULL,
+                   d != NULL ? d->comm_len : 0);
+    ob_str(ob, ",\"holder_uid\":");
+    if (d != NULL && d->have_uid)
+        ob_u64(ob, d->uid);
+    else
+        ob_str(ob, "null");
+    const char *user = d != NULL && d->have_uid ? d->user : NULL;
+    ob_member_text(ob, ",\"holder_user\":", user, user != NULL ? strlen(user) : 0);
+    const struct proc_text *t[3] = { NULL, NULL, NULL };
+    if (d != NULL) {
+        t[0] = &d->cgroup;
+        t[1] = &d->unit;
+        t[2] = &d->uunit;
+    }
+    static const char *const names[3] = { ",\"holder_cgroup\":", ",\"holder_unit\":",
+                                          ",\"holder_user_unit\":" };
+    for (int i = 0; i < 3; i++) {
+        const char *raw = t[i] != NULL ? t[i]->raw : NULL;
+        ob_member_text(ob, names[i], raw, raw != NULL ? strlen(raw) : 0);
+    }
+}
+
 /* One lease object, written into OB (the leases are most of a document:
  * no stdio call per member). */
 static void json_lease(struct outbuf *ob, const shmlease_info *in)
@@ -80,6 +116,7 @@ static void json_lease(struct outbuf *ob, const shmlease_info *in)
     ob_u64(ob, in->holder_start_time);
     ob_str(ob, ",\"holder_handle\":");
     ob_u64(ob, in->holder_handle);
+    json_holder(ob, proc_describe(in));
     ob_str(ob, in->in_grace ? ",\"in_grace\":true" : ",\"in_grace\":false");
     ob_str(ob, ",\"remaining_ms\":");
     ob_i64(ob, in->remaining_ms);

@@ -8,6 +8,62 @@
 
 #include <string.h>
 
+/* ------------------------------------------------------------------------ */
+/* Escaping, fast: keys and metadata are mostly printable ASCII               */
+
+/* Non-zero if a byte of W is below 0x20, 0x7f or above, or a backslash:
+ * one that tool_escape_text writes as an escape. */
+static uint64_t special8(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t lt20 = (w - 0x20 * ones) & ~w & high;
+    uint64_t x7f = w ^ (0x7f * ones), bs = w ^ (0x5c * ones);
+    uint64_t is7f = (x7f - ones) & ~x7f & high;
+    uint64_t isbs = (bs - ones) & ~bs & high;
+    return (w & high) | lt20 | is7f | isbs;
+}
+
+/* Bytes from the start of P[0..N) that need no escape. */
+static size_t plain_prefix(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        if (special8(w) != 0)
+            break;
+    }
+    while (i < n && p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\')
+        i++;
+    return i;
+}
+
+size_t escaped_len(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    size_t i = plain_prefix(b, n), len = i;
+    for (; i < n; i++) {
+        unsigned char c = b[i];
+        len += c == '\\' || c == '\n' || c == '\t' || c == '\r' ? 2
+               : c >= 0x20 && c < 0x7f                       ? 1
+                                                             : 4;
+    }
+    return len;
+}
+
+size_t escape_into(const void *p, size_t n, char *out)
+{
+    const unsigned char *b = p;
+    size_t i = plain_prefix(b, n);
+    memcpy(out, b, i);
+    if (i == n) {
+        out[n] = '\0';
+        return n;
+    }
+    tool_escape_text(b + i, n - i, out + i);
+    return i + strlen(out + i);
+}
+
 void ob_flush(struct outbuf *ob)
 {
     if (ob->len > 0)

@@ -93,6 +93,19 @@ static uint64_t key_word(const char *key, size_t klen, size_t off)
 static int collect_row(const shmlease_info *info, void *arg)
 {
     struct table_view *v = arg;
+    if (info->in_grace || info->holder_pid == 0)
+        v->n_grace++;
+    else if (info->holder_alive > 0)
+        v->n_alive++;
+    else if (info->holder_alive == 0)
+        v->n_dead++;
+    else
+        v->n_unknown++;
+    if (!info->in_grace && info->holder_pid != 0 && info->holder_other_pidns)
+        v->n_other_pidns++;
+    v->n_waiters += info->waiters;
+    if (v->opts != NULL && v->opts->prometheus)
+        return 0;                     /* the counts are all it needs */
     size_t klen = strnlen(info->key, sizeof(info->key));
     size_t mlen = info->metadata_len <= SHMLEASE_METADATA_MAX ? info->metadata_len
                                                               : SHMLEASE_METADATA_MAX;
@@ -121,10 +134,10 @@ static int collect_row(const shmlease_info *info, void *arg)
     memcpy(v->bytes + v->nbytes, info->key, klen);
     memcpy(v->bytes + v->nbytes + klen, info->metadata, mlen);
     v->nbytes += klen + mlen;
-    if (v->opts != NULL && !v->opts->json)
+    if (v->opts != NULL && !v->opts->json && !v->opts->raw)
         for (size_t c = 0; c < v->opts->ncols; c++) {
             enum col_id id = v->opts->cols[c];
-            size_t w = cell_len(id, info);
+            size_t w = cell_len(id, info, v);
             if (w > v->cell_width[id])
                 v->cell_width[id] = w;
         }
@@ -258,6 +271,18 @@ static int read_table(shmlease_table *t, const char *key, bool summary_only,
     if (rc != 0)
         return rc;
     v->now_ms = shmlease_now_ms(t);
+    if (v->opts->prometheus) {
+        /* Every lease counted; with --key, that key's own series too. */
+        *call = "shmlease_foreach";
+        rc = shmlease_foreach(t, collect_row, v);
+        if (rc != 0 || key == NULL)
+            return rc;
+        *call = "shmlease_inspect";
+        rc = shmlease_inspect(t, key, &v->key_info);
+        if (rc == 0)
+            v->key_info_valid = true;
+        return rc == -ENOENT ? 0 : rc;
+    }
     if (key != NULL) {
         shmlease_info info;
         *call = "shmlease_inspect";

@@ -12,6 +12,7 @@
 const struct column columns[COL__COUNT] = {
     [COL_KEY]     = { "KEY",      false, "the lease's key (escaped)" },
     [COL_TOKEN]   = { "TOKEN",    true,  "fencing token of the current claim" },
+    [COL_COMMAND] = { "COMMAND",  false, "holder's command name; '-' none or dead; '?' unknown" },
     [COL_PID]     = { "PID",      true,  "holder's PID; '-' in a grace period; '*' another PID namespace" },
     [COL_STATE]   = { "STATE",    false, "alive, dead, unknown (cannot tell) or grace" },
     [COL_LEFT]    = { "LEFT",     true,  "time until the deadline, or 'expired'" },
@@ -23,6 +24,11 @@ const struct column columns[COL__COUNT] = {
     [COL_PIDNS]   = { "PIDNS",    false, "'same' or 'other' PID namespace than the holder's" },
     [COL_START]   = { "START",    true,  "holder's start time, clock ticks since boot" },
     [COL_HANDLE]  = { "HANDLE",   true,  "registry slot of the holder's handle" },
+    [COL_USER]    = { "USER",     false, "holder's user (effective)" },
+    [COL_CGROUP]  = { "CGROUP",   false, "holder's control group" },
+    [COL_UNIT]    = { "UNIT",     false, "holder's systemd unit (cron.service, session-2.scope)" },
+    [COL_UUNIT]   = { "UUNIT",    false, "holder's unit in its user's service manager" },
+    [COL_TABLE]   = { "TABLE",    false, "the table's name" },
 };
 
 /* ------------------------------------------------------------------------ */
@@ -48,8 +54,9 @@ static const char *pidns_text(const shmlease_info *in)
                                                : "same";
 }
 
-/* Bytes a cell's text may take: escaped key or metadata, 4 per byte. */
-#define CELL_SIZE (4 * (SHMLEASE_KEY_MAX + SHMLEASE_METADATA_MAX) + 64)
+/* Bytes a cell's text may take: escaped key or metadata, 4 per byte; a
+ * longer cgroup path is cut. */
+#define CELL_SIZE 4096
 
 /* LEFT: tool_format_left's text (a printf per call) remembered for the
  * last values seen: the leases of a table tend to share a few deadlines. */
@@ -80,16 +87,29 @@ static size_t format_left(int64_t ms, char *buf, size_t size)
     return memo.len[slot];
 }
 
-/* Writes the text of column c for lease in into buf (CELL_SIZE bytes);
- * returns its length. */
-static size_t format_cell(enum col_id c, const shmlease_info *in, char *buf, size_t size)
+/* S into BUF of SIZE bytes, cut with "..." if it does not fit; its length. */
+static size_t copy_cell(const char *s, char *buf, size_t size)
+{
+    size_t n = strlen(s);
+    if (n < size) {
+        memcpy(buf, s, n + 1);
+        return n;
+    }
+    memcpy(buf, s, size - 4);
+    memcpy(buf + size - 4, "...", 4);
+    return size - 1;
+}
+
+/* Writes the text of column c for lease in of table v into buf (CELL_SIZE
+ * bytes); returns its length. */
+static size_t format_cell(enum col_id c, const shmlease_info *in, const struct table_view *v,
+                          char *buf, size_t size)
 {
     size_t mlen = in->metadata_len <= SHMLEASE_METADATA_MAX ? in->metadata_len
                                                             : SHMLEASE_METADATA_MAX;
     switch (c) {
     case COL_KEY:
-        tool_escape_text(in->key, strnlen(in->key, sizeof(in->key)), buf);
-        return strlen(buf);
+        return escape_into(in->key, strnlen(in->key, sizeof(in->key)), buf);
     case COL_TOKEN:
         return fmt_u64(buf, in->fencing_token);
     case COL_PID:
@@ -103,8 +123,7 @@ static size_t format_cell(enum col_id c, const shmlease_info *in, char *buf, siz
     case COL_WAITERS:
         return fmt_u64(buf, in->waiters);
     case COL_META:
-        tool_escape_text(in->metadata, mlen, buf);
-        return strlen(buf);
+        return escape_into(in->metadata, mlen, buf);
     case COL_METALEN:
         return fmt_u64(buf, in->metadata_len);
     case COL_METAHEX:
@@ -116,6 +135,18 @@ static size_t format_cell(enum col_id c, const shmlease_info *in, char *buf, siz
         return fmt_u64(buf, in->holder_start_time);
     case COL_HANDLE:
         return fmt_u64(buf, in->holder_handle);
+    case COL_COMMAND:
+    case COL_USER:
+    case COL_CGROUP:
+    case COL_UNIT:
+    case COL_UUNIT:
+        return copy_cell(proc_cell(c, in), buf, size);
+    case COL_TABLE: {
+        char esc[4 * SHMLEASE_NAME_MAX + 8];
+        size_t n = strnlen(v->name, SHMLEASE_NAME_MAX + 1);
+        tool_escape_text(v->name, n, esc);
+        return copy_cell(esc, buf, size);
+    }
     default:
         buf[0] = '\0';
         return 0;
@@ -175,10 +206,47 @@ static void print_summary(FILE *f, const struct table_view *v)
             (unsigned long long)s->broken, (unsigned long long)s->recoveries);
 }
 
-size_t cell_len(enum col_id c, const shmlease_info *in)
+/* Decimal digits of V. */
+static size_t digits(uint64_t v)
 {
-    char buf[CELL_SIZE];
-    return format_cell(c, in, buf, sizeof(buf));
+    size_t n = 1;
+    for (; v >= 10000; v /= 10000)
+        n += 4;
+    return n + (v >= 10) + (v >= 100) + (v >= 1000);
+}
+
+size_t cell_len(enum col_id c, const shmlease_info *in, const struct table_view *v)
+{
+    size_t mlen = in->metadata_len <= SHMLEASE_METADATA_MAX ? in->metadata_len
+                                                            : SHMLEASE_METADATA_MAX;
+    switch (c) {
+    case COL_TOKEN:
+        return digits(in->fencing_token);
+    case COL_WAITERS:
+        return digits(in->waiters);
+    case COL_PID:
+        if (in->in_grace || in->holder_pid == 0)
+            return 1;
+        return digits((uint64_t)(in->holder_pid < 0 ? -(int64_t)in->holder_pid
+                                                    : in->holder_pid)) +
+               (in->holder_pid < 0) + (in->holder_other_pidns != 0);
+    case COL_KEY:
+        return escaped_len(in->key, strnlen(in->key, sizeof(in->key)));
+    case COL_META:
+        return escaped_len(in->metadata, mlen);
+    case COL_COMMAND:
+    case COL_USER:
+    case COL_CGROUP:
+    case COL_UNIT:
+    case COL_UUNIT: {
+        size_t n = strlen(proc_cell(c, in));
+        return n < CELL_SIZE ? n : CELL_SIZE - 1;
+    }
+    default: {
+        char buf[CELL_SIZE];
+        return format_cell(c, in, v, buf, sizeof(buf));
+    }
+    }
 }
 
 /* width[c]: the widest text of column c, its heading included unless
@@ -190,6 +258,19 @@ static void lease_widths(const struct table_view *v, const struct dump_opts *o, 
         if (v->cell_width[o->cols[c]] > width[c])
             width[c] = v->cell_width[o->cols[c]];
     }
+}
+
+/* Cell text for -r: every space as \x20, so that cells split on one space
+ * (the cells are escaped already: a backslash is "\\"). */
+static void put_raw_cell(struct outbuf *ob, const char *s, size_t len)
+{
+    const char *end = s + len, *sp;
+    while ((sp = memchr(s, ' ', (size_t)(end - s))) != NULL) {
+        ob_put(ob, s, (size_t)(sp - s));
+        ob_put(ob, "\\x20", 4);
+        s = sp + 1;
+    }
+    ob_put(ob, s, (size_t)(end - s));
 }
 
 /* Cell text padded to WIDTH: on the left for a right-aligned column, on the
@@ -235,12 +316,13 @@ struct row_cells {
 
 /* One row: cells aligned, nothing after the last non-empty cell, the STATE
  * of a dead holder in red on a terminal. */
-static void print_lease_row(struct outbuf *ob, const struct dump_opts *o, const shmlease_info *in,
+static void print_lease_row(struct outbuf *ob, const struct table_view *v,
+                            const struct dump_opts *o, const shmlease_info *in,
                             const size_t *width, struct row_cells *rc)
 {
     bool is_dead = holder_dead(in);
     for (size_t c = 0; c < o->ncols; c++)
-        rc->len[c] = format_cell(o->cols[c], in, rc->text[c], sizeof(rc->text[c]));
+        rc->len[c] = format_cell(o->cols[c], in, v, rc->text[c], sizeof(rc->text[c]));
     size_t upto = o->ncols;               /* no trailing blanks after empty cells */
     while (upto > 1 && rc->len[upto - 1] == 0)
         upto--;
@@ -289,7 +371,7 @@ static void print_leases(FILE *f, const struct table_view *v, const struct dump_
     shmlease_info in;
     for (size_t r = 0; r < v->nrows; r++) {
         view_row(v, r, &in);
-        print_lease_row(ob, o, &in, width, rc);
+        print_lease_row(ob, v, o, &in, width, rc);
     }
     ob_flush(ob);
     free(rc);
@@ -333,6 +415,42 @@ void print_tables_text(FILE *f, const struct table_view *views, size_t n,
     }
     if (n == 0 && o->all)
         fprintf(f, "(no tables in " TOOL_SHM_DIR ")\n");
+}
+
+/* -r: the rows of every table, headings once, no summary and no notes. */
+void print_tables_raw(FILE *f, const struct table_view *views, size_t n,
+                      const struct dump_opts *o)
+{
+    struct outbuf *ob = malloc(sizeof(*ob));
+    char *cell = malloc(CELL_SIZE);
+    if (ob == NULL || cell == NULL) {
+        fprintf(stderr, PROG ": out of memory\n");
+        exit(TOOL_EX_OSERR);
+    }
+    ob->f = f;
+    ob->len = 0;
+    if (!o->noheadings)
+        for (size_t c = 0; c < o->ncols; c++) {
+            ob_str(ob, columns[o->cols[c]].name);
+            ob_char(ob, c + 1 < o->ncols ? ' ' : '\n');
+        }
+    shmlease_info in;
+    for (size_t i = 0; i < n; i++) {
+        const struct table_view *v = &views[i];
+        if (v->rc != 0)
+            continue;
+        for (size_t r = 0; r < v->nrows; r++) {
+            view_row(v, r, &in);
+            for (size_t c = 0; c < o->ncols; c++) {
+                size_t len = format_cell(o->cols[c], &in, v, cell, CELL_SIZE);
+                put_raw_cell(ob, cell, len);
+                ob_char(ob, c + 1 < o->ncols ? ' ' : '\n');
+            }
+        }
+    }
+    ob_flush(ob);
+    free(cell);
+    free(ob);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -381,14 +499,24 @@ static void list_row(const struct table_view *v, char buf[LIST_NCOL][1024])
     }
 }
 
-/* Prints one --list line: the headings, or the cells of one table. */
-static void print_list_line(FILE *f, const char *const *cells, const size_t *width)
+/* Prints one --list line: the headings, or the cells of one table; with
+ * -r, cells split by one space, unaligned. */
+static void print_list_line(FILE *f, const char *const *cells, const size_t *width, bool raw)
 {
+    struct outbuf ob;
+    ob.f = f;
+    ob.len = 0;
     for (size_t c = 0; c < LIST_NCOL; c++) {
         bool last = c + 1 == LIST_NCOL;
-        fprintf(f, list_right[c] ? "%*s" : "%-*s", last ? 0 : (int)width[c], cells[c]);
-        fputs(last ? "\n" : "  ", f);
+        size_t len = strlen(cells[c]);
+        if (raw) {
+            put_raw_cell(&ob, cells[c], len);
+            ob_char(&ob, last ? '\n' : ' ');
+        } else {
+            put_cell(&ob, cells[c], len, last ? 0 : width[c], list_right[c], last, false);
+        }
     }
+    ob_flush(&ob);
 }
 
 void print_list_text(FILE *f, struct table_view *views, size_t n,
@@ -412,13 +540,13 @@ void print_list_text(FILE *f, struct table_view *views, size_t n,
         }
     }
     if (!o->noheadings)
-        print_list_line(f, list_heads, width);
+        print_list_line(f, list_heads, width, o->raw);
     for (size_t i = 0; i < n; i++) {
-        print_list_line(f, (const char *const *)cells[i], width);
+        print_list_line(f, (const char *const *)cells[i], width, o->raw);
         for (size_t c = 0; c < LIST_NCOL; c++)
             free(cells[i][c]);
     }
-    if (n == 0)
+    if (n == 0 && !o->raw)
         fprintf(f, "(no tables in " TOOL_SHM_DIR ")\n");
     free(cells);
 }

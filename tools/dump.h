@@ -5,7 +5,9 @@
  *                    /dev/shm; what an error means (message, exit code)
  *   dump-text.c      the text output: summaries, lease rows, --list
  *   dump-json.c      the JSON output
- *   dump-out.c       buffered output and number formatting for both
+ *   dump-prom.c      the Prometheus (node_exporter textfile) output
+ *   dump-proc.c      who a holder is: command, user, cgroup, unit (/proc)
+ *   dump-out.c       buffered output and number formatting for all
  * This header holds what they share.
  */
 #ifndef SHMLEASE_DUMP_H
@@ -34,8 +36,9 @@
 /* Columns of the lease rows (-o)                                            */
 
 enum col_id {
-    COL_KEY, COL_TOKEN, COL_PID, COL_STATE, COL_LEFT, COL_EXPIRES, COL_WAITERS,
-    COL_META, COL_METALEN, COL_METAHEX, COL_PIDNS, COL_START, COL_HANDLE,
+    COL_KEY, COL_TOKEN, COL_COMMAND, COL_PID, COL_STATE, COL_LEFT, COL_EXPIRES,
+    COL_WAITERS, COL_META, COL_METALEN, COL_METAHEX, COL_PIDNS, COL_START,
+    COL_HANDLE, COL_USER, COL_CGROUP, COL_UNIT, COL_UUNIT, COL_TABLE,
     COL__COUNT
 };
 
@@ -55,6 +58,11 @@ struct dump_opts {
     bool list;
     bool all;
     bool json;
+    bool raw;                  /* -r: one line per lease, cells split by one space */
+    bool prometheus;           /* --prometheus: metrics, to stdout or prom_file */
+    const char *prom_file;
+    bool quiet_errors;         /* --list, --prometheus of every table: errors in
+                                  the output only, exit 0 */
     bool noheadings;
     bool nosummary;
     bool watch;
@@ -96,6 +104,11 @@ struct table_view {
     const struct dump_opts *opts;
     size_t cell_width[COL__COUNT];
     bool key_free;             /* --key and the key is not held */
+    /* Counted as the walk meets the leases (all of them, --key or not,
+     * for --prometheus): leases by state, and sleeping waiters. */
+    uint64_t n_alive, n_dead, n_unknown, n_grace, n_other_pidns, n_waiters;
+    bool key_info_valid;       /* --prometheus --key: key_info is the key's */
+    shmlease_info key_info;
 };
 
 /* A row to sort: its key's first 16 bytes as two big-endian numbers (zero
@@ -120,6 +133,25 @@ struct dump_row {
     int32_t  alive;            /* holder_alive */
     uint8_t  in_grace, other_pidns;
     uint8_t  klen, mlen;       /* bytes stored: strnlen(key), min(metadata_len, max) */
+};
+
+/* Who a holder is, from /proc/PID (dump-proc.c). */
+struct proc_text {
+    char *raw;                 /* as read, malloc'd; NULL if unknown */
+    char *text;                /* escaped as tool_escape_text does */
+};
+
+struct proc_desc {
+    int32_t pid;
+    uint64_t start;            /* the holder's start time this was read for */
+    bool found;                /* /proc/PID is the holder, and was read */
+    bool have_uid;
+    uint32_t uid;              /* effective */
+    uint8_t comm_len;
+    char comm_raw[16];
+    char comm[4 * 16 + 1];     /* escaped */
+    char user[64];             /* name, or the uid in decimal */
+    struct proc_text cgroup, unit, uunit;
 };
 
 /* ---- dump-read.c -------------------------------------------------------- */
@@ -161,6 +193,19 @@ const char *holder_state(const shmlease_info *in);
  * NULL with *err set if the directory cannot be read. */
 char **scan_tables(size_t *count, int *err);
 
+/* ---- dump-proc.c -------------------------------------------------------- */
+
+/* The holder of IN as /proc shows it, NULL when there is no live holder to
+ * show (grace, dead, another PID namespace) or /proc/PID is not it. */
+const struct proc_desc *proc_describe(const shmlease_info *in);
+
+/* The text of column C (COMMAND, USER, CGROUP, UNIT, UUNIT) for IN: '-' when
+ * nobody holds the key or its holder is dead, '?' when it cannot be read. */
+const char *proc_cell(enum col_id c, const shmlease_info *in);
+
+/* Forgets every process read (each --watch pass reads them again). */
+void proc_cache_clear(void);
+
 /* ---- dump-out.c --------------------------------------------------------- */
 
 /* Output gathered in memory and handed to stdio in large blocks: the lease
@@ -182,6 +227,11 @@ void ob_i64(struct outbuf *ob, int64_t v);
 /* P[0..N) as a JSON string, exactly as tool_json_string writes it. */
 void ob_json_string(struct outbuf *ob, const void *p, size_t n);
 
+/* P[0..N) escaped exactly as tool_escape_text does, into OUT (4*N+1
+ * bytes); its length. escaped_len: that length, nothing written. */
+size_t escape_into(const void *p, size_t n, char *out);
+size_t escaped_len(const void *p, size_t n);
+
 /* Decimal digits of V into BUF (at least 21 bytes), NUL-terminated; the
  * length. */
 size_t fmt_u64(char *buf, uint64_t v);
@@ -189,8 +239,9 @@ size_t fmt_i64(char *buf, int64_t v);
 
 /* ---- dump-text.c -------------------------------------------------------- */
 
-/* The length of column c's text for lease in, as the text output prints it. */
-size_t cell_len(enum col_id c, const shmlease_info *in);
+/* The length of column c's text for lease in of table v, as the text output
+ * prints it. */
+size_t cell_len(enum col_id c, const shmlease_info *in, const struct table_view *v);
 
 /* Each table of views[0..n) that could be read: summary and lease rows. */
 void print_tables_text(FILE *f, const struct table_view *views, size_t n,
@@ -199,9 +250,25 @@ void print_tables_text(FILE *f, const struct table_view *views, size_t n,
 /* --list: one line per table, unusable ones with their error in STATUS. */
 void print_list_text(FILE *f, struct table_view *views, size_t n, const struct dump_opts *o);
 
+/* -r: the lease rows of every table, one line each, cells split by one
+ * space; spaces inside a cell escaped as \x20; headings once. */
+void print_tables_raw(FILE *f, const struct table_view *views, size_t n,
+                      const struct dump_opts *o);
+
 /* ---- dump-json.c -------------------------------------------------------- */
 
 /* The JSON document of one pass: {"tool", "json_version", "tables": [...]}. */
 void print_json(FILE *f, const struct table_view *views, size_t n, const struct dump_opts *o);
+
+/* ---- dump-prom.c -------------------------------------------------------- */
+
+/* The metrics of one pass in the Prometheus text format. */
+void print_prometheus(FILE *f, const struct table_view *views, size_t n,
+                      const struct dump_opts *o);
+
+/* Writes the metrics into PATH atomically: a temporary file in PATH's
+ * directory, renamed over PATH. 0, or -1 with a message on stderr. */
+int write_prometheus_file(const char *path, const struct table_view *views, size_t n,
+                          const struct dump_opts *o);
 
 #endif

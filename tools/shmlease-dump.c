@@ -3,7 +3,8 @@
  *
  * Prints the state of shmlease tables: a summary of each table (format,
  * capacity, counters) and one row per held lease, in the manner of lslocks(8)
- * and ipcs(1); or one JSON document.
+ * and ipcs(1); or the rows alone for scripts (-r); or one JSON document; or
+ * the tables' metrics for Prometheus.
  *
  * It opens tables with SHMLEASE_OPEN_READONLY|SHMLEASE_OPEN_NOCREATE and uses
  * only the inspection calls (stats_get, foreach, inspect, now_ms), which never
@@ -28,7 +29,7 @@
 #include <unistd.h>
 
 static const enum col_id default_cols[] = {
-    COL_KEY, COL_TOKEN, COL_PID, COL_STATE, COL_LEFT, COL_WAITERS, COL_META
+    COL_KEY, COL_TOKEN, COL_COMMAND, COL_PID, COL_STATE, COL_LEFT, COL_WAITERS, COL_META
 };
 
 /* ------------------------------------------------------------------------ */
@@ -50,11 +51,12 @@ static size_t read_views(const char *const *names, size_t n, bool scanned,
         if (scanned && v->rc == -ENOENT && v->fault_sig == 0)
             continue;
         shown++;
-        if (v->rc != 0 && !o->list)
+        if (v->rc != 0 && !o->quiet_errors)
             report_error(v, o->key);
         /* --list reports unusable tables in its STATUS column and still
-         * succeeds: a user's --list must not fail on others' tables. */
-        if (!o->list)
+         * succeeds: a user's --list must not fail on others' tables; so do
+         * the metrics of every table (shmlease_up 0). */
+        if (!o->quiet_errors)
             *code = worse(*code, view_exit_code(v));
     }
     return shown;
@@ -92,12 +94,21 @@ static int dump_once(FILE *f, const struct dump_opts *o)
     }
     int code;
     size_t shown = read_views(names, n, scanned != NULL, o, views, &code);
-    if (o->json)
+    if (o->prometheus && o->prom_file != NULL) {
+        if (write_prometheus_file(o->prom_file, views, shown, o) != 0)
+            code = worse(code, DUMP_EXIT_UNUSABLE);
+    } else if (o->prometheus) {
+        print_prometheus(f, views, shown, o);
+    } else if (o->json) {
         print_json(f, views, shown, o);
-    else if (o->list)
+    } else if (o->list) {
         print_list_text(f, views, shown, o);
-    else
+    } else if (o->raw) {
+        print_tables_raw(f, views, shown, o);
+    } else {
         print_tables_text(f, views, shown, o);
+    }
+    proc_cache_clear();
 
     for (size_t i = 0; i < shown; i++)
         view_free(&views[i]);
@@ -113,8 +124,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "Usage: " PROG " [options] NAME...\n"
-"       " PROG " --list [--json]\n"
+"       " PROG " --list [--json|--raw]\n"
 "       " PROG " --all [options]\n"
+"       " PROG " --prometheus[=FILE] [--key KEY] [NAME...]\n"
 "\n"
 "Shows who holds which lease of the shmlease tables NAME (/dev/shm/shmlease.NAME),\n"
 "whether the holders are alive, and each table's counters. Read-only: it never\n"
@@ -124,30 +136,42 @@ static void usage(FILE *f)
 "  -l, --list            one line per table found in " TOOL_SHM_DIR "\n"
 "  -a, --all             full dump of every table found in " TOOL_SHM_DIR "\n"
 "  -k, --key KEY         show only the lease of KEY\n"
-"  -j, --json            print one JSON document (with --watch: one per line)\n"
+"  -J, -j, --json        print one JSON document (with --watch: one per line)\n"
+"  -r, --raw             lease rows only, cells split by one space (spaces in a\n"
+"                        cell as \\x20), headings once; for scripts\n"
+"      --prometheus[=FILE]  the tables' metrics in the Prometheus text format;\n"
+"                        FILE is replaced atomically (node_exporter's textfile\n"
+"                        collector); with no NAME, every table; with --key,\n"
+"                        that key's own series too\n"
 "  -w, --watch SECONDS   redraw every SECONDS (fractions allowed) until interrupted\n"
 "  -o, --output COLS     lease columns, comma-separated; '+COLS' adds to the default\n"
+"      --output-all      every column\n"
 "  -n, --noheadings      no column headings\n"
 "  -s, --no-summary      no table summary, lease rows only\n"
-"      --list-columns    describe the columns and exit\n"
+"  -H, --list-columns    describe the columns and exit\n"
 "  -h, --help            this help\n"
 "  -V, --version         print the version\n"
 "\n"
-"Columns (default KEY,TOKEN,PID,STATE,LEFT,WAITERS,METADATA):\n"
-"  KEY TOKEN PID STATE LEFT EXPIRES WAITERS METADATA METALEN METAHEX PIDNS START HANDLE\n"
+"Columns (default KEY,TOKEN,COMMAND,PID,STATE,LEFT,WAITERS,METADATA):\n"
+"  KEY TOKEN COMMAND PID STATE LEFT EXPIRES WAITERS METADATA METALEN METAHEX\n"
+"  PIDNS START HANDLE USER CGROUP UNIT UUNIT TABLE\n"
 "STATE is alive, dead (the holder exited: the next acquirer takes the lease at\n"
 "once), unknown (liveness cannot be proven: the TTL decides) or grace (released\n"
 "with a grace period, held by nobody; PID '-'). PID '1234*': a PID of another PID\n"
-"namespace. Keys and metadata are escaped (\\\\, \\n, \\t, \\xHH).\n"
+"namespace. COMMAND, USER, CGROUP, UNIT, UUNIT: the holder as /proc shows it;\n"
+"'-' no holder (grace) or a dead one, '?' cannot be read (another PID namespace,\n"
+"no permission). Keys and metadata are escaped (\\\\, \\n, \\t, \\xHH).\n"
 "\n"
 "Exit status:\n"
 "  0   success\n"
 "  1   a table does not exist\n"
-"  2   a table is unusable: corrupt, truncated, foreign format, permission denied\n"
+"  2   a table is unusable: corrupt, truncated, foreign format, permission denied;\n"
+"      or the output could not be written\n"
 "  3   --key: the key is not held (in some table)\n"
 "  64  usage error (bad option, invalid table name or key)\n"
 "With several tables the worst applies (64, 2, 1, 3, 0 in that order). --list\n"
-"exits 0 and shows unusable tables in its STATUS column.\n");
+"exits 0 and shows unusable tables in its STATUS column; so does --prometheus\n"
+"with no NAME (shmlease_up 0), and --prometheus --key with the key free.\n");
 }
 
 static void list_columns(void)
@@ -208,8 +232,10 @@ static int watch_loop(struct dump_opts *o, int argc, char **argv)
     char host[256] = "";
     gethostname(host, sizeof(host) - 1);
 
+    /* Scripts read --json, --raw and --prometheus: no heading, no clearing. */
+    bool plain = o->json || o->raw || o->prometheus;
     for (;;) {
-        if (!o->json) {
+        if (!plain) {
             if (tty)
                 fputs("\033[H\033[2J", stdout);
             time_t now = time(NULL);
@@ -222,7 +248,7 @@ static int watch_loop(struct dump_opts *o, int argc, char **argv)
             printf("    %s: %s\n\n", host, when);
         }
         dump_once(stdout, o);
-        if (!o->json && !tty)
+        if (!o->json && !o->prometheus && !tty)
             putchar('\n');
         fflush(stdout);
 
@@ -237,7 +263,7 @@ static int watch_loop(struct dump_opts *o, int argc, char **argv)
     }
 }
 
-enum { OPT_LIST_COLUMNS = 0x100 };
+enum { OPT_LIST_COLUMNS = 'H', OPT_OUTPUT_ALL = 0x100, OPT_PROMETHEUS };
 
 /* Applies one option (c as getopt_long returned it, with optarg) to *o.
  * Returns -1 to go on, or the exit code to leave with. */
@@ -254,7 +280,24 @@ static int apply_option(int c, struct dump_opts *o)
         o->key = optarg;
         break;
     case 'j':
+    case 'J':
         o->json = true;
+        break;
+    case 'r':
+        o->raw = true;
+        break;
+    case OPT_PROMETHEUS:
+        o->prometheus = true;
+        if (optarg != NULL && optarg[0] == '\0') {
+            fprintf(stderr, PROG ": --prometheus=: empty file name\n");
+            return DUMP_EXIT_USAGE;
+        }
+        o->prom_file = optarg;
+        break;
+    case OPT_OUTPUT_ALL:
+        o->ncols = 0;
+        for (int i = 0; i < COL__COUNT; i++)
+            o->cols[o->ncols++] = (enum col_id)i;
         break;
     case 'w':
         if (tool_parse_duration_ms(optarg, &o->watch_ms) != 0 || o->watch_ms == 0) {
@@ -298,6 +341,9 @@ static int parse_args(int argc, char **argv, struct dump_opts *o)
         { "all",          no_argument,       NULL, 'a' },
         { "key",          required_argument, NULL, 'k' },
         { "json",         no_argument,       NULL, 'j' },
+        { "raw",          no_argument,       NULL, 'r' },
+        { "prometheus",   optional_argument, NULL, OPT_PROMETHEUS },
+        { "output-all",   no_argument,       NULL, OPT_OUTPUT_ALL },
         { "watch",        required_argument, NULL, 'w' },
         { "output",       required_argument, NULL, 'o' },
         { "noheadings",   no_argument,       NULL, 'n' },
@@ -312,7 +358,7 @@ static int parse_args(int argc, char **argv, struct dump_opts *o)
         o->cols[o->ncols++] = default_cols[i];
 
     int c;
-    while ((c = getopt_long(argc, argv, "lak:jw:o:nshV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "lak:jJrw:o:nsHhV", longopts, NULL)) != -1) {
         int code = apply_option(c, o);
         if (code >= 0)
             return code;
@@ -328,6 +374,21 @@ static int parse_args(int argc, char **argv, struct dump_opts *o)
  * --all means --list. Returns -1 to go on, or the exit code. */
 static int check_args(struct dump_opts *o)
 {
+    int outputs = o->json + o->raw + o->prometheus;
+    if (outputs > 1) {
+        fprintf(stderr, PROG ": --json, --raw and --prometheus exclude each other\n");
+        return DUMP_EXIT_USAGE;
+    }
+    if (o->prometheus) {
+        if (o->list) {
+            fprintf(stderr, PROG ": --list and --prometheus exclude each other\n");
+            return DUMP_EXIT_USAGE;
+        }
+        /* No NAME: every table, each unusable one as shmlease_up 0. */
+        if (o->nnames == 0)
+            o->all = true;
+        o->quiet_errors = o->nnames == 0;
+    }
     if (o->list && o->all) {
         fprintf(stderr, PROG ": --list and --all exclude each other\n");
         return DUMP_EXIT_USAGE;
@@ -347,6 +408,8 @@ static int check_args(struct dump_opts *o)
         }
         o->list = true;
     }
+    if (o->list)
+        o->quiet_errors = true;
     if (o->key != NULL && (o->key[0] == '\0' || strlen(o->key) > SHMLEASE_KEY_MAX)) {
         fprintf(stderr, PROG ": --key: a key is 1 to %d bytes\n", SHMLEASE_KEY_MAX);
         return DUMP_EXIT_USAGE;

@@ -21,6 +21,7 @@
  *   the command must not go on unprotected.
  *   exec failures travel back through a close-on-exec pipe (126/127 as a shell).
  */
+#include "doctor.h"
 #include "tool-util.h"
 
 #include <shmlease.h>
@@ -84,6 +85,7 @@ static void usage_main(FILE *f)
 "       " PROG " create NAME [--capacity N] [--mode MODE]\n"
 "       " PROG " unlink NAME\n"
 "       " PROG " break [--table NAME] KEY\n"
+"       " PROG " doctor [TABLE...]\n"
 "       " PROG " COMMAND --help\n"
 "\n"
 "Named leases (locks that expire, with fencing tokens) shared by the processes\n"
@@ -94,6 +96,7 @@ static void usage_main(FILE *f)
 "  create  create a table (exclusive)\n"
 "  unlink  remove a table (processes that have it open keep using it)\n"
 "  break   forcibly end the lease on KEY (the holder's renewal fails)\n"
+"  doctor  check what breaks tables here, and explain it\n"
 "\n"
 "Example (cron: at most one report at a time, skipped while one runs):\n"
 "  */5 * * * * shmlease run -n --ttl 600 report -- /usr/local/bin/report\n"
@@ -1018,6 +1021,8 @@ int main(int argc, char **argv)
         return cmd_unlink(argc - 1, argv + 1);
     if (strcmp(cmd, "break") == 0)
         return cmd_break(argc - 1, argv + 1);
+    if (strcmp(cmd, "doctor") == 0)
+        return cmd_doctor(argc - 1, argv + 1);
     fprintf(stderr, PROG ": unknown command '%s'\nTry '" PROG " --help'.\n", cmd);
     return EXIT_USAGE;
 }

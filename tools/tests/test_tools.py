@@ -403,7 +403,8 @@ def test_dump_columns(c):
     check(rows2["charlie"]["PIDNS"] == "-", f"grace PIDNS {rows2['charlie']}")
     p = c.dump("-o", "+EXPIRES", "-s", t)
     heads = p.stdout.decode().splitlines()[0].split()
-    check(heads == ["KEY", "TOKEN", "PID", "STATE", "LEFT", "WAITERS", "METADATA", "EXPIRES"],
+    check(heads == ["KEY", "TOKEN", "COMMAND", "PID", "STATE", "LEFT", "WAITERS", "METADATA",
+                     "EXPIRES"],
           f"-o +EXPIRES headings {heads}")
     p = c.dump("-n", "-s", t)
     check(not p.stdout.startswith(b"KEY"), f"--noheadings printed headings\n{show(p)}")
