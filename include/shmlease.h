@@ -118,31 +118,64 @@ typedef struct shmlease_options {
     uint32_t open_timeout_ms;  /* longest open() waits for the table's structural
                                   locks (held by a stopped process, or a creator
                                   still initialising); 0 = 5000 */
-    uint32_t reserved_0[7];    /* must be zero (since 1.1; see "ABI" above) */
+    uint32_t gid;              /* with SHMLEASE_OPEN_GROUP: the group of the files
+                                  of a table this call creates (since 1.2) */
+    uint32_t reserved_0[6];    /* must be zero (since 1.1; see "ABI" above) */
 } shmlease_options;
 
 #define SHMLEASE_OPEN_NOCREATE  (1u << 0)  /* attach only: -ENOENT if missing   */
 #define SHMLEASE_OPEN_EXCL      (1u << 1)  /* create only: -EEXIST if present   */
 #define SHMLEASE_OPEN_READONLY  (1u << 2)  /* map read-only, for inspection; lease calls
                                               on such a handle return -EPERM       */
+#define SHMLEASE_OPEN_SHARE     (1u << 3)  /* attach to a table another user owns, if
+                                              its files' modes let the caller read
+                                              and write them (since 1.2)           */
+#define SHMLEASE_OPEN_GROUP     (1u << 4)  /* a table this call creates gets group
+                                              opts->gid (since 1.2)               */
 
 /*
  * Opens table NAME (the POSIX shm object "/shmlease.NAME"), creating it when
  * missing unless SHMLEASE_OPEN_NOCREATE. A segment whose creator died during
- * initialisation is initialised again by the next opener.
+ * initialisation is initialised again by the next opener (the creator's
+ * record in the table's lock file proves it; an empty or zero-filled file
+ * without that record is someone else's and is refused, -EPROTO).
+ *
+ * Whose table. A table belongs to the owner of its segment. A read-write
+ * open of a table that belongs to another user (another effective uid) is
+ * refused with -EPERM unless SHMLEASE_OPEN_SHARE: whoever made a name first
+ * owns it, and a table made by someone else under the name we meant (a
+ * squatter) must not be used by accident. With SHARE the open attaches when
+ * the segment's and the lock file's modes let the caller read and write
+ * them, as the kernel judges it (owner, group or supplementary groups,
+ * other; root may always), and is -EACCES otherwise. SHARE changes nothing
+ * for a table of the caller's own, nor for one this call creates (mode,
+ * gid). READONLY opens take no lease and write nothing: they attach to any
+ * table the caller may read, whoever owns it (-EACCES if it may not), and
+ * need no SHARE.
+ *
+ * Creating. A new table's two files are created readable and writable by
+ * the caller only, then given group opts->gid (with SHMLEASE_OPEN_GROUP),
+ * then the mode asked: nobody else can open them before they have their
+ * final owner, group and mode. The lock file's mode follows the segment's
+ * (read and write for each class that may write the segment).
+ *
  * Returns 0 and *out, or:
  *   -EINVAL   bad name (not [A-Za-z0-9._-]{1,200}, or "." / ".."), bad options
  *             (capacity above SHMLEASE_CAPACITY_MAX, mode above 0777, unknown flag,
  *             EXCL with NOCREATE or READONLY, reserved_0 not zero), out NULL
  *   -ENOENT   NOCREATE and no such table
  *   -EEXIST   EXCL and the table exists
- *   -EACCES   the segment exists and may not be opened or mapped by the caller,
- *             or it belongs to another user and the caller did not ask to share
- *             (mode with group/other bits)
+ *   -EPERM    the table belongs to another user and SHARE was not given (a
+ *             read-write open); or GROUP names a group the caller may not give
+ *             its files (not one of its groups, and not root): nothing created
+ *   -EACCES   the segment or its lock file may not be opened or mapped by the
+ *             caller (its own table, or another user's with SHARE), or the lock
+ *             file belongs to someone who may not write the segment (planted)
  *   -EPROTO   the segment is not a shmlease table of this layout: bad magic, other
- *             byte order or format, truncated, inconsistent header, or not a
- *             regular file (a FIFO or directory squatting the name), or a
- *             structural lock that no live process can hold (a damaged segment)
+ *             byte order or format, truncated, inconsistent header, an empty or
+ *             zero-filled file that no creator of ours left, or not a regular
+ *             file (a FIFO or directory squatting the name), or a structural
+ *             lock that no live process can hold (a damaged segment)
  *   -EXDEV    read-write open of a table made in another time namespace or an
  *             earlier boot: its deadlines are on another monotonic clock
  *   -ETIMEDOUT a structural lock stayed taken for open_timeout_ms (its holder
@@ -158,7 +191,13 @@ SHMLEASE_API int shmlease_open(const char *name, const shmlease_options *opts /*
 /* Releases the leases still held through t, detaches, frees t. NULL is a no-op. */
 SHMLEASE_API void shmlease_close(shmlease_table *t);
 
-/* Removes the segment; open handles keep working. 0, -EINVAL, -ENOENT, -EACCES. */
+/* Removes the table (its segment and lock file); open handles keep working.
+ * Only a table is removed: a name that holds something else (a directory, a
+ * FIFO, a file that is neither a shmlease segment of any format nor one our
+ * creator left half-built) is -EPROTO, and nothing is removed.
+ * 0, -EINVAL (bad name), -ENOENT, -EACCES (the caller may not read the
+ * segment, or may not remove it: another user's table, and not root),
+ * -EPROTO. */
 SHMLEASE_API int shmlease_unlink(const char *name);
 
 /* ------------------------------------------------------------------------ */

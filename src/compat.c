@@ -18,10 +18,19 @@
  * This file is compiled into the shared library only (CMakeLists.txt): the
  * static library has no symbol versions, and a program that links it was
  * built with the same header and calls today's functions.
+ *
+ * One rule changed in meaning since 1.0 and is kept for 1.0 programs: a
+ * read-write open of another user's table. In 1.0, a mode with group or
+ * other bits meant "I agree to share" and a refusal was -EACCES; since
+ * SHMLEASE_OPEN_SHARE (1.2) the mode is only the creation mode, and the
+ * refusal is -EPERM. The 1.0 entry point asks for SHARE when the 1.0
+ * program's mode has group or other bits, and reports the refusal as 1.0
+ * did.
  */
 #include "shmlease.h"
 #include "compiler.h"
 
+#include <errno.h>
 #include <stddef.h>
 
 /* The 1.0 layouts, as include/shmlease.h 1.0 declared them. */
@@ -94,7 +103,16 @@ SHM_API int shmlease__open_1_0(const char *name, const struct shmlease_options_1
     n.clock_ms = opts->clock_ms;
     n.clock_ctx = opts->clock_ctx;
     n.open_timeout_ms = opts->open_timeout_ms;
-    return shmlease_open(name, &n, out);
+    const uint32_t known_1_0 = SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_EXCL | SHMLEASE_OPEN_READONLY;
+    if (n.flags & ~known_1_0) {                  /* as 1.0 said of a flag it did not know */
+        if (out)
+            *out = NULL;
+        return -EINVAL;
+    }
+    if (n.mode & 077)
+        n.flags |= SHMLEASE_OPEN_SHARE;          /* 1.0: group/other bits asked to share */
+    int rc = shmlease_open(name, &n, out);
+    return rc == -EPERM ? -EACCES : rc;          /* 1.0 refused another user's table so */
 }
 
 SHM_API int shmlease__acquire_1_0(shmlease_table *t, const char *key,

@@ -17,7 +17,7 @@
     X(EEXIST,          "EEXIST",          "table already exists")                 \
     X(EACCES,          "EACCES",          "permission denied for this table")     \
     X(EPROTO,          "EPROTO",          "not a shmlease table of this format (corrupt, truncated or foreign)") \
-    X(EPERM,           "EPERM",           "operation not allowed on a read-only handle") \
+    X(EPERM,           "EPERM",           "not permitted: a read-only handle, another user's table without SHMLEASE_OPEN_SHARE, or a group not the caller's") \
     X(EUSERS,          "EUSERS",          "too many handles attached to the table") \
     X(ENOMEM,          "ENOMEM",          "out of memory")                        \
     X(EMFILE,          "EMFILE",          "too many open files in this process")  \

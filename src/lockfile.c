@@ -1,6 +1,7 @@
 /* The lock file of a table (see lockfile.h). */
 #include "lockfile.h"
 #include "clock.h"
+#include "fault.h"
 #include "handles.h"
 #include "names.h"
 
@@ -94,37 +95,50 @@ void shmlease__lk_unlink(const char *name, const struct stat *lk)
     }
 }
 
-int shmlease__shm_create(const char *path, mode_t mode)
+/* Created for the caller alone (the umask can only narrow that), then given
+ * its group, then its mode: until the last step nobody else can open it, so
+ * nobody holds a descriptor made under a group or mode it was not meant to
+ * have. */
+int shmlease__shm_create(const char *path, mode_t mode, gid_t gid)
 {
-    int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode & S_IRWXU);
     if (fd < 0)
         return -errno;
-    if (fchmod(fd, mode) != 0) {
-        int e = -errno;
+    int rc = gid != SHM_NO_GID && fchown(fd, (uid_t)-1, gid) != 0 ? -errno : 0;
+    SHMLEASE_FAULT("create.before_mode");
+    if (rc == 0 && fchmod(fd, mode) != 0)
+        rc = -errno;
+    if (rc) {
         close(fd);
         shm_unlink(path);
-        return e;
+        return rc;
     }
     return fd;
 }
 
 /* Opens T's lock file into t->fd, under the handle-list lock: the existing
  * one first (the common case: one open(), no failing O_EXCL), else, if
- * CREATE, a new one of mode MODE. 0, -ENOENT (none, and !CREATE), or another
- * negative code. */
-int shmlease__lk_open(shmlease_table *t, mode_t mode, int create)
+ * CREATE, a new one of mode MODE and group GID (SHM_NO_GID: the caller's).
+ * 0, -ENOENT (none, and !CREATE), or another negative code. *CREATED (if
+ * not NULL): this call made it. */
+int shmlease__lk_open(shmlease_table *t, mode_t mode, int create, gid_t gid, int *created)
 {
     char path[PATH_LEN];
     shmlease__lk_name(path, sizeof path, t->name);
     int fd = -EAGAIN;
+    if (created)
+        *created = 0;
     shmlease__handles_lock();
     for (int tries = 0; tries < OPEN_ROUNDS; tries++) {
         /* O_NONBLOCK: a FIFO squatting the name must not block us. */
         fd = shm_open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
         if (fd < 0)
             fd = (errno == EISDIR || errno == ENXIO || errno == ELOOP) ? -EPROTO : -errno;
-        if (fd == -ENOENT && create)
-            fd = shmlease__shm_create(path, mode);
+        if (fd == -ENOENT && create) {
+            fd = shmlease__shm_create(path, mode, gid);
+            if (fd >= 0 && created)
+                *created = 1;
+        }
         if (fd != -EEXIST)             /* EEXIST: made meanwhile, go round */
             break;
         fd = -EAGAIN;
@@ -133,6 +147,15 @@ int shmlease__lk_open(shmlease_table *t, mode_t mode, int create)
         t->fd = fd;
     shmlease__handles_unlock();
     return fd >= 0 ? 0 : fd;
+}
+
+/* The creation record: the lock file's size is 1 while a creator builds the
+ * segment (set before the segment is created, cleared once it is READY), 0
+ * otherwise. Only the table's writers can open the lock file, and only a
+ * holder of the init lock changes the size. */
+int shmlease__lk_set_building(int fd, int building)
+{
+    return ftruncate(fd, building ? 1 : 0) == 0 ? 0 : -errno;
 }
 
 /* May LK (an existing lock file) serve the segment S? Its owner must be

@@ -30,9 +30,20 @@ mode_t shmlease__lk_mode(mode_t segment_mode);
 /* One OFD lock operation (F_WRLCK, F_RDLCK, F_UNLCK) on byte OFF: 0 or -errno. */
 int  shmlease__ofd_lock(int fd, short type, off_t off, int wait);
 
+/* "No group asked": a created file keeps the group the kernel gives it. */
+#define SHM_NO_GID ((gid_t)-1)
+
 /* Opens T's lock file into t->fd: the existing one, else (if CREATE) a new
- * one of mode MODE. 0, -ENOENT (none and !CREATE) or another negative code. */
-int  shmlease__lk_open(shmlease_table *t, mode_t mode, int create);
+ * one of mode MODE and group GID (or SHM_NO_GID). 0, -ENOENT (none and
+ * !CREATE) or another negative code. *CREATED (if not NULL): this call made
+ * it. */
+int  shmlease__lk_open(shmlease_table *t, mode_t mode, int create, gid_t gid, int *created);
+/* The creation record (docs/first-opener.md, section 5): a lock file of
+ * size > 0 says that a creator holding the init lock was building the
+ * segment. Set (BUILDING 1) or cleared (0) on the lock file FD, with the
+ * init lock held. 0 or a negative code. */
+int  shmlease__lk_set_building(int fd, int building);
+static inline int shmlease__lk_building(const struct stat *lk) { return lk->st_size > 0; }
 /* Polls for the init lock on FD until DEADLINE (monotonic ms): 0,
  * -ETIMEDOUT (an initialiser that is stopped) or another error. */
 int  shmlease__lk_init_lock_until(int fd, uint64_t deadline);
@@ -52,8 +63,11 @@ void shmlease__lk_open_readonly(shmlease_table *t);
 int  shmlease__reopen_fd(shmlease_table *t);
 
 /* Creates the shm object PATH (the lock file or the segment) with exactly
- * MODE (O_EXCL, then fchmod: the umask masked shm_open's mode). The
- * descriptor, -EEXIST, or another negative code. */
-int shmlease__shm_create(const char *path, mode_t mode);
+ * MODE and group GID (SHM_NO_GID: the kernel's choice): O_EXCL, readable and
+ * writable by the caller only, then fchown to GID, then fchmod to MODE (the
+ * umask masked shm_open's mode). The descriptor, -EEXIST, -EPERM (a group
+ * the caller may not give), or another negative code; on failure nothing
+ * is left under PATH. */
+int shmlease__shm_create(const char *path, mode_t mode, gid_t gid);
 
 #endif

@@ -31,7 +31,8 @@ static int check_options(const char *name, const shmlease_options *o)
     int rc = shmlease__validate_name(name);
     if (rc)
         return rc;
-    const uint32_t known = SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_EXCL | SHMLEASE_OPEN_READONLY;
+    const uint32_t known = SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_EXCL | SHMLEASE_OPEN_READONLY |
+                           SHMLEASE_OPEN_SHARE | SHMLEASE_OPEN_GROUP;
     if ((o->flags & ~known) || o->capacity > SHMLEASE_CAPACITY_MAX || o->mode > 0777)
         return -EINVAL;
     if ((o->flags & SHMLEASE_OPEN_EXCL) && (o->flags & (SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_READONLY)))
@@ -99,6 +100,27 @@ SHM_API void shmlease_close(shmlease_table *t)
  * removes the files anyway. */
 #define UNLINK_WAIT_MS 1000
 
+/* Is what lies under the segment's name a table we may remove (see
+ * shmlease__segment_is_ours)? BUILDING: the lock file's creation record.
+ * 0, -ENOENT, -EPROTO (not a table: left alone), -EACCES (not readable). */
+static int removable(const char *name, int building)
+{
+    char path[PATH_LEN], fspath[PATH_LEN];
+    shmlease__shm_name(path, sizeof path, name);
+    shmlease__shm_path(fspath, sizeof fspath, name);
+    struct stat st;
+    if (lstat(fspath, &st) != 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return -EPROTO;                /* a directory, FIFO, symlink...: not ours */
+    int fd = shm_open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
+    if (fd < 0)
+        return errno == EACCES ? -EACCES : errno == ENOENT ? -ENOENT : -EPROTO;
+    int rc = shmlease__segment_is_ours(fd, building);
+    close(fd);
+    return rc;
+}
+
 /*
  * Removes the segment, then the lock file, under the init lock (when this
  * process may open the lock file), so that an opener racing with us either
@@ -106,6 +128,9 @@ SHM_API void shmlease_close(shmlease_table *t)
  * file unlinked once it gets the lock and starts over with fresh files: never
  * a new segment that names a removed lock file. A missing lock file is fine
  * (and a stale one is removed even when the segment is already gone).
+ *
+ * Only a table is removed (removable()): whatever else squats the name is
+ * left as it is, with its lock file, and the answer is -EPROTO.
  *
  * Handles still open keep working on the removed files: they hold a mapping
  * of the segment and a descriptor of the lock file; a table created again
@@ -130,12 +155,18 @@ SHM_API int shmlease_unlink(const char *name)
         shmlease__handles_unlock();
         locked = t->fd >= 0 && fstat(t->fd, &lk) == 0 && S_ISREG(lk.st_mode) &&
                  shmlease__lk_init_lock_until(t->fd, shmlease__mono_ms() + UNLINK_WAIT_MS) == 0;
+        if (locked && fstat(t->fd, &lk) != 0)
+            locked = 0;                /* the record as of now, under the lock */
     }
-    rc = shm_unlink(path) != 0 ? -errno : 0;
-    if (locked)
-        shmlease__lk_unlink(name, &lk);   /* still the file we locked */
-    else if (shm_unlink(lpath) != 0 && errno != ENOENT) {
-        /* not ours to remove (another user's), or already gone */
+    rc = removable(name, locked && shmlease__lk_building(&lk));
+    if (rc == 0 && shm_unlink(path) != 0)
+        rc = errno == EPERM || errno == EACCES ? -EACCES : -errno;   /* EPERM: sticky /dev/shm */
+    if (rc == 0 || rc == -ENOENT) {
+        if (locked)
+            shmlease__lk_unlink(name, &lk);   /* still the file we locked */
+        else if (shm_unlink(lpath) != 0 && errno != ENOENT) {
+            /* not ours to remove (another user's), or already gone */
+        }
     }
     if (t)
         shmlease__handle_free(t);                /* lets go of the init lock */

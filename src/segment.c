@@ -16,8 +16,15 @@
  *
  *   Whoever holds the init lock (an OFD write lock on byte SHM_LK_INIT_BYTE of
  *   the lock file, which must still be the file linked under its name) and
- *   finds the segment missing or init_state != READY (re)creates and
- *   initialises it from scratch, recording that lock file in the header.
+ *   finds the segment missing, or init_state != READY and the segment left
+ *   by one of our creators, (re)creates and initialises it from scratch,
+ *   recording that lock file in the header.
+ *
+ * The creation record proves "left by one of our creators": a creator sets
+ * the lock file's size to 1 before it creates the segment file (or starts
+ * again on a half-built one) and back to 0 once the segment is READY. An
+ * empty or zero-filled file without it is someone else's, and is refused
+ * (rebuildable()).
  *
  * A read-write opener: opens or creates the lock file (its mode derived from
  * the segment's mode, or from the mode asked when the segment does not exist
@@ -33,7 +40,8 @@
  * segment exists. A creator that dies at any point loses the lock with its
  * life: dead before creating the segment, it leaves only the lock file, which
  * the next opener uses; dead after, the next opener finds init_state !=
- * READY and starts over (ftruncate to 0 first, so every byte is zero again).
+ * READY and the record, and starts over (ftruncate to 0 first, so every
+ * byte is zero again).
  * A READY segment is never re-initialised, so robust mutexes are initialised
  * exactly once while anyone can be attached (docs/failure-modes.md F1). A READY segment
  * whose header names another lock file than the one under the name (the lock
@@ -211,9 +219,6 @@ static int initialise(int fd, uint32_t capacity, uint64_t now_ms, int created, c
     return 0;
 }
 
-/* What a dying initialiser can leave: nothing, zeroes (space reserved, no
- * header yet), or our magic and format without READY. Anything else is a
- * foreign file, which we must not overwrite. */
 /* Are bytes FROM..SIZE of the file all zero? */
 static int file_is_zero(int fd, uint64_t from, uint64_t size)
 {
@@ -232,6 +237,11 @@ static int file_is_zero(int fd, uint64_t from, uint64_t size)
     return ok;
 }
 
+/* Does the not-READY file FD (header H, SIZE bytes) look like what a dying
+ * initialiser leaves: nothing, zeroes (space reserved, no header yet), or
+ * our magic and format without READY? Anything else is a foreign file,
+ * which we must not overwrite. Looks alone prove nothing for the first
+ * two: see rebuildable(). */
 static int half_built(int fd, const struct shm_header *h, uint64_t size)
 {
     if (size == 0)
@@ -251,6 +261,19 @@ static int half_built(int fd, const struct shm_header *h, uint64_t size)
     /* No header yet: space reserved (zeroes) and nothing else, or foreign.
      * Rare (a creator died), so reading the file through is affordable. */
     return file_is_zero(fd, offsetof(struct shm_header, header_size), size);
+}
+
+/* May the not-READY file FD be built again? Only what one of our creators
+ * left: it looks half-built, and either the lock file still carries the
+ * creation record (BUILDING: a creator set it before it created the
+ * segment and clears it once the segment is READY) or the file has our
+ * magic and format, which only an initialiser writes. An empty or
+ * zero-filled file without the record was put there by someone else. */
+static int rebuildable(int fd, const struct shm_header *h, uint64_t size, int building)
+{
+    if (!half_built(fd, h, size))
+        return 0;
+    return building || (size >= sizeof *h && h->magic == SHM_MAGIC);
 }
 
 /* The header of the segment FD into *H (zeroes past the end of a short
@@ -325,50 +348,91 @@ static int existing_fd(const char *path, int ro)
     return -errno;
 }
 
-/* Opens (or creates) the segment PATH: the existing one first (the common
- * case: one open(), no failing O_EXCL), unless EXCL. Called with the
- * handle-list lock held: the descriptor must be on the handle before any
- * fork can copy it. */
-static int open_fd(const char *path, const shmlease_options *o, uint32_t mode, int *created)
+/* What one read-write open knows as it goes: init_or_attach() and its steps. */
+struct rw_open {
+    const shmlease_options *o;
+    uint32_t mode;          /* of a table made now */
+    uint32_t capacity;      /* of a table made now */
+    gid_t    gid;           /* group of a table made now, or SHM_NO_GID */
+    int      create;        /* may create (not NOCREATE) */
+    int      share;         /* SHARE: another user's table is welcome */
+    struct stat lk;         /* the lock file we hold the init lock on */
+    int      lk_created;    /* ... which this call made */
+    int      building;      /* ... whose creation record is set */
+    int      created;       /* this call made the segment */
+};
+
+/* May this process give its files group GID? (fchown would say EPERM.) */
+static int may_give_group(gid_t gid)
 {
-    int ro = (o->flags & SHMLEASE_OPEN_READONLY) != 0;
-    int create = !(o->flags & (SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_READONLY));
-    int excl = (o->flags & SHMLEASE_OPEN_EXCL) != 0;
+    if (geteuid() == 0 || gid == getegid())
+        return 1;
+    gid_t groups[256];
+    int n = getgroups((int)(sizeof groups / sizeof groups[0]), groups);
+    for (int i = 0; i < n; i++)
+        if (groups[i] == gid)
+            return 1;
+    return 0;
+}
+
+/* The segment of a read-write open into a descriptor: the existing one
+ * first (the common case: one open(), no failing O_EXCL), unless EXCL;
+ * else, if allowed, a new one, the creation record set on the lock file
+ * LKFD before the segment exists (and taken back if this call creates
+ * nothing after all). Called with the init lock and the handle-list lock
+ * held: the descriptor must be on the handle before any fork can copy it. */
+static int rw_segment_fd(const char *path, struct rw_open *r, int lkfd)
+{
+    int excl = (r->o->flags & SHMLEASE_OPEN_EXCL) != 0;
+    int was_building = r->building;
+    int fd = -EAGAIN;
     for (int tries = 0; tries < OPEN_ROUNDS; tries++) {
-        int fd = excl ? -ENOENT : existing_fd(path, ro);
-        if (fd != -ENOENT || !create)
-            return fd;
-        fd = shmlease__shm_create(path, (mode_t)mode);
+        fd = excl ? -ENOENT : existing_fd(path, 0);
+        if (fd != -ENOENT || !r->create)
+            break;
+        if (!r->building) {
+            fd = shmlease__lk_set_building(lkfd, 1);
+            if (fd)
+                break;
+            r->building = 1;
+        }
+        fd = shmlease__shm_create(path, (mode_t)r->mode, r->gid);
         if (fd >= 0)
-            *created = 1;
+            r->created = 1;
         if (fd != -EEXIST)
-            return fd;
+            break;
         if (excl)
-            return -EEXIST;
-        /* Made between our two calls: go round. */
+            break;
+        fd = -EAGAIN;                  /* made between our two calls: go round */
     }
-    return -EAGAIN;
+    if (!r->created && r->building && !was_building && shmlease__lk_set_building(lkfd, 0) == 0)
+        r->building = 0;
+    return fd;
 }
 
 /* The lock file into t->fd: the existing one, else a new one whose mode
- * follows the segment's (the mode asked, when there is no segment yet; and
- * without a segment a NOCREATE open ends here with -ENOENT). */
-static int open_lock_file(shmlease_table *t, uint32_t mode, int create)
+ * (and group) follow the segment's (the mode and group asked, when there
+ * is no segment yet; and without a segment a NOCREATE open ends here with
+ * -ENOENT). */
+static int open_lock_file(shmlease_table *t, struct rw_open *r)
 {
-    int rc = shmlease__lk_open(t, 0, 0);
+    int rc = shmlease__lk_open(t, 0, 0, SHM_NO_GID, &r->lk_created);
     if (rc != -ENOENT)
         return rc;
     char sfspath[PATH_LEN];
     shmlease__shm_path(sfspath, sizeof sfspath, t->name);
     struct stat sst;
-    mode_t smode = mode;
+    mode_t smode = r->mode;
+    gid_t gid = r->gid;
     if (lstat(sfspath, &sst) == 0) {
-        if (S_ISREG(sst.st_mode))
+        if (S_ISREG(sst.st_mode)) {
             smode = sst.st_mode & 0777;
-    } else if (errno == ENOENT && !create) {
+            gid = may_give_group(sst.st_gid) ? sst.st_gid : SHM_NO_GID;
+        }
+    } else if (errno == ENOENT && !r->create) {
         return -ENOENT;
     }
-    return shmlease__lk_open(t, shmlease__lk_mode(smode), 1);
+    return shmlease__lk_open(t, shmlease__lk_mode(smode), 1, gid, &r->lk_created);
 }
 
 /* Is there no segment under NAME? */
@@ -380,29 +444,49 @@ static int segment_missing(const char *name)
     return lstat(sfspath, &sst) != 0 && errno == ENOENT;
 }
 
+/* A lock file of ours left without a segment (a creator died before making
+ * it, or a table removed by hand) that the table about to be created could
+ * not use as it is: another mode or group than the new table's. Others may
+ * still hold descriptors made under its old mode or group, so it is not
+ * changed but replaced (the caller holds its init lock, as an unlink
+ * would). */
+static int stale_lock_file_misfits(const shmlease_table *t, const struct rw_open *r)
+{
+    if (!r->create || r->lk_created || r->lk.st_uid != t->euid || !segment_missing(t->name))
+        return 0;
+    gid_t want_gid = r->gid != SHM_NO_GID ? r->gid : getegid();
+    return (r->lk.st_mode & 07777) != shmlease__lk_mode(r->mode) || r->lk.st_gid != want_gid;
+}
+
 /* Step 1 of a read-write open: the init lock, on the lock file that is
  * linked under the name (a lock file unlinked by shmlease_unlink before we
- * got its lock is dropped and the protocol starts over with a fresh one).
- * Polls until DEADLINE (monotonic ms). Fills *LK with the lock file. */
-static int lock_linked_lock_file(shmlease_table *t, uint32_t mode, int create, uint64_t deadline,
-                                 struct stat *lk)
+ * got its lock is dropped and the protocol starts over with a fresh one; a
+ * stale one of ours that does not fit the table to be made is replaced).
+ * Polls until DEADLINE (monotonic ms). Fills r->lk with the lock file. */
+static int lock_linked_lock_file(shmlease_table *t, struct rw_open *r, uint64_t deadline)
 {
     for (int round = 0; round < OPEN_ROUNDS; round++) {
-        int rc = open_lock_file(t, mode, create);
+        int rc = open_lock_file(t, r);
         if (rc == 0)
             rc = shmlease__lk_init_lock_until(t->fd, deadline);
         if (rc)
             return rc;
-        if (shmlease__lk_linked(t->fd, t->name, lk))
-            return 0;
+        if (shmlease__lk_linked(t->fd, t->name, &r->lk)) {
+            if (!stale_lock_file_misfits(t, r)) {
+                r->building = shmlease__lk_building(&r->lk);
+                return 0;
+            }
+            shmlease__lk_unlink(t->name, &r->lk);
+        }
         shmlease__handle_close_fd(&t->fd);
     }
     return -EAGAIN;
 }
 
-/* Whose is the segment t->sfd, and may the lock file LK serve it? (MODE:
- * the mode asked, CREATED: this call made the segment.) *SIZE: its size. */
-static int check_segment(shmlease_table *t, uint32_t mode, const struct stat *lk, int created, uint64_t *size)
+/* Whose is the segment t->sfd, and may the lock file LK serve it? (SHARE:
+ * the caller agreed to use another user's table; CREATED: this call made
+ * the segment.) *SIZE: its size. */
+static int check_segment(shmlease_table *t, int share, const struct stat *lk, int created, uint64_t *size)
 {
     struct stat st;
     if (fstat(t->sfd, &st) != 0)
@@ -416,52 +500,69 @@ static int check_segment(shmlease_table *t, uint32_t mode, const struct stat *lk
     t->lk_dev = lk->st_dev;
     /* A table of another user is not used unless the caller asked to share
      * (docs/failure-modes.md F15): a squatter cannot capture our leases. */
-    if (!created && st.st_uid != t->euid && !(mode & 077))
-        return -EACCES;
+    if (!created && st.st_uid != t->euid && !share)
+        return -EPERM;
     return shmlease__lk_trusted(t->fd, lk, &st, t->euid);
 }
 
 /* Step 2, under the init lock: opens (or creates) the segment into t->sfd
- * and checks whose it is. *CREATED: this call made it; *SIZE: its size. */
-static int open_segment_locked(shmlease_table *t, const shmlease_options *o, uint32_t mode,
-                               const struct stat *lk, int *created, uint64_t *size)
+ * and checks whose it is. *SIZE: its size. */
+static int open_segment_locked(shmlease_table *t, struct rw_open *r, uint64_t *size)
 {
     char spath[PATH_LEN];
     shmlease__shm_name(spath, sizeof spath, t->name);
     shmlease__handles_lock();
-    int fd = open_fd(spath, o, mode, created);
+    int fd = rw_segment_fd(spath, r, t->fd);
     if (fd >= 0)
         t->sfd = fd;
     shmlease__handles_unlock();
     if (fd < 0) {
-        if (fd == -ENOENT && S_ISREG(lk->st_mode))
-            shmlease__lk_unlink(t->name, lk);   /* no segment: a stale lock file */
+        if (fd == -ENOENT && S_ISREG(r->lk.st_mode))
+            shmlease__lk_unlink(t->name, &r->lk);   /* no segment: a stale lock file */
         return fd;
     }
-    return check_segment(t, mode, lk, *created, size);
+    return check_segment(t, r->share, &r->lk, r->created, size);
 }
 
 /* Step 3, under the init lock: reads the header (*SIZE: the size step 2
- * read); a segment that is not READY and is our own half-built one (never a
- * foreign file) is built again. */
-static int read_or_initialise(shmlease_table *t, const shmlease_options *o, uint32_t capacity, int created,
-                              const struct stat *lk, struct shm_header *hh, uint64_t *size)
+ * read); a segment that is not READY and that one of our creators left
+ * half-built (never a foreign file) is built again, under the creation
+ * record. The record is cleared once the segment is READY. */
+static int read_or_initialise(shmlease_table *t, struct rw_open *r, struct shm_header *hh, uint64_t *size)
 {
     int fd = t->sfd;
     int rc = read_header(fd, hh, size, 0);
-    if (rc || hh->init_state == SHM_INIT_READY)
+    if (rc)
         return rc;
-    if (!half_built(fd, hh, *size))
-        return -EPROTO;                /* not ours: never write to it */
+    if (hh->init_state == SHM_INIT_READY) {
+        /* A creator that died between READY and clearing its record. */
+        if (r->building && shmlease__lk_set_building(t->fd, 0) == 0)
+            r->building = 0;
+        return 0;
+    }
+    if (!r->created) {
+        if (!rebuildable(fd, hh, *size, r->building))
+            return -EPROTO;            /* not ours: never write to it */
+        if (!r->building) {
+            rc = shmlease__lk_set_building(t->fd, 1);
+            if (rc)
+                return rc;
+            r->building = 1;
+        }
+    }
+    const shmlease_options *o = r->o;
     uint64_t now = o->clock_ms ? o->clock_ms(o->clock_ctx) : shmlease__mono_ms();
-    rc = initialise(fd, capacity, now, created, lk);
-    if (rc == 0)
+    rc = initialise(fd, r->capacity, now, r->created, &r->lk);
+    if (rc == 0) {
+        if (shmlease__lk_set_building(t->fd, 0) == 0)
+            r->building = 0;           /* else the next locked opener clears it */
         return read_header(fd, hh, size, 1);
-    if (rc == -ENOSPC && created) {
+    }
+    if (rc == -ENOSPC && r->created) {
         char spath[PATH_LEN];
         shmlease__shm_name(spath, sizeof spath, t->name);
         shm_unlink(spath);
-        shmlease__lk_unlink(t->name, lk);
+        shmlease__lk_unlink(t->name, &r->lk);
     }
     return rc;
 }
@@ -478,19 +579,19 @@ static int read_or_initialise(shmlease_table *t, const shmlease_options *o, uint
  * initialiser): the descriptors are closed and the locked protocol decides,
  * with its errors.
  */
-static int attach_ready_unlocked(shmlease_table *t, uint32_t mode, struct shm_header *hh, uint64_t *size)
+static int attach_ready_unlocked(shmlease_table *t, int share, struct shm_header *hh, uint64_t *size)
 {
     char spath[PATH_LEN];
     shmlease__shm_name(spath, sizeof spath, t->name);
     struct stat lk;
-    int ok = shmlease__lk_open(t, 0, 0) == 0 && fstat(t->fd, &lk) == 0;
+    int ok = shmlease__lk_open(t, 0, 0, SHM_NO_GID, NULL) == 0 && fstat(t->fd, &lk) == 0;
     if (ok) {
         shmlease__handles_lock();
         int fd = existing_fd(spath, 0);
         if (fd >= 0)
             t->sfd = fd;
         shmlease__handles_unlock();
-        ok = fd >= 0 && check_segment(t, mode, &lk, 0, size) == 0 && read_header(t->sfd, hh, size, 0) == 0 &&
+        ok = fd >= 0 && check_segment(t, share, &lk, 0, size) == 0 && read_header(t->sfd, hh, size, 0) == 0 &&
              hh->init_state == SHM_INIT_READY && shmlease__check_header(hh, *size) == 0 &&
              hh->lock_ino == (uint64_t)lk.st_ino && hh->lock_dev == (uint64_t)lk.st_dev;
     }
@@ -501,29 +602,54 @@ static int attach_ready_unlocked(shmlease_table *t, uint32_t mode, struct shm_he
     return 1;
 }
 
+/* -EACCES for another user's table, opened without SHARE, is -EPERM: the
+ * answer does not depend on the order in which the files were tried (the
+ * lock file may refuse us before the segment's owner is read). */
+static int refusal_code(const shmlease_table *t, int share, int rc)
+{
+    if (rc != -EACCES || share)
+        return rc;
+    char sfspath[PATH_LEN];
+    shmlease__shm_path(sfspath, sizeof sfspath, t->name);
+    struct stat st;
+    if (lstat(sfspath, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid != t->euid)
+        return -EPERM;
+    return rc;
+}
+
 /* The first-opener protocol of a read-write open (see the top of this file),
  * bounded: the init lock is polled until DEADLINE (monotonic ms). Opens the
  * segment into t->sfd and fills *HH and *SIZE with a READY header. A READY
- * table is attached without the lock (attach_ready_unlocked). */
+ * table is attached without the lock (attach_ready_unlocked). A lock file
+ * this call made is removed again if the open fails without making the
+ * segment: a refused open leaves nothing behind. */
 static int init_or_attach(shmlease_table *t, const shmlease_options *o, uint32_t mode, uint32_t capacity,
                           uint64_t deadline, struct shm_header *hh, uint64_t *size)
 {
-    if (!(o->flags & SHMLEASE_OPEN_EXCL) && attach_ready_unlocked(t, mode, hh, size) == 0)
+    int share = (o->flags & SHMLEASE_OPEN_SHARE) != 0;
+    if (!(o->flags & SHMLEASE_OPEN_EXCL) && attach_ready_unlocked(t, share, hh, size) == 0)
         return 0;
-    struct stat lk;
-    int create = !(o->flags & SHMLEASE_OPEN_NOCREATE);
-    int rc = lock_linked_lock_file(t, mode, create, deadline, &lk);
-    if (rc && !create && segment_missing(t->name))
+    struct rw_open r;
+    memset(&r, 0, sizeof r);
+    r.o = o;
+    r.mode = mode;
+    r.capacity = capacity;
+    r.gid = (o->flags & SHMLEASE_OPEN_GROUP) ? (gid_t)o->gid : SHM_NO_GID;
+    r.create = !(o->flags & SHMLEASE_OPEN_NOCREATE);
+    r.share = share;
+    int rc = lock_linked_lock_file(t, &r, deadline);
+    if (rc && !r.create && segment_missing(t->name))
         rc = -ENOENT;                  /* whatever squats the lock file's name */
     if (rc)
-        return rc;
+        return refusal_code(t, share, rc);
     SHMLEASE_FAULT("init.lock_file");
-    int created = 0;
-    rc = open_segment_locked(t, o, mode, &lk, &created, size);
+    rc = open_segment_locked(t, &r, size);
     if (rc == 0)
-        rc = read_or_initialise(t, o, capacity, created, &lk, hh, size);
+        rc = read_or_initialise(t, &r, hh, size);
+    if (rc && r.lk_created && !r.created)
+        shmlease__lk_unlink(t->name, &r.lk);
     shmlease__lk_init_unlock(t->fd);
-    return rc;
+    return refusal_code(t, share, rc);
 }
 
 /* A read-only open never locks and never creates: waits a little for READY,
@@ -542,13 +668,12 @@ static int attach_readonly(int fd, struct shm_header *hh, uint64_t *size)
     }
 }
 
-static int open_readonly(shmlease_table *t, const shmlease_options *o, struct shm_header *hh, uint64_t *size)
+static int open_readonly(shmlease_table *t, struct shm_header *hh, uint64_t *size)
 {
     char path[PATH_LEN];
     shmlease__shm_name(path, sizeof path, t->name);
-    int created = 0;
     shmlease__handles_lock();
-    int fd = open_fd(path, o, 0, &created);
+    int fd = existing_fd(path, 1);
     if (fd >= 0)
         t->sfd = fd;
     shmlease__handles_unlock();
@@ -565,6 +690,27 @@ static int open_readonly(shmlease_table *t, const shmlease_options *o, struct sh
     return attach_readonly(fd, hh, size);
 }
 
+/* Is the file FD a table shmlease_unlink may remove: a segment of ours, of
+ * any format or byte order (a table of another version must stay
+ * removable), or one our creator left half-built (BUILDING: the lock
+ * file's creation record)? 0, -EPROTO, or another negative code. */
+int shmlease__segment_is_ours(int fd, int building)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return -EPROTO;
+    struct shm_header h;
+    uint64_t size = (uint64_t)st.st_size;
+    int rc = read_header(fd, &h, &size, 0);
+    if (rc)
+        return rc;
+    if (size >= sizeof h.magic && (h.magic == SHM_MAGIC || h.magic == SHM_MAGIC_SWAPPED))
+        return 0;
+    return building && half_built(fd, &h, size) ? 0 : -EPROTO;
+}
+
 /* Monotonic clocks agree only within one boot and one time namespace: a
  * writer on another clock would read every deadline wrong. */
 static int same_clock(const struct shm_header *hh)
@@ -579,7 +725,7 @@ int shmlease__segment_attach(shmlease_table *t, const shmlease_options *o, uint3
     struct shm_header hh;
     memset(&hh, 0, sizeof hh);         /* every path fills it; says so to the analyzer too */
     uint64_t size = 0;
-    int rc = t->readonly ? open_readonly(t, o, &hh, &size)
+    int rc = t->readonly ? open_readonly(t, &hh, &size)
                          : init_or_attach(t, o, mode, capacity, deadline, &hh, &size);
     if (rc == 0)
         rc = shmlease__check_header(&hh, size);

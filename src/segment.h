@@ -17,6 +17,12 @@
 int shmlease__segment_attach(shmlease_table *t, const shmlease_options *o, uint32_t mode,
                              uint32_t capacity, uint64_t deadline);
 
+/* Is the file FD a table shmlease_unlink may remove: a segment of any
+ * format or byte order, or a half-built one whose creator's record
+ * (BUILDING, from the lock file) proves it ours? 0, -EPROTO or another
+ * negative code. */
+int shmlease__segment_is_ours(int fd, int building);
+
 /* FNV-1a over the header's immutable fields, magic .. creator_uid. */
 uint64_t shmlease__header_checksum(const struct shm_header *h);
 /* Everything an attacher checks of a header read from a file of FILE_SIZE

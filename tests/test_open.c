@@ -3,6 +3,8 @@
 #include "internal.h"
 
 #include <dirent.h>
+#include <grp.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -362,7 +364,7 @@ static void test_open_bad_options_are_einval(void **state)
     TU_RC(shmlease_open(name, &o, &t), -EINVAL);
 
     memset(&o, 0, sizeof o);
-    o.flags = 1u << 3;
+    o.flags = 1u << 5;
     TU_RC(shmlease_open(name, &o, &t), -EINVAL);
     o.flags = 1u << 31;
     TU_RC(shmlease_open(name, &o, &t), -EINVAL);
@@ -607,7 +609,305 @@ static void test_handles_beyond_the_maximum_are_eusers(void **state)
     TU_RC(tu_acquire(x, "k", 60000, 0, &l), 0); /* h[0]'s lease went with it */
 }
 
-/* -EACCES: the caller may not map the segment. Needs root to become nobody. */
+/* ---- whose table: SHMLEASE_OPEN_SHARE and SHMLEASE_OPEN_GROUP -------------- */
+
+/* Users for the tests below: uids and gids no account uses, so that a
+ * child made with tu_fork() can become them (setgroups, setgid, setuid)
+ * when the test runs as root. The kernel needs no account for a uid. */
+typedef struct test_users {
+    uid_t owner, member, stranger;    /* member is in the group, stranger is not */
+    gid_t group, owner_gid, member_gid, stranger_gid, other_group;
+} test_users;
+
+static uint32_t unused_id(uint32_t from, int is_group)
+{
+    for (uint32_t id = from;; id++)
+        if (is_group ? getgrgid((gid_t)id) == NULL : getpwuid((uid_t)id) == NULL)
+            return id;
+}
+
+static test_users make_users(void)
+{
+    if (geteuid() != 0)
+        TU_SKIP("needs root to become other users in a child (setuid)");
+    test_users u;
+    u.owner = unused_id(61000, 0);
+    u.member = unused_id(u.owner + 1, 0);
+    u.stranger = unused_id(u.member + 1, 0);
+    u.group = unused_id(61000, 1);
+    u.owner_gid = unused_id(u.group + 1, 1);
+    u.member_gid = unused_id(u.owner_gid + 1, 1);
+    u.stranger_gid = unused_id(u.member_gid + 1, 1);
+    u.other_group = unused_id(u.stranger_gid + 1, 1);
+    return u;
+}
+
+/* In a tu_fork() child: become UID with primary group GID and, if
+ * SUPPLEMENTARY is not (gid_t)-1, that supplementary group. */
+static void become(uid_t uid, gid_t gid, gid_t supplementary)
+{
+    int n = supplementary == (gid_t)-1 ? 0 : 1;
+    TU_CK(setgroups((size_t)n, &supplementary) == 0);
+    TU_CK(setgid(gid) == 0);
+    TU_CK(setuid(uid) == 0);
+    TU_CK(geteuid() == uid);
+}
+
+static int open_rc(const char *name, uint32_t flags)
+{
+    shmlease_options o = { 0 };
+    o.flags = flags;
+    shmlease_table *t = NULL;
+    int rc = shmlease_open(name, &o, &t);
+    shmlease_close(t);
+    return rc;
+}
+
+/* The owner (in a child) creates NAME with MODE, group u->group. */
+static void create_as_owner(const test_users *u, const char *name, uint32_t mode)
+{
+    pid_t p = tu_fork();
+    if (p == 0) {
+        become(u->owner, u->owner_gid, u->group);
+        shmlease_options o = { 0 };
+        o.flags = SHMLEASE_OPEN_EXCL | SHMLEASE_OPEN_GROUP;
+        o.mode = mode;
+        o.gid = u->group;
+        o.capacity = 16;
+        shmlease_table *t = NULL;
+        TU_CK_RC(shmlease_open(name, &o, &t), 0);
+        shmlease_close(t);
+        _exit(0);
+    }
+    tu_expect_exit0(p);
+}
+
+static struct stat stat_of(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        fail_msg("stat(%s): %s", path, strerror(errno));
+    return st;
+}
+
+/* A table made by another user is refused to a read-write open without
+ * SHARE (-EPERM, whatever its mode: the refusal does not depend on the
+ * mode), and attached with SHARE when the modes let the caller in; a
+ * read-only open needs no SHARE. Root is no exception to the first rule. */
+static void test_another_users_table_needs_share(void **state)
+{
+    (void)state;
+    test_users u = make_users();
+    const char *name = tu_name("shared660");
+    create_as_owner(&u, name, 0660);
+    /* The owner holds a lease on it, from a live process. */
+    tu_chan c;
+    tu_chan_init(&c);
+    pid_t holder = tu_fork();
+    if (holder == 0) {
+        tu_chan_child(&c);
+        become(u.owner, u.owner_gid, u.group);
+        shmlease_table *t = NULL;
+        TU_CK_RC(shmlease_open(name, NULL, &t), 0);       /* its own table: no SHARE */
+        shmlease_lease l;
+        TU_CK_RC(tu_acquire(t, "owners", 600000, 0, &l), 0);
+        tu_up(&c, 1);
+        tu_down_recv(&c);
+        _exit(0);
+    }
+    tu_chan_parent(&c, holder);
+    TU_EQ(tu_up_recv(&c, 20000), 1);
+
+    pid_t p = tu_fork();
+    if (p == 0) {
+        become(u.member, u.member_gid, u.group);
+        TU_CK_RC(open_rc(name, 0), -EPERM);
+        TU_CK_RC(open_rc(name, SHMLEASE_OPEN_NOCREATE), -EPERM);
+        TU_CK_RC(open_rc(name, SHMLEASE_OPEN_READONLY), 0);
+        shmlease_options o = { 0 };
+        o.flags = SHMLEASE_OPEN_SHARE | SHMLEASE_OPEN_NOCREATE;
+        shmlease_table *t = NULL;
+        TU_CK_RC(shmlease_open(name, &o, &t), 0);
+        shmlease_lease l;
+        TU_CK_RC(tu_acquire(t, "members", 60000, 0, &l), 0);
+        TU_CK_RC(tu_acquire(t, "owners", 60000, 0, &l), -EBUSY);
+        shmlease_info i;
+        TU_CK_RC(shmlease_inspect(t, "owners", &i), 0);
+        TU_CK(i.holder_alive == 1);
+        shmlease_close(t);
+        _exit(0);
+    }
+    tu_expect_exit0(p);
+    /* root: the same rule */
+    TU_RC(open_rc(name, 0), -EPERM);
+    TU_RC(open_rc(name, SHMLEASE_OPEN_SHARE), 0);
+    TU_RC(open_rc(name, SHMLEASE_OPEN_READONLY), 0);
+    /* a stranger: -EPERM without SHARE, -EACCES with it (0660: not for
+     * others), -EACCES read-only */
+    p = tu_fork();
+    if (p == 0) {
+        become(u.stranger, u.stranger_gid, (gid_t)-1);
+        TU_CK_RC(open_rc(name, 0), -EPERM);
+        TU_CK_RC(open_rc(name, SHMLEASE_OPEN_SHARE), -EACCES);
+        TU_CK_RC(open_rc(name, SHMLEASE_OPEN_SHARE | SHMLEASE_OPEN_NOCREATE), -EACCES);
+        TU_CK_RC(open_rc(name, SHMLEASE_OPEN_READONLY), -EACCES);
+        TU_CK_RC(open_rc(name, SHMLEASE_OPEN_READONLY | SHMLEASE_OPEN_SHARE), -EACCES);
+        _exit(0);
+    }
+    tu_expect_exit0(p);
+    /* Nobody's refused open changed anything: same files, same modes. */
+    char sp[256], lp[256];
+    tu_shm_path(sp, sizeof sp, name);
+    snprintf(lp, sizeof lp, "/dev/shm/shmlease-lk.%s", name);
+    struct stat ss = stat_of(sp), ls = stat_of(lp);
+    TU_EQ(ss.st_uid, u.owner);
+    TU_EQ(ss.st_mode & 07777, 0660);
+    TU_EQ(ls.st_mode & 07777, 0660);
+    TU_EQ(ls.st_size, 0);
+    tu_down(&c, 1);
+    tu_expect_exit0(holder);
+    tu_note("share: another user's 0660 table: member -EPERM without SHARE, attached with it; "
+            "stranger -EPERM / -EACCES; root -EPERM / attached; read-only needs no SHARE");
+}
+
+/* With SHARE the kernel's verdict on both files decides: a group with read
+ * only (0640) gets -EACCES read-write and attaches read-only; a lock file
+ * narrower than its segment (someone's chmod) refuses the group too. */
+static void test_share_attaches_only_where_both_modes_let_the_caller_write(void **state)
+{
+    (void)state;
+    test_users u = make_users();
+    const char *ro = tu_name("shared640");
+    create_as_owner(&u, ro, 0640);
+    const char *narrow = tu_name("narrowlock");
+    create_as_owner(&u, narrow, 0660);
+    char lp[256];
+    snprintf(lp, sizeof lp, "/dev/shm/shmlease-lk.%s", narrow);
+    TU_TRUE(chmod(lp, 0600) == 0, "chmod %s: %s", lp, strerror(errno));
+    pid_t p = tu_fork();
+    if (p == 0) {
+        become(u.member, u.member_gid, u.group);
+        TU_CK_RC(open_rc(ro, SHMLEASE_OPEN_SHARE), -EACCES);
+        TU_CK_RC(open_rc(ro, SHMLEASE_OPEN_READONLY), 0);
+        TU_CK_RC(open_rc(narrow, SHMLEASE_OPEN_SHARE), -EACCES);
+        TU_CK_RC(open_rc(narrow, 0), -EPERM);
+        _exit(0);
+    }
+    tu_expect_exit0(p);
+    /* The owner's own table needs no SHARE, and SHARE changes nothing for it. */
+    p = tu_fork();
+    if (p == 0) {
+        become(u.owner, u.owner_gid, u.group);
+        TU_CK_RC(open_rc(ro, 0), 0);
+        TU_CK_RC(open_rc(ro, SHMLEASE_OPEN_SHARE), 0);
+        _exit(0);
+    }
+    tu_expect_exit0(p);
+}
+
+/* SHMLEASE_OPEN_GROUP: both files get the group, then the mode; a group the
+ * caller is not in is -EPERM and leaves nothing; a creator stopped between
+ * the group and the mode has a file that nobody else can open yet. */
+static void test_create_with_group_gives_both_files_group_then_mode(void **state)
+{
+    (void)state;
+    test_users u = make_users();
+    const char *name = tu_name("grouped");
+    create_as_owner(&u, name, 0660);
+    char sp[256], lp[256];
+    tu_shm_path(sp, sizeof sp, name);
+    snprintf(lp, sizeof lp, "/dev/shm/shmlease-lk.%s", name);
+    struct stat ss = stat_of(sp), ls = stat_of(lp);
+    TU_EQ(ss.st_gid, u.group);
+    TU_EQ(ls.st_gid, u.group);
+    TU_EQ(ss.st_uid, u.owner);
+    TU_EQ(ls.st_uid, u.owner);
+    TU_EQ(ss.st_mode & 07777, 0660);
+    TU_EQ(ls.st_mode & 07777, 0660);
+
+    const char *refused = tu_name("notmygroup");
+    pid_t p = tu_fork();
+    if (p == 0) {
+        become(u.owner, u.owner_gid, u.group);
+        shmlease_options o = { 0 };
+        o.flags = SHMLEASE_OPEN_GROUP;
+        o.mode = 0660;
+        o.gid = u.other_group;
+        shmlease_table *t = NULL;
+        TU_CK_RC(shmlease_open(refused, &o, &t), -EPERM);
+        o.flags = SHMLEASE_OPEN_GROUP | SHMLEASE_OPEN_EXCL;
+        TU_CK_RC(shmlease_open(refused, &o, &t), -EPERM);
+        _exit(0);
+    }
+    tu_expect_exit0(p);
+    char rp[256], rlp[256];
+    tu_shm_path(rp, sizeof rp, refused);
+    snprintf(rlp, sizeof rlp, "/dev/shm/shmlease-lk.%s", refused);
+    TU_TRUE(access(rp, F_OK) != 0 && access(rlp, F_OK) != 0, "a refused create left files behind");
+    /* root may give any group */
+    shmlease_options ro = { 0 };
+    ro.flags = SHMLEASE_OPEN_GROUP;
+    ro.mode = 0660;
+    ro.gid = u.other_group;
+    const char *rootmade = tu_name("rootgroup");
+    shmlease_table *rt = tu_open(rootmade, &ro);
+    (void)rt;
+    char rtp[256];
+    tu_shm_path(rtp, sizeof rtp, rootmade);
+    TU_EQ(stat_of(rtp).st_gid, u.other_group);
+
+    /* Stopped between group and mode, at the lock file (1st hit) and at the
+     * segment (2nd): the member cannot open the file yet; once the creator
+     * goes on, it can attach with SHARE. */
+    TU_REQUIRE_FAULT_POINTS();
+    for (unsigned hit = 1; hit <= 2; hit++) {
+        const char *slow = tu_name("groupwindow");
+        pid_t creator = tu_fork();
+        if (creator == 0) {
+            become(u.owner, u.owner_gid, u.group);
+            tu_fault_arm("create.before_mode", SHMLEASE_FAULT_STOP, hit);
+            shmlease_options o = { 0 };
+            o.flags = SHMLEASE_OPEN_GROUP | SHMLEASE_OPEN_EXCL;
+            o.mode = 0660;
+            o.gid = u.group;
+            shmlease_table *t = NULL;
+            TU_CK_RC(shmlease_open(slow, &o, &t), 0);
+            shmlease_close(t);
+            _exit(0);
+        }
+        TU_TRUE(tu_wait_stopped(creator, 20000) == 1, "the creator never stopped at create.before_mode");
+        char path[256];
+        if (hit == 1)
+            snprintf(path, sizeof path, "/dev/shm/shmlease-lk.%s", slow);
+        else
+            tu_shm_path(path, sizeof path, slow);
+        struct stat st = stat_of(path);
+        TU_EQ(st.st_gid, u.group);
+        TU_EQ(st.st_mode & 077, 0);
+        pid_t m = tu_fork();
+        if (m == 0) {
+            become(u.member, u.member_gid, u.group);
+            int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+            TU_CK(fd < 0 && errno == EACCES);
+            _exit(0);
+        }
+        tu_expect_exit0(m);
+        kill(creator, SIGCONT);
+        tu_expect_exit0(creator);
+        m = tu_fork();
+        if (m == 0) {
+            become(u.member, u.member_gid, u.group);
+            TU_CK_RC(open_rc(slow, SHMLEASE_OPEN_SHARE | SHMLEASE_OPEN_NOCREATE), 0);
+            _exit(0);
+        }
+        tu_expect_exit0(m);
+    }
+    tu_note("group: both files owner+group before the mode; a creator stopped in between has files its group "
+            "cannot open; a group not the caller's -EPERM, nothing left");
+}
+
+/* -EACCES: the caller may not map the segment, even with SHARE; unlink by
+ * another user is -EACCES and removes nothing. */
 static void test_open_without_permission_is_eacces(void **state)
 {
     (void)state;
@@ -617,39 +917,19 @@ static void test_open_without_permission_is_eacces(void **state)
     }
     const char *priv = tu_name("eacces");
     tu_open(priv, NULL); /* 0600, root */
-    const char *shared = tu_name("shared666");
-    shmlease_options so = { 0 };
-    so.mode = 0666;
-    shmlease_table *st = tu_open(shared, &so);
-    shmlease_lease held;
-    TU_RC(tu_acquire(st, "root-held", 60000, 0, &held), 0);
-
     pid_t p = tu_fork();
     if (p == 0) {
+        TU_CK(setgroups(0, NULL) == 0);
         TU_CK(setgid(65534) == 0);
         TU_CK(setuid(65534) == 0);
-        shmlease_table *t = NULL;
-        TU_CK_RC(shmlease_open(priv, NULL, &t), -EACCES);
-        shmlease_options o = { 0 };
-        o.flags = SHMLEASE_OPEN_READONLY;
-        TU_CK_RC(shmlease_open(priv, &o, &t), -EACCES);
+        TU_CK_RC(open_rc(priv, 0), -EPERM);
+        TU_CK_RC(open_rc(priv, SHMLEASE_OPEN_SHARE), -EACCES);
+        TU_CK_RC(open_rc(priv, SHMLEASE_OPEN_READONLY), -EACCES);
         TU_CK_RC(shmlease_unlink(priv), -EACCES);
-        /* a table made to be shared (mode 0666) is usable by another user who
-         * asks to share (mode with group/other bits) ... */
-        shmlease_options share = { 0 };
-        share.mode = 0666;
-        TU_CK_RC(shmlease_open(shared, &share, &t), 0);
-        shmlease_lease l;
-        TU_CK_RC(tu_acquire(t, "k", 60000, 0, &l), 0);
-        TU_CK_RC(tu_acquire(t, "root-held", 60000, 0, &l), -EBUSY);
-        shmlease_close(t);
-        /* ... and refused to one who did not ask to share */
-        TU_CK_RC(shmlease_open(shared, NULL, &t), -EACCES);
         _exit(0);
     }
     tu_expect_exit0(p);
     assert_true(tu_shm_exists(priv));
-    TU_RC(shmlease_check(st, &held), 0);
 }
 
 int main(int argc, char **argv)
@@ -673,6 +953,9 @@ int main(int argc, char **argv)
         TU_TEST(test_open_close_many_times_leaks_nothing),
         TU_TEST(test_segment_places_are_used_but_never_taken_over),
         TU_TEST(test_handles_beyond_the_maximum_are_eusers),
+        TU_TEST(test_another_users_table_needs_share),
+        TU_TEST(test_share_attaches_only_where_both_modes_let_the_caller_write),
+        TU_TEST(test_create_with_group_gives_both_files_group_then_mode),
         TU_TEST(test_open_without_permission_is_eacces),
     };
     return TU_RUN(tests);

@@ -239,7 +239,7 @@ static void test_waiter_sleeps_when_proc_of_holder_is_hidden(void **state)
         }
         TU_CK(setgroups(0, NULL) == 0 && setgid(pw->pw_gid) == 0 && setuid(pw->pw_uid) == 0);
         shmlease_table *wt;
-        shmlease_options wo = {.mode = 0666, .flags = SHMLEASE_OPEN_NOCREATE};
+        shmlease_options wo = {.flags = SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_SHARE};
         TU_CK_RC(shmlease_open(name, &wo, &wt), 0);
         uint64_t c0 = cpu_ms_self();
         shmlease_lease l;

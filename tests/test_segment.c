@@ -395,51 +395,135 @@ static void test_open_real_copy_is_accepted(void **state)
     free(r.bytes);
 }
 
-static void test_open_zero_length_file_rw_initialises_ro_is_eproto(void **state)
+/* The size of NAME's lock file, or -1 if there is none. Its size is the
+ * creation record: 1 while a creator builds the segment, else 0. */
+static long lock_file_size(const char *name)
 {
-    (void)state;
-    const char *name = tu_name("empty");
-    char p[512];
-    tu_shm_path(p, sizeof p, name);
-    TU_RC(tu_write_file(p, "", 0, 0600), 0);
-    /* read-only cannot initialise: refused, and the file is left alone */
-    TU_RC(open_in_child(name, SHMLEASE_OPEN_READONLY, 0), -EPROTO);
-    size_t len = 99;
-    unsigned char *b = tu_read_file(p, &len);
-    assert_non_null(b);
-    TU_EQ(len, 0);
-    free(b);
-    /* a writer treats it as a table whose creator died before sizing it */
-    TU_RC(open_in_child(name, 0, 1), 0);
-    shmlease_table *t = tu_open(name, NULL);
-    shmlease_lease l;
-    TU_RC(tu_acquire(t, "x", 60000, 0, &l), 0);
-    TU_RC(open_in_child(name, SHMLEASE_OPEN_READONLY, 1), 0);
+    char lp[256];
+    snprintf(lp, sizeof lp, "/dev/shm/shmlease-lk.%s", name);
+    struct stat st;
+    return stat(lp, &st) == 0 ? (long)st.st_size : -1;
 }
 
-static void test_open_zero_filled_file_rw_initialises_ro_is_eproto(void **state)
+/* NAME's lock file as a creator leaves it when it dies before its segment
+ * is READY: the creation record set. */
+static void leave_creation_record(const char *name)
 {
-    (void)state;
-    /* exactly what a creator leaves when it dies after sizing the segment */
-    real_table r = make_real_table(SHMLEASE_DEFAULT_CAPACITY);
-    const char *name = tu_name("zeros");
+    char lp[256];
+    snprintf(lp, sizeof lp, "/dev/shm/shmlease-lk.%s", name);
+    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    TU_TRUE(fd >= 0 && ftruncate(fd, 1) == 0, "lock file %s: %s", lp, strerror(errno));
+    close(fd);
+}
+
+/* A file put at a table's name that no creator of ours left (no creation
+ * record): every open refuses it (-EPROTO: a read-write open, NOCREATE,
+ * read-only), writes nothing and leaves no lock file behind, and so does
+ * an existing lock file without the record; shmlease_unlink refuses it
+ * too. With the record, a writer builds the table. */
+static void expect_foreign_unless_recorded(const char *name, const unsigned char *bytes, size_t len)
+{
     char p[512];
     tu_shm_path(p, sizeof p, name);
-    unsigned char *z = calloc(1, r.len);
-    TU_RC(tu_write_file(p, z, r.len, 0600), 0);
+    TU_RC(tu_write_file(p, bytes, len, 0600), 0);
+    for (int with_lock_file = 0; with_lock_file < 2; with_lock_file++) {
+        if (with_lock_file)
+            TU_RC(tu_adopt_lock_file(name, NULL, 0), 0);    /* empty: no record */
+        const uint32_t flag_sets[] = { 0, SHMLEASE_OPEN_NOCREATE, SHMLEASE_OPEN_READONLY };
+        for (size_t k = 0; k < 3; k++)
+            TU_TRUE(open_in_child(name, flag_sets[k], 0) == -EPROTO, "%zu-byte file, flags %#x, lock file %d: "
+                    "not -EPROTO", len, flag_sets[k], with_lock_file);
+        TU_RC(shmlease_unlink(name), -EPROTO);
+        size_t n = 99;
+        unsigned char *now = tu_read_file(p, &n);
+        assert_non_null(now);
+        TU_EQU(n, len);
+        assert_true(len == 0 || memcmp(now, bytes, len) == 0);
+        free(now);
+        TU_EQ(lock_file_size(name), with_lock_file ? 0 : -1);
+    }
+    /* What a creator that died leaves: a reader still waits for READY in
+     * vain, a writer builds the table and clears the record. */
+    leave_creation_record(name);
     TU_RC(open_in_child(name, SHMLEASE_OPEN_READONLY, 0), -EPROTO);
-    size_t len = 0;
-    unsigned char *now = tu_read_file(p, &len);
-    assert_non_null(now);
-    TU_EQU(len, r.len);
-    assert_memory_equal(now, z, r.len);
-    free(now);
     TU_RC(open_in_child(name, 0, 1), 0);
+    TU_EQ(lock_file_size(name), 0);
     shmlease_table *t = tu_open(name, NULL);
     shmlease_lease l;
     TU_RC(tu_acquire(t, "x", 60000, 0, &l), 0);
     TU_RC(shmlease_release(t, &l), 0);
+    TU_RC(open_in_child(name, SHMLEASE_OPEN_READONLY, 1), 0);
+}
+
+static void test_open_zero_length_file_is_eproto_unless_a_creator_left_it(void **state)
+{
+    (void)state;
+    expect_foreign_unless_recorded(tu_name("empty"), (const unsigned char *)"", 0);
+}
+
+static void test_open_zero_filled_file_is_eproto_unless_a_creator_left_it(void **state)
+{
+    (void)state;
+    /* exactly what a creator leaves when it dies after sizing the segment */
+    real_table r = make_real_table(SHMLEASE_DEFAULT_CAPACITY);
+    unsigned char *z = calloc(1, r.len);
+    expect_foreign_unless_recorded(tu_name("zeros"), z, r.len);
     free(z);
+    free(r.bytes);
+}
+
+/* shmlease_unlink removes tables only: a table of another format (our
+ * magic: made by another version) and a half-built one with its creator's
+ * record go; a directory, a FIFO, text, and a zero header over a foreign
+ * body stay, with -EPROTO. */
+static void test_unlink_removes_tables_only(void **state)
+{
+    (void)state;
+    real_table r = make_real_table(64);
+    const char *other = tu_name("otherformat");
+    unsigned char *b = copy_of(&r);
+    put_u64(b, HOFF(format), shm_format_word() ^ 0x100);
+    write_segment(other, b, r.len);
+    TU_RC(open_in_child(other, 0, 0), -EPROTO);
+    TU_RC(shmlease_unlink(other), 0);
+    assert_false(tu_shm_exists(other));
+    TU_EQ(lock_file_size(other), -1);
+    free(b);
+
+    const char *half = tu_name("halfrecorded");
+    char p[512];
+    tu_shm_path(p, sizeof p, half);
+    TU_RC(tu_write_file(p, "", 0, 0600), 0);
+    leave_creation_record(half);
+    TU_RC(shmlease_unlink(half), 0);
+    assert_false(tu_shm_exists(half));
+    TU_EQ(lock_file_size(half), -1);
+
+    const char *dir = tu_name("dir"), *fifo = tu_name("fifo"), *text = tu_name("text");
+    const char *zh = tu_name("zeroheader");
+    char pd[512], pf[512], pt[512], pz[512];
+    tu_shm_path(pd, sizeof pd, dir);
+    tu_shm_path(pf, sizeof pf, fifo);
+    tu_shm_path(pt, sizeof pt, text);
+    tu_shm_path(pz, sizeof pz, zh);
+    TU_TRUE(mkdir(pd, 0700) == 0, "mkdir: %s", strerror(errno));
+    TU_TRUE(mkfifo(pf, 0600) == 0, "mkfifo: %s", strerror(errno));
+    TU_RC(tu_write_file(pt, "not a table\n", 12, 0600), 0);
+    unsigned char *zb = copy_of(&r);
+    memset(zb, 0, sizeof(struct shm_header));
+    TU_RC(tu_write_file(pz, zb, r.len, 0600), 0);
+    leave_creation_record(zh);                       /* the record alone is not enough */
+    const char *names[] = { dir, fifo, text, zh };
+    for (size_t i = 0; i < 4; i++) {
+        TU_TRUE(shmlease_unlink(names[i]) == -EPROTO, "unlink %s: not -EPROTO", names[i]);
+        assert_true(tu_shm_exists(names[i]));
+    }
+    TU_EQ(lock_file_size(zh), 1);
+    struct stat st;
+    TU_TRUE(stat(pd, &st) == 0 && S_ISDIR(st.st_mode), "the directory is gone");
+    rmdir(pd);
+    unlink(pf);
+    free(zb);
     free(r.bytes);
 }
 
@@ -555,9 +639,13 @@ static void creator_dies_at(const char *point)
     int st = tu_wait(p, 20000);
     if (!(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL))
         fail_msg("fault point %s was never reached while creating a table", point);
+    /* it left its creation record in the lock file: the proof that what
+     * lies under the name is its own half-built segment */
+    TU_EQ(lock_file_size(name), 1);
 
-    /* the next opener repairs or re-initialises the table */
+    /* the next opener repairs or re-initialises the table, and clears it */
     shmlease_table *t = tu_open(name, NULL);
+    TU_EQ(lock_file_size(name), 0);
     shmlease_lease l;
     TU_RC(tu_acquire(t, "k", 60000, 0, &l), 0);
     shmlease_info i;
@@ -740,8 +828,9 @@ int main(int argc, char **argv)
         TU_TEST(test_open_truncated_segment_is_eproto_and_unchanged),
         TU_TEST(test_open_inconsistent_header_fields_are_eproto_and_unchanged),
         TU_TEST(test_open_half_built_header_rw_reinitialises_ro_is_eproto),
-        TU_TEST(test_open_zero_length_file_rw_initialises_ro_is_eproto),
-        TU_TEST(test_open_zero_filled_file_rw_initialises_ro_is_eproto),
+        TU_TEST(test_open_zero_length_file_is_eproto_unless_a_creator_left_it),
+        TU_TEST(test_open_zero_filled_file_is_eproto_unless_a_creator_left_it),
+        TU_TEST(test_unlink_removes_tables_only),
         TU_TEST(test_readonly_inspection_survives_corrupted_body),
         TU_TEST(test_creator_killed_after_init_lock_next_opener_recovers),
         TU_TEST(test_creator_killed_after_fallocate_next_opener_recovers),

@@ -409,6 +409,16 @@ void describe_error_full(const struct table_view *v, const char *key,
         snprintf(buf, size, "not a shmlease table: %s is not a regular file", v->path);
         return;
     }
+    /* Whose table, its mode and why this user may not read it; or what
+     * lies under the name instead of a table. */
+    if (!terse && (v->rc == -EACCES || v->rc == -EPROTO)) {
+        struct tool_table_ref ref = { .name = v->name, .reading = true };
+        char why[768];
+        if (tool_explain_table_error(&ref, v->rc, why, sizeof(why))) {
+            snprintf(buf, size, "%s (%s from %s)", why, shmlease_errname(v->rc), v->failed_call);
+            return;
+        }
+    }
     const char *hint = "";
     switch (-v->rc) {
     case ENOENT:
@@ -449,9 +459,12 @@ void describe_error(const struct table_view *v, const char *key,
 
 void report_error(const struct table_view *v, const char *key)
 {
-    char msg[512];
+    char msg[1024];
     describe_error(v, key, msg, sizeof(msg));
-    fprintf(stderr, PROG ": %s: %s\n", v->name, msg);
+    if (strncmp(msg, "table '", 7) == 0)
+        fprintf(stderr, PROG ": %s\n", msg);     /* it names the table already */
+    else
+        fprintf(stderr, PROG ": %s: %s\n", v->name, msg);
 }
 
 /* ------------------------------------------------------------------------ */

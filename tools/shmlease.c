@@ -58,7 +58,6 @@
 #define STR(x) STR_(x)
 #define INVALID_KEY "invalid key (1 to " STR(SHMLEASE_KEY_MAX) " bytes)"
 
-#define DEFAULT_TABLE         "default"
 #define DEFAULT_TTL_MS        30000u
 #define DEFAULT_KILL_AFTER_MS 10000u
 #define MAX_TICK_MS           1000u
@@ -69,8 +68,9 @@ static const char exit_status_text[] =
 "  1      run: KEY is held (-n) or the wait ran out (-w); change with -E\n"
 "         create: the table exists; unlink, break: no such table, or KEY not held\n"
 "  64     usage error: bad option or number, invalid table name or key\n"
-"  69     the table is unusable: corrupt or foreign (EPROTO), permission denied,\n"
-"         full (ENOSPC), too many handles (EUSERS)\n"
+"  69     the table is unusable: another user's without --share (EPERM),\n"
+"         permission denied (EACCES), not a table (EPROTO), full (ENOSPC), too\n"
+"         many handles (EUSERS); run: the table named with -t does not exist\n"
 "  71     system error: fork, memory, descriptors, unexpected library error\n"
 "  75     run: the lease was lost while the command ran (broken, or this process\n"
 "         was paused past the TTL); the command was terminated; see\n"
@@ -82,14 +82,17 @@ static void usage_main(FILE *f)
 {
     fprintf(f,
 "Usage: " PROG " run [options] KEY -- COMMAND [ARGS...]\n"
-"       " PROG " create NAME [--capacity N] [--mode MODE]\n"
+"       " PROG " create NAME [--capacity N] [--mode MODE] [--group GROUP]\n"
 "       " PROG " unlink NAME\n"
-"       " PROG " break [--table NAME] KEY\n"
+"       " PROG " break [--table NAME] [--share] KEY\n"
 "       " PROG " doctor [TABLE...]\n"
 "       " PROG " COMMAND --help\n"
 "\n"
 "Named leases (locks that expire, with fencing tokens) shared by the processes\n"
 "of this host through /dev/shm/shmlease.NAME. See shmlease-dump(1) to inspect.\n"
+"Without --table, a command uses your own table, \"" TOOL_DEFAULT_TABLE_PREFIX "UID\" (made on first\n"
+"use); a table named with --table must exist (unless run --create); another\n"
+"user's table is used only with --share.\n"
 "\n"
 "Commands:\n"
 "  run     acquire KEY, run COMMAND while renewing the lease, release at its end\n"
@@ -121,7 +124,13 @@ static void usage_run(FILE *f)
 "gets SIGTERM.\n"
 "\n"
 "Options:\n"
-"  -t, --table NAME            table to use (default \"" DEFAULT_TABLE "\"; created if missing)\n"
+"  -t, --table NAME            the table to use; it must exist (see --create).\n"
+"                              Default: your own table \"" TOOL_DEFAULT_TABLE_PREFIX "UID\", created\n"
+"                              on first use\n"
+"      --create                create the table named with -t if it is missing\n"
+"                              (mode 0600: yours alone)\n"
+"      --share                 use the table named with -t even if it belongs to\n"
+"                              another user (when its mode lets you in)\n"
 "  -n, --nonblock              fail at once if KEY is held (same as -w 0)\n"
 "  -w, --wait SECONDS          wait at most SECONDS for KEY (fractions allowed)\n"
 "  -T, --ttl SECONDS           lease time to live (default 30)\n"
@@ -146,13 +155,19 @@ static void usage_run(FILE *f)
 static void usage_create(FILE *f)
 {
     fprintf(f,
-"Usage: " PROG " create NAME [--capacity N] [--mode MODE]\n"
+"Usage: " PROG " create NAME [--capacity N] [--mode MODE] [--group GROUP]\n"
 "\n"
-"Creates table NAME (/dev/shm/shmlease.NAME); fails if it exists.\n"
+"Creates table NAME (/dev/shm/shmlease.NAME); fails if it exists. Other users\n"
+"use it with --share, as far as its mode lets them.\n"
 "  -c, --capacity N   live keys the table holds (default %u, at most %u)\n"
-"  -m, --mode MODE    octal permission bits (default 0600; 0660 or 0666 to share\n"
-"                     the table with other users)\n"
+"  -m, --mode MODE    octal permission bits (default 0600, or 0660 with --group;\n"
+"                     0660 or 0666 to share the table with other users)\n"
+"  -g, --group GROUP  the table's group (a name or a number; you must be in it,\n"
+"                     or root): its files get it before their mode opens them\n"
 "  -h, --help         this help\n"
+"\n"
+"Example (a table for the members of group ops, who use it with --share):\n"
+"  " PROG " create jobs --mode 0660 --group ops\n"
 "\n%s", SHMLEASE_DEFAULT_CAPACITY, SHMLEASE_CAPACITY_MAX, exit_status_text);
 }
 
@@ -162,19 +177,21 @@ static void usage_unlink(FILE *f)
 "Usage: " PROG " unlink NAME\n"
 "\n"
 "Removes table NAME. Processes that have it open keep using their copy; the\n"
-"next opener creates a new, empty table.\n"
+"next opener creates a new, empty table. Only a table is removed: anything else\n"
+"under the name (a directory, an empty or foreign file) is left alone.\n"
 "\n%s", exit_status_text);
 }
 
 static void usage_break(FILE *f)
 {
     fprintf(f,
-"Usage: " PROG " break [--table NAME] KEY\n"
+"Usage: " PROG " break [--table NAME] [--share] KEY\n"
 "\n"
 "Forcibly ends the lease on KEY, held or in a grace period. The holder's next\n"
 "renewal or check fails (" PROG " run terminates its command); the next acquirer\n"
 "gets a greater fencing token.\n"
-"  -t, --table NAME   table (default \"" DEFAULT_TABLE "\")\n"
+"  -t, --table NAME   table (default: your own, \"" TOOL_DEFAULT_TABLE_PREFIX "UID\"); never created\n"
+"      --share        the table named with -t may belong to another user\n"
 "  -q, --quiet        print nothing on success\n"
 "  -h, --help         this help\n"
 "\n%s", exit_status_text);
@@ -206,6 +223,7 @@ static const char *open_error_text(int rc)
     case ENOENT:  return "no such table";
     case EINVAL:  return "invalid table name (allowed: [A-Za-z0-9._-]{1,200})";
     case EACCES:  return "permission denied";
+    case EPERM:   return "another user's table (pass --share to use it)";
     case EPROTO:  return "not a usable shmlease table (corrupt, truncated, foreign, "
                          "made by another version, or still being initialised)";
     case ENOSPC:  return "no room in /dev/shm";
@@ -213,35 +231,79 @@ static const char *open_error_text(int rc)
     }
 }
 
-/* A FIFO, directory or device under a table's name is refused before the
- * library sees it: opening a FIFO would block until some writer comes. */
-static int check_regular(const char *name)
+/* Says why table REF could not be used (DOING: "use", "create", ...),
+ * naming its owner, mode and group where that is the reason. */
+static void report_table_error(const struct tool_table_ref *ref, int rc, const char *doing)
 {
-    char path[sizeof(TOOL_SHM_DIR) + sizeof(TOOL_SHM_PREFIX) + SHMLEASE_NAME_MAX + 8];
-    struct stat sb;
-    if (strlen(name) > SHMLEASE_NAME_MAX)
-        return 0;                          /* the library says EINVAL */
-    tool_table_path(name, path, sizeof(path));
-    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
-        fprintf(stderr, PROG ": table %s: not a shmlease table: %s is not a regular file "
-                        "(EPROTO)\n", name, path);
-        return -EPROTO;
-    }
-    return 0;
+    char why[1024];
+    if (tool_explain_table_error(ref, rc, why, sizeof(why)))
+        fprintf(stderr, PROG ": %s (%s)\n", why, shmlease_errname(rc));
+    else
+        fprintf(stderr, PROG ": cannot %s table '%s': %s (%s)\n", doing, ref->name,
+                open_error_text(rc), shmlease_errname(rc));
 }
 
-static int open_table(const char *name, uint32_t flags, shmlease_table **t)
+/* Long options without a letter (the letters are flock(1)'s or taken). */
+enum { OPT_SHARE = 0x100, OPT_CREATE };
+
+/*
+ * Which table a command uses. "-t NAME" names one, which must exist unless
+ * --create is given (a typo is an error, never a new table); without it the
+ * command uses the caller's own default table, "user-UID", made on first
+ * use, so that the users of one host never meet in a table by accident.
+ * Another user's table is used only with --share.
+ */
+struct table_choice {
+    const char *name;                        /* -t NAME, or the default's name */
+    bool is_default;
+    bool share;                              /* --share */
+    bool create;                             /* --create */
+    char default_name[SHMLEASE_NAME_MAX + 1];
+};
+
+/* "-t NAME" (a path /dev/shm/shmlease.NAME is taken too). */
+static void choose_table(struct table_choice *c, const char *arg)
 {
-    int rc = check_regular(name);
-    if (rc != 0)
-        return rc;
+    c->name = tool_table_name(arg);
+    c->is_default = false;
+}
+
+/* The table to use once the options are read: the default one if none was
+ * named. */
+static const char *chosen_table(struct table_choice *c)
+{
+    if (c->name == NULL) {
+        tool_default_table(c->default_name, sizeof(c->default_name));
+        c->name = c->default_name;
+        c->is_default = true;
+    }
+    return c->name;
+}
+
+static struct tool_table_ref table_ref(const struct table_choice *c, bool may_create)
+{
+    struct tool_table_ref r = { .name = c->name, .is_default = c->is_default, .share = c->share,
+                                .may_create = may_create };
+    return r;
+}
+
+/* Opens the chosen table for a command that takes leases (MAY_CREATE:
+ * "run", which creates the default table, and a named one with --create;
+ * "break" never creates). Reports a failure. */
+static int open_table(struct table_choice *c, bool may_create, shmlease_table **t)
+{
+    const char *name = chosen_table(c);
     shmlease_options o;
     memset(&o, 0, sizeof(o));
-    o.flags = flags;
-    rc = shmlease_open(name, &o, t);
-    if (rc != 0)
-        fprintf(stderr, PROG ": table %s: %s (%s)\n", name, open_error_text(rc),
-                shmlease_errname(rc));
+    if (!may_create || (!c->is_default && !c->create))
+        o.flags |= SHMLEASE_OPEN_NOCREATE;
+    if (c->share && !c->is_default)    /* your default table is yours: never shared */
+        o.flags |= SHMLEASE_OPEN_SHARE;
+    int rc = shmlease_open(name, &o, t);
+    if (rc != 0) {
+        struct tool_table_ref ref = table_ref(c, may_create);
+        report_table_error(&ref, rc, "use");
+    }
     return rc;
 }
 
@@ -281,7 +343,8 @@ static int parse_duration_opt(const char *opt, const char *s, uint64_t *out)
 /* run                                                                       */
 
 struct run_opts {
-    const char *table;
+    struct table_choice tc;       /* -t, --share, --create */
+    const char *table;            /* the table's name, once chosen */
     const char *key;
     char **cmd;
     int64_t wait_ms;
@@ -330,7 +393,13 @@ static int apply_run_option(int c, struct run_opts *o)
     int bad = 0;
     switch (c) {
     case 't':
-        o->table = tool_table_name(optarg);
+        choose_table(&o->tc, optarg);
+        break;
+    case OPT_SHARE:
+        o->tc.share = true;
+        break;
+    case OPT_CREATE:
+        o->tc.create = true;
         break;
     case 'n':
         o->wait_ms = 0;
@@ -376,6 +445,8 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
 {
     static const struct option longopts[] = {
         { "table",              required_argument, NULL, 't' },
+        { "share",              no_argument,       NULL, OPT_SHARE },
+        { "create",             no_argument,       NULL, OPT_CREATE },
         { "nonblock",           no_argument,       NULL, 'n' },
         { "nb",                 no_argument,       NULL, 'n' },
         { "wait",               required_argument, NULL, 'w' },
@@ -771,7 +842,6 @@ static int finish_run(struct run_state *s, int code)
 static int cmd_run(int argc, char **argv)
 {
     struct run_opts o = {
-        .table = DEFAULT_TABLE,
         .wait_ms = SHMLEASE_WAIT_FOREVER,
         .ttl_ms = DEFAULT_TTL_MS,
         .kill_after_ms = DEFAULT_KILL_AFTER_MS,
@@ -786,9 +856,10 @@ static int cmd_run(int argc, char **argv)
     char meta[SHMLEASE_METADATA_MAX + 1];
     size_t meta_len = run_metadata(&o, meta);
 
-    int rc = open_table(o.table, 0, &s.t);
-    if (rc != 0)
-        return table_error_exit(rc);
+    o.table = chosen_table(&o.tc);
+    int rc = open_table(&o.tc, true, &s.t);
+    if (rc != 0)                       /* a missing table: unusable, not a conflict (1) */
+        return rc == -ENOENT ? EXIT_UNAVAILABLE : table_error_exit(rc);
     code = acquire_key(&s, meta, meta_len);
     if (code >= 0) {
         shmlease_close(s.t);
@@ -841,20 +912,53 @@ static int parse_mode_opt(const char *s, uint32_t *mode)
     return 0;
 }
 
+/* --group GROUP for create: its gid, and the mode (0660 unless --mode
+ * says otherwise, which must give the group something). 0, or the exit
+ * status after a message. */
+static int check_group_opt(const char *group, shmlease_options *so, bool mode_given)
+{
+    gid_t gid;
+    if (tool_group_id(group, &gid) != 0) {
+        fprintf(stderr, PROG " create: --group: no such group '%s'\n", group);
+        return EXIT_USAGE;
+    }
+    if (!mode_given)
+        so->mode = 0660;
+    if ((so->mode & 070) == 0) {
+        fprintf(stderr, PROG " create: --group %s gives the table to a group, but --mode %04o gives "
+                        "that group nothing: use --mode 0660 (its members may use the table) or "
+                        "0640 (they may only read it)\n", group, (unsigned)so->mode);
+        return EXIT_USAGE;
+    }
+    if (geteuid() != 0 && !tool_in_group(gid)) {
+        char me[64];
+        tool_user_name(geteuid(), me, sizeof(me));
+        fprintf(stderr, PROG ": cannot create a table of group %s: you (%s) are not in group %s; "
+                        "only its members and root may give it a table (EPERM)\n", group, me, group);
+        return EXIT_UNAVAILABLE;
+    }
+    so->flags |= SHMLEASE_OPEN_GROUP;
+    so->gid = (uint32_t)gid;
+    return 0;
+}
+
 static int cmd_create(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "capacity", required_argument, NULL, 'c' },
         { "mode",     required_argument, NULL, 'm' },
+        { "group",    required_argument, NULL, 'g' },
         { "help",     no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     shmlease_options so;
     memset(&so, 0, sizeof(so));
     so.flags = SHMLEASE_OPEN_EXCL;
+    const char *group = NULL;
+    bool mode_given = false;
     int c;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "c:m:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:m:g:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
             if (parse_capacity_opt(optarg, &so.capacity) != 0)
@@ -863,6 +967,10 @@ static int cmd_create(int argc, char **argv)
         case 'm':
             if (parse_mode_opt(optarg, &so.mode) != 0)
                 return EXIT_USAGE;
+            mode_given = true;
+            break;
+        case 'g':
+            group = optarg;
             break;
         case 'h':
             usage_create(stdout);
@@ -877,16 +985,21 @@ static int cmd_create(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *name = tool_table_name(argv[optind]);
+    if (group != NULL) {
+        int code = check_group_opt(group, &so, mode_given);
+        if (code != 0)
+            return code;
+    }
     shmlease_table *t;
     int rc = shmlease_open(name, &so, &t);
-    if (rc == -EEXIST) {
-        fprintf(stderr, PROG ": table %s already exists\n", name);
-        return EXIT_NOT_DONE;
-    }
     if (rc != 0) {
-        fprintf(stderr, PROG ": cannot create table %s: %s (%s)\n", name, open_error_text(rc),
-                shmlease_errname(rc));
-        return table_error_exit(rc);
+        struct tool_table_ref ref = { .name = name };
+        if (rc == -EPERM && group != NULL)
+            fprintf(stderr, PROG ": cannot create table '%s' with group %s: you are not in that group "
+                            "(EPERM)\n", name, group);
+        else
+            report_table_error(&ref, rc, "create");
+        return rc == -EEXIST ? EXIT_NOT_DONE : table_error_exit(rc);
     }
     shmlease_close(t);
     return 0;
@@ -915,8 +1028,8 @@ static int cmd_unlink(int argc, char **argv)
     const char *name = tool_table_name(argv[optind]);
     int rc = shmlease_unlink(name);
     if (rc != 0) {
-        fprintf(stderr, PROG ": cannot unlink table %s: %s (%s)\n", name, open_error_text(rc),
-                shmlease_errname(rc));
+        struct tool_table_ref ref = { .name = name, .removing = true };
+        report_table_error(&ref, rc, "unlink");
         return table_error_exit(rc);
     }
     return 0;
@@ -941,18 +1054,22 @@ static int cmd_break(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "table", required_argument, NULL, 't' },
+        { "share", no_argument,       NULL, OPT_SHARE },
         { "quiet", no_argument,       NULL, 'q' },
         { "help",  no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *table = DEFAULT_TABLE;
+    struct table_choice tc = { 0 };
     bool quiet = false;
     int c;
     optind = 0;
     while ((c = getopt_long(argc, argv, "t:qh", longopts, NULL)) != -1) {
         switch (c) {
         case 't':
-            table = tool_table_name(optarg);
+            choose_table(&tc, optarg);
+            break;
+        case OPT_SHARE:
+            tc.share = true;
             break;
         case 'q':
             quiet = true;
@@ -972,8 +1089,9 @@ static int cmd_break(int argc, char **argv)
     const char *key = argv[optind];
     char kbuf[SHOWN_KEY_SIZE];
     const char *shown = shown_key(key, kbuf);
+    const char *table = chosen_table(&tc);
     shmlease_table *t;
-    int rc = open_table(table, SHMLEASE_OPEN_NOCREATE, &t);
+    int rc = open_table(&tc, false, &t);
     if (rc != 0)
         return table_error_exit(rc);
     shmlease_info in;

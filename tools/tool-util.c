@@ -2,8 +2,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int tool_parse_duration_ms(const char *s, uint64_t *out_ms)
 {
@@ -73,6 +79,292 @@ const char *tool_table_name(const char *arg)
 void tool_table_path(const char *name, char *buf, size_t size)
 {
     snprintf(buf, size, "%s/%s%s", TOOL_SHM_DIR, TOOL_SHM_PREFIX, name);
+}
+
+void tool_lock_path(const char *name, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/%s%s", TOOL_SHM_DIR, TOOL_LK_PREFIX, name);
+}
+
+void tool_default_table(char *buf, size_t size)
+{
+    snprintf(buf, size, TOOL_DEFAULT_TABLE_PREFIX "%lu", (unsigned long)geteuid());
+}
+
+bool tool_in_group(gid_t gid)
+{
+    if (gid == getegid())
+        return true;
+    int n = getgroups(0, NULL);
+    if (n <= 0)
+        return false;
+    gid_t *groups = calloc((size_t)n, sizeof(*groups));
+    if (groups == NULL)
+        return false;
+    n = getgroups(n, groups);
+    bool in = false;
+    for (int i = 0; i < n && !in; i++)
+        in = groups[i] == gid;
+    free(groups);
+    return in;
+}
+
+int tool_group_id(const char *group, gid_t *gid)
+{
+    struct group *gr = getgrnam(group);
+    if (gr != NULL) {
+        *gid = gr->gr_gid;
+        return 0;
+    }
+    unsigned long long v;
+    if (tool_parse_uint(group, (gid_t)-2, &v) != 0)
+        return -1;
+    *gid = (gid_t)v;
+    return 0;
+}
+
+void tool_user_name(uid_t uid, char *buf, size_t size)
+{
+    struct passwd *pw = getpwuid(uid);
+    if (pw != NULL)
+        snprintf(buf, size, "%s", pw->pw_name);
+    else
+        snprintf(buf, size, "uid %lu", (unsigned long)uid);
+}
+
+void tool_group_name(gid_t gid, char *buf, size_t size)
+{
+    struct group *gr = getgrgid(gid);
+    if (gr != NULL)
+        snprintf(buf, size, "%s", gr->gr_name);
+    else
+        snprintf(buf, size, "gid %lu", (unsigned long)gid);
+}
+
+/* ---- explaining a table that could not be used --------------------------- */
+
+/* Appends to a fixed buffer, cutting what does not fit. */
+struct text {
+    char *buf;
+    size_t size, len;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void add(struct text *t, const char *fmt, ...)
+{
+    if (t->len + 1 >= t->size)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->buf + t->len, t->size - t->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        t->len = t->len + (size_t)n < t->size ? t->len + (size_t)n : t->size - 1;
+}
+
+/* "alice (mode 0660, group ops)": the group when the mode gives it anything. */
+static void add_owner(struct text *t, const struct stat *st)
+{
+    char user[64], group[64];
+    tool_user_name(st->st_uid, user, sizeof(user));
+    add(t, "%s (mode %04o", user, (unsigned)(st->st_mode & 07777));
+    if (st->st_mode & 070) {
+        tool_group_name(st->st_gid, group, sizeof(group));
+        add(t, ", group %s", group);
+    }
+    add(t, ")");
+}
+
+/* May this process open the file ST describes with the access WANT (4 read,
+ * 6 read and write), as the kernel would judge it from its mode? */
+static bool may_open(const struct stat *st, unsigned want)
+{
+    if (geteuid() == 0)
+        return true;
+    unsigned m = (unsigned)st->st_mode;
+    unsigned bits = st->st_uid == geteuid() ? (m >> 6) & 7 : tool_in_group(st->st_gid) ? (m >> 3) & 7 : m & 7;
+    return (bits & want) == want;
+}
+
+/* Why may_open(st, want) is false, in words. */
+static void add_why_not(struct text *t, const struct stat *st, unsigned want)
+{
+    char user[64], group[64];
+    tool_user_name(st->st_uid, user, sizeof(user));
+    tool_group_name(st->st_gid, group, sizeof(group));
+    unsigned m = (unsigned)st->st_mode & 0777;
+    const char *need = want == 4 ? "read" : "read and write";
+    if (st->st_uid == geteuid()) {
+        add(t, "its mode %04o does not let even its owner %s it", m, need);
+    } else if (tool_in_group(st->st_gid)) {
+        unsigned g = (m >> 3) & 7;
+        add(t, "mode %04o gives group %s %s", m, group,
+            (g & 6) == 4 ? "read only" : (g & 6) == 0 ? "no access" : "write only");
+    } else if (((m >> 3) & want) == want) {
+        add(t, "you are not in group %s (mode %04o lets only %s and group %s %s it)", group, m, user,
+            group, need);
+    } else if ((m & 6) == 4 && want == 6) {
+        add(t, "mode %04o gives other users read only", m);
+    } else {
+        add(t, "mode %04o lets only %s %s it", m, user, need);
+    }
+}
+
+/* What lies at PATH, if it is not a table, in words ("an empty file", "a
+ * directory", ...); false if it looks like a shmlease segment. */
+static bool add_what_is(struct text *t, const char *path, const struct stat *st)
+{
+    if (S_ISDIR(st->st_mode)) {
+        add(t, "a directory");
+        return true;
+    }
+    if (S_ISFIFO(st->st_mode) || S_ISLNK(st->st_mode) || S_ISSOCK(st->st_mode) ||
+        S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) {
+        add(t, "%s", S_ISFIFO(st->st_mode) ? "a FIFO" : S_ISLNK(st->st_mode) ? "a symbolic link"
+                   : S_ISSOCK(st->st_mode) ? "a socket" : "a device file");
+        return true;
+    }
+    if (st->st_size == 0) {
+        add(t, "an empty file");
+        return true;
+    }
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    /* The magic is the 8 bytes "SHMLEASE" (docs/file-format.md), or their
+     * reverse from a machine of the other byte order. */
+    unsigned char head[8] = {0};
+    ssize_t got = pread(fd, head, sizeof(head), 0);
+    if (got == (ssize_t)sizeof(head) && (!memcmp(head, "SHMLEASE", 8) || !memcmp(head, "ESAELMHS", 8))) {
+        close(fd);
+        return false;
+    }
+    /* All zeros? Read it through, up to 64 MiB (an error path). */
+    enum { CHUNK = 65536 };
+    unsigned char *chunk = malloc(CHUNK);
+    bool zeros = chunk != NULL;
+    off_t off = 0, limit = 64 << 20;
+    while (zeros && off < st->st_size && off < limit) {
+        ssize_t n = pread(fd, chunk, CHUNK, off);
+        if (n <= 0)
+            break;
+        for (ssize_t i = 0; i < n && zeros; i++)
+            zeros = chunk[i] == 0;
+        off += n;
+    }
+    free(chunk);
+    close(fd);
+    if (zeros && off >= st->st_size)
+        add(t, "a file of %lld zero bytes", (long long)st->st_size);
+    else
+        add(t, "a file of %lld bytes without the shmlease magic", (long long)st->st_size);
+    return true;
+}
+
+bool tool_explain_table_error(const struct tool_table_ref *ref, int rc, char *buf, size_t size)
+{
+    struct text t = { buf, size, 0 };
+    buf[0] = '\0';
+    char path[TOOL_PATH_MAX], lpath[TOOL_PATH_MAX], table[300];
+    tool_table_path(ref->name, path, sizeof(path));
+    tool_lock_path(ref->name, lpath, sizeof(lpath));
+    if (ref->is_default)
+        snprintf(table, sizeof(table), "your default table '%s'", ref->name);
+    else
+        snprintf(table, sizeof(table), "table '%s'", ref->name);
+    struct stat seg, lk;
+    bool have_seg = lstat(path, &seg) == 0, have_lk = lstat(lpath, &lk) == 0;
+    bool mine = have_seg && seg.st_uid == geteuid();
+    uint64_t ms;
+
+    switch (-rc) {
+    case EEXIST:
+        if (!have_seg)
+            return false;
+        add(&t, "%s: %s is ", table, path);
+        if (add_what_is(&t, path, &seg)) {
+            add(&t, ", not a shmlease table; nothing was created (if nothing else uses it: %s %s)",
+                S_ISDIR(seg.st_mode) ? "rmdir" : "rm", path);
+        } else {
+            t.len = 0;
+            add(&t, "%s already exists: it belongs to ", table);
+            add_owner(&t, &seg);
+        }
+        return true;
+    case ENOENT:
+        if (ref->is_default) {
+            add(&t, "%s does not exist yet (%s): nothing was ever held there", table, path);
+        } else {
+            add(&t, "no such table '%s' (%s does not exist)", ref->name, path);
+            if (ref->may_create)
+                add(&t, ": create it with 'shmlease create %s', or pass --create", ref->name);
+            if (tool_parse_duration_ms(ref->name, &ms) == 0)
+                add(&t, "; '%s' looks like a duration: -t names a table, the TTL is --ttl (-T)",
+                    ref->name);
+        }
+        return true;
+    case EPERM:
+        if (!have_seg || mine || !S_ISREG(seg.st_mode))
+            return false;
+        add(&t, "%s belongs to ", table);
+        add_owner(&t, &seg);
+        if (ref->is_default) {
+            add(&t, ": someone else made a table under the name of yours, and it is not used; ask root "
+                    "to remove it ('shmlease unlink %s'), or name another table with -t", ref->name);
+        } else if (may_open(&seg, 6) && (!have_lk || may_open(&lk, 6))) {
+            add(&t, ": pass --share to use another user's table");
+        } else {
+            add(&t, ": it is not yours, and --share would not help: ");
+            add_why_not(&t, may_open(&seg, 6) ? &lk : &seg, 6);
+        }
+        return true;
+    case EACCES:
+        if (!have_seg)
+            return false;
+        add(&t, "%s belongs to ", table);
+        add_owner(&t, &seg);
+        if (ref->removing) {
+            char user[64];
+            tool_user_name(seg.st_uid, user, sizeof(user));
+            add(&t, ": only %s or root may remove it", user);
+        } else if (!may_open(&seg, ref->reading ? 4 : 6)) {
+            add(&t, ": you may not %s it: ", ref->reading ? "read" : "use");
+            add_why_not(&t, &seg, ref->reading ? 4 : 6);
+        } else if (have_lk && !ref->reading && !may_open(&lk, 6)) {
+            add(&t, ", but its lock file %s belongs to ", lpath);
+            add_owner(&t, &lk);
+            add(&t, " and does not let you in: ");
+            add_why_not(&t, &lk, 6);
+            add(&t, "; its mode should give read and write to whoever may write the table");
+        } else if (have_lk && !ref->reading) {
+            add(&t, ", and its lock file %s belongs to ", lpath);
+            add_owner(&t, &lk);
+            add(&t, ", who may not write the table: it may have been planted; have it removed "
+                    "(by its owner or root)");
+        } else {
+            return false;
+        }
+        return true;
+    case EPROTO:
+        if (!have_seg)
+            return false;
+        add(&t, "%s: %s is ", table, path);
+        if (!add_what_is(&t, path, &seg)) {
+            t.len = 0;
+            add(&t, "%s (%s) is a shmlease table that this version cannot use: damaged, truncated, made "
+                    "by another version, still being built, or its lock file was replaced", table, path);
+            return true;
+        }
+        add(&t, ", not a shmlease table");
+        if (ref->removing)
+            add(&t, "; nothing was removed (if nothing else uses it: %s %s)",
+                S_ISDIR(seg.st_mode) ? "rmdir" : "rm", path);
+        else if (!ref->reading)
+            add(&t, "; it was left as it is");
+        return true;
+    default:
+        return false;
+    }
 }
 
 void tool_escape_text(const void *p, size_t n, char *out)

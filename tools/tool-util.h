@@ -1,13 +1,18 @@
 /*
  * Helpers shared by the command-line tools (shmlease, shmlease-dump):
- * argument parsing, byte escaping, table names. Nothing here touches a table.
+ * argument parsing, byte escaping, table names, and what to tell a user
+ * about a table that could not be used. Nothing here opens a table through
+ * the library: the table helpers only stat its files, and read the first
+ * bytes of one, to explain an error.
  */
 #ifndef SHMLEASE_TOOL_UTIL_H
 #define SHMLEASE_TOOL_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 /* sysexits.h values, spelled out so the tools' documented codes live here. */
 #define TOOL_EX_USAGE        64   /* bad command line */
@@ -17,6 +22,8 @@
 
 #define TOOL_SHM_DIR     "/dev/shm"
 #define TOOL_SHM_PREFIX  "shmlease."
+#define TOOL_LK_PREFIX   "shmlease-lk."   /* a table's lock file */
+#define TOOL_PATH_MAX    (sizeof(TOOL_SHM_DIR) + sizeof(TOOL_LK_PREFIX) + 200 + 8)
 
 /*
  * Parses a duration: a decimal number of seconds ("30", "0.25") with an
@@ -34,6 +41,44 @@ const char *tool_table_name(const char *arg);
 
 /* Writes "/dev/shm/shmlease.NAME" into buf. */
 void tool_table_path(const char *name, char *buf, size_t size);
+/* Writes "/dev/shm/shmlease-lk.NAME" (the table's lock file) into buf. */
+void tool_lock_path(const char *name, char *buf, size_t size);
+
+/*
+ * The caller's default table: "user-UID" (its effective uid), so that the
+ * users of one host never share a table by accident. Created on first use.
+ */
+#define TOOL_DEFAULT_TABLE_PREFIX "user-"
+void tool_default_table(char *buf, size_t size);
+
+/* Is this process in group GID (effective or supplementary)? */
+bool tool_in_group(gid_t gid);
+/* GROUP as a group name or a number: 0 and *gid, or -1 (no such group). */
+int tool_group_id(const char *group, gid_t *gid);
+/* "alice" (or "uid 1234" when the uid has no name); "ops" / "gid 1234". */
+void tool_user_name(uid_t uid, char *buf, size_t size);
+void tool_group_name(gid_t gid, char *buf, size_t size);
+
+/* A table as an error message speaks of it. */
+struct tool_table_ref {
+    const char *name;
+    bool is_default;       /* the caller's default table (no name was given) */
+    bool share;            /* --share was given */
+    bool may_create;       /* --create was possible here ("shmlease run") */
+    bool reading;          /* the tool only reads it (shmlease-dump) */
+    bool removing;         /* shmlease unlink */
+};
+
+/*
+ * Why table REF could not be opened, created or removed, the library having
+ * said RC: one sentence for a user, without the program's name, naming the
+ * table's owner, mode and group and the reason (not in its group, another
+ * user's table without --share, an empty file that is no table, ...), with
+ * what to do when there is something to do. Reads the files' status, and
+ * the bytes of a segment that is not a table. Returns false (BUF empty)
+ * when it knows nothing better than the library's text for RC.
+ */
+bool tool_explain_table_error(const struct tool_table_ref *ref, int rc, char *buf, size_t size);
 
 /*
  * Escapes bytes for a terminal: printable ASCII as is, backslash as "\\",

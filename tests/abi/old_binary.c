@@ -13,6 +13,8 @@
 #include "abi_test.h"
 
 #include <dlfcn.h>
+#include <grp.h>
+#include <sys/wait.h>
 
 _Static_assert(SHMLEASE_VERSION_MINOR == 0, "built with the 1.0 header");
 
@@ -63,6 +65,42 @@ int main(void)
     shmlease_options badopen = {.flags = 1u << 7};
     CHECK_RC(shmlease_open(name, at_page_end(&badopen, sizeof badopen), &(shmlease_table *){0}),
              -EINVAL);
+
+    /* A flag 1.0 did not know is still unknown to a 1.0 program, even where
+     * a later version gave its bit a meaning (1u << 3: SHARE since 1.2). */
+    shmlease_options bit3 = {.flags = 1u << 3};
+    CHECK_RC(shmlease_open(name, at_page_end(&bit3, sizeof bit3), &(shmlease_table *){0}), -EINVAL);
+
+    /* The 1.0 sharing rule, for a 1.0 program: a mode with group or other
+     * bits agrees to use another user's table; without, the refusal is
+     * -EACCES. Needs root, to run a child as another user. */
+    if (geteuid() == 0) {
+        char shared[96];                       /* abi_table_name's buffer holds NAME */
+        snprintf(shared, sizeof shared, "%s-shared", name);
+        shmlease_unlink(shared);
+        shmlease_options mk = {.capacity = 8, .mode = 0666, .flags = SHMLEASE_OPEN_EXCL};
+        shmlease_table *root_t;
+        CHECK_RC(shmlease_open(shared, at_page_end(&mk, sizeof mk), &root_t), 0);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            if (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0)
+                _exit(3);
+            shmlease_options agree = {.mode = 0666, .flags = SHMLEASE_OPEN_NOCREATE};
+            shmlease_options plain = {.flags = SHMLEASE_OPEN_NOCREATE};
+            shmlease_table *ot;
+            if (shmlease_open(shared, at_page_end(&agree, sizeof agree), &ot) != 0)
+                _exit(4);
+            shmlease_close(ot);
+            _exit(shmlease_open(shared, at_page_end(&plain, sizeof plain), &ot) == -EACCES ? 0 : 5);
+        }
+        int status = 0;
+        CHECK(waitpid(pid, &status, 0) == pid);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        shmlease_close(root_t);
+        CHECK_RC(shmlease_unlink(shared), 0);
+        printf("old_binary: 1.0 sharing rule kept (mode 0666 shares, mode 0 is -EACCES)\n");
+    }
 
     shmlease_close(t);
     CHECK_RC(shmlease_unlink(name), 0);

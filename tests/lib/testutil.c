@@ -51,6 +51,21 @@ int tu_setup_slow(void **state)
     return setup_with_alarm(280);
 }
 
+/* Removes whatever a test left under table name NAME: the table
+ * (shmlease_unlink), and what shmlease_unlink rightly refuses to remove
+ * (garbage, empty files, directories, FIFOs a test put there). */
+static void remove_name(const char *name)
+{
+    shmlease_unlink(name);
+    char p[300];
+    snprintf(p, sizeof p, "/dev/shm/shmlease.%s", name);
+    if (unlink(p) != 0 && errno == EISDIR)
+        rmdir(p);
+    snprintf(p, sizeof p, "/dev/shm/shmlease-lk.%s", name);
+    if (unlink(p) != 0 && errno == EISDIR)
+        rmdir(p);
+}
+
 int tu_teardown(void **state)
 {
     (void)state;
@@ -77,7 +92,7 @@ int tu_teardown(void **state)
         }
     }
     for (int i = 0; i < n_names; i++)
-        shmlease_unlink(names[i]);
+        remove_name(names[i]);
     n_names = 0;
     for (int i = 0; i < n_fds; i++)
         close(fds[i]);
@@ -160,7 +175,7 @@ const char *tu_name(const char *tag)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
               (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
             *p = '_';
-    shmlease_unlink(b); /* a leftover from a crashed run with a recycled pid */
+    remove_name(b); /* a leftover from a crashed run with a recycled pid */
     return register_name(b);
 }
 

@@ -158,6 +158,48 @@ static void kill_init(const char *point)
              (long long)st.st_size);
 }
 
+/* create.before_mode: a creator killed once it made a file (hit 1: the lock
+ * file; hit 2: the segment), with its group set and before its mode. The
+ * file is left its creator's alone (0600 whatever the mode asked); the next
+ * opener replaces a stale lock file that does not fit the table it makes,
+ * and rebuilds a half-made segment (whose mode stays the narrower one). */
+static void kill_create(unsigned hit)
+{
+    const char *name = tu_name("create");
+    pid_t pid = tu_fork_alarm(60);
+    if (pid == 0) {
+        shmlease_options o = {.capacity = CAP, .mode = 0660};
+        shmlease_table *t = NULL;
+        shmlease__fault_arm("create.before_mode", SHMLEASE_FAULT_KILL, hit);
+        shmlease_open(name, &o, &t);
+        _exit(0);
+    }
+    expect_killed(pid, "create.before_mode", OP_OPEN);
+    char seg[256], lk[256];
+    tu_shm_path(seg, sizeof seg, name);
+    snprintf(lk, sizeof lk, "/dev/shm/shmlease-lk.%s", name);
+    struct stat st;
+    TU_TRUE(stat(hit == 1 ? lk : seg, &st) == 0, "create.before_mode hit %u: the file vanished", hit);
+    TU_TRUE((st.st_mode & 0777) == 0600, "create.before_mode hit %u: mode %03o, expected 0600 (its creator's alone)",
+             hit, (unsigned)(st.st_mode & 0777));
+    TU_TRUE(hit == 1 ? access(seg, F_OK) != 0 : st.st_size == 0, "create.before_mode hit %u: what was left", hit);
+    shmlease_options o = {.capacity = CAP, .mode = 0660};
+    shmlease_table *t = tu_open(name, &o);
+    tu_forget(t);
+    shmlease_close(t);
+    tu_check_usable(name, NULL, CAP);
+    struct stat ls, ss;
+    TU_TRUE(stat(lk, &ls) == 0 && stat(seg, &ss) == 0, "create.before_mode hit %u: files after repair", hit);
+    TU_EQ(ls.st_mode & 0777, hit == 1 ? 0660 : 0600);   /* narrowed to the segment's */
+    TU_EQ(ss.st_mode & 0777, hit == 1 ? 0660 : 0600);
+    tu_note("faults create.before_mode (%s): killed with the file 0600, next opener made a usable table "
+            "(segment %03o, lock file %03o)", hit == 1 ? "lock file" : "segment", (unsigned)(ss.st_mode & 0777),
+            (unsigned)(ls.st_mode & 0777));
+}
+
+static void t_create_lock_file_before_mode(void **s) { (void)s; kill_create(1); }
+static void t_create_segment_before_mode(void **s) { (void)s; kill_create(2); }
+
 static void t_init_after_lock(void **s) { (void)s; kill_init("init.after_lock"); }
 static void t_init_after_fallocate(void **s) { (void)s; kill_init("init.after_fallocate"); }
 static void t_init_after_mutexes(void **s) { (void)s; kill_init("init.after_mutexes"); }
@@ -491,6 +533,8 @@ static void t_stop_registry_locked(void **s)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
+        TU_SLOW_TEST(t_create_lock_file_before_mode),
+        TU_SLOW_TEST(t_create_segment_before_mode),
         TU_SLOW_TEST(t_init_after_lock),
         TU_SLOW_TEST(t_init_after_fallocate),
         TU_SLOW_TEST(t_init_after_mutexes),

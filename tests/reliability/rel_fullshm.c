@@ -6,9 +6,10 @@
  *   - a table bigger than the whole tmpfs: -ENOSPC, no SIGBUS, nothing left;
  *   - a small one fits and works;
  *   - the tmpfs filled up to the last ~64 KiB: a new table -ENOSPC, nothing left;
- *   - a 0-byte segment left by a dead creator, no space: -ENOSPC, the file
- *     stays (0 bytes, the creator's), and once space is freed the next opener
- *     builds the table in it.
+ *   - a 0-byte segment left by a dead creator (its creation record in the
+ *     lock file), no space: -ENOSPC, the file stays (0 bytes, the
+ *     creator's), and once space is freed the next opener builds the table
+ *     in it.
  * Skips when a mount namespace cannot be made (unprivileged container).
  */
 #include "internal.h"
@@ -79,9 +80,13 @@ static void t_full_devshm(void **s)
         o->full_rc = shmlease_open("full-full", &small, &t);
         o->full_left = file_size("/dev/shm/shmlease.full-full") >= 0;
 
-        /* A 0-byte segment from a dead creator. */
+        /* A 0-byte segment from a dead creator, whose lock file carries its
+         * creation record (size 1). */
         int z = open("/dev/shm/shmlease.full-zero", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         TU_CK(z >= 0);
+        close(z);
+        z = open("/dev/shm/shmlease-lk.full-zero", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        TU_CK(z >= 0 && ftruncate(z, 1) == 0);
         close(z);
         o->zero_rc = shmlease_open("full-zero", &small, &t);
         o->zero_size_after = (int32_t)file_size("/dev/shm/shmlease.full-zero");

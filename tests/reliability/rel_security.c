@@ -4,10 +4,11 @@
  *
  *   - the mode asked for (default 0600) is applied whatever the umask;
  *   - another user (a child that becomes nobody, 65534) cannot attach a 0600
- *     table (-EACCES, read-only too); mode 0666 lets it in read-write (when it
- *     also asks to share); mode 0644 lets it read only;
- *   - a name squatted by another user is refused by a default open (-EACCES)
- *     and accepted when the caller asks to share (mode with group/other bits);
+ *     table (-EPERM without SHMLEASE_OPEN_SHARE, -EACCES with it, read-only
+ *     too); mode 0666 lets it in read-write with SHARE; mode 0644 lets it
+ *     read only;
+ *   - a name squatted by another user is refused by a default open (-EPERM)
+ *     and accepted when the caller asks to share (SHMLEASE_OPEN_SHARE);
  *   - names cannot leave /dev/shm.
  * The user tests need root (setuid in a child): they skip otherwise.
  */
@@ -99,9 +100,9 @@ static void t_other_user_0600(void **s)
     struct as_nobody_out *o = tu_shared(sizeof *o);
     pid_t pid = fork_nobody(o);
     if (pid == 0) {
-        o->r[0] = open_rc(name, SHMLEASE_OPEN_NOCREATE, 0);
+        o->r[0] = open_rc(name, SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_SHARE, 0);
         o->r[1] = open_rc(name, SHMLEASE_OPEN_READONLY, 0);
-        o->r[2] = open_rc(name, 0, 0);
+        o->r[2] = open_rc(name, SHMLEASE_OPEN_SHARE, 0);
         o->r[3] = open_rc(name, 0, 0666);
         o->r[4] = shmlease_unlink(name);
         _exit(0);
@@ -110,11 +111,11 @@ static void t_other_user_0600(void **s)
     TU_RC(o->r[0], -EACCES);
     TU_RC(o->r[1], -EACCES);
     TU_RC(o->r[2], -EACCES);
-    TU_RC(o->r[3], -EACCES);
-    TU_TRUE(o->r[4] == -EACCES || o->r[4] == -EPERM, "unlink by another user: %s", shmlease_errname(o->r[4]));
+    TU_RC(o->r[3], -EPERM);
+    TU_RC(o->r[4], -EACCES);
     TU_TRUE(file_mode(name) == 0600, "the table is gone or changed");
-    tu_note("security: uid %d vs a 0600 table: open RW/RO/create -EACCES, unlink %s", NOBODY,
-             shmlease_errname(o->r[4]));
+    tu_note("security: uid %d vs a 0600 table: open RW/RO/create with SHARE -EACCES, without -EPERM, unlink %s",
+             NOBODY, shmlease_errname(o->r[4]));
 }
 
 static void t_other_user_0666_and_0644(void **s)
@@ -138,10 +139,11 @@ static void t_other_user_0666_and_0644(void **s)
     pid_t pid = fork_nobody(o);
     if (pid == 0) {
         /* 0666: read-write, when asking to share; a default open is refused
-         * (the table belongs to another user: could be a squatter). */
-        o->r[0] = open_rc(shared, SHMLEASE_OPEN_NOCREATE, 0666);
-        o->r[1] = open_rc(shared, SHMLEASE_OPEN_NOCREATE, 0);
-        shmlease_options oo = {.flags = SHMLEASE_OPEN_NOCREATE, .mode = 0666};
+         * (the table belongs to another user: could be a squatter), whatever
+         * the mode it would give a table it made. */
+        o->r[0] = open_rc(shared, SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_SHARE, 0);
+        o->r[1] = open_rc(shared, SHMLEASE_OPEN_NOCREATE, 0666);
+        shmlease_options oo = {.flags = SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_SHARE};
         shmlease_table *nt;
         if (shmlease_open(shared, &oo, &nt) == 0) {
             shmlease_lease l;
@@ -154,19 +156,19 @@ static void t_other_user_0666_and_0644(void **s)
         }
         /* 0644: read-only yes, read-write no. */
         o->r[4] = open_rc(ro, SHMLEASE_OPEN_READONLY, 0);
-        o->r[5] = open_rc(ro, SHMLEASE_OPEN_NOCREATE, 0666);
+        o->r[5] = open_rc(ro, SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_SHARE, 0);
         _exit(0);
     }
     require_nobody(pid, o);
     TU_RC(o->r[0], 0);
-    TU_RC(o->r[1], -EACCES);
+    TU_RC(o->r[1], -EPERM);
     TU_RC(o->r[2], 0);
     TU_RC(o->r[3], -EBUSY);
     TU_RC(o->r[6], 0);
     TU_TRUE(o->r[7] == 1, "root's live lease seen from uid %d as alive=%d", NOBODY, o->r[7]);
     TU_RC(o->r[4], 0);
     TU_RC(o->r[5], -EACCES);
-    tu_note("security: uid %d vs root's 0666 table: RW open with mode 0666 ok (default options -EACCES: "
+    tu_note("security: uid %d vs root's 0666 table: RW open with SHARE ok (without: -EPERM, "
              "another user's table), acquire ok, root's lease -EBUSY and alive=1; vs 0644: RO ok, RW -EACCES",
              NOBODY);
 }
@@ -197,13 +199,19 @@ static void t_squatted_name(void **s)
     require_nobody(pid, o);
     TU_RC(o->r[0], 0);
     TU_RC(o->r[1], 0);
-    TU_RC(open_rc(name, 0, 0), -EACCES);
-    TU_RC(open_rc(name, SHMLEASE_OPEN_NOCREATE, 0), -EACCES);
-    TU_RC(open_rc(plain, 0, 0), -EACCES);
-    TU_RC(open_rc(name, 0, 0666), 0);                    /* asked to share: accepted */
+    TU_RC(open_rc(name, 0, 0), -EPERM);
+    TU_RC(open_rc(name, 0, 0666), -EPERM);               /* a mode is not consent */
+    TU_RC(open_rc(name, SHMLEASE_OPEN_NOCREATE, 0), -EPERM);
+    TU_RC(open_rc(plain, 0, 0), -EPERM);
+    TU_RC(open_rc(plain, SHMLEASE_OPEN_SHARE, 0), -EPROTO);   /* shared or not, not a table */
+    TU_RC(open_rc(name, SHMLEASE_OPEN_SHARE, 0), 0);     /* asked to share: accepted */
     TU_RC(open_rc(name, SHMLEASE_OPEN_READONLY, 0), 0);  /* reading is not trusting */
-    tu_note("security: table squatted by uid %d (0666): root's default open -EACCES (table and plain file), "
-             "accepted with mode 0666, read-only allowed", NOBODY);
+    char lp[256];
+    snprintf(lp, sizeof lp, "/dev/shm/shmlease-lk.%s", plain);
+    TU_TRUE(access(lp, F_OK) != 0, "the refused opens of a squatted plain file left a lock file");
+    tu_note("security: table squatted by uid %d (0666): root's default open -EPERM (table and plain file, "
+             "whatever mode asked), accepted with SHARE, read-only allowed; the empty file -EPROTO with SHARE",
+             NOBODY);
 }
 
 static void t_names_stay_in_devshm(void **s)
