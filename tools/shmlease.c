@@ -1,26 +1,17 @@
 /*
  * shmlease: run a command under a lease (flock(1) with TTLs), and manage tables.
  *
- *   shmlease run [options] KEY -- COMMAND [ARGS...]
+ *   shmlease run [options] KEY -- COMMAND [ARGS...]    (run-supervise.c)
  *   shmlease create NAME [--capacity N] [--mode MODE]
  *   shmlease unlink NAME
  *   shmlease break [--table NAME] KEY
  *
- * run: the design of the supervision loop.
- *   The signals we forward, and SIGCHLD, are blocked before fork() and read
- *   from a signalfd, so none can be lost or handled half-way: no signal
- *   handlers at all. The child restores the original mask before exec. The
- *   parent loops on poll(signalfd, tick): each turn it reaps the child with
- *   waitpid(WNOHANG), renews the lease when a third of the TTL has passed and
- *   otherwise checks it with shmlease_check(), so a lease broken by an
- *   operator or lost to a pause is noticed within one tick (<= ttl/3, <= 1 s).
- *   Once the lease is lost the child gets SIGTERM, then SIGKILL after
- *   --kill-after, and we exit with the lost code whatever the child returns.
- *   The child is also given PR_SET_PDEATHSIG=SIGTERM: if this supervisor is
- *   killed, its lease is free for the next acquirer at once (dead holder), so
- *   the command must not go on unprotected.
- *   exec failures travel back through a close-on-exec pipe (126/127 as a shell).
+ * This file parses command lines and opens tables. Waiting for a key while
+ * staying responsive to signals is lease-wait.c; the supervisor of run's
+ * command and of everything it starts is run-supervise.c.
  */
+#include "lease-wait.h"
+#include "run.h"
 #include "tool-util.h"
 
 #include <shmlease.h>
@@ -50,8 +41,6 @@
 #define EXIT_UNAVAILABLE      TOOL_EX_UNAVAILABLE  /* 69 */
 #define EXIT_OSERR            TOOL_EX_OSERR        /* 71 */
 #define EXIT_LOST_DEFAULT     TOOL_EX_TEMPFAIL     /* 75 */
-#define EXIT_CANNOT_EXEC      126
-#define EXIT_NOT_FOUND        127
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -60,27 +49,29 @@
 #define DEFAULT_TABLE         "default"
 #define DEFAULT_TTL_MS        30000u
 #define DEFAULT_KILL_AFTER_MS 10000u
-#define MAX_TICK_MS           1000u
 
 static const char exit_status_text[] =
 "Exit status:\n"
 "  0-255  run: the command's own exit status; 128+N if it was killed by signal N\n"
 "  1      run: KEY is held (-n) or the wait ran out (-w); change with -E\n"
 "         create: the table exists; unlink, break: no such table, or KEY not held\n"
-"  64     usage error: bad option or number, invalid table name or key\n"
+"  64     usage error: bad option or number, invalid table name or key, a TTL\n"
+"         under 0.1 s, -s (shared leases are not available yet)\n"
 "  69     the table is unusable: corrupt or foreign (EPROTO), permission denied,\n"
 "         full (ENOSPC), too many handles (EUSERS)\n"
 "  71     system error: fork, memory, descriptors, unexpected library error\n"
 "  75     run: the lease was lost while the command ran (broken, or this process\n"
-"         was paused past the TTL); the command was terminated; see\n"
+"         was paused past the TTL); its processes were stopped; see\n"
 "         --lost-exit-code\n"
 "  126    run: COMMAND cannot be executed\n"
-"  127    run: COMMAND not found\n";
+"  127    run: COMMAND not found\n"
+"  128+N  run: killed by signal N while waiting for KEY (nothing held)\n";
 
 static void usage_main(FILE *f)
 {
     fprintf(f,
-"Usage: " PROG " run [options] KEY -- COMMAND [ARGS...]\n"
+"Usage: " PROG " run [options] KEY [--] COMMAND [ARGS...]\n"
+"       " PROG " run [options] KEY -c 'SHELL COMMAND'\n"
 "       " PROG " create NAME [--capacity N] [--mode MODE]\n"
 "       " PROG " unlink NAME\n"
 "       " PROG " break [--table NAME] KEY\n"
@@ -90,10 +81,11 @@ static void usage_main(FILE *f)
 "of this host through /dev/shm/shmlease.NAME. See shmlease-dump(1) to inspect.\n"
 "\n"
 "Commands:\n"
-"  run     acquire KEY, run COMMAND while renewing the lease, release at its end\n"
-"  create  create a table (exclusive)\n"
-"  unlink  remove a table (processes that have it open keep using it)\n"
-"  break   forcibly end the lease on KEY (the holder's renewal fails)\n"
+"  run      acquire KEY, run COMMAND while renewing the lease, release it when\n"
+"           COMMAND and all it started have ended\n"
+"  create   create a table (exclusive)\n"
+"  unlink   remove a table (processes that have it open keep using it)\n"
+"  break    forcibly end the lease on KEY (the holder's renewal fails)\n"
 "\n"
 "Example (cron: at most one report at a time, skipped while one runs):\n"
 "  */5 * * * * shmlease run -n --ttl 600 report -- /usr/local/bin/report\n"
@@ -105,32 +97,47 @@ static void usage_run(FILE *f)
 {
     fprintf(f,
 "Usage: " PROG " run [options] KEY [--] COMMAND [ARGS...]\n"
+"       " PROG " run [options] KEY -c 'SHELL COMMAND'\n"
 "\n"
-"Acquires KEY on a table, runs COMMAND as a child, renews the lease every third\n"
-"of its TTL while it runs, releases it when COMMAND ends, and exits with\n"
-"COMMAND's status. Without -n or -w, waits for KEY as long as it takes.\n"
-"The child gets SHMLEASE_FENCING_TOKEN, SHMLEASE_KEY and SHMLEASE_TABLE in its\n"
-"environment. SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded\n"
-"to it (SIGINT/SIGQUIT typed at a terminal already reach it and are not sent twice).\n"
-"If the lease is lost while COMMAND runs (an operator broke it, or this process\n"
-"was paused past the TTL), COMMAND gets SIGTERM, then SIGKILL after --kill-after,\n"
-"and " PROG " exits with the lost code (75). If " PROG " itself is killed, COMMAND\n"
-"gets SIGTERM.\n"
+"Acquires KEY on a table, runs COMMAND while renewing the lease every third of\n"
+"its TTL, releases it once COMMAND and every process it started have ended, and\n"
+"exits with COMMAND's status. Without -n or -w, waits for KEY as long as it\n"
+"takes; a signal (TERM, INT, HUP, ...) while waiting ends " PROG " by that signal,\n"
+"holding nothing.\n"
+"COMMAND runs in a process group of its own (in " PROG "'s when it has a\n"
+"controlling terminal), with SHMLEASE_FENCING_TOKEN, SHMLEASE_KEY and\n"
+"SHMLEASE_TABLE in its environment. SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and\n"
+"SIGUSR2 are forwarded to its process group (SIGINT/SIGQUIT typed at a terminal\n"
+"already reach it and are not sent twice). Processes that COMMAND leaves running\n"
+"keep the lease held until they end (with -o, it is released when COMMAND ends).\n"
+"If the lease is lost (an operator broke it, or this process was paused past\n"
+"the TTL), every process COMMAND started, detached or re-parented ones too, gets\n"
+"SIGTERM, then SIGKILL after --kill-after; " PROG " exits with the lost code (75)\n"
+"once they are gone, or names those it could not stop. If " PROG " itself is\n"
+"killed, COMMAND gets SIGTERM.\n"
 "\n"
 "Options:\n"
 "  -t, --table NAME            table to use (default \"" DEFAULT_TABLE "\"; created if missing)\n"
 "  -n, --nonblock              fail at once if KEY is held (same as -w 0)\n"
-"  -w, --wait SECONDS          wait at most SECONDS for KEY (fractions allowed)\n"
-"  -T, --ttl SECONDS           lease time to live (default 30)\n"
+"  -w, --wait, --timeout SECONDS\n"
+"                              wait at most SECONDS for KEY (fractions allowed)\n"
+"  -T, --ttl SECONDS           lease time to live (default 30, at least 0.1)\n"
 "  -g, --grace SECONDS         keep KEY held (by nobody) SECONDS after COMMAND ends\n"
 "  -m, --metadata TEXT         metadata stored with the lease, at most %d bytes\n"
 "                              (default: the command line, truncated)\n"
+"  -c, --command COMMAND       run COMMAND with /bin/sh -c (as flock -c)\n"
+"  -o, --close                 release the lease when COMMAND ends, and leave the\n"
+"                              processes it started running, without it\n"
+"  -x, -e, --exclusive         an exclusive lease: the only kind, the default\n"
+"  -s, --shared                refused: shared leases are not available yet\n"
 "  -E, --conflict-exit-code N  exit status when KEY is held or the wait ran out\n"
 "                              (default 1)\n"
 "  -L, --lost-exit-code N      exit status when the lease was lost (default 75)\n"
-"  -k, --kill-after SECONDS    SIGKILL the command this long after SIGTERM once the\n"
-"                              lease is lost (default 10)\n"
-"  -v, --verbose               say what happens on stderr (who holds a busy key)\n"
+"  -k, --kill-after SECONDS    SIGKILL the command's processes this long after\n"
+"                              SIGTERM once the lease is lost (default 10)\n"
+"  -v, --verbose               say on stderr whom it waits for, how long it took,\n"
+"                              a dead holder's lease taken over, forwarded\n"
+"                              signals, the release\n"
 "  -h, --help                  this help\n"
 "Durations are seconds, or a number with a unit: 500ms, 10s, 5m, 1h.\n"
 "\n"
@@ -275,21 +282,7 @@ static int parse_duration_opt(const char *opt, const char *s, uint64_t *out)
 }
 
 /* ------------------------------------------------------------------------ */
-/* run                                                                       */
-
-struct run_opts {
-    const char *table;
-    const char *key;
-    char **cmd;
-    int64_t wait_ms;
-    uint64_t ttl_ms;
-    uint64_t grace_ms;
-    uint64_t kill_after_ms;
-    const char *metadata;
-    int conflict_code;
-    int lost_code;
-    bool verbose;
-};
+/* run, acquire: options                                                     */
 
 static int parse_wait_opt(const char *s, int64_t *wait_ms)
 {
@@ -300,12 +293,15 @@ static int parse_wait_opt(const char *s, int64_t *wait_ms)
     return 0;
 }
 
+/* --ttl: at least RUN_MIN_TTL_MS, which renewal every third of it can keep. */
 static int parse_ttl_opt(const char *s, uint64_t *ttl_ms)
 {
     if (parse_duration_opt("--ttl", s, ttl_ms) != 0)
         return -1;
-    if (*ttl_ms == 0) {
-        fprintf(stderr, PROG ": --ttl must be positive\n");
+    if (*ttl_ms < RUN_MIN_TTL_MS) {
+        fprintf(stderr, PROG ": --ttl %s is too short: at least %ums (0.1); the lease is "
+                        "renewed every third of its TTL, and a shorter one would be lost "
+                        "to ordinary scheduling delays\n", s, RUN_MIN_TTL_MS);
         return -1;
     }
     return 0;
@@ -318,6 +314,14 @@ static int check_metadata_opt(const char *s)
         return -1;
     }
     return 0;
+}
+
+/* -s: flock's shared lock. Every lease is exclusive for now. */
+static int refuse_shared(void)
+{
+    fprintf(stderr, PROG ": -s, --shared: shared leases are not available yet; every "
+                    "lease is exclusive (-x, the default)\n");
+    return EXIT_USAGE;
 }
 
 /* Applies one option of "run" (c as getopt_long returned it, with optarg).
@@ -345,6 +349,17 @@ static int apply_run_option(int c, struct run_opts *o)
         o->metadata = optarg;
         bad = check_metadata_opt(optarg);
         break;
+    case 'c':
+        o->shell_command = optarg;
+        break;
+    case 'o':
+        o->close_early = true;
+        break;
+    case 'x':
+    case 'e':
+        break;                         /* exclusive: the only kind of lease */
+    case 's':
+        return refuse_shared();
     case 'E':
         bad = parse_exit_code("--conflict-exit-code", optarg, &o->conflict_code);
         break;
@@ -367,6 +382,31 @@ static int apply_run_option(int c, struct run_opts *o)
     return bad != 0 ? EXIT_USAGE : -1;
 }
 
+/* The words after KEY (or -c): COMMAND [ARGS...]. -1, or an exit status. */
+static int take_command(struct run_opts *o, int argc, char **argv, int next)
+{
+    if (o->shell_command != NULL) {
+        if (next < argc) {
+            fprintf(stderr, PROG " run: -c gives the command; '%s' after KEY is one too "
+                            "many\nTry '" PROG " run --help'.\n", argv[next]);
+            return EXIT_USAGE;
+        }
+        o->sh_argv[0] = (char *)"/bin/sh";
+        o->sh_argv[1] = (char *)"-c";
+        o->sh_argv[2] = (char *)o->shell_command;
+        o->sh_argv[3] = NULL;
+        o->cmd = o->sh_argv;
+        return -1;
+    }
+    if (next >= argc) {
+        fprintf(stderr, PROG " run: missing COMMAND (or -c COMMAND)\nTry '" PROG
+                        " run --help'.\n");
+        return EXIT_USAGE;
+    }
+    o->cmd = argv + next;
+    return -1;
+}
+
 /* Parses "run [options] KEY [options] [--] COMMAND [ARGS...]" into *o.
  * Returns -1 when the command is to run, or the exit status to leave with. */
 static int parse_run_opts(int argc, char **argv, struct run_opts *o)
@@ -380,6 +420,10 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
         { "ttl",                required_argument, NULL, 'T' },
         { "grace",              required_argument, NULL, 'g' },
         { "metadata",           required_argument, NULL, 'm' },
+        { "command",            required_argument, NULL, 'c' },
+        { "close",              no_argument,       NULL, 'o' },
+        { "exclusive",          no_argument,       NULL, 'x' },
+        { "shared",             no_argument,       NULL, 's' },
         { "conflict-exit-code", required_argument, NULL, 'E' },
         { "lost-exit-code",     required_argument, NULL, 'L' },
         { "kill-after",         required_argument, NULL, 'k' },
@@ -394,8 +438,8 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
     optind = 0;
     for (;;) {
         int c;
-        while ((c = getopt_long(argc - base, argv + base, "+t:nw:T:g:m:E:L:k:vh", longopts,
-                                NULL)) != -1) {
+        while ((c = getopt_long(argc - base, argv + base, "+t:nw:T:g:m:c:oxesE:L:k:vh",
+                                longopts, NULL)) != -1) {
             int code = apply_run_option(c, o);
             if (code >= 0)
                 return code;
@@ -407,75 +451,13 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
                 fprintf(stderr, PROG " run: missing KEY\nTry '" PROG " run --help'.\n");
                 return EXIT_USAGE;
             }
-            if (next >= argc) {
-                fprintf(stderr, PROG " run: missing COMMAND\nTry '" PROG " run --help'.\n");
-                return EXIT_USAGE;
-            }
-            o->cmd = argv + next;
-            return -1;                         /* parsed: go on */
+            return take_command(o, argc, argv, next);
         }
         o->key = argv[next];
         base = next;
         optind = 0;
     }
 }
-
-static uint64_t min_u64(uint64_t a, uint64_t b)
-{
-    return a < b ? a : b;
-}
-
-static void describe_holder(shmlease_table *t, const char *key)
-{
-    char kbuf[SHOWN_KEY_SIZE];
-    const char *shown = shown_key(key, kbuf);
-    shmlease_info in;
-    if (shmlease_inspect(t, key, &in) != 0) {
-        fprintf(stderr, PROG ": %s is held\n", shown);
-        return;
-    }
-    char left[32];
-    tool_format_left(in.remaining_ms > 0 ? in.remaining_ms : 0, left, sizeof(left));
-    if (in.in_grace || in.holder_pid == 0)
-        fprintf(stderr, PROG ": %s is in a grace period (token %llu, %s left)\n", shown,
-                (unsigned long long)in.fencing_token, left);
-    else
-        fprintf(stderr, PROG ": %s is held by pid %ld%s (%s, token %llu, %s left)\n", shown,
-                (long)in.holder_pid, in.holder_other_pidns ? " of another PID namespace" : "",
-                in.holder_alive > 0 ? "alive" : in.holder_alive == 0 ? "dead" : "liveness unknown",
-                (unsigned long long)in.fencing_token, left);
-}
-
-static int status_to_code(int status)
-{
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    if (WIFSIGNALED(status))
-        return 128 + WTERMSIG(status);
-    return EXIT_OSERR;
-}
-
-/* Forwarded signals; SIGCHLD is read from the same signalfd. */
-static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
-
-/* Everything the supervisor of one "run" knows, from the acquisition on. */
-struct run_state {
-    const struct run_opts *o;
-    const char *key_shown;        /* o->key escaped for messages */
-    shmlease_table *t;
-    shmlease_lease lease;
-    sigset_t oldmask;             /* the mask before the forwarded signals were blocked */
-    int sfd;                      /* signalfd: forwarded signals and SIGCHLD */
-    pid_t pid;                    /* the command */
-    int exec_errno;               /* why exec failed; 0 when it succeeded */
-    int status;                   /* the command's wait status */
-    uint64_t renew_every;         /* ms: a third of the TTL */
-    uint64_t tick;                /* ms: the longest sleep while the lease is held */
-    uint64_t next_renew;          /* table clock, ms */
-    bool lost;                    /* the lease is gone: the command got SIGTERM */
-    bool killed;                  /* ... and then SIGKILL */
-    uint64_t kill_at;             /* table clock, ms: when SIGKILL is due */
-};
 
 /* The metadata stored with the lease: --metadata, or else the command line
  * (words joined by spaces), cut at SHMLEASE_METADATA_MAX. Returns its length. */
@@ -502,269 +484,27 @@ static size_t run_metadata(const struct run_opts *o, char meta[SHMLEASE_METADATA
     return meta_len;
 }
 
-/* Acquires KEY into s->lease, waiting as the options say. Returns -1 when
- * it is held, or the exit status to leave with (the table stays open). */
-static int acquire_key(struct run_state *s, const char *meta, size_t meta_len)
+/* The exit status for an acquisition that failed with w->rc (the conflict
+ * code for a held key or a wait that ran out), after a message. */
+static int acquire_failure(const struct lease_wait *w, int conflict_code)
 {
-    const struct run_opts *o = s->o;
-    shmlease_acquire_opts ao;
-    memset(&ao, 0, sizeof(ao));
-    ao.ttl_ms = o->ttl_ms;
-    ao.wait_ms = o->wait_ms;
-    ao.metadata = meta_len ? meta : NULL;
-    ao.metadata_len = meta_len;
-    int rc = shmlease_acquire(s->t, o->key, &ao, &s->lease);
-    if (rc == -EBUSY || rc == -ETIMEDOUT) {
-        if (o->verbose)
-            describe_holder(s->t, o->key);
-        return o->conflict_code;
-    }
-    if (rc != 0) {
-        const char *what = rc == -EINVAL || rc == -ENAMETOOLONG
-                               ? INVALID_KEY
-                           : rc == -ENOSPC ? "the table is full"
-                                           : shmlease_strerror(rc);
-        fprintf(stderr, PROG ": cannot acquire %s on table %s: %s (%s)\n", s->key_shown,
-                o->table, what, shmlease_errname(rc));
-        return table_error_exit(rc);
-    }
-    if (o->verbose)
-        fprintf(stderr, PROG ": acquired %s on table %s, token %llu, ttl %llums\n",
-                s->key_shown, o->table, (unsigned long long)s->lease.fencing_token,
-                (unsigned long long)o->ttl_ms);
-    return -1;
+    int rc = w->rc;
+    if (rc == -EBUSY || rc == -ETIMEDOUT)
+        return conflict_code;          /* -v has said who holds it */
+    const char *what = rc == -EINVAL || rc == -ENAMETOOLONG ? INVALID_KEY
+                       : rc == -ENOSPC                       ? "the table is full"
+                                                             : shmlease_strerror(rc);
+    fprintf(stderr, PROG ": cannot acquire %s on table %s: %s (%s)\n", w->key_shown, w->table,
+            what, shmlease_errname(rc));
+    return table_error_exit(rc);
 }
 
-/* Blocks the forwarded signals and SIGCHLD, and opens the signalfd that
- * reads them; puts the lease's token, key and table in the environment the
- * command inherits; makes the pipe that carries an exec failure back.
- * 0, or -1 with errno set. */
-static int prepare_spawn(struct run_state *s, int errpipe[2])
-{
-    sigset_t mask;
-    sigemptyset(&mask);
-    for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
-        sigaddset(&mask, forwarded[i]);
-    sigaddset(&mask, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &mask, &s->oldmask);
-    s->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-    char token[32];
-    snprintf(token, sizeof(token), "%llu", (unsigned long long)s->lease.fencing_token);
-    if (s->sfd < 0 || pipe2(errpipe, O_CLOEXEC) != 0 ||
-        setenv("SHMLEASE_FENCING_TOKEN", token, 1) != 0 ||
-        setenv("SHMLEASE_KEY", s->o->key, 1) != 0 ||
-        setenv("SHMLEASE_TABLE", s->o->table, 1) != 0)
-        return -1;
-    return 0;
-}
+/* ------------------------------------------------------------------------ */
+/* run                                                                       */
 
-/* In the child after fork(): async-signal-safe calls only until exec. Dies
- * with SIGTERM when the supervisor dies; reports an exec failure's errno
- * on errpipe and exits as a shell would (127 not found, 126 otherwise). */
-static _Noreturn void exec_command(const struct run_state *s, pid_t parent, int errpipe[2])
-{
-    close(errpipe[0]);
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent)
-        _exit(EXIT_OSERR);             /* the supervisor is already gone */
-    sigprocmask(SIG_SETMASK, &s->oldmask, NULL);
-    execvp(s->o->cmd[0], s->o->cmd);
-    int e = errno;
-    ssize_t w = write(errpipe[1], &e, sizeof(e));
-    (void)w;
-    _exit(e == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
-}
-
-/* In the parent: waits for the child's exec (EOF on the close-on-exec pipe)
- * or for the errno of its failure. */
-static int read_exec_errno(int errpipe[2])
-{
-    close(errpipe[1]);
-    int exec_errno = 0;
-    ssize_t got;
-    do
-        got = read(errpipe[0], &exec_errno, sizeof(exec_errno));
-    while (got < 0 && errno == EINTR);
-    close(errpipe[0]);
-    if (got != (ssize_t)sizeof(exec_errno))
-        exec_errno = 0;                    /* EOF: exec succeeded */
-    return exec_errno;
-}
-
-/* Starts the command as a child. Returns -1 when it runs (or its exec
- * failed: s->exec_errno says), or the exit status to leave with. */
-static int spawn_command(struct run_state *s)
-{
-    int errpipe[2] = { -1, -1 };
-    if (prepare_spawn(s, errpipe) != 0) {
-        fprintf(stderr, PROG ": %s\n", strerror(errno));
-        return EXIT_OSERR;
-    }
-    pid_t parent = getpid();
-    s->pid = fork();
-    if (s->pid < 0) {
-        fprintf(stderr, PROG ": fork: %s\n", strerror(errno));
-        return EXIT_OSERR;
-    }
-    if (s->pid == 0)
-        exec_command(s, parent, errpipe);
-    s->exec_errno = read_exec_errno(errpipe);
-    return -1;
-}
-
-/* Reaps the command if it has ended. true when the supervision is over:
- * the command ended (s->status), or waitpid failed. */
-static bool reap_command(struct run_state *s)
-{
-    pid_t r = waitpid(s->pid, &s->status, WNOHANG);
-    if (r == s->pid)
-        return true;
-    if (r < 0 && errno != EINTR) {
-        fprintf(stderr, PROG ": waitpid: %s\n", strerror(errno));
-        s->status = EXIT_OSERR << 8;
-        return true;
-    }
-    return false;
-}
-
-/* Renews the lease when it is due, checks it otherwise. Once it is lost,
- * the command gets SIGTERM and SIGKILL is scheduled. Returns the time now. */
-static uint64_t keep_lease(struct run_state *s, uint64_t now)
-{
-    const struct run_opts *o = s->o;
-    int rc;
-    if (now >= s->next_renew) {
-        rc = shmlease_renew(s->t, &s->lease, o->ttl_ms);
-        if (rc == 0)
-            s->next_renew = now + s->renew_every;
-    } else {
-        rc = shmlease_check(s->t, &s->lease);
-    }
-    if (rc == 0)
-        return now;
-    s->lost = true;
-    s->kill_at = now + o->kill_after_ms;
-    fprintf(stderr,
-            PROG ": lease %s on table %s lost (%s: %s): it was broken, or this "
-            "process was paused past its TTL; sending SIGTERM to %s (pid %ld)\n",
-            s->key_shown, o->table, shmlease_errname(rc),
-            rc == -ESTALE ? "no longer the current claim" : shmlease_strerror(rc),
-            o->cmd[0], (long)s->pid);
-    kill(s->pid, SIGTERM);
-    return shmlease_now_ms(s->t);
-}
-
-/* After the lease was lost: SIGKILL once --kill-after has passed. */
-static void kill_when_due(struct run_state *s, uint64_t now)
-{
-    if (!s->lost || s->killed || now < s->kill_at)
-        return;
-    fprintf(stderr, PROG ": %s (pid %ld) still running %llums after SIGTERM; "
-                    "sending SIGKILL\n",
-            s->o->cmd[0], (long)s->pid, (unsigned long long)s->o->kill_after_ms);
-    kill(s->pid, SIGKILL);
-    s->killed = true;
-}
-
-/* Sleeps until a signal comes or the next renewal, check or SIGKILL is due. */
-static void wait_for_event(struct run_state *s, uint64_t now)
-{
-    uint64_t wait_for;
-    if (!s->lost)
-        wait_for = min_u64(s->next_renew > now ? s->next_renew - now : 0, s->tick);
-    else if (!s->killed)
-        wait_for = min_u64(s->kill_at > now ? s->kill_at - now : 0, MAX_TICK_MS);
-    else
-        wait_for = MAX_TICK_MS;
-    struct pollfd pfd = { .fd = s->sfd, .events = POLLIN };
-    if (poll(&pfd, 1, (int)wait_for) < 0 && errno != EINTR) {
-        fprintf(stderr, PROG ": poll: %s\n", strerror(errno));
-        kill(s->pid, SIGKILL);
-    }
-}
-
-/* Sends the command every forwarded signal that came; SIGCHLD only wakes
- * the loop up. */
-static void forward_signals(struct run_state *s)
-{
-    struct signalfd_siginfo si;
-    while (read(s->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        int sig = (int)si.ssi_signo;
-        if (sig == SIGCHLD)
-            continue;                  /* reaped at the top of the loop */
-        /* A terminal's ^C / ^\ goes to the whole foreground process group,
-         * and the command stays in ours, so it has it already: do not send
-         * it twice. */
-        if (si.ssi_code == SI_KERNEL && (sig == SIGINT || sig == SIGQUIT))
-            continue;
-        if (s->o->verbose)
-            fprintf(stderr, PROG ": forwarding signal %d to pid %ld\n", sig, (long)s->pid);
-        kill(s->pid, sig);
-    }
-}
-
-/* Runs until the command ends: renews or checks the lease each tick,
- * terminates the command if the lease is lost, forwards signals. */
-static void supervise(struct run_state *s)
-{
-    s->renew_every = s->o->ttl_ms / 3 ? s->o->ttl_ms / 3 : 1;
-    s->tick = min_u64(s->renew_every, MAX_TICK_MS);
-    s->next_renew = shmlease_now_ms(s->t) + s->renew_every;
-    while (!reap_command(s)) {
-        uint64_t now = shmlease_now_ms(s->t);
-        if (!s->lost)
-            now = keep_lease(s, now);
-        kill_when_due(s, now);
-        wait_for_event(s, now);
-        forward_signals(s);
-    }
-}
-
-/* The command's exit status as a shell reports it (126/127 when exec failed). */
-static int command_exit_code(const struct run_state *s)
-{
-    int code = status_to_code(s->status);
-    if (s->exec_errno != 0) {
-        fprintf(stderr, PROG ": %s: %s\n", s->o->cmd[0],
-                s->exec_errno == ENOENT ? "command not found" : strerror(s->exec_errno));
-        code = s->exec_errno == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
-    }
-    return code;
-}
-
-/* Releases the lease (after a grace period with --grace) once the command
- * ended with code. Returns the exit status: code, or the lost code if the
- * lease was lost before the command ended. */
-static int finish_run(struct run_state *s, int code)
-{
-    const struct run_opts *o = s->o;
-    if (s->lost) {
-        fprintf(stderr, PROG ": %s ended with status %d after the lease was lost; "
-                        "exiting with %d\n",
-                o->cmd[0], code, o->lost_code);
-        return o->lost_code;
-    }
-    int rc = o->grace_ms > 0 ? shmlease_release_after(s->t, &s->lease, o->grace_ms)
-                             : shmlease_release(s->t, &s->lease);
-    if (rc == -ESTALE) {
-        /* Lost between the last check and the command's end: the command
-         * may have run its last moments unprotected. */
-        fprintf(stderr, PROG ": lease %s on table %s was lost before %s ended "
-                        "(status %d); exiting with %d\n",
-                s->key_shown, o->table, o->cmd[0], code, o->lost_code);
-        return o->lost_code;
-    }
-    if (rc != 0)
-        fprintf(stderr, PROG ": releasing %s: %s (%s)\n", s->key_shown,
-                shmlease_strerror(rc), shmlease_errname(rc));
-    else if (o->verbose)
-        fprintf(stderr, PROG ": released %s%s; %s exited with %d\n", s->key_shown,
-                o->grace_ms ? " with a grace period" : "", o->cmd[0], code);
-    return code;
-}
-
-/* run: parse, open the table, acquire KEY, run COMMAND under the lease,
- * release it, exit with COMMAND's status. */
+/* run: parse, open the table, acquire KEY (a signal while waiting ends us,
+ * holding nothing), run COMMAND under the lease until it and all it started
+ * have ended, release, exit with COMMAND's status. */
 static int cmd_run(int argc, char **argv)
 {
     struct run_opts o = {
@@ -779,28 +519,44 @@ static int cmd_run(int argc, char **argv)
     if (code >= 0)
         return code;
     char kbuf[SHOWN_KEY_SIZE];
-    struct run_state s = { .o = &o, .key_shown = shown_key(o.key, kbuf), .sfd = -1 };
+    const char *key_shown = shown_key(o.key, kbuf);
     char meta[SHMLEASE_METADATA_MAX + 1];
     size_t meta_len = run_metadata(&o, meta);
 
-    int rc = open_table(o.table, 0, &s.t);
+    /* Before the table is opened: every thread made from here on has the
+     * signals blocked, and the signalfd alone reads them. */
+    sigset_t oldmask;
+    int sfd = run_block_signals(&oldmask);
+    if (sfd < 0) {
+        fprintf(stderr, PROG ": signalfd: %s\n", strerror(-sfd));
+        return EXIT_OSERR;
+    }
+    shmlease_table *t;
+    int rc = open_table(o.table, 0, &t);
     if (rc != 0)
         return table_error_exit(rc);
-    code = acquire_key(&s, meta, meta_len);
-    if (code >= 0) {
-        shmlease_close(s.t);
+    struct lease_wait w = { .t = t, .table = o.table, .key = o.key, .key_shown = key_shown,
+                            .verbose = o.verbose };
+    w.ao.ttl_ms = o.ttl_ms;
+    w.ao.wait_ms = o.wait_ms;
+    w.ao.metadata = meta_len ? meta : NULL;
+    w.ao.metadata_len = meta_len;
+    switch (lease_wait(&w, sfd, NULL, 0)) {
+    case LEASE_WAIT_ACQUIRED:
+        break;
+    case LEASE_WAIT_FAILED:
+        code = acquire_failure(&w, o.conflict_code);
+        shmlease_close(t);
         return code;
+    case LEASE_WAIT_SIGNAL:
+        die_by_signal(w.signo);        /* the acquiring thread may still be inside */
+    case LEASE_WAIT_EVENT:
+        fprintf(stderr, PROG ": poll: %s\n", strerror(-w.rc));
+        fflush(NULL);
+        _exit(EXIT_OSERR);
     }
-    /* From here on, every exit path releases (or lets go of) the lease. */
-    code = spawn_command(&s);
-    if (code >= 0) {
-        shmlease_release(s.t, &s.lease);
-        shmlease_close(s.t);
-        return code;
-    }
-    supervise(&s);
-    code = finish_run(&s, command_exit_code(&s));
-    shmlease_close(s.t);
+    code = run_supervise(&o, t, &w.lease, key_shown, sfd, &oldmask);
+    shmlease_close(t);
     return code;
 }
 
