@@ -1,16 +1,21 @@
 /*
- * shmlease: run a command under a lease (flock(1) with TTLs), and manage tables.
+ * shmlease: run a command under a lease (flock(1) with TTLs), guard part of a
+ * shell script with one, and manage tables.
  *
  *   shmlease run [options] KEY -- COMMAND [ARGS...]    (run-supervise.c)
+ *   shmlease acquire [options] KEY  /  release TOKEN  /  check TOKEN  (keeper.c)
  *   shmlease create NAME [--capacity N] [--mode MODE]
  *   shmlease unlink NAME
  *   shmlease break [--table NAME] KEY
  *
  * This file parses command lines and opens tables. Waiting for a key while
  * staying responsive to signals is lease-wait.c; the supervisor of run's
- * command and of everything it starts is run-supervise.c.
+ * command and of everything it starts is run-supervise.c; the keeper process
+ * that holds a script's lease, and its token, are keeper.c.
  */
+#include "keeper.h"
 #include "lease-wait.h"
+#include "proctree.h"
 #include "run.h"
 #include "tool-util.h"
 
@@ -35,7 +40,7 @@
 #define PROG "shmlease"
 
 /* Exit codes: keep in step with the help texts and shmlease.1. */
-#define EXIT_CONFLICT_DEFAULT 1    /* run: key held (-n) or wait ran out (-w)  */
+#define EXIT_CONFLICT_DEFAULT 1    /* run, acquire: key held (-n) or wait ran out (-w) */
 #define EXIT_NOT_DONE         1    /* create: exists; unlink/break: not found  */
 #define EXIT_USAGE            TOOL_EX_USAGE        /* 64 */
 #define EXIT_UNAVAILABLE      TOOL_EX_UNAVAILABLE  /* 69 */
@@ -53,25 +58,32 @@
 static const char exit_status_text[] =
 "Exit status:\n"
 "  0-255  run: the command's own exit status; 128+N if it was killed by signal N\n"
-"  1      run: KEY is held (-n) or the wait ran out (-w); change with -E\n"
+"  0      acquire: the token is on stdout; release, check: done, the lease is held\n"
+"  1      run, acquire: KEY is held (-n) or the wait ran out (-w); change with -E\n"
+"         acquire: the process the lease was for (--pid) ended while it waited\n"
+"         release, check: stale token (its keeper has ended: released already)\n"
 "         create: the table exists; unlink, break: no such table, or KEY not held\n"
 "  64     usage error: bad option or number, invalid table name or key, a TTL\n"
-"         under 0.1 s, -s (shared leases are not available yet)\n"
+"         under 0.1 s, -s (shared leases are not available yet), a bad token\n"
 "  69     the table is unusable: corrupt or foreign (EPROTO), permission denied,\n"
-"         full (ENOSPC), too many handles (EUSERS)\n"
+"         full (ENOSPC), too many handles (EUSERS); release, check: the keeper\n"
+"         is another user's\n"
 "  71     system error: fork, memory, descriptors, unexpected library error\n"
 "  75     run: the lease was lost while the command ran (broken, or this process\n"
 "         was paused past the TTL); its processes were stopped; see\n"
-"         --lost-exit-code\n"
+"         --lost-exit-code. release, check: the lease had been lost (ESTALE)\n"
 "  126    run: COMMAND cannot be executed\n"
 "  127    run: COMMAND not found\n"
-"  128+N  run: killed by signal N while waiting for KEY (nothing held)\n";
+"  128+N  run, acquire: killed by signal N while waiting for KEY (nothing held)\n";
 
 static void usage_main(FILE *f)
 {
     fprintf(f,
 "Usage: " PROG " run [options] KEY [--] COMMAND [ARGS...]\n"
 "       " PROG " run [options] KEY -c 'SHELL COMMAND'\n"
+"       " PROG " acquire [options] KEY       (prints a TOKEN)\n"
+"       " PROG " release [--grace SECONDS] TOKEN\n"
+"       " PROG " check TOKEN\n"
 "       " PROG " create NAME [--capacity N] [--mode MODE]\n"
 "       " PROG " unlink NAME\n"
 "       " PROG " break [--table NAME] KEY\n"
@@ -83,6 +95,10 @@ static void usage_main(FILE *f)
 "Commands:\n"
 "  run      acquire KEY, run COMMAND while renewing the lease, release it when\n"
 "           COMMAND and all it started have ended\n"
+"  acquire  acquire KEY for part of a shell script and print a token; a keeper\n"
+"           process holds the lease until 'release TOKEN' or until the script ends\n"
+"  release  release the lease of a token\n"
+"  check    tell whether the lease of a token is still held\n"
 "  create   create a table (exclusive)\n"
 "  unlink   remove a table (processes that have it open keep using it)\n"
 "  break    forcibly end the lease on KEY (the holder's renewal fails)\n"
@@ -145,6 +161,74 @@ static void usage_run(FILE *f)
 "  */5 * * * * shmlease run -n --ttl 600 report -- /usr/local/bin/report\n"
 "\n"
 "%s", SHMLEASE_METADATA_MAX, exit_status_text);
+}
+
+static void usage_acquire(FILE *f)
+{
+    fprintf(f,
+"Usage: " PROG " acquire [options] KEY\n"
+"\n"
+"Acquires KEY for part of a shell script, prints a token on stdout, and exits.\n"
+"A keeper process holds the lease, renews it every third of its TTL, and\n"
+"releases it on '" PROG " release TOKEN' or when the process it is tied to\n"
+"(--pid) ends, whichever comes first:\n"
+"\n"
+"  tok=$(" PROG " acquire --pid $$ -w 60 backup) || exit 1\n"
+"  ...                                 # only one script at a time runs this\n"
+"  " PROG " release \"$tok\"\n"
+"\n"
+"The token is " PROG ":1:PID:START:FENCING: the keeper's PID and start time,\n"
+"and the lease's fencing token. '" PROG " check TOKEN' tells whether the lease\n"
+"is still held. A signal while waiting ends " PROG " by that signal, holding\n"
+"nothing.\n"
+"\n"
+"Options:\n"
+"  -p, --pid PID               the process the lease is tied to (default: the\n"
+"                              parent of " PROG ", the shell when it runs the\n"
+"                              command substitution itself; $$ is always the\n"
+"                              script's shell)\n"
+"  -t, --table NAME            table to use (default \"" DEFAULT_TABLE "\"; created if missing)\n"
+"  -n, --nonblock              fail at once if KEY is held (same as -w 0)\n"
+"  -w, --wait, --timeout SECONDS\n"
+"                              wait at most SECONDS for KEY\n"
+"  -T, --ttl SECONDS           lease time to live (default 30, at least 0.1)\n"
+"  -m, --metadata TEXT         metadata stored with the lease, at most %d bytes\n"
+"                              (default: \"for pid PID: \" and its command line)\n"
+"  -x, -e, --exclusive         an exclusive lease: the only kind, the default\n"
+"  -s, --shared                refused: shared leases are not available yet\n"
+"  -E, --conflict-exit-code N  exit status when KEY is held or the wait ran out\n"
+"                              (default 1)\n"
+"  -v, --verbose               say on stderr whom it waits for and how long it took\n"
+"  -h, --help                  this help\n"
+"\n%s", SHMLEASE_METADATA_MAX, exit_status_text);
+}
+
+static void usage_release(FILE *f)
+{
+    fprintf(f,
+"Usage: " PROG " release [--grace SECONDS] TOKEN\n"
+"\n"
+"Tells the keeper of TOKEN (printed by " PROG " acquire) to release its lease,\n"
+"and waits for its answer. Exit 0 when released; 75 when the lease had been\n"
+"lost (broken by an operator, or the keeper paused past its TTL); 1 when the\n"
+"token is stale (released already, or its process ended).\n"
+"  -g, --grace SECONDS  keep KEY held (by nobody) SECONDS more\n"
+"  -v, --verbose        say what was released\n"
+"  -h, --help           this help\n"
+"\n%s", exit_status_text);
+}
+
+static void usage_check(FILE *f)
+{
+    fprintf(f,
+"Usage: " PROG " check TOKEN\n"
+"\n"
+"Asks the keeper of TOKEN (printed by " PROG " acquire) whether its lease is\n"
+"still held: exit 0 if it is, 75 if it was lost (broken, or the keeper paused\n"
+"past its TTL), 1 if the token is stale.\n"
+"  -v, --verbose   say how long the lease has left\n"
+"  -h, --help      this help\n"
+"\n%s", exit_status_text);
 }
 
 static void usage_create(FILE *f)
@@ -561,6 +645,193 @@ static int cmd_run(int argc, char **argv)
 }
 
 /* ------------------------------------------------------------------------ */
+/* acquire, release, check                                                   */
+
+struct acquire_opts {
+    const char *table;
+    const char *key;
+    long pid;                  /* the process the lease is tied to; 0: our parent */
+    int64_t wait_ms;
+    uint64_t ttl_ms;
+    const char *metadata;
+    int conflict_code;
+    bool verbose;
+};
+
+static int parse_acquire_opts(int argc, char **argv, struct acquire_opts *o)
+{
+    static const struct option longopts[] = {
+        { "table",              required_argument, NULL, 't' },
+        { "pid",                required_argument, NULL, 'p' },
+        { "nonblock",           no_argument,       NULL, 'n' },
+        { "nb",                 no_argument,       NULL, 'n' },
+        { "wait",               required_argument, NULL, 'w' },
+        { "timeout",            required_argument, NULL, 'w' },
+        { "ttl",                required_argument, NULL, 'T' },
+        { "metadata",           required_argument, NULL, 'm' },
+        { "exclusive",          no_argument,       NULL, 'x' },
+        { "shared",             no_argument,       NULL, 's' },
+        { "conflict-exit-code", required_argument, NULL, 'E' },
+        { "verbose",            no_argument,       NULL, 'v' },
+        { "help",               no_argument,       NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int c, bad = 0;
+    unsigned long long v;
+    optind = 0;
+    while (bad == 0 &&
+           (c = getopt_long(argc, argv, "t:p:nw:T:m:xesE:vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 't': o->table = tool_table_name(optarg); break;
+        case 'n': o->wait_ms = 0; break;
+        case 'w': bad = parse_wait_opt(optarg, &o->wait_ms); break;
+        case 'T': bad = parse_ttl_opt(optarg, &o->ttl_ms); break;
+        case 'm':
+            o->metadata = optarg;
+            bad = check_metadata_opt(optarg);
+            break;
+        case 'x':
+        case 'e': break;
+        case 's': return refuse_shared();
+        case 'E': bad = parse_exit_code("--conflict-exit-code", optarg, &o->conflict_code); break;
+        case 'v': o->verbose = true; break;
+        case 'p':
+            if (tool_parse_uint(optarg, INT32_MAX, &v) != 0 || v == 0) {
+                fprintf(stderr, PROG " acquire: --pid: '%s' is not a process ID\n", optarg);
+                bad = -1;
+            }
+            o->pid = (long)v;
+            break;
+        case 'h':
+            usage_acquire(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "Try '" PROG " acquire --help'.\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (bad != 0)
+        return EXIT_USAGE;
+    if (argc - optind != 1) {
+        fprintf(stderr, PROG " acquire: expected one KEY\nTry '" PROG " acquire --help'.\n");
+        return EXIT_USAGE;
+    }
+    o->key = argv[optind];
+    return -1;
+}
+
+/* acquire's default metadata: "for pid PID: its command line". */
+static size_t acquire_metadata(const struct acquire_opts *o, pid_t pid,
+                               char meta[SHMLEASE_METADATA_MAX + 1])
+{
+    if (o->metadata != NULL) {
+        size_t n = strlen(o->metadata);
+        memcpy(meta, o->metadata, n);
+        return n;
+    }
+    char line[SHMLEASE_METADATA_MAX + 1];
+    if (proc_cmdline(pid, line, sizeof(line)) < 0)
+        line[0] = '\0';
+    int n = snprintf(meta, SHMLEASE_METADATA_MAX + 1, "for pid %ld: %s", (long)pid, line);
+    return n < 0 ? 0 : (size_t)n > SHMLEASE_METADATA_MAX ? SHMLEASE_METADATA_MAX : (size_t)n;
+}
+
+/* acquire: forks the keeper, which acquires KEY and keeps it; prints the
+ * token once it holds it. */
+static int cmd_acquire(int argc, char **argv)
+{
+    struct acquire_opts o = {
+        .table = DEFAULT_TABLE,
+        .wait_ms = SHMLEASE_WAIT_FOREVER,
+        .ttl_ms = DEFAULT_TTL_MS,
+        .conflict_code = EXIT_CONFLICT_DEFAULT,
+    };
+    int code = parse_acquire_opts(argc, argv, &o);
+    if (code >= 0)
+        return code;
+    char kbuf[SHOWN_KEY_SIZE];
+    const char *key_shown = shown_key(o.key, kbuf);
+    struct keeper k;
+    code = keeper_start(&k, (pid_t)o.pid, o.verbose);
+    if (code >= 0)
+        return code;
+
+    /* The keeper, from here on. */
+    char meta[SHMLEASE_METADATA_MAX + 1];
+    size_t meta_len = acquire_metadata(&o, k.watched, meta);
+    shmlease_table *t;
+    int rc = open_table(o.table, 0, &t);
+    if (rc != 0)
+        keeper_fail(&k, table_error_exit(rc));
+    struct lease_wait w = { .t = t, .table = o.table, .key = o.key, .key_shown = key_shown,
+                            .verbose = o.verbose };
+    w.ao.ttl_ms = o.ttl_ms;
+    w.ao.wait_ms = o.wait_ms;
+    w.ao.metadata = meta_len ? meta : NULL;
+    w.ao.metadata_len = meta_len;
+    struct pollfd extra[2];
+    keeper_wait_fds(&k, extra);
+    switch (lease_wait(&w, k.sfd, extra, 2)) {
+    case LEASE_WAIT_ACQUIRED:
+        keeper_serve(&k, t, &w.lease, o.table, o.key, o.ttl_ms);
+    case LEASE_WAIT_FAILED:
+        keeper_fail(&k, acquire_failure(&w, o.conflict_code));
+    case LEASE_WAIT_SIGNAL:
+        _exit(128 + w.signo);          /* acquire told us to give up */
+    case LEASE_WAIT_EVENT:
+        break;
+    }
+    if (w.event == 0) {
+        fprintf(stderr, PROG " acquire: pid %ld, which the lease was for, ended while waiting "
+                        "for %s: nothing acquired\n", (long)k.watched, key_shown);
+        keeper_fail(&k, EXIT_CONFLICT_DEFAULT);
+    }
+    if (w.event == LEASE_WAIT_POLL_FAILED) {
+        fprintf(stderr, PROG ": poll: %s\n", strerror(-w.rc));
+        keeper_fail(&k, EXIT_OSERR);
+    }
+    _exit(0);                          /* acquire is gone: nobody to give a lease to */
+}
+
+/* release [--grace S] TOKEN, check TOKEN */
+static int cmd_token(int argc, char **argv, bool check)
+{
+    static const struct option longopts[] = {
+        { "grace",   required_argument, NULL, 'g' },
+        { "verbose", no_argument,       NULL, 'v' },
+        { "help",    no_argument,       NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    uint64_t grace_ms = 0;
+    bool verbose = false;
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, check ? "vh" : "g:vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'g':
+            if (check || parse_duration_opt("--grace", optarg, &grace_ms) != 0)
+                return EXIT_USAGE;
+            break;
+        case 'v':
+            verbose = true;
+            break;
+        case 'h':
+            (check ? usage_check : usage_release)(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "Try '" PROG " %s --help'.\n", check ? "check" : "release");
+            return EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1) {
+        fprintf(stderr, PROG " %s: expected one TOKEN (printed by " PROG " acquire)\n",
+                check ? "check" : "release");
+        return EXIT_USAGE;
+    }
+    return keeper_request(argv[optind], check, grace_ms, verbose);
+}
+
+/* ------------------------------------------------------------------------ */
 /* create, unlink, break                                                     */
 
 /* --capacity N: 1 to SHMLEASE_CAPACITY_MAX keys. 0, or -1 after a message. */
@@ -768,6 +1039,12 @@ int main(int argc, char **argv)
     /* Each command parses argv[1..]: its own name stands in for argv[0]. */
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "acquire") == 0)
+        return cmd_acquire(argc - 1, argv + 1);
+    if (strcmp(cmd, "release") == 0)
+        return cmd_token(argc - 1, argv + 1, false);
+    if (strcmp(cmd, "check") == 0)
+        return cmd_token(argc - 1, argv + 1, true);
     if (strcmp(cmd, "create") == 0)
         return cmd_create(argc - 1, argv + 1);
     if (strcmp(cmd, "unlink") == 0)

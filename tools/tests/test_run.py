@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Tests of `shmlease run` as a supervisor and its flock(1)-style options.
-Real processes throughout: the command's process tree, daemons that
-double-fork and call setsid(), a terminal made with a pseudo-terminal, users
-made with useradd.
+"""Tests of `shmlease run` as a supervisor, its flock(1)-style options, and
+the descriptor-free guard for shell scripts (`acquire`, `release`, `check`).
+Real processes throughout: the command's process tree, daemons
+that double-fork and call setsid(), a terminal made with a pseudo-terminal,
+users made with useradd.
 
     test_run.py --shmlease BIN --dump BIN --helper BIN [--man-dir DIR] TEST
 
@@ -25,6 +26,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_tools as tt  # noqa: E402
 from test_tools import Fail, Skip, check, show  # noqa: E402
+
+TOKEN_RE = re.compile(r"^shmlease:1:(\d+):(\d+):(\d+)$")
 
 # Processes the tests started indirectly (a command's children, daemons):
 # killed at the end if a test failed before they ended.
@@ -350,6 +353,15 @@ def test_run_wait_signals(c):
     w.send_signal(signal.SIGTERM)
     code, _, err = finish(c, w, timeout=15)
     check(code == -signal.SIGTERM, f"an ignored SIGHUP must stay ignored: {code} {err}")
+    # The same for acquire: it dies of the signal and its keeper gives up.
+    a = c.spawn([c.shmlease, "acquire", "-t", t, "--pid", str(os.getpid()), "k"],
+                preexec_fn=default_signals)
+    c.wait_until("acquire's keeper to wait", lambda: waiters(c, t, "k") == 1, timeout=15)
+    a.send_signal(signal.SIGTERM)
+    code, out, err = finish(c, a, timeout=15)
+    check(code == -signal.SIGTERM and out == "", f"acquire died of SIGTERM: {code} {out} {err}")
+    c.wait_until("no waiter left", lambda: waiters(c, t, "k") == 0, timeout=15)
+    c.wait_until("the keeper to end", lambda: not keepers_of(t), timeout=15)
     # The holder lets go: a third process gets the key at once.
     holder.stdin.close()
     holder.wait(timeout=10)
@@ -364,12 +376,31 @@ def default_signals():
         signal.signal(sig, signal.SIG_DFL)
 
 
+def keepers_of(table):
+    """PIDs of keeper processes whose command line names TABLE."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmdline = f.read().split(b"\0")
+        except OSError:
+            continue
+        if comm == "shmlease-keeper" and table.encode() in cmdline:
+            found.append(int(d))
+    return found
+
+
 def test_run_ttl(c):
     """A TTL shorter than renewal can keep is a usage error before anything is
     acquired or created; the minimum (0.1 s) is accepted."""
     t = c.table("ttl")
     for cmd in (["run", "-t", t, "--ttl", "0.0001", "k", "--", "true"],
-                ["run", "-t", t, "-T", "99ms", "k", "--", "true"]):
+                ["run", "-t", t, "-T", "99ms", "k", "--", "true"],
+                ["acquire", "-t", t, "--ttl", "0.05", "k"]):
         p = c.tool(*cmd)
         check(p.returncode == 64 and b"too short: at least 100ms" in p.stderr,
               f"{cmd}: {show(p)}")
@@ -442,6 +473,9 @@ def test_run_flock(c):
         p = c.tool("run", *s, "-t", t + "x", "k", "--", "true")
         check(p.returncode == 64 and b"shared leases are not available yet" in p.stderr,
               f"{s}: {show(p)}")
+        p = c.tool("acquire", *s, "-t", t + "x", "k")
+        check(p.returncode == 64 and b"shared leases are not available yet" in p.stderr,
+              f"acquire {s}: {show(p)}")
     check(not os.path.exists(tt.SHM + t + "x"), "-s created a table")
     for bad in (["run", "-t", t, "k", "-c", "true", "extra"], ["run", "-t", t, "k"],
                 ["run", "-t", t, "-c"]):
@@ -456,24 +490,168 @@ def test_run_flock(c):
     holder.wait(timeout=10)
 
 
+# ---- acquire / release / check -------------------------------------------------
+
+GUARD = ('tok=$("$SHM" acquire -t "$T" --pid $$ "$K") || exit 9; echo "$tok"; read x; '
+         '"$SHM" release "$tok"; echo "rel=$?"; read y || true')
+
+
+def guard(c, t, key, *extra_env):
+    env = dict(os.environ, SHM=c.shmlease, T=t, K=key)
+    p = c.spawn(["sh", "-c", GUARD], stdin=subprocess.PIPE, env=env)
+    return p
+
+
+def guard_token(p):
+    line = p.stdout.readline().decode().strip()
+    m = TOKEN_RE.match(line)
+    if not m:
+        p.kill()
+        raise Fail(f"acquire printed {line!r}, not a token; exit {p.wait()}, "
+                   f"stderr {p.stderr.read()!r}")
+    return line, int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def test_acquire(c):
+    """A script's guard: the token, the keeper in the dump, check, release,
+    a stale token, a released key; two scripts exclude each other; a killed
+    script's lease is freed; a lost lease is reported by check and release."""
+    t = c.table("acq")
+    a = guard(c, t, "k")
+    tok, kpid, kstart, fencing = guard_token(a)
+    l = c.lease_json(t, "k")
+    check(l and l["holder_pid"] == kpid and l["fencing_token"] == fencing and
+          l["state"] == "alive", f"the keeper holds k: {l}")
+    check(l["metadata"].startswith(f"for pid {a.pid}: sh -c"), f"metadata {l['metadata']!r}")
+    check(stat_fields(kpid)[4] == kstart, "the token names the keeper's start time")
+    with open(f"/proc/{kpid}/comm") as f:
+        check(f.read().strip() == "shmlease-keeper", "the keeper's name")
+    check(c.tool("check", tok).returncode == 0, "check: held")
+
+    # Another script: -n conflicts, -w waits; it gets k once the first releases.
+    p = c.tool("acquire", "-n", "-t", t, "--pid", str(os.getpid()), "k")
+    check(p.returncode == 1 and p.stdout == b"", f"acquire -n on a held key: {show(p)}")
+    b = guard(c, t, "k")
+    c.wait_until("the second script to wait", lambda: waiters(c, t, "k") == 1, timeout=15)
+    check(b.poll() is None, "the second script waits")
+    a.stdin.write(b"go\n")
+    a.stdin.flush()
+    check(a.stdout.readline() == b"rel=0\n", "release of the first script")
+    tok_b, kpid_b, _, fencing_b = guard_token(b)
+    keeper_b = identity(kpid_b)
+    check(fencing_b > fencing and kpid_b != kpid, "the second script's lease is a new one")
+    p = c.tool("release", tok)
+    check(p.returncode == 1 and b"stale token" in p.stderr, f"release twice: {show(p)}")
+    p = c.tool("check", tok)
+    check(p.returncode == 1 and b"stale token" in p.stderr, f"check after release: {show(p)}")
+    a.stdin.close()
+    check(a.wait(timeout=10) == 0, "first script")
+
+    # The second script is killed: its keeper releases k; a third gets it.
+    b.kill()
+    b.wait()
+    c.wait_until("the killed script's lease to be released", lambda: key_free(c, t, "k"),
+                 timeout=15)
+    c.wait_until("the keeper to end with its script", lambda: not alive(keeper_b), timeout=15)
+    p = c.tool("run", "-n", "-t", t, "k", "--", "true")
+    check(p.returncode == 0, f"a third process gets k at once: {show(p)}")
+
+    # A lease broken by an operator: check and release say it was lost (75).
+    a = guard(c, t, "k")
+    tok, kpid, kstart, fencing = guard_token(a)
+    # A token with this keeper's identity but another fencing token is not
+    # its lease: refused, and the lease is untouched.
+    forged = f"shmlease:1:{kpid}:{kstart}:{fencing + 1000}"
+    p = c.tool("release", forged)
+    check(p.returncode == 1 and b"another fencing token" in p.stderr, f"forged: {show(p)}")
+    check(c.lease_json(t, "k")["fencing_token"] == fencing, "a forged release changed nothing")
+    check(c.tool("break", "-q", "-t", t, "k").returncode == 0, "break")
+    p = c.tool("check", tok)
+    check(p.returncode == 75 and b"lost" in p.stderr, f"check a broken lease: {show(p)}")
+    a.stdin.write(b"go\n")
+    a.stdin.flush()
+    check(a.stdout.readline() == b"rel=75\n", "release of a broken lease: 75")
+    a.stdin.close()
+    a.wait(timeout=10)
+    err = a.stderr.read()
+    check(b"the lease was lost before this release (ESTALE)" in err, f"says why: {err!r}")
+
+    # Bad input: a malformed token, a PID that is not there.
+    for bad in ("nonsense", "shmlease:1:0:1:2", "shmlease:1:12:x:3", "shmlease:2:1:2:3", ""):
+        p = c.tool("release", bad)
+        check(p.returncode == 64 and b"not a token" in p.stderr, f"release {bad!r}: {show(p)}")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    p = c.tool("acquire", "-t", t, "--pid", str(gone.pid), "k2")
+    check(p.returncode == 64 and b"no such process" in p.stderr, f"--pid of nobody: {show(p)}")
+    check(key_free(c, t, "k2"), "nothing acquired for a missing process")
+
+
+def test_acquire_ends(c):
+    """The process a lease is for ends while its keeper waits: nothing is
+    acquired (exit 1). A silent client does not stall the keeper. A release
+    from another user is refused (69)."""
+    t = c.table("acqend")
+    holder, _ = c.hold(t, "k")
+    victim = c.spawn(["sleep", "1000"])
+    a = c.spawn([c.shmlease, "acquire", "-t", t, "--pid", str(victim.pid), "k"])
+    c.wait_until("the keeper to wait", lambda: waiters(c, t, "k") == 1, timeout=15)
+    victim.kill()
+    victim.wait()
+    code, out, err = finish(c, a)
+    check(code == 1 and out == "" and f"pid {victim.pid}, which the lease was for, ended" in err,
+          f"the tied process ended while waiting: {code} {out!r} {err}")
+    c.wait_until("no waiter left", lambda: waiters(c, t, "k") == 0, timeout=15)
+    holder.stdin.close()
+    holder.wait(timeout=10)
+
+    # A client that connects and says nothing does not stop the keeper from
+    # renewing (a 1 s TTL, 3 s of silence) or from answering others.
+    import socket
+    env = dict(os.environ, SHM=c.shmlease, T=t, K="ks")
+    a = c.spawn(["sh", "-c", GUARD.replace("acquire", "acquire --ttl 1")], stdin=subprocess.PIPE,
+                env=env)
+    tok, kpid, kstart, _ = guard_token(a)
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    silent.connect(f"\0shmlease/keeper/{kpid}/{kstart}")
+    time.sleep(3)
+    p = c.tool("check", tok)
+    silent.close()
+    check(p.returncode == 0, f"the keeper kept renewing and answered: {show(p)}")
+    a.stdin.write(b"go\n")
+    a.stdin.close()
+    check(a.wait(timeout=15) == 0, "the script")
+
+    ensure_user("shmlrun-a")
+    a = guard(c, t, "k")
+    tok = guard_token(a)[0]
+    p = c.run(as_user("shmlrun-a", c.shmlease, "release", tok))
+    check(p.returncode == 69 and b"another user" in p.stderr, f"another user's release: {show(p)}")
+    check(c.tool("check", tok).returncode == 0, "still held after the refused release")
+    a.stdin.write(b"go\n")
+    a.stdin.close()
+    check(a.wait(timeout=15) == 0, "the script")
+
+
 # ---- help and man page in step ---------------------------------------------------
 
 def test_run_help_man(c):
-    """Every long option that run --help lists is in shmlease.1, and the man
-    page says what the supervisor promises."""
+    """Every long option that run, acquire, release and check --help list is
+    in shmlease.1, and the man page says what the supervisor promises."""
     if not c.man_dir or not shutil.which("groff"):
         raise Skip("groff not installed")
     p = c.run(["groff", "-man", "-Tutf8", "-rLL=80n", "-P-cbou",
                os.path.join(c.man_dir, "shmlease.1")], env=dict(os.environ, LC_ALL="C.UTF-8"))
     page = p.stdout.decode().replace("\u2010", "-").replace("\u2212", "-").replace("\u2019", "'")
     page = re.sub(r"-\n\s*", "-", page)
-    for cmd in ("run",):
+    for cmd in ("run", "acquire", "release", "check"):
         h = c.tool(cmd, "--help")
         check(h.returncode == 0 and b"Exit status" in h.stdout, f"{cmd} --help: {show(h)}")
         for opt in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", h.stdout.decode()))):
             check(opt in page, f"{cmd} --help lists {opt}, shmlease.1 does not")
     for must in ("PR_SET_CHILD_SUBREAPER", "process group", "--close", "shared leases are not",
-                 "at least 0.1", "128+"):
+                 "at least 0.1", "shmlease:1:", "shmlease acquire", "shmlease release",
+                 "shmlease check", "128+"):
         check(must in page, f"shmlease.1 does not say {must!r}")
 
 
