@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Tests of `shmlease run` as a supervisor, its flock(1)-style options, and
-the descriptor-free guard for shell scripts (`acquire`, `release`, `check`).
-Real processes throughout: the command's process tree, daemons
+"""Tests of `shmlease run` as a supervisor, its flock(1)-style options, the
+descriptor-free guard for shell scripts (`acquire`, `release`, `check`), and
+the demo. Real processes throughout: the command's process tree, daemons
 that double-fork and call setsid(), a terminal made with a pseudo-terminal,
 users made with useradd.
 
-    test_run.py --shmlease BIN --dump BIN --helper BIN [--man-dir DIR] TEST
+    test_run.py --shmlease BIN --dump BIN --helper BIN [--demo BIN] [--man-dir DIR] TEST
 
 Exit 0 pass, 1 fail, 77 skipped. Helpers come from test_tools.py.
 """
@@ -633,6 +633,22 @@ def test_acquire_ends(c):
     check(a.wait(timeout=15) == 0, "the script")
 
 
+# ---- the demo ------------------------------------------------------------------
+
+def test_demo(c):
+    """The demo kills the holder only once its waiter is asleep on the key,
+    and every promise it checks holds."""
+    if not c.demo:
+        raise Skip("no --demo given")
+    t = c.table("demo")
+    p = c.run([c.demo, t], timeout=120)
+    out = p.stdout.decode()
+    check(p.returncode == 0 and "demo: all promises held" in out, f"demo: {show(p)}")
+    m = re.search(r"SIGKILL worker \d .* \((\d+) waiter", out)
+    check(m and int(m.group(1)) >= 1, f"the kill came once a waiter slept on the key: {out}")
+    check(re.search(r"taken over \d+\.\d ms after SIGKILL", out), f"takeover time: {out}")
+
+
 # ---- help and man page in step ---------------------------------------------------
 
 def test_run_help_man(c):
@@ -663,11 +679,13 @@ def main():
     ap.add_argument("--shmlease", required=True)
     ap.add_argument("--dump", required=True)
     ap.add_argument("--helper", required=True)
+    ap.add_argument("--demo")
     ap.add_argument("--man-dir")
     ap.add_argument("--shim")
     ap.add_argument("test", choices=sorted(TESTS))
     args = ap.parse_args()
     c = tt.Ctx(args)
+    c.demo = args.demo
     t0 = time.monotonic()
     try:
         TESTS[args.test](c)
