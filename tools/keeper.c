@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,6 +258,24 @@ _Noreturn void keeper_fail(struct keeper *k, int code)
     _exit(r.code);
 }
 
+/* Splits S in place at spaces into at most MAX words, the last of which
+ * keeps the rest of the line (spaces included). Returns how many. */
+static size_t split_words(char *s, char **w, size_t max)
+{
+    size_t n = 0;
+    while (n < max && *s != '\0') {
+        w[n++] = s;
+        if (n == max)
+            break;
+        char *sp = strchr(s, ' ');
+        if (sp == NULL)
+            break;
+        *sp = '\0';
+        s = sp + 1;
+    }
+    return n;
+}
+
 /* ---- the keeper, holding the lease ------------------------------------- */
 
 struct keeper_state {
@@ -284,9 +301,14 @@ static bool serve_request(struct keeper_state *ks, int c)
     if (n <= 0)
         return false;
     req[n] = '\0';
+    char *w[4];
+    size_t nw = split_words(req, w, 4);
     unsigned long long fencing = 0, grace = 0;
-    bool release = sscanf(req, "RELEASE %llu %llu", &fencing, &grace) == 2;
-    bool check = !release && sscanf(req, "CHECK %llu", &fencing) == 1;
+    bool release = nw == 3 && strcmp(w[0], "RELEASE") == 0 &&
+                   tool_parse_uint(w[1], UINT64_MAX, &fencing) == 0 &&
+                   tool_parse_uint(w[2], UINT64_MAX, &grace) == 0;
+    bool check = nw == 2 && strcmp(w[0], "CHECK") == 0 &&
+                 tool_parse_uint(w[1], UINT64_MAX, &fencing) == 0;
     int rc = 0;
     if (cr.uid != geteuid() && cr.uid != 0)
         rc = -EPERM;                          /* another user's request */
@@ -311,8 +333,8 @@ static bool serve_request(struct keeper_state *ks, int c)
         snprintf(ans, sizeof(ans), "ERR %s %s %s", shmlease_errname(rc), ks->table,
                  ks->key_shown);
     }
-    ssize_t w = send(c, ans, strlen(ans), MSG_NOSIGNAL);
-    (void)w;
+    ssize_t sent = send(c, ans, strlen(ans), MSG_NOSIGNAL);
+    (void)sent;                               /* a client gone: nothing to tell */
     return release && (rc == 0 || rc == -ESTALE);
 }
 
@@ -373,7 +395,7 @@ _Noreturn void keeper_serve(struct keeper *k, shmlease_table *t, shmlease_lease 
     uint64_t next_renew = shmlease_now_ms(t) + renew_every;
     enum { P_TIED, P_LISTEN, P_SIGNAL, P_CLIENTS };
     struct pollfd pfd[P_CLIENTS + MAX_CLIENTS];
-    uint64_t client_until[MAX_CLIENTS];
+    uint64_t client_until[MAX_CLIENTS] = { 0 };
     pfd[P_TIED] = (struct pollfd){ .fd = k->pidfd, .events = POLLIN };
     pfd[P_LISTEN] = (struct pollfd){ .fd = ls, .events = POLLIN };
     pfd[P_SIGNAL] = (struct pollfd){ .fd = k->sfd, .events = POLLIN };
@@ -523,25 +545,25 @@ int keeper_request(const char *token, bool check, uint64_t grace_ms, bool verbos
         return n == 0 ? EXIT_STALE : TOOL_EX_OSERR;
     }
     ans[n] = '\0';
-    char word[16], table[SHMLEASE_NAME_MAX + 1];
+    /* "OK LEFT_MS TABLE KEY" or "ERR ERRNAME TABLE KEY" */
+    char *w[4];
     unsigned long long left = 0;
-    int key_at = 0;
-    if (strncmp(ans, "OK ", 3) == 0 &&
-        sscanf(ans, "OK %llu %200s %n", &left, table, &key_at) == 2 && key_at > 0) {
+    bool ok = split_words(ans, w, 4) == 4;
+    if (ok && strcmp(w[0], "OK") == 0 && tool_parse_uint(w[1], UINT64_MAX, &left) == 0) {
         if (verbose && check)
             fprintf(stderr, PROG ": %s on table %s is held, %llu.%03llus left\n",
-                    ans + key_at, table, left / 1000, left % 1000);
+                    w[3], w[2], left / 1000, left % 1000);
         else if (verbose)
-            fprintf(stderr, PROG ": released %s on table %s%s\n", ans + key_at, table,
+            fprintf(stderr, PROG ": released %s on table %s%s\n", w[3], w[2],
                     grace_ms ? " with a grace period" : "");
         return 0;
     }
-    if (sscanf(ans, "ERR %15s %200s %n", word, table, &key_at) != 2 || key_at == 0) {
+    if (!ok || strcmp(w[0], "ERR") != 0) {
         fprintf(stderr, PROG " %s: keeper pid %ld gave an answer this version does not "
                         "know\n", cmd, (long)tok.pid);
         return TOOL_EX_OSERR;
     }
-    const char *key = ans + key_at;
+    const char *word = w[1], *table = w[2], *key = w[3];
     if (strcmp(word, "ESTALE") == 0) {
         fprintf(stderr, PROG ": %s on table %s: the lease was lost%s (ESTALE): it was broken "
                         "by an operator, or its keeper was paused past its TTL; what ran "

@@ -80,8 +80,8 @@ _Noreturn void keeper_fail(struct keeper *k, int code);
 /*
  * In the keeper, once LEASE is held on T: listens on the control socket,
  * hands the token to `acquire`, detaches from its output, and keeps the
- * lease until a release, the end of the tied process, or SIGTERM (or
- * SIGINT, SIGHUP). Exits.
+ * lease until a release, the end of the tied process, or SIGTERM (or any
+ * other signal run_block_signals reads, but SIGCHLD). Exits.
  */
 _Noreturn void keeper_serve(struct keeper *k, shmlease_table *t, shmlease_lease *lease,
                             const char *table, const char *key, uint64_t ttl_ms);

@@ -236,10 +236,11 @@ enum lease_wait_result lease_wait(struct lease_wait *w, int sfd, const struct po
     long long t0 = mono_ms();
 
     pthread_t th;
+    memset(&th, 0, sizeof(th));
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);  /* the thread takes no signal */
-    int prc = s->efd < 0 ? errno : pthread_create(&th, NULL, acquire_main, s);
+    int prc = s->efd < 0 ? (errno ? errno : EMFILE) : pthread_create(&th, NULL, acquire_main, s);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (prc != 0) {
         if (s->efd >= 0)
@@ -260,7 +261,8 @@ enum lease_wait_result lease_wait(struct lease_wait *w, int sfd, const struct po
         if (n < 0 && errno != EINTR) {
             w->rc = -errno;
             w->event = LEASE_WAIT_POLL_FAILED;
-            abandon(s);
+            abandon(s);                  /* s stays: the thread still uses it */
+            free(pfd);
             return LEASE_WAIT_EVENT;
         }
         if (pfd[0].revents != 0) {
@@ -270,6 +272,7 @@ enum lease_wait_result lease_wait(struct lease_wait *w, int sfd, const struct po
         int sig = sfd >= 0 && pfd[1].revents != 0 ? read_signal(sfd) : 0;
         if (sig != 0) {
             abandon(s);
+            free(pfd);
             w->signo = sig;
             if (w->verbose) {
                 char name[16];
@@ -281,6 +284,7 @@ enum lease_wait_result lease_wait(struct lease_wait *w, int sfd, const struct po
         for (size_t i = 0; i < nextra; i++) {
             if (pfd[i + 2].revents != 0) {
                 abandon(s);
+                free(pfd);
                 w->event = i;
                 return LEASE_WAIT_EVENT;
             }

@@ -37,14 +37,28 @@ int proc_read(pid_t pid, struct proc_info *out)
         clen = PROC_COMM_MAX - 1;
     memcpy(out->comm, open_paren + 1, clen);
     out->comm[clen] = '\0';
-    char state;
-    long ppid, pgrp;
-    unsigned long long start;
-    /* fields 3 (state), 4 (ppid), 5 (pgrp), then 6..21 skipped, 22 (start) */
-    if (sscanf(close_paren + 1,
-               " %c %ld %ld %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu",
-               &state, &ppid, &pgrp, &start) != 4)
-        return -EPROTO;
+    /* Fields 3 (state), 4 (ppid), 5 (pgrp), ... 22 (start time), each
+     * after one space (a few are negative: strtoull takes the sign). */
+    const char *f = close_paren + 1;
+    unsigned long long v[22] = { 0 };
+    char state = '?';
+    for (int field = 3; field <= 22; field++) {
+        if (*f != ' ')
+            return -EPROTO;
+        f++;
+        if (field == 3) {
+            state = *f++;
+            continue;
+        }
+        char *end;
+        errno = 0;
+        v[field - 1] = strtoull(f, &end, 10);
+        if (end == f || errno != 0)
+            return -EPROTO;
+        f = end;
+    }
+    long ppid = (long)v[3], pgrp = (long)v[4];
+    unsigned long long start = v[21];
     out->pid = pid;
     out->ppid = (pid_t)ppid;
     out->pgrp = (pid_t)pgrp;
@@ -55,7 +69,7 @@ int proc_read(pid_t pid, struct proc_info *out)
 
 bool proc_alive(pid_t pid, unsigned long long start)
 {
-    struct proc_info p;
+    struct proc_info p = { 0 };
     return proc_read(pid, &p) == 0 && p.start == start && p.state != 'Z' && p.state != 'X';
 }
 

@@ -235,7 +235,7 @@ def test_run_leftovers(c):
     releases at once and leaves it running; a lease lost meanwhile stops it;
     a forwarded signal reaches the command's whole group."""
     t = c.table("left")
-    r = c.spawn([c.shmlease, "run", "-v", "-t", t, "--ttl", "1", "k", "--", "sh", "-c",
+    r = c.spawn([c.shmlease, "run", "-v", "-t", t, "--ttl", "2", "k", "--", "sh", "-c",
                  "echo cmd $$; sleep 1000 & echo bg $!; exit 3"], start_new_session=True)
     text = read_lines_until(r.stdout.fileno(), lambda s: "bg " in s, "bg")
     cmd, bg = words(text, "cmd"), identity(words(text, "bg"))
@@ -248,7 +248,7 @@ def test_run_leftovers(c):
     token = c.lease_json(t, "k")["fencing_token"]
     # Two and a half TTLs later the lease is still held by shmlease: it is
     # renewed while only the leftover runs.
-    time.sleep(2.5)
+    time.sleep(5)
     l = c.lease_json(t, "k")
     check(l and l["holder_pid"] == r.pid and l["state"] == "alive" and
           l["fencing_token"] == token, f"held while the leftover runs: {l}")
@@ -435,6 +435,20 @@ def test_run_verbose(c):
     check(f"took k over from pid {holder.pid} (shmlease-tool-h), token {tok}, which died "
           "without releasing it" in err, f"reclaimed from a dead holder: {err}")
 
+    # The holder changes while it waits (here: a grace period replaces the
+    # lease): said, once, on the next look (every second).
+    h = c.spawn([c.shmlease, "run", "-t", t, "--grace", "5", "kg", "--", "sh", "-c",
+                 "echo ready; read x"], stdin=subprocess.PIPE, start_new_session=True)
+    check(h.stdout.readline() == b"ready\n", "holder of kg")
+    w = c.spawn([c.shmlease, "run", "-v", "-t", t, "kg", "--", "true"])
+    read_lines_until(w.stderr.fileno(), lambda s: "waiting for kg" in s, "waiting for kg")
+    h.stdin.write(b"end\n")
+    h.stdin.close()
+    check(h.wait(timeout=60) == 0, "the holder of kg ends, leaving a grace period")
+    code, _, err = finish(c, w)
+    check(code == 0 and re.search(r"still waiting for kg on table .*: now in a grace period "
+                                  r"\(token \d+, ", err), f"new holder while waiting: {code} {err}")
+
     # A stopped holder's lease runs out: taken over, and said so.
     h = c.spawn([c.shmlease, "run", "-t", t, "--ttl", "2", "ke", "--", "sh", "-c",
                  "echo ready; exec sleep 1000"], start_new_session=True)
@@ -576,6 +590,18 @@ def test_acquire(c):
     err = a.stderr.read()
     check(b"the lease was lost before this release (ESTALE)" in err, f"says why: {err!r}")
 
+    # An operator stops a keeper with SIGTERM: it releases the lease.
+    a = guard(c, t, "k")
+    tok, kpid, kstart, _ = guard_token(a)
+    os.kill(kpid, signal.SIGTERM)
+    c.wait_until("the keeper to release k on SIGTERM", lambda: key_free(c, t, "k"), timeout=15)
+    c.wait_until("the keeper to end", lambda: not alive((kpid, kstart)), timeout=15)
+    a.stdin.write(b"go\n")
+    a.stdin.flush()
+    check(a.stdout.readline() == b"rel=1\n", "release after the keeper ended: stale (1)")
+    a.stdin.close()
+    a.wait(timeout=10)
+
     # Bad input: a malformed token, a PID that is not there.
     for bad in ("nonsense", "shmlease:1:0:1:2", "shmlease:1:12:x:3", "shmlease:2:1:2:3", ""):
         p = c.tool("release", bad)
@@ -606,15 +632,15 @@ def test_acquire_ends(c):
     holder.wait(timeout=10)
 
     # A client that connects and says nothing does not stop the keeper from
-    # renewing (a 1 s TTL, 3 s of silence) or from answering others.
+    # renewing (a 2 s TTL, 4.5 s of silence) or from answering others.
     import socket
     env = dict(os.environ, SHM=c.shmlease, T=t, K="ks")
-    a = c.spawn(["sh", "-c", GUARD.replace("acquire", "acquire --ttl 1")], stdin=subprocess.PIPE,
+    a = c.spawn(["sh", "-c", GUARD.replace("acquire", "acquire --ttl 2")], stdin=subprocess.PIPE,
                 env=env)
     tok, kpid, kstart, _ = guard_token(a)
     silent = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     silent.connect(f"\0shmlease/keeper/{kpid}/{kstart}")
-    time.sleep(3)
+    time.sleep(4.5)
     p = c.tool("check", tok)
     silent.close()
     check(p.returncode == 0, f"the keeper kept renewing and answered: {show(p)}")
