@@ -870,11 +870,7 @@ static void check_readwrite(struct doctor *d, const char *name)
     o.flags = SHMLEASE_OPEN_NOCREATE;
     /* Another user's table is attached only when the caller agrees to
      * share it: what a user of a shared table does, and what is checked. */
-#ifdef SHMLEASE_OPEN_SHARE
     o.flags |= SHMLEASE_OPEN_SHARE;
-#else
-    o.mode = 0660;
-#endif
     o.open_timeout_ms = 2000;
     shmlease_table *t = NULL;
     int rc = shmlease_open(name, &o, &t);

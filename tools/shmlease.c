@@ -1,27 +1,23 @@
 /*
- * shmlease: run a command under a lease (flock(1) with TTLs), and manage tables.
+ * shmlease: run a command under a lease (flock(1) with TTLs), guard part of a
+ * shell script with one, and manage tables.
  *
- *   shmlease run [options] KEY -- COMMAND [ARGS...]
+ *   shmlease run [options] KEY -- COMMAND [ARGS...]    (run-supervise.c)
+ *   shmlease acquire [options] KEY  /  release TOKEN  /  check TOKEN  (keeper.c)
  *   shmlease create NAME [--capacity N] [--mode MODE]
  *   shmlease unlink NAME
  *   shmlease break [--table NAME] KEY
  *
- * run: the design of the supervision loop.
- *   The signals we forward, and SIGCHLD, are blocked before fork() and read
- *   from a signalfd, so none can be lost or handled half-way: no signal
- *   handlers at all. The child restores the original mask before exec. The
- *   parent loops on poll(signalfd, tick): each turn it reaps the child with
- *   waitpid(WNOHANG), renews the lease when a third of the TTL has passed and
- *   otherwise checks it with shmlease_check(), so a lease broken by an
- *   operator or lost to a pause is noticed within one tick (<= ttl/3, <= 1 s).
- *   Once the lease is lost the child gets SIGTERM, then SIGKILL after
- *   --kill-after, and we exit with the lost code whatever the child returns.
- *   The child is also given PR_SET_PDEATHSIG=SIGTERM: if this supervisor is
- *   killed, its lease is free for the next acquirer at once (dead holder), so
- *   the command must not go on unprotected.
- *   exec failures travel back through a close-on-exec pipe (126/127 as a shell).
+ * This file parses command lines and opens tables. Waiting for a key while
+ * staying responsive to signals is lease-wait.c; the supervisor of run's
+ * command and of everything it starts is run-supervise.c; the keeper process
+ * that holds a script's lease, and its token, are keeper.c.
  */
 #include "doctor.h"
+#include "keeper.h"
+#include "lease-wait.h"
+#include "proctree.h"
+#include "run.h"
 #include "tool-util.h"
 
 #include <shmlease.h>
@@ -45,14 +41,12 @@
 #define PROG "shmlease"
 
 /* Exit codes: keep in step with the help texts and shmlease.1. */
-#define EXIT_CONFLICT_DEFAULT 1    /* run: key held (-n) or wait ran out (-w)  */
+#define EXIT_CONFLICT_DEFAULT 1    /* run, acquire: key held (-n) or wait ran out (-w) */
 #define EXIT_NOT_DONE         1    /* create: exists; unlink/break: not found  */
 #define EXIT_USAGE            TOOL_EX_USAGE        /* 64 */
 #define EXIT_UNAVAILABLE      TOOL_EX_UNAVAILABLE  /* 69 */
 #define EXIT_OSERR            TOOL_EX_OSERR        /* 71 */
 #define EXIT_LOST_DEFAULT     TOOL_EX_TEMPFAIL     /* 75 */
-#define EXIT_CANNOT_EXEC      126
-#define EXIT_NOT_FOUND        127
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -60,28 +54,37 @@
 
 #define DEFAULT_TTL_MS        30000u
 #define DEFAULT_KILL_AFTER_MS 10000u
-#define MAX_TICK_MS           1000u
 
 static const char exit_status_text[] =
 "Exit status:\n"
 "  0-255  run: the command's own exit status; 128+N if it was killed by signal N\n"
-"  1      run: KEY is held (-n) or the wait ran out (-w); change with -E\n"
+"  0      acquire: the token is on stdout; release, check: done, the lease is held\n"
+"  1      run, acquire: KEY is held (-n) or the wait ran out (-w); change with -E\n"
+"         acquire: the process the lease was for (--pid) ended while it waited\n"
+"         release, check: stale token (its keeper has ended: released already)\n"
 "         create: the table exists; unlink, break: no such table, or KEY not held\n"
-"  64     usage error: bad option or number, invalid table name or key\n"
+"  64     usage error: bad option or number, invalid table name or key, a TTL\n"
+"         under 0.1 s, -s (shared leases are not available yet), a bad token\n"
 "  69     the table is unusable: another user's without --share (EPERM),\n"
 "         permission denied (EACCES), not a table (EPROTO), full (ENOSPC), too\n"
-"         many handles (EUSERS); run: the table named with -t does not exist\n"
+"         many handles (EUSERS); run, acquire: the table named with -t does not\n"
+"         exist; release, check: the keeper is another user's\n"
 "  71     system error: fork, memory, descriptors, unexpected library error\n"
 "  75     run: the lease was lost while the command ran (broken, or this process\n"
-"         was paused past the TTL); the command was terminated; see\n"
-"         --lost-exit-code\n"
+"         was paused past the TTL); its processes were stopped; see\n"
+"         --lost-exit-code. release, check: the lease had been lost (ESTALE)\n"
 "  126    run: COMMAND cannot be executed\n"
-"  127    run: COMMAND not found\n";
+"  127    run: COMMAND not found\n"
+"  128+N  run, acquire: killed by signal N while waiting for KEY (nothing held)\n";
 
 static void usage_main(FILE *f)
 {
     fprintf(f,
-"Usage: " PROG " run [options] KEY -- COMMAND [ARGS...]\n"
+"Usage: " PROG " run [options] KEY [--] COMMAND [ARGS...]\n"
+"       " PROG " run [options] KEY -c 'SHELL COMMAND'\n"
+"       " PROG " acquire [options] KEY       (prints a TOKEN)\n"
+"       " PROG " release [--grace SECONDS] TOKEN\n"
+"       " PROG " check TOKEN\n"
 "       " PROG " create NAME [--capacity N] [--mode MODE] [--group GROUP]\n"
 "       " PROG " unlink NAME\n"
 "       " PROG " break [--table NAME] [--share] KEY\n"
@@ -95,11 +98,16 @@ static void usage_main(FILE *f)
 "user's table is used only with --share.\n"
 "\n"
 "Commands:\n"
-"  run     acquire KEY, run COMMAND while renewing the lease, release at its end\n"
-"  create  create a table (exclusive)\n"
-"  unlink  remove a table (processes that have it open keep using it)\n"
-"  break   forcibly end the lease on KEY (the holder's renewal fails)\n"
-"  doctor  check what breaks tables here, and explain it\n"
+"  run      acquire KEY, run COMMAND while renewing the lease, release it when\n"
+"           COMMAND and all it started have ended\n"
+"  acquire  acquire KEY for part of a shell script and print a token; a keeper\n"
+"           process holds the lease until 'release TOKEN' or until the script ends\n"
+"  release  release the lease of a token\n"
+"  check    tell whether the lease of a token is still held\n"
+"  create   create a table (exclusive)\n"
+"  unlink   remove a table (processes that have it open keep using it)\n"
+"  break    forcibly end the lease on KEY (the holder's renewal fails)\n"
+"  doctor   check what breaks tables here, and explain it\n"
 "\n"
 "Example (cron: at most one report at a time, skipped while one runs):\n"
 "  */5 * * * * shmlease run -n --ttl 600 report -- /usr/local/bin/report\n"
@@ -111,17 +119,24 @@ static void usage_run(FILE *f)
 {
     fprintf(f,
 "Usage: " PROG " run [options] KEY [--] COMMAND [ARGS...]\n"
+"       " PROG " run [options] KEY -c 'SHELL COMMAND'\n"
 "\n"
-"Acquires KEY on a table, runs COMMAND as a child, renews the lease every third\n"
-"of its TTL while it runs, releases it when COMMAND ends, and exits with\n"
-"COMMAND's status. Without -n or -w, waits for KEY as long as it takes.\n"
-"The child gets SHMLEASE_FENCING_TOKEN, SHMLEASE_KEY and SHMLEASE_TABLE in its\n"
-"environment. SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded\n"
-"to it (SIGINT/SIGQUIT typed at a terminal already reach it and are not sent twice).\n"
-"If the lease is lost while COMMAND runs (an operator broke it, or this process\n"
-"was paused past the TTL), COMMAND gets SIGTERM, then SIGKILL after --kill-after,\n"
-"and " PROG " exits with the lost code (75). If " PROG " itself is killed, COMMAND\n"
-"gets SIGTERM.\n"
+"Acquires KEY on a table, runs COMMAND while renewing the lease every third of\n"
+"its TTL, releases it once COMMAND and every process it started have ended, and\n"
+"exits with COMMAND's status. Without -n or -w, waits for KEY as long as it\n"
+"takes; a signal (TERM, INT, HUP, ...) while waiting ends " PROG " by that signal,\n"
+"holding nothing.\n"
+"COMMAND runs in a process group of its own (in " PROG "'s when it has a\n"
+"controlling terminal), with SHMLEASE_FENCING_TOKEN, SHMLEASE_KEY and\n"
+"SHMLEASE_TABLE in its environment. SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and\n"
+"SIGUSR2 are forwarded to its process group (SIGINT/SIGQUIT typed at a terminal\n"
+"already reach it and are not sent twice). Processes that COMMAND leaves running\n"
+"keep the lease held until they end (with -o, it is released when COMMAND ends).\n"
+"If the lease is lost (an operator broke it, or this process was paused past\n"
+"the TTL), every process COMMAND started, detached or re-parented ones too, gets\n"
+"SIGTERM, then SIGKILL after --kill-after; " PROG " exits with the lost code (75)\n"
+"once they are gone, or names those it could not stop. If " PROG " itself is\n"
+"killed, COMMAND gets SIGTERM.\n"
 "\n"
 "Options:\n"
 "  -t, --table NAME            the table to use; it must exist (see --create).\n"
@@ -132,17 +147,25 @@ static void usage_run(FILE *f)
 "      --share                 use the table named with -t even if it belongs to\n"
 "                              another user (when its mode lets you in)\n"
 "  -n, --nonblock              fail at once if KEY is held (same as -w 0)\n"
-"  -w, --wait SECONDS          wait at most SECONDS for KEY (fractions allowed)\n"
-"  -T, --ttl SECONDS           lease time to live (default 30)\n"
+"  -w, --wait, --timeout SECONDS\n"
+"                              wait at most SECONDS for KEY (fractions allowed)\n"
+"  -T, --ttl SECONDS           lease time to live (default 30, at least 0.1)\n"
 "  -g, --grace SECONDS         keep KEY held (by nobody) SECONDS after COMMAND ends\n"
 "  -m, --metadata TEXT         metadata stored with the lease, at most %d bytes\n"
 "                              (default: the command line, truncated)\n"
+"  -c, --command COMMAND       run COMMAND with /bin/sh -c (as flock -c)\n"
+"  -o, --close                 release the lease when COMMAND ends, and leave the\n"
+"                              processes it started running, without it\n"
+"  -x, -e, --exclusive         an exclusive lease: the only kind, the default\n"
+"  -s, --shared                refused: shared leases are not available yet\n"
 "  -E, --conflict-exit-code N  exit status when KEY is held or the wait ran out\n"
 "                              (default 1)\n"
 "  -L, --lost-exit-code N      exit status when the lease was lost (default 75)\n"
-"  -k, --kill-after SECONDS    SIGKILL the command this long after SIGTERM once the\n"
-"                              lease is lost (default 10)\n"
-"  -v, --verbose               say what happens on stderr (who holds a busy key)\n"
+"  -k, --kill-after SECONDS    SIGKILL the command's processes this long after\n"
+"                              SIGTERM once the lease is lost (default 10)\n"
+"  -v, --verbose               say on stderr whom it waits for, how long it took,\n"
+"                              a dead holder's lease taken over, forwarded\n"
+"                              signals, the release\n"
 "  -h, --help                  this help\n"
 "Durations are seconds, or a number with a unit: 500ms, 10s, 5m, 1h.\n"
 "\n"
@@ -150,6 +173,79 @@ static void usage_run(FILE *f)
 "  */5 * * * * shmlease run -n --ttl 600 report -- /usr/local/bin/report\n"
 "\n"
 "%s", SHMLEASE_METADATA_MAX, exit_status_text);
+}
+
+static void usage_acquire(FILE *f)
+{
+    fprintf(f,
+"Usage: " PROG " acquire [options] KEY\n"
+"\n"
+"Acquires KEY for part of a shell script, prints a token on stdout, and exits.\n"
+"A keeper process holds the lease, renews it every third of its TTL, and\n"
+"releases it on '" PROG " release TOKEN' or when the process it is tied to\n"
+"(--pid) ends, whichever comes first:\n"
+"\n"
+"  tok=$(" PROG " acquire --pid $$ -w 60 backup) || exit 1\n"
+"  ...                                 # only one script at a time runs this\n"
+"  " PROG " release \"$tok\"\n"
+"\n"
+"The token is " PROG ":1:PID:START:FENCING: the keeper's PID and start time,\n"
+"and the lease's fencing token. '" PROG " check TOKEN' tells whether the lease\n"
+"is still held. A signal while waiting ends " PROG " by that signal, holding\n"
+"nothing.\n"
+"\n"
+"Options:\n"
+"  -p, --pid PID               the process the lease is tied to (default: the\n"
+"                              parent of " PROG ", the shell when it runs the\n"
+"                              command substitution itself; $$ is always the\n"
+"                              script's shell)\n"
+"  -t, --table NAME            the table to use; it must exist (see --create).\n"
+"                              Default: your own table \"" TOOL_DEFAULT_TABLE_PREFIX "UID\", created\n"
+"                              on first use\n"
+"      --create                create the table named with -t if it is missing\n"
+"      --share                 use the table named with -t even if it belongs to\n"
+"                              another user (when its mode lets you in)\n"
+"  -n, --nonblock              fail at once if KEY is held (same as -w 0)\n"
+"  -w, --wait, --timeout SECONDS\n"
+"                              wait at most SECONDS for KEY\n"
+"  -T, --ttl SECONDS           lease time to live (default 30, at least 0.1)\n"
+"  -m, --metadata TEXT         metadata stored with the lease, at most %d bytes\n"
+"                              (default: \"for pid PID: \" and its command line)\n"
+"  -x, -e, --exclusive         an exclusive lease: the only kind, the default\n"
+"  -s, --shared                refused: shared leases are not available yet\n"
+"  -E, --conflict-exit-code N  exit status when KEY is held or the wait ran out\n"
+"                              (default 1)\n"
+"  -v, --verbose               say on stderr whom it waits for and how long it took\n"
+"  -h, --help                  this help\n"
+"\n%s", SHMLEASE_METADATA_MAX, exit_status_text);
+}
+
+static void usage_release(FILE *f)
+{
+    fprintf(f,
+"Usage: " PROG " release [--grace SECONDS] TOKEN\n"
+"\n"
+"Tells the keeper of TOKEN (printed by " PROG " acquire) to release its lease,\n"
+"and waits for its answer. Exit 0 when released; 75 when the lease had been\n"
+"lost (broken by an operator, or the keeper paused past its TTL); 1 when the\n"
+"token is stale (released already, or its process ended).\n"
+"  -g, --grace SECONDS  keep KEY held (by nobody) SECONDS more\n"
+"  -v, --verbose        say what was released\n"
+"  -h, --help           this help\n"
+"\n%s", exit_status_text);
+}
+
+static void usage_check(FILE *f)
+{
+    fprintf(f,
+"Usage: " PROG " check TOKEN\n"
+"\n"
+"Asks the keeper of TOKEN (printed by " PROG " acquire) whether its lease is\n"
+"still held: exit 0 if it is, 75 if it was lost (broken, or the keeper paused\n"
+"past its TTL), 1 if the token is stale.\n"
+"  -v, --verbose   say how long the lease has left\n"
+"  -h, --help      this help\n"
+"\n%s", exit_status_text);
 }
 
 static void usage_create(FILE *f)
@@ -246,20 +342,6 @@ static void report_table_error(const struct tool_table_ref *ref, int rc, const c
 /* Long options without a letter (the letters are flock(1)'s or taken). */
 enum { OPT_SHARE = 0x100, OPT_CREATE };
 
-/*
- * Which table a command uses. "-t NAME" names one, which must exist unless
- * --create is given (a typo is an error, never a new table); without it the
- * command uses the caller's own default table, "user-UID", made on first
- * use, so that the users of one host never meet in a table by accident.
- * Another user's table is used only with --share.
- */
-struct table_choice {
-    const char *name;                        /* -t NAME, or the default's name */
-    bool is_default;
-    bool share;                              /* --share */
-    bool create;                             /* --create */
-    char default_name[SHMLEASE_NAME_MAX + 1];
-};
 
 /* "-t NAME" (a path /dev/shm/shmlease.NAME is taken too). */
 static void choose_table(struct table_choice *c, const char *arg)
@@ -340,22 +422,7 @@ static int parse_duration_opt(const char *opt, const char *s, uint64_t *out)
 }
 
 /* ------------------------------------------------------------------------ */
-/* run                                                                       */
-
-struct run_opts {
-    struct table_choice tc;       /* -t, --share, --create */
-    const char *table;            /* the table's name, once chosen */
-    const char *key;
-    char **cmd;
-    int64_t wait_ms;
-    uint64_t ttl_ms;
-    uint64_t grace_ms;
-    uint64_t kill_after_ms;
-    const char *metadata;
-    int conflict_code;
-    int lost_code;
-    bool verbose;
-};
+/* run, acquire: options                                                     */
 
 static int parse_wait_opt(const char *s, int64_t *wait_ms)
 {
@@ -366,12 +433,15 @@ static int parse_wait_opt(const char *s, int64_t *wait_ms)
     return 0;
 }
 
+/* --ttl: at least RUN_MIN_TTL_MS, which renewal every third of it can keep. */
 static int parse_ttl_opt(const char *s, uint64_t *ttl_ms)
 {
     if (parse_duration_opt("--ttl", s, ttl_ms) != 0)
         return -1;
-    if (*ttl_ms == 0) {
-        fprintf(stderr, PROG ": --ttl must be positive\n");
+    if (*ttl_ms < RUN_MIN_TTL_MS) {
+        fprintf(stderr, PROG ": --ttl %s is too short: at least %ums (0.1); the lease is "
+                        "renewed every third of its TTL, and a shorter one would be lost "
+                        "to ordinary scheduling delays\n", s, RUN_MIN_TTL_MS);
         return -1;
     }
     return 0;
@@ -384,6 +454,14 @@ static int check_metadata_opt(const char *s)
         return -1;
     }
     return 0;
+}
+
+/* -s: flock's shared lock. Every lease is exclusive for now. */
+static int refuse_shared(void)
+{
+    fprintf(stderr, PROG ": -s, --shared: shared leases are not available yet; every "
+                    "lease is exclusive (-x, the default)\n");
+    return EXIT_USAGE;
 }
 
 /* Applies one option of "run" (c as getopt_long returned it, with optarg).
@@ -417,6 +495,17 @@ static int apply_run_option(int c, struct run_opts *o)
         o->metadata = optarg;
         bad = check_metadata_opt(optarg);
         break;
+    case 'c':
+        o->shell_command = optarg;
+        break;
+    case 'o':
+        o->close_early = true;
+        break;
+    case 'x':
+    case 'e':
+        break;                         /* exclusive: the only kind of lease */
+    case 's':
+        return refuse_shared();
     case 'E':
         bad = parse_exit_code("--conflict-exit-code", optarg, &o->conflict_code);
         break;
@@ -439,6 +528,31 @@ static int apply_run_option(int c, struct run_opts *o)
     return bad != 0 ? EXIT_USAGE : -1;
 }
 
+/* The words after KEY (or -c): COMMAND [ARGS...]. -1, or an exit status. */
+static int take_command(struct run_opts *o, int argc, char **argv, int next)
+{
+    if (o->shell_command != NULL) {
+        if (next < argc) {
+            fprintf(stderr, PROG " run: -c gives the command; '%s' after KEY is one too "
+                            "many\nTry '" PROG " run --help'.\n", argv[next]);
+            return EXIT_USAGE;
+        }
+        o->sh_argv[0] = (char *)"/bin/sh";
+        o->sh_argv[1] = (char *)"-c";
+        o->sh_argv[2] = (char *)o->shell_command;
+        o->sh_argv[3] = NULL;
+        o->cmd = o->sh_argv;
+        return -1;
+    }
+    if (next >= argc) {
+        fprintf(stderr, PROG " run: missing COMMAND (or -c COMMAND)\nTry '" PROG
+                        " run --help'.\n");
+        return EXIT_USAGE;
+    }
+    o->cmd = argv + next;
+    return -1;
+}
+
 /* Parses "run [options] KEY [options] [--] COMMAND [ARGS...]" into *o.
  * Returns -1 when the command is to run, or the exit status to leave with. */
 static int parse_run_opts(int argc, char **argv, struct run_opts *o)
@@ -454,6 +568,10 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
         { "ttl",                required_argument, NULL, 'T' },
         { "grace",              required_argument, NULL, 'g' },
         { "metadata",           required_argument, NULL, 'm' },
+        { "command",            required_argument, NULL, 'c' },
+        { "close",              no_argument,       NULL, 'o' },
+        { "exclusive",          no_argument,       NULL, 'x' },
+        { "shared",             no_argument,       NULL, 's' },
         { "conflict-exit-code", required_argument, NULL, 'E' },
         { "lost-exit-code",     required_argument, NULL, 'L' },
         { "kill-after",         required_argument, NULL, 'k' },
@@ -468,8 +586,8 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
     optind = 0;
     for (;;) {
         int c;
-        while ((c = getopt_long(argc - base, argv + base, "+t:nw:T:g:m:E:L:k:vh", longopts,
-                                NULL)) != -1) {
+        while ((c = getopt_long(argc - base, argv + base, "+t:nw:T:g:m:c:oxesE:L:k:vh",
+                                longopts, NULL)) != -1) {
             int code = apply_run_option(c, o);
             if (code >= 0)
                 return code;
@@ -481,75 +599,13 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
                 fprintf(stderr, PROG " run: missing KEY\nTry '" PROG " run --help'.\n");
                 return EXIT_USAGE;
             }
-            if (next >= argc) {
-                fprintf(stderr, PROG " run: missing COMMAND\nTry '" PROG " run --help'.\n");
-                return EXIT_USAGE;
-            }
-            o->cmd = argv + next;
-            return -1;                         /* parsed: go on */
+            return take_command(o, argc, argv, next);
         }
         o->key = argv[next];
         base = next;
         optind = 0;
     }
 }
-
-static uint64_t min_u64(uint64_t a, uint64_t b)
-{
-    return a < b ? a : b;
-}
-
-static void describe_holder(shmlease_table *t, const char *key)
-{
-    char kbuf[SHOWN_KEY_SIZE];
-    const char *shown = shown_key(key, kbuf);
-    shmlease_info in;
-    if (shmlease_inspect(t, key, &in) != 0) {
-        fprintf(stderr, PROG ": %s is held\n", shown);
-        return;
-    }
-    char left[32];
-    tool_format_left(in.remaining_ms > 0 ? in.remaining_ms : 0, left, sizeof(left));
-    if (in.in_grace || in.holder_pid == 0)
-        fprintf(stderr, PROG ": %s is in a grace period (token %llu, %s left)\n", shown,
-                (unsigned long long)in.fencing_token, left);
-    else
-        fprintf(stderr, PROG ": %s is held by pid %ld%s (%s, token %llu, %s left)\n", shown,
-                (long)in.holder_pid, in.holder_other_pidns ? " of another PID namespace" : "",
-                in.holder_alive > 0 ? "alive" : in.holder_alive == 0 ? "dead" : "liveness unknown",
-                (unsigned long long)in.fencing_token, left);
-}
-
-static int status_to_code(int status)
-{
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    if (WIFSIGNALED(status))
-        return 128 + WTERMSIG(status);
-    return EXIT_OSERR;
-}
-
-/* Forwarded signals; SIGCHLD is read from the same signalfd. */
-static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
-
-/* Everything the supervisor of one "run" knows, from the acquisition on. */
-struct run_state {
-    const struct run_opts *o;
-    const char *key_shown;        /* o->key escaped for messages */
-    shmlease_table *t;
-    shmlease_lease lease;
-    sigset_t oldmask;             /* the mask before the forwarded signals were blocked */
-    int sfd;                      /* signalfd: forwarded signals and SIGCHLD */
-    pid_t pid;                    /* the command */
-    int exec_errno;               /* why exec failed; 0 when it succeeded */
-    int status;                   /* the command's wait status */
-    uint64_t renew_every;         /* ms: a third of the TTL */
-    uint64_t tick;                /* ms: the longest sleep while the lease is held */
-    uint64_t next_renew;          /* table clock, ms */
-    bool lost;                    /* the lease is gone: the command got SIGTERM */
-    bool killed;                  /* ... and then SIGKILL */
-    uint64_t kill_at;             /* table clock, ms: when SIGKILL is due */
-};
 
 /* The metadata stored with the lease: --metadata, or else the command line
  * (words joined by spaces), cut at SHMLEASE_METADATA_MAX. Returns its length. */
@@ -576,269 +632,27 @@ static size_t run_metadata(const struct run_opts *o, char meta[SHMLEASE_METADATA
     return meta_len;
 }
 
-/* Acquires KEY into s->lease, waiting as the options say. Returns -1 when
- * it is held, or the exit status to leave with (the table stays open). */
-static int acquire_key(struct run_state *s, const char *meta, size_t meta_len)
+/* The exit status for an acquisition that failed with w->rc (the conflict
+ * code for a held key or a wait that ran out), after a message. */
+static int acquire_failure(const struct lease_wait *w, int conflict_code)
 {
-    const struct run_opts *o = s->o;
-    shmlease_acquire_opts ao;
-    memset(&ao, 0, sizeof(ao));
-    ao.ttl_ms = o->ttl_ms;
-    ao.wait_ms = o->wait_ms;
-    ao.metadata = meta_len ? meta : NULL;
-    ao.metadata_len = meta_len;
-    int rc = shmlease_acquire(s->t, o->key, &ao, &s->lease);
-    if (rc == -EBUSY || rc == -ETIMEDOUT) {
-        if (o->verbose)
-            describe_holder(s->t, o->key);
-        return o->conflict_code;
-    }
-    if (rc != 0) {
-        const char *what = rc == -EINVAL || rc == -ENAMETOOLONG
-                               ? INVALID_KEY
-                           : rc == -ENOSPC ? "the table is full"
-                                           : shmlease_strerror(rc);
-        fprintf(stderr, PROG ": cannot acquire %s on table %s: %s (%s)\n", s->key_shown,
-                o->table, what, shmlease_errname(rc));
-        return table_error_exit(rc);
-    }
-    if (o->verbose)
-        fprintf(stderr, PROG ": acquired %s on table %s, token %llu, ttl %llums\n",
-                s->key_shown, o->table, (unsigned long long)s->lease.fencing_token,
-                (unsigned long long)o->ttl_ms);
-    return -1;
+    int rc = w->rc;
+    if (rc == -EBUSY || rc == -ETIMEDOUT)
+        return conflict_code;          /* -v has said who holds it */
+    const char *what = rc == -EINVAL || rc == -ENAMETOOLONG ? INVALID_KEY
+                       : rc == -ENOSPC                       ? "the table is full"
+                                                             : shmlease_strerror(rc);
+    fprintf(stderr, PROG ": cannot acquire %s on table %s: %s (%s)\n", w->key_shown, w->table,
+            what, shmlease_errname(rc));
+    return table_error_exit(rc);
 }
 
-/* Blocks the forwarded signals and SIGCHLD, and opens the signalfd that
- * reads them; puts the lease's token, key and table in the environment the
- * command inherits; makes the pipe that carries an exec failure back.
- * 0, or -1 with errno set. */
-static int prepare_spawn(struct run_state *s, int errpipe[2])
-{
-    sigset_t mask;
-    sigemptyset(&mask);
-    for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
-        sigaddset(&mask, forwarded[i]);
-    sigaddset(&mask, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &mask, &s->oldmask);
-    s->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-    char token[32];
-    snprintf(token, sizeof(token), "%llu", (unsigned long long)s->lease.fencing_token);
-    if (s->sfd < 0 || pipe2(errpipe, O_CLOEXEC) != 0 ||
-        setenv("SHMLEASE_FENCING_TOKEN", token, 1) != 0 ||
-        setenv("SHMLEASE_KEY", s->o->key, 1) != 0 ||
-        setenv("SHMLEASE_TABLE", s->o->table, 1) != 0)
-        return -1;
-    return 0;
-}
+/* ------------------------------------------------------------------------ */
+/* run                                                                       */
 
-/* In the child after fork(): async-signal-safe calls only until exec. Dies
- * with SIGTERM when the supervisor dies; reports an exec failure's errno
- * on errpipe and exits as a shell would (127 not found, 126 otherwise). */
-static _Noreturn void exec_command(const struct run_state *s, pid_t parent, int errpipe[2])
-{
-    close(errpipe[0]);
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent)
-        _exit(EXIT_OSERR);             /* the supervisor is already gone */
-    sigprocmask(SIG_SETMASK, &s->oldmask, NULL);
-    execvp(s->o->cmd[0], s->o->cmd);
-    int e = errno;
-    ssize_t w = write(errpipe[1], &e, sizeof(e));
-    (void)w;
-    _exit(e == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
-}
-
-/* In the parent: waits for the child's exec (EOF on the close-on-exec pipe)
- * or for the errno of its failure. */
-static int read_exec_errno(int errpipe[2])
-{
-    close(errpipe[1]);
-    int exec_errno = 0;
-    ssize_t got;
-    do
-        got = read(errpipe[0], &exec_errno, sizeof(exec_errno));
-    while (got < 0 && errno == EINTR);
-    close(errpipe[0]);
-    if (got != (ssize_t)sizeof(exec_errno))
-        exec_errno = 0;                    /* EOF: exec succeeded */
-    return exec_errno;
-}
-
-/* Starts the command as a child. Returns -1 when it runs (or its exec
- * failed: s->exec_errno says), or the exit status to leave with. */
-static int spawn_command(struct run_state *s)
-{
-    int errpipe[2] = { -1, -1 };
-    if (prepare_spawn(s, errpipe) != 0) {
-        fprintf(stderr, PROG ": %s\n", strerror(errno));
-        return EXIT_OSERR;
-    }
-    pid_t parent = getpid();
-    s->pid = fork();
-    if (s->pid < 0) {
-        fprintf(stderr, PROG ": fork: %s\n", strerror(errno));
-        return EXIT_OSERR;
-    }
-    if (s->pid == 0)
-        exec_command(s, parent, errpipe);
-    s->exec_errno = read_exec_errno(errpipe);
-    return -1;
-}
-
-/* Reaps the command if it has ended. true when the supervision is over:
- * the command ended (s->status), or waitpid failed. */
-static bool reap_command(struct run_state *s)
-{
-    pid_t r = waitpid(s->pid, &s->status, WNOHANG);
-    if (r == s->pid)
-        return true;
-    if (r < 0 && errno != EINTR) {
-        fprintf(stderr, PROG ": waitpid: %s\n", strerror(errno));
-        s->status = EXIT_OSERR << 8;
-        return true;
-    }
-    return false;
-}
-
-/* Renews the lease when it is due, checks it otherwise. Once it is lost,
- * the command gets SIGTERM and SIGKILL is scheduled. Returns the time now. */
-static uint64_t keep_lease(struct run_state *s, uint64_t now)
-{
-    const struct run_opts *o = s->o;
-    int rc;
-    if (now >= s->next_renew) {
-        rc = shmlease_renew(s->t, &s->lease, o->ttl_ms);
-        if (rc == 0)
-            s->next_renew = now + s->renew_every;
-    } else {
-        rc = shmlease_check(s->t, &s->lease);
-    }
-    if (rc == 0)
-        return now;
-    s->lost = true;
-    s->kill_at = now + o->kill_after_ms;
-    fprintf(stderr,
-            PROG ": lease %s on table %s lost (%s: %s): it was broken, or this "
-            "process was paused past its TTL; sending SIGTERM to %s (pid %ld)\n",
-            s->key_shown, o->table, shmlease_errname(rc),
-            rc == -ESTALE ? "no longer the current claim" : shmlease_strerror(rc),
-            o->cmd[0], (long)s->pid);
-    kill(s->pid, SIGTERM);
-    return shmlease_now_ms(s->t);
-}
-
-/* After the lease was lost: SIGKILL once --kill-after has passed. */
-static void kill_when_due(struct run_state *s, uint64_t now)
-{
-    if (!s->lost || s->killed || now < s->kill_at)
-        return;
-    fprintf(stderr, PROG ": %s (pid %ld) still running %llums after SIGTERM; "
-                    "sending SIGKILL\n",
-            s->o->cmd[0], (long)s->pid, (unsigned long long)s->o->kill_after_ms);
-    kill(s->pid, SIGKILL);
-    s->killed = true;
-}
-
-/* Sleeps until a signal comes or the next renewal, check or SIGKILL is due. */
-static void wait_for_event(struct run_state *s, uint64_t now)
-{
-    uint64_t wait_for;
-    if (!s->lost)
-        wait_for = min_u64(s->next_renew > now ? s->next_renew - now : 0, s->tick);
-    else if (!s->killed)
-        wait_for = min_u64(s->kill_at > now ? s->kill_at - now : 0, MAX_TICK_MS);
-    else
-        wait_for = MAX_TICK_MS;
-    struct pollfd pfd = { .fd = s->sfd, .events = POLLIN };
-    if (poll(&pfd, 1, (int)wait_for) < 0 && errno != EINTR) {
-        fprintf(stderr, PROG ": poll: %s\n", strerror(errno));
-        kill(s->pid, SIGKILL);
-    }
-}
-
-/* Sends the command every forwarded signal that came; SIGCHLD only wakes
- * the loop up. */
-static void forward_signals(struct run_state *s)
-{
-    struct signalfd_siginfo si;
-    while (read(s->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        int sig = (int)si.ssi_signo;
-        if (sig == SIGCHLD)
-            continue;                  /* reaped at the top of the loop */
-        /* A terminal's ^C / ^\ goes to the whole foreground process group,
-         * and the command stays in ours, so it has it already: do not send
-         * it twice. */
-        if (si.ssi_code == SI_KERNEL && (sig == SIGINT || sig == SIGQUIT))
-            continue;
-        if (s->o->verbose)
-            fprintf(stderr, PROG ": forwarding signal %d to pid %ld\n", sig, (long)s->pid);
-        kill(s->pid, sig);
-    }
-}
-
-/* Runs until the command ends: renews or checks the lease each tick,
- * terminates the command if the lease is lost, forwards signals. */
-static void supervise(struct run_state *s)
-{
-    s->renew_every = s->o->ttl_ms / 3 ? s->o->ttl_ms / 3 : 1;
-    s->tick = min_u64(s->renew_every, MAX_TICK_MS);
-    s->next_renew = shmlease_now_ms(s->t) + s->renew_every;
-    while (!reap_command(s)) {
-        uint64_t now = shmlease_now_ms(s->t);
-        if (!s->lost)
-            now = keep_lease(s, now);
-        kill_when_due(s, now);
-        wait_for_event(s, now);
-        forward_signals(s);
-    }
-}
-
-/* The command's exit status as a shell reports it (126/127 when exec failed). */
-static int command_exit_code(const struct run_state *s)
-{
-    int code = status_to_code(s->status);
-    if (s->exec_errno != 0) {
-        fprintf(stderr, PROG ": %s: %s\n", s->o->cmd[0],
-                s->exec_errno == ENOENT ? "command not found" : strerror(s->exec_errno));
-        code = s->exec_errno == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
-    }
-    return code;
-}
-
-/* Releases the lease (after a grace period with --grace) once the command
- * ended with code. Returns the exit status: code, or the lost code if the
- * lease was lost before the command ended. */
-static int finish_run(struct run_state *s, int code)
-{
-    const struct run_opts *o = s->o;
-    if (s->lost) {
-        fprintf(stderr, PROG ": %s ended with status %d after the lease was lost; "
-                        "exiting with %d\n",
-                o->cmd[0], code, o->lost_code);
-        return o->lost_code;
-    }
-    int rc = o->grace_ms > 0 ? shmlease_release_after(s->t, &s->lease, o->grace_ms)
-                             : shmlease_release(s->t, &s->lease);
-    if (rc == -ESTALE) {
-        /* Lost between the last check and the command's end: the command
-         * may have run its last moments unprotected. */
-        fprintf(stderr, PROG ": lease %s on table %s was lost before %s ended "
-                        "(status %d); exiting with %d\n",
-                s->key_shown, o->table, o->cmd[0], code, o->lost_code);
-        return o->lost_code;
-    }
-    if (rc != 0)
-        fprintf(stderr, PROG ": releasing %s: %s (%s)\n", s->key_shown,
-                shmlease_strerror(rc), shmlease_errname(rc));
-    else if (o->verbose)
-        fprintf(stderr, PROG ": released %s%s; %s exited with %d\n", s->key_shown,
-                o->grace_ms ? " with a grace period" : "", o->cmd[0], code);
-    return code;
-}
-
-/* run: parse, open the table, acquire KEY, run COMMAND under the lease,
- * release it, exit with COMMAND's status. */
+/* run: parse, open the table, acquire KEY (a signal while waiting ends us,
+ * holding nothing), run COMMAND under the lease until it and all it started
+ * have ended, release, exit with COMMAND's status. */
 static int cmd_run(int argc, char **argv)
 {
     struct run_opts o = {
@@ -852,30 +666,238 @@ static int cmd_run(int argc, char **argv)
     if (code >= 0)
         return code;
     char kbuf[SHOWN_KEY_SIZE];
-    struct run_state s = { .o = &o, .key_shown = shown_key(o.key, kbuf), .sfd = -1 };
+    const char *key_shown = shown_key(o.key, kbuf);
     char meta[SHMLEASE_METADATA_MAX + 1];
     size_t meta_len = run_metadata(&o, meta);
 
+    /* Before the table is opened: every thread made from here on has the
+     * signals blocked, and the signalfd alone reads them. */
+    sigset_t oldmask;
+    int sfd = run_block_signals(&oldmask);
+    if (sfd < 0) {
+        fprintf(stderr, PROG ": signalfd: %s\n", strerror(-sfd));
+        return EXIT_OSERR;
+    }
+    shmlease_table *t;
     o.table = chosen_table(&o.tc);
-    int rc = open_table(&o.tc, true, &s.t);
+    int rc = open_table(&o.tc, true, &t);
     if (rc != 0)                       /* a missing table: unusable, not a conflict (1) */
         return rc == -ENOENT ? EXIT_UNAVAILABLE : table_error_exit(rc);
-    code = acquire_key(&s, meta, meta_len);
-    if (code >= 0) {
-        shmlease_close(s.t);
+    struct lease_wait w = { .t = t, .table = o.table, .key = o.key, .key_shown = key_shown,
+                            .verbose = o.verbose };
+    w.ao.ttl_ms = o.ttl_ms;
+    w.ao.wait_ms = o.wait_ms;
+    w.ao.metadata = meta_len ? meta : NULL;
+    w.ao.metadata_len = meta_len;
+    switch (lease_wait(&w, sfd, NULL, 0)) {
+    case LEASE_WAIT_ACQUIRED:
+        break;
+    case LEASE_WAIT_FAILED:
+        code = acquire_failure(&w, o.conflict_code);
+        shmlease_close(t);
         return code;
+    case LEASE_WAIT_SIGNAL:
+        die_by_signal(w.signo);        /* the acquiring thread may still be inside */
+    case LEASE_WAIT_EVENT:
+        fprintf(stderr, PROG ": poll: %s\n", strerror(-w.rc));
+        fflush(NULL);
+        _exit(EXIT_OSERR);
     }
-    /* From here on, every exit path releases (or lets go of) the lease. */
-    code = spawn_command(&s);
-    if (code >= 0) {
-        shmlease_release(s.t, &s.lease);
-        shmlease_close(s.t);
-        return code;
-    }
-    supervise(&s);
-    code = finish_run(&s, command_exit_code(&s));
-    shmlease_close(s.t);
+    code = run_supervise(&o, t, &w.lease, key_shown, sfd, &oldmask);
+    shmlease_close(t);
     return code;
+}
+
+/* ------------------------------------------------------------------------ */
+/* acquire, release, check                                                   */
+
+struct acquire_opts {
+    struct table_choice tc;    /* -t, --share, --create */
+    const char *table;         /* the table's name, once chosen */
+    const char *key;
+    long pid;                  /* the process the lease is tied to; 0: our parent */
+    int64_t wait_ms;
+    uint64_t ttl_ms;
+    const char *metadata;
+    int conflict_code;
+    bool verbose;
+};
+
+static int parse_acquire_opts(int argc, char **argv, struct acquire_opts *o)
+{
+    static const struct option longopts[] = {
+        { "table",              required_argument, NULL, 't' },
+        { "share",              no_argument,       NULL, OPT_SHARE },
+        { "create",             no_argument,       NULL, OPT_CREATE },
+        { "pid",                required_argument, NULL, 'p' },
+        { "nonblock",           no_argument,       NULL, 'n' },
+        { "nb",                 no_argument,       NULL, 'n' },
+        { "wait",               required_argument, NULL, 'w' },
+        { "timeout",            required_argument, NULL, 'w' },
+        { "ttl",                required_argument, NULL, 'T' },
+        { "metadata",           required_argument, NULL, 'm' },
+        { "exclusive",          no_argument,       NULL, 'x' },
+        { "shared",             no_argument,       NULL, 's' },
+        { "conflict-exit-code", required_argument, NULL, 'E' },
+        { "verbose",            no_argument,       NULL, 'v' },
+        { "help",               no_argument,       NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int c, bad = 0;
+    unsigned long long v;
+    optind = 0;
+    while (bad == 0 &&
+           (c = getopt_long(argc, argv, "t:p:nw:T:m:xesE:vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 't': choose_table(&o->tc, optarg); break;
+        case OPT_SHARE: o->tc.share = true; break;
+        case OPT_CREATE: o->tc.create = true; break;
+        case 'n': o->wait_ms = 0; break;
+        case 'w': bad = parse_wait_opt(optarg, &o->wait_ms); break;
+        case 'T': bad = parse_ttl_opt(optarg, &o->ttl_ms); break;
+        case 'm':
+            o->metadata = optarg;
+            bad = check_metadata_opt(optarg);
+            break;
+        case 'x':
+        case 'e': break;
+        case 's': return refuse_shared();
+        case 'E': bad = parse_exit_code("--conflict-exit-code", optarg, &o->conflict_code); break;
+        case 'v': o->verbose = true; break;
+        case 'p':
+            if (tool_parse_uint(optarg, INT32_MAX, &v) != 0 || v == 0) {
+                fprintf(stderr, PROG " acquire: --pid: '%s' is not a process ID\n", optarg);
+                bad = -1;
+            }
+            o->pid = (long)v;
+            break;
+        case 'h':
+            usage_acquire(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "Try '" PROG " acquire --help'.\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (bad != 0)
+        return EXIT_USAGE;
+    if (argc - optind != 1) {
+        fprintf(stderr, PROG " acquire: expected one KEY\nTry '" PROG " acquire --help'.\n");
+        return EXIT_USAGE;
+    }
+    o->key = argv[optind];
+    return -1;
+}
+
+/* acquire's default metadata: "for pid PID: its command line". */
+static size_t acquire_metadata(const struct acquire_opts *o, pid_t pid,
+                               char meta[SHMLEASE_METADATA_MAX + 1])
+{
+    if (o->metadata != NULL) {
+        size_t n = strlen(o->metadata);
+        memcpy(meta, o->metadata, n);
+        return n;
+    }
+    char line[SHMLEASE_METADATA_MAX + 1];
+    if (proc_cmdline(pid, line, sizeof(line)) < 0)
+        line[0] = '\0';
+    int n = snprintf(meta, SHMLEASE_METADATA_MAX + 1, "for pid %ld: %s", (long)pid, line);
+    return n < 0 ? 0 : (size_t)n > SHMLEASE_METADATA_MAX ? SHMLEASE_METADATA_MAX : (size_t)n;
+}
+
+/* acquire: forks the keeper, which acquires KEY and keeps it; prints the
+ * token once it holds it. */
+static int cmd_acquire(int argc, char **argv)
+{
+    struct acquire_opts o = {
+        .wait_ms = SHMLEASE_WAIT_FOREVER,
+        .ttl_ms = DEFAULT_TTL_MS,
+        .conflict_code = EXIT_CONFLICT_DEFAULT,
+    };
+    int code = parse_acquire_opts(argc, argv, &o);
+    if (code >= 0)
+        return code;
+    char kbuf[SHOWN_KEY_SIZE];
+    const char *key_shown = shown_key(o.key, kbuf);
+    struct keeper k;
+    code = keeper_start(&k, (pid_t)o.pid, o.verbose);
+    if (code >= 0)
+        return code;
+
+    /* The keeper, from here on. */
+    char meta[SHMLEASE_METADATA_MAX + 1];
+    size_t meta_len = acquire_metadata(&o, k.watched, meta);
+    shmlease_table *t;
+    o.table = chosen_table(&o.tc);
+    int rc = open_table(&o.tc, true, &t);
+    if (rc != 0)
+        keeper_fail(&k, rc == -ENOENT ? EXIT_UNAVAILABLE : table_error_exit(rc));
+    struct lease_wait w = { .t = t, .table = o.table, .key = o.key, .key_shown = key_shown,
+                            .verbose = o.verbose };
+    w.ao.ttl_ms = o.ttl_ms;
+    w.ao.wait_ms = o.wait_ms;
+    w.ao.metadata = meta_len ? meta : NULL;
+    w.ao.metadata_len = meta_len;
+    struct pollfd extra[2];
+    keeper_wait_fds(&k, extra);
+    switch (lease_wait(&w, k.sfd, extra, 2)) {
+    case LEASE_WAIT_ACQUIRED:
+        keeper_serve(&k, t, &w.lease, o.table, o.key, o.ttl_ms);
+    case LEASE_WAIT_FAILED:
+        keeper_fail(&k, acquire_failure(&w, o.conflict_code));
+    case LEASE_WAIT_SIGNAL:
+        _exit(128 + w.signo);          /* acquire told us to give up */
+    case LEASE_WAIT_EVENT:
+        break;
+    }
+    if (w.event == 0) {
+        fprintf(stderr, PROG " acquire: pid %ld, which the lease was for, ended while waiting "
+                        "for %s: nothing acquired\n", (long)k.watched, key_shown);
+        keeper_fail(&k, EXIT_CONFLICT_DEFAULT);
+    }
+    if (w.event == LEASE_WAIT_POLL_FAILED) {
+        fprintf(stderr, PROG ": poll: %s\n", strerror(-w.rc));
+        keeper_fail(&k, EXIT_OSERR);
+    }
+    _exit(0);                          /* acquire is gone: nobody to give a lease to */
+}
+
+/* release [--grace S] TOKEN, check TOKEN */
+static int cmd_token(int argc, char **argv, bool check)
+{
+    static const struct option longopts[] = {
+        { "grace",   required_argument, NULL, 'g' },
+        { "verbose", no_argument,       NULL, 'v' },
+        { "help",    no_argument,       NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    uint64_t grace_ms = 0;
+    bool verbose = false;
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, check ? "vh" : "g:vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'g':
+            if (check || parse_duration_opt("--grace", optarg, &grace_ms) != 0)
+                return EXIT_USAGE;
+            break;
+        case 'v':
+            verbose = true;
+            break;
+        case 'h':
+            (check ? usage_check : usage_release)(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "Try '" PROG " %s --help'.\n", check ? "check" : "release");
+            return EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1) {
+        fprintf(stderr, PROG " %s: expected one TOKEN (printed by " PROG " acquire)\n",
+                check ? "check" : "release");
+        return EXIT_USAGE;
+    }
+    return keeper_request(argv[optind], check, grace_ms, verbose);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1133,6 +1155,12 @@ int main(int argc, char **argv)
     /* Each command parses argv[1..]: its own name stands in for argv[0]. */
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "acquire") == 0)
+        return cmd_acquire(argc - 1, argv + 1);
+    if (strcmp(cmd, "release") == 0)
+        return cmd_token(argc - 1, argv + 1, false);
+    if (strcmp(cmd, "check") == 0)
+        return cmd_token(argc - 1, argv + 1, true);
     if (strcmp(cmd, "create") == 0)
         return cmd_create(argc - 1, argv + 1);
     if (strcmp(cmd, "unlink") == 0)

@@ -8,6 +8,8 @@
 #ifndef SHMLEASE_TOOL_UTIL_H
 #define SHMLEASE_TOOL_UTIL_H
 
+#include <shmlease.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -60,6 +62,21 @@ void tool_user_name(uid_t uid, char *buf, size_t size);
 void tool_group_name(gid_t gid, char *buf, size_t size);
 
 /* A table as an error message speaks of it. */
+/*
+ * Which table a command uses. "-t NAME" names one, which must exist unless
+ * --create is given (a typo is an error, never a new table); without it the
+ * command uses the caller's own default table, "user-UID", made on first
+ * use, so that the users of one host never meet in a table by accident.
+ * Another user's table is used only with --share.
+ */
+struct table_choice {
+    const char *name;                        /* -t NAME, or the default's name */
+    bool is_default;
+    bool share;                              /* --share */
+    bool create;                             /* --create */
+    char default_name[SHMLEASE_NAME_MAX + 1];
+};
+
 struct tool_table_ref {
     const char *name;
     bool is_default;       /* the caller's default table (no name was given) */
