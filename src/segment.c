@@ -367,12 +367,16 @@ static int may_give_group(gid_t gid)
 {
     if (geteuid() == 0 || gid == getegid())
         return 1;
-    gid_t groups[256];
-    int n = getgroups((int)(sizeof groups / sizeof groups[0]), groups);
-    for (int i = 0; i < n; i++)
-        if (groups[i] == gid)
-            return 1;
-    return 0;
+    int n = getgroups(0, NULL);
+    gid_t *groups = n > 0 ? calloc((size_t)n, sizeof *groups) : NULL;
+    if (!groups)
+        return 0;
+    n = getgroups(n, groups);
+    int in = 0;
+    for (int i = 0; i < n && !in; i++)
+        in = groups[i] == gid;
+    free(groups);
+    return in;
 }
 
 /* The segment of a read-write open into a descriptor: the existing one
