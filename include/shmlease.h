@@ -330,6 +330,26 @@ typedef struct shmlease_info {
 
 /* -ENOENT if KEY is free (not held, not in grace); -EINVAL, -ENAMETOOLONG. */
 SHMLEASE_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *out);
+/* A process with threads asleep waiting for a key (shmlease_waiters). */
+typedef struct shmlease_waiter {
+    int32_t  pid;                /* as its process recorded it */
+    int      other_pidns;        /* 1: pid is a PID of another PID namespace */
+    uint64_t start_time;         /* its start time, clock ticks since boot; 0 unknown */
+    uint32_t threads;            /* its threads asleep on the key (up to 16 shown) */
+    uint32_t handle;             /* registry slot of its handle */
+} shmlease_waiter;
+
+/*
+ * The live processes with a thread asleep waiting for KEY, from the table's
+ * wait records (a waiter killed while it slept is not listed). Fills
+ * out[0..min(n, max)) and returns n, the number of such processes (n > max:
+ * the others did not fit; call again with more room), 0 when nobody waits
+ * (a free key included); -EINVAL (t NULL, or out NULL with max > 0),
+ * -ENAMETOOLONG. One process waiting through several handles of the table is
+ * listed once per handle. A snapshot: waiters come and go while it is taken.
+ */
+SHMLEASE_API long shmlease_waiters(shmlease_table *t, const char *key, shmlease_waiter *out,
+                                   size_t max);
 /* Visits every held (unexpired) lease and every unexpired grace period once.
  * Returns fn's non-zero result when it stops the walk, else 0. */
 SHMLEASE_API int shmlease_foreach(shmlease_table *t,

@@ -231,6 +231,53 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
     return -ENOENT;
 }
 
+SHM_API long shmlease_waiters(shmlease_table *t, const char *key, shmlease_waiter *out, size_t max)
+{
+    struct keybuf kb;
+    if (!t || (!out && max))
+        return -EINVAL;
+    int rc = shmlease__key_prepare(t, key, &kb);
+    if (rc)
+        return rc;
+    uint32_t kseq;
+    long ei = shmlease__lookup_stable(t, &kb, &kseq);
+    if (ei < 0)
+        return 0;                       /* not in the table: nobody waits */
+    struct shmlease__liveview lv;
+    lv.state = 0;
+    uint32_t want = (uint32_t)ei + 1;
+    long n = 0;
+    /* As waiters_of(): only handles with a record for this entry are asked
+     * whether they live. */
+    for (uint32_t i = 1; i < SHM_REG_SLOTS; i++) {
+        if (ld_relaxed(&t->reg[i].state) != SHM_REG_ACTIVE)
+            continue;
+        const uint32_t *recs = t->waits + (size_t)i * SHM_WAIT_RECORDS;
+        uint32_t mine = 0;
+        for (uint32_t k = 0; k < SHM_WAIT_RECORDS; k++)
+            mine += ld_relaxed(&recs[k]) == want;
+        if (!mine || shmlease__alive_v(t, i, &lv) == 0)
+            continue;
+        if ((size_t)n < max) {
+            const struct shm_reg *r = &t->reg[i];
+            uint64_t ns = ld_relaxed(&r->pidns_ino);
+            out[n] = (shmlease_waiter){
+                .pid = ld_relaxed(&r->pid),
+                .other_pidns = ns && t->my_pidns && ns != t->my_pidns,
+                .start_time = ld_relaxed(&r->start_time),
+                .threads = mine,
+                .handle = i,
+            };
+        }
+        n++;
+    }
+    /* The entry may have been given another key meanwhile: then its records
+     * were another key's. */
+    if (ld_acquire(&t->entries[ei].key_seq) != kseq)
+        return 0;
+    return n;
+}
+
 SHM_API int shmlease_foreach(shmlease_table *t, int (*fn)(const shmlease_info *, void *), void *arg)
 {
     if (!t || !fn)

@@ -1,6 +1,10 @@
 /* Inspection (inspect, foreach), statistics, error strings. */
 #include "testutil.h"
 
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -465,6 +469,81 @@ static void test_strerror_and_errname_name_every_code(void **state)
     assert_string_equal(shmlease_errname(INT32_MIN), "E?");
 }
 
+/* A child that opens NAME and waits forever for KEY with THREADS threads. */
+static void *waiter_thread(void *arg)
+{
+    shmlease_table *u = arg;
+    shmlease_lease y;
+    (void)tu_acquire(u, "k", 60000, SHMLEASE_WAIT_FOREVER, &y);
+    return NULL;
+}
+
+static pid_t spawn_waiting(const char *name, int threads)
+{
+    pid_t p = tu_fork();
+    if (p == 0) {
+        shmlease_table *u = NULL;
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
+        pthread_t th[4];
+        for (int i = 0; i < threads; i++)
+            TU_CK(pthread_create(&th[i], NULL, waiter_thread, u) == 0);
+        for (;;)
+            pause();
+    }
+    return p;
+}
+
+static int has_waiter(const shmlease_waiter *w, long n, pid_t pid, uint32_t threads)
+{
+    for (long i = 0; i < n; i++)
+        if (w[i].pid == pid && w[i].threads == threads && !w[i].other_pidns &&
+            w[i].start_time != 0 && w[i].handle != 0)
+            return 1;
+    return 0;
+}
+
+static void test_waiters_lists_the_processes_asleep_on_a_key(void **state)
+{
+    (void)state;
+    const char *name = tu_name("waiters");
+    shmlease_table *t = tu_open(name, NULL);
+    shmlease_waiter w[4];
+    TU_EQ(shmlease_waiters(t, "k", w, 4), 0);           /* not in the table */
+    shmlease_lease l;
+    TU_RC(tu_acquire(t, "k", 60000, 0, &l), 0);
+    TU_EQ(shmlease_waiters(t, "k", w, 4), 0);           /* held, nobody waits */
+    pid_t a = spawn_waiting(name, 1);
+    pid_t b = spawn_waiting(name, 2);
+    long n = 0;
+    assert_true(TU_WAIT_FOR((n = shmlease_waiters(t, "k", w, 4)) == 2 &&
+                            has_waiter(w, n, a, 1) && has_waiter(w, n, b, 2), 10000));
+    shmlease_info i;
+    TU_RC(shmlease_inspect(t, "k", &i), 0);
+    TU_EQ(i.waiters, 3);                                /* the same records */
+    /* no room: the count, and as many as fit */
+    memset(w, 0, sizeof w);
+    TU_EQ(shmlease_waiters(t, "k", w, 1), 2);
+    assert_true(w[0].pid == a || w[0].pid == b);
+    TU_EQ(w[1].pid, 0);
+    TU_EQ(shmlease_waiters(t, "k", NULL, 0), 2);
+    /* a waiter killed in its sleep is not listed */
+    tu_kill(a);
+    n = shmlease_waiters(t, "k", w, 4);
+    TU_EQ(n, 1);
+    assert_true(has_waiter(w, n, b, 2));
+    TU_EQ(shmlease_waiters(t, "other", w, 4), 0);
+    TU_EQ(shmlease_waiters(NULL, "k", w, 4), -EINVAL);
+    TU_EQ(shmlease_waiters(t, "k", NULL, 4), -EINVAL);
+    TU_EQ(shmlease_waiters(t, "", w, 4), -EINVAL);
+    char longkey[SHMLEASE_KEY_MAX + 2];
+    memset(longkey, 'x', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = 0;
+    TU_EQ(shmlease_waiters(t, longkey, w, 4), -ENAMETOOLONG);
+    tu_kill(b);
+    TU_EQ(shmlease_waiters(t, "k", w, 4), 0);
+    TU_RC(shmlease_release(t, &l), 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -477,6 +556,7 @@ int main(int argc, char **argv)
         TU_TEST(test_stats_attached_counts_live_handles),
         TU_TEST(test_stats_epoch_differs_between_tables),
         TU_TEST(test_strerror_and_errname_name_every_code),
+        TU_TEST(test_waiters_lists_the_processes_asleep_on_a_key),
     };
     return TU_RUN(tests);
 }
