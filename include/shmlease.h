@@ -67,6 +67,10 @@ extern "C" {
  *     the 1.0 header keep working with this library: libshmlease.so keeps the
  *     1.0 entry points of shmlease_open, shmlease_acquire and shmlease_with
  *     (symbol version SHMLEASE_1.0), which read only the 1.0 struct.
+ *   - In 1.2 SHMLEASE_OPEN_SHARE replaced the 1.0/1.1 rule "a mode with group
+ *     or other bits agrees to use another user's table". Programs built with
+ *     the 1.0 or 1.1 header keep that rule (and its -EACCES refusal): their
+ *     shmlease_open is the SHMLEASE_1.0 or SHMLEASE_1.1 entry point.
  */
 
 /*

@@ -77,7 +77,11 @@ SHM_API int shmlease__with_1_0(shmlease_table *t, const char *key,
                                const struct shmlease_acquire_opts_1_0 *o,
                                int (*fn)(const shmlease_lease *l, void *arg), void *arg);
 
+SHM_API int shmlease__open_1_1(const char *name, const shmlease_options *opts,
+                               shmlease_table **out);
+
 __asm__(".symver shmlease__open_1_0, shmlease_open@SHMLEASE_1.0");
+__asm__(".symver shmlease__open_1_1, shmlease_open@SHMLEASE_1.1");
 __asm__(".symver shmlease__acquire_1_0, shmlease_acquire@SHMLEASE_1.0");
 __asm__(".symver shmlease__with_1_0, shmlease_with@SHMLEASE_1.0");
 
@@ -132,4 +136,28 @@ SHM_API int shmlease__with_1_0(shmlease_table *t, const char *key,
         return shmlease_with(t, key, NULL, fn, arg);  /* -EINVAL, as in 1.0 */
     shmlease_acquire_opts n = acquire_opts_from_1_0(o);
     return shmlease_with(t, key, &n, fn, arg);
+}
+
+/* The 1.1 shmlease_open: the same struct, but 1.1 knew neither SHARE nor
+ * GROUP (their bits, and gid, were unknown or reserved: -EINVAL), and read a
+ * mode with group or other bits as agreement to use another user's table,
+ * refused with -EACCES otherwise. Since 1.2 that agreement is the SHARE flag
+ * and the refusal -EPERM; a program built with the 1.1 header keeps the
+ * rule it was written for. */
+SHM_API int shmlease__open_1_1(const char *name, const shmlease_options *opts,
+                               shmlease_table **out)
+{
+    if (!opts)
+        return shmlease_open(name, NULL, out);
+    shmlease_options n = *opts;
+    const uint32_t known_1_1 = SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_EXCL | SHMLEASE_OPEN_READONLY;
+    if ((n.flags & ~known_1_1) || n.gid != 0) {  /* as 1.1 said of what it did not know */
+        if (out)
+            *out = NULL;
+        return -EINVAL;
+    }
+    if (n.mode & 077)
+        n.flags |= SHMLEASE_OPEN_SHARE;          /* 1.1: group/other bits asked to share */
+    int rc = shmlease_open(name, &n, out);
+    return rc == -EPERM ? -EACCES : rc;          /* 1.1 refused another user's table so */
 }

@@ -2,14 +2,20 @@
  * libshmlease.so's symbol versions, called by name: a program built with
  * today's header that binds, through .symver, to the SHMLEASE_1.0 entry
  * points of shmlease_open, shmlease_acquire and shmlease_with (what a program
- * built with the 1.0 header calls), next to their SHMLEASE_1.1 versions.
+ * built with the 1.0 header calls), next to their SHMLEASE_1.1 versions, and
+ * the SHMLEASE_1.1 shmlease_open (1.1's sharing rule) next to 1.2's.
  */
 #define _GNU_SOURCE   /* dlvsym */
 #include "shmlease.h"
 #include "abi_test.h"
 
 #include <dlfcn.h>
+#include <grp.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* The 1.0 layouts, as the 1.0 header declared them. */
 struct options_1_0 {
@@ -33,6 +39,8 @@ int with_1_0(shmlease_table *t, const char *key, const struct acquire_opts_1_0 *
 __asm__(".symver open_1_0, shmlease_open@SHMLEASE_1.0");
 __asm__(".symver acquire_1_0, shmlease_acquire@SHMLEASE_1.0");
 __asm__(".symver with_1_0, shmlease_with@SHMLEASE_1.0");
+int open_1_1(const char *name, const shmlease_options *o, shmlease_table **out);
+__asm__(".symver open_1_1, shmlease_open@SHMLEASE_1.1");
 
 static int with_fn(const shmlease_lease *l, void *arg)
 {
@@ -128,7 +136,13 @@ static void test_two_versions(void)
         void *v10 = dlvsym(RTLD_DEFAULT, changed[i], "SHMLEASE_1.0");
         void *v11 = dlvsym(RTLD_DEFAULT, changed[i], "SHMLEASE_1.1");
         CHECK(v10 != NULL && v11 != NULL && v10 != v11);
-        CHECK(dlsym(RTLD_DEFAULT, changed[i]) == v11);
+        if (strcmp(changed[i], "shmlease_open") == 0) {  /* three: 1.2 changed sharing */
+            void *v12 = dlvsym(RTLD_DEFAULT, changed[i], "SHMLEASE_1.2");
+            CHECK(v12 != NULL && v12 != v11 && v12 != v10);
+            CHECK(dlsym(RTLD_DEFAULT, changed[i]) == v12);
+        } else {
+            CHECK(dlsym(RTLD_DEFAULT, changed[i]) == v11);
+        }
     }
     CHECK(dlvsym(RTLD_DEFAULT, "shmlease_close", "SHMLEASE_1.0") != NULL);
     CHECK(dlvsym(RTLD_DEFAULT, "shmlease_version", "SHMLEASE_1.1") != NULL);
@@ -136,11 +150,56 @@ static void test_two_versions(void)
     CHECK(strcmp(shmlease_version(), SHMLEASE_VERSION_STRING) == 0);
 }
 
+/* The 1.1 shmlease_open keeps 1.1's rules: SHARE and GROUP are unknown flags
+ * there, and a mode with group/other bits agrees to use another user's table
+ * (refused with -EACCES without them); today's open asks for SHMLEASE_OPEN_SHARE
+ * and refuses with -EPERM. Another user needs root. */
+static void test_open_1_1_sharing_rule(void)
+{
+    const char *name = abi_table_name("rule11");
+    shmlease_unlink(name);
+    shmlease_table *t = (shmlease_table *)1;
+    CHECK_RC(open_1_1(name, &(shmlease_options){.flags = SHMLEASE_OPEN_SHARE}, &t), -EINVAL);
+    CHECK(t == NULL);
+    CHECK_RC(open_1_1(name, &(shmlease_options){.gid = 1}, &t), -EINVAL);
+    if (geteuid() != 0) {
+        printf("symver: 1.1 sharing rule not checked (needs root for another user)\n");
+        return;
+    }
+    shmlease_table *root_t;
+    CHECK_RC(shmlease_open(name, &(shmlease_options){.capacity = 8, .mode = 0666,
+                                                     .flags = SHMLEASE_OPEN_EXCL}, &root_t), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(3);
+        shmlease_options agree = {.mode = 0666, .flags = SHMLEASE_OPEN_NOCREATE};
+        shmlease_options plain = {.flags = SHMLEASE_OPEN_NOCREATE};
+        shmlease_table *ot;
+        if (open_1_1(name, &agree, &ot) != 0)
+            _exit(4);
+        shmlease_close(ot);
+        if (open_1_1(name, &plain, &ot) != -EACCES)
+            _exit(5);
+        if (shmlease_open(name, &agree, &ot) != -EPERM)     /* today: SHARE is the way */
+            _exit(6);
+        _exit(0);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    shmlease_close(root_t);
+    CHECK_RC(shmlease_unlink(name), 0);
+    printf("symver: 1.1 sharing rule kept (mode 0666 shares, mode 0 is -EACCES; 1.2 is -EPERM)\n");
+}
+
 int main(void)
 {
     test_guard_page();
     test_garbage_after();
     test_two_versions();
+    test_open_1_1_sharing_rule();
     printf("symver_1_0: OK with libshmlease %s\n", shmlease_version());
     return 0;
 }
