@@ -64,15 +64,19 @@ static void waitview_build(const shmlease_table *t, struct waitview *wv, int8_t 
     qsort(wv->rec, wv->n, sizeof wv->rec[0], cmp_u32);
 }
 
-/* Sleeping waiters of live handles on entry ENTRY alone (inspect): only the
+/* Sleeping waiters of live handles on entry ENTRY alone (inspect, waiters):
+ * the number of such handles, the first MAX of them in OUT, and their
+ * threads in *THREADS. Only the
  * handles that have a record for it are asked whether they live, not every
  * handle with a record. A killed waiter's records stay in its slot until the
  * slot is reused, and registration prefers FREE slots to dead ones, so after many
  * deaths thousands of slots hold records: asking the kernel about each of them
  * (one F_OFD_GETLK apiece) made every inspect cost hundreds of syscalls. */
-static uint32_t waiters_of(const shmlease_table *t, uint32_t entry, struct shmlease__liveview *lv)
+static long waiters_of(const shmlease_table *t, uint32_t entry, struct shmlease__liveview *lv,
+                       shmlease_waiter *out, size_t max, uint32_t *threads)
 {
-    uint32_t want = entry + 1, n = 0;
+    uint32_t want = entry + 1, nthreads = 0;
+    long n = 0;
     for (uint32_t i = 1; i < SHM_REG_SLOTS; i++) {
         if (ld_relaxed(&t->reg[i].state) != SHM_REG_ACTIVE)
             continue;
@@ -80,9 +84,24 @@ static uint32_t waiters_of(const shmlease_table *t, uint32_t entry, struct shmle
         uint32_t mine = 0;
         for (uint32_t k = 0; k < SHM_WAIT_RECORDS; k++)
             mine += ld_relaxed(&recs[k]) == want;
-        if (mine && shmlease__alive_v(t, i, lv) != 0)
-            n += mine;
+        if (!mine || shmlease__alive_v(t, i, lv) == 0)
+            continue;
+        if ((size_t)n < max) {
+            const struct shm_reg *r = &t->reg[i];
+            uint64_t ns = ld_relaxed(&r->pidns_ino);
+            out[n] = (shmlease_waiter){
+                .pid = ld_relaxed(&r->pid),
+                .other_pidns = ns && t->my_pidns && ns != t->my_pidns,
+                .start_time = ld_relaxed(&r->start_time),
+                .threads = mine,
+                .handle = i,
+            };
+        }
+        n++;
+        nthreads += mine;
     }
+    if (threads)
+        *threads = nthreads;
     return n;
 }
 
@@ -221,7 +240,7 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
             return -ENOENT;
         const struct shm_entry *e = &t->entries[ei];
         if (snapshot(t, e, shmlease__now_rel(t), &kseq, out, NULL, &lv)) {
-            out->waiters = waiters_of(t, (uint32_t)ei, &lv);
+            waiters_of(t, (uint32_t)ei, &lv, NULL, 0, &out->waiters);
             return 0;
         }
         /* Free, or the entry changed key under us: look again. */
@@ -245,32 +264,7 @@ SHM_API long shmlease_waiters(shmlease_table *t, const char *key, shmlease_waite
         return 0;                       /* not in the table: nobody waits */
     struct shmlease__liveview lv;
     lv.state = 0;
-    uint32_t want = (uint32_t)ei + 1;
-    long n = 0;
-    /* As waiters_of(): only handles with a record for this entry are asked
-     * whether they live. */
-    for (uint32_t i = 1; i < SHM_REG_SLOTS; i++) {
-        if (ld_relaxed(&t->reg[i].state) != SHM_REG_ACTIVE)
-            continue;
-        const uint32_t *recs = t->waits + (size_t)i * SHM_WAIT_RECORDS;
-        uint32_t mine = 0;
-        for (uint32_t k = 0; k < SHM_WAIT_RECORDS; k++)
-            mine += ld_relaxed(&recs[k]) == want;
-        if (!mine || shmlease__alive_v(t, i, &lv) == 0)
-            continue;
-        if ((size_t)n < max) {
-            const struct shm_reg *r = &t->reg[i];
-            uint64_t ns = ld_relaxed(&r->pidns_ino);
-            out[n] = (shmlease_waiter){
-                .pid = ld_relaxed(&r->pid),
-                .other_pidns = ns && t->my_pidns && ns != t->my_pidns,
-                .start_time = ld_relaxed(&r->start_time),
-                .threads = mine,
-                .handle = i,
-            };
-        }
-        n++;
-    }
+    long n = waiters_of(t, (uint32_t)ei, &lv, out, max, NULL);
     /* The entry may have been given another key meanwhile: then its records
      * were another key's. */
     if (ld_acquire(&t->entries[ei].key_seq) != kseq)
