@@ -95,6 +95,25 @@ static shmlease_acquire_opts acquire_opts_from_1_0(const struct shmlease_acquire
     return n;
 }
 
+/* shmlease_open as 1.0 and 1.1 defined it, on options N in today's layout:
+ * they knew neither SHARE nor GROUP (their bits, and gid, were unknown or
+ * reserved: -EINVAL), read a mode with group or other bits as agreement to
+ * use another user's table, and refused one with -EACCES otherwise (since
+ * 1.2: the SHARE flag, and -EPERM). */
+static int open_before_1_2(const char *name, shmlease_options *n, shmlease_table **out)
+{
+    const uint32_t known = SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_EXCL | SHMLEASE_OPEN_READONLY;
+    if ((n->flags & ~known) || n->gid != 0) {    /* as they said of what they did not know */
+        if (out)
+            *out = NULL;
+        return -EINVAL;
+    }
+    if (n->mode & 077)
+        n->flags |= SHMLEASE_OPEN_SHARE;
+    int rc = shmlease_open(name, n, out);
+    return rc == -EPERM ? -EACCES : rc;
+}
+
 SHM_API int shmlease__open_1_0(const char *name, const struct shmlease_options_1_0 *opts,
                                shmlease_table **out)
 {
@@ -107,16 +126,7 @@ SHM_API int shmlease__open_1_0(const char *name, const struct shmlease_options_1
     n.clock_ms = opts->clock_ms;
     n.clock_ctx = opts->clock_ctx;
     n.open_timeout_ms = opts->open_timeout_ms;
-    const uint32_t known_1_0 = SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_EXCL | SHMLEASE_OPEN_READONLY;
-    if (n.flags & ~known_1_0) {                  /* as 1.0 said of a flag it did not know */
-        if (out)
-            *out = NULL;
-        return -EINVAL;
-    }
-    if (n.mode & 077)
-        n.flags |= SHMLEASE_OPEN_SHARE;          /* 1.0: group/other bits asked to share */
-    int rc = shmlease_open(name, &n, out);
-    return rc == -EPERM ? -EACCES : rc;          /* 1.0 refused another user's table so */
+    return open_before_1_2(name, &n, out);
 }
 
 SHM_API int shmlease__acquire_1_0(shmlease_table *t, const char *key,
@@ -138,26 +148,13 @@ SHM_API int shmlease__with_1_0(shmlease_table *t, const char *key,
     return shmlease_with(t, key, &n, fn, arg);
 }
 
-/* The 1.1 shmlease_open: the same struct, but 1.1 knew neither SHARE nor
- * GROUP (their bits, and gid, were unknown or reserved: -EINVAL), and read a
- * mode with group or other bits as agreement to use another user's table,
- * refused with -EACCES otherwise. Since 1.2 that agreement is the SHARE flag
- * and the refusal -EPERM; a program built with the 1.1 header keeps the
- * rule it was written for. */
+/* The 1.1 shmlease_open: the same struct as today's; a program built with
+ * the 1.1 header keeps the sharing rule it was written for. */
 SHM_API int shmlease__open_1_1(const char *name, const shmlease_options *opts,
                                shmlease_table **out)
 {
     if (!opts)
         return shmlease_open(name, NULL, out);
     shmlease_options n = *opts;
-    const uint32_t known_1_1 = SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_EXCL | SHMLEASE_OPEN_READONLY;
-    if ((n.flags & ~known_1_1) || n.gid != 0) {  /* as 1.1 said of what it did not know */
-        if (out)
-            *out = NULL;
-        return -EINVAL;
-    }
-    if (n.mode & 077)
-        n.flags |= SHMLEASE_OPEN_SHARE;          /* 1.1: group/other bits asked to share */
-    int rc = shmlease_open(name, &n, out);
-    return rc == -EPERM ? -EACCES : rc;          /* 1.1 refused another user's table so */
+    return open_before_1_2(name, &n, out);
 }
