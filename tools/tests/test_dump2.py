@@ -1015,34 +1015,10 @@ TESTS = {name[5:]: fn for name, fn in globals().items()
 
 
 def main():
-    import argparse
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--shmlease", required=True)
-    ap.add_argument("--dump", required=True)
-    ap.add_argument("--helper", required=True)
-    ap.add_argument("--man-dir")
-    ap.add_argument("--shim")
-    ap.add_argument("test", choices=sorted(TESTS))
-    args = ap.parse_args()
-    c = test_tools.Ctx(args)
-    t0 = time.monotonic()
-    try:
-        TESTS[args.test](c)
-    except Skip as e:
-        print(f"SKIP {args.test}: {e}")
-        return 77
-    except (Fail, subprocess.TimeoutExpired, json.JSONDecodeError, KeyError) as e:
-        import traceback
-        traceback.print_exc()
-        print(f"FAIL {args.test}: {e}")
-        return 1
-    finally:
-        c.cleanup()
+    def remove_dirs():
         for d in DIRS:
             shutil.rmtree(d, ignore_errors=True)
-    print(f"PASS {args.test} ({time.monotonic() - t0:.1f}s)")
-    return 0
-
+    return test_tools.run_tests(TESTS, after=remove_dirs)
 
 if __name__ == "__main__":
     sys.exit(main())

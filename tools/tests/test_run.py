@@ -9,9 +9,7 @@ users made with useradd.
 
 Exit 0 pass, 1 fail, 77 skipped. Helpers come from test_tools.py.
 """
-import argparse
 import fcntl
-import json
 import os
 import pty
 import re
@@ -711,34 +709,10 @@ TESTS = {name[5:]: fn for name, fn in globals().items() if name.startswith("test
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--shmlease", required=True)
-    ap.add_argument("--dump", required=True)
-    ap.add_argument("--helper", required=True)
-    ap.add_argument("--demo")
-    ap.add_argument("--man-dir")
-    ap.add_argument("--shim")
-    ap.add_argument("test", choices=sorted(TESTS))
-    args = ap.parse_args()
-    c = tt.Ctx(args)
-    c.demo = args.demo
-    t0 = time.monotonic()
-    try:
-        TESTS[args.test](c)
-    except Skip as e:
-        print(f"SKIP {args.test}: {e}")
-        return 77
-    except (Fail, subprocess.TimeoutExpired, json.JSONDecodeError, KeyError) as e:
-        import traceback
-        traceback.print_exc()
-        print(f"FAIL {args.test}: {e}")
-        return 1
-    finally:
-        c.cleanup()
-        kill_strays()
-    print(f"PASS {args.test} ({time.monotonic() - t0:.1f}s)")
-    return 0
-
+    def configure(c, args):
+        c.demo = args.demo
+    return tt.run_tests(TESTS, add_args=lambda ap: ap.add_argument("--demo"),
+                        configure=configure, after=kill_strays)
 
 if __name__ == "__main__":
     sys.exit(main())

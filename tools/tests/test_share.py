@@ -11,7 +11,6 @@ The examples of README.md and tools/shmlease.1 that show users at work
 ("alice$ command") are run as written, with the example's user, group and
 table names mapped to the ones made here; their expected output is checked.
 """
-import argparse
 import grp
 import os
 import pwd
@@ -26,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_tools  # noqa: E402  (its helpers: Ctx, check, show, ...)
-from test_tools import SHM, LK, Ctx, Fail, Skip, check, show  # noqa: E402
+from test_tools import SHM, LK, Fail, Skip, check, show  # noqa: E402
 
 
 # ---- users and groups -----------------------------------------------------------
@@ -597,33 +596,12 @@ TESTS = {name[5:]: fn for name, fn in globals().items() if name.startswith("test
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--shmlease", required=True)
-    ap.add_argument("--dump", required=True)
-    ap.add_argument("--helper", required=True)
-    ap.add_argument("--shim")
-    ap.add_argument("--man-dir")
-    ap.add_argument("--src", required=True, help="the project's source directory")
-    ap.add_argument("test", choices=sorted(TESTS))
-    args = ap.parse_args()
-    c = Ctx(args)
-    c.src = args.src
-    t0 = time.monotonic()
-    try:
-        TESTS[args.test](c)
-    except Skip as e:
-        print(f"SKIP {args.test}: {e}")
-        return 77
-    except (Fail, subprocess.TimeoutExpired, KeyError, OSError) as e:
-        import traceback
-        traceback.print_exc()
-        print(f"FAIL {args.test}: {e}")
-        return 1
-    finally:
-        c.cleanup()
-    print(f"PASS {args.test} ({time.monotonic() - t0:.1f}s)")
-    return 0
-
+    def configure(c, args):
+        c.src = args.src
+    return test_tools.run_tests(
+        TESTS, configure=configure,
+        add_args=lambda ap: ap.add_argument("--src", required=True,
+                                            help="the project's source directory"))
 
 if __name__ == "__main__":
     sys.exit(main())

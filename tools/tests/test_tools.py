@@ -1109,32 +1109,45 @@ def test_man_pages(c):
 TESTS = {name[5:]: fn for name, fn in globals().items() if name.startswith("test_")}
 
 
-def main():
+def run_tests(tests, add_args=None, configure=None, after=None):
+    """The command line of a tool test file: the binaries' options, ADD_ARGS's
+    (a function of the argparse parser), and the test's name. Runs it on a
+    Ctx (CONFIGURE(c, args) first), cleans up (then AFTER()), and returns
+    the exit status: 0 pass, 1 fail, 77 skipped."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--shmlease", required=True)
     ap.add_argument("--dump", required=True)
     ap.add_argument("--helper", required=True)
     ap.add_argument("--man-dir")
     ap.add_argument("--shim")
-    ap.add_argument("test", choices=sorted(TESTS))
+    if add_args:
+        add_args(ap)
+    ap.add_argument("test", choices=sorted(tests))
     args = ap.parse_args()
     c = Ctx(args)
+    if configure:
+        configure(c, args)
     t0 = time.monotonic()
     try:
-        TESTS[args.test](c)
+        tests[args.test](c)
     except Skip as e:
         print(f"SKIP {args.test}: {e}")
         return 77
-    except (Fail, subprocess.TimeoutExpired, json.JSONDecodeError, KeyError) as e:
+    except (Fail, subprocess.TimeoutExpired, json.JSONDecodeError, KeyError, OSError) as e:
         import traceback
         traceback.print_exc()
         print(f"FAIL {args.test}: {e}")
         return 1
     finally:
         c.cleanup()
+        if after:
+            after()
     print(f"PASS {args.test} ({time.monotonic() - t0:.1f}s)")
     return 0
 
+
+def main():
+    return run_tests(TESTS)
 
 if __name__ == "__main__":
     sys.exit(main())
