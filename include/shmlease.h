@@ -80,7 +80,7 @@ extern "C" {
  * SHMLEASE_VERSION_NUMBER with shmlease_version_number() at run time.
  */
 #define SHMLEASE_VERSION_MAJOR 1
-#define SHMLEASE_VERSION_MINOR 2
+#define SHMLEASE_VERSION_MINOR 3
 #define SHMLEASE_VERSION_PATCH 0
 
 /* (major << 16) | (minor << 8) | patch; usable in #if. Minor and patch < 256. */
@@ -209,13 +209,34 @@ SHMLEASE_API int shmlease_unlink(const char *name);
 
 #define SHMLEASE_WAIT_FOREVER  (-1)
 
+/* Waits of acquires given this token (opts.cancel) can be ended from any
+ * thread: see shmlease_cancel() below (since 1.3). */
+typedef struct shmlease_cancel_token shmlease_cancel_token;
+
 typedef struct shmlease_acquire_opts {
     uint64_t    ttl_ms;        /* > 0, else -EINVAL */
     int64_t     wait_ms;       /* 0 = try once; > 0 = wait up to; SHMLEASE_WAIT_FOREVER */
     const void *metadata;      /* optional, copied into the table */
     size_t      metadata_len;  /* <= SHMLEASE_METADATA_MAX, else -EINVAL */
-    uint64_t    reserved_0[4]; /* must be zero (since 1.1; see "ABI" above) */
+    /* since 1.3 (zero keeps the 1.2 behaviour: an exclusive lease) */
+    uint32_t    mode;          /* SHMLEASE_EXCLUSIVE (0) or SHMLEASE_SHARED */
+    uint32_t    limit;         /* SHARED only: at most this many holders of the key
+                                  at once, 1..SHMLEASE_LIMIT_MAX; 0 = no limit but
+                                  SHMLEASE_LIMIT_MAX */
+    uint32_t    flags;         /* SHMLEASE_ACQUIRE_* */
+    uint32_t    reserved_0[1]; /* must be zero (see "ABI" above) */
+    shmlease_cancel_token *cancel; /* NULL, or a token whose shmlease_cancel() ends
+                                  this acquire's wait with -ECANCELED */
+    uint64_t    reserved_1[1]; /* must be zero */
 } shmlease_acquire_opts;
+
+/* Modes (opts.mode). */
+#define SHMLEASE_EXCLUSIVE 0u  /* one holder; waits for every shared holder to leave */
+#define SHMLEASE_SHARED    1u  /* any number of shared holders (up to opts.limit), no
+                                  exclusive one */
+#define SHMLEASE_LIMIT_MAX 1023u
+/* Flags (opts.flags). */
+#define SHMLEASE_ACQUIRE_FAIR (1u << 0)  /* served in arrival order (see below) */
 
 typedef struct shmlease_lease {      /* a plain value owned by the caller */
     uint64_t fencing_token;          /* public, read-only. Greater than the token of
@@ -242,6 +263,23 @@ typedef struct shmlease_lease {      /* a plain value owned by the caller */
  *   -EPERM         read-only handle
  *   -EUSERS        SHMLEASE_HANDLES_MAX handles already attached
  *   -EPROTO        a structural lock that no live process can hold (damaged table)
+ *   -ECANCELED     opts.cancel was fired (shmlease_cancel) before or during the
+ *                  wait; nothing is held
+ *   -EDOM          SHARED with a limit other than the one the key's live shared
+ *                  holders were given (all holders of a live key agree on it)
+ *   -EINVAL also: mode not EXCLUSIVE/SHARED, limit above SHMLEASE_LIMIT_MAX or
+ *                  given with EXCLUSIVE, an unknown flag, reserved_1 not zero
+ *
+ * Modes. An EXCLUSIVE lease (the default) has the key to itself. SHARED
+ * leases of a key coexist, up to opts.limit of them (0: SHMLEASE_LIMIT_MAX),
+ * and exclude every exclusive one; "at most N at once" is SHARED with limit
+ * N. Each shared holder has its own lease value, fencing token, deadline,
+ * metadata, renew, release and dead-holder reclaim. Writer preference: once
+ * an exclusive acquire waits for a key, new shared acquires wait behind it
+ * (the exclusive acquirer reserves the key, then waits for the shared
+ * holders to leave; its own TTL keeps running meanwhile, renewed by it). A
+ * try (wait_ms 0) of a key held in the other mode, or with no room left, is
+ * -EBUSY. Every process that uses a key in SHARED mode must run 1.3 or newer.
  * The lease returned has expires_at_ms >= now + ttl_ms - S as of acquire's
  * last clock read (never later than now + ttl_ms), however long the call
  * waited. S is 1 ms with an injected clock; otherwise the new deadline is
@@ -305,6 +343,21 @@ SHMLEASE_API int shmlease_check(shmlease_table *t, const shmlease_lease *l);
  * renew/release then fail with -ESTALE; the next acquirer gets a greater token.
  * 0, -ENOENT (not held), -EINVAL, -ENAMETOOLONG, -EPERM. */
 SHMLEASE_API int shmlease_break(shmlease_table *t, const char *key);
+
+/*
+ * Cancel tokens (since 1.3): a way to end, from any thread, acquires that
+ * wait (SHMLEASE_WAIT_FOREVER included). Give a token as opts.cancel; then
+ * shmlease_cancel(token) makes every acquire waiting with it return
+ * -ECANCELED at once, holding nothing, and every later acquire given it
+ * return -ECANCELED without trying, until shmlease_cancel_reset(token). One
+ * token may serve many acquires, in many threads. Not async-signal-safe
+ * (it takes a mutex): from a signal handler, write to a pipe read by a
+ * thread that cancels. A token must outlive the acquires given it.
+ */
+SHMLEASE_API int shmlease_cancel_create(shmlease_cancel_token **out);   /* 0, -EINVAL, -ENOMEM */
+SHMLEASE_API int shmlease_cancel(shmlease_cancel_token *c);             /* 0, -EINVAL (NULL) */
+SHMLEASE_API int shmlease_cancel_reset(shmlease_cancel_token *c);       /* 0, -EINVAL (NULL) */
+SHMLEASE_API void shmlease_cancel_destroy(shmlease_cancel_token *c);    /* NULL is a no-op */
 
 SHMLEASE_API const char *shmlease_strerror(int rc);
 /* "EBUSY", "ETIMEDOUT", ... or "E?" for unknown codes. */

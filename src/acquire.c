@@ -13,6 +13,7 @@
  */
 #include "lease.h"
 #include "abi.h"
+#include "cancel.h"
 #include "clock.h"
 #include "compiler.h"
 #include "fault.h"
@@ -31,6 +32,8 @@
 #define FRESH_SLACK_MS  1u     /* an acquire returns at most this much (or the cheap
                                   clock's lag, if larger: clock.h) less than its ttl,
                                   as of its last clock read */
+
+#define KNOWN_ACQUIRE_FLAGS 0u  /* opts.flags this version knows */
 
 #define SHORT_TTL_LAGS  4u     /* a TTL up to this many cheap-clock lags gets its
                                   deadline from the precise clock */
@@ -166,8 +169,13 @@ static int acquire_begin(struct acquire *a, shmlease_table *t, const char *key,
         return -EINVAL;
     if (o->metadata_len > SHMLEASE_METADATA_MAX || (o->metadata_len && !o->metadata))
         return -EINVAL;
-    if (!SHMLEASE_RESERVED_ZERO(o))
+    if (!SHMLEASE_RESERVED_ZERO(o) || !shmlease__all_zero(o->reserved_1, sizeof o->reserved_1))
         return -EINVAL;              /* asks for what this version does not know */
+    if (o->mode > SHMLEASE_SHARED || o->limit > SHMLEASE_LIMIT_MAX ||
+        (o->mode == SHMLEASE_EXCLUSIVE && o->limit) || (o->flags & ~KNOWN_ACQUIRE_FLAGS))
+        return -EINVAL;
+    if (shmlease__cancel_fired(o->cancel))
+        return -ECANCELED;
     if (t->readonly)
         return -EPERM;
     a->t = t;
@@ -265,8 +273,43 @@ static int wait_or_give_up(struct acquire *a, struct shm_entry *e, uint64_t w, u
         a->counted_wait = 1;
         stats_inc(t, cold.waits);
     }
-    a->ask = shmlease__wait_for_change(t, e, w, now, a->wait_until, &a->dw, shmlease__alive);
+    a->ask = shmlease__wait_for_change(t, e, w, now, a->wait_until, &a->dw, shmlease__alive, a->o->cancel);
     a->sleeps++;
+    if (shmlease__cancel_fired(a->o->cancel)) {
+        shmlease__wake_waiters(e, 0);   /* pass on a wake-up we may have consumed */
+        return -ECANCELED;
+    }
+    return 0;
+}
+
+/* wait_or_give_up, sleeping on E (state W) but watching WATCH's holder and
+ * deadline: a shared acquire that found every slot taken. */
+static int wait_or_give_up_of(struct acquire *a, struct shm_entry *e, uint64_t w, uint64_t watch,
+                              uint64_t now)
+{
+    shmlease_table *t = a->t;
+    if (!a->counted_contended) {
+        a->counted_contended = 1;
+        stats_inc(t, cold.contended);
+    }
+    if (!a->wait_until)
+        a->wait_until = wait_deadline(a->o, now);
+    if (now >= a->wait_until) {
+        stats_inc(t, cold.timeouts);
+        shmlease__wake_waiters(e, 0);
+        return -ETIMEDOUT;
+    }
+    if (!a->counted_wait) {
+        a->counted_wait = 1;
+        stats_inc(t, cold.waits);
+    }
+    shmlease__wait_for_change_of(t, e, w, watch, now, a->wait_until, &a->dw, shmlease__alive, a->o->cancel);
+    a->ask = 1;                        /* slots are looked at again: ask about their holders */
+    a->sleeps++;
+    if (shmlease__cancel_fired(a->o->cancel)) {
+        shmlease__wake_waiters(e, 0);
+        return -ECANCELED;
+    }
     return 0;
 }
 
@@ -298,7 +341,7 @@ static int claim_entry(struct acquire *a, struct target *tg)
                 shmlease__deathwatch_stop(&a->dw);
                 continue;
             }
-            struct lstate n = {sw_held(a->me, sw_deadline_after(now, a->o->ttl_ms)), s.c + 1};
+            struct lstate n = {sw_held_aux(a->me, sw_deadline_after(now, a->o->ttl_ms), sw_aux(s.w)), s.c + 1};
             if (!ls_cas(e, s, n))
                 continue;
             if (why == TAKE_EXPIRED)
@@ -345,7 +388,7 @@ static int finish_claim(struct acquire *a, const struct target *tg, shmlease_lea
     struct lstate s = tg->s;
     uint64_t fresh = sw_deadline_after(shmlease__now_rel(t), a->o->ttl_ms);
     if (fresh > sw_deadline(s.w) + fresh_slack(t, a->o->ttl_ms)) {
-        struct lstate n = {sw_held(a->me, fresh), s.c};
+        struct lstate n = {sw_held_aux(a->me, fresh, sw_aux(s.w)), s.c};
         if (!ls_cas(e, s, n)) {
             stats_inc(t, cold.other_tokens);
             return -EAGAIN;
@@ -363,8 +406,296 @@ static int finish_claim(struct acquire *a, const struct target *tg, shmlease_lea
     return 0;
 }
 
+/* ---- shared leases ------------------------------------------------------- */
+/*
+ * A key used in SHARED mode has its own entry, the gate, and one entry per
+ * shared holder, its slots (key.h). The gate's aux field counts the slots
+ * ever used while it lives (hw); a slot's aux is its holder's limit.
+ *
+ * Exclusion is a store-then-load pair on each side (docs/memory-ordering.md
+ * MO-12): an exclusive acquirer claims the gate (CAS), then looks at every
+ * slot; a shared acquirer claims a slot (CAS, or an insert whose bucket it
+ * published), then looks at the gate. Each side has a sequentially
+ * consistent fence between its store and its loads, so at least one sees
+ * the other: the shared one backs off (gives the slot back and waits), the
+ * exclusive one waits for the slot's holder to leave. While it waits, the
+ * exclusive acquirer holds the gate: new shared acquirers find it held and
+ * wait behind it (writer preference). It renews the gate at each look, and
+ * looks again after its last renew, so a gate that expired while its
+ * acquirer was stopped (letting shared holders in) is drained again.
+ */
+
+/* Gives back a gate we claimed but cannot keep (a try, a timeout, a cancel,
+ * an upgrade that failed): FREE, aux kept, and its waiters woken. */
+static void gate_give_back(struct shm_entry *e, struct lstate s)
+{
+    if (ls_cas(e, s, (struct lstate){sw_free_aux(sw_aux(s.w)), s.c}))
+        shmlease__wake_waiters(e, 1);
+}
+
+/* Is slot state S live: held or in grace, before its deadline, its holder
+ * not known dead? (A holder whose liveness we may not ask counts as live:
+ * the waits that follow ask.) */
+static int slot_live(struct acquire *a, uint64_t w, uint64_t now)
+{
+    uint64_t k = sw_kind(w);
+    if (k != SW_HELD && k != SW_GRACE)
+        return 0;
+    return !takeable(a, w, now);
+}
+
+/* The first live slot among 0..HW-1 other than entry SKIP (-1: none), seen
+ * after a sequentially consistent fence (MO-12). Returns its entry and
+ * *W its word, or -1. */
+static long live_slot(struct acquire *a, uint32_t hw, long skip, uint64_t *w)
+{
+    shmlease_table *t = a->t;
+    fence_seqcst();
+    uint64_t now = shmlease__now_rel(t);
+    for (uint32_t i = 0; i < hw; i++) {
+        struct keybuf skb;
+        shmlease__slot_key(&a->kb, i, &skb);
+        uint32_t kseq;
+        long ei = shmlease__lookup_stable(t, &skb, &kseq);
+        if (ei < 0 || ei == skip)
+            continue;
+        uint64_t sw = ld_seqcst(&t->entries[ei].state);
+        if (ld_acquire(&t->entries[ei].key_seq) != kseq)
+            continue;                  /* retired and reused: not our slot any more */
+        if (slot_live(a, sw, now)) {
+            *w = sw;
+            return ei;
+        }
+    }
+    return -1;
+}
+
+/* After claiming the gate (TG->s) of a key whose gate counts slots: waits
+ * until no slot but SKIP is live, renewing the gate at each look.
+ * STEP_CLAIMED (TG->s the renewed gate), -EAGAIN (the gate was lost: start
+ * over), or the code that ends the acquire, after giving the gate back. */
+static int drain_slots(struct acquire *a, struct target *tg, long skip)
+{
+    shmlease_table *t = a->t;
+    struct shm_entry *e = &t->entries[tg->ei];
+    for (;;) {
+        uint64_t now = shmlease__now_rel(t);
+        struct lstate n = {sw_held_aux(a->me, sw_deadline_after(now, a->o->ttl_ms), sw_aux(tg->s.w)), tg->s.c};
+        if (!ls_cas(e, tg->s, n))
+            return -EAGAIN;
+        tg->s = n;
+        uint64_t sw;
+        long si = live_slot(a, sw_aux(n.w), skip, &sw);
+        if (si < 0)
+            return STEP_CLAIMED;
+        int rc = wait_or_give_up(a, &t->entries[si], sw, shmlease__now_rel(t));
+        if (rc) {
+            gate_give_back(e, tg->s);
+            return rc;
+        }
+    }
+}
+
+/* Shared acquires: what they learnt of the key's gate. */
+struct gate {
+    long ei;
+    uint32_t kseq;
+    struct lstate s;
+};
+
+/* Finds the key's gate, inserting it FREE if missing (LOCKED: look up
+ * under the index lock). STEP_FOUND, STEP_AGAIN, or a code. */
+static int gate_find(struct acquire *a, struct gate *g, int locked)
+{
+    g->ei = locked ? -1 : shmlease__lookup(a->t, &a->kb, &g->kseq);
+    if (g->ei >= 0)
+        return STEP_FOUND;
+    struct shmlease__insert ins = {.kb = &a->kb, .owner = a->me, .ttl_ms = a->o->ttl_ms,
+                                   .lock_ms = struct_lock_ms(a, shmlease__now_rel(a->t)), .free_gate = 1};
+    int rc = shmlease__insert_held(a->t, &ins);
+    if (rc == -EAGAIN)
+        return STEP_AGAIN;
+    if (rc < 0)
+        return struct_lock_gave_up(a, rc);
+    g->ei = ins.entry;
+    g->kseq = ins.key_seq;
+    return STEP_FOUND;
+}
+
+enum { SLOT_FULL = 10 };
+
+/* Tries to claim slot I (limit LIM) of the key: STEP_CLAIMED with SL,
+ * 0 if the slot is live (*LIVE its word), STEP_AGAIN to look again, or a
+ * code (-EDOM: held with another limit). */
+static int slot_try(struct acquire *a, uint32_t i, uint32_t lim, struct target *sl, uint64_t *live)
+{
+    shmlease_table *t = a->t;
+    struct keybuf skb;
+    shmlease__slot_key(&a->kb, i, &skb);
+    sl->ei = shmlease__lookup(t, &skb, &sl->kseq);
+    if (sl->ei < 0) {
+        struct shmlease__insert ins = {.kb = &skb, .owner = a->me, .ttl_ms = a->o->ttl_ms,
+                                       .lock_ms = struct_lock_ms(a, shmlease__now_rel(t)), .aux = lim};
+        int rc = shmlease__insert_held(t, &ins);
+        if (rc == -EAGAIN)
+            return STEP_AGAIN;
+        if (rc < 0)
+            return struct_lock_gave_up(a, rc);
+        sl->ei = ins.entry;
+        sl->kseq = ins.key_seq;
+        if (ins.inserted) {
+            sl->s = ins.state;
+            return STEP_CLAIMED;
+        }
+    }
+    struct shm_entry *e = &t->entries[sl->ei];
+    for (int tries = 0; tries < 4; tries++) {
+        struct lstate s = ls_load(e);
+        if (sw_kind(s.w) == SW_RETIRED || ld_acquire(&e->key_seq) != sl->kseq)
+            return STEP_AGAIN;
+        uint64_t now = shmlease__now_rel(t);
+        if (slot_live(a, s.w, now)) {
+            if (sw_kind(s.w) == SW_HELD && sw_aux(s.w) != lim)
+                return -EDOM;
+            *live = s.w;
+            return 0;
+        }
+        int why = takeable(a, s.w, now);
+        struct lstate n = {sw_held_aux(a->me, sw_deadline_after(now, a->o->ttl_ms), lim), s.c + 1};
+        if (ls_cas(e, s, n)) {
+            if (why == TAKE_EXPIRED)
+                stats_inc(t, cold.expirations);
+            else if (why == TAKE_DEAD)
+                stats_inc(t, cold.reclaimed_dead);
+            sl->s = n;
+            return STEP_CLAIMED;
+        }
+    }
+    return STEP_AGAIN;
+}
+
+/* Gives back slot SL, claimed but not kept (the gate closed, or another
+ * limit showed up): FREE, and the key's waiters woken. */
+static void slot_give_back(shmlease_table *t, const struct target *sl, struct shm_entry *gate)
+{
+    struct shm_entry *e = &t->entries[sl->ei];
+    if (ls_cas(e, sl->s, (struct lstate){SW_FREE_WORD, sl->s.c}))
+        shmlease__wake_waiters(e, 1);
+    shmlease__wake_waiters(gate, 1);
+}
+
+/* A live slot with a limit other than LIM, after our claim (MO-12: two
+ * acquirers of different limits each see the other, or one does). */
+static int other_limit_present(struct acquire *a, uint32_t hw, long mine, uint32_t lim)
+{
+    shmlease_table *t = a->t;
+    uint64_t now = shmlease__now_rel(t);
+    for (uint32_t i = 0; i < hw; i++) {
+        struct keybuf skb;
+        shmlease__slot_key(&a->kb, i, &skb);
+        uint32_t kseq;
+        long ei = shmlease__lookup_stable(t, &skb, &kseq);
+        if (ei < 0 || ei == mine)
+            continue;
+        uint64_t w = ld_seqcst(&t->entries[ei].state);
+        if (ld_acquire(&t->entries[ei].key_seq) == kseq && sw_kind(w) == SW_HELD && sw_aux(w) != lim &&
+            slot_live(a, w, now))
+            return 1;
+    }
+    return 0;
+}
+
+static int acquire_shared(struct acquire *a, shmlease_lease *out)
+{
+    shmlease_table *t = a->t;
+    uint32_t lim = a->o->limit ? a->o->limit : SHMLEASE_LIMIT_MAX;
+    int locked = 0;
+    for (;;) {
+        struct gate g = {0};
+        int rc = gate_find(a, &g, locked);
+        locked = 0;
+        if (rc == STEP_AGAIN)
+            continue;
+        if (rc < 0)
+            return rc;
+        struct shm_entry *ge = &t->entries[g.ei];
+        g.s = ls_load(ge);
+        if (sw_kind(g.s.w) == SW_RETIRED || ld_acquire(&ge->key_seq) != g.kseq) {
+            locked = 1;
+            continue;
+        }
+        uint64_t now = shmlease__now_rel(t);
+        if (!takeable(a, g.s.w, now)) {
+            /* Held exclusively, or reserved by an exclusive acquirer. */
+            if ((rc = wait_or_give_up(a, ge, g.s.w, now)) != 0)
+                return rc;
+            continue;
+        }
+        /* A free slot among the first LIM: an existing one, or the next
+         * one, counted in the gate first. */
+        uint32_t hw = sw_aux(g.s.w);
+        struct target sl = {0};
+        uint64_t live = 0, soonest = 0;
+        rc = SLOT_FULL;
+        for (uint32_t i = 0; i < lim; i++) {
+            if (i >= hw) {
+                uint64_t nw = sw_with_aux(g.s.w, i + 1);
+                if (!ls_cas(ge, g.s, (struct lstate){nw, g.s.c})) {
+                    rc = STEP_AGAIN;
+                    break;
+                }
+                g.s.w = nw;
+                hw = i + 1;
+            }
+            rc = slot_try(a, i, lim, &sl, &live);
+            if (rc == 0) {
+                if (!soonest || sw_deadline(live) < sw_deadline(soonest))
+                    soonest = live;
+                rc = SLOT_FULL;
+                continue;
+            }
+            break;
+        }
+        if (rc == STEP_AGAIN)
+            continue;
+        if (rc == SLOT_FULL) {
+            /* Every slot is taken: sleep on the gate (a slot's release
+             * wakes it), watching the holder whose deadline comes first. */
+            if (a->o->wait_ms == 0) {
+                stats_inc(t, cold.refused);
+                return -EBUSY;
+            }
+            if ((rc = wait_or_give_up_of(a, ge, g.s.w, soonest, shmlease__now_rel(t))) != 0)
+                return rc;
+            continue;
+        }
+        if (rc < 0)
+            return rc;
+        /* Claimed a slot: is the gate still open (MO-12)? */
+        fence_seqcst();
+        uint64_t gw = ld_seqcst(&ge->state);
+        if (sw_kind(gw) == SW_RETIRED || ld_acquire(&ge->key_seq) != g.kseq ||
+            !takeable(a, gw, shmlease__now_rel(t))) {
+            slot_give_back(t, &sl, ge);
+            continue;
+        }
+        if (other_limit_present(a, sw_aux(gw), sl.ei, lim)) {
+            slot_give_back(t, &sl, ge);
+            return -EDOM;
+        }
+        rc = finish_claim(a, &sl, out);
+        if (rc == -EAGAIN)
+            continue;
+        if (rc == 0)
+            L_GATE(out) = (uint64_t)g.ei + 1;
+        return rc;
+    }
+}
+
 static int acquire_run(struct acquire *a, shmlease_lease *out)
 {
+    if (a->o->mode == SHMLEASE_SHARED)
+        return acquire_shared(a, out);
     int locked_lookup = 0;
     for (;;) {
         struct target tg = {0};
@@ -380,6 +711,9 @@ static int acquire_run(struct acquire *a, shmlease_lease *out)
             rc = claim_entry(a, &tg);
         if (rc == STEP_RELOOKUP)
             locked_lookup = 1;
+        /* A key with shared-holder slots: wait for them to leave. */
+        if (rc == STEP_CLAIMED && sw_aux(tg.s.w) != 0)
+            rc = drain_slots(a, &tg, -1);
         if (rc == STEP_CLAIMED && (rc = finish_claim(a, &tg, out)) == 0)
             return 0;
         if (rc < 0 && rc != -EAGAIN)

@@ -29,7 +29,10 @@
     X(ENOSYS,          "ENOSYS",          "not supported by this kernel")         \
     X(ENOTRECOVERABLE, "ENOTRECOVERABLE", "table lock not recoverable")           \
     X(EOVERFLOW,       "EOVERFLOW",       "value too large")                      \
-    X(EXDEV,           "EXDEV",           "table made on another clock (other time namespace or boot)")
+    X(EXDEV,           "EXDEV",           "table made on another clock (other time namespace or boot)") \
+    X(ECANCELED,       "ECANCELED",       "acquire cancelled through its cancel token") \
+    X(EDEADLK,         "EDEADLK",         "upgrade would deadlock: another holder waits to take the key exclusively") \
+    X(EDOM,            "EDOM",            "shared key held with another limit")
 
 SHM_API const char *shmlease_strerror(int rc)
 {

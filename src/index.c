@@ -354,10 +354,14 @@ static void commit_insert(shmlease_table *t, uint32_t k, struct shmlease__insert
     struct shm_header *h = t->hdr;
     struct shm_entry *e = &t->entries[k];
     struct lstate old = ls_load(e);
-    struct lstate n = {sw_held(ins->owner, sw_deadline_after(shmlease__now_rel(t), ins->ttl_ms)), old.c + 1};
+    /* A gate inserted for shared holders is FREE, no holder: no new claim. */
+    uint64_t claims = ins->free_gate ? 0 : 1;
+    struct lstate n = {ins->free_gate ? sw_free_aux(ins->aux)
+                                      : sw_held_aux(ins->owner, sw_deadline_after(shmlease__now_rel(t), ins->ttl_ms), ins->aux),
+                       old.c + claims};
     while (!ls_cas(e, old, n)) {
         old = ls_load(e);
-        n.c = old.c + 1;
+        n.c = old.c + claims;
     }
     SHMLEASE_FAULT("insert.after_state");
     index_begin(h);

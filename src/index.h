@@ -28,6 +28,8 @@ struct shmlease__insert {
     uint32_t owner;            /* in: our registry slot */
     uint64_t ttl_ms;           /* in */
     uint64_t lock_ms;          /* in: longest wait for index_mutex */
+    uint32_t aux;              /* in: the aux field of the new word (word.h) */
+    int      free_gate;        /* in: insert FREE (a shared key's gate), not HELD */
     int      inserted;         /* out: 1 inserted (HELD by owner), 0 found */
     long     entry;            /* out: the key's entry */
     uint32_t key_seq;          /* out: its key_seq */

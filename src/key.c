@@ -87,3 +87,33 @@ int shmlease__key_matches(const struct shm_entry *e, const struct keybuf *kb, ui
     fence_acquire();
     return ld_relaxed(&e->key_seq) == seq;
 }
+
+void shmlease__slot_key(const struct keybuf *kb, uint32_t i, struct keybuf *skb)
+{
+    uint32_t nw = (kb->len + 7) / 8;
+    for (uint32_t j = 0; j < nw; j++)
+        skb->w[j] = kb->w[j];
+    skb->len = kb->len;
+    skb->hash = slot_hash(kb->hash, i);
+}
+
+/* The inverse of SLOT_SALT modulo 2^64 (Newton's iteration: each step
+ * doubles the correct low bits; five steps from 3 bits give 96). */
+static uint64_t salt_inverse(void)
+{
+    uint64_t x = SLOT_SALT;
+    for (int i = 0; i < 5; i++)
+        x *= 2 - SLOT_SALT * x;
+    return x;
+}
+
+uint32_t shmlease__slot_of(const shmlease_table *t, const uint64_t *kw, uint32_t klen, uint64_t hash)
+{
+    if (klen == 0 || klen > SHMLEASE_KEY_MAX)
+        return 0;
+    uint64_t d = hash ^ key_hash(t->epoch, kw, klen);
+    if (d == 0)
+        return 0;
+    uint64_t i1 = d * salt_inverse();
+    return i1 <= SW_AUX_MASK ? (uint32_t)i1 : 0;
+}

@@ -16,6 +16,25 @@ struct keybuf {
     uint64_t hash;
 };
 
+/*
+ * Shared-holder slots. Slot I of key K is an entry of its own, with K's
+ * bytes and length, and the hash K's hash XOR (I + 1) * SLOT_SALT: the index
+ * compares whole hashes, so it is a key of its own, distinct from K and
+ * from every other slot of K (exactly, not by chance: the salt is odd, so
+ * (I + 1) * SLOT_SALT is never 0 and differs for every I), and a lookup of K
+ * (by any build) never finds it. docs/state-machine.md, "Shared leases".
+ */
+#define SLOT_SALT UINT64_C(0x9e3779b97f4a7c15)
+static inline uint64_t slot_hash(uint64_t key_hash, uint32_t i)
+{
+    return key_hash ^ ((uint64_t)(i + 1) * SLOT_SALT);
+}
+/* KB made the key of slot I of KB's key into SKB. */
+void shmlease__slot_key(const struct keybuf *kb, uint32_t i, struct keybuf *skb);
+/* Which slot entry E (its key read under key_seq SEQ, as inspect reads it:
+ * KW, KLEN, HASH) is: 0 for a key's own entry, I + 1 for slot I. */
+uint32_t shmlease__slot_of(const shmlease_table *t, const uint64_t *kw, uint32_t klen, uint64_t hash);
+
 /* Checks KEY and fills KB: 0, -EINVAL (NULL or empty), -ENAMETOOLONG. */
 int shmlease__key_prepare(const shmlease_table *t, const char *key, struct keybuf *kb);
 /* 1 when E holds KB's key and its key_seq still equals SEQ (even). */

@@ -34,6 +34,26 @@ static long lease_entry(shmlease_table *t, const shmlease_lease *l)
     return (long)L_ENTRY(l);
 }
 
+/* Is L's claim still E's current one? Then *S is the state (one consistent
+ * read). A lease value names its claim by the claim count, which never
+ * repeats, and its holder: the deadline it remembers may be older than the
+ * state's (another copy of the value renewed it: a keepalive, another
+ * thread), which is still the same claim. */
+static int current_claim(const struct shm_entry *e, const shmlease_lease *l, struct lstate *s)
+{
+    *s = ls_snapshot(e);
+    return s->c == L_CLAIM(l) && sw_kind(s->w) == SW_HELD && sw_owner(s->w) == sw_owner(L_WORD(l));
+}
+
+/* A shared holder left its slot: shared acquirers waiting for room sleep
+ * on the key's gate (acquire.c). A gate retired meanwhile only wakes
+ * sleepers who look again. */
+static void wake_gate(shmlease_table *t, const shmlease_lease *l)
+{
+    if (L_GATE(l) && L_GATE(l) <= t->capacity)
+        shmlease__wake_waiters(&t->entries[L_GATE(l) - 1], 1);
+}
+
 static int lost(shmlease_table *t)
 {
     stats_inc(t, cold.lost);
@@ -62,7 +82,7 @@ static int cas_was_in_time(shmlease_table *t, uint64_t deadline)
  * from N (our CAS's result) to FREE, so the key is what the expiry made it. */
 static void give_up(struct shm_entry *e, struct lstate n)
 {
-    if (ls_cas(e, n, (struct lstate){SW_FREE_WORD, n.c}))
+    if (ls_cas(e, n, (struct lstate){sw_free_aux(sw_aux(n.w)), n.c}))
         shmlease__wake_waiters(e, 1);
 }
 
@@ -76,14 +96,18 @@ SHM_API int shmlease_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms
     if (ttl_ms == 0)
         return -EINVAL;
     struct shm_entry *e = &t->entries[ei];
-    struct lstate old = lease_state(l);
-    uint64_t now = shmlease__now_rel(t);
-    if (sw_deadline(old.w) <= now)
-        return lost(t);
-    struct lstate n = {sw_held(sw_owner(old.w), sw_deadline_after(now, ttl_ms)), old.c};
-    SHMLEASE_FAULT("renew.before_cas");
-    if (!ls_cas(e, old, n))
-        return lost(t);
+    struct lstate old, n;
+    for (;;) {
+        if (!current_claim(e, l, &old))
+            return lost(t);
+        uint64_t now = shmlease__now_rel(t);
+        if (sw_deadline(old.w) <= now)
+            return lost(t);
+        n = (struct lstate){sw_held_aux(sw_owner(old.w), sw_deadline_after(now, ttl_ms), sw_aux(old.w)), old.c};
+        SHMLEASE_FAULT("renew.before_cas");
+        if (ls_cas(e, old, n))
+            break;
+    }
     SHMLEASE_FAULT("renew.after_cas");
     if (!cas_was_in_time(t, sw_deadline(old.w))) {
         give_up(e, n);
@@ -107,18 +131,25 @@ static int end_lease(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms)
     if (ei < 0)
         return (int)ei;
     struct shm_entry *e = &t->entries[ei];
-    struct lstate old = lease_state(l);
-    /* The fast refusal of a lease plainly past its deadline may read the
-     * cheap clock (it never runs ahead: what it says passed, has); the proof
-     * that the CAS was in time reads the precise one. A grace period's end
-     * is a deadline the caller asked for: the precise clock. */
-    uint64_t now = grace_ms ? shmlease__now_rel(t) : shmlease__cheap_rel(t);
-    if (sw_deadline(old.w) <= now)
-        return lost(t);
-    struct lstate n = {grace_ms ? sw_grace(sw_deadline_after(now, grace_ms)) : SW_FREE_WORD, old.c};
-    SHMLEASE_FAULT("release.before_cas");
-    if (!ls_cas(e, old, n))
-        return lost(t);
+    struct lstate old, n;
+    for (;;) {
+        if (!current_claim(e, l, &old))
+            return lost(t);
+        /* The fast refusal of a lease plainly past its deadline may read the
+         * cheap clock (it never runs ahead: what it says passed, has); the
+         * proof that the CAS was in time reads the precise one. A grace
+         * period's end is a deadline the caller asked for: the precise clock. */
+        uint64_t now = grace_ms ? shmlease__now_rel(t) : shmlease__cheap_rel(t);
+        if (sw_deadline(old.w) <= now)
+            return lost(t);
+        /* A gate keeps its aux (its slot count); a slot drops its limit. */
+        uint32_t aux = L_GATE(l) ? 0 : sw_aux(old.w);
+        n = (struct lstate){grace_ms ? sw_grace_aux(sw_deadline_after(now, grace_ms), aux) : sw_free_aux(aux),
+                            old.c};
+        SHMLEASE_FAULT("release.before_cas");
+        if (ls_cas(e, old, n))
+            break;
+    }
     SHMLEASE_FAULT("release.after_cas");
     lease_spend(l, L_SPENT_LOST);
     if (!cas_was_in_time(t, sw_deadline(old.w))) {
@@ -128,11 +159,13 @@ static int end_lease(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms)
             give_up(e, n);
         else
             shmlease__wake_waiters(e, 0);
+        wake_gate(t, l);
         return lost(t);
     }
     lease_spend(l, L_SPENT_ENDED);
     /* A grace period changes the deadline waiters sleep towards: wake all. */
     shmlease__wake_waiters(e, grace_ms != 0);
+    wake_gate(t, l);
     return 0;
 }
 
@@ -153,9 +186,10 @@ SHM_API int shmlease_check(shmlease_table *t, const shmlease_lease *l)
         return lost(t);
     if (ei < 0)
         return (int)ei;
-    if (!ls_is(&t->entries[ei], L_WORD(l), L_CLAIM(l)))
+    struct lstate s;
+    if (!current_claim(&t->entries[ei], l, &s))
         return lost(t);
-    if (sw_deadline(L_WORD(l)) <= shmlease__now_rel(t))
+    if (sw_deadline(s.w) <= shmlease__now_rel(t))
         return lost(t);
     return 0;
 }
@@ -182,7 +216,7 @@ SHM_API int shmlease_break(shmlease_table *t, const char *key)
             continue;                  /* entry reused for another key meanwhile */
         if (!sw_live(s.w, shmlease__now_rel(t)))
             return -ENOENT;
-        if (ls_cas(e, s, (struct lstate){SW_FREE_WORD, s.c}))
+        if (ls_cas(e, s, (struct lstate){sw_free_aux(sw_aux(s.w)), s.c}))
             break;
     }
     shmlease__wake_waiters(e, 1);

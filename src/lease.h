@@ -37,6 +37,7 @@
 #define L_CLAIM(l)  ((l)->_private[2])       /* the entry's claim count of this claim */
 #define L_REG(l)    ((l)->_private[3])       /* the handle's regword when acquired */
 #define L_EPOCH(l)  ((l)->_private[4])       /* table epoch: catches foreign leases */
+#define L_GATE(l)   ((l)->_private[5])       /* shared leases: the key's own entry + 1 */
 
 /* A spent lease value (lease.c: released, or found lost by a call) has the
  * word sw_held(0, how): owner 0 matches no held state. */
@@ -47,9 +48,5 @@ static inline int lease_ended_in_time(const shmlease_lease *l)
     return L_WORD(l) == sw_held(0, L_SPENT_ENDED);
 }
 
-static inline struct lstate lease_state(const shmlease_lease *l)
-{
-    return (struct lstate){L_WORD(l), L_CLAIM(l)};
-}
 
 #endif

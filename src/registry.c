@@ -39,7 +39,7 @@ static void free_if_owner(shmlease_table *t, uint32_t entry, void *arg)
     uint32_t idx = *(const uint32_t *)arg;
     struct shm_entry *e = &t->entries[entry];
     for (struct lstate s = ls_load(e); sw_kind(s.w) == SW_HELD && sw_owner(s.w) == idx; s = ls_load(e)) {
-        if (ls_cas(e, s, (struct lstate){SW_FREE_WORD, s.c})) {
+        if (ls_cas(e, s, (struct lstate){sw_free_aux(sw_aux(s.w)), s.c})) {
             shmlease__wake_waiters(e, 1);
             break;
         }

@@ -23,6 +23,7 @@
  * delays the others by that much at most.
  */
 #include "wait.h"
+#include "cancel.h"
 #include "clock.h"
 #include "word.h"
 
@@ -118,7 +119,8 @@ static uint32_t *record_wait(shmlease_table *t, const struct shm_entry *e)
 static uint64_t sleep_ms(const shmlease_table *t, uint64_t w, uint64_t now, uint64_t wait_until,
                          uint64_t cap)
 {
-    uint64_t until = sw_deadline(w) < wait_until ? sw_deadline(w) : wait_until;
+    uint64_t d = sw_kind(w) == SW_FREE ? UINT64_MAX : sw_deadline(w);   /* FREE: no deadline */
+    uint64_t until = d < wait_until ? d : wait_until;
     uint64_t ms = until > now ? until - now : 0;
     if (ms > cap)
         ms = cap;
@@ -128,18 +130,30 @@ static uint64_t sleep_ms(const shmlease_table *t, uint64_t w, uint64_t now, uint
 }
 
 int shmlease__wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t w, uint64_t now,
-                              uint64_t wait_until, struct deathwatch *dw, shmlease__alive_fn alive)
+                              uint64_t wait_until, struct deathwatch *dw, shmlease__alive_fn alive,
+                              shmlease_cancel_token *cancel)
+{
+    return shmlease__wait_for_change_of(t, e, w, w, now, wait_until, dw, alive, cancel);
+}
+
+int shmlease__wait_for_change_of(shmlease_table *t, struct shm_entry *e, uint64_t w, uint64_t watch,
+                                 uint64_t now, uint64_t wait_until, struct deathwatch *dw,
+                                 shmlease__alive_fn alive, shmlease_cancel_token *cancel)
 {
     int watched = 1, watching = 0;   /* watching: registered for this sleep */
-    if (sw_kind(w) == SW_HELD && sw_owner(w) != handle_slot(t)) {
-        watched = watch_holder(t, e, w, dw, alive);
+    if (sw_kind(watch) == SW_HELD && sw_owner(watch) != handle_slot(t)) {
+        watched = watch_holder(t, e, watch, dw, alive);
         if (watched < 0)
             return 1;                          /* dead already: look now */
         watching = watched;
     }
+    struct cancel_wait cw;
+    if (cancel && shmlease__cancel_enter(cancel, &cw, &e->wake))
+        return 0;                              /* cancelled: the caller sees it */
     uint32_t *rec = record_wait(t, e);
     uint32_t gen = waiter_enter(e);
-    uint32_t v = ld_acquire(&e->wake);          /* before the state (MO-9) */
+    uint32_t v = ld_acquire(&e->wake);          /* before the state (MO-9), after
+                                                   the cancel listing (cancel.c) */
     /* A watcher that saw a process end and bumped the wake word before we
      * read it: its flag (stored before the bump) is seen now, and we do not
      * sleep through the holder's death (MO-10). */
@@ -147,13 +161,15 @@ int shmlease__wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t w
     int timed_out = 0;
     if (ld_seqcst(&e->state) == w && !fired) {  /* the load half of waiter_enter's pair */
         struct timespec ts;
-        shmlease__ms_to_timespec(sleep_ms(t, w, now, wait_until, watched ? IDLE_MS : WATCH_MS), &ts);
+        shmlease__ms_to_timespec(sleep_ms(t, watch, now, wait_until, watched ? IDLE_MS : WATCH_MS), &ts);
         timed_out = futex_async((int32_t *)&e->wake, FUTEX_WAIT, (int32_t)v, &ts, NULL, 0) != 0 &&
                     errno == ETIMEDOUT;
     }
     waiter_leave(e, gen);
     if (rec)
         st_relaxed(rec, 0);
+    if (cancel)
+        shmlease__cancel_leave(cancel, &cw);
     return !watched || timed_out || (watching && ld_acquire(&dw->fired));
 }
 

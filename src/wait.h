@@ -26,10 +26,20 @@ typedef int (*shmlease__alive_fn)(const shmlease_table *t, uint32_t idx);
  * Returns 1 when the caller must ask the registry lock whether W's holder
  * lives before sleeping again (the holder could not be watched, the watcher
  * saw a process end, the sleep timed out, or the holder is dead already),
- * 0 when only a release or a change of the state woke us.
+ * 0 when only a release or a change of the state woke us. CANCEL (may be
+ * NULL): shmlease_cancel() on it ends the sleep at once (the caller checks
+ * the token after every sleep).
  */
 int shmlease__wait_for_change(shmlease_table *t, struct shm_entry *e, uint64_t w, uint64_t now,
-                              uint64_t wait_until, struct deathwatch *dw, shmlease__alive_fn alive);
+                              uint64_t wait_until, struct deathwatch *dw, shmlease__alive_fn alive,
+                              shmlease_cancel_token *cancel);
+
+/* The same, sleeping on E's wake word while E's state is W, but watching the
+ * holder of WATCH (a word of another entry: a shared-holder slot) and
+ * waking by WATCH's deadline (none if FREE). The death watcher wakes E. */
+int shmlease__wait_for_change_of(shmlease_table *t, struct shm_entry *e, uint64_t w, uint64_t watch,
+                                 uint64_t now, uint64_t wait_until, struct deathwatch *dw,
+                                 shmlease__alive_fn alive, shmlease_cancel_token *cancel);
 
 /* Wakes E's sleepers (one, or ALL). */
 void shmlease__wake(struct shm_entry *e, int all);

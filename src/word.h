@@ -8,9 +8,10 @@
  * The lease state word (64 bits):
  *
  *   63..62  kind    RETIRED 0 | FREE 1 | HELD 2 | GRACE 3
- *   HELD:   61..50 owner (registry slot), 49..40 zero, 39..0 deadline
- *   GRACE:  61..40 zero, 39..0 deadline (held by nobody)
- *   FREE, RETIRED: 61..0 zero
+ *   HELD:   61..50 owner (registry slot), 49..40 aux, 39..0 deadline
+ *   GRACE:  61..50 zero, 49..40 aux, 39..0 deadline (held by nobody)
+ *   FREE:   61..50 zero, 49..40 aux, 39..0 zero
+ *   RETIRED: 61..0 zero
  *
  * The deadline lives IN the word, and the word and the claim counter change
  * in one CAS: no reader can see a new owner beside an old deadline, and a
@@ -42,6 +43,39 @@ static inline uint64_t sw_held(uint32_t owner, uint64_t deadline)
 static inline uint64_t sw_grace(uint64_t deadline) { return (SW_GRACE << SW_KIND_SHIFT) | (deadline & SW_DEADLINE_MASK); }
 #define SW_FREE_WORD    (SW_FREE << SW_KIND_SHIFT)
 #define SW_RETIRED_WORD (SW_RETIRED << SW_KIND_SHIFT)
+/*
+ * The aux field: bits 49..40 of HELD, GRACE and FREE words (older builds
+ * leave them zero, and build fresh words without them). A key's own entry
+ * (its gate) keeps there the number of shared-holder slots ever used for
+ * the key while the entry lives (docs/state-machine.md, "Shared leases"), so
+ * every transition of a gate carries it over; a shared-holder slot keeps
+ * there the limit its holder was given.
+ */
+#define SW_AUX_SHIFT    40
+#define SW_AUX_BITS     10
+#define SW_AUX_MASK     ((UINT64_C(1) << SW_AUX_BITS) - 1)
+static inline uint32_t sw_aux(uint64_t w)
+{
+    return (w >> SW_KIND_SHIFT) == SW_RETIRED ? 0 : (uint32_t)((w >> SW_AUX_SHIFT) & SW_AUX_MASK);
+}
+static inline uint64_t sw_held_aux(uint32_t owner, uint64_t deadline, uint32_t aux)
+{
+    return sw_held(owner, deadline) | (((uint64_t)aux & SW_AUX_MASK) << SW_AUX_SHIFT);
+}
+static inline uint64_t sw_grace_aux(uint64_t deadline, uint32_t aux)
+{
+    return sw_grace(deadline) | (((uint64_t)aux & SW_AUX_MASK) << SW_AUX_SHIFT);
+}
+static inline uint64_t sw_free_aux(uint32_t aux)
+{
+    return SW_FREE_WORD | (((uint64_t)aux & SW_AUX_MASK) << SW_AUX_SHIFT);
+}
+/* W with its aux field set to AUX (W not RETIRED). */
+static inline uint64_t sw_with_aux(uint64_t w, uint32_t aux)
+{
+    return (w & ~(SW_AUX_MASK << SW_AUX_SHIFT)) | (((uint64_t)aux & SW_AUX_MASK) << SW_AUX_SHIFT);
+}
+
 /* NOW + MS, clamped at the 40-bit horizon of deadlines. */
 static inline uint64_t sw_deadline_after(uint64_t now, uint64_t ms)
 {

@@ -42,7 +42,12 @@ AT(shmlease_acquire_opts, ttl_ms, 0, 8);
 AT(shmlease_acquire_opts, wait_ms, 8, 8);
 AT(shmlease_acquire_opts, metadata, 16, 8);
 AT(shmlease_acquire_opts, metadata_len, 24, 8);
-AT(shmlease_acquire_opts, reserved_0, 32, 32);
+AT(shmlease_acquire_opts, mode, 32, 4);     /* 1.3: was reserved */
+AT(shmlease_acquire_opts, limit, 36, 4);    /* 1.3 */
+AT(shmlease_acquire_opts, flags, 40, 4);    /* 1.3 */
+AT(shmlease_acquire_opts, reserved_0, 44, 4);
+AT(shmlease_acquire_opts, cancel, 48, 8);   /* 1.3 */
+AT(shmlease_acquire_opts, reserved_1, 56, 8);
 
 SIZE(shmlease_lease, 64);
 AT(shmlease_lease, fencing_token, 0, 8);
@@ -157,11 +162,30 @@ static void test_reserved_options_nonzero_is_einval(void **state)
     shmlease_stats before, after;
     assert_int_equal(shmlease_stats_get(t, &before), 0);
     int called = 0;
-    for (size_t i = 0; i < sizeof ((shmlease_acquire_opts *)0)->reserved_0; i++) {
+    /* Reserved bytes, and values of the 1.3 fields this version does not
+     * know (an unknown mode or flag, a limit out of range or with
+     * EXCLUSIVE). */
+    size_t nres = sizeof ((shmlease_acquire_opts *)0)->reserved_0 +
+                  sizeof ((shmlease_acquire_opts *)0)->reserved_1;
+    for (size_t i = 0; i < nres + 5; i++) {
         shmlease_acquire_opts ao;
         memset(&ao, 0, sizeof ao);
         ao.ttl_ms = 60000;
-        ((unsigned char *)ao.reserved_0)[i] = 0x80;
+        if (i < sizeof ao.reserved_0)
+            ((unsigned char *)ao.reserved_0)[i] = 0x80;
+        else if (i < nres)
+            ((unsigned char *)ao.reserved_1)[i - sizeof ao.reserved_0] = 0x80;
+        else if (i == nres)
+            ao.mode = 2;
+        else if (i == nres + 1)
+            ao.flags = 1u << 31;
+        else if (i == nres + 2)
+            ao.limit = 1;                          /* with EXCLUSIVE */
+        else if (i == nres + 3) {
+            ao.mode = SHMLEASE_SHARED;
+            ao.limit = SHMLEASE_LIMIT_MAX + 1;
+        } else
+            ao.wait_ms = -2;
         shmlease_lease l;
         assert_int_equal(shmlease_acquire(t, "k", &ao, &l), -EINVAL);
         assert_int_equal(shmlease_with(t, "k", &ao, never_called, &called), -EINVAL);

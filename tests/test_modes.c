@@ -1,0 +1,172 @@
+/* Lease modes and waits that end early: cancel tokens, shared and counted
+ * leases, writer preference and upgrades. Real processes (fork, kill, stop)
+ * and real futex sleeps; bounds are wide. */
+#include "testutil.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+static uint32_t waiters_of(shmlease_table *t, const char *key)
+{
+    shmlease_info i;
+    if (shmlease_inspect(t, key, &i) != 0)
+        return 0;
+    return i.waiters;
+}
+
+static shmlease_acquire_opts mopts(uint32_t mode, uint32_t limit, uint64_t ttl_ms, int64_t wait_ms)
+{
+    shmlease_acquire_opts o;
+    memset(&o, 0, sizeof o);
+    o.ttl_ms = ttl_ms;
+    o.wait_ms = wait_ms;
+    o.mode = mode;
+    o.limit = limit;
+    return o;
+}
+
+/* A child that opens NAME and acquires KEY (MODE, LIMIT, TTL_MS, WAIT_MS),
+ * sends the result and the token up, then waits for a word from the parent:
+ * 1 releases (and sends the release's result up), 0 exits holding. A parent
+ * reads the result with tu_up_recv (a waiting child answers late). */
+static pid_t spawn_holder(tu_chan *c, const char *name, const char *key, uint32_t mode,
+                          uint32_t limit, uint64_t ttl_ms, int64_t wait_ms)
+{
+    tu_chan_init(c);
+    pid_t p = tu_fork();
+    if (p == 0) {
+        tu_chan_child(c);
+        shmlease_table *u = NULL;
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
+        shmlease_acquire_opts o = mopts(mode, limit, ttl_ms, wait_ms);
+        shmlease_lease l;
+        int rc = shmlease_acquire(u, key, &o, &l);
+        tu_up(c, rc);
+        tu_up(c, rc == 0 ? (int64_t)l.fencing_token : 0);
+        for (;;) {
+            int64_t cmd = tu_down_recv(c);
+            if (cmd == 1 && rc == 0)
+                tu_up(c, shmlease_release(u, &l));
+            else
+                break;
+        }
+        _exit(0);
+    }
+    tu_chan_parent(c, p);
+    return p;
+}
+
+static pid_t holder_ok(tu_chan *c, const char *name, const char *key, uint32_t mode, uint32_t limit)
+{
+    pid_t p = spawn_holder(c, name, key, mode, limit, 60000, 0);
+    TU_RC(tu_up_recv(c, 10000), 0);
+    tu_up_recv(c, 1000);
+    return p;
+}
+
+/* ---- cancel tokens -------------------------------------------------------- */
+
+struct forever_arg {
+    shmlease_table *t;
+    shmlease_cancel_token *c;
+    const char *key;
+    int rc;
+    shmlease_lease l;
+};
+
+static void *acquire_forever(void *p)
+{
+    struct forever_arg *a = p;
+    shmlease_acquire_opts o;
+    memset(&o, 0, sizeof o);
+    o.ttl_ms = 60000;
+    o.wait_ms = SHMLEASE_WAIT_FOREVER;
+    o.cancel = a->c;
+    a->rc = shmlease_acquire(a->t, a->key, &o, &a->l);
+    return NULL;
+}
+
+/* A WAIT_FOREVER acquire asleep on a key another process holds ends with
+ * -ECANCELED when another thread fires its token, holding nothing; while
+ * fired, the token refuses at once; reset, it serves again. */
+static void test_cancel_ends_a_wait_forever_from_another_thread(void **state)
+{
+    (void)state;
+    const char *name = tu_name("cancel");
+    shmlease_table *t = tu_open(name, NULL);
+    tu_chan c;
+    pid_t holder = holder_ok(&c, name, "k", SHMLEASE_EXCLUSIVE, 0);
+    struct forever_arg a = {.t = t, .key = "k", .rc = 1};
+    TU_RC(shmlease_cancel_create(&a.c), 0);
+    pthread_t th;
+    TU_EQ(pthread_create(&th, NULL, acquire_forever, &a), 0);
+    assert_true(TU_WAIT_FOR(waiters_of(t, "k") == 1, 10000));   /* asleep in the futex */
+    TU_RC(shmlease_cancel(a.c), 0);
+    TU_EQ(pthread_join(th, NULL), 0);
+    TU_RC(a.rc, -ECANCELED);
+    TU_EQ(waiters_of(t, "k"), 0);
+    shmlease_info info;
+    TU_RC(shmlease_inspect(t, "k", &info), 0);
+    TU_EQ(info.holder_pid, holder);          /* the holder kept it */
+
+    shmlease_acquire_opts o;
+    memset(&o, 0, sizeof o);
+    o.ttl_ms = 1000;
+    o.cancel = a.c;
+    shmlease_lease l;
+    TU_RC(shmlease_acquire(t, "free", &o, &l), -ECANCELED);   /* fired: no try */
+    TU_RC(shmlease_inspect(t, "free", &info), -ENOENT);
+    TU_RC(shmlease_cancel_reset(a.c), 0);
+    TU_RC(shmlease_acquire(t, "free", &o, &l), 0);
+    TU_RC(shmlease_release(t, &l), 0);
+    TU_RC(shmlease_acquire(t, "k", &o, &l), -EBUSY);         /* a try, as before */
+
+    tu_kill(holder);
+    shmlease_cancel_destroy(a.c);
+    shmlease_cancel_destroy(NULL);
+    TU_RC(shmlease_cancel(NULL), -EINVAL);
+    TU_RC(shmlease_cancel_reset(NULL), -EINVAL);
+    TU_RC(shmlease_cancel_create(NULL), -EINVAL);
+}
+
+/* One token ends every acquire waiting with it, in several threads. */
+static void test_one_token_cancels_every_waiting_thread(void **state)
+{
+    (void)state;
+    const char *name = tu_name("cancelall");
+    shmlease_table *t = tu_open(name, NULL);
+    shmlease_lease held;
+    TU_RC(tu_acquire(t, "k", 60000, 0, &held), 0);
+    shmlease_cancel_token *tok;
+    TU_RC(shmlease_cancel_create(&tok), 0);
+    struct forever_arg a[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        a[i] = (struct forever_arg){.t = t, .c = tok, .key = "k", .rc = 1};
+        TU_EQ(pthread_create(&th[i], NULL, acquire_forever, &a[i]), 0);
+    }
+    assert_true(TU_WAIT_FOR(waiters_of(t, "k") == 3, 10000));
+    TU_RC(shmlease_cancel(tok), 0);
+    for (int i = 0; i < 3; i++) {
+        TU_EQ(pthread_join(th[i], NULL), 0);
+        TU_RC(a[i].rc, -ECANCELED);
+    }
+    TU_RC(shmlease_check(t, &held), 0);
+    TU_RC(shmlease_release(t, &held), 0);
+    shmlease_cancel_destroy(tok);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        TU_TEST(test_cancel_ends_a_wait_forever_from_another_thread),
+        TU_TEST(test_one_token_cancels_every_waiting_thread),
+    };
+    return TU_RUN(tests);
+}
