@@ -382,10 +382,20 @@ typedef struct shmlease_info {
     int      holder_other_pidns; /* 1: holder_pid is a PID of another PID namespace */
     uint64_t holder_start_time;  /* holder's start time, clock ticks since boot */
     uint32_t holder_handle;      /* registry slot of the holder's handle, 0 none */
-    uint32_t reserved_0[7];      /* zero */
+    /* since 1.3 */
+    uint32_t mode;               /* SHMLEASE_EXCLUSIVE or SHMLEASE_SHARED: of this lease */
+    uint32_t limit;              /* SHARED: the limit its holders agreed on */
+    uint32_t holders;            /* shmlease_inspect: the key's live holders (the
+                                    exclusive one, or every shared one); each shared
+                                    holder is one visit of shmlease_foreach, with 1 */
+    uint32_t reserved_0[4];      /* zero */
 } shmlease_info;
 
-/* -ENOENT if KEY is free (not held, not in grace); -EINVAL, -ENAMETOOLONG. */
+/* -ENOENT if KEY is free (not held, not in grace); -EINVAL, -ENAMETOOLONG.
+ * A key held in SHARED mode is described by one of its holders (mode, limit,
+ * holders: how many); shmlease_foreach visits each. A key reserved by an
+ * exclusive acquirer that waits for its shared holders to leave shows that
+ * acquirer as its EXCLUSIVE holder (shared holders still listed by foreach). */
 SHMLEASE_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *out);
 /* A process with threads asleep waiting for a key (shmlease_waiters). */
 typedef struct shmlease_waiter {

@@ -126,13 +126,14 @@ struct entry_read {
     uint64_t kw[(SHMLEASE_KEY_MAX + 1) / 8];
     uint64_t mw[SHMLEASE_METADATA_MAX / 8];
     uint32_t klen, mlen, tag;
-    uint64_t token;
+    uint64_t token, hash;
     int      pub_ok;           /* the publication block was stable (seq PS, even) */
 };
 
 static void read_entry(const struct shm_entry *e, uint32_t ps, struct entry_read *r)
 {
     r->klen = ld_relaxed(&e->key_len);
+    r->hash = ld_relaxed(&e->hash);
     for (size_t i = 0; i < sizeof r->kw / 8; i++)
         r->kw[i] = shmlease__key_word(e, (uint32_t)i);
     r->mlen = ld_relaxed(&e->meta_len);
@@ -183,6 +184,12 @@ static void fill_info(const shmlease_table *t, struct lstate st, const struct en
     }
     info->expires_at_ms = t->created_at + sw_deadline(st.w);
     info->remaining_ms = (int64_t)sw_deadline(st.w) - (int64_t)now;
+    /* A shared holder's slot, or the key's own entry (key.h)? */
+    if (shmlease__slot_of(t, r->kw, r->klen, r->hash)) {
+        info->mode = SHMLEASE_SHARED;
+        info->limit = sw_aux(st.w);
+    }
+    info->holders = 1;
     if (sw_kind(st.w) == SW_GRACE) {
         info->in_grace = 1;
         info->holder_pid = 0;
@@ -244,8 +251,28 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
             return 0;
         }
         /* Free, or the entry changed key under us: look again. */
-        if (ld_acquire(&e->key_seq) == kseq)
+        uint32_t hw = sw_aux(ld_acquire(&e->state));
+        if (ld_acquire(&e->key_seq) != kseq)
+            continue;
+        if (hw == 0)
             return -ENOENT;
+        /* Not held exclusively: its shared holders, if any. */
+        uint32_t holders = 0;
+        shmlease_info one;
+        for (uint32_t i = 0; i < hw; i++) {
+            struct keybuf skb;
+            shmlease__slot_key(&kb, i, &skb);
+            uint32_t sseq;
+            long si = shmlease__lookup_stable(t, &skb, &sseq);
+            if (si >= 0 && snapshot(t, &t->entries[si], shmlease__now_rel(t), &sseq, holders ? &one : out,
+                                    NULL, &lv))
+                holders++;
+        }
+        if (holders == 0)
+            return -ENOENT;
+        out->holders = holders;
+        waiters_of(t, (uint32_t)ei, &lv, NULL, 0, &out->waiters);
+        return 0;
     }
     return -ENOENT;
 }

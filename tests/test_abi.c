@@ -68,7 +68,10 @@ AT(shmlease_info, in_grace, 304, 4);
 AT(shmlease_info, holder_other_pidns, 308, 4);
 AT(shmlease_info, holder_start_time, 312, 8);
 AT(shmlease_info, holder_handle, 320, 4);
-AT(shmlease_info, reserved_0, 324, 28);
+AT(shmlease_info, mode, 324, 4);           /* 1.3: was reserved */
+AT(shmlease_info, limit, 328, 4);
+AT(shmlease_info, holders, 332, 4);
+AT(shmlease_info, reserved_0, 336, 16);
 
 SIZE(shmlease_stats, 208);
 AT(shmlease_stats, acquisitions, 0, 8);

@@ -162,11 +162,201 @@ static void test_one_token_cancels_every_waiting_thread(void **state)
     shmlease_cancel_destroy(tok);
 }
 
+
+/* ---- shared and counted leases ---------------------------------------------- */
+
+static int acq(shmlease_table *t, const char *key, uint32_t mode, uint32_t limit, int64_t wait_ms,
+               shmlease_lease *l)
+{
+    shmlease_acquire_opts o = mopts(mode, limit, 60000, wait_ms);
+    return shmlease_acquire(t, key, &o, l);
+}
+
+/* Shared holders in three processes coexist, each with its own token; an
+ * exclusive try is refused while any of them holds; an exclusive waiter gets
+ * the key when the last one leaves, with a token greater than theirs. */
+static void test_shared_holders_coexist_and_exclude_exclusive(void **state)
+{
+    (void)state;
+    const char *name = tu_name("shared");
+    shmlease_table *t = tu_open(name, NULL);
+    tu_chan c[3];
+    pid_t p[3];
+    int64_t tok[3];
+    for (int i = 0; i < 3; i++) {
+        p[i] = spawn_holder(&c[i], name, "k", SHMLEASE_SHARED, 0, 60000, 0);
+        TU_RC(tu_up_recv(&c[i], 10000), 0);
+        tok[i] = tu_up_recv(&c[i], 1000);
+        for (int j = 0; j < i; j++)
+            assert_true(tok[i] != tok[j]);
+    }
+    shmlease_lease l;
+    TU_RC(acq(t, "k", SHMLEASE_EXCLUSIVE, 0, 0, &l), -EBUSY);
+    shmlease_info info;
+    TU_RC(shmlease_inspect(t, "k", &info), 0);
+    TU_EQ(info.mode, SHMLEASE_SHARED);
+    TU_EQ(info.holders, 3);
+    tu_chan w;
+    pid_t wp = spawn_holder(&w, name, "k", SHMLEASE_EXCLUSIVE, 0, 60000, SHMLEASE_WAIT_FOREVER);
+    int64_t v;
+    for (int i = 0; i < 3; i++) {
+        TU_RC(tu_up_try(&w, &v, 300), -ETIMEDOUT);          /* still waiting */
+        tu_down(&c[i], 1);
+        TU_RC(tu_up_recv(&c[i], 10000), 0);                 /* released in time */
+    }
+    TU_RC(tu_up_recv(&w, 10000), 0);
+    int64_t wt = tu_up_recv(&w, 1000);
+    for (int i = 0; i < 3; i++)
+        TU_GT(wt, tok[i]);
+    TU_RC(acq(t, "k", SHMLEASE_SHARED, 0, 0, &l), -EBUSY);   /* exclusive now */
+    TU_RC(shmlease_inspect(t, "k", &info), 0);
+    TU_EQ(info.mode, SHMLEASE_EXCLUSIVE);
+    TU_EQ(info.holder_pid, wp);
+    for (int i = 0; i < 3; i++) {
+        tu_down(&c[i], 0);
+        tu_expect_exit0(p[i]);
+    }
+    tu_down(&w, 1);
+    TU_RC(tu_up_recv(&w, 10000), 0);
+    tu_down(&w, 0);
+    tu_expect_exit0(wp);
+    TU_RC(acq(t, "k", SHMLEASE_SHARED, 0, 0, &l), 0);
+    TU_RC(shmlease_release(t, &l), 0);
+}
+
+/* Writer preference: once an exclusive acquirer waits, a new shared try is
+ * refused and a new shared waiter waits behind it, though only shared
+ * holders hold the key. */
+static void test_waiting_exclusive_acquirer_holds_back_new_shared_ones(void **state)
+{
+    (void)state;
+    const char *name = tu_name("wpref");
+    shmlease_table *t = tu_open(name, NULL);
+    shmlease_lease r;
+    TU_RC(acq(t, "k", SHMLEASE_SHARED, 0, 0, &r), 0);
+    tu_chan w, r2;
+    pid_t wp = spawn_holder(&w, name, "k", SHMLEASE_EXCLUSIVE, 0, 60000, SHMLEASE_WAIT_FOREVER);
+    shmlease_info info;
+    /* The writer reserved the key: the key shows it held exclusively. */
+    assert_true(TU_WAIT_FOR(shmlease_inspect(t, "k", &info) == 0 && info.mode == SHMLEASE_EXCLUSIVE, 10000));
+    shmlease_lease l;
+    TU_RC(acq(t, "k", SHMLEASE_SHARED, 0, 0, &l), -EBUSY);
+    pid_t rp = spawn_holder(&r2, name, "k", SHMLEASE_SHARED, 0, 60000, SHMLEASE_WAIT_FOREVER);
+    int64_t v;
+    TU_RC(tu_up_try(&r2, &v, 500), -ETIMEDOUT);
+    TU_RC(shmlease_release(t, &r), 0);
+    TU_RC(tu_up_recv(&w, 10000), 0);                 /* the writer first, */
+    int64_t wt = tu_up_recv(&w, 1000);
+    TU_RC(tu_up_try(&r2, &v, 300), -ETIMEDOUT);      /* the reader still behind it */
+    tu_down(&w, 1);
+    TU_RC(tu_up_recv(&w, 10000), 0);
+    TU_RC(tu_up_recv(&r2, 10000), 0);
+    TU_GT(tu_up_recv(&r2, 1000), wt);
+    tu_down(&w, 0);
+    tu_down(&r2, 0);
+    tu_expect_exit0(wp);
+    tu_expect_exit0(rp);
+}
+
+/* Counted: at most LIMIT holders; the next waits for a place and gets the
+ * one that is released; another limit is -EDOM while the key is held. */
+static void test_counted_lease_admits_at_most_its_limit(void **state)
+{
+    (void)state;
+    const char *name = tu_name("counted");
+    shmlease_table *t = tu_open(name, NULL);
+    tu_chan c[2];
+    pid_t p[2];
+    for (int i = 0; i < 2; i++)
+        p[i] = holder_ok(&c[i], name, "sem", SHMLEASE_SHARED, 2);
+    shmlease_lease l;
+    TU_RC(acq(t, "sem", SHMLEASE_SHARED, 2, 0, &l), -EBUSY);
+    TU_RC(acq(t, "sem", SHMLEASE_SHARED, 3, 0, &l), -EDOM);
+    TU_RC(acq(t, "sem", SHMLEASE_SHARED, 0, 0, &l), -EDOM);
+    tu_chan w;
+    pid_t wp = spawn_holder(&w, name, "sem", SHMLEASE_SHARED, 2, 60000, SHMLEASE_WAIT_FOREVER);
+    int64_t v;
+    TU_RC(tu_up_try(&w, &v, 500), -ETIMEDOUT);
+    tu_down(&c[1], 1);
+    TU_RC(tu_up_recv(&c[1], 10000), 0);
+    TU_RC(tu_up_recv(&w, 10000), 0);                  /* woken by the release */
+    tu_up_recv(&w, 1000);
+    shmlease_info info;
+    TU_RC(shmlease_inspect(t, "sem", &info), 0);
+    TU_EQ(info.holders, 2);
+    TU_EQ(info.limit, 2);
+    TU_RC(acq(t, "sem", SHMLEASE_SHARED, 2, 0, &l), -EBUSY);
+    tu_down(&c[0], 0);
+    tu_expect_exit0(p[0]);                             /* exits holding: dead */
+    TU_RC(acq(t, "sem", SHMLEASE_SHARED, 2, 0, &l), 0);   /* its place is free at once */
+    TU_RC(shmlease_release(t, &l), 0);
+    tu_down(&c[1], 0);
+    tu_expect_exit0(p[1]);
+    tu_down(&w, 1);
+    TU_RC(tu_up_recv(&w, 10000), 0);
+    tu_down(&w, 0);
+    tu_expect_exit0(wp);
+    /* Nobody holds it: another limit is fine now. */
+    TU_RC(acq(t, "sem", SHMLEASE_SHARED, 5, 0, &l), 0);
+    TU_RC(shmlease_release(t, &l), 0);
+}
+
+/* A shared holder killed while an exclusive acquirer waits for it: the
+ * waiter gets the key at once (its death is watched), not at the TTL. */
+static void test_exclusive_waiter_gets_the_key_when_a_shared_holder_dies(void **state)
+{
+    (void)state;
+    const char *name = tu_name("sharedkill");
+    shmlease_table *t = tu_open(name, NULL);
+    tu_chan c;
+    pid_t p = holder_ok(&c, name, "k", SHMLEASE_SHARED, 0);
+    (void)t;
+    tu_chan w;
+    pid_t wp = spawn_holder(&w, name, "k", SHMLEASE_EXCLUSIVE, 0, 60000, 20000);
+    int64_t v;
+    TU_RC(tu_up_try(&w, &v, 300), -ETIMEDOUT);
+    tu_kill(p);
+    TU_RC(tu_up_recv(&w, 10000), 0);
+    tu_up_recv(&w, 1000);
+    tu_down(&w, 0);
+    tu_expect_exit0(wp);
+}
+
+/* A shared holder stopped past its TTL loses its lease: an exclusive
+ * acquirer gets the key at the deadline, and the stopped one, resumed,
+ * finds its lease lost. */
+static void test_stopped_shared_holder_loses_its_lease_at_the_deadline(void **state)
+{
+    (void)state;
+    const char *name = tu_name("sharedstop");
+    shmlease_table *t = tu_open(name, NULL);
+    tu_chan c;
+    pid_t p = spawn_holder(&c, name, "k", SHMLEASE_SHARED, 0, 300, 0);
+    TU_RC(tu_up_recv(&c, 10000), 0);
+    tu_up_recv(&c, 1000);
+    kill(p, SIGSTOP);
+    assert_true(tu_wait_stopped(p, 10000));
+    shmlease_lease l;
+    TU_RC(acq(t, "k", SHMLEASE_EXCLUSIVE, 0, 20000, &l), 0);
+    kill(p, SIGCONT);
+    tu_down(&c, 1);
+    TU_RC(tu_up_recv(&c, 10000), -ESTALE);
+    TU_RC(shmlease_check(t, &l), 0);
+    TU_RC(shmlease_release(t, &l), 0);
+    tu_down(&c, 0);
+    tu_expect_exit0(p);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         TU_TEST(test_cancel_ends_a_wait_forever_from_another_thread),
         TU_TEST(test_one_token_cancels_every_waiting_thread),
+        TU_TEST(test_shared_holders_coexist_and_exclude_exclusive),
+        TU_TEST(test_waiting_exclusive_acquirer_holds_back_new_shared_ones),
+        TU_TEST(test_counted_lease_admits_at_most_its_limit),
+        TU_TEST(test_exclusive_waiter_gets_the_key_when_a_shared_holder_dies),
+        TU_TEST(test_stopped_shared_holder_loses_its_lease_at_the_deadline),
     };
     return TU_RUN(tests);
 }
