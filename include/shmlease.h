@@ -303,6 +303,21 @@ SHMLEASE_API int shmlease_acquire(shmlease_table *t, const char *key,
  * change has reached the deadline) returns -ESTALE and leaves the key free,
  * as the expiry made it; the lease value is lost for good either way.
  */
+/*
+ * Turns shared lease L into an exclusive lease of the same key, atomically:
+ * no other exclusive holder comes in between. Waits (up to wait_ms, as
+ * acquire does, cancel NULL) for the other shared holders to leave; new
+ * shared acquirers wait meanwhile. On success *l is the new exclusive lease
+ * (a new, greater fencing token; deadline now + ttl_ms) and the shared one
+ * is gone. On failure *l is unchanged and still held, except after -ESTALE.
+ *   -EDEADLK    another holder already waits to take the key exclusively (an
+ *               upgrader, or an exclusive acquire waiting for L's holder to
+ *               leave): waiting would deadlock. Release L and acquire anew.
+ *   -ETIMEDOUT  the others did not leave in time; -EBUSY with wait_ms 0
+ *   -ESTALE     L was lost; -EINVAL (L not a shared lease, ttl_ms 0), -EPERM
+ */
+SHMLEASE_API int shmlease_upgrade(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms,
+                                  int64_t wait_ms);
 /* Sets the deadline to now + ttl_ms. 0, -ESTALE (lost), -EINVAL, -EPERM. */
 SHMLEASE_API int shmlease_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms);
 /* Frees the key at once and wakes waiters. 0, -ESTALE, -EINVAL, -EPERM.

@@ -474,16 +474,28 @@ static long live_slot(struct acquire *a, uint32_t hw, long skip, uint64_t *w)
  * until no slot but SKIP is live, renewing the gate at each look.
  * STEP_CLAIMED (TG->s the renewed gate), -EAGAIN (the gate was lost: start
  * over), or the code that ends the acquire, after giving the gate back. */
-static int drain_slots(struct acquire *a, struct target *tg, long skip)
+static int drain_slots(struct acquire *a, struct target *tg, struct target *keep)
 {
     shmlease_table *t = a->t;
     struct shm_entry *e = &t->entries[tg->ei];
+    long skip = keep ? keep->ei : -1;
     for (;;) {
         uint64_t now = shmlease__now_rel(t);
         struct lstate n = {sw_held_aux(a->me, sw_deadline_after(now, a->o->ttl_ms), sw_aux(tg->s.w)), tg->s.c};
         if (!ls_cas(e, tg->s, n))
             return -EAGAIN;
         tg->s = n;
+        /* An upgrader keeps its shared lease while it waits. */
+        if (keep) {
+            struct shm_entry *ke = &t->entries[keep->ei];
+            struct lstate kn = {sw_held_aux(a->me, sw_deadline_after(now, a->o->ttl_ms), sw_aux(keep->s.w)),
+                                keep->s.c};
+            if (sw_deadline(keep->s.w) <= now || !ls_cas(ke, keep->s, kn)) {
+                gate_give_back(e, tg->s);
+                return -ESTALE;
+            }
+            keep->s = kn;
+        }
         uint64_t sw;
         long si = live_slot(a, sw_aux(n.w), skip, &sw);
         if (si < 0)
@@ -713,7 +725,7 @@ static int acquire_run(struct acquire *a, shmlease_lease *out)
             locked_lookup = 1;
         /* A key with shared-holder slots: wait for them to leave. */
         if (rc == STEP_CLAIMED && sw_aux(tg.s.w) != 0)
-            rc = drain_slots(a, &tg, -1);
+            rc = drain_slots(a, &tg, NULL);
         if (rc == STEP_CLAIMED && (rc = finish_claim(a, &tg, out)) == 0)
             return 0;
         if (rc < 0 && rc != -EAGAIN)
@@ -771,3 +783,92 @@ SHM_API int shmlease_with_lease(shmlease_table *t, const char *key, const shmlea
     return shmlease_release(t, &l);
 }
 
+
+/* ---- upgrade ------------------------------------------------------------- */
+
+SHM_API int shmlease_upgrade(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms, int64_t wait_ms)
+{
+    if (!t || !l || ttl_ms == 0 || wait_ms < SHMLEASE_WAIT_FOREVER || !L_GATE(l) ||
+        L_EPOCH(l) != t->epoch || L_ENTRY(l) >= t->capacity || L_GATE(l) > t->capacity)
+        return -EINVAL;
+    if (t->readonly)
+        return -EPERM;
+    int rc = shmlease_check(t, l);
+    if (rc)
+        return rc;
+    /* The key, from our slot (its bytes are the key's; a held entry's key
+     * does not change). */
+    const struct shm_entry *se = &t->entries[L_ENTRY(l)];
+    char key[SHMLEASE_KEY_MAX + 1];
+    uint32_t klen = ld_relaxed(&se->key_len);
+    if (klen == 0 || klen > SHMLEASE_KEY_MAX)
+        return -ESTALE;
+    for (uint32_t i = 0; i < klen; i++)
+        key[i] = (char)ld_relaxed(&se->key[i]);
+    key[klen] = 0;
+    shmlease_acquire_opts o;
+    memset(&o, 0, sizeof o);
+    o.ttl_ms = ttl_ms;
+    o.wait_ms = wait_ms;
+    struct acquire a;
+    memset(&a, 0, offsetof(struct acquire, kb));
+    shmlease__deathwatch_init(&a.dw);
+    rc = acquire_begin(&a, t, key, &o, l);
+    for (; rc == 0;) {
+        struct target tg = {0};
+        tg.ei = shmlease__lookup_stable(t, &a.kb, &tg.kseq);
+        if (tg.ei != (long)L_GATE(l) - 1) {
+            rc = -ESTALE;              /* the key's gate is not the one we came in by */
+            break;
+        }
+        struct shm_entry *ge = &t->entries[tg.ei];
+        struct lstate s = ls_load(ge);
+        if (sw_kind(s.w) == SW_RETIRED || ld_acquire(&ge->key_seq) != tg.kseq) {
+            rc = -ESTALE;
+            break;
+        }
+        uint64_t now = shmlease__now_rel(t);
+        /* Held by a live exclusive acquirer: it waits for our slot, which we
+         * would keep while waiting for it. */
+        a.ask = 1;
+        if (!takeable(&a, s.w, now)) {
+            rc = -EDEADLK;
+            break;
+        }
+        struct lstate n = {sw_held_aux(a.me, sw_deadline_after(now, ttl_ms), sw_aux(s.w)), s.c + 1};
+        if (!ls_cas(ge, s, n))
+            continue;
+        tg.s = n;
+        struct target keep = {.ei = (long)L_ENTRY(l)};
+        keep.s = ls_snapshot(&t->entries[keep.ei]);
+        if (keep.s.c != L_CLAIM(l) || sw_kind(keep.s.w) != SW_HELD || sw_owner(keep.s.w) != a.me) {
+            gate_give_back(ge, tg.s);
+            rc = -ESTALE;
+            break;
+        }
+        rc = drain_slots(&a, &tg, &keep);
+        if (rc == -EAGAIN) {
+            rc = 0;                    /* the gate was taken from us: again */
+            continue;
+        }
+        if (rc != STEP_CLAIMED)
+            break;
+        shmlease_lease nl;
+        rc = finish_claim(&a, &tg, &nl);
+        if (rc == -EAGAIN) {
+            rc = 0;
+            continue;
+        }
+        if (rc)
+            break;
+        /* Exclusive now: leave the slot. */
+        struct shm_entry *ke = &t->entries[keep.ei];
+        struct lstate ks = ls_snapshot(ke);
+        if (ks.c == keep.s.c && sw_kind(ks.w) == SW_HELD && ls_cas(ke, ks, (struct lstate){SW_FREE_WORD, ks.c}))
+            shmlease__wake_waiters(ke, 1);
+        *l = nl;
+        break;
+    }
+    shmlease__deathwatch_stop(&a.dw);
+    return rc;
+}

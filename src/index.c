@@ -254,6 +254,31 @@ static int retirable(shmlease_table *t, struct shm_entry *e, uint64_t now, struc
     }
 }
 
+/* Entry E (under index_mutex: its key is stable) is a key's gate whose
+ * shared-holder slots 0..HW-1 include a live one (word.h, key.h)? */
+static int gate_slots_live(shmlease_table *t, struct shm_entry *e, uint32_t hw, uint64_t now)
+{
+    struct keybuf kb;
+    memset(&kb, 0, sizeof kb);
+    kb.len = ld_relaxed(&e->key_len);
+    if (kb.len == 0 || kb.len > SHMLEASE_KEY_MAX)
+        return 0;
+    memcpy(kb.w, e->key, kb.len);
+    kb.hash = ld_relaxed(&e->hash);
+    if (shmlease__slot_of(t, kb.w, kb.len, kb.hash) != 0)
+        return 0;                        /* a slot itself */
+    for (uint32_t i = 0; i < hw; i++) {
+        struct keybuf skb;
+        shmlease__slot_key(&kb, i, &skb);
+        uint32_t kseq;
+        long si = shmlease__lookup(t, &skb, &kseq);
+        struct lstate s;
+        if (si >= 0 && !retirable(t, &t->entries[si], now, &s) && sw_kind(s.w) != SW_RETIRED)
+            return 1;
+    }
+    return 0;
+}
+
 /* Retires free entries to refill the free list. Prefers entries nobody waits
  * on; takes waited-on ones only if that is all there is (their waiters are
  * woken and look the key up again). Returns how many were retired. */
@@ -275,6 +300,19 @@ static uint32_t reap(shmlease_table *t, uint64_t now)
             if (!ls_cas(e, s, (struct lstate){SW_RETIRED_WORD, s.c})) {
                 h->index_intent.op = SHM_INTENT_NONE;
                 continue;
+            }
+            /* A gate whose slots hold shared leases stays: it counts them
+             * for exclusive acquirers. Retired first, then the slots looked
+             * at (a shared acquirer claims a slot, then looks at the gate:
+             * one of us sees the other, MO-12), else given its state back
+             * (under this lock nobody else changes a retired entry). */
+            if (sw_aux(s.w) != 0) {
+                fence_seqcst();
+                if (gate_slots_live(t, e, sw_aux(s.w), now)) {
+                    (void)ls_cas(e, (struct lstate){SW_RETIRED_WORD, s.c}, s);
+                    h->index_intent.op = SHM_INTENT_NONE;
+                    continue;
+                }
             }
             SHMLEASE_FAULT("retire.after_cas");
             /* Waiters of the old key look it up again (the count is read

@@ -347,6 +347,123 @@ static void test_stopped_shared_holder_loses_its_lease_at_the_deadline(void **st
     tu_expect_exit0(p);
 }
 
+/* ---- upgrade ---------------------------------------------------------------- */
+
+struct upgrade_arg {
+    shmlease_table *t;
+    shmlease_lease *l;
+    int64_t wait_ms;
+    int rc;
+};
+
+static void *upgrade_thread(void *p)
+{
+    struct upgrade_arg *u = p;
+    __atomic_store_n(&u->rc, shmlease_upgrade(u->t, u->l, 60000, u->wait_ms), __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* An upgrade waits for the other shared holders to leave, and no other
+ * exclusive acquirer comes in between: a second upgrader is refused at
+ * once (-EDEADLK) instead of deadlocking, an exclusive try is refused, and
+ * the upgraded lease is exclusive with a greater token. */
+static void test_upgrade_is_atomic_and_a_second_upgrader_gets_edeadlk(void **state)
+{
+    (void)state;
+    const char *name = tu_name("upgrade");
+    shmlease_table *t = tu_open(name, NULL);
+    shmlease_table *t2 = tu_open(name, NULL);
+    shmlease_lease a, b, x;
+    TU_RC(acq(t, "k", SHMLEASE_SHARED, 0, 0, &a), 0);
+    TU_RC(acq(t2, "k", SHMLEASE_SHARED, 0, 0, &b), 0);
+    uint64_t old_token = a.fencing_token;
+    struct upgrade_arg u = {.t = t, .l = &a, .wait_ms = SHMLEASE_WAIT_FOREVER, .rc = 1};
+    pthread_t th;
+    TU_EQ(pthread_create(&th, NULL, upgrade_thread, &u), 0);
+    shmlease_info info;
+    assert_true(TU_WAIT_FOR(shmlease_inspect(t2, "k", &info) == 0 && info.mode == SHMLEASE_EXCLUSIVE, 10000));
+    shmlease_lease b_copy = b;
+    TU_RC(shmlease_upgrade(t2, &b, 60000, SHMLEASE_WAIT_FOREVER), -EDEADLK);
+    TU_EQ(memcmp(&b, &b_copy, sizeof b), 0);         /* unchanged, */
+    TU_RC(shmlease_check(t2, &b), 0);                /* and still held */
+    TU_RC(acq(t2, "k", SHMLEASE_EXCLUSIVE, 0, 0, &x), -EBUSY);
+    TU_RC(acq(t2, "k", SHMLEASE_SHARED, 0, 0, &x), -EBUSY);
+    TU_EQ(__atomic_load_n(&u.rc, __ATOMIC_ACQUIRE), 1);   /* still waiting for b */
+    TU_RC(shmlease_release(t2, &b), 0);
+    TU_EQ(pthread_join(th, NULL), 0);
+    TU_RC(u.rc, 0);
+    TU_GT(a.fencing_token, old_token);
+    TU_RC(shmlease_check(t, &a), 0);
+    TU_RC(shmlease_inspect(t2, "k", &info), 0);
+    TU_EQ(info.mode, SHMLEASE_EXCLUSIVE);
+    TU_EQ(info.holders, 1);
+    TU_RC(acq(t2, "k", SHMLEASE_SHARED, 0, 0, &x), -EBUSY);
+    TU_RC(shmlease_release(t, &a), 0);
+    TU_RC(acq(t2, "k", SHMLEASE_SHARED, 0, 0, &x), 0);
+    TU_RC(shmlease_release(t2, &x), 0);
+    tu_close(t2);
+}
+
+/* An upgrade that times out leaves the shared lease held and unchanged in
+ * effect, and lets the key go back to shared use; an exclusive lease cannot
+ * be upgraded. */
+static void test_upgrade_that_times_out_keeps_the_shared_lease(void **state)
+{
+    (void)state;
+    const char *name = tu_name("upgradeto");
+    shmlease_table *t = tu_open(name, NULL);
+    tu_chan c;
+    pid_t p = holder_ok(&c, name, "k", SHMLEASE_SHARED, 0);
+    shmlease_lease a, x;
+    TU_RC(acq(t, "k", SHMLEASE_SHARED, 0, 0, &a), 0);
+    TU_RC(shmlease_upgrade(t, &a, 60000, 0), -EBUSY);
+    TU_RC(shmlease_upgrade(t, &a, 60000, 200), -ETIMEDOUT);
+    TU_RC(shmlease_check(t, &a), 0);
+    TU_RC(acq(t, "k", SHMLEASE_SHARED, 0, 0, &x), 0);   /* the gate was given back */
+    TU_RC(shmlease_release(t, &x), 0);
+    TU_RC(shmlease_upgrade(t, &a, 0, 0), -EINVAL);
+    TU_RC(shmlease_release(t, &a), 0);
+    TU_RC(shmlease_upgrade(t, &a, 60000, 0), -ESTALE);  /* released */
+    tu_down(&c, 0);
+    tu_expect_exit0(p);
+    TU_RC(acq(t, "k", SHMLEASE_EXCLUSIVE, 0, 0, &x), 0);
+    TU_RC(shmlease_upgrade(t, &x, 60000, 0), -EINVAL);  /* not a shared lease */
+    TU_RC(shmlease_release(t, &x), 0);
+}
+
+/* A full table reuses free entries, but never the gate of a key whose
+ * shared holders hold it: the gate is what tells exclusive acquirers to
+ * wait for them. Once they leave, its entry serves other keys. */
+static void test_full_table_keeps_the_gate_of_a_shared_key(void **state)
+{
+    (void)state;
+    const char *name = tu_name("sharedfull");
+    shmlease_table *t = tu_open_cap(name, 4);
+    tu_chan c;
+    pid_t p = holder_ok(&c, name, "a", SHMLEASE_SHARED, 0);   /* gate + slot: 2 entries */
+    shmlease_lease k1, k2, k3, x;
+    TU_RC(acq(t, "k1", SHMLEASE_EXCLUSIVE, 0, 0, &k1), 0);
+    TU_RC(acq(t, "k2", SHMLEASE_EXCLUSIVE, 0, 0, &k2), 0);
+    TU_RC(acq(t, "k3", SHMLEASE_EXCLUSIVE, 0, 0, &k3), -ENOSPC);  /* the free gate stays */
+    TU_RC(shmlease_release(t, &k1), 0);
+    TU_RC(acq(t, "k3", SHMLEASE_EXCLUSIVE, 0, 0, &k3), 0);        /* k1's entry */
+    TU_RC(acq(t, "a", SHMLEASE_EXCLUSIVE, 0, 0, &x), -EBUSY);     /* still excluded */
+    shmlease_info info;
+    TU_RC(shmlease_inspect(t, "a", &info), 0);
+    TU_EQ(info.holder_pid, p);
+    char why[200];
+    TU_RC(tu_check_structure(t, why, sizeof why), 0);
+    tu_down(&c, 1);
+    TU_RC(tu_up_recv(&c, 10000), 0);
+    tu_down(&c, 0);
+    tu_expect_exit0(p);
+    TU_RC(shmlease_release(t, &k2), 0);
+    TU_RC(acq(t, "k4", SHMLEASE_EXCLUSIVE, 0, 0, &k1), 0);
+    TU_RC(acq(t, "k5", SHMLEASE_EXCLUSIVE, 0, 0, &k2), 0);
+    TU_RC(acq(t, "k6", SHMLEASE_EXCLUSIVE, 0, 0, &x), 0);         /* gate and slot reused */
+    TU_RC(tu_check_structure(t, why, sizeof why), 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -357,6 +474,9 @@ int main(int argc, char **argv)
         TU_TEST(test_counted_lease_admits_at_most_its_limit),
         TU_TEST(test_exclusive_waiter_gets_the_key_when_a_shared_holder_dies),
         TU_TEST(test_stopped_shared_holder_loses_its_lease_at_the_deadline),
+        TU_TEST(test_upgrade_is_atomic_and_a_second_upgrader_gets_edeadlk),
+        TU_TEST(test_upgrade_that_times_out_keeps_the_shared_lease),
+        TU_TEST(test_full_table_keeps_the_gate_of_a_shared_key),
     };
     return TU_RUN(tests);
 }
