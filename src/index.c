@@ -304,7 +304,7 @@ static uint32_t reap(shmlease_table *t, uint64_t now)
             /* A gate whose slots hold shared leases stays: it counts them
              * for exclusive acquirers. Retired first, then the slots looked
              * at (a shared acquirer claims a slot, then looks at the gate:
-             * one of us sees the other, MO-12), else given its state back
+             * one of us sees the other, MO-18), else given its state back
              * (under this lock nobody else changes a retired entry). */
             if (sw_aux(s.w) != 0) {
                 fence_seqcst();
