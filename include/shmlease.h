@@ -280,6 +280,19 @@ typedef struct shmlease_lease {      /* a plain value owned by the caller */
  * holders to leave; its own TTL keeps running meanwhile, renewed by it). A
  * try (wait_ms 0) of a key held in the other mode, or with no room left, is
  * -EBUSY. Every process that uses a key in SHARED mode must run 1.3 or newer.
+ *
+ * Fair queues (flag SHMLEASE_ACQUIRE_FAIR). By default a released key goes
+ * to whichever acquirer looks first (barging: the fastest hand-off). A FAIR
+ * acquire that cannot have the key at once, or that finds others queued,
+ * takes a ticket and waits for its turn: FAIR waiters of a key are served
+ * strictly in the order they queued, across modes (shared requests at the
+ * head are admitted together; a shared request behind an exclusive one
+ * waits for it). A queued waiter that times out, is cancelled or dies
+ * costs nobody their turn; one stopped for more than 2 s loses its place
+ * and queues again when it resumes. Each queued waiter uses one of the
+ * table's entries while it waits (-ENOSPC when none is left). Acquires
+ * without the flag do not queue: a key's acquirers should agree. A try
+ * (wait_ms 0) finding others queued is -EBUSY.
  * The lease returned has expires_at_ms >= now + ttl_ms - S as of acquire's
  * last clock read (never later than now + ttl_ms), however long the call
  * waited. S is 1 ms with an injected clock; otherwise the new deadline is
@@ -403,7 +416,9 @@ typedef struct shmlease_info {
     uint32_t holders;            /* shmlease_inspect: the key's live holders (the
                                     exclusive one, or every shared one); each shared
                                     holder is one visit of shmlease_foreach, with 1 */
-    uint32_t reserved_0[4];      /* zero */
+    uint32_t queued;             /* shmlease_inspect: acquirers waiting in the key's
+                                    fair queue (SHMLEASE_ACQUIRE_FAIR); 0 in foreach */
+    uint32_t reserved_0[3];      /* zero */
 } shmlease_info;
 
 /* -ENOENT if KEY is free (not held, not in grace); -EINVAL, -ENAMETOOLONG.

@@ -33,7 +33,7 @@
                                   clock's lag, if larger: clock.h) less than its ttl,
                                   as of its last clock read */
 
-#define KNOWN_ACQUIRE_FLAGS 0u  /* opts.flags this version knows */
+#define KNOWN_ACQUIRE_FLAGS SHMLEASE_ACQUIRE_FAIR  /* opts.flags this version knows */
 
 #define SHORT_TTL_LAGS  4u     /* a TTL up to this many cheap-clock lags gets its
                                   deadline from the precise clock */
@@ -254,7 +254,7 @@ int shmlease__wait_or_give_up(struct acquire *a, struct shm_entry *e, uint64_t w
         shmlease__wake_waiters(e, 0);   /* pass on a wake-up we may have consumed */
         return -ECANCELED;
     }
-    return 0;
+    return a->queued ? shmlease__keep_place(a) : 0;
 }
 
 /* shmlease__wait_or_give_up, sleeping on E (state W) but watching WATCH's holder and
@@ -285,7 +285,7 @@ int shmlease__wait_or_give_up_of(struct acquire *a, struct shm_entry *e, uint64_
         shmlease__wake_waiters(e, 0);
         return -ECANCELED;
     }
-    return 0;
+    return a->queued ? shmlease__keep_place(a) : 0;
 }
 
 /* Takes the entry when it is free, expired or its holder is dead, else waits

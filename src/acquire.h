@@ -11,6 +11,13 @@
 
 #include <stdint.h>
 
+/* Where an acquire stands on one entry. */
+struct target {
+    long     ei;               /* entry */
+    uint32_t kseq;             /* key_seq under which it holds our key */
+    struct lstate s;           /* the state we claimed (valid once claimed) */
+};
+
 /* One acquire call: what it was asked, and what it learnt so far. */
 struct acquire {
     shmlease_table *t;
@@ -21,16 +28,12 @@ struct acquire {
     unsigned sleeps;
     int      ask;              /* ask the registry lock at the next look (wait.h) */
     int      counted_contended, counted_wait;
+    int      queued;           /* in a fair queue: our place is PLACE (fair.c) */
+    struct target place;
     struct deathwatch dw;
     struct keybuf kb;          /* last: acquire zeroes what precedes it */
 };
 
-/* Where an acquire stands on one entry. */
-struct target {
-    long     ei;               /* entry */
-    uint32_t kseq;             /* key_seq under which it holds our key */
-    struct lstate s;           /* the state we claimed (valid once claimed) */
-};
 
 enum step { STEP_CLAIMED = 1, STEP_FOUND, STEP_AGAIN, STEP_RELOOKUP };
 
@@ -54,6 +57,11 @@ int shmlease__wait_or_give_up(struct acquire *a, struct shm_entry *e, uint64_t w
 int shmlease__wait_or_give_up_of(struct acquire *a, struct shm_entry *e, uint64_t w, uint64_t watch,
                                  uint64_t now);
 /* Draws the token of claim TG and fills OUT: 0, or -EAGAIN (claim lost). */
+/* After a sleep: renews our fair-queue place; 0, or -ENOLINK when it was
+ * lost (we were stopped past its deadline): the acquire queues again. */
+int shmlease__keep_place(struct acquire *a);
+/* A FAIR acquire (fair.c). */
+int shmlease__acquire_fair(struct acquire *a, shmlease_lease *out);
 int shmlease__finish_claim(struct acquire *a, const struct target *tg, shmlease_lease *out);
 
 /* An EXCLUSIVE acquire, once begun (acquire.c); a SHARED one (shared.c). */

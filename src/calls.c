@@ -19,7 +19,9 @@ SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_
     shmlease__deathwatch_init(&a.dw);
     int rc = shmlease__acquire_begin(&a, t, key, o, out);
     if (rc == 0)
-        rc = a.o->mode == SHMLEASE_SHARED ? shmlease__acquire_shared(&a, out) : shmlease__acquire_exclusive(&a, out);
+        rc = (o->flags & SHMLEASE_ACQUIRE_FAIR) ? shmlease__acquire_fair(&a, out)
+             : o->mode == SHMLEASE_SHARED    ? shmlease__acquire_shared(&a, out)
+                                             : shmlease__acquire_exclusive(&a, out);
     shmlease__deathwatch_stop(&a.dw);
     return rc;
 }

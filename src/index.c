@@ -238,6 +238,8 @@ void shmlease__index_repair(shmlease_table *t)
     h->index_intent.op = SHM_INTENT_NONE;
 }
 
+#define QUEUE_SCAN_MAX 4096u   /* tickets a reaper looks at before keeping a queue */
+
 /* Can entry E be retired at table time NOW? Then returns its state in *S. */
 static int retirable(shmlease_table *t, struct shm_entry *e, uint64_t now, struct lstate *s)
 {
@@ -254,9 +256,11 @@ static int retirable(shmlease_table *t, struct shm_entry *e, uint64_t now, struc
     }
 }
 
-/* Entry E (under index_mutex: its key is stable) is a key's gate whose
- * shared-holder slots 0..HW-1 include a live one (word.h, key.h)? */
-static int gate_slots_live(shmlease_table *t, struct shm_entry *e, uint32_t hw, uint64_t now)
+/* Entry E (under index_mutex: its key is stable), whose state S has a
+ * non-zero aux, still guards live entries: it is a key's gate and one of
+ * its shared-holder slots 0..hw-1 is live, or a key's fair queue and one of
+ * its places is live (key.h; docs/state-machine.md, sections 8 and 9)? */
+static int guards_live(shmlease_table *t, struct shm_entry *e, struct lstate s, uint64_t now)
 {
     struct keybuf kb;
     memset(&kb, 0, sizeof kb);
@@ -265,15 +269,25 @@ static int gate_slots_live(shmlease_table *t, struct shm_entry *e, uint32_t hw, 
         return 0;
     memcpy(kb.w, e->key, kb.len);
     kb.hash = ld_relaxed(&e->hash);
-    if (shmlease__slot_of(t, kb.w, kb.len, kb.hash) != 0)
-        return 0;                        /* a slot itself */
-    for (uint32_t i = 0; i < hw; i++) {
+    uint64_t m = shmlease__salt_of(t, kb.w, kb.len, kb.hash), first = 0, n = 0;
+    if (m == 0) {
+        n = sw_aux(s.w);                     /* a gate: its slots */
+    } else if (m == SALT_QUEUE) {
+        kb.hash = salted_hash(kb.hash, SALT_QUEUE);    /* the key's own hash */
+        first = ld_relaxed(&e->pub_token);   /* a queue: places after "all done up to" */
+        n = s.c - first;
+        if (first > s.c || n > QUEUE_SCAN_MAX)
+            return 1;                        /* too many to look at: keep it */
+    } else {
+        return 0;
+    }
+    for (uint64_t i = 0; i < n; i++) {
         struct keybuf skb;
-        shmlease__slot_key(&kb, i, &skb);
+        shmlease__salted_key(&kb, m == 0 ? i + 1 : SALT_PLACE0 + first + 1 + i, &skb);
         uint32_t kseq;
         long si = shmlease__lookup(t, &skb, &kseq);
-        struct lstate s;
-        if (si >= 0 && !retirable(t, &t->entries[si], now, &s) && sw_kind(s.w) != SW_RETIRED)
+        struct lstate ss;
+        if (si >= 0 && !retirable(t, &t->entries[si], now, &ss) && sw_kind(ss.w) != SW_RETIRED)
             return 1;
     }
     return 0;
@@ -308,7 +322,7 @@ static uint32_t reap(shmlease_table *t, uint64_t now)
              * (under this lock nobody else changes a retired entry). */
             if (sw_aux(s.w) != 0) {
                 fence_seqcst();
-                if (gate_slots_live(t, e, sw_aux(s.w), now)) {
+                if (guards_live(t, e, s, now)) {
                     (void)ls_cas(e, (struct lstate){SW_RETIRED_WORD, s.c}, s);
                     h->index_intent.op = SHM_INTENT_NONE;
                     continue;
@@ -448,6 +462,64 @@ int shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins)
             ins->inserted = 1;
         } else {
             rc = (int)k;
+        }
+    }
+    shmlease__unlock(&h->index_mutex, &h->index_holder);
+    return rc;
+}
+
+/* Draws a ticket of queue Q->queue and takes its place entry, both under
+ * the index lock: every place of a smaller ticket was taken before (fair.c
+ * relies on it). A place entry left by an earlier queue of the key (never
+ * live: see fair.c) is taken over. 0, -EAGAIN (the queue entry changed:
+ * look it up again), or a lock or -ENOSPC code. */
+int shmlease__enqueue(shmlease_table *t, struct shmlease__enqueue *q)
+{
+    struct shm_header *h = t->hdr;
+    int rc = shmlease__lock_for(t, &h->index_mutex, &h->index_holder, shmlease__index_repair, q->lock_ms);
+    if (rc)
+        return rc;
+    struct shm_entry *qe = &t->entries[q->queue];
+    struct lstate s = ls_load(qe);
+    uint32_t kseq = ld_acquire(&qe->key_seq);
+    if (sw_kind(s.w) == SW_RETIRED || kseq != q->queue_kseq) {
+        shmlease__unlock(&h->index_mutex, &h->index_holder);
+        return -EAGAIN;
+    }
+    /* A queue entry new to this key starts its "all done up to" hint at
+     * its counter (the tag says which key it was set for). */
+    if (ld_relaxed(&qe->pub_tag) != kseq) {
+        st_relaxed(&qe->pub_token, s.c);
+        st_relaxed(&qe->pub_tag, kseq);
+    }
+    /* Under this lock nobody else changes a queue entry: the CAS cannot fail. */
+    while (!ls_cas(qe, s, (struct lstate){s.w, s.c + 1}))
+        s = ls_load(qe);
+    q->ticket = s.c + 1;
+    struct keybuf pkb;
+    shmlease__salted_key(q->kb, SALT_PLACE0 + q->ticket, &pkb);
+    long found = find_locked(t, &pkb, &q->place_kseq);
+    uint64_t deadline = sw_deadline_after(shmlease__now_rel(t), q->ttl_ms);
+    if (found >= 0) {
+        struct shm_entry *pe = &t->entries[found];
+        struct lstate ps = ls_load(pe);
+        struct lstate n = {sw_held(q->owner, deadline), ps.c + 1};
+        while (!ls_cas(pe, ps, n)) {
+            ps = ls_load(pe);
+            n.c = ps.c + 1;
+        }
+        q->place = found;
+        q->place_state = n;
+    } else {
+        long k = take_free_entry(t);
+        if (k < 0) {
+            rc = (int)k;
+        } else {
+            struct shmlease__insert ins = {.kb = &pkb, .owner = q->owner, .ttl_ms = q->ttl_ms};
+            q->place_kseq = write_key(&t->entries[k], &pkb);
+            commit_insert(t, (uint32_t)k, &ins);
+            q->place = ins.entry;
+            q->place_state = ins.state;
         }
     }
     shmlease__unlock(&h->index_mutex, &h->index_holder);

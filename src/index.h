@@ -38,6 +38,20 @@ struct shmlease__insert {
 /* Finds or inserts INS->kb under index_mutex (INS->inserted says which): 0,
  * or -ENOSPC, -ETIMEDOUT, -EAGAIN (look again), -EPROTO. */
 int  shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins);
+/* A place in a key's fair queue (fair.c). */
+struct shmlease__enqueue {
+    const struct keybuf *kb;   /* in: the key */
+    long     queue;            /* in: the key's queue entry, */
+    uint32_t queue_kseq;       /* in: under this key_seq */
+    uint32_t owner;            /* in: our registry slot */
+    uint64_t ttl_ms;           /* in: how long the place lasts unrenewed */
+    uint64_t lock_ms;          /* in: longest wait for index_mutex */
+    uint64_t ticket;           /* out */
+    long     place;            /* out: the place entry, HELD by owner */
+    uint32_t place_kseq;       /* out */
+    struct lstate place_state; /* out */
+};
+int shmlease__enqueue(shmlease_table *t, struct shmlease__enqueue *q);
 /* The index mutex's repair routine: rebuilds buckets, free list and live
  * count from the entries. */
 void shmlease__index_repair(shmlease_table *t);

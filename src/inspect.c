@@ -121,6 +121,8 @@ static uint32_t waitview_count(const struct waitview *wv, uint32_t entry)
     return n;
 }
 
+#define QUEUE_LOOK_MAX 4096u   /* tickets inspect looks at in a fair queue */
+
 /* An entry's key and publication block as read once, maybe torn. */
 struct entry_read {
     uint64_t kw[(SHMLEASE_KEY_MAX + 1) / 8];
@@ -219,12 +221,47 @@ static int snapshot(const shmlease_table *t, const struct shm_entry *e, uint64_t
         read_entry(e, ps, &r);
         if (r.klen == 0 || r.klen > SHMLEASE_KEY_MAX)
             return 0;
+        /* A fair queue's place is a waiter, not a lease (key.h). */
+        if (shmlease__salt_of(t, r.kw, r.klen, r.hash) > SALT_SLOTS)
+            return 0;
         if ((!r.pub_ok && !skip_pub) || ld_relaxed(&e->key_seq) != ks || !ls_is(e, st.w, st.c))
             continue;
         fill_info(t, st, &r, now, info, alive_cache, lv);
         return 1;
     }
     return 0;
+}
+
+/* How many acquirers wait in KB's fair queue: live places after the
+ * queue's "done" hint (fair.c). */
+static uint32_t queued_on(const shmlease_table *t, const struct keybuf *kb, struct shmlease__liveview *lv)
+{
+    struct keybuf qkb;
+    shmlease__salted_key(kb, SALT_QUEUE, &qkb);
+    uint32_t qseq;
+    long qi = shmlease__lookup_stable(t, &qkb, &qseq);
+    if (qi < 0)
+        return 0;
+    const struct shm_entry *qe = &t->entries[qi];
+    struct lstate q = ls_snapshot(qe);
+    uint64_t done = ld_relaxed(&qe->pub_token);
+    if (ld_acquire(&qe->key_seq) != qseq || ld_relaxed(&qe->pub_tag) != qseq || done > q.c)
+        return 0;
+    uint64_t now = shmlease__now_rel(t);
+    uint32_t n = 0;
+    for (uint64_t tk = done + 1; tk <= q.c && tk - done <= QUEUE_LOOK_MAX; tk++) {
+        struct keybuf pkb;
+        shmlease__salted_key(kb, SALT_PLACE0 + tk, &pkb);
+        uint32_t pseq;
+        long pi = shmlease__lookup_stable(t, &pkb, &pseq);
+        if (pi < 0)
+            continue;
+        uint64_t w = ld_acquire(&t->entries[pi].state);
+        if (ld_acquire(&t->entries[pi].key_seq) == pseq && sw_kind(w) == SW_HELD && sw_deadline(w) > now &&
+            shmlease__alive_v(t, sw_owner(w), lv) != 0)
+            n++;
+    }
+    return n;
 }
 
 SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *out)
@@ -248,6 +285,7 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
         const struct shm_entry *e = &t->entries[ei];
         if (snapshot(t, e, shmlease__now_rel(t), &kseq, out, NULL, &lv)) {
             waiters_of(t, (uint32_t)ei, &lv, NULL, 0, &out->waiters);
+            out->queued = queued_on(t, &kb, &lv);
             return 0;
         }
         /* Free, or the entry changed key under us: look again. */
@@ -272,6 +310,7 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
             return -ENOENT;
         out->holders = holders;
         waiters_of(t, (uint32_t)ei, &lv, NULL, 0, &out->waiters);
+        out->queued = queued_on(t, &kb, &lv);
         return 0;
     }
     return -ENOENT;

@@ -88,13 +88,13 @@ int shmlease__key_matches(const struct shm_entry *e, const struct keybuf *kb, ui
     return ld_relaxed(&e->key_seq) == seq;
 }
 
-void shmlease__slot_key(const struct keybuf *kb, uint32_t i, struct keybuf *skb)
+void shmlease__salted_key(const struct keybuf *kb, uint64_t m, struct keybuf *skb)
 {
     uint32_t nw = (kb->len + 7) / 8;
     for (uint32_t j = 0; j < nw; j++)
         skb->w[j] = kb->w[j];
     skb->len = kb->len;
-    skb->hash = slot_hash(kb->hash, i);
+    skb->hash = salted_hash(kb->hash, m);
 }
 
 /* The inverse of SLOT_SALT modulo 2^64 (Newton's iteration: each step
@@ -107,13 +107,10 @@ static uint64_t salt_inverse(void)
     return x;
 }
 
-uint32_t shmlease__slot_of(const shmlease_table *t, const uint64_t *kw, uint32_t klen, uint64_t hash)
+uint64_t shmlease__salt_of(const shmlease_table *t, const uint64_t *kw, uint32_t klen, uint64_t hash)
 {
     if (klen == 0 || klen > SHMLEASE_KEY_MAX)
         return 0;
     uint64_t d = hash ^ key_hash(t->epoch, kw, klen);
-    if (d == 0)
-        return 0;
-    uint64_t i1 = d * salt_inverse();
-    return i1 <= SW_AUX_MASK ? (uint32_t)i1 : 0;
+    return d ? d * salt_inverse() : 0;
 }

@@ -71,7 +71,8 @@ AT(shmlease_info, holder_handle, 320, 4);
 AT(shmlease_info, mode, 324, 4);           /* 1.3: was reserved */
 AT(shmlease_info, limit, 328, 4);
 AT(shmlease_info, holders, 332, 4);
-AT(shmlease_info, reserved_0, 336, 16);
+AT(shmlease_info, queued, 336, 4);
+AT(shmlease_info, reserved_0, 340, 12);
 
 SIZE(shmlease_stats, 208);
 AT(shmlease_stats, acquisitions, 0, 8);

@@ -464,6 +464,137 @@ static void test_full_table_keeps_the_gate_of_a_shared_key(void **state)
     TU_RC(tu_check_structure(t, why, sizeof why), 0);
 }
 
+/* ---- fair queues ------------------------------------------------------------ */
+
+/* Where children record the order in which they got a key. */
+struct order {
+    int n;
+    int who[32];
+    int64_t start_us[32], end_us[32];
+};
+
+static uint32_t queued_on(shmlease_table *t, const char *key)
+{
+    shmlease_info i;
+    return shmlease_inspect(t, key, &i) == 0 ? i.queued : 0;
+}
+
+/* Child ID: a FAIR acquire of KEY in MODE (waiting WAIT_MS); on success
+ * records its turn in ORD, holds HOLD_MS, releases. Exit status 0 after a
+ * success, 1 after -ETIMEDOUT, 2 otherwise. */
+static pid_t spawn_fair(const char *name, const char *key, uint32_t mode, int64_t wait_ms, int id,
+                        struct order *ord, unsigned hold_ms)
+{
+    pid_t p = tu_fork();
+    if (p == 0) {
+        shmlease_table *u = NULL;
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
+        shmlease_acquire_opts o = mopts(mode, 0, 60000, wait_ms);
+        o.flags = SHMLEASE_ACQUIRE_FAIR;
+        shmlease_lease l;
+        int rc = shmlease_acquire(u, key, &o, &l);
+        if (rc == 0) {
+            int turn = __atomic_fetch_add(&ord->n, 1, __ATOMIC_SEQ_CST);
+            ord->who[turn] = id;
+            ord->start_us[turn] = (int64_t)tu_mono_us();
+            tu_sleep_ms(hold_ms);
+            ord->end_us[turn] = (int64_t)tu_mono_us();
+            TU_CK_RC(shmlease_release(u, &l), 0);
+        }
+        _exit(rc == 0 ? 0 : rc == -ETIMEDOUT ? 1 : 2);
+    }
+    return p;
+}
+
+/* Exclusive FAIR waiters get the key in the order they queued, every time,
+ * though each release could let any of them barge in. */
+static void test_fair_waiters_are_served_in_arrival_order(void **state)
+{
+    (void)state;
+    const char *name = tu_name("fifo");
+    shmlease_table *t = tu_open(name, NULL);
+    struct order *ord = tu_shared(sizeof *ord);
+    shmlease_lease l;
+    TU_RC(acq(t, "k", SHMLEASE_EXCLUSIVE, 0, 0, &l), 0);
+    enum { N = 8 };
+    pid_t p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = spawn_fair(name, "k", SHMLEASE_EXCLUSIVE, SHMLEASE_WAIT_FOREVER, i, ord, 5);
+        assert_true(TU_WAIT_FOR(queued_on(t, "k") == (uint32_t)i + 1, 10000));
+    }
+    TU_RC(shmlease_release(t, &l), 0);
+    for (int i = 0; i < N; i++)
+        tu_expect_exit0(p[i]);
+    TU_EQ(ord->n, N);
+    for (int i = 0; i < N; i++)
+        TU_EQ(ord->who[i], i);
+}
+
+/* Across modes: shared, shared, exclusive, shared. The first two hold
+ * together, the exclusive one waits for both, and the last shared one
+ * waits behind the exclusive one though it could share with the first two. */
+static void test_fair_order_holds_across_shared_and_exclusive(void **state)
+{
+    (void)state;
+    const char *name = tu_name("fifomodes");
+    shmlease_table *t = tu_open(name, NULL);
+    struct order *ord = tu_shared(sizeof *ord);
+    shmlease_lease l;
+    TU_RC(acq(t, "k", SHMLEASE_EXCLUSIVE, 0, 0, &l), 0);
+    const uint32_t modes[4] = {SHMLEASE_SHARED, SHMLEASE_SHARED, SHMLEASE_EXCLUSIVE, SHMLEASE_SHARED};
+    pid_t p[4];
+    for (int i = 0; i < 4; i++) {
+        p[i] = spawn_fair(name, "k", modes[i], SHMLEASE_WAIT_FOREVER, i, ord, 300);
+        assert_true(TU_WAIT_FOR(queued_on(t, "k") == (uint32_t)i + 1, 10000));
+    }
+    TU_RC(shmlease_release(t, &l), 0);
+    for (int i = 0; i < 4; i++)
+        tu_expect_exit0(p[i]);
+    TU_EQ(ord->n, 4);
+    /* The two shared ones first (in either order: they hold together), then
+     * the exclusive one, then the last shared one. */
+    TU_EQ(ord->who[0] + ord->who[1], 1);
+    TU_EQ(ord->who[2], 2);
+    TU_EQ(ord->who[3], 3);
+    /* They did hold together: the second began before the first ended. */
+    TU_GT(ord->end_us[0], ord->start_us[1]);
+    TU_GT(ord->start_us[2], ord->end_us[0]);          /* the exclusive one after both */
+    TU_GT(ord->start_us[2], ord->end_us[1]);
+}
+
+/* A queued waiter that dies, and one that times out, cost nobody a turn:
+ * the waiter behind them gets the key at the next release. */
+static void test_fair_waiter_that_dies_or_times_out_loses_no_one_a_place(void **state)
+{
+    (void)state;
+    const char *name = tu_name("fifolost");
+    shmlease_table *t = tu_open(name, NULL);
+    struct order *ord = tu_shared(sizeof *ord);
+    shmlease_lease l;
+    TU_RC(acq(t, "k", SHMLEASE_EXCLUSIVE, 0, 0, &l), 0);
+    pid_t a = spawn_fair(name, "k", SHMLEASE_EXCLUSIVE, SHMLEASE_WAIT_FOREVER, 0, ord, 5);
+    assert_true(TU_WAIT_FOR(queued_on(t, "k") == 1, 10000));
+    pid_t b = spawn_fair(name, "k", SHMLEASE_EXCLUSIVE, SHMLEASE_WAIT_FOREVER, 1, ord, 5);
+    assert_true(TU_WAIT_FOR(queued_on(t, "k") == 2, 10000));
+    pid_t c = spawn_fair(name, "k", SHMLEASE_EXCLUSIVE, 800, 2, ord, 5);
+    assert_true(TU_WAIT_FOR(queued_on(t, "k") == 3, 10000));
+    pid_t d = spawn_fair(name, "k", SHMLEASE_EXCLUSIVE, SHMLEASE_WAIT_FOREVER, 3, ord, 5);
+    assert_true(TU_WAIT_FOR(queued_on(t, "k") == 4, 10000));
+    tu_kill(b);                                     /* dies in the queue */
+    assert_true(TU_WAIT_FOR(queued_on(t, "k") == 3, 10000));
+    int st;
+    TU_EQ(waitpid(c, &st, 0), c);                   /* times out in the queue */
+    TU_EQ(WEXITSTATUS(st), 1);
+    tu_untrack(c);
+    TU_EQ(queued_on(t, "k"), 2);
+    TU_RC(shmlease_release(t, &l), 0);
+    tu_expect_exit0(a);
+    tu_expect_exit0(d);
+    TU_EQ(ord->n, 2);
+    TU_EQ(ord->who[0], 0);
+    TU_EQ(ord->who[1], 3);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -477,6 +608,9 @@ int main(int argc, char **argv)
         TU_TEST(test_upgrade_is_atomic_and_a_second_upgrader_gets_edeadlk),
         TU_TEST(test_upgrade_that_times_out_keeps_the_shared_lease),
         TU_TEST(test_full_table_keeps_the_gate_of_a_shared_key),
+        TU_TEST(test_fair_waiters_are_served_in_arrival_order),
+        TU_TEST(test_fair_order_holds_across_shared_and_exclusive),
+        TU_TEST(test_fair_waiter_that_dies_or_times_out_loses_no_one_a_place),
     };
     return TU_RUN(tests);
 }
