@@ -90,6 +90,7 @@ void  *shared_alloc(size_t size);                          /* MAP_SHARED|ANON */
 
 enum peer_id {
     PEER_CAS, PEER_RMUTEX, PEER_SHMLEASE, PEER_FLOCK, PEER_OFD, PEER_SEM, PEER_REDIS,
+    PEER_SHMLEASE_FAIR,
     PEER__COUNT
 };
 
@@ -155,7 +156,7 @@ struct bench_env {
 };
 extern struct bench_env g_env;
 
-extern const struct peer_ops peer_cas_word_ops, peer_robust_mutex_ops, peer_shmlease_ops,
+extern const struct peer_ops peer_cas_word_ops, peer_robust_mutex_ops, peer_shmlease_ops, peer_shmlease_fair_ops,
                              peer_flock_ops, peer_ofd_lock_ops, peer_posix_sem_ops, peer_redis_ops;
 
 const struct peer_ops *peer(int id);

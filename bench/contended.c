@@ -43,7 +43,7 @@ static int worker_child(void *arg)
             abort();
         }
         *counter = *counter + 1;
-        if (a->id == PEER_SHMLEASE) {   /* fencing tokens grow with every claim */
+        if (a->id == PEER_SHMLEASE || a->id == PEER_SHMLEASE_FAIR) {   /* tokens grow with every claim */
             if (pi.lease.fencing_token <= sh->last_token) {
                 __atomic_fetch_add(&sh->token_violations, 1, __ATOMIC_RELAXED);
                 abort();
@@ -200,7 +200,8 @@ static const char *contended_round(int id, int np, double *rate, double *fair, d
     return NULL;
 }
 
-static const int g_ids[] = { PEER_CAS, PEER_RMUTEX, PEER_SHMLEASE, PEER_OFD, PEER_FLOCK, PEER_SEM };
+static const int g_ids[] = { PEER_CAS, PEER_RMUTEX, PEER_SHMLEASE, PEER_SHMLEASE_FAIR, PEER_OFD, PEER_FLOCK,
+                              PEER_SEM };
 enum { NIDS = sizeof g_ids / sizeof g_ids[0] };
 
 /* One peer at one process count, over its rounds. */

@@ -31,3 +31,16 @@ static int shm_release(struct pinst *pi) { return shmlease_release(pi->table, &p
 const struct peer_ops peer_shmlease_ops = {
     "shmlease", shm_attach, shm_try, shm_acquire, shm_release, shm_detach
 };
+
+/* Peer "shmlease-fair": the same with SHMLEASE_ACQUIRE_FAIR (waiters served
+ * in arrival order); tries are the default's. */
+static int shm_acquire_fair(struct pinst *pi)
+{
+    shmlease_acquire_opts o = { .ttl_ms = pi->ttl_ms, .wait_ms = SHMLEASE_WAIT_FOREVER,
+                                .flags = SHMLEASE_ACQUIRE_FAIR };
+    return shmlease_acquire(pi->table, pi->key, &o, &pi->lease);
+}
+
+const struct peer_ops peer_shmlease_fair_ops = {
+    "shmlease-fair", shm_attach, shm_try, shm_acquire_fair, shm_release, shm_detach
+};

@@ -21,6 +21,7 @@ static const struct peer_ops *const g_ops[PEER__COUNT] = {
     [PEER_CAS]      = &peer_cas_word_ops,
     [PEER_RMUTEX]   = &peer_robust_mutex_ops,
     [PEER_SHMLEASE] = &peer_shmlease_ops,
+    [PEER_SHMLEASE_FAIR] = &peer_shmlease_fair_ops,
     [PEER_FLOCK]    = &peer_flock_ops,
     [PEER_OFD]      = &peer_ofd_lock_ops,
     [PEER_SEM]      = &peer_posix_sem_ops,
