@@ -72,8 +72,24 @@ static void waitview_build(const shmlease_table *t, struct waitview *wv, int8_t 
  * slot is reused, and registration prefers FREE slots to dead ones, so after many
  * deaths thousands of slots hold records: asking the kernel about each of them
  * (one F_OFD_GETLK apiece) made every inspect cost hundreds of syscalls. */
-static long waiters_of(const shmlease_table *t, uint32_t entry, struct shmlease__liveview *lv,
-                       shmlease_waiter *out, size_t max, uint32_t *threads)
+/* Is wait record R (entry + 1) for one of KB's key's other entries: a
+ * shared holder's slot (an exclusive acquirer draining), a fair queue's
+ * place (a waiter behind it)? They carry the key's bytes (key.h). */
+static int record_of_key(const shmlease_table *t, uint32_t r, const struct keybuf *kb)
+{
+    if (!kb || r == 0 || r > t->capacity)
+        return 0;
+    const struct shm_entry *e = &t->entries[r - 1];
+    if (ld_relaxed(&e->key_len) != kb->len || ld_relaxed(&e->hash) == kb->hash)
+        return 0;
+    for (uint32_t i = 0; i < (kb->len + 7) / 8; i++)
+        if (shmlease__key_word(e, i) != kb->w[i])
+            return 0;
+    return 1;
+}
+
+static long waiters_of(const shmlease_table *t, uint32_t entry, const struct keybuf *kb,
+                       struct shmlease__liveview *lv, shmlease_waiter *out, size_t max, uint32_t *threads)
 {
     uint32_t want = entry + 1, nthreads = 0;
     long n = 0;
@@ -82,8 +98,10 @@ static long waiters_of(const shmlease_table *t, uint32_t entry, struct shmlease_
             continue;
         const uint32_t *recs = t->waits + (size_t)i * SHM_WAIT_RECORDS;
         uint32_t mine = 0;
-        for (uint32_t k = 0; k < SHM_WAIT_RECORDS; k++)
-            mine += ld_relaxed(&recs[k]) == want;
+        for (uint32_t k = 0; k < SHM_WAIT_RECORDS; k++) {
+            uint32_t r = ld_relaxed(&recs[k]);
+            mine += r != 0 && (r == want || record_of_key(t, r, kb));
+        }
         if (!mine || shmlease__alive_v(t, i, lv) == 0)
             continue;
         if ((size_t)n < max) {
@@ -284,7 +302,7 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
             return -ENOENT;
         const struct shm_entry *e = &t->entries[ei];
         if (snapshot(t, e, shmlease__now_rel(t), &kseq, out, NULL, &lv)) {
-            waiters_of(t, (uint32_t)ei, &lv, NULL, 0, &out->waiters);
+            waiters_of(t, (uint32_t)ei, &kb, &lv, NULL, 0, &out->waiters);
             out->queued = queued_on(t, &kb, &lv);
             return 0;
         }
@@ -309,7 +327,7 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
         if (holders == 0)
             return -ENOENT;
         out->holders = holders;
-        waiters_of(t, (uint32_t)ei, &lv, NULL, 0, &out->waiters);
+        waiters_of(t, (uint32_t)ei, &kb, &lv, NULL, 0, &out->waiters);
         out->queued = queued_on(t, &kb, &lv);
         return 0;
     }
@@ -330,7 +348,7 @@ SHM_API long shmlease_waiters(shmlease_table *t, const char *key, shmlease_waite
         return 0;                       /* not in the table: nobody waits */
     struct shmlease__liveview lv;
     lv.state = 0;
-    long n = waiters_of(t, (uint32_t)ei, &lv, out, max, NULL);
+    long n = waiters_of(t, (uint32_t)ei, &kb, &lv, out, max, NULL);
     /* The entry may have been given another key meanwhile: then its records
      * were another key's. */
     if (ld_acquire(&t->entries[ei].key_seq) != kseq)

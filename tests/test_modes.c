@@ -237,8 +237,13 @@ static void test_waiting_exclusive_acquirer_holds_back_new_shared_ones(void **st
     tu_chan w, r2;
     pid_t wp = spawn_holder(&w, name, "k", SHMLEASE_EXCLUSIVE, 0, 60000, SHMLEASE_WAIT_FOREVER);
     shmlease_info info;
-    /* The writer reserved the key: the key shows it held exclusively. */
+    /* The writer reserved the key: the key shows it held exclusively, and
+     * the writer as a waiter (asleep on the shared holder's slot). */
     assert_true(TU_WAIT_FOR(shmlease_inspect(t, "k", &info) == 0 && info.mode == SHMLEASE_EXCLUSIVE, 10000));
+    assert_true(TU_WAIT_FOR(waiters_of(t, "k") == 1, 10000));
+    shmlease_waiter wl[2];
+    TU_EQ(shmlease_waiters(t, "k", wl, 2), 1);
+    TU_EQ(wl[0].pid, wp);
     shmlease_lease l;
     TU_RC(acq(t, "k", SHMLEASE_SHARED, 0, 0, &l), -EBUSY);
     pid_t rp = spawn_holder(&r2, name, "k", SHMLEASE_SHARED, 0, 60000, SHMLEASE_WAIT_FOREVER);
@@ -522,6 +527,11 @@ static void test_fair_waiters_are_served_in_arrival_order(void **state)
         p[i] = spawn_fair(name, "k", SHMLEASE_EXCLUSIVE, SHMLEASE_WAIT_FOREVER, i, ord, 5);
         assert_true(TU_WAIT_FOR(queued_on(t, "k") == (uint32_t)i + 1, 10000));
     }
+    /* Each is asleep: the head on the key, the others on the place before
+     * theirs; all are the key's waiters. */
+    assert_true(TU_WAIT_FOR(waiters_of(t, "k") == N, 10000));
+    shmlease_waiter wl[N];
+    TU_EQ(shmlease_waiters(t, "k", wl, N), N);
     TU_RC(shmlease_release(t, &l), 0);
     for (int i = 0; i < N; i++)
         tu_expect_exit0(p[i]);
