@@ -438,7 +438,9 @@ typedef struct shmlease_waiter {
 
 /*
  * The live processes with a thread asleep waiting for KEY, from the table's
- * wait records (a waiter killed while it slept is not listed). Fills
+ * wait records (a waiter killed while it slept is not listed; shared and
+ * fair waiters included: those asleep on its shared holders or in its fair
+ * queue). Fills
  * out[0..min(n, max)) and returns n, the number of such processes (n > max:
  * the others did not fit; call again with more room), 0 when nobody waits
  * (a free key included); -EINVAL (t NULL, or out NULL with max > 0),

@@ -491,3 +491,24 @@ int shmlease__acquire_exclusive(struct acquire *a, shmlease_lease *out)
             return rc;
     }
 }
+
+/* A fair waiter's place, renewed after each of its sleeps (fair.c). */
+int shmlease__keep_place(struct acquire *a)
+{
+    shmlease_table *t = a->t;
+    struct shm_entry *pe = &t->entries[a->place.ei];
+    for (;;) {
+        struct lstate s = ls_snapshot(pe);
+        uint64_t now = shmlease__now_rel(t);
+        if (s.c != a->place.s.c || sw_kind(s.w) != SW_HELD || sw_owner(s.w) != a->me ||
+            sw_deadline(s.w) <= now) {
+            a->queued = 0;           /* lost: whoever comes next passed us */
+            return -ENOLINK;
+        }
+        struct lstate n = {sw_held(a->me, sw_deadline_after(now, PLACE_TTL_MS)), s.c};
+        if (ls_cas(pe, s, n)) {
+            a->place.s = n;
+            return 0;
+        }
+    }
+}

@@ -57,6 +57,8 @@ int shmlease__wait_or_give_up(struct acquire *a, struct shm_entry *e, uint64_t w
 int shmlease__wait_or_give_up_of(struct acquire *a, struct shm_entry *e, uint64_t w, uint64_t watch,
                                  uint64_t now);
 /* Draws the token of claim TG and fills OUT: 0, or -EAGAIN (claim lost). */
+#define PLACE_TTL_MS 2000u   /* a fair queue's place lasts this long unrenewed */
+
 /* After a sleep: renews our fair-queue place; 0, or -ENOLINK when it was
  * lost (we were stopped past its deadline): the acquire queues again. */
 int shmlease__keep_place(struct acquire *a);

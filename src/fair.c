@@ -28,7 +28,6 @@
 #include <errno.h>
 #include <string.h>
 
-#define PLACE_TTL_MS 2000u   /* a place lasts this long unrenewed */
 
 struct queue {
     long ei;
@@ -97,26 +96,6 @@ static int queue_busy(struct acquire *a)
         return 0;
     uint64_t w;
     return first_live_place(a, &q, s.c + 1, &w) >= 0;
-}
-
-int shmlease__keep_place(struct acquire *a)
-{
-    shmlease_table *t = a->t;
-    struct shm_entry *pe = &t->entries[a->place.ei];
-    for (;;) {
-        struct lstate s = ls_snapshot(pe);
-        uint64_t now = shmlease__now_rel(t);
-        if (s.c != a->place.s.c || sw_kind(s.w) != SW_HELD || sw_owner(s.w) != a->me ||
-            sw_deadline(s.w) <= now) {
-            a->queued = 0;           /* lost: whoever comes next passed us */
-            return -ENOLINK;
-        }
-        struct lstate n = {sw_held(a->me, sw_deadline_after(now, PLACE_TTL_MS)), s.c};
-        if (ls_cas(pe, s, n)) {
-            a->place.s = n;
-            return 0;
-        }
-    }
 }
 
 /* Frees our place (if we still have it) and wakes whoever sleeps on it. */
