@@ -367,8 +367,10 @@ SHMLEASE_API int shmlease_with_lease(shmlease_table *t, const char *key,
 /* 0 while l is still the current, unexpired claim of its key; else -ESTALE.
  * Cheap (no syscall unless the clock needs one): call it before acting. */
 SHMLEASE_API int shmlease_check(shmlease_table *t, const shmlease_lease *l);
-/* Operator's tool: ends whoever holds KEY now (held or grace). The holder's
- * renew/release then fail with -ESTALE; the next acquirer gets a greater token.
+/* Operator's tool: ends whoever holds KEY now (held or grace): the exclusive
+ * holder, or every shared holder (and an exclusive acquirer waiting for them
+ * to leave). The holders' renew/release then fail with -ESTALE; the next
+ * acquirer gets a greater token.
  * 0, -ENOENT (not held), -EINVAL, -ENAMETOOLONG, -EPERM. */
 SHMLEASE_API int shmlease_break(shmlease_table *t, const char *key);
 

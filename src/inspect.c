@@ -387,6 +387,18 @@ SHM_API int shmlease_foreach(shmlease_table *t, int (*fn)(const shmlease_info *,
     return 0;
 }
 
+/* Is E (live, read without a lock) a fair queue's place? */
+static int is_place(const shmlease_table *t, const struct shm_entry *e)
+{
+    uint64_t kw[(SHMLEASE_KEY_MAX + 1) / 8];
+    uint32_t klen = ld_relaxed(&e->key_len);
+    if (klen == 0 || klen > SHMLEASE_KEY_MAX)
+        return 0;
+    for (uint32_t i = 0; i < (klen + 7) / 8; i++)
+        kw[i] = shmlease__key_word(e, i);
+    return shmlease__salt_of(t, kw, klen, ld_relaxed(&e->hash)) > SALT_SLOTS;
+}
+
 SHM_API int shmlease_stats_get(shmlease_table *t, shmlease_stats *out)
 {
     if (!t || !out)
@@ -414,8 +426,17 @@ SHM_API int shmlease_stats_get(shmlease_table *t, shmlease_stats *out)
     out->live_keys = live <= t->capacity ? live : t->capacity;
     uint64_t now = shmlease__now_rel(t);
     uint32_t held = 0;
-    for (uint32_t i = 0; i < t->capacity; i++)
-        held += (uint32_t)sw_live(ld_relaxed(&t->entries[i].state), now);
+    for (uint32_t i = 0; i < t->capacity; i++) {
+        const struct shm_entry *e = &t->entries[i];
+        uint64_t w = ld_relaxed(&e->state);
+        if (!sw_live(w, now))
+            continue;
+        /* A fair queue's place is a waiter, not a lease (key.h): a HELD
+         * word without aux whose hash is a salt of its key. */
+        if (sw_kind(w) == SW_HELD && sw_aux(w) == 0 && is_place(t, e))
+            continue;
+        held++;
+    }
     out->held = held;
     uint32_t attached = 0;
     struct shmlease__liveview lv;

@@ -194,6 +194,31 @@ SHM_API int shmlease_check(shmlease_table *t, const shmlease_lease *l)
     return 0;
 }
 
+/* Ends the live lease of KB's key (a gate or a slot: KB's hash says
+ * which). 1 ended, 0 none; *HW (if not NULL) the entry's aux. */
+static int break_one(shmlease_table *t, const struct keybuf *kb, uint32_t *hw)
+{
+    for (;;) {
+        uint32_t kseq;
+        long ei = shmlease__lookup_stable(t, kb, &kseq);
+        if (ei < 0)
+            return 0;
+        struct shm_entry *e = &t->entries[ei];
+        struct lstate s = ls_load(e);
+        if (ld_acquire(&e->key_seq) != kseq)
+            continue;                  /* entry reused for another key meanwhile */
+        if (hw)
+            *hw = sw_aux(s.w);
+        if (!sw_live(s.w, shmlease__now_rel(t)))
+            return 0;
+        if (ls_cas(e, s, (struct lstate){sw_free_aux(hw ? sw_aux(s.w) : 0), s.c})) {
+            shmlease__wake_waiters(e, 1);
+            stats_inc(t, cold.broken);
+            return 1;
+        }
+    }
+}
+
 SHM_API int shmlease_break(shmlease_table *t, const char *key)
 {
     struct keybuf kb;
@@ -204,22 +229,21 @@ SHM_API int shmlease_break(shmlease_table *t, const char *key)
         return rc;
     if (t->readonly)
         return -EPERM;
-    struct shm_entry *e;
-    for (;;) {
-        uint32_t kseq;
-        long ei = shmlease__lookup_stable(t, &kb, &kseq);
-        if (ei < 0)
-            return -ENOENT;
-        e = &t->entries[ei];
-        struct lstate s = ls_load(e);
-        if (ld_acquire(&e->key_seq) != kseq)
-            continue;                  /* entry reused for another key meanwhile */
-        if (!sw_live(s.w, shmlease__now_rel(t)))
-            return -ENOENT;
-        if (ls_cas(e, s, (struct lstate){sw_free_aux(sw_aux(s.w)), s.c}))
-            break;
+    /* The exclusive holder (or an exclusive acquirer waiting for shared
+     * holders) first; then every shared holder (docs/state-machine.md,
+     * section 8), whose leaving wakes the key's waiters. */
+    uint32_t hw = 0;
+    int n = break_one(t, &kb, &hw);
+    for (uint32_t i = 0; i < hw; i++) {
+        struct keybuf skb;
+        shmlease__slot_key(&kb, i, &skb);
+        n += break_one(t, &skb, NULL);
     }
-    shmlease__wake_waiters(e, 1);
-    stats_inc(t, cold.broken);
-    return 0;
+    if (hw) {
+        uint32_t ks;
+        long gi = shmlease__lookup_stable(t, &kb, &ks);
+        if (gi >= 0)
+            shmlease__wake_waiters(&t->entries[gi], 1);
+    }
+    return n ? 0 : -ENOENT;
 }

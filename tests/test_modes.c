@@ -352,6 +352,28 @@ static void test_stopped_shared_holder_loses_its_lease_at_the_deadline(void **st
     tu_expect_exit0(p);
 }
 
+/* An operator's break ends every shared holder of a key: their leases are
+ * lost for good, and an exclusive acquirer gets the key. */
+static void test_break_ends_every_shared_holder(void **state)
+{
+    (void)state;
+    const char *name = tu_name("sharedbreak");
+    shmlease_table *t = tu_open(name, NULL);
+    shmlease_table *op = tu_open(name, NULL);
+    shmlease_lease a, b, x;
+    TU_RC(acq(t, "k", SHMLEASE_SHARED, 0, 0, &a), 0);
+    TU_RC(acq(t, "k", SHMLEASE_SHARED, 0, 0, &b), 0);
+    TU_RC(shmlease_break(op, "k"), 0);
+    TU_RC(shmlease_check(t, &a), -ESTALE);
+    TU_RC(shmlease_renew(t, &b, 60000), -ESTALE);
+    TU_RC(acq(op, "k", SHMLEASE_EXCLUSIVE, 0, 0, &x), 0);
+    TU_GT(x.fencing_token, b.fencing_token);
+    TU_RC(shmlease_release(t, &a), -ESTALE);
+    TU_RC(shmlease_release(op, &x), 0);
+    TU_RC(shmlease_break(op, "k"), -ENOENT);
+    tu_close(op);
+}
+
 /* ---- upgrade ---------------------------------------------------------------- */
 
 struct upgrade_arg {
@@ -532,6 +554,7 @@ static void test_fair_waiters_are_served_in_arrival_order(void **state)
     assert_true(TU_WAIT_FOR(waiters_of(t, "k") == N, 10000));
     shmlease_waiter wl[N];
     TU_EQ(shmlease_waiters(t, "k", wl, N), N);
+    TU_EQ(tu_stats(t).held, 1);                  /* places are waiters, not leases */
     TU_RC(shmlease_release(t, &l), 0);
     for (int i = 0; i < N; i++)
         tu_expect_exit0(p[i]);
@@ -615,6 +638,7 @@ int main(int argc, char **argv)
         TU_TEST(test_counted_lease_admits_at_most_its_limit),
         TU_TEST(test_exclusive_waiter_gets_the_key_when_a_shared_holder_dies),
         TU_TEST(test_stopped_shared_holder_loses_its_lease_at_the_deadline),
+        TU_TEST(test_break_ends_every_shared_holder),
         TU_TEST(test_upgrade_is_atomic_and_a_second_upgrader_gets_edeadlk),
         TU_TEST(test_upgrade_that_times_out_keeps_the_shared_lease),
         TU_TEST(test_full_table_keeps_the_gate_of_a_shared_key),
