@@ -149,8 +149,8 @@ static int other_limit_present(struct acquire *a, uint32_t hw, long mine, uint32
 static int find_slot(struct acquire *a, struct gate *g, uint32_t lim, struct target *sl, uint64_t *soonest)
 {
     struct shm_entry *ge = &a->t->entries[g->ei];
-    uint32_t hw = sw_aux(g->s.w);
-    *soonest = 0;
+    uint32_t hw = sw_aux(g->s.w), owners[SHMLEASE_LIMIT_MAX], nlive = 0;
+    uint64_t first = SW_DEADLINE_MASK;
     for (uint32_t i = 0; i < lim; i++) {
         if (i >= hw) {
             uint64_t nw = sw_with_aux(g->s.w, i + 1);
@@ -163,9 +163,18 @@ static int find_slot(struct acquire *a, struct gate *g, uint32_t lim, struct tar
         int rc = slot_try(a, i, lim, sl, &live);
         if (rc != 0)
             return rc;
-        if (!*soonest || sw_deadline(live) < sw_deadline(*soonest))
-            *soonest = live;
+        if (sw_deadline(live) < first)
+            first = sw_deadline(live);
+        owners[nlive++] = sw_kind(live) == SW_HELD ? sw_owner(live) : 0;
     }
+    /* Every slot is live. Sleep until the first deadline, watching one of
+     * the holders: another at each sleep, so that the process's death
+     * watcher comes to know each of them (any of their deaths then wakes
+     * us at once). */
+    uint32_t owner = owners[a->sleeps % nlive];
+    for (uint32_t k = 0; k < nlive && owner == 0; k++)
+        owner = owners[k];             /* a slot in grace has no holder to watch */
+    *soonest = owner ? sw_held_aux(owner, first, 0) : sw_grace(first);
     return SLOT_FULL;
 }
 
