@@ -322,7 +322,10 @@ SHMLEASE_API int shmlease_acquire(shmlease_table *t, const char *key,
  * acquire does, cancel NULL) for the other shared holders to leave; new
  * shared acquirers wait meanwhile. On success *l is the new exclusive lease
  * (a new, greater fencing token; deadline now + ttl_ms) and the shared one
- * is gone. On failure *l is unchanged and still held, except after -ESTALE.
+ * is gone. On failure *l is still held, except after -ESTALE: while it
+ * waited, the upgrade kept it from expiring (its deadline moved to now +
+ * ttl_ms whenever that was later, never earlier), and *l's expires_at_ms
+ * gives its deadline on return.
  *   -EDEADLK    another holder already waits to take the key exclusively (an
  *               upgrader, or an exclusive acquire waiting for L's holder to
  *               leave): waiting would deadlock. Release L and acquire anew.

@@ -260,9 +260,13 @@ int shmlease__wait_or_give_up(struct acquire *a, struct shm_entry *e, uint64_t w
 /* shmlease__wait_or_give_up, sleeping on E (state W) but watching WATCH's holder and
  * deadline: a shared acquire that found every slot taken. */
 int shmlease__wait_or_give_up_of(struct acquire *a, struct shm_entry *e, uint64_t w, uint64_t watch,
-                              uint64_t now)
+                                 uint64_t now)
 {
     shmlease_table *t = a->t;
+    if (a->o->wait_ms == 0) {
+        stats_inc(t, cold.refused);
+        return -EBUSY;
+    }
     if (!a->counted_contended) {
         a->counted_contended = 1;
         stats_inc(t, cold.contended);
@@ -443,9 +447,12 @@ int shmlease__drain_slots(struct acquire *a, struct target *tg, struct target *k
         tg->s = n;
         /* An upgrader keeps its shared lease while it waits. */
         if (keep) {
+            /* Never shortened: only moved to now + ttl when that is later. */
             struct shm_entry *ke = &t->entries[keep->ei];
-            struct lstate kn = {sw_held_aux(a->me, sw_deadline_after(now, a->o->ttl_ms), sw_aux(keep->s.w)),
-                                keep->s.c};
+            uint64_t kd = sw_deadline_after(now, a->o->ttl_ms);
+            if (kd < sw_deadline(keep->s.w))
+                kd = sw_deadline(keep->s.w);
+            struct lstate kn = {sw_held_aux(a->me, kd, sw_aux(keep->s.w)), keep->s.c};
             if (sw_deadline(keep->s.w) <= now || !ls_cas(ke, keep->s, kn)) {
                 shmlease__gate_give_back(e, tg->s);
                 return -ESTALE;
@@ -454,9 +461,18 @@ int shmlease__drain_slots(struct acquire *a, struct target *tg, struct target *k
         }
         uint64_t sw;
         long si = live_slot(a, sw_aux(n.w), skip, &sw);
-        if (si < 0)
+        if (si < 0) {
+            SHMLEASE_FAULT("drain.after_scan");
             return STEP_CLAIMED;
-        int rc = shmlease__wait_or_give_up(a, &t->entries[si], sw, shmlease__now_rel(t));
+        }
+        /* Sleep on that slot (its release, deadline, or holder's death
+         * wake us), but wake to renew the gate before a third of its TTL is
+         * left: a reservation that lapses lets shared acquirers in. */
+        uint64_t renew_at = sw_deadline(n.w) - a->o->ttl_ms / 3;
+        uint64_t watch = sw_deadline(sw) <= renew_at ? sw
+                         : sw_kind(sw) == SW_HELD ? sw_held_aux(sw_owner(sw), renew_at, 0)
+                                                  : sw_grace(renew_at);
+        int rc = shmlease__wait_or_give_up_of(a, &t->entries[si], sw, watch, shmlease__now_rel(t));
         if (rc) {
             shmlease__gate_give_back(e, tg->s);
             return rc;

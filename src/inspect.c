@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
 
 /* A snapshot gives up on an entry that keeps changing after SNAPSHOT_TRIES
@@ -306,10 +307,15 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
             out->queued = queued_on(t, &kb, &lv);
             return 0;
         }
-        /* Free, or the entry changed key under us: look again. */
-        uint32_t hw = sw_aux(ld_acquire(&e->state));
-        if (ld_acquire(&e->key_seq) != kseq)
+        /* Free, or the entry changed key under us: look again. A gate
+         * that a reaper retires for a moment (to look at its slots, then
+         * give it back) reads RETIRED: look again too. */
+        uint64_t gw = ld_acquire(&e->state);
+        uint32_t hw = sw_aux(gw);
+        if (ld_acquire(&e->key_seq) != kseq || sw_kind(gw) == SW_RETIRED) {
+            sched_yield();
             continue;
+        }
         if (hw == 0)
             return -ENOENT;
         /* Not held exclusively: its shared holders, if any. */

@@ -178,6 +178,20 @@ static int find_slot(struct acquire *a, struct gate *g, uint32_t lim, struct tar
     return SLOT_FULL;
 }
 
+/* A gate that an exclusive holder (or reserver) held past its deadline, or
+ * whose holder died, or whose grace is over, is FREE before a shared
+ * acquirer goes by it (same claim: the former holder's lease value no
+ * longer matches). Passing it unchanged would let that holder, resumed,
+ * renew it and go on as if nobody had come in (section 8 of
+ * docs/state-machine.md). 1 done, 0 the gate changed meanwhile. */
+static int open_gate(struct shm_entry *ge, struct lstate s)
+{
+    if (!ls_cas(ge, s, (struct lstate){sw_free_aux(sw_aux(s.w)), s.c}))
+        return 0;
+    shmlease__wake_waiters(ge, 1);
+    return 1;
+}
+
 /* After claiming slot SL: keeps it if the gate G is still open (MO-18) and
  * no holder of another limit came meanwhile, then fills OUT. 0, STEP_AGAIN
  * (given back: look again), or a code. */
@@ -187,11 +201,17 @@ static int keep_slot(struct acquire *a, const struct gate *g, const struct targe
     shmlease_table *t = a->t;
     struct shm_entry *ge = &t->entries[g->ei];
     fence_seqcst();
-    uint64_t gw = ld_seqcst(&ge->state);
-    if (sw_kind(gw) == SW_RETIRED || ld_acquire(&ge->key_seq) != g->kseq ||
-        !shmlease__takeable(a, gw, shmlease__now_rel(t))) {
-        slot_give_back(t, sl, ge);
-        return STEP_AGAIN;
+    uint64_t gw;
+    for (;;) {
+        struct lstate gs = ls_snapshot(ge);
+        gw = gs.w;
+        if (sw_kind(gw) == SW_RETIRED || ld_acquire(&ge->key_seq) != g->kseq ||
+            !shmlease__takeable(a, gw, shmlease__now_rel(t))) {
+            slot_give_back(t, sl, ge);
+            return STEP_AGAIN;
+        }
+        if (sw_kind(gw) == SW_FREE || open_gate(ge, gs))
+            break;
     }
     if (other_limit_present(a, sw_aux(gw), sl->ei, lim)) {
         slot_give_back(t, sl, ge);
@@ -226,6 +246,11 @@ static int shared_round(struct acquire *a, uint32_t lim, shmlease_lease *out, in
         /* Held exclusively, or reserved by an exclusive acquirer. */
         rc = shmlease__wait_or_give_up(a, ge, g.s.w, now);
         return rc ? rc : STEP_AGAIN;
+    }
+    if (sw_kind(g.s.w) != SW_FREE) {
+        if (!open_gate(ge, g.s))
+            return STEP_AGAIN;
+        g.s.w = sw_free_aux(sw_aux(g.s.w));
     }
     struct target sl = {0};
     uint64_t soonest;
@@ -274,17 +299,35 @@ static int lease_key(const shmlease_table *t, const shmlease_lease *l, char key[
 
 /* One attempt to upgrade L: 0 with *NL (the exclusive lease; the slot is
  * left), STEP_AGAIN (the gate changed under us: again), or a code. */
-static int upgrade_round(struct acquire *a, const shmlease_lease *l, shmlease_lease *nl)
+static int upgrade_round(struct acquire *a, shmlease_lease *l, shmlease_lease *nl, int *locked)
 {
     shmlease_table *t = a->t;
     struct target tg = {0};
-    tg.ei = shmlease__lookup_stable(t, &a->kb, &tg.kseq);
+    if (*locked) {
+        /* Under the index lock: a gate a reaper is looking at (retired
+         * for a moment, then given back: our slot is live) is back. */
+        struct shmlease__insert ins = {.kb = &a->kb, .owner = a->me, .ttl_ms = a->o->ttl_ms,
+                                       .lock_ms = shmlease__struct_lock_ms(a, shmlease__now_rel(t)),
+                                       .free_gate = 1};
+        int rc = shmlease__insert_held(t, &ins);
+        if (rc == -EAGAIN)
+            return STEP_AGAIN;
+        if (rc < 0)
+            return shmlease__struct_lock_gave_up(a, rc);
+        tg.ei = ins.entry;
+        tg.kseq = ins.key_seq;
+        *locked = 0;
+    } else {
+        tg.ei = shmlease__lookup_stable(t, &a->kb, &tg.kseq);
+    }
     if (tg.ei != (long)L_GATE(l) - 1)
         return -ESTALE;                /* the key's gate is not the one we came in by */
     struct shm_entry *ge = &t->entries[tg.ei];
     struct lstate s = ls_load(ge);
-    if (sw_kind(s.w) == SW_RETIRED || ld_acquire(&ge->key_seq) != tg.kseq)
-        return -ESTALE;
+    if (sw_kind(s.w) == SW_RETIRED || ld_acquire(&ge->key_seq) != tg.kseq) {
+        *locked = 1;
+        return STEP_AGAIN;
+    }
     uint64_t now = shmlease__now_rel(t);
     /* Held by a live exclusive acquirer: it waits for our slot, which we
      * would keep while waiting for it. */
@@ -302,6 +345,12 @@ static int upgrade_round(struct acquire *a, const shmlease_lease *l, shmlease_le
         return -ESTALE;
     }
     int rc = shmlease__drain_slots(a, &tg, &keep);
+    /* The wait may have moved our shared lease's deadline (never earlier):
+     * the caller's value says so, whatever comes next. */
+    if (rc != -ESTALE) {
+        L_WORD(l) = keep.s.w;
+        l->expires_at_ms = t->created_at + sw_deadline(keep.s.w);
+    }
     if (rc == -EAGAIN)
         return STEP_AGAIN;             /* the gate was taken from us */
     if (rc != STEP_CLAIMED)
@@ -341,7 +390,8 @@ SHM_API int shmlease_upgrade(shmlease_table *t, shmlease_lease *l, uint64_t ttl_
     shmlease__deathwatch_init(&a.dw);
     rc = shmlease__acquire_begin(&a, t, key, &o, l);
     shmlease_lease nl;
-    while (rc == 0 && (rc = upgrade_round(&a, l, &nl)) == STEP_AGAIN)
+    int locked = 0;
+    while (rc == 0 && (rc = upgrade_round(&a, l, &nl, &locked)) == STEP_AGAIN)
         rc = 0;
     if (rc == 0)
         *l = nl;

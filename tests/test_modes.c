@@ -374,6 +374,57 @@ static void test_break_ends_every_shared_holder(void **state)
     tu_close(op);
 }
 
+/* An exclusive acquirer stopped after it found no shared holder, and before
+ * it drew its token, for longer than its TTL: a shared acquirer comes in
+ * meanwhile (the reservation has lapsed), and the exclusive one, resumed,
+ * must not go on as if it held the key: it waits for the shared holder. */
+static void test_lapsed_exclusive_reservation_is_not_revived(void **state)
+{
+    (void)state;
+    if (!SHMLEASE_HAVE_FAULT_POINTS)
+        skip();
+    const char *name = tu_name("revive");
+    shmlease_table *t = tu_open(name, NULL);
+    tu_chan s1c;
+    pid_t s1 = holder_ok(&s1c, name, "k", SHMLEASE_SHARED, 0);
+    tu_chan xc;
+    tu_chan_init(&xc);
+    pid_t x = tu_fork();
+    if (x == 0) {
+        tu_chan_child(&xc);
+        tu_fault_arm("drain.after_scan", SHMLEASE_FAULT_STOP, 1);
+        shmlease_table *u = NULL;
+        TU_CK_RC(shmlease_open(name, NULL, &u), 0);
+        shmlease_acquire_opts o = mopts(SHMLEASE_EXCLUSIVE, 0, 300, SHMLEASE_WAIT_FOREVER);
+        shmlease_lease l;
+        int rc = shmlease_acquire(u, "k", &o, &l);
+        tu_up(&xc, rc);
+        tu_up(&xc, rc == 0 ? (int64_t)l.fencing_token : 0);
+        tu_down_recv(&xc);
+        _exit(0);
+    }
+    tu_chan_parent(&xc, x);
+    shmlease_info info;
+    assert_true(TU_WAIT_FOR(shmlease_inspect(t, "k", &info) == 0 && info.mode == SHMLEASE_EXCLUSIVE, 10000));
+    tu_down(&s1c, 1);                                /* the shared holder leaves */
+    TU_RC(tu_up_recv(&s1c, 10000), 0);
+    assert_true(tu_wait_stopped(x, 10000));          /* stopped past its scan */
+    tu_sleep_ms(400);                                /* its reservation lapses */
+    shmlease_lease r;
+    TU_RC(acq(t, "k", SHMLEASE_SHARED, 0, 0, &r), 0);
+    kill(x, SIGCONT);
+    int64_t v;
+    TU_RC(tu_up_try(&xc, &v, 1000), -ETIMEDOUT);     /* waits for us, holds nothing */
+    TU_RC(shmlease_check(t, &r), 0);
+    TU_RC(shmlease_release(t, &r), 0);
+    TU_RC(tu_up_recv(&xc, 10000), 0);
+    TU_GT(tu_up_recv(&xc, 1000), r.fencing_token);
+    tu_down(&xc, 0);
+    tu_expect_exit0(x);
+    tu_down(&s1c, 0);
+    tu_expect_exit0(s1);
+}
+
 /* ---- upgrade ---------------------------------------------------------------- */
 
 struct upgrade_arg {
@@ -444,7 +495,21 @@ static void test_upgrade_that_times_out_keeps_the_shared_lease(void **state)
     shmlease_lease a, x;
     TU_RC(acq(t, "k", SHMLEASE_SHARED, 0, 0, &a), 0);
     TU_RC(shmlease_upgrade(t, &a, 60000, 0), -EBUSY);
-    TU_RC(shmlease_upgrade(t, &a, 60000, 200), -ETIMEDOUT);
+    uint64_t before = a.expires_at_ms;
+    /* A short upgrade TTL never shortens the shared lease ... */
+    TU_RC(shmlease_upgrade(t, &a, 100, 200), -ETIMEDOUT);
+    TU_EQ(a.expires_at_ms, before);
+    tu_sleep_ms(300);
+    TU_RC(shmlease_check(t, &a), 0);
+    TU_RC(acq(t, "k", SHMLEASE_EXCLUSIVE, 0, 0, &x), -EBUSY);
+    /* ... and a long one keeps it, and says so in the value. */
+    TU_RC(acq(t, "k", SHMLEASE_SHARED, 0, 0, &x), 0);
+    TU_RC(shmlease_renew(t, &x, 120000), 0);
+    TU_RC(shmlease_upgrade(t, &a, 120000, 200), -ETIMEDOUT);
+    TU_GT(a.expires_at_ms, before);
+    shmlease_info info;
+    TU_RC(shmlease_inspect(t, "k", &info), 0);
+    TU_RC(shmlease_release(t, &x), 0);
     TU_RC(shmlease_check(t, &a), 0);
     TU_RC(acq(t, "k", SHMLEASE_SHARED, 0, 0, &x), 0);   /* the gate was given back */
     TU_RC(shmlease_release(t, &x), 0);
@@ -639,6 +704,7 @@ int main(int argc, char **argv)
         TU_TEST(test_exclusive_waiter_gets_the_key_when_a_shared_holder_dies),
         TU_TEST(test_stopped_shared_holder_loses_its_lease_at_the_deadline),
         TU_TEST(test_break_ends_every_shared_holder),
+        TU_TEST(test_lapsed_exclusive_reservation_is_not_revived),
         TU_TEST(test_upgrade_is_atomic_and_a_second_upgrader_gets_edeadlk),
         TU_TEST(test_upgrade_that_times_out_keeps_the_shared_lease),
         TU_TEST(test_full_table_keeps_the_gate_of_a_shared_key),
