@@ -297,29 +297,39 @@ static int lease_key(const shmlease_table *t, const shmlease_lease *l, char key[
     return 0;
 }
 
+/* The key's gate for an upgrade: looked up, or (*LOCKED) found under the
+ * index lock, where a gate a reaper is looking at (retired for a moment,
+ * then given back: our slot is live) is back. 0, STEP_AGAIN or a code. */
+static int upgrade_gate(struct acquire *a, struct target *tg, int *locked)
+{
+    shmlease_table *t = a->t;
+    if (!*locked) {
+        tg->ei = shmlease__lookup_stable(t, &a->kb, &tg->kseq);
+        return 0;
+    }
+    struct shmlease__insert ins = {.kb = &a->kb, .owner = a->me, .ttl_ms = a->o->ttl_ms,
+                                   .lock_ms = shmlease__struct_lock_ms(a, shmlease__now_rel(t)),
+                                   .free_gate = 1};
+    int rc = shmlease__insert_held(t, &ins);
+    if (rc == -EAGAIN)
+        return STEP_AGAIN;
+    if (rc < 0)
+        return shmlease__struct_lock_gave_up(a, rc);
+    tg->ei = ins.entry;
+    tg->kseq = ins.key_seq;
+    *locked = 0;
+    return 0;
+}
+
 /* One attempt to upgrade L: 0 with *NL (the exclusive lease; the slot is
  * left), STEP_AGAIN (the gate changed under us: again), or a code. */
 static int upgrade_round(struct acquire *a, shmlease_lease *l, shmlease_lease *nl, int *locked)
 {
     shmlease_table *t = a->t;
     struct target tg = {0};
-    if (*locked) {
-        /* Under the index lock: a gate a reaper is looking at (retired
-         * for a moment, then given back: our slot is live) is back. */
-        struct shmlease__insert ins = {.kb = &a->kb, .owner = a->me, .ttl_ms = a->o->ttl_ms,
-                                       .lock_ms = shmlease__struct_lock_ms(a, shmlease__now_rel(t)),
-                                       .free_gate = 1};
-        int rc = shmlease__insert_held(t, &ins);
-        if (rc == -EAGAIN)
-            return STEP_AGAIN;
-        if (rc < 0)
-            return shmlease__struct_lock_gave_up(a, rc);
-        tg.ei = ins.entry;
-        tg.kseq = ins.key_seq;
-        *locked = 0;
-    } else {
-        tg.ei = shmlease__lookup_stable(t, &a->kb, &tg.kseq);
-    }
+    int rc = upgrade_gate(a, &tg, locked);
+    if (rc)
+        return rc;
     if (tg.ei != (long)L_GATE(l) - 1)
         return -ESTALE;                /* the key's gate is not the one we came in by */
     struct shm_entry *ge = &t->entries[tg.ei];
@@ -344,7 +354,7 @@ static int upgrade_round(struct acquire *a, shmlease_lease *l, shmlease_lease *n
         shmlease__gate_give_back(ge, tg.s);
         return -ESTALE;
     }
-    int rc = shmlease__drain_slots(a, &tg, &keep);
+    rc = shmlease__drain_slots(a, &tg, &keep);
     /* The wait may have moved our shared lease's deadline (never earlier):
      * the caller's value says so, whatever comes next. */
     if (rc != -ESTALE) {
