@@ -525,7 +525,15 @@ static void test_async_requests_belong_to_the_process_that_started_them(void **s
         TU_CK_RC(shmlease_async_cancel(a), -ECHILD);
         shmlease_async_free(a);
         shmlease_async *mine = NULL;
+        /* A request of the child's own, with a thread of its own, except
+         * under ThreadSanitizer: its registry still lists the parent's
+         * threads in a fork child and refuses a new thread that reuses
+         * one's stack ("dup thread"); there the child's request is a try. */
+#if defined(__SANITIZE_THREAD__)
+        shmlease_acquire_opts w = aopts(SHMLEASE_EXCLUSIVE, 60000, 0);
+#else
         shmlease_acquire_opts w = aopts(SHMLEASE_EXCLUSIVE, 60000, 30000);
+#endif
         TU_CK_RC(shmlease_acquire_async(t, "child", &w, &mine), 0);
         struct pollfd pf = {.fd = shmlease_async_fd(mine), .events = POLLIN};
         TU_CK(poll(&pf, 1, 60000) == 1);
