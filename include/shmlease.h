@@ -397,6 +397,144 @@ SHMLEASE_API const char *shmlease_strerror(int rc);
 SHMLEASE_API const char *shmlease_errname(int rc);
 
 /* ------------------------------------------------------------------------ */
+/* Async acquire (since 1.3)                                                 */
+
+/*
+ * An acquire that does not block the caller: shmlease_acquire_async starts
+ * it and returns at once; a file descriptor becomes readable when it is done
+ * (poll, epoll, select, or any event loop); shmlease_async_result then gives
+ * the lease or the error. shmlease_acquire is unchanged beside it.
+ *
+ *   shmlease_async *a;
+ *   shmlease_acquire_async(t, "job", &o, &a);   // o: as for shmlease_acquire
+ *   struct pollfd p = {.fd = shmlease_async_fd(a), .events = POLLIN};
+ *   poll(&p, 1, -1);                            // or an event loop's watch
+ *   rc = shmlease_async_result(a, &lease);      // 0: lease is ours
+ *   shmlease_async_free(a);                     // the lease stays ours
+ *
+ * A request waits in a thread of its own that the library starts (signals
+ * blocked in it), which runs shmlease_acquire with the caller's options;
+ * a request given opts.cancel has one more, small thread (it passes that
+ * token's cancel on). At most SHMLEASE_ASYNC_MAX requests of a process
+ * wait at once; one more is -EAGAIN. A try (wait_ms 0) starts no thread:
+ * it is done when shmlease_acquire_async returns.
+ *
+ * The key, the metadata and the options are copied: the caller's buffers
+ * may go once the call returns. The table handle must stay open until the
+ * request is freed (free every request before shmlease_close).
+ *
+ * A lease that nobody fetched is never left held: cancelling a request
+ * that succeeded but whose result was not fetched, or freeing it, releases
+ * the lease.
+ *
+ * Threads: the calls may come from any thread, concurrently, except that
+ * shmlease_async_free must not race with another call on the same request.
+ * Fork: a request belongs to the process that started it; threads do not
+ * cross fork(). In a child, fd, result and cancel return -ECHILD (the
+ * descriptor the child inherited means nothing), and free only gives back
+ * the child's copies (it releases nothing, waits for nothing).
+ */
+typedef struct shmlease_async shmlease_async;     /* opaque, one per request */
+
+#define SHMLEASE_ASYNC_MAX 256   /* requests of one process waiting at once */
+
+/*
+ * Starts acquiring KEY with the options O (mode, limit, flags, metadata,
+ * cancel: all as shmlease_acquire takes them) and returns at once with
+ * *out, the request. wait_ms counts from this call. O's cancel token, if
+ * any, ends the request with -ECANCELED like shmlease_async_cancel does.
+ * Returns 0 and *out, or (nothing started, *out untouched):
+ *   -EINVAL        t, key, o or out NULL, or options shmlease_acquire
+ *                  refuses (ttl_ms 0, wait_ms < -1, metadata, reserved
+ *                  fields, mode, limit)
+ *   -ENAMETOOLONG  key longer than SHMLEASE_KEY_MAX
+ *   -ECANCELED     o->cancel had been fired
+ *   -EAGAIN        SHMLEASE_ASYNC_MAX requests of this process wait
+ *                  already, or the system refused a thread
+ *   -ENOMEM, -EMFILE, -ENFILE  resources
+ * Every other code of shmlease_acquire (-EBUSY, -ETIMEDOUT, -EPERM for a
+ * read-only handle, an unknown flag's -EINVAL, ...) is the request's result.
+ */
+SHMLEASE_API int shmlease_acquire_async(shmlease_table *t, const char *key,
+                                        const shmlease_acquire_opts *o,
+                                        shmlease_async **out);
+/* The request's descriptor (an eventfd, O_CLOEXEC and O_NONBLOCK): not
+ * readable while the request is pending, readable from the moment it is
+ * done until it is freed (level-triggered; do not read or close it). Owned
+ * by the request. -EINVAL (NULL), -ECHILD (a fork child). */
+SHMLEASE_API int shmlease_async_fd(const shmlease_async *a);
+/*
+ * -EINPROGRESS while pending; then the acquire's result: 0 with *out, the
+ * lease, which is the caller's from then on (release it as any other; free
+ * will not), or its error. -ECANCELED after a cancel (nothing held). May be
+ * called again: the same answer. -EINVAL (a or out NULL), -ECHILD.
+ */
+SHMLEASE_API int shmlease_async_result(shmlease_async *a, shmlease_lease *out);
+/*
+ * Asks the request to end. 0: its result is -ECANCELED and it holds
+ * nothing: a pending acquire stops waiting at once (the fd becomes readable
+ * then, promptly), and one that succeeded unfetched has its lease released
+ * here. -EALREADY: it was done with an error, or its lease was fetched: the
+ * result stays. -EINVAL (NULL), -ECHILD.
+ */
+SHMLEASE_API int shmlease_async_cancel(shmlease_async *a);
+/* Cancels the request if it is pending, waits for its threads (promptly),
+ * releases a lease nobody fetched, closes the descriptor, frees A. NULL is
+ * a no-op. */
+SHMLEASE_API void shmlease_async_free(shmlease_async *a);
+
+/* ------------------------------------------------------------------------ */
+/* Fencing on the resource's side (since 1.3)                               */
+
+/*
+ * A resource protected by a lease (a file, a directory of files, a service)
+ * keeps the newest fencing token it has accepted and refuses work that
+ * comes with an older one: the work of a holder whose lease was lost (it
+ * was paused past its TTL, or broken) while a newer holder went on. These
+ * calls are that check and set, in one step. Give each write its holder's
+ * lease.fencing_token and act only on 0.
+ *
+ * Accept and the work it admits must not be separated by another holder's
+ * accept and work: do both under the resource's own lock (or in one
+ * transaction), or make the work itself conditional. A database row is
+ * its own fence:
+ *   UPDATE t SET ..., fence = :token WHERE id = :id AND fence <= :token
+ * (0 rows changed: refused). See shmlease_fence(3).
+ */
+
+/*
+ * *newest is the newest token accepted (0 at first): a word in any memory,
+ * shared memory between processes included, 8-byte aligned. 0 when
+ * token >= *newest, which becomes token; -ESTALE when token < *newest,
+ * which stays. Lock-free (compare-and-swap), async-signal-safe. -EINVAL:
+ * newest NULL or not aligned.
+ */
+SHMLEASE_API int shmlease_fence_accept(uint64_t *newest, uint64_t token);
+/*
+ * The same, kept in a fence file: FD, open for reading and writing, is a
+ * regular file that holds the newest token accepted (empty at first:
+ * newest 0; 40 bytes once written; see shmlease_fence(3)). Check and set
+ * are one step across processes and threads (an open-file-description lock
+ * that the kernel drops when its holder dies; it waits for another accept
+ * in progress on the file), and a crash never leaves the file accepting a
+ * token older than one it accepted. The new token is on the disk
+ * (fdatasync) before 0 is returned.
+ *   0        token >= the newest: the newest is now token
+ *   -ESTALE  token < the newest: nothing changed
+ *   -EBADF   fd not an open descriptor, or not open for writing
+ *   -EINVAL  fd not a regular file
+ *   -EPROTO  the file is not a fence file (other size, or contents this
+ *            library did not write): left as it is
+ *   -EIO, -ENOSPC, ...  the write or sync failed: the token may not be in
+ *            the file; it was not accepted
+ */
+SHMLEASE_API int shmlease_fence_accept_fd(int fd, uint64_t token);
+/* *newest = the newest token accepted in the fence file FD (0 when empty),
+ * without changing it. 0, -EBADF (fd not open for reading), -EINVAL (newest
+ * NULL, fd not a regular file), -EPROTO, -EIO. */
+SHMLEASE_API int shmlease_fence_read_fd(int fd, uint64_t *newest);
+
+/* ------------------------------------------------------------------------ */
 /* Inspection (never blocks, never writes the table)                         */
 
 typedef struct shmlease_info {

@@ -1,27 +1,27 @@
 /*
  * Async acquire (async.h).
  *
- * A request is PENDING until its worker has stored the acquire's outcome
+ * A request is pending until its worker has stored the acquire's outcome
  * (rc, lease) under the request's mutex and set `done`; then, and only
  * then, the worker writes the eventfd, which stays readable from that
  * moment on (nobody reads it here). A try (wait_ms 0) runs in the caller's
  * thread and is done when shmlease_acquire_async returns.
  *
- * Who may write what:
- *   owner, fd, t, key, meta, o, stop, user, has_*   the starting thread,
- *                                                    before any thread exists
- *   done, rc, lease, fetched, cancelled              under mu
- *   relay_word                                       atomic (futex word)
+ * Who writes what:
+ *   owner, fd, t, key, meta, o, stop, user,   the starting thread, before
+ *   has_worker, has_relay                     any thread of the request exists
+ *   done, rc, lease, fetched, cancelled       under mu (done also read lock-free)
+ *   relay_word, threads                       atomic add
  *
  * A lease nobody will fetch is released by whoever makes it so: the worker
  * (a cancel came before the acquire returned), shmlease_async_cancel (after)
- * or shmlease_async_free. "fetched" hands the lease to the caller for good.
+ * or shmlease_async_free. `fetched` hands the lease to the caller for good.
  *
  * Fork: threads do not cross fork(), so a request belongs to the process
  * that started it (owner). In a child every call but free is -ECHILD, and
  * free only gives back the child's copies of the memory and descriptor; it
- * touches no mutex (one may have been held by a parent's thread at the
- * fork) and no lease (the child holds none of the parent's).
+ * takes no mutex (a parent's thread may have held one at the fork) and
+ * touches no lease (the child holds none of the parent's).
  */
 #include "async.h"
 #include "abi.h"
@@ -48,18 +48,19 @@ struct shmlease_async {
     shmlease_acquire_opts o;          /* o.metadata -> meta, o.cancel -> stop */
     shmlease_cancel_token *stop;      /* ours: shmlease_async_cancel fires it */
     shmlease_cancel_token *user;      /* the caller's opts.cancel, or NULL */
-    struct cancel_wait user_wait;     /* our listing in user's token */
-    uint32_t relay_word;              /* bumped: user fired, or done */
+    struct cancel_wait user_wait;     /* our listing in the caller's token */
+    uint32_t relay_word;              /* bumped: caller's token fired, or done */
     int has_worker, has_relay;
     pthread_t worker, relay;
+    unsigned threads;                 /* atomic: running threads (+1 while starting) */
 
     pthread_mutex_t mu;
     int done, rc, fetched, cancelled;
     shmlease_lease lease;
 };
 
-/* Requests of this process with a thread still running (worker or relay
- * counted once per request). A fork child starts from zero. */
+/* Requests of this process that have a thread running. Taken by the start,
+ * given back by the request's last thread to end. A fork child has none. */
 static unsigned live_requests;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
@@ -102,12 +103,12 @@ static void wake_relay(shmlease_async *a)
 
 /* Stores the acquire's outcome and makes the fd readable. A cancel asked
  * before this point wins over a success: the lease goes back at once. */
-static void complete(shmlease_async *a, int rc, const shmlease_lease *l)
+static void complete(shmlease_async *a, int rc, shmlease_lease *l)
 {
     pthread_mutex_lock(&a->mu);
     if (a->cancelled) {
         if (rc == 0)
-            (void)shmlease_release(a->t, (shmlease_lease *)l);
+            (void)shmlease_release(a->t, l);
         rc = -ECANCELED;
     }
     a->rc = rc;
@@ -122,15 +123,15 @@ static void complete(shmlease_async *a, int rc, const shmlease_lease *l)
         ;
 }
 
+static void thread_over(shmlease_async *a);
+
 static void *worker_main(void *p)
 {
     shmlease_async *a = p;
     shmlease_lease l;
     memset(&l, 0, sizeof l);
-    int rc = shmlease_acquire(a->t, a->key, &a->o, &l);
-    complete(a, rc, &l);
-    if (!a->has_relay)
-        give_back_slot();
+    complete(a, shmlease_acquire(a->t, a->key, &a->o, &l), &l);
+    thread_over(a);
     return NULL;
 }
 
@@ -152,13 +153,14 @@ static void *relay_main(void *p)
         futex_async((int32_t *)&a->relay_word, FUTEX_WAIT, (int32_t)seen, NULL, NULL, 0);
     }
     shmlease__cancel_leave(a->user, &a->user_wait);
-    give_back_slot();
+    thread_over(a);
     return NULL;
 }
 
-/* The checks shmlease_acquire would make at once, made before anything
- * starts, so that bad input is refused by the call itself. Later checks
- * (the table's) end the request with their code as its result. */
+/* The checks shmlease_acquire makes before it looks at the table, made
+ * before anything starts: bad input is refused by the call itself. What
+ * only the table can tell (a read-only handle, a limit other holders
+ * disagree with, ...) ends the request, with that code as its result. */
 static int check_input(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
                        shmlease_async **out)
 {
@@ -221,41 +223,67 @@ static void request_delete(shmlease_async *a)
     free(a);
 }
 
-/* Starts the worker (and the relay, for a caller's token) with every
- * signal blocked: they are the program's threads to receive signals. */
-static int start_threads(shmlease_async *a)
+/* One thread of request A (or its starter's hold) is over: the last one
+ * gives the request's slot back. A stays valid: free joins the threads. */
+static void thread_over(shmlease_async *a)
 {
+    if (__atomic_sub_fetch(&a->threads, 1, __ATOMIC_ACQ_REL) == 0)
+        give_back_slot();
+}
+
+static int spawn(shmlease_async *a, pthread_t *th, void *(*fn)(void *), pthread_attr_t *attr)
+{
+    add_relaxed(&a->threads, 1);
+    if (pthread_create(th, attr, fn, a) == 0)
+        return 0;
+    thread_over(a);
+    return -EAGAIN;
+}
+
+/* Starts the relay (for a caller's token), then the worker. 0, or a code
+ * after which no thread of the request runs. */
+static int start_threads(shmlease_async *a, pthread_attr_t *attr)
+{
+    if (a->user) {
+        if (shmlease__cancel_enter(a->user, &a->user_wait, &a->relay_word))
+            return -ECANCELED;           /* fired since check_input */
+        if (spawn(a, &a->relay, relay_main, attr)) {
+            shmlease__cancel_leave(a->user, &a->user_wait);
+            return -EAGAIN;
+        }
+        a->has_relay = 1;
+    }
+    if (spawn(a, &a->worker, worker_main, attr) == 0) {
+        a->has_worker = 1;
+        return 0;
+    }
+    if (a->has_relay) {
+        complete(a, -EAGAIN, NULL);      /* ends the relay */
+        pthread_join(a->relay, NULL);
+        a->has_relay = 0;
+    }
+    return -EAGAIN;
+}
+
+/* Takes a slot, starts the threads with every signal blocked in them
+ * (signals are for the program's own threads). */
+static int start(shmlease_async *a)
+{
+    int rc = reserve_slot();
+    if (rc)
+        return rc;
+    st_relaxed(&a->threads, 1);          /* our hold, until the threads run */
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, SHMLEASE_ASYNC_STACK);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int err = 0;
-    if (a->user) {
-        if (shmlease__cancel_enter(a->user, &a->user_wait, &a->relay_word)) {
-            err = ECANCELED;             /* fired since check_input */
-            goto out;
-        }
-        err = pthread_create(&a->relay, &attr, relay_main, a);
-        if (err) {
-            shmlease__cancel_leave(a->user, &a->user_wait);
-            goto out;
-        }
-        a->has_relay = 1;
-    }
-    err = pthread_create(&a->worker, &attr, worker_main, a);
-    if (err == 0)
-        a->has_worker = 1;
-    else if (a->has_relay) {
-        complete(a, -ECANCELED, NULL);   /* ends the relay */
-        pthread_join(a->relay, NULL);
-        a->has_relay = 0;
-    }
-out:
+    rc = start_threads(a, &attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
-    return err == 0 ? 0 : err == ECANCELED ? -ECANCELED : -EAGAIN;
+    thread_over(a);
+    return rc;
 }
 
 SHM_API int shmlease_acquire_async(shmlease_table *t, const char *key,
@@ -269,22 +297,14 @@ SHM_API int shmlease_acquire_async(shmlease_table *t, const char *key,
     if (!a)
         return rc;
     if (o->wait_ms == 0) {
-        /* A try: done before we return, in this thread. */
+        /* A try: done before we return, in this thread, with the caller's
+         * token (if any) as it is. */
         shmlease_lease l;
         memset(&l, 0, sizeof l);
         a->o.cancel = o->cancel;
         complete(a, shmlease_acquire(t, a->key, &a->o, &l), &l);
-        a->o.cancel = a->stop;
-        *out = a;
-        return 0;
-    }
-    rc = reserve_slot();
-    if (rc == 0) {
-        rc = start_threads(a);
-        if (rc)
-            give_back_slot();
-    }
-    if (rc) {
+        a->user = NULL;
+    } else if ((rc = start(a)) != 0) {
         request_delete(a);
         return rc;
     }
@@ -324,8 +344,8 @@ SHM_API int shmlease_async_cancel(shmlease_async *a)
     if (!mine(a))
         return -ECHILD;
     pthread_mutex_lock(&a->mu);
-    int rc = 0;
-    if (!a->done) {
+    int rc = 0, pending = !a->done;
+    if (pending) {
         a->cancelled = 1;
     } else if (a->rc == 0 && !a->fetched) {
         (void)shmlease_release(a->t, &a->lease);   /* nobody has seen it */
@@ -333,7 +353,6 @@ SHM_API int shmlease_async_cancel(shmlease_async *a)
     } else {
         rc = -EALREADY;
     }
-    int pending = !a->done;
     pthread_mutex_unlock(&a->mu);
     if (pending)
         shmlease_cancel(a->stop);
