@@ -2588,7 +2588,7 @@ static void one_round(unsigned seconds, uint64_t seed, struct totals *tot)
              (unsigned long long)v->upgrades_deadlk, (unsigned long long)v->upgrades_moved,
              (unsigned long long)v->upgrades_stale_current, v->peak[2], v->peak[3],
              v->peak[0], (unsigned long long)v->breaks_missed_shared, (unsigned long long)v->inspect_missed_shared,
-             h.strict ? "; strict (K1, K2 refereed as the header states them)" : "");
+             h.strict ? "; strict (K1-K4 refereed as the header states them)" : "");
 
     tot->rounds++;
     tot->secs += secs;
