@@ -64,6 +64,33 @@
  *   2. Tokens. Successive certain intervals of a key have strictly increasing
  *      tokens; if acquire A returned before acquire B was called, token(A) <
  *      token(B) (any keys); no token is handed out twice.
+ *   3. Lost stays lost. A lease is lost from the earliest of: the return of an
+ *      op on it that gave -ESTALE; its deadline + 1 ms; the return of a break
+ *      of its key called after the acquire returned and returned while the
+ *      lease was certainly held; the return of an inspect of its key, called
+ *      after the acquire returned, that showed the key free or in a grace
+ *      period; the return of its successful release/release_after (the value
+ *      is spent). No op on it called after that instant returns 0. An op on a
+ *      lease by another process (a fork child holding the parent's value)
+ *      never returns 0.
+ *   4. A successful acquire's (or upgrade's) lease lasts about ttl:
+ *      return + ttl - S <= expires_at <= return + ttl + 1 ms, where S = 1 ms of rounding plus the
+ *      header's allowance for the coarse clock (two of its ticks, from
+ *      clock_getres(CLOCK_MONOTONIC_COARSE), rounded up to ms), unless its own process was stopped
+ *      during the call. Time the calling thread spent preempted (waiting on a
+ *      run queue) during the call, as the kernel counts it for that thread
+ *      (/proc/thread-self/schedstat, read before and after the call), may lie
+ *      between the claim and the return: a lease short by no more than that
+ *      plus 2 ms is excused (counted apart). Time spent blocked inside the
+ *      library (waiting for a lock, joining a thread) is not excused.
+ *   5. Witness (independent of the arithmetic above): inside a lease, while
+ *      (expires_at - now) > 2 ms, the holder exchanges the key's owner word in
+ *      shared memory for its lease id, spins, reads it back, and logs what it
+ *      saw. A mark by another lease read back while the holder was still 2 ms
+ *      from its deadline, written by that other holder while IT was 2 ms from
+ *      its deadline, is a violation unless a break may have ended either
+ *      lease first (a broken holder does not know until it asks).
+ *   6. Return codes outside the contract's list for the call.
  *
  * Modes. A successful upgrade ends its shared lease's certain interval at
  * its call and begins an exclusive lease (its own lease id, token and
@@ -100,33 +127,7 @@
  *   K3  an upgrade may return -ESTALE while its shared lease stays current;
  *   K4  an inspect may return -ENOENT while a shared holder holds the key:
  *       neither loses a shared lease (3).
- *   3. Lost stays lost. A lease is lost from the earliest of: the return of an
- *      op on it that gave -ESTALE; its deadline + 1 ms; the return of a break
- *      of its key called after the acquire returned and returned while the
- *      lease was certainly held; the return of an inspect of its key, called
- *      after the acquire returned, that showed the key free or in a grace
- *      period; the return of its successful release/release_after (the value
- *      is spent). No op on it called after that instant returns 0. An op on a
- *      lease by another process (a fork child holding the parent's value)
- *      never returns 0.
- *   4. A successful acquire's lease lasts about ttl: return + ttl - S <=
- *      expires_at <= return + ttl + 1 ms, where S = 1 ms of rounding plus the
- *      header's allowance for the coarse clock (two of its ticks, from
- *      clock_getres(CLOCK_MONOTONIC_COARSE), rounded up to ms), unless its own process was stopped
- *      during the call. Time the calling thread spent preempted (waiting on a
- *      run queue) during the call, as the kernel counts it for that thread
- *      (/proc/thread-self/schedstat, read before and after the call), may lie
- *      between the claim and the return: a lease short by no more than that
- *      plus 2 ms is excused (counted apart). Time spent blocked inside the
- *      library (waiting for a lock, joining a thread) is not excused.
- *   5. Witness (independent of the arithmetic above): inside a lease, while
- *      (expires_at - now) > 2 ms, the holder exchanges the key's owner word in
- *      shared memory for its lease id, spins, reads it back, and logs what it
- *      saw. A mark by another lease read back while the holder was still 2 ms
- *      from its deadline, written by that other holder while IT was 2 ms from
- *      its deadline, is a violation unless a break may have ended either
- *      lease first (a broken holder does not know until it asks).
- *   6. Return codes outside the contract's list for the call.
+ *
  * t_referee_selftest feeds the referee a synthetic history for each kind of
  * violation and checks it is reported, and clean ones that must pass (K1-K4:
  * clean by default, violations when strict). `rel_checker --mutate` (or
