@@ -10,6 +10,12 @@
  *     TTLs of 1-5 ms and of 10-60 ms; acquire as a try, a timed wait, a real
  *     WAIT_FOREVER and "forever" made of timed waits; renew, release,
  *     release_after (grace 1-10 ms), check, abandoning a lease to expiry;
+ *   - modes (key_limit[]): hot keys 1-3 and four cold keys are also used in
+ *     SHARED mode (two acquires in three there): keys 1, 4 and 8 with no
+ *     limit, counted keys 2 and 6 with limit 2, 3 and 10 with limit 3 (every
+ *     process the same); a shared holder now and then upgrades (a try, a
+ *     timed wait, WAIT_FOREVER; sometimes asking its spent shared value
+ *     afterwards); witness rounds (5) are for exclusive leases only;
  *     thread 2 of each worker uses the handle the test process opened before
  *     forking (inherited); thread 0 forks children that use the worker's
  *     handle and try the worker's lease value (must be -ESTALE); thread 1
@@ -67,8 +73,8 @@
  *      is spent). No op on it called after that instant returns 0. An op on a
  *      lease by another process (a fork child holding the parent's value)
  *      never returns 0.
- *   4. A successful acquire's lease lasts about ttl: return + ttl - S <=
- *      expires_at <= return + ttl + 1 ms, where S = 1 ms of rounding plus the
+ *   4. A successful acquire's (or upgrade's) lease lasts about ttl:
+ *      return + ttl - S <= expires_at <= return + ttl + 1 ms, where S = 1 ms of rounding plus the
  *      header's allowance for the coarse clock (two of its ticks, from
  *      clock_getres(CLOCK_MONOTONIC_COARSE), rounded up to ms), unless its own process was stopped
  *      during the call. Time the calling thread spent preempted (waiting on a
@@ -85,8 +91,49 @@
  *      its deadline, is a violation unless a break may have ended either
  *      lease first (a broken holder does not know until it asks).
  *   6. Return codes outside the contract's list for the call.
+ *
+ * Modes. A successful upgrade ends its shared lease's certain interval at
+ * its call and begins an exclusive lease (its own lease id, token and
+ * deadline) at its return; it spends the shared value (3: lost from its
+ * return); one killed inside ends the shared interval at its call too. A
+ * failed upgrade leaves the shared lease as it was (3 as for any other op).
+ * On top of 1-6:
+ *   1.  An exclusive certain interval overlaps no other certain interval of
+ *       its key, shared or exclusive; shared ones may overlap each other.
+ *   1b. A shared holder's grace period blocks exclusive claims only.
+ *   1c. At no instant do more certain shared intervals of a key overlap than
+ *       their limit (counted keys); the peak seen per limit is reported.
+ *   1d. A break that returned -ENOENT while a certain interval of its key
+ *       covered the whole call missed a holder.
+ *   1e. A shared acquire never gets -EDOM (every process uses the key's one
+ *       limit).
+ *   2.  An exclusive holder's token is greater than that of every certain
+ *       interval of its key (shared or exclusive) that ended before it began;
+ *       shared holders' tokens need only be distinct. The order across keys
+ *       is for acquires (an upgrade is none).
+ *   3b. An upgrade returns -EDEADLK only while another exclusive claim of its
+ *       key is under way: an exclusive acquire or an upgrade by another
+ *       thread, called before the -EDEADLK returned and not ended when the
+ *       upgrade was called.
+ * The library's known departures from its header, modelled by default (and
+ * counted on the RESULT line), refereed as the header states them with
+ * SHMLEASE_CHECKER_STRICT=1:
+ *   K1  a failed upgrade leaves its shared lease renewed to now + the
+ *       upgrade's ttl (the renewal its wait made), not "unchanged": the
+ *       shared interval ends by call + ttl, and the deadline may be as late as
+ *       return + ttl; the upgrade may fail with -ESTALE because of it;
+ *   K2  a break may return -ENOENT while a shared holder holds the key (it
+ *       misses it, as K4): 1d only for exclusive intervals;
+ *   K3  an upgrade may return -ESTALE while its shared lease stays current;
+ *   K4  an inspect may return -ENOENT while a shared holder holds the key:
+ *       neither loses a shared lease (3).
+ *
  * t_referee_selftest feeds the referee a synthetic history for each kind of
- * violation and checks it is reported, and clean ones that must pass.
+ * violation and checks it is reported, and clean ones that must pass (K1-K4:
+ * clean by default, violations when strict). `rel_checker --mutate` (or
+ * SHMLEASE_CHECKER_MUTATE=shared-busy) runs the real workload with shared
+ * tries refused with -EBUSY logged as held, and passes only if the referee
+ * reports exclusion and limit violations (8 s; SHMLEASE_CHECKER_SECONDS).
  *
  * Output: a RESULT line per round and one for the run (tu_note); the first
  * SHMLEASE_CHECKER_PRINT (20) violations of each kind with their records on
@@ -105,25 +152,32 @@
 
 enum { ST_EMPTY = 0, ST_CALLED = 1, ST_DONE = 2 };
 enum { OP_ACQ = 1, OP_RENEW, OP_RELEASE, OP_RELAFTER, OP_CHECK, OP_BREAK, OP_INSPECT, OP_OPEN, OP_CLOSE,
-       OP_EXIT, OP_WITNESS, OP_N };
+       OP_EXIT, OP_WITNESS, OP_UPGRADE, OP_N };
 static const char *const op_names[OP_N] = {"?",     "acquire", "renew", "release", "release_after", "check",
-                                           "break", "inspect", "open",  "close",   "exit",          "witness"};
+                                           "break", "inspect", "open",  "close",   "exit",          "witness",
+                                           "upgrade"};
 
 struct rec {
     _Atomic uint32_t state;  /* ST_*: CALLED stored after the call fields, DONE after the result */
     uint32_t proc;           /* index into procs[] */
-    uint8_t thr, op, key, pad_;
+    uint8_t thr, op, key;
+    uint8_t mode;            /* acquire: SHMLEASE_EXCLUSIVE or SHMLEASE_SHARED; inspect: the mode shown */
     int32_t rc;
-    uint32_t lid;            /* lease id: acquire, renew, release, release_after, check, witness */
+    uint32_t lid;            /* lease id: acquire, renew, release, release_after, check, witness; upgrade:
+                                the shared lease it turns exclusive */
     uint32_t hid;            /* handle id */
-    uint32_t arg;            /* acquire, renew: ttl ms; release_after: grace ms; witness: mark found */
-    uint32_t aux;            /* acquire: wait_ms as int32; inspect: in_grace; witness: intruder's lid */
+    uint32_t arg;            /* acquire, renew, upgrade: ttl ms; release_after: grace ms; witness: mark
+                                found */
+    uint32_t aux;            /* acquire, upgrade: wait_ms as int32; inspect: in_grace; witness: intruder's
+                                lid */
     uint64_t call, ret;      /* CLOCK_MONOTONIC ns right before the call / right after the return */
-    uint64_t token;          /* acquire: token; inspect: token shown; witness: instant after marking */
-    uint64_t exp;            /* acquire, renew: expires_at_ms; inspect: expires_at_ms shown */
-    uint32_t delay_us;       /* acquire: how long the calling thread waited on a run queue during the
-                                call (the kernel's schedstat run_delay); UINT32_MAX = unknown */
-    uint32_t pad2_;
+    uint64_t token;          /* acquire, upgrade: token; inspect: token shown; witness: instant after
+                                marking */
+    uint64_t exp;            /* acquire, renew, upgrade: expires_at_ms; inspect: expires_at_ms shown */
+    uint32_t delay_us;       /* acquire, upgrade: how long the calling thread waited on a run queue
+                                during the call (the kernel's schedstat run_delay); UINT32_MAX = unknown */
+    uint32_t x;              /* acquire: its limit (SHARED); upgrade: the lease id of the exclusive
+                                lease it made */
 };
 _Static_assert(sizeof(struct rec) == 72, "record layout (SHMLEASE_CHECKER_DUMP readers know it)");
 
@@ -172,20 +226,29 @@ struct history {
     uint64_t t0;          /* origin of printed instants */
     unsigned print_max;   /* violations printed in full per kind on stdout */
     FILE *report;         /* every violation with its records, or NULL */
+    int strict;           /* 0: model the library's known departures K1-K4 (see above) */
 };
 
 enum vkind { V_EXCL, V_GRACE, V_TOKEN_KEY, V_TOKEN_ORDER, V_TOKEN_DUP, V_LOST_STALE, V_LOST_DEADLINE,
              V_LOST_BROKEN, V_LOST_INSPECT, V_LOST_SPENT, V_LOST_FOREIGN, V_SHORT, V_LONG, V_WITNESS,
-             V_RC, V_N };
+             V_RC, V_LIMIT, V_EDOM, V_DEADLK, V_BREAK_MISSED, V_N };
 static const char *const vnames[V_N] = {
     "exclusion",        "grace",          "token-per-key",  "token-order",    "token-duplicate",
     "lost-after-stale", "lost-after-deadline", "lost-after-break", "lost-after-inspect", "lost-after-release",
-    "foreign-lease",    "short-lease",    "long-lease",     "witness",        "return-code"};
+    "foreign-lease",    "short-lease",    "long-lease",     "witness",        "return-code",
+    "limit",            "limit-disagreement", "upgrade-deadlock", "break-missed-holder"};
 
+#define PEAK_MAX 8        /* limits whose peak of certain holders is reported */
 struct verdict {
     uint64_t n[V_N], total;
     uint64_t ops, incomplete, acquisitions, intervals, breaks, witness_rounds, witness_conflicts,
         witness_explained, short_with_other_stopped, short_preempted;
+    /* Modes: successful acquires per mode, upgrades by result, the most
+     * certain shared intervals of one key seen at once (per limit; [0]: no
+     * limit), what the known departures K1-K4 concern. */
+    uint64_t acq_excl, acq_shared, acq_counted, upgrades, upgrades_ok, upgrades_deadlk, upgrades_moved,
+        breaks_missed_shared, upgrades_stale_current, inspect_missed_shared;
+    uint32_t peak[PEAK_MAX];
     char example[V_N][1400];
 };
 
@@ -219,10 +282,17 @@ static void rec_str(char *buf, size_t len, size_t i)
     n += m;
     switch (r->op) {
     case OP_ACQ:
-        snprintf(buf + n, len - (size_t)n, " ttl %u wait %d token %llu expires_at %.3f preempted %.3f", r->arg,
-                 (int32_t)r->aux, (unsigned long long)r->token, r->exp ? rel_t(r->exp * MS_NS) : 0.0,
+    case OP_UPGRADE: {
+        char mode[48] = "";
+        if (r->op == OP_UPGRADE)
+            snprintf(mode, sizeof mode, " new-lease %u", r->x);
+        else if (r->mode == SHMLEASE_SHARED)
+            snprintf(mode, sizeof mode, " shared limit %u", r->x);
+        snprintf(buf + n, len - (size_t)n, "%s ttl %u wait %d token %llu expires_at %.3f preempted %.3f", mode,
+                 r->arg, (int32_t)r->aux, (unsigned long long)r->token, r->exp ? rel_t(r->exp * MS_NS) : 0.0,
                  r->delay_us == UINT32_MAX ? -1.0 : r->delay_us / 1e3);
         break;
+    }
     case OP_RENEW:
         snprintf(buf + n, len - (size_t)n, " ttl %u expires_at %.3f", r->arg, r->exp ? rel_t(r->exp * MS_NS) : 0.0);
         break;
@@ -230,8 +300,9 @@ static void rec_str(char *buf, size_t len, size_t i)
         snprintf(buf + n, len - (size_t)n, " grace %u", r->arg);
         break;
     case OP_INSPECT:
-        snprintf(buf + n, len - (size_t)n, " token %llu expires_at %.3f%s", (unsigned long long)r->token,
-                 r->exp ? rel_t(r->exp * MS_NS) : 0.0, r->aux ? " in_grace" : "");
+        snprintf(buf + n, len - (size_t)n, " token %llu expires_at %.3f%s%s", (unsigned long long)r->token,
+                 r->exp ? rel_t(r->exp * MS_NS) : 0.0, r->aux ? " in_grace" : "",
+                 r->mode == SHMLEASE_SHARED ? " shared" : "");
         break;
     case OP_WITNESS:
         snprintf(buf + n, len - (size_t)n, " marked-by %.6f saw %u (previous %u) flags %d", rel_t(r->token), r->aux,
@@ -350,8 +421,10 @@ static int cmp_token(const void *x, const void *y)
 
 struct interval {
     uint64_t s, e, token;
-    uint32_t acq;      /* record index of the acquire */
+    uint32_t acq;      /* record index of the acquire (or upgrade) */
     uint32_t key;
+    uint32_t shared;   /* 1: a SHARED lease */
+    uint32_t limit;    /* SHARED: its limit (0: none but SHMLEASE_LIMIT_MAX) */
 };
 
 static int cmp_interval(const void *x, const void *y)
@@ -361,6 +434,33 @@ static int cmp_interval(const void *x, const void *y)
         return a->key < b->key ? -1 : 1;
     int c = cmp_u64(a->s, b->s);
     return c ? c : cmp_u64(a->e, b->e);
+}
+
+static const struct interval *IV;   /* for cmp_iv_end */
+
+static int cmp_iv_end(const void *x, const void *y)
+{
+    size_t i = *(const size_t *)x, j = *(const size_t *)y;
+    int c = cmp_u64(IV[i].e, IV[j].e);
+    return c ? c : (i > j) - (i < j);
+}
+
+/* A start (+1) or end (-1) of a shared interval k; by instant, ends first. */
+struct ev {
+    uint64_t t;
+    size_t k;
+    int d;
+};
+
+static int cmp_ev(const void *x, const void *y)
+{
+    const struct ev *a = x, *b = y;
+    int c = cmp_u64(a->t, b->t);
+    if (c)
+        return c;
+    if (a->d != b->d)
+        return a->d < b->d ? -1 : 1;
+    return (a->k > b->k) - (a->k < b->k);
 }
 
 /* Per key: a sorted run of record indices. */
@@ -380,8 +480,14 @@ static struct run key_run(uint32_t *all, size_t n, unsigned key)
             hi = m;
     }
     size_t e = lo;
-    while (e < n && H->r[all[e]].key == key)
-        e++;
+    hi = n;
+    while (e < hi) {                   /* the end, also by halves: runs can be long */
+        size_t m = e + (hi - e) / 2;
+        if (H->r[all[m]].key <= key)
+            e = m + 1;
+        else
+            hi = m;
+    }
     struct run r = {all + lo, e - lo};
     return r;
 }
@@ -416,7 +522,13 @@ static int rc_expected(const struct rec *r)
     switch (r->op) {
     case OP_ACQ: {
         int32_t wait = (int32_t)r->aux;
-        if (rc == 0 || rc == -ENOSPC)
+        if (rc == 0 || rc == -ENOSPC || rc == -EDOM)   /* -EDOM: refereed apart */
+            return 1;
+        return wait == 0 ? rc == -EBUSY : wait > 0 ? rc == -ETIMEDOUT : 0;
+    }
+    case OP_UPGRADE: {
+        int32_t wait = (int32_t)r->aux;
+        if (rc == 0 || rc == -ESTALE || rc == -EDEADLK)  /* -EDEADLK: refereed apart */
             return 1;
         return wait == 0 ? rc == -EBUSY : wait > 0 ? rc == -ETIMEDOUT : 0;
     }
@@ -441,8 +553,18 @@ static int rc_expected(const struct rec *r)
  * allows to be briefly mixed. */
 static int inspect_shows_lost(const struct rec *i)
 {
-    return i->rc == -ENOENT || (i->rc == 0 && i->aux);
+    /* A shared key is described by one of its holders: that one in grace
+     * says nothing of the others. */
+    return i->rc == -ENOENT || (i->rc == 0 && i->aux && i->mode != SHMLEASE_SHARED);
 }
+
+/* The lease a successful acquire or upgrade made. */
+static uint32_t made_lid(const struct rec *r) { return r->op == OP_UPGRADE ? r->x : r->lid; }
+static int made_shared(const struct rec *r) { return r->op == OP_ACQ && r->mode == SHMLEASE_SHARED; }
+/* A failed upgrade (returned): it may have renewed its shared lease to
+ * call + ttl .. return + ttl while waiting (K1), which may also be why it
+ * failed with -ESTALE. */
+static int upgrade_moved(const struct rec *r) { return r->op == OP_UPGRADE && r->rc != 0; }
 
 static int referee(const struct history *h, struct verdict *v)
 {
@@ -473,11 +595,17 @@ static int referee(const struct history *h, struct verdict *v)
             death[r->proc] = u64min(death[r->proc], r->call);
         if (r->lid > maxlid)
             maxlid = r->lid;
+        if (r->op == OP_UPGRADE && r->x > maxlid)
+            maxlid = r->x;
         if (r->hid > maxhid)
             maxhid = r->hid;
         if (done(i) && !rc_expected(r))
             violation(v, V_RC, (long)i, -1, -1, "%s returned %s, not in the contract's list", op_names[r->op],
                       rcname(r->rc));
+        if (done(i) && r->op == OP_ACQ && r->rc == -EDOM)
+            violation(v, V_EDOM, (long)i, -1, -1,
+                      "shared acquire with limit %u returned -EDOM, though every process uses limit %u for key %u",
+                      r->x, r->x, r->key);
     }
     for (size_t p = 0; p < np; p++)
         if (atomic_load_explicit(&h->p[p].unexpected, memory_order_relaxed))
@@ -493,11 +621,14 @@ static int referee(const struct history *h, struct verdict *v)
     struct lease *L = malloc((maxlid + 1) * sizeof *L);
     uint32_t *ops = malloc((nr + 1) * sizeof *ops), *brk = malloc((nr + 1) * sizeof *brk),
              *ins = malloc((nr + 1) * sizeof *ins), *acq = malloc((nr + 1) * sizeof *acq),
-             *acq2 = malloc((nr + 1) * sizeof *acq2), *wit = malloc((nr + 1) * sizeof *wit);
+             *acq2 = malloc((nr + 1) * sizeof *acq2), *wit = malloc((nr + 1) * sizeof *wit),
+             *bnf = malloc((nr + 1) * sizeof *bnf), *xc = malloc((nr + 1) * sizeof *xc);
     uint64_t *bret = malloc((nr + 1) * sizeof *bret), *bmax = malloc((nr + 1) * sizeof *bmax);
     struct interval *iv = NULL;
-    size_t nops = 0, nbrk = 0, nins = 0, nacq = 0, nwit = 0, niv = 0;
-    if (!closed || !L || !ops || !brk || !ins || !acq || !acq2 || !wit || !bret || !bmax) {
+    size_t *pm_all = NULL, *pm_x = NULL;
+    uint64_t *xend = NULL, *xmax = NULL;
+    size_t nops = 0, nbrk = 0, nins = 0, nacq = 0, nwit = 0, niv = 0, nbnf = 0, nxc = 0;
+    if (!closed || !L || !ops || !brk || !ins || !acq || !acq2 || !wit || !bret || !bmax || !bnf || !xc) {
         oom = 1;
         goto out;
     }
@@ -511,10 +642,34 @@ static int referee(const struct history *h, struct verdict *v)
             continue;
         switch (r->op) {
         case OP_ACQ:
+            if (r->mode != SHMLEASE_SHARED)
+                xc[nxc++] = (uint32_t)i;
             if (r->lid && r->lid <= maxlid)
                 L[r->lid].acq = (int64_t)i;
-            if (done(i) && r->rc == 0)
+            if (done(i) && r->rc == 0) {
                 acq[nacq++] = (uint32_t)i;
+                if (r->mode != SHMLEASE_SHARED)
+                    v->acq_excl++;
+                else if (r->x)
+                    v->acq_counted++;
+                else
+                    v->acq_shared++;
+            }
+            break;
+        case OP_UPGRADE:             /* an op on the shared lease; a success also makes a lease */
+            ops[nops++] = (uint32_t)i;
+            xc[nxc++] = (uint32_t)i;
+            v->upgrades += done(i);
+            if (done(i) && r->rc == -EDEADLK)
+                v->upgrades_deadlk++;
+            if (done(i) && upgrade_moved(r))
+                v->upgrades_moved++;
+            if (done(i) && r->rc == 0) {
+                v->upgrades_ok++;
+                if (r->x && r->x <= maxlid)
+                    L[r->x].acq = (int64_t)i;
+                acq[nacq++] = (uint32_t)i;
+            }
             break;
         case OP_RENEW:
         case OP_RELEASE:
@@ -525,6 +680,8 @@ static int referee(const struct history *h, struct verdict *v)
         case OP_BREAK:
             if (!done(i) || r->rc == 0)    /* a break with no return may have happened */
                 brk[nbrk++] = (uint32_t)i;
+            if (done(i) && r->rc == -ENOENT)
+                bnf[nbnf++] = (uint32_t)i;
             if (done(i) && r->rc == 0)
                 v->breaks++;
             break;
@@ -573,7 +730,7 @@ static int referee(const struct history *h, struct verdict *v)
     /* Certain intervals. */
     for (size_t a = 0; a < nacq; a++) {
         const struct rec *A = &h->r[acq[a]];
-        struct lease *l = &L[A->lid];
+        struct lease *l = &L[made_lid(A)];
         uint64_t D = dl_ns(A->exp), end = UINT64_MAX;
         for (uint32_t o = 0; o < l->n; o++) {
             size_t oi = ops[l->first + o];
@@ -585,6 +742,22 @@ static int referee(const struct history *h, struct verdict *v)
             if (O->op == OP_RELEASE || O->op == OP_RELAFTER) {
                 end = O->call;
                 break;
+            }
+            if (O->op == OP_UPGRADE) {
+                /* A success ends the shared lease between its call and its
+                 * return (the exclusive one begins at the return); so may
+                 * one with no return. A failure leaves it as it was (K1: or
+                 * renewed to as little as call + ttl). */
+                if (!done(oi) || O->rc == 0) {
+                    end = O->call;
+                    break;
+                }
+                if (!h->strict && upgrade_moved(O)) {
+                    uint64_t nd = O->call + (uint64_t)O->arg * MS_NS;
+                    nd = nd > MS_NS + SLACK_NS ? nd - MS_NS - SLACK_NS : 0;
+                    D = u64min(D, nd);
+                }
+                continue;
             }
             if (O->op != OP_RENEW)
                 continue;
@@ -620,28 +793,116 @@ static int referee(const struct history *h, struct verdict *v)
             end = h->r[br.v[lo]].call;
         l->end = end;
         if (A->ret < end)
-            iv[niv++] = (struct interval){A->ret, end, A->token, acq[a], A->key};
+            iv[niv++] = (struct interval){A->ret, end, A->token, acq[a], A->key, (uint32_t)made_shared(A),
+                                          made_shared(A) ? A->x : 0};
     }
     v->intervals = niv;
 
-    /* 1. Exclusion; 2. tokens per key. */
+    /* 1. Exclusion: an exclusive interval overlaps no other interval of its
+     * key, shared or exclusive (sorted by start: the latest-ending earlier
+     * interval, and the latest-ending earlier exclusive one, are the ones to
+     * compare with). */
     qsort(iv, niv, sizeof *iv, cmp_interval);
     for (size_t i = 0; i < niv;) {
-        size_t j = i, best = i;
+        size_t j, best = i, bestx = iv[i].shared ? SIZE_MAX : i;
         for (j = i + 1; j < niv && iv[j].key == iv[i].key; j++) {
-            if (iv[j].s < iv[best].e)
-                violation(v, V_EXCL, iv[best].acq, iv[j].acq, -1,
-                          "key %u: certain intervals overlap by %.3f ms ([%.6f, %.6f) and [%.6f, %.6f))", iv[j].key,
-                          (double)(u64min(iv[best].e, iv[j].e) - iv[j].s) / 1e6, rel_t(iv[best].s),
-                          rel_t(iv[best].e), rel_t(iv[j].s), rel_t(iv[j].e));
-            if (iv[j].token <= iv[j - 1].token)
-                violation(v, V_TOKEN_KEY, iv[j - 1].acq, iv[j].acq, -1,
-                          "key %u: token %llu after token %llu in the next certain interval", iv[j].key,
-                          (unsigned long long)iv[j].token, (unsigned long long)iv[j - 1].token);
+            size_t o = iv[j].shared ? bestx : best;
+            if (o != SIZE_MAX && iv[j].s < iv[o].e)
+                violation(v, V_EXCL, iv[o].acq, iv[j].acq, -1,
+                          "key %u: certain intervals (%s, %s) overlap by %.3f ms ([%.6f, %.6f) and [%.6f, %.6f))",
+                          iv[j].key, iv[o].shared ? "shared" : "exclusive", iv[j].shared ? "shared" : "exclusive",
+                          (double)(u64min(iv[o].e, iv[j].e) - iv[j].s) / 1e6, rel_t(iv[o].s), rel_t(iv[o].e),
+                          rel_t(iv[j].s), rel_t(iv[j].e));
             if (iv[j].e > iv[best].e)
                 best = j;
+            if (!iv[j].shared && (bestx == SIZE_MAX || iv[j].e > iv[bestx].e))
+                bestx = j;
         }
         i = j;
+    }
+
+    /* 2. Tokens per key: an exclusive holder's token is greater than that of
+     * every interval of its key that ended before it began. */
+    {
+        size_t *byend = malloc((niv + 1) * sizeof *byend);
+        if (!byend) {
+            oom = 1;
+            goto out;
+        }
+        for (size_t i = 0; i < niv;) {
+            size_t j = i;
+            while (j < niv && iv[j].key == iv[i].key)
+                j++;
+            size_t n = 0;
+            for (size_t k = i; k < j; k++)
+                byend[n++] = k;
+            IV = iv;
+            qsort(byend, n, sizeof *byend, cmp_iv_end);
+            size_t p = 0, maxk = SIZE_MAX;
+            for (size_t k = i; k < j; k++) {
+                while (p < n && iv[byend[p]].e <= iv[k].s) {
+                    if (maxk == SIZE_MAX || iv[byend[p]].token > iv[maxk].token)
+                        maxk = byend[p];
+                    p++;
+                }
+                if (!iv[k].shared && maxk != SIZE_MAX && iv[maxk].token >= iv[k].token)
+                    violation(v, V_TOKEN_KEY, iv[maxk].acq, iv[k].acq, -1,
+                              "key %u: exclusive token %llu after a %s interval with token %llu had ended",
+                              iv[k].key, (unsigned long long)iv[k].token, iv[maxk].shared ? "shared" : "exclusive",
+                              (unsigned long long)iv[maxk].token);
+            }
+            i = j;
+        }
+        free(byend);
+    }
+
+    /* 1c. Counted keys: at no instant more than LIMIT certain shared
+     * intervals of a key (a sweep over starts and ends, ends first). */
+    {
+        struct ev *evs = malloc((2 * niv + 1) * sizeof *evs);
+        size_t open_[64];
+        if (!evs) {
+            oom = 1;
+            goto out;
+        }
+        for (size_t i = 0; i < niv;) {
+            size_t j = i, ne = 0;
+            while (j < niv && iv[j].key == iv[i].key)
+                j++;
+            for (size_t k = i; k < j; k++)
+                if (iv[k].shared) {
+                    evs[ne++] = (struct ev){iv[k].s, k, +1};
+                    evs[ne++] = (struct ev){iv[k].e, k, -1};
+                }
+            qsort(evs, ne, sizeof *evs, cmp_ev);
+            size_t nopen = 0, count = 0;
+            for (size_t e = 0; e < ne; e++) {
+                size_t k = evs[e].k;
+                if (evs[e].d < 0) {
+                    count--;
+                    for (size_t q = 0; q < nopen; q++)
+                        if (open_[q] == k) {
+                            open_[q] = open_[--nopen];
+                            break;
+                        }
+                    continue;
+                }
+                count++;
+                uint32_t lim = iv[k].limit;
+                size_t slot = lim < PEAK_MAX ? lim : PEAK_MAX - 1;
+                if (count > v->peak[slot])
+                    v->peak[slot] = (uint32_t)count;
+                if (lim && count > lim)
+                    violation(v, V_LIMIT, iv[k].acq, nopen > 0 ? (long)iv[open_[0]].acq : -1,
+                              nopen > 1 ? (long)iv[open_[1]].acq : -1,
+                              "key %u: %zu certain shared intervals at once at %.6f, limit %u", iv[k].key, count,
+                              rel_t(iv[k].s), lim);
+                if (nopen < sizeof open_ / sizeof open_[0])
+                    open_[nopen++] = k;
+            }
+            i = j;
+        }
+        free(evs);
     }
 
     /* 1b. Grace periods. */
@@ -681,6 +942,8 @@ static int referee(const struct history *h, struct verdict *v)
              * took the key during the grace: an acquire that returns late may
              * have claimed before. */
             const struct rec *B = &h->r[ar.v[k]];
+            if (made_shared(A) && made_shared(B))
+                continue;                  /* a shared holder's grace blocks exclusive claims only */
             if (claim_lb(B) >= R->ret)
                 violation(v, V_GRACE, ops[i], ar.v[k], (long)L[R->lid].acq,
                           "key %u: claimed at or after %.6f and returned %.3f ms into a grace period of %u ms "
@@ -697,13 +960,15 @@ static int referee(const struct history *h, struct verdict *v)
     {
         size_t p = 0;
         long maxi = -1;
-        for (size_t b = 0; b < nacq; b++) {
+        for (size_t b = 0; b < nacq; b++) {      /* acquires only: an upgrade is no acquire */
             const struct rec *B = &h->r[acq[b]];
             while (p < nacq && h->r[acq2[p]].ret < B->call) {
-                if (maxi < 0 || h->r[acq2[p]].token > h->r[maxi].token)
+                if (h->r[acq2[p]].op == OP_ACQ && (maxi < 0 || h->r[acq2[p]].token > h->r[maxi].token))
                     maxi = acq2[p];
                 p++;
             }
+            if (B->op != OP_ACQ)
+                continue;
             if (maxi >= 0 && h->r[maxi].token >= B->token)
                 violation(v, V_TOKEN_ORDER, maxi, acq[b], -1,
                           "token %llu handed out after an acquire that returned token %llu had returned",
@@ -719,7 +984,7 @@ static int referee(const struct history *h, struct verdict *v)
     /* 3. Lost stays lost. */
     for (size_t a = 0; a < nacq; a++) {
         const struct rec *A = &h->r[acq[a]];
-        const struct lease *l = &L[A->lid];
+        const struct lease *l = &L[made_lid(A)];
         if (!l->n)
             continue;
         /* A break certain to have ended A: called after A returned, returned
@@ -742,8 +1007,8 @@ static int referee(const struct history *h, struct verdict *v)
         size_t ip = 0;
         while (ip < ir.n && h->r[ir.v[ip]].call < A->ret)
             ip++;
-        uint64_t lost = UINT64_MAX, exp = A->exp;
-        int why = -1;
+        uint64_t lost = UINT64_MAX, exp = A->exp, stale_up = 0, ins_missed = 0;
+        int why = -1, stale_counted = 0, ins_counted = 0;
         long cause = -1;
         for (uint32_t o = 0; o < l->n; o++) {
             size_t oi = ops[l->first + o];
@@ -770,9 +1035,20 @@ static int referee(const struct history *h, struct verdict *v)
             for (; ip < ir.n && h->r[ir.v[ip]].call < O->call; ip++) {
                 const struct rec *I = &h->r[ir.v[ip]];
                 if (I->ret < O->call && inspect_shows_lost(I)) {
-                    LOST_AT(I->ret, V_LOST_INSPECT, (long)ir.v[ip]);
+                    if (!h->strict && made_shared(A))
+                        ins_missed = ins_missed ? ins_missed : I->ret;   /* K4 */
+                    else
+                        LOST_AT(I->ret, V_LOST_INSPECT, (long)ir.v[ip]);
                     break;
                 }
+            }
+            if (ins_missed && ins_missed < O->call && done(oi) && O->rc == 0 && !ins_counted) {
+                ins_counted = 1;
+                v->inspect_missed_shared++;
+            }
+            if (stale_up && stale_up < O->call && done(oi) && O->rc == 0 && !stale_counted) {
+                stale_counted = 1;
+                v->upgrades_stale_current++;
             }
             if (done(oi) && O->rc == 0 && lost < O->call) {
                 if (why == V_LOST_DEADLINE)
@@ -790,12 +1066,121 @@ static int referee(const struct history *h, struct verdict *v)
                 continue;
             if (O->op == OP_RENEW && O->rc == 0)
                 exp = O->exp;
-            if (O->rc == -ESTALE)
+            if (!h->strict && upgrade_moved(O)) {    /* K1: may have renewed it up to return + ttl */
+                uint64_t ub = (O->ret + MS_NS - 1) / MS_NS + O->arg;
+                exp = exp > ub ? exp : ub;
+            }
+            if (O->rc == -ESTALE && (h->strict || O->op != OP_UPGRADE))
                 LOST_AT(O->ret, V_LOST_STALE, (long)oi);
-            if ((O->op == OP_RELEASE || O->op == OP_RELAFTER) && O->rc == 0)
+            if (O->rc == -ESTALE && O->op == OP_UPGRADE && !stale_up)
+                stale_up = O->ret;           /* K3: not always lost; counted if it was not */
+            if ((O->op == OP_RELEASE || O->op == OP_RELAFTER || O->op == OP_UPGRADE) && O->rc == 0)
                 LOST_AT(O->ret, V_LOST_SPENT, (long)oi);
 #undef LOST_AT
         }
+    }
+
+    /* 1d. A break that found the key free (-ENOENT) while a certain
+     * interval of it covered the whole call missed a holder (K2: only
+     * exclusive ones count). By start, with the running maximum of the ends
+     * (of all intervals, of the exclusive ones), per key. */
+    pm_all = malloc((niv + 1) * sizeof *pm_all);
+    pm_x = malloc((niv + 1) * sizeof *pm_x);
+    if (!pm_all || !pm_x) {
+        oom = 1;
+        goto out;
+    }
+    for (size_t i = 0; i < niv; i++) {
+        int first = i == 0 || iv[i - 1].key != iv[i].key;
+        pm_all[i] = first || iv[i].e > iv[pm_all[i - 1]].e ? i : pm_all[i - 1];
+        size_t px = first ? SIZE_MAX : pm_x[i - 1];
+        pm_x[i] = !iv[i].shared && (px == SIZE_MAX || iv[i].e > iv[px].e) ? i : px;
+    }
+    for (size_t b = 0; b < nbnf; b++) {
+        const struct rec *B = &h->r[bnf[b]];
+        size_t lo = 0, hi = niv;             /* the last interval of B's key starting at or before its call */
+        while (lo < hi) {
+            size_t m = lo + (hi - lo) / 2;
+            if (iv[m].key < B->key || (iv[m].key == B->key && iv[m].s <= B->call))
+                lo = m + 1;
+            else
+                hi = m;
+        }
+        if (lo == 0 || iv[lo - 1].key != B->key)
+            continue;
+        size_t k = h->strict ? pm_all[lo - 1] : pm_x[lo - 1];
+        if (k != SIZE_MAX && iv[k].e >= B->ret)
+            violation(v, V_BREAK_MISSED, (long)bnf[b], iv[k].acq, -1,
+                      "key %u: break returned -ENOENT while a %s lease certainly held the key ([%.6f, %.6f))",
+                      B->key, iv[k].shared ? "shared" : "exclusive", rel_t(iv[k].s), rel_t(iv[k].e));
+        else if (iv[pm_all[lo - 1]].e >= B->ret)
+            v->breaks_missed_shared++;       /* K2 */
+    }
+
+    /* 3b. An upgrade is refused with -EDEADLK only while another exclusive
+     * claim of its key is under way: an exclusive acquire or an upgrade by
+     * another thread, called before the -EDEADLK returned, that had not
+     * ended when the upgrade was called (ended: its failure's return; its
+     * lease's latest possible end; with no return, its death plus its TTL,
+     * the longest a dead waiter's reservation lasts, and 10 ms for the
+     * kernel to end a killed process). */
+    qsort(xc, nxc, sizeof *xc, cmp_key_call);
+    xend = malloc((nxc + 1) * sizeof *xend);
+    xmax = malloc((nxc + 1) * sizeof *xmax);
+    if (!xend || !xmax) {
+        oom = 1;
+        goto out;
+    }
+    for (size_t k = 0; k < nxc; k++) {     /* each claim's end, and the latest end so far per key */
+        const struct rec *C = &h->r[xc[k]];
+        uint64_t end;
+        if (!done(xc[k])) {
+            uint64_t d = C->proc < np ? death[C->proc] : UINT64_MAX;
+            end = d == UINT64_MAX ? d : d + ((uint64_t)C->arg + 12) * MS_NS;
+        } else if (C->rc != 0) {
+            end = C->ret;
+        } else {
+            uint32_t cl = made_lid(C);
+            uint64_t ub = C->exp;
+            if (cl <= maxlid)
+                for (uint32_t o = 0; o < L[cl].n; o++) {
+                    const struct rec *O = &h->r[ops[L[cl].first + o]];
+                    if (O->op != OP_RENEW)
+                        continue;
+                    uint64_t e = !done(ops[L[cl].first + o]) ? (O->call + MS_NS - 1) / MS_NS + O->arg + 1
+                                 : O->rc == 0 ? O->exp : 0;
+                    ub = ub > e ? ub : e;
+                }
+            end = (ub + 1) * MS_NS;
+        }
+        xend[k] = end;
+        xmax[k] = k > 0 && h->r[xc[k - 1]].key == C->key && xmax[k - 1] > end ? xmax[k - 1] : end;
+    }
+    for (size_t u = 0; u < nops; u++) {
+        const struct rec *U = &h->r[ops[u]];
+        if (U->op != OP_UPGRADE || !done(ops[u]) || U->rc != -EDEADLK)
+            continue;
+        struct run cr = key_run(xc, nxc, U->key);
+        size_t off = (size_t)(cr.v - xc), lo = 0, hi = cr.n;
+        while (lo < hi) {                    /* claims called before the -EDEADLK returned: [0, lo) */
+            size_t m = lo + (hi - lo) / 2;
+            if (h->r[cr.v[m]].call < U->ret)
+                lo = m + 1;
+            else
+                hi = m;
+        }
+        int seen = 0;
+        for (size_t k = lo; k-- > 0 && !seen && xmax[off + k] > U->call;) {
+            const struct rec *C = &h->r[cr.v[k]];
+            if (cr.v[k] == ops[u] || (C->proc == U->proc && C->thr == U->thr))
+                continue;
+            seen = xend[off + k] > U->call;
+        }
+        if (!seen)
+            violation(v, V_DEADLK, (long)ops[u], L[U->lid].acq, -1,
+                      "key %u: upgrade returned -EDEADLK, but no other exclusive acquire or upgrade of the key "
+                      "was under way",
+                      U->key);
     }
 
     /* 4. A new lease lasts about ttl. */
@@ -886,6 +1271,12 @@ out:
     free(wit);
     free(bret);
     free(bmax);
+    free(bnf);
+    free(xc);
+    free(pm_all);
+    free(pm_x);
+    free(xend);
+    free(xmax);
     free(iv);
     return oom ? -1 : 0;
 }
@@ -898,6 +1289,7 @@ struct synth {
     struct procrec p[8];
     struct stoprec s[4];
     size_t ns;
+    int strict;
 };
 
 #define T(ms) ((uint64_t)((ms) * 1e6))    /* synthetic instants in ms */
@@ -938,9 +1330,29 @@ static size_t syn(struct synth *y, unsigned op, unsigned proc, unsigned key, uns
     syn(y, OP_ACQ, proc, key, lid, call, ret, 0, tok, exp, ttl, 0)
 #define S_OP(y, op, proc, lid, call, ret, rc) syn(y, op, proc, 0, lid, call, ret, rc, 0, 0, 0, 0)
 
+/* A shared acquire returning 0 (LIMIT 0: none but SHMLEASE_LIMIT_MAX). */
+static size_t s_shared(struct synth *y, unsigned proc, unsigned key, unsigned lid, double call, double ret,
+                       uint64_t tok, uint64_t exp, unsigned ttl, unsigned limit)
+{
+    size_t i = syn(y, OP_ACQ, proc, key, lid, call, ret, 0, tok, exp, ttl, 0);
+    y->r[i].mode = SHMLEASE_SHARED;
+    y->r[i].x = limit;
+    return i;
+}
+
+/* An upgrade of shared lease LID (key KEY) making lease NLID on success. */
+static size_t s_upgrade(struct synth *y, unsigned proc, unsigned key, unsigned lid, unsigned nlid, double call,
+                        double ret, int rc, uint64_t tok, uint64_t exp, unsigned ttl, int32_t wait)
+{
+    size_t i = syn(y, OP_UPGRADE, proc, key, lid, call, ret, rc, tok, exp, ttl, wait);
+    y->r[i].x = nlid;
+    return i;
+}
+
 static void run_synth(struct synth *y, struct verdict *v, const char *what)
 {
-    struct history h = {.r = y->r, .nr = y->n, .p = y->p, .np = 8, .s = y->s, .ns = y->ns, .t0 = 0, .print_max = 3};
+    struct history h = {.r = y->r, .nr = y->n, .p = y->p, .np = 8, .s = y->s, .ns = y->ns, .t0 = 0, .print_max = 3,
+                        .strict = y->strict};
     printf("-- synthetic history: %s\n", what);
     assert_int_equal(referee(&h, v), 0);
 }
@@ -1125,8 +1537,154 @@ static void t_referee_selftest(void **s)
     syn(y, OP_ACQ, 0, 0, 1, 1000, 1000.1, -EBUSY, 0, 0, 10, 5);
     expect_kind(y, V_RC, "-EBUSY from a waiting acquire");
 
+    /* Modes. 1. A shared lease and an exclusive one of a key overlap; two
+     * shared ones may. */
+    synth_init(y);
+    s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 0);
+    S_ACQ(y, 1, 0, 2, 1002, 1004.1, 2, 1014, 10);
+    expect_kind(y, V_EXCL, "an exclusive lease inside a shared one");
+    synth_init(y);
+    s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 0);
+    s_shared(y, 1, 0, 2, 1000.5, 1000.6, 2, 1050, 50, 0);
+    s_shared(y, 2, 0, 3, 1001, 1003, 4, 1053, 50, 0);
+    s_shared(y, 3, 0, 4, 1001.5, 1001.6, 3, 1051, 50, 0);   /* its call overlaps lease 3's: any order */
+    S_OP(y, OP_RELEASE, 0, 1, 1010, 1010.1, 0);
+    S_OP(y, OP_RELEASE, 1, 2, 1010, 1010.1, 0);
+    S_OP(y, OP_RELEASE, 2, 3, 1010, 1010.1, 0);
+    S_OP(y, OP_RELEASE, 3, 4, 1010, 1010.1, 0);
+    S_ACQ(y, 4, 0, 5, 1009, 1011, 5, 1021, 10);              /* after every shared one was released */
+    expect_clean(y, "shared leases together, then an exclusive one");
+
+    /* 1c. Limits: three shared leases of limit 2 at once; two, then a third
+     * after a release, are fine. */
+    synth_init(y);
+    s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 2);
+    s_shared(y, 1, 0, 2, 1001, 1001.1, 2, 1051, 50, 2);
+    s_shared(y, 2, 0, 3, 1002, 1002.1, 3, 1052, 50, 2);
+    expect_kind(y, V_LIMIT, "three holders of a key of limit 2");
+    synth_init(y);
+    s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 2);
+    s_shared(y, 1, 0, 2, 1001, 1001.1, 2, 1051, 50, 2);
+    S_OP(y, OP_RELEASE, 0, 1, 1002, 1002.1, 0);
+    s_shared(y, 2, 0, 3, 1001.5, 1002.5, 3, 1052, 50, 2);
+    expect_clean(y, "two holders of a key of limit 2, a third after a release");
+    /* -EDOM when every process uses the key's one limit. */
+    synth_init(y);
+    syn(y, OP_ACQ, 0, 0, 1, 1000, 1000.1, -EDOM, 0, 0, 10, 0);
+    y->r[0].mode = SHMLEASE_SHARED;
+    y->r[0].x = 2;
+    expect_kind(y, V_EDOM, "-EDOM with the key's one limit");
+
+    /* 2. An exclusive token not above that of a shared lease ended before
+     * it began (its call before the shared acquire returned: only the
+     * per-key rule sees it). */
+    synth_init(y);
+    s_shared(y, 0, 0, 1, 1000, 1000.1, 5, 1050, 50, 0);
+    S_OP(y, OP_RELEASE, 0, 1, 1002, 1002.1, 0);
+    S_ACQ(y, 1, 0, 2, 1000.05, 1003, 4, 1013, 10);
+    expect_kind(y, V_TOKEN_KEY, "exclusive token below an ended shared lease's");
+
+    /* Upgrades: the exclusive lease it makes excludes shared ones; the
+     * shared value is spent. */
+    synth_init(y);
+    s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 0);
+    s_upgrade(y, 0, 0, 1, 2, 1005, 1005.5, 0, 2, 1035, 30, 10);
+    s_shared(y, 1, 0, 3, 1006, 1006.1, 3, 1056, 50, 0);
+    expect_kind(y, V_EXCL, "a shared lease inside an upgraded one");
+    synth_init(y);
+    s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 0);
+    s_upgrade(y, 0, 0, 1, 2, 1005, 1005.5, 0, 2, 1035, 30, 10);
+    S_OP(y, OP_CHECK, 0, 1, 1006, 1006.1, 0);
+    expect_kind(y, V_LOST_SPENT, "the shared value after its upgrade");
+    synth_init(y);
+    s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 0);
+    s_shared(y, 1, 0, 2, 1000.15, 1000.2, 2, 1050, 50, 0);
+    s_upgrade(y, 0, 0, 1, 3, 1003, 1004.5, 0, 3, 1034, 30, 10);   /* waited for lease 2 */
+    S_OP(y, OP_RELEASE, 1, 2, 1004, 1004.1, 0);
+    S_OP(y, OP_CHECK, 0, 1, 1005, 1005.1, -ESTALE);
+    S_OP(y, OP_RELEASE, 0, 3, 1010, 1010.1, 0);
+    s_shared(y, 2, 0, 4, 1011, 1011.1, 4, 1061, 50, 0);
+    expect_clean(y, "upgrade after the other shared holder left, released, shared again");
+    /* -EDEADLK: alone on the key (a violation); while an exclusive acquire waits (fine). */
+    synth_init(y);
+    s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 0);
+    s_upgrade(y, 0, 0, 1, 2, 1005, 1005.1, -EDEADLK, 0, 0, 30, 10);
+    expect_kind(y, V_DEADLK, "-EDEADLK with no other exclusive claim");
+    synth_init(y);
+    s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 0);
+    syn(y, OP_ACQ, 1, 0, 2, 1001, 1020, -ETIMEDOUT, 0, 0, 10, 19);
+    s_upgrade(y, 0, 0, 1, 3, 1005, 1005.1, -EDEADLK, 0, 0, 30, 10);
+    expect_clean(y, "-EDEADLK while an exclusive acquire waits");
+
+    /* 1d. A break finds the key free while a lease certainly holds it. */
+    synth_init(y);
+    S_ACQ(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50);
+    syn(y, OP_BREAK, 7, 0, 0, 1010, 1010.1, -ENOENT, 0, 0, 0, 0);
+    expect_kind(y, V_BREAK_MISSED, "break -ENOENT of a held key");
+    /* A break ends shared holders too. */
+    synth_init(y);
+    s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 0);
+    syn(y, OP_BREAK, 7, 0, 0, 1005, 1005.1, 0, 0, 0, 0, 0);
+    S_OP(y, OP_CHECK, 0, 1, 1006, 1006.1, 0);
+    expect_kind(y, V_LOST_BROKEN, "a shared lease current after a break");
+
+    /* 1b. A shared holder's grace period blocks exclusive claims only. */
+    synth_init(y);
+    s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 0);
+    syn(y, OP_RELAFTER, 0, 0, 1, 1002, 1002.1, 0, 0, 0, 10, 0);
+    s_shared(y, 1, 0, 2, 1003, 1003.1, 2, 1053, 50, 0);
+    expect_clean(y, "a shared claim in a shared holder's grace period");
+    synth_init(y);
+    s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 0);
+    syn(y, OP_RELAFTER, 0, 0, 1, 1002, 1002.1, 0, 0, 0, 10, 0);
+    S_ACQ(y, 1, 0, 2, 1003, 1005, 2, 1015, 10);
+    expect_kind(y, V_GRACE, "an exclusive claim in a shared holder's grace period");
+
+    /* The library's known departures: modelled by default, violations when strict.
+     * K1: a failed upgrade cut its shared lease to call + ttl. */
+    for (int strict = 0; strict < 2; strict++) {
+        synth_init(y);
+        y->strict = strict;
+        s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 0);
+        s_upgrade(y, 0, 0, 1, 2, 1005, 1008, -ETIMEDOUT, 0, 0, 2, 3);
+        S_ACQ(y, 1, 0, 3, 1009, 1009.5, 3, 1019, 10);
+        if (strict)
+            expect_kind(y, V_EXCL, "K1 strict: an exclusive lease before the shared one's deadline");
+        else
+            expect_clean(y, "K1: an exclusive lease after a failed upgrade's short ttl");
+        /* K2: a break -ENOENT beside a shared holder. */
+        synth_init(y);
+        y->strict = strict;
+        s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 0);
+        syn(y, OP_BREAK, 7, 0, 0, 1010, 1010.1, -ENOENT, 0, 0, 0, 0);
+        if (strict)
+            expect_kind(y, V_BREAK_MISSED, "K2 strict: break -ENOENT of a key held shared");
+        else
+            expect_clean(y, "K2: break -ENOENT of a key held shared");
+        /* K3: an upgrade's -ESTALE with the shared lease still current. */
+        synth_init(y);
+        y->strict = strict;
+        s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 0);
+        s_upgrade(y, 0, 0, 1, 2, 1005, 1005.1, -ESTALE, 0, 0, 30, 0);
+        S_OP(y, OP_CHECK, 0, 1, 1006, 1006.1, 0);
+        if (strict)
+            expect_kind(y, V_LOST_STALE, "K3 strict: check 0 after the upgrade's -ESTALE");
+        else
+            expect_clean(y, "K3: check 0 after the upgrade's -ESTALE");
+        /* K4: an inspect found the key free while a shared holder held it. */
+        synth_init(y);
+        y->strict = strict;
+        s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 0);
+        syn(y, OP_INSPECT, 7, 0, 0, 1005, 1005.1, -ENOENT, 0, 0, 0, 0);
+        S_OP(y, OP_CHECK, 0, 1, 1006, 1006.1, 0);
+        if (strict)
+            expect_kind(y, V_LOST_INSPECT, "K4 strict: a shared lease current after an inspect found the key free");
+        else
+            expect_clean(y, "K4: a shared lease current after an inspect found the key free");
+    }
+
     free(y);
-    tu_note("checker self-test: the referee reported each of 16 synthetic violations and passed 6 clean "
+    tu_note("checker self-test: the referee reported each of 30 synthetic violations and passed 15 clean "
              "histories");
 }
 
@@ -1158,6 +1716,14 @@ static struct shared *G;
 static const char *g_name;
 static shmlease_table *g_inherited;  /* opened by the test process before forking: thread 2 uses it */
 static char keyname[NKEYS][16];
+/* How each key is used: -1 EXCLUSIVE only; 0 SHARED (no limit) and
+ * EXCLUSIVE; N counted, SHARED with limit N (every process the same N) and
+ * EXCLUSIVE. Hot keys 0-3 one of each; among the cold ones, two shared and
+ * two counted. */
+static const int key_limit[NKEYS] = {-1, 0, 2, 3, 0, -1, 2, -1, 0, -1, 3, -1, -1, -1, -1, -1};
+/* SHMLEASE_CHECKER_MUTATE=shared-busy: a shared try refused with -EBUSY is
+ * logged as a success (a lease never held): the referee must see it. */
+static int g_mutate;
 
 struct actor {
     uint32_t proc;
@@ -1190,6 +1756,7 @@ struct held {
     uint32_t lid;
     unsigned key;
     int live;
+    int shared;
 };
 
 static uint64_t rnd(struct actor *a, uint64_t n) { return tu_rand(&a->seed) % n; }
@@ -1236,25 +1803,69 @@ static inline void op_end(struct rec *r, int rc, uint64_t token, uint64_t exp)
     op_end_at(r, now, rc, token, exp);
 }
 
-static int x_acquire(struct actor *a, unsigned k, uint64_t ttl, int64_t wait, struct held *h)
+static uint32_t delay_us(uint64_t d0, uint64_t d1)
+{
+    return d0 == UINT64_MAX || d1 == UINT64_MAX || d1 < d0 ? UINT32_MAX
+           : (d1 - d0) / 1000u >= UINT32_MAX ? UINT32_MAX - 1 : (uint32_t)((d1 - d0) / 1000u);
+}
+
+/* MODE SHMLEASE_SHARED with the key's limit, or SHMLEASE_EXCLUSIVE. */
+static int x_acquire_mode(struct actor *a, unsigned k, uint32_t mode, uint64_t ttl, int64_t wait, struct held *h)
 {
     uint32_t lid = atomic_fetch_add(&G->next_lid, 1);
     struct rec *r = op_begin(a, OP_ACQ, k, lid, (uint32_t)ttl, (uint32_t)(int32_t)wait);
     if (!r)
         return -ECANCELED;
-    shmlease_acquire_opts o = {.ttl_ms = ttl, .wait_ms = wait, .metadata = "checker", .metadata_len = 7};
+    uint32_t limit = mode == SHMLEASE_SHARED && key_limit[k] > 0 ? (uint32_t)key_limit[k] : 0;
+    r->mode = (uint8_t)mode;
+    r->x = limit;
+    shmlease_acquire_opts o = {.ttl_ms = ttl, .wait_ms = wait, .metadata = "checker", .metadata_len = 7,
+                               .mode = mode, .limit = limit};
     uint64_t d0 = run_delay(a);
     r->call = tu_mono_ns();
     int rc = shmlease_acquire(a->t, keyname[k], &o, &h->l);
     uint64_t ret = tu_mono_ns();
-    uint64_t d1 = run_delay(a);
-    r->delay_us = d0 == UINT64_MAX || d1 == UINT64_MAX || d1 < d0 ? UINT32_MAX
-                  : (d1 - d0) / 1000u >= UINT32_MAX ? UINT32_MAX - 1 : (uint32_t)((d1 - d0) / 1000u);
+    r->delay_us = delay_us(d0, run_delay(a));
+    if (g_mutate && rc == -EBUSY && mode == SHMLEASE_SHARED) {
+        /* The mutation: logged as held for ttl from now, with a token of its own. */
+        op_end_at(r, ret, 0, (1ull << 48) + lid, shmlease_now_ms(a->t) + ttl);
+        return rc;
+    }
     op_end_at(r, ret, rc, rc == 0 ? h->l.fencing_token : 0, rc == 0 ? h->l.expires_at_ms : 0);
     if (rc == 0) {
         h->lid = lid;
         h->key = k;
         h->live = 1;
+        h->shared = mode == SHMLEASE_SHARED;
+    }
+    return rc;
+}
+
+static int x_acquire(struct actor *a, unsigned k, uint64_t ttl, int64_t wait, struct held *h)
+{
+    return x_acquire_mode(a, k, SHMLEASE_EXCLUSIVE, ttl, wait, h);
+}
+
+/* Upgrades shared lease H: on success H is the new exclusive lease, under a
+ * new lease id; on failure H is unchanged (lost after -ESTALE). */
+static int x_upgrade(struct actor *a, struct held *h, uint64_t ttl, int64_t wait)
+{
+    uint32_t nlid = atomic_fetch_add(&G->next_lid, 1);
+    struct rec *r = op_begin(a, OP_UPGRADE, h->key, h->lid, (uint32_t)ttl, (uint32_t)(int32_t)wait);
+    if (!r)
+        return -ECANCELED;
+    r->x = nlid;
+    uint64_t d0 = run_delay(a);
+    r->call = tu_mono_ns();
+    int rc = shmlease_upgrade(a->t, &h->l, ttl, wait);
+    uint64_t ret = tu_mono_ns();
+    r->delay_us = delay_us(d0, run_delay(a));
+    op_end_at(r, ret, rc, rc == 0 ? h->l.fencing_token : 0, rc == 0 ? h->l.expires_at_ms : 0);
+    if (rc == 0) {
+        h->lid = nlid;
+        h->shared = 0;
+    } else if (rc == -ESTALE) {
+        h->live = 0;
     }
     return rc;
 }
@@ -1324,6 +1935,7 @@ static int x_inspect(struct actor *a, unsigned k)
     r->token = rc == 0 ? info.fencing_token : 0;
     r->exp = rc == 0 ? info.expires_at_ms : 0;
     r->aux = rc == 0 ? (uint32_t)info.in_grace : 0;
+    r->mode = rc == 0 ? (uint8_t)info.mode : 0;
     atomic_store_explicit(&r->state, ST_DONE, memory_order_release);
     return rc;
 }
@@ -1361,6 +1973,8 @@ static _Noreturn void x_exit(struct actor *a)
  * after the mark (1) and after the read-back (2). */
 static void witness(struct actor *a, struct held *h)
 {
+    if (h->shared)
+        return;                         /* one owner word: exclusive leases only */
     uint64_t expn = h->l.expires_at_ms * MS_NS;
     if (expn <= tu_mono_ns() + MARGIN_NS)
         return;
@@ -1408,18 +2022,32 @@ static void pause_some(struct actor *a)
 
 static int acquire_some_way(struct actor *a, unsigned k, uint64_t ttl, struct held *h)
 {
+    /* Keys used in SHARED mode: two acquires in three are shared. */
+    uint32_t mode = key_limit[k] >= 0 && rnd(a, 3) ? SHMLEASE_SHARED : SHMLEASE_EXCLUSIVE;
     uint64_t m = rnd(a, 20);
     if (m < 8)
-        return x_acquire(a, k, ttl, 0, h);
+        return x_acquire_mode(a, k, mode, ttl, 0, h);
     if (m < 15)
-        return x_acquire(a, k, ttl, 1 + (int64_t)rnd(a, 30), h);
+        return x_acquire_mode(a, k, mode, ttl, 1 + (int64_t)rnd(a, 30), h);
     if (m < 17)
-        return x_acquire(a, k, ttl, SHMLEASE_WAIT_FOREVER, h);
+        return x_acquire_mode(a, k, mode, ttl, SHMLEASE_WAIT_FOREVER, h);
     int rc;
     do     /* "forever", made of timed waits */
-        rc = x_acquire(a, k, ttl, 2 + (int64_t)rnd(a, 10), h);
+        rc = x_acquire_mode(a, k, mode, ttl, 2 + (int64_t)rnd(a, 10), h);
     while (rc == -ETIMEDOUT && !atomic_load(&G->stop));
     return rc;
+}
+
+/* A shared lease turned exclusive: a try, a timed wait or WAIT_FOREVER;
+ * now and then the spent shared value is asked afterwards (-ESTALE). */
+static void upgrade_some_way(struct actor *a, struct held *h)
+{
+    struct held old = *h;
+    uint64_t m = rnd(a, 10);
+    int64_t wait = m < 4 ? 0 : m < 9 ? 1 + (int64_t)rnd(a, 20) : SHMLEASE_WAIT_FOREVER;
+    int rc = x_upgrade(a, h, pick_ttl(a), wait);
+    if (rc == 0 && rnd(a, 4) == 0)
+        x_check(a, &old);
 }
 
 static void session(struct actor *a, struct held *kept);
@@ -1509,6 +2137,8 @@ static void hold_and_end(struct actor *a, struct held *h, struct held *kept)
                 h->live = 0;
         } else if (r == 7 && a->can_fork && rnd(a, 24) == 0) {
             fork_child(a, h);
+        } else if (r >= 8 && r < 11 && h->shared) {
+            upgrade_some_way(a, h);
         }
     }
     if (!h->live) {          /* lost (or the log is full): it stays lost */
@@ -1768,6 +2398,9 @@ struct totals {
     double secs;
     uint64_t rounds, ops, incomplete, acquisitions, intervals, kills, stops, breaks, forks, bursts, burst_hits,
         witness_rounds, witness_conflicts, witness_explained, unexpected, log_full, short_other_stopped;
+    uint64_t acq_excl, acq_shared, acq_counted, upgrades, upgrades_ok, upgrades_deadlk, upgrades_moved,
+        breaks_missed_shared, upgrades_stale_current, inspect_missed_shared;
+    uint32_t peak[PEAK_MAX];
     uint64_t v[V_N], violations;
     char example[V_N][1400];
     char bad[300];
@@ -1903,12 +2536,15 @@ static void one_round(unsigned seconds, uint64_t seed, struct totals *tot)
     char report[600];
     const char *rp = getenv("SHMLEASE_CHECKER_REPORT");
     snprintf(report, sizeof report, "%s", rp && *rp ? rp : "rel_checker-violations.txt");
-    FILE *rf = fopen(report, tot->rounds ? "a" : "w");
+    /* The mutation's tens of thousands of violations: a few on stdout, the
+     * file only if asked for. */
+    FILE *rf = g_mutate && !(rp && *rp) ? NULL : fopen(report, tot->rounds ? "a" : "w");
     if (rf)
         fprintf(rf, "# round %llu, seed %llu, instants in ms from the round's start\n",
                 (unsigned long long)tot->rounds + 1, (unsigned long long)seed);
     struct history h = {.r = G->rec, .nr = nr, .p = G->procs, .np = np, .s = R->stops, .ns = R->nstops,
-                        .t0 = t0, .print_max = env_uint("SHMLEASE_CHECKER_PRINT", 20), .report = rf};
+                        .t0 = t0, .print_max = env_uint("SHMLEASE_CHECKER_PRINT", g_mutate ? 3 : 20), .report = rf,
+                        .strict = (int)env_uint("SHMLEASE_CHECKER_STRICT", 0)};
     dump_history(&h, tot->rounds + 1);
     struct verdict *v = malloc(sizeof *v);
     assert_non_null(v);
@@ -1942,6 +2578,18 @@ static void one_round(unsigned seconds, uint64_t seed, struct totals *tot)
              (unsigned long long)v->witness_explained, (unsigned long long)v->short_preempted,
              (unsigned long long)R->unexpected, rsecs,
              (unsigned long long)v->total, kinds);
+    tu_note("checker round %llu modes: acquisitions %llu exclusive, %llu shared, %llu counted; upgrades %llu "
+             "(%llu succeeded, %llu -EDEADLK, %llu failed [K1: may have renewed their shared lease], %llu "
+             "-ESTALE with the shared lease still current [K3]); most certain shared holders of a key at once: "
+             "limit 2: %u, limit 3: %u, no limit: %u; -ENOENT breaks beside a shared holder [K2]: %llu; shared "
+             "leases current after an inspect found their key free [K4]: %llu%s",
+             (unsigned long long)tot->rounds + 1, (unsigned long long)v->acq_excl,
+             (unsigned long long)v->acq_shared, (unsigned long long)v->acq_counted,
+             (unsigned long long)v->upgrades, (unsigned long long)v->upgrades_ok,
+             (unsigned long long)v->upgrades_deadlk, (unsigned long long)v->upgrades_moved,
+             (unsigned long long)v->upgrades_stale_current, v->peak[2], v->peak[3],
+             v->peak[0], (unsigned long long)v->breaks_missed_shared, (unsigned long long)v->inspect_missed_shared,
+             h.strict ? "; strict (K1-K4 refereed as the header states them)" : "");
 
     tot->rounds++;
     tot->secs += secs;
@@ -1961,6 +2609,19 @@ static void one_round(unsigned seconds, uint64_t seed, struct totals *tot)
     tot->unexpected += R->unexpected;
     tot->log_full += (uint64_t)log_full;
     tot->short_other_stopped += v->short_with_other_stopped;
+    tot->acq_excl += v->acq_excl;
+    tot->acq_shared += v->acq_shared;
+    tot->acq_counted += v->acq_counted;
+    tot->upgrades += v->upgrades;
+    tot->upgrades_ok += v->upgrades_ok;
+    tot->upgrades_deadlk += v->upgrades_deadlk;
+    tot->upgrades_moved += v->upgrades_moved;
+    tot->upgrades_stale_current += v->upgrades_stale_current;
+    tot->breaks_missed_shared += v->breaks_missed_shared;
+    tot->inspect_missed_shared += v->inspect_missed_shared;
+    for (int k = 0; k < PEAK_MAX; k++)
+        if (v->peak[k] > tot->peak[k])
+            tot->peak[k] = v->peak[k];
     for (int k = 0; k < V_N; k++) {
         if (v->n[k] && !tot->v[k])
             memcpy(tot->example[k], v->example[k], sizeof tot->example[k]);
@@ -2009,6 +2670,13 @@ static void run_checker(unsigned total_s, unsigned round_s)
              (unsigned long long)tot->ops, (unsigned long long)tot->acquisitions, (unsigned long long)tot->kills,
              (unsigned long long)tot->stops, (unsigned long long)tot->breaks,
              (unsigned long long)tot->violations, kinds);
+    tu_note("checker modes: %llu exclusive, %llu shared, %llu counted acquisitions; %llu upgrades (%llu "
+             "succeeded, %llu -EDEADLK); most certain shared holders of a key at once: %u (limit 2), %u (limit 3), "
+             "%u (no limit)",
+             (unsigned long long)tot->acq_excl, (unsigned long long)tot->acq_shared,
+             (unsigned long long)tot->acq_counted, (unsigned long long)tot->upgrades,
+             (unsigned long long)tot->upgrades_ok, (unsigned long long)tot->upgrades_deadlk, tot->peak[2],
+             tot->peak[3], tot->peak[0]);
     for (int k = 0; k < V_N; k++)
         if (tot->v[k])
             printf("first %s violation: %s\n", vnames[k], tot->example[k]);
@@ -2020,14 +2688,29 @@ static void run_checker(unsigned total_s, unsigned round_s)
     char bad[300];
     memcpy(bad, tot->bad, sizeof bad);
     uint64_t kills = tot->kills, stops = tot->stops, acqs = tot->acquisitions, breaks = tot->breaks;
+    uint64_t shared = tot->acq_shared, counted = tot->acq_counted, upgraded = tot->upgrades_ok,
+             v_excl = tot->v[V_EXCL], v_limit = tot->v[V_LIMIT];
     free(tot);
+    if (g_mutate) {
+        /* Shared tries refused with -EBUSY were logged as held: leases of
+         * keys held exclusively, and beyond counted keys' limits. */
+        TU_TRUE(v_excl > 0 && v_limit > 0,
+                 "the mutation (shared -EBUSY logged as success) was not caught: %llu exclusion, %llu limit "
+                 "violations",
+                 (unsigned long long)v_excl, (unsigned long long)v_limit);
+        tu_note("checker mutation caught: %llu exclusion and %llu limit violations", (unsigned long long)v_excl,
+                 (unsigned long long)v_limit);
+        return;
+    }
     TU_TRUE(violations == 0, "%llu violations%s: see the VIOLATION lines above", (unsigned long long)violations,
              kinds);
     TU_TRUE(unexpected_ == 0, "%llu processes ended unexpectedly; last: %s", (unsigned long long)unexpected_, bad);
-    TU_TRUE(kills > 0 && stops > 0 && breaks > 0 && acqs > 1000,
-             "too little happened: %llu kills, %llu stops, %llu breaks, %llu acquisitions",
+    TU_TRUE(kills > 0 && stops > 0 && breaks > 0 && acqs > 1000 && shared > 0 && counted > 0 && upgraded > 0,
+             "too little happened: %llu kills, %llu stops, %llu breaks, %llu acquisitions (%llu shared, %llu "
+             "counted), %llu upgrades",
              (unsigned long long)kills, (unsigned long long)stops, (unsigned long long)breaks,
-             (unsigned long long)acqs);
+             (unsigned long long)acqs, (unsigned long long)shared, (unsigned long long)counted,
+             (unsigned long long)upgraded);
 }
 
 static int g_long;
@@ -2038,6 +2721,9 @@ static void t_checker(void **s)
     if (g_long) {
         unsigned total = env_uint("SHMLEASE_CHECKER_SECONDS", 300);
         run_checker(total, 40);
+    } else if (g_mutate) {
+        unsigned secs = env_uint("SHMLEASE_CHECKER_SECONDS", 8);
+        run_checker(secs, secs);
     } else {
         unsigned secs = env_uint("SHMLEASE_CHECKER_SECONDS", 30);
         run_checker(secs, secs);
@@ -2095,6 +2781,17 @@ int main(int argc, char **argv)
         }
         g_long = 1;
         argc = 1;
+    }
+    const char *mut = getenv("SHMLEASE_CHECKER_MUTATE");
+    if (argc > 1 && !strcmp(argv[1], "--mutate")) {
+        g_mutate = 1;                  /* the workload's mutation, and the test that it is caught */
+        argc = 1;
+    } else if (mut && *mut) {
+        if (strcmp(mut, "shared-busy")) {
+            fprintf(stderr, "rel_checker: SHMLEASE_CHECKER_MUTATE=%s: unknown (known: shared-busy)\n", mut);
+            return 2;
+        }
+        g_mutate = 1;
     }
     const struct CMUnitTest tests[] = {
         TU_SLOW_TEST(t_referee_selftest),
