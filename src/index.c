@@ -454,6 +454,8 @@ int shmlease__insert_held(shmlease_table *t, struct shmlease__insert *ins)
     long found = find_locked(t, ins->kb, &ins->key_seq);
     if (found >= 0) {
         ins->entry = found;
+    } else if (ins->find_only) {
+        rc = -ENOENT;
     } else {
         long k = take_free_entry(t);
         if (k >= 0) {

@@ -30,6 +30,7 @@ struct shmlease__insert {
     uint64_t lock_ms;          /* in: longest wait for index_mutex */
     uint32_t aux;              /* in: the aux field of the new word (word.h) */
     int      free_gate;        /* in: insert FREE (a shared key's gate), not HELD */
+    int      find_only;        /* in: only find it: -ENOENT if missing */
     int      inserted;         /* out: 1 inserted (HELD by owner), 0 found */
     long     entry;            /* out: the key's entry */
     uint32_t key_seq;          /* out: its key_seq */

@@ -141,6 +141,8 @@ static uint32_t waitview_count(const struct waitview *wv, uint32_t entry)
 }
 
 #define QUEUE_LOOK_MAX 4096u   /* tickets inspect looks at in a fair queue */
+#define INSPECT_LOOKS  1000u   /* looks at a key whose entry changes (or reads
+                                  RETIRED for a moment) before -ENOENT */
 
 /* An entry's key and publication block as read once, maybe torn. */
 struct entry_read {
@@ -296,7 +298,7 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
      * by a handle without the lock file: see liveness.c). */
     struct shmlease__liveview lv;
     lv.state = 0;
-    for (int tries = 0; tries < 4; tries++) {
+    for (unsigned tries = 0; tries < INSPECT_LOOKS; tries++) {
         uint32_t kseq;
         long ei = shmlease__lookup_stable(t, &kb, &kseq);
         if (ei < 0)

@@ -15,6 +15,7 @@
 #include "wait.h"
 
 #include <errno.h>
+#include <sched.h>
 
 /* Checks a lease value against this handle. Returns its entry or a code. */
 static long lease_entry(shmlease_table *t, const shmlease_lease *l)
@@ -194,10 +195,13 @@ SHM_API int shmlease_check(shmlease_table *t, const shmlease_lease *l)
     return 0;
 }
 
+#define RETIRED_LOOKS 1000u   /* looks at an entry read RETIRED before believing it */
+
 /* Ends the live lease of KB's key (a gate or a slot: KB's hash says
  * which). 1 ended, 0 none; *HW (if not NULL) the entry's aux. */
 static int break_one(shmlease_table *t, const struct keybuf *kb, uint32_t *hw)
 {
+    unsigned retired_looks = 0;
     for (;;) {
         uint32_t kseq;
         long ei = shmlease__lookup_stable(t, kb, &kseq);
@@ -207,6 +211,12 @@ static int break_one(shmlease_table *t, const struct keybuf *kb, uint32_t *hw)
         struct lstate s = ls_load(e);
         if (ld_acquire(&e->key_seq) != kseq)
             continue;                  /* entry reused for another key meanwhile */
+        /* A gate a reaper retires for a moment (to look at its slots, then
+         * give it back) reads RETIRED: look again. */
+        if (sw_kind(s.w) == SW_RETIRED && ++retired_looks < RETIRED_LOOKS) {
+            sched_yield();
+            continue;
+        }
         if (hw)
             *hw = sw_aux(s.w);
         if (!sw_live(s.w, shmlease__now_rel(t)))

@@ -309,10 +309,12 @@ static int upgrade_gate(struct acquire *a, struct target *tg, int *locked)
     }
     struct shmlease__insert ins = {.kb = &a->kb, .owner = a->me, .ttl_ms = a->o->ttl_ms,
                                    .lock_ms = shmlease__struct_lock_ms(a, shmlease__now_rel(t)),
-                                   .free_gate = 1};
+                                   .find_only = 1};
     int rc = shmlease__insert_held(t, &ins);
     if (rc == -EAGAIN)
         return STEP_AGAIN;
+    if (rc == -ENOENT)
+        return -ESTALE;                /* no gate: our slot cannot be live */
     if (rc < 0)
         return shmlease__struct_lock_gave_up(a, rc);
     tg->ei = ins.entry;

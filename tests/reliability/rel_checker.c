@@ -118,10 +118,9 @@
  * The library's known departures from its header, modelled by default (and
  * counted on the RESULT line), refereed as the header states them with
  * SHMLEASE_CHECKER_STRICT=1:
- *   K1  a failed upgrade leaves its shared lease renewed to now + the
- *       upgrade's ttl (the renewal its wait made), not "unchanged": the
- *       shared interval ends by call + ttl, and the deadline may be as late as
- *       return + ttl; the upgrade may fail with -ESTALE because of it;
+ *   K1  (fixed; refereed in both modes) a failed upgrade never shortens its
+ *       shared lease, and reports the deadline its wait may have moved later
+ *       in the lease value: the referee takes that deadline;
  *   K2  a break may return -ENOENT while a shared holder holds the key (it
  *       misses it, as K4): 1d only for exclusive intervals;
  *   K3  an upgrade may return -ESTALE while its shared lease stays current;
@@ -752,11 +751,10 @@ static int referee(const struct history *h, struct verdict *v)
                     end = O->call;
                     break;
                 }
-                if (!h->strict && upgrade_moved(O)) {
-                    uint64_t nd = O->call + (uint64_t)O->arg * MS_NS;
-                    nd = nd > MS_NS + SLACK_NS ? nd - MS_NS - SLACK_NS : 0;
-                    D = u64min(D, nd);
-                }
+                /* A failed upgrade never shortens the shared lease; the
+                 * deadline it reports may be later. */
+                if (O->exp && dl_ns(O->exp) > D)
+                    D = dl_ns(O->exp);
                 continue;
             }
             if (O->op != OP_RENEW)
@@ -1066,10 +1064,8 @@ static int referee(const struct history *h, struct verdict *v)
                 continue;
             if (O->op == OP_RENEW && O->rc == 0)
                 exp = O->exp;
-            if (!h->strict && upgrade_moved(O)) {    /* K1: may have renewed it up to return + ttl */
-                uint64_t ub = (O->ret + MS_NS - 1) / MS_NS + O->arg;
-                exp = exp > ub ? exp : ub;
-            }
+            if (upgrade_moved(O) && O->exp > exp)   /* the deadline a failed upgrade reports */
+                exp = O->exp;
             if (O->rc == -ESTALE && (h->strict || O->op != OP_UPGRADE))
                 LOST_AT(O->ret, V_LOST_STALE, (long)oi);
             if (O->rc == -ESTALE && O->op == OP_UPGRADE && !stale_up)
@@ -1641,17 +1637,16 @@ static void t_referee_selftest(void **s)
     expect_kind(y, V_GRACE, "an exclusive claim in a shared holder's grace period");
 
     /* The library's known departures: modelled by default, violations when strict.
-     * K1: a failed upgrade cut its shared lease to call + ttl. */
+     * K1 (fixed): a failed upgrade with a short ttl leaves the shared lease's deadline. */
     for (int strict = 0; strict < 2; strict++) {
         synth_init(y);
         y->strict = strict;
         s_shared(y, 0, 0, 1, 1000, 1000.1, 1, 1050, 50, 0);
         s_upgrade(y, 0, 0, 1, 2, 1005, 1008, -ETIMEDOUT, 0, 0, 2, 3);
         S_ACQ(y, 1, 0, 3, 1009, 1009.5, 3, 1019, 10);
-        if (strict)
-            expect_kind(y, V_EXCL, "K1 strict: an exclusive lease before the shared one's deadline");
-        else
-            expect_clean(y, "K1: an exclusive lease after a failed upgrade's short ttl");
+        /* Fixed in the library: a failed upgrade never shortens the shared
+         * lease, so this is a violation in both modes. */
+        expect_kind(y, V_EXCL, "K1: an exclusive lease before the shared one's deadline");
         /* K2: a break -ENOENT beside a shared holder. */
         synth_init(y);
         y->strict = strict;
@@ -1831,7 +1826,9 @@ static int x_acquire_mode(struct actor *a, unsigned k, uint32_t mode, uint64_t t
         op_end_at(r, ret, 0, (1ull << 48) + lid, shmlease_now_ms(a->t) + ttl);
         return rc;
     }
-    op_end_at(r, ret, rc, rc == 0 ? h->l.fencing_token : 0, rc == 0 ? h->l.expires_at_ms : 0);
+    /* A failed upgrade reports its shared lease's deadline (never earlier
+     * than before: the wait may have moved it later). */
+    op_end_at(r, ret, rc, rc == 0 ? h->l.fencing_token : 0, rc != -ESTALE ? h->l.expires_at_ms : 0);
     if (rc == 0) {
         h->lid = lid;
         h->key = k;
@@ -1860,7 +1857,9 @@ static int x_upgrade(struct actor *a, struct held *h, uint64_t ttl, int64_t wait
     int rc = shmlease_upgrade(a->t, &h->l, ttl, wait);
     uint64_t ret = tu_mono_ns();
     r->delay_us = delay_us(d0, run_delay(a));
-    op_end_at(r, ret, rc, rc == 0 ? h->l.fencing_token : 0, rc == 0 ? h->l.expires_at_ms : 0);
+    /* A failed upgrade reports its shared lease's deadline (never earlier
+     * than before: the wait may have moved it later). */
+    op_end_at(r, ret, rc, rc == 0 ? h->l.fencing_token : 0, rc != -ESTALE ? h->l.expires_at_ms : 0);
     if (rc == 0) {
         h->lid = nlid;
         h->shared = 0;
