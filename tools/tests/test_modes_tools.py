@@ -172,6 +172,32 @@ def test_modes_dump(c):
     check(not any(n.endswith(".timeout") for n in os.listdir(d)), f"a command gave up: {os.listdir(d)}")
 
 
+def test_modes_dump_threads(c):
+    """Three threads of one process waiting for a key: WAITERS 3, WAITPIDS
+    'PID(3)', JSON threads 3; they all get it once the holder lets go."""
+    t = made(c, "threads")
+    h, _ = c.hold(t, "k")
+    w = c.spawn([c.helper, "threads", t, b"k".hex(), "30000", "3"], stdin=subprocess.DEVNULL)
+    line = w.stdout.readline()
+    check(line.startswith(b"{\"pid\":"), f"threads helper: {line!r}")
+
+    def three():
+        rows = leases(c, t, "k")
+        return rows and rows[0]["waiting"] == [dict(rows[0]["waiting"][0], pid=w.pid, threads=3)]
+    c.wait_until("three threads in the queue", three, timeout=LONG)
+    rows = leases(c, t, "k")
+    check(rows[0]["waiters"] == 3 and not rows[0]["waiting"][0]["reserved"], f"{rows}")
+    p = c.dump("-s", "-o", "KEY,WAITERS,WAITPIDS", t)
+    text = parse_rows(p.stdout.decode())
+    check(text == [{"KEY": "k", "WAITERS": "3", "WAITPIDS": f"{w.pid}(3)"}], f"text\n{show(p)}")
+    p = c.dump("-s", "-r", "-n", "-o", "WAITPIDS", t)
+    check(p.stdout.decode() == f"{w.pid}(3)\n", show(p))
+    h.stdin.close()
+    h.wait(timeout=LONG)
+    out, err = c.communicate(w, LONG)
+    check(w.returncode == 0 and b'"rc":"OK"' in out, f"the three threads: {out!r} {err!r}")
+
+
 def test_modes_dump_counted(c):
     """A counted key (--limit 3): MODE shared/3, JSON limit 3, HOLDERS."""
     t = made(c, "counted")
@@ -207,8 +233,12 @@ def test_modes_run_shared(c):
                  lambda: exists(d, "a.in") and exists(d, "b.in"), timeout=LONG)
     p = c.tool("run", "-n", "-t", t, "k", "--", "true")
     check(p.returncode == 1, f"exclusive -n while shared holders hold: {show(p)}")
-    p = c.tool("run", "-s", "-n", "-t", t, "k", "-c", "echo third")
-    check(p.returncode == 0 and p.stdout == b"third\n", f"a third shared -n: {show(p)}")
+    p = c.tool("run", "-s", "-n", "-v", "-t", t, "k", "-c", "echo third")
+    check(p.returncode == 0 and p.stdout == b"third\n" and
+          f"acquired k (shared) on table {t}".encode() in p.stderr, f"a third shared -n: {show(p)}")
+    p = c.tool("run", "-n", "-v", "-t", t, "k", "--", "true")
+    check(p.returncode == 1 and b"k is held in shared mode (2 holders), one by pid " in p.stderr,
+          f"-v names the mode of a busy key: {show(p)}")
     # The exclusive command checks that both shared commands have ended.
     x = c.spawn([c.shmlease, "run", "-t", t, "k", "-c",
                  f'[ -e "{d}/a.out" ] && [ -e "{d}/b.out" ] && touch "{d}/x.ran"'],
@@ -254,8 +284,10 @@ def test_modes_run_limit(c):
     h2 = start(c, t, "pool", d, "h2", "go2", "--limit", "2")
     c.wait_until("two holders running", lambda: exists(d, "h1.in") and exists(d, "h2.in"),
                  timeout=LONG)
-    p = c.tool("run", "--limit", "2", "-n", "-t", t, "pool", "-c", f'touch "{d}/never"')
-    check(p.returncode == 1 and not exists(d, "never"), f"a third with -n: {show(p)}")
+    p = c.tool("run", "--limit", "2", "-n", "-v", "-t", t, "pool", "-c", f'touch "{d}/never"')
+    check(p.returncode == 1 and not exists(d, "never") and
+          b"pool is held in shared mode (2 of at most 2 holders)" in p.stderr,
+          f"a third with -n: {show(p)}")
     p = c.tool("run", "--limit", "2", "-w", "0.3", "-E", "7", "-t", t, "pool", "--", "true")
     check(p.returncode == 7, f"a third with -w 0.3 -E 7: {show(p)}")
     h3 = start(c, t, "pool", d, "h3", "go3", "--limit", "2")
