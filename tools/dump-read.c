@@ -393,20 +393,12 @@ static void late_widths(struct table_view *v)
     const struct dump_opts *o = v->opts;
     if (o->json || o->raw)
         return;
-    shmlease_info in;
     for (size_t c = 0; c < o->ncols; c++) {
         enum col_id id = o->cols[c];
         if (!column_is_late(id))
             continue;
         for (size_t i = 0; i < v->nrows; i++) {
-            view_row(v, i, &in);
-            size_t w;
-            if (id == COL_WAITPIDS) {
-                char buf[4096];
-                w = waitpids_text(v, view_row_ptr(v, i), buf, sizeof(buf));
-            } else {
-                w = cell_len(id, &in, v);
-            }
+            size_t w = late_cell_len(id, v, &v->rows[i]);
             if (w > v->cell_width[id])
                 v->cell_width[id] = w;
         }

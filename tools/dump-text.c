@@ -41,14 +41,16 @@ bool column_is_late(enum col_id c)
 
 size_t mode_text(const struct dump_row *r, char *buf, size_t size)
 {
-    int n;
+    if (size < 18)
+        return 0;
+    /* The common cases without printf: one of these per row. */
     if (r->mode != SHMLEASE_SHARED)
-        n = snprintf(buf, size, "excl");
-    else if (r->limit == 0 || r->limit >= SHMLEASE_LIMIT_MAX)
-        n = snprintf(buf, size, "shared");
-    else
-        n = snprintf(buf, size, "shared/%u", (unsigned)r->limit);
-    return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+        return (size_t)(stpcpy(buf, "excl") - buf);
+    size_t n = (size_t)(stpcpy(buf, "shared") - buf);
+    if (r->limit == 0 || r->limit >= SHMLEASE_LIMIT_MAX)
+        return n;
+    buf[n++] = '/';
+    return n + fmt_u64(buf + n, r->limit);
 }
 
 size_t waitpids_text(const struct table_view *v, const struct dump_row *r, char *buf,
@@ -309,6 +311,23 @@ size_t cell_len(enum col_id c, const shmlease_info *in, const struct table_view 
         char buf[CELL_SIZE];
         return format_cell(c, in, v, NULL, buf, sizeof(buf));
     }
+    }
+}
+
+size_t late_cell_len(enum col_id c, const struct table_view *v, const struct dump_row *r)
+{
+    char buf[CELL_SIZE];
+    switch (c) {
+    case COL_MODE:
+        return mode_text(r, buf, sizeof(buf));
+    case COL_HOLDERS:
+        return digits(r->holders);
+    case COL_WAITERS:
+        return digits(r->waiters);
+    case COL_WAITPIDS:
+        return waitpids_text(v, r, buf, sizeof(buf));
+    default:
+        return 0;
     }
 }
 

@@ -276,6 +276,8 @@ size_t cell_len(enum col_id c, const shmlease_info *in, const struct table_view 
 /* Columns whose cells depend on the key's other rows and its queue: measured
  * once every lease is read (dump-read.c), not as each is met. */
 bool column_is_late(enum col_id c);
+/* The length of late column C's text for row R. */
+size_t late_cell_len(enum col_id c, const struct table_view *v, const struct dump_row *r);
 
 /* Each table of views[0..n) that could be read: summary and lease rows. */
 void print_tables_text(FILE *f, const struct table_view *views, size_t n,
