@@ -1,10 +1,11 @@
 /*
  * shmlease-dump: reading tables. A table is opened read-only and read with
- * the inspection calls only (stats_get, foreach, inspect, now_ms), which never
- * take a lock and never write, so a table whose structural mutex is held by a
- * dead or stopped process reads as well as any. A fault while the library
- * reads a segment is caught and the table reported as unusable. Also: the
- * tables in /dev/shm, and what an error means (message, exit code).
+ * the inspection calls only (stats_get, foreach, inspect, waiters, now_ms),
+ * which never take a lock and never write, so a table whose structural mutex
+ * is held by a dead or stopped process reads as well as any. A fault while
+ * the library reads a segment is caught and the table reported as unusable.
+ * Also: the tables in /dev/shm, and what an error means (message, exit
+ * code).
  */
 #include "dump.h"
 

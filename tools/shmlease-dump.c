@@ -7,12 +7,12 @@
  * the tables' metrics for Prometheus.
  *
  * It opens tables with SHMLEASE_OPEN_READONLY|SHMLEASE_OPEN_NOCREATE and uses
- * only the inspection calls (stats_get, foreach, inspect, now_ms), which never
- * take a lock and never write: it works on a table whose structural mutex is
- * held by a dead or stopped process. A segment that is truncated while mapped
- * raises SIGBUS on access; that, or any fault while the library reads a
- * hostile segment, is caught (see guard_* in dump-read.c) and reported as an
- * unusable table (exit 2) instead of a crash.
+ * only the inspection calls (stats_get, foreach, inspect, waiters, now_ms),
+ * which never take a lock and never write: it works on a table whose
+ * structural mutex is held by a dead or stopped process. A segment that is
+ * truncated while mapped raises SIGBUS on access; that, or any fault while
+ * the library reads a hostile segment, is caught (see guard_* in
+ * dump-read.c) and reported as an unusable table (exit 2) instead of a crash.
  *
  * This file: the command line, and one pass over the tables asked for. The
  * other parts are listed in dump.h.
@@ -135,7 +135,7 @@ static void usage(FILE *f)
 "Options:\n"
 "  -l, --list            one line per table found in " TOOL_SHM_DIR "\n"
 "  -a, --all             full dump of every table found in " TOOL_SHM_DIR "\n"
-"  -k, --key KEY         show only the lease of KEY\n"
+"  -k, --key KEY         show only the lease of KEY (each holder of a shared key)\n"
 "  -J, -j, --json        print one JSON document (with --watch: one per line)\n"
 "  -r, --raw             lease rows only, cells split by one space (spaces in a\n"
 "                        cell as \\x20), headings once; for scripts\n"
