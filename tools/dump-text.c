@@ -437,9 +437,9 @@ static void print_reserved_notes(FILE *f, const struct table_view *v)
         }
         char esc[4 * SHMLEASE_KEY_MAX + 8];
         tool_escape_text(v->bytes + r->text, r->klen, esc);
-        fprintf(f, "reserved: %s: pid %ld%s (excl) waits for its %u shared holder%s to leave; "
-                   "new acquirers wait behind it.\n", esc, (long)r->pid,
-                r->other_pidns ? "*" : "", (unsigned)shared, shared == 1 ? "" : "s");
+        fprintf(f, "reserved: %s: pid %ld%s (excl) waits for %u shared holder%s to leave.\n",
+                esc, (long)r->pid, r->other_pidns ? "*" : "", (unsigned)shared,
+                shared == 1 ? "" : "s");
     }
     if (n > SHOWN)
         fprintf(f, "reserved: %zu more keys, each reserved by an exclusive acquirer.\n",

@@ -144,7 +144,7 @@ def test_modes_dump(c):
     check(all(r["WAITPIDS"] == text[0]["WAITPIDS"] for r in text) and
           re.sub(r"\(\d+\)$", "", pids[0]) == str(w.pid) and
           any(re.sub(r"\(\d+\)$", "", x) == str(r3.pid) for x in pids), f"WAITPIDS\n{out}")
-    check(re.search(rf"^reserved: k: pid {w.pid} \(excl\) waits for its 2 shared holders",
+    check(re.search(rf"^reserved: k: pid {w.pid} \(excl\) waits for 2 shared holders to leave\.$",
                     out, re.M), f"the reservation note\n{out}")
     p = c.dump("--prometheus", t)
     prom = p.stdout.decode()
@@ -270,6 +270,16 @@ def test_modes_run_shared(c):
     check(p.returncode == 0, f"-x -s is shared: {show(p)}")
     go(d, "go3")
     finish(c, s1, "shared holder")
+    # --grace with -s keeps the shared place: exclusive out, shared in.
+    p = c.tool("run", "-s", "-g", "60", "-t", t, "k4", "--", "true")
+    check(p.returncode == 0, f"-s -g 60: {show(p)}")
+    rows = leases(c, t, "k4")
+    check(len(rows) == 1 and rows[0]["mode"] == "shared" and rows[0]["state"] == "grace",
+          f"a shared grace period: {rows}")
+    p = c.tool("run", "-n", "-t", t, "k4", "--", "true")
+    check(p.returncode == 1, f"exclusive -n during a shared grace period: {show(p)}")
+    p = c.tool("run", "-s", "-n", "-t", t, "k4", "--", "true")
+    check(p.returncode == 0, f"shared -n during a shared grace period: {show(p)}")
 
 
 def test_modes_run_limit(c):
