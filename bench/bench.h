@@ -12,7 +12,7 @@
  *   report.c  progress lines, CSV files, the number formats of the tables
  *   measure.c batches of back-to-back operations; shared control words
  *   uncontended.c trybusy.c contended.c manykeys.c wakeup.c takeover.c
- *   memory.c  one scenario each (bench/README.md says what each measures)
+ *   memory.c attach.c shared.c  one scenario each (bench/README.md says what each measures)
  *   goals.c   the PASS/MISS lines
  */
 #ifndef SHMLEASE_BENCH_H
@@ -181,7 +181,7 @@ extern int g_redis_ttl_ms;                /* TTL of blocking acquires (takeover)
 /* The scenarios, in the order they run. */
 enum scenario_id {
     SC_UNCONTENDED, SC_TRYBUSY, SC_CONTENDED, SC_MANYKEYS, SC_WAKEUP, SC_TAKEOVER, SC_MEMORY,
-    SC_ATTACH,
+    SC_ATTACH, SC_SHARED,
     SC__COUNT
 };
 
@@ -217,6 +217,7 @@ void scenario_wakeup(void);
 void scenario_takeover(void);
 void scenario_memory(void);
 void scenario_attach(void);
+void scenario_shared(void);
 void goals(void);
 
 /* ---- report.c ------------------------------------------------------------- */

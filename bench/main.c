@@ -35,6 +35,7 @@ static const struct scenario {
     [SC_TAKEOVER]    = { "takeover",    scenario_takeover },
     [SC_MEMORY]      = { "memory",      scenario_memory },
     [SC_ATTACH]      = { "attach",      scenario_attach },
+    [SC_SHARED]      = { "shared",      scenario_shared },
 };
 
 /* "uncontended,takeover" -> bits of enum scenario_id, or 0 for an unknown
@@ -120,7 +121,8 @@ static void usage(FILE *f)
 "  --no-redis         do not start Redis\n"
 "  --scenarios LIST   e.g. uncontended,contended,takeover (default: all of\n"
 "                     uncontended, trybusy, contended, manykeys, wakeup,\n"
-"                     takeover, memory, attach; memory and manykeys run together)\n"
+"                     takeover, memory, attach, shared; memory and manykeys run\n"
+"                     together)\n"
 "Markdown on stdout, progress on stderr. Exit 0: the run completed; 1: a lock\n"
 "misbehaved (exclusion, hang, error); 2: usage or setup error.\n");
 }

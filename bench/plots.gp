@@ -1,6 +1,7 @@
 # Plots of one bench run. Called by bench/run as
 #   gnuplot -e "dir='RESULTS_DIR'" bench/plots.gp
-# Reads the CSV files in dir, writes latency.png, contended.png, takeover.png.
+# Reads the CSV files in dir, writes latency.png, contended.png, takeover.png,
+# shared.png.
 
 if (!exists("dir")) dir = "."
 have(f) = system("test -s '".dir."/".f."' && echo 1 || echo 0") eq "1"
@@ -89,4 +90,22 @@ if (have("takeover.csv")) {
     set rmargin 4
     set title "takeover: holder SIGKILLed (log scale; redis is TTL-bound)"
     plot dir."/takeover.csv" using ($2/1000):xtic(1) title "median", '' using ($3/1000) title "p99"
+}
+
+# ---- shared: readers-writer throughput by process count --------------------------
+if (have("shared.csv")) {
+    eval "set terminal ".term_small
+    set output dir."/shared.png"
+    set style data linespoints
+    unset logscale
+    set logscale y
+    set format y "%.0s%c"
+    set logscale x 2
+    set xrange [0.8:20]
+    set xtics ("1" 1, "2" 2, "4" 4, "8" 8, "16" 16) norotate
+    set key below horizontal maxrows 2
+    set ylabel "acquisitions per second"
+    set title "shared: acquisitions/s by process count, one key (log scale)"
+    plot for [p in "rwlock shmlease"] for [w in "read mixed"] dir."/shared.csv" \
+         using 3:((strcol(1) eq p && strcol(2) eq w) ? $4 : NaN) title p." ".w lw 2 pt 7
 }

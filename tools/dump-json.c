@@ -83,7 +83,29 @@ static void json_holder(struct outbuf *ob, const struct proc_desc *d)
 
 /* One lease object, written into OB (the leases are most of a document:
  * no stdio call per member). */
-static void json_lease(struct outbuf *ob, const shmlease_info *in)
+/* The key's queue: [{"pid","threads","other_pidns","start_time","handle",
+ * "reserved"}...]. */
+static void json_waiting(struct outbuf *ob, const struct table_view *v, const struct dump_row *r)
+{
+    ob_str(ob, ",\"waiting\":[");
+    for (uint32_t i = 0; i < r->q_n; i++) {
+        const struct dump_waiter *w = &v->queue[r->q_first + i];
+        ob_str(ob, i > 0 ? ",{\"pid\":" : "{\"pid\":");
+        ob_i64(ob, w->pid);
+        ob_str(ob, ",\"threads\":");
+        ob_u64(ob, w->threads);
+        ob_str(ob, w->other_pidns ? ",\"other_pidns\":true" : ",\"other_pidns\":false");
+        ob_str(ob, ",\"start_time\":");
+        ob_u64(ob, w->start_time);
+        ob_str(ob, ",\"handle\":");
+        ob_u64(ob, w->handle);
+        ob_str(ob, w->reserved ? ",\"reserved\":true}" : ",\"reserved\":false}");
+    }
+    ob_char(ob, ']');
+}
+
+static void json_lease(struct outbuf *ob, const struct table_view *v, const struct dump_row *r,
+                       const shmlease_info *in)
 {
     size_t mlen = in->metadata_len <= SHMLEASE_METADATA_MAX ? in->metadata_len
                                                             : SHMLEASE_METADATA_MAX;
@@ -125,6 +147,16 @@ static void json_lease(struct outbuf *ob, const shmlease_info *in)
     ob_u64(ob, in->expires_at_ms);
     ob_str(ob, ",\"waiters\":");
     ob_u64(ob, in->waiters);
+    json_waiting(ob, v, r);
+    ob_str(ob, r->mode == SHMLEASE_SHARED ? ",\"mode\":\"shared\"" : ",\"mode\":\"exclusive\"");
+    ob_str(ob, ",\"limit\":");
+    if (r->mode == SHMLEASE_SHARED && r->limit != 0 && r->limit < SHMLEASE_LIMIT_MAX)
+        ob_u64(ob, r->limit);
+    else
+        ob_str(ob, "null");
+    ob_str(ob, ",\"holders\":");
+    ob_u64(ob, in->holders);
+    ob_str(ob, r->reserved ? ",\"reserved\":true" : ",\"reserved\":false");
     ob_str(ob, ",\"metadata\":");
     ob_json_string(ob, in->metadata, mlen);
     ob_str(ob, ",\"metadata_len\":");
@@ -209,7 +241,7 @@ static void json_table_leases(FILE *f, const struct table_view *v, const struct 
         if (r > 0)
             ob_char(ob, ',');
         view_row(v, r, &in);
-        json_lease(ob, &in);
+        json_lease(ob, v, view_row_ptr(v, r), &in);
     }
     ob_char(ob, ']');
     ob_flush(ob);

@@ -130,6 +130,26 @@ static void leases_by_state(FILE *f, const struct table_view *views, size_t n)
     }
 }
 
+/* shmlease_holders{mode=...}: the leases by mode. */
+static void holders_by_mode(FILE *f, const struct table_view *views, size_t n)
+{
+    family(f, "shmlease_holders", "gauge",
+           "Unexpired leases by mode: exclusive (one per key; grace periods included) and "
+           "shared (one per holder of a key held in shared mode).");
+    for (size_t i = 0; i < n; i++) {
+        const struct table_view *v = &views[i];
+        if (v->rc != 0)
+            continue;
+        const uint64_t count[2] = { v->n_exclusive, v->n_shared };
+        static const char *const mode[2] = { "exclusive", "shared" };
+        for (int m = 0; m < 2; m++) {
+            fputs("shmlease_holders{", f);
+            table_label(f, v);
+            fprintf(f, ",mode=\"%s\"} %llu\n", mode[m], (unsigned long long)count[m]);
+        }
+    }
+}
+
 static void age_seconds(FILE *f, const struct table_view *views, size_t n)
 {
     family(f, "shmlease_age_seconds", "gauge",
@@ -200,6 +220,20 @@ static void per_key(FILE *f, const struct table_view *views, size_t n, const cha
         key_labels(f, &views[i], key);
         fprintf(f, "} %lu\n", (unsigned long)views[i].key_info.waiters);
     }
+    family(f, "shmlease_lease_holders", "gauge",
+           "The key's holders in its mode (exclusive: 1; shared: how many), 0 for the other mode.");
+    for (size_t i = 0; i < n; i++) {
+        if (views[i].rc != 0 || !views[i].key_info_valid)
+            continue;
+        const shmlease_info *in = &views[i].key_info;
+        static const char *const mode[2] = { "exclusive", "shared" };
+        for (uint32_t m = 0; m < 2; m++) {
+            fputs("shmlease_lease_holders{", f);
+            key_labels(f, &views[i], key);
+            fprintf(f, ",mode=\"%s\"} %lu\n", mode[m],
+                    (unsigned long)(in->mode == m ? in->holders : 0));
+        }
+    }
     family(f, "shmlease_lease_fencing_token", "gauge",
            "Fencing token of the key's current claim.");
     for (size_t i = 0; i < n; i++) {
@@ -224,8 +258,10 @@ void print_prometheus(FILE *f, const struct table_view *views, size_t n,
     for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
         per_table(f, views, n, metrics[m].name, metrics[m].type, metrics[m].help,
                   metrics[m].get);
-        if (m == 2)
+        if (m == 2) {
             leases_by_state(f, views, n);
+            holders_by_mode(f, views, n);
+        }
     }
     age_seconds(f, views, n);
     if (o->key != NULL)

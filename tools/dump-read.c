@@ -1,10 +1,11 @@
 /*
  * shmlease-dump: reading tables. A table is opened read-only and read with
- * the inspection calls only (stats_get, foreach, inspect, now_ms), which never
- * take a lock and never write, so a table whose structural mutex is held by a
- * dead or stopped process reads as well as any. A fault while the library
- * reads a segment is caught and the table reported as unusable. Also: the
- * tables in /dev/shm, and what an error means (message, exit code).
+ * the inspection calls only (stats_get, foreach, inspect, waiters, now_ms),
+ * which never take a lock and never write, so a table whose structural mutex
+ * is held by a dead or stopped process reads as well as any. A fault while
+ * the library reads a segment is caught and the table reported as unusable.
+ * Also: the tables in /dev/shm, and what an error means (message, exit
+ * code).
  */
 #include "dump.h"
 
@@ -89,10 +90,14 @@ static uint64_t key_word(const char *key, size_t klen, size_t off)
 }
 
 /* Keeps one lease of the walk: its fields in a row, its key (up to its
- * first NUL, as every output reads it) and metadata in bytes[]. */
+ * first NUL, as every output reads it) and metadata in bytes[]. With
+ * --key, only that key's rows (every holder of a shared key). */
 static int collect_row(const shmlease_info *info, void *arg)
 {
     struct table_view *v = arg;
+    if (v->opts != NULL && v->opts->key != NULL &&
+        strncmp(info->key, v->opts->key, sizeof(info->key)) != 0)
+        return 0;
     if (info->in_grace || info->holder_pid == 0)
         v->n_grace++;
     else if (info->holder_alive > 0)
@@ -104,8 +109,13 @@ static int collect_row(const shmlease_info *info, void *arg)
     if (!info->in_grace && info->holder_pid != 0 && info->holder_other_pidns)
         v->n_other_pidns++;
     v->n_waiters += info->waiters;
-    if (v->opts != NULL && v->opts->prometheus)
-        return 0;                     /* the counts are all it needs */
+    if (info->mode == SHMLEASE_SHARED)
+        v->n_shared++;
+    else
+        v->n_exclusive++;
+    /* The metrics need the counts, and the shared keys (for their queues). */
+    if (v->opts != NULL && v->opts->prometheus && info->mode != SHMLEASE_SHARED)
+        return 0;
     size_t klen = strnlen(info->key, sizeof(info->key));
     size_t mlen = info->metadata_len <= SHMLEASE_METADATA_MAX ? info->metadata_len
                                                               : SHMLEASE_METADATA_MAX;
@@ -117,6 +127,7 @@ static int collect_row(const shmlease_info *info, void *arg)
     o->row = (uint32_t)v->nrows;
     o->pad = 0;
     struct dump_row *r = &v->rows[v->nrows++];
+    memset(r, 0, sizeof(*r));
     r->token = info->fencing_token;
     r->expires_at_ms = info->expires_at_ms;
     r->start_time = info->holder_start_time;
@@ -127,16 +138,21 @@ static int collect_row(const shmlease_info *info, void *arg)
     r->handle = info->holder_handle;
     r->waiters = info->waiters;
     r->alive = info->holder_alive;
+    r->limit = info->limit;
+    r->holders = 1;
     r->in_grace = info->in_grace != 0;
     r->other_pidns = info->holder_other_pidns != 0;
     r->klen = (uint8_t)klen;
     r->mlen = (uint8_t)mlen;
+    r->mode = info->mode == SHMLEASE_SHARED ? SHMLEASE_SHARED : SHMLEASE_EXCLUSIVE;
     memcpy(v->bytes + v->nbytes, info->key, klen);
     memcpy(v->bytes + v->nbytes + klen, info->metadata, mlen);
     v->nbytes += klen + mlen;
     if (v->opts != NULL && !v->opts->json && !v->opts->raw)
         for (size_t c = 0; c < v->opts->ncols; c++) {
             enum col_id id = v->opts->cols[c];
+            if (column_is_late(id))
+                continue;
             size_t w = cell_len(id, info, v);
             if (w > v->cell_width[id])
                 v->cell_width[id] = w;
@@ -162,6 +178,14 @@ void view_row_at(const struct table_view *v, size_t row, shmlease_info *out)
     out->holder_other_pidns = r->other_pidns;
     out->holder_start_time = r->start_time;
     out->holder_handle = r->handle;
+    out->mode = r->mode;
+    out->limit = r->limit;
+    out->holders = r->holders;
+}
+
+const struct dump_row *view_row_ptr(const struct table_view *v, size_t i)
+{
+    return &v->rows[v->order[i].row];
 }
 
 void view_row(const struct table_view *v, size_t i, shmlease_info *out)
@@ -249,15 +273,170 @@ static int view_sort(struct table_view *v)
     return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Keys and their queues                                                     */
+
+static bool same_key(const struct table_view *v, const struct dump_row *a,
+                     const struct dump_row *b)
+{
+    return a->klen == b->klen && memcmp(v->bytes + a->text, v->bytes + b->text, a->klen) == 0;
+}
+
+static int queue_push(struct table_view *v, const struct dump_waiter *w)
+{
+    if (v->nqueue == v->capqueue) {
+        size_t ncap = v->capqueue ? v->capqueue * 2 : 16;
+        struct dump_waiter *q = realloc(v->queue, ncap * sizeof(*q));
+        if (q == NULL)
+            return -ENOMEM;
+        v->queue = q;
+        v->capqueue = ncap;
+    }
+    v->queue[v->nqueue++] = *w;
+    return 0;
+}
+
+/* The processes asleep waiting for KEY (NUL-terminated) into the queue;
+ * their threads added to *threads. 0 or an error. */
+static int key_waiters(shmlease_table *t, const char *key, struct table_view *v,
+                       uint32_t *threads)
+{
+    shmlease_waiter small[16], *w = small;
+    size_t room = sizeof(small) / sizeof(small[0]);
+    long n;
+    /* A snapshot: more waiters may come between two calls; a few tries. */
+    for (int tries = 0;; tries++) {
+        n = shmlease_waiters(t, key, w, room);
+        if (n < 0 || (size_t)n <= room || tries == 3)
+            break;
+        if (w != small)
+            free(w);
+        room = (size_t)n + 16;
+        w = malloc(room * sizeof(*w));
+        if (w == NULL)
+            return -ENOMEM;
+    }
+    int rc = n < 0 ? (int)n : 0;
+    for (long i = 0; rc == 0 && i < n && (size_t)i < room; i++) {
+        struct dump_waiter d = { .start_time = w[i].start_time, .pid = w[i].pid,
+                                 .threads = w[i].threads, .handle = w[i].handle,
+                                 .other_pidns = w[i].other_pidns != 0 };
+        *threads += w[i].threads;
+        rc = queue_push(v, &d);
+    }
+    if (w != small)
+        free(w);
+    return rc;
+}
+
+/*
+ * Once the walk is over and the rows sorted: each key's holders in each
+ * mode, its waiters and their total. A walk sees a key's entries one by
+ * one: its own (an exclusive holder, and the queue of waiters asleep on
+ * the key, which shmlease_waiters lists) and one per shared holder (where
+ * only an exclusive acquirer that has reserved the key sleeps, waiting for
+ * them to leave: counted on those rows by the walk, listed here as that
+ * acquirer). Rows of one key in both modes mean exactly that reservation.
+ */
+static int resolve_keys(shmlease_table *t, struct table_view *v)
+{
+    char key[SHMLEASE_KEY_MAX + 1];
+    for (size_t i = 0, j; i < v->nrows; i = j) {
+        const struct dump_row *first = view_row_ptr(v, i);
+        uint32_t nexcl = 0, nshared = 0, slot_threads = 0, excl_threads = 0;
+        const struct dump_row *excl = NULL;
+        for (j = i; j < v->nrows && same_key(v, first, view_row_ptr(v, j)); j++) {
+            const struct dump_row *r = view_row_ptr(v, j);
+            if (r->mode == SHMLEASE_SHARED) {
+                nshared++;
+                slot_threads += r->waiters;
+            } else {
+                nexcl++;
+                excl_threads += r->waiters;
+                /* A dead acquirer waits for nothing (the next one takes over). */
+                if (excl == NULL && !r->in_grace && r->pid != 0 && r->alive != 0)
+                    excl = r;
+            }
+        }
+        uint32_t q_first = (uint32_t)v->nqueue, threads = 0;
+        bool reserved = excl != NULL && nshared > 0;
+        if (reserved) {
+            struct dump_waiter d = { .start_time = excl->start_time, .pid = excl->pid,
+                                     .threads = slot_threads ? slot_threads : 1,
+                                     .handle = excl->handle, .other_pidns = excl->other_pidns,
+                                     .reserved = 1 };
+            if (queue_push(v, &d) != 0)
+                return -ENOMEM;
+            threads += d.threads;
+        }
+        if (nshared > 0 || excl_threads > 0) {
+            memcpy(key, v->bytes + first->text, first->klen);
+            key[first->klen] = '\0';
+            int rc = key_waiters(t, key, v, &threads);
+            if (rc != 0)
+                return rc;
+        }
+        for (size_t k = i; k < j; k++) {
+            struct dump_row *r = &v->rows[v->order[k].row];
+            r->holders = r->mode == SHMLEASE_SHARED ? nshared : nexcl;
+            r->waiters = threads;
+            r->q_first = q_first;
+            r->q_n = (uint32_t)v->nqueue - q_first;
+            r->reserved = reserved && r == excl;
+        }
+    }
+    return 0;
+}
+
+/* The widths of the columns measured once the keys are resolved. */
+static void late_widths(struct table_view *v)
+{
+    const struct dump_opts *o = v->opts;
+    if (o->json || o->raw)
+        return;
+    for (size_t c = 0; c < o->ncols; c++) {
+        enum col_id id = o->cols[c];
+        if (!column_is_late(id))
+            continue;
+        for (size_t i = 0; i < v->nrows; i++) {
+            size_t w = late_cell_len(id, v, &v->rows[i]);
+            if (w > v->cell_width[id])
+                v->cell_width[id] = w;
+        }
+    }
+}
+
+/* Prometheus: the waiters asleep on each key held in shared mode (the walk
+ * counted those on its holders' entries only). */
+static int shared_key_waiters(shmlease_table *t, struct table_view *v)
+{
+    char key[SHMLEASE_KEY_MAX + 1];
+    for (size_t i = 0, j; i < v->nrows; i = j) {
+        const struct dump_row *first = view_row_ptr(v, i);
+        for (j = i + 1; j < v->nrows && same_key(v, first, view_row_ptr(v, j)); j++)
+            ;
+        memcpy(key, v->bytes + first->text, first->klen);
+        key[first->klen] = '\0';
+        shmlease_info in;
+        /* Reserved by an exclusive acquirer: the walk met the key's own
+         * entry, and counted its sleepers already. */
+        if (shmlease_inspect(t, key, &in) == 0 && in.mode == SHMLEASE_SHARED)
+            v->n_waiters += in.waiters;
+    }
+    return 0;
+}
+
 void view_free(struct table_view *v)
 {
     free(v->rows);
     free(v->bytes);
     free(v->order);
+    free(v->queue);
     v->rows = NULL;
     v->bytes = NULL;
     v->order = NULL;
-    v->nrows = v->caprows = v->nbytes = v->capbytes = 0;
+    v->queue = NULL;
+    v->nrows = v->caprows = v->nbytes = v->capbytes = v->nqueue = v->capqueue = 0;
 }
 
 /* Reads an open table into *v: the counters, the clock, and the leases (with
@@ -275,31 +454,45 @@ static int read_table(shmlease_table *t, const char *key, bool summary_only,
         /* Every lease counted; with --key, that key's own series too. */
         *call = "shmlease_foreach";
         rc = shmlease_foreach(t, collect_row, v);
+        if (rc == 0)
+            rc = view_sort(v);
+        *call = "shmlease_inspect";
+        if (rc == 0)
+            rc = shared_key_waiters(t, v);
         if (rc != 0 || key == NULL)
             return rc;
-        *call = "shmlease_inspect";
         rc = shmlease_inspect(t, key, &v->key_info);
         if (rc == 0)
             v->key_info_valid = true;
         return rc == -ENOENT ? 0 : rc;
     }
+    if (summary_only)
+        return 0;
     if (key != NULL) {
+        /* Is it held? Then every holder of it (a walk: one entry per
+         * shared holder, where inspect describes the key by one). */
         shmlease_info info;
         *call = "shmlease_inspect";
         rc = shmlease_inspect(t, key, &info);
-        if (rc == 0)
-            return collect_row(&info, v);
         if (rc == -ENOENT) {
             v->key_free = true;
             return 0;
         }
-        return rc;
+        if (rc != 0)
+            return rc;
     }
-    if (!summary_only) {
-        *call = "shmlease_foreach";
-        return shmlease_foreach(t, collect_row, v);
-    }
-    return 0;
+    *call = "shmlease_foreach";
+    rc = shmlease_foreach(t, collect_row, v);
+    if (rc == 0 && key != NULL && v->nrows == 0)
+        v->key_free = true;            /* freed between the two looks */
+    if (rc == 0)
+        rc = view_sort(v);
+    *call = "shmlease_waiters";
+    if (rc == 0)
+        rc = resolve_keys(t, v);
+    if (rc == 0)
+        late_widths(v);
+    return rc;
 }
 
 /* Reads table NAME into *v. With key, only that key (inspect); with
@@ -353,11 +546,6 @@ void collect(const char *name, const struct dump_opts *opts, struct table_view *
         v->failed_call = call;
         view_free(v);
         return;
-    }
-    if (view_sort(v) != 0) {
-        v->rc = -ENOMEM;
-        v->failed_call = "sort";
-        view_free(v);
     }
 }
 

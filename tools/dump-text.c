@@ -17,7 +17,7 @@ const struct column columns[COL__COUNT] = {
     [COL_STATE]   = { "STATE",    false, "alive, dead, unknown (cannot tell) or grace" },
     [COL_LEFT]    = { "LEFT",     true,  "time until the deadline, or 'expired'" },
     [COL_EXPIRES] = { "EXPIRES",  true,  "deadline on the table's clock, ms" },
-    [COL_WAITERS] = { "WAITERS",  true,  "processes waiting for the key" },
+    [COL_WAITERS] = { "WAITERS",  true,  "threads waiting for the key (on each of its rows)" },
     [COL_META]    = { "METADATA", false, "holder's metadata (escaped)" },
     [COL_METALEN] = { "METALEN",  true,  "metadata length in bytes" },
     [COL_METAHEX] = { "METAHEX",  false, "metadata in hex" },
@@ -29,7 +29,59 @@ const struct column columns[COL__COUNT] = {
     [COL_UNIT]    = { "UNIT",     false, "holder's systemd unit (cron.service, session-2.scope)" },
     [COL_UUNIT]   = { "UUNIT",    false, "holder's unit in its user's service manager" },
     [COL_TABLE]   = { "TABLE",    false, "the table's name" },
+    [COL_MODE]    = { "MODE",     false, "excl, shared, or shared/N (at most N holders at once)" },
+    [COL_HOLDERS] = { "HOLDERS",  true,  "the key's holders in this mode (one row each)" },
+    [COL_WAITPIDS] = { "WAITPIDS", false, "PIDs waiting for the key, (N) threads; '-' none" },
 };
+
+bool column_is_late(enum col_id c)
+{
+    return c == COL_MODE || c == COL_HOLDERS || c == COL_WAITPIDS || c == COL_WAITERS;
+}
+
+size_t mode_text(const struct dump_row *r, char *buf, size_t size)
+{
+    if (size < 18)
+        return 0;
+    /* The common cases without printf: one of these per row. */
+    if (r->mode != SHMLEASE_SHARED)
+        return (size_t)(stpcpy(buf, "excl") - buf);
+    size_t n = (size_t)(stpcpy(buf, "shared") - buf);
+    if (r->limit == 0 || r->limit >= SHMLEASE_LIMIT_MAX)
+        return n;
+    buf[n++] = '/';
+    return n + fmt_u64(buf + n, r->limit);
+}
+
+size_t waitpids_text(const struct table_view *v, const struct dump_row *r, char *buf,
+                     size_t size)
+{
+    if (size < 8)
+        return 0;
+    if (r->q_n == 0)
+        return (size_t)(stpcpy(buf, "-") - buf);
+    size_t len = 0;
+    for (uint32_t i = 0; i < r->q_n; i++) {
+        const struct dump_waiter *w = &v->queue[r->q_first + i];
+        char one[48];
+        size_t n = fmt_i64(one, w->pid);
+        if (w->other_pidns)
+            one[n++] = '*';
+        if (w->threads > 1)
+            n += (size_t)snprintf(one + n, sizeof(one) - n, "(%u)", (unsigned)w->threads);
+        one[n] = '\0';
+        /* Room for this one, and for ",..." should the next not fit. */
+        if (len + (i > 0) + n + 4 >= size) {
+            memcpy(buf + len, ",...", 5);
+            return len + 4;
+        }
+        if (i > 0)
+            buf[len++] = ',';
+        memcpy(buf + len, one, n + 1);
+        len += n;
+    }
+    return len;
+}
 
 /* ------------------------------------------------------------------------ */
 /* One table                                                                 */
@@ -103,7 +155,7 @@ static size_t copy_cell(const char *s, char *buf, size_t size)
 /* Writes the text of column c for lease in of table v into buf (CELL_SIZE
  * bytes); returns its length. */
 static size_t format_cell(enum col_id c, const shmlease_info *in, const struct table_view *v,
-                          char *buf, size_t size)
+                          const struct dump_row *r, char *buf, size_t size)
 {
     size_t mlen = in->metadata_len <= SHMLEASE_METADATA_MAX ? in->metadata_len
                                                             : SHMLEASE_METADATA_MAX;
@@ -141,6 +193,12 @@ static size_t format_cell(enum col_id c, const shmlease_info *in, const struct t
     case COL_UNIT:
     case COL_UUNIT:
         return copy_cell(proc_cell(c, in), buf, size);
+    case COL_MODE:
+        return r != NULL ? mode_text(r, buf, size) : 0;
+    case COL_HOLDERS:
+        return fmt_u64(buf, in->holders);
+    case COL_WAITPIDS:
+        return r != NULL ? waitpids_text(v, r, buf, size) : 0;
     case COL_TABLE: {
         char esc[4 * SHMLEASE_NAME_MAX + 8];
         size_t n = strnlen(v->name, SHMLEASE_NAME_MAX + 1);
@@ -224,6 +282,13 @@ size_t cell_len(enum col_id c, const shmlease_info *in, const struct table_view 
         return digits(in->fencing_token);
     case COL_WAITERS:
         return digits(in->waiters);
+    case COL_HOLDERS:
+        return digits(in->holders);
+    case COL_MODE: {
+        struct dump_row r = { .mode = (uint8_t)in->mode, .limit = in->limit };
+        char buf[32];
+        return mode_text(&r, buf, sizeof(buf));
+    }
     case COL_PID:
         if (in->in_grace || in->holder_pid == 0)
             return 1;
@@ -244,8 +309,25 @@ size_t cell_len(enum col_id c, const shmlease_info *in, const struct table_view 
     }
     default: {
         char buf[CELL_SIZE];
-        return format_cell(c, in, v, buf, sizeof(buf));
+        return format_cell(c, in, v, NULL, buf, sizeof(buf));
     }
+    }
+}
+
+size_t late_cell_len(enum col_id c, const struct table_view *v, const struct dump_row *r)
+{
+    char buf[CELL_SIZE];
+    switch (c) {
+    case COL_MODE:
+        return mode_text(r, buf, sizeof(buf));
+    case COL_HOLDERS:
+        return digits(r->holders);
+    case COL_WAITERS:
+        return digits(r->waiters);
+    case COL_WAITPIDS:
+        return waitpids_text(v, r, buf, sizeof(buf));
+    default:
+        return 0;
     }
 }
 
@@ -318,11 +400,12 @@ struct row_cells {
  * of a dead holder in red on a terminal. */
 static void print_lease_row(struct outbuf *ob, const struct table_view *v,
                             const struct dump_opts *o, const shmlease_info *in,
-                            const size_t *width, struct row_cells *rc)
+                            const struct dump_row *r, const size_t *width,
+                            struct row_cells *rc)
 {
     bool is_dead = holder_dead(in);
     for (size_t c = 0; c < o->ncols; c++)
-        rc->len[c] = format_cell(o->cols[c], in, v, rc->text[c], sizeof(rc->text[c]));
+        rc->len[c] = format_cell(o->cols[c], in, v, r, rc->text[c], sizeof(rc->text[c]));
     size_t upto = o->ncols;               /* no trailing blanks after empty cells */
     while (upto > 1 && rc->len[upto - 1] == 0)
         upto--;
@@ -331,6 +414,36 @@ static void print_lease_row(struct outbuf *ob, const struct table_view *v,
         put_cell(ob, rc->text[c], rc->len[c], width[c], columns[o->cols[c]].right,
                  c + 1 == upto, hl);
     }
+}
+
+/* A note for each key reserved by an exclusive acquirer that waits for
+ * its shared holders to leave (the first few; then how many more). */
+static void print_reserved_notes(FILE *f, const struct table_view *v)
+{
+    enum { SHOWN = 5 };
+    size_t n = 0;
+    for (size_t i = 0; i < v->nrows; i++) {
+        const struct dump_row *r = view_row_ptr(v, i);
+        if (!r->reserved)
+            continue;
+        if (n++ >= SHOWN)
+            continue;
+        uint32_t shared = 0;
+        for (size_t j = 0; j < v->nrows; j++) {
+            const struct dump_row *s = view_row_ptr(v, j);
+            shared += s->mode == SHMLEASE_SHARED && s->q_first == r->q_first &&
+                      s->klen == r->klen &&
+                      memcmp(v->bytes + s->text, v->bytes + r->text, r->klen) == 0;
+        }
+        char esc[4 * SHMLEASE_KEY_MAX + 8];
+        tool_escape_text(v->bytes + r->text, r->klen, esc);
+        fprintf(f, "reserved: %s: pid %ld%s (excl) waits for %u shared holder%s to leave.\n",
+                esc, (long)r->pid, r->other_pidns ? "*" : "", (unsigned)shared,
+                shared == 1 ? "" : "s");
+    }
+    if (n > SHOWN)
+        fprintf(f, "reserved: %zu more keys, each reserved by an exclusive acquirer.\n",
+                n - SHOWN);
 }
 
 /* The notes under the rows: dead holders, unknown liveness, other PID
@@ -352,6 +465,7 @@ static void print_lease_notes(FILE *f, const struct table_view *v)
         fprintf(f, "unknown: liveness cannot be proven; the TTL alone decides.\n");
     if (other_ns > 0)
         fprintf(f, "*: PID of another PID namespace (liveness from the kernel lock).\n");
+    print_reserved_notes(f, v);
 }
 
 static void print_leases(FILE *f, const struct table_view *v, const struct dump_opts *o)
@@ -371,7 +485,7 @@ static void print_leases(FILE *f, const struct table_view *v, const struct dump_
     shmlease_info in;
     for (size_t r = 0; r < v->nrows; r++) {
         view_row(v, r, &in);
-        print_lease_row(ob, v, o, &in, width, rc);
+        print_lease_row(ob, v, o, &in, view_row_ptr(v, r), width, rc);
     }
     ob_flush(ob);
     free(rc);
@@ -442,7 +556,8 @@ void print_tables_raw(FILE *f, const struct table_view *views, size_t n,
         for (size_t r = 0; r < v->nrows; r++) {
             view_row(v, r, &in);
             for (size_t c = 0; c < o->ncols; c++) {
-                size_t len = format_cell(o->cols[c], &in, v, cell, CELL_SIZE);
+                size_t len = format_cell(o->cols[c], &in, v, view_row_ptr(v, r), cell,
+                                         CELL_SIZE);
                 put_raw_cell(ob, cell, len);
                 ob_char(ob, c + 1 < o->ncols ? ' ' : '\n');
             }

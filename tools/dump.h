@@ -39,6 +39,7 @@ enum col_id {
     COL_KEY, COL_TOKEN, COL_COMMAND, COL_PID, COL_STATE, COL_LEFT, COL_EXPIRES,
     COL_WAITERS, COL_META, COL_METALEN, COL_METAHEX, COL_PIDNS, COL_START,
     COL_HANDLE, COL_USER, COL_CGROUP, COL_UNIT, COL_UUNIT, COL_TABLE,
+    COL_MODE, COL_HOLDERS, COL_WAITPIDS,
     COL__COUNT
 };
 
@@ -107,6 +108,12 @@ struct table_view {
     /* Counted as the walk meets the leases (all of them, --key or not,
      * for --prometheus): leases by state, and sleeping waiters. */
     uint64_t n_alive, n_dead, n_unknown, n_grace, n_other_pidns, n_waiters;
+    /* ... and by mode: exclusive holders, shared holders. */
+    uint64_t n_exclusive, n_shared;
+    /* The queues: the processes waiting for each key shown, in runs (a
+     * key's rows name theirs by q_first, q_n). */
+    struct dump_waiter *queue;
+    size_t nqueue, capqueue;
     bool key_info_valid;       /* --prometheus --key: key_info is the key's */
     shmlease_info key_info;
 };
@@ -117,6 +124,17 @@ struct sort_item {
     uint64_t p0, p1;
     uint32_t row;
     uint32_t pad;
+};
+
+/* A process waiting for a key (shmlease_waiters), or the exclusive
+ * acquirer that has reserved a key and waits for its shared holders to
+ * leave (reserved). */
+struct dump_waiter {
+    uint64_t start_time;
+    int32_t  pid;
+    uint32_t threads;
+    uint32_t handle;
+    uint8_t  other_pidns, reserved;
 };
 
 /* One lease as read: every field of shmlease_info the dump shows. */
@@ -131,8 +149,13 @@ struct dump_row {
     uint32_t handle;
     uint32_t waiters;
     int32_t  alive;            /* holder_alive */
+    uint32_t limit;            /* SHARED: the limit its holders agreed on */
+    uint32_t holders;          /* the key's holders in this row's mode */
+    uint32_t q_first, q_n;     /* the key's waiters: queue[q_first .. +q_n) */
     uint8_t  in_grace, other_pidns;
     uint8_t  klen, mlen;       /* bytes stored: strnlen(key), min(metadata_len, max) */
+    uint8_t  mode;             /* SHMLEASE_EXCLUSIVE or SHMLEASE_SHARED */
+    uint8_t  reserved;         /* exclusive, and waits for the key's shared holders */
 };
 
 /* Who a holder is, from /proc/PID (dump-proc.c). */
@@ -170,6 +193,14 @@ void view_free(struct table_view *v);
  * library reported it; view_row_at: in the order the walk met them. */
 void view_row(const struct table_view *v, size_t i, shmlease_info *out);
 void view_row_at(const struct table_view *v, size_t row, shmlease_info *out);
+/* The I-th row in display order itself (its mode, queue). */
+const struct dump_row *view_row_ptr(const struct table_view *v, size_t i);
+
+/* "excl", "shared" or "shared/N" (a counted lease of limit N). */
+size_t mode_text(const struct dump_row *r, char *buf, size_t size);
+/* The waiting PIDs of R's key: "4711,4712(3),4713*" ('-' none). */
+size_t waitpids_text(const struct table_view *v, const struct dump_row *r, char *buf,
+                     size_t size);
 
 /* The exit code *v calls for: ok, not found, unusable, key free or usage. */
 int view_exit_code(const struct table_view *v);
@@ -242,6 +273,11 @@ size_t fmt_i64(char *buf, int64_t v);
 /* The length of column c's text for lease in of table v, as the text output
  * prints it. */
 size_t cell_len(enum col_id c, const shmlease_info *in, const struct table_view *v);
+/* Columns whose cells depend on the key's other rows and its queue: measured
+ * once every lease is read (dump-read.c), not as each is met. */
+bool column_is_late(enum col_id c);
+/* The length of late column C's text for row R. */
+size_t late_cell_len(enum col_id c, const struct table_view *v, const struct dump_row *r);
 
 /* Each table of views[0..n) that could be read: summary and lease rows. */
 void print_tables_text(FILE *f, const struct table_view *views, size_t n,

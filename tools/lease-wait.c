@@ -94,8 +94,16 @@ static void holder_text(const shmlease_info *in, const char *comm, char *buf, si
         tool_escape_text(comm, strlen(comm), esc);
         snprintf(shown, sizeof(shown), " (%s)", esc);
     }
-    snprintf(buf, size, "held by pid %ld%s%s, %s, token %llu, %s left", (long)in->holder_pid,
-             shown, in->holder_other_pidns ? " of another PID namespace" : "",
+    /* A shared key is described by one of its holders. */
+    char mode[96] = "";
+    if (in->mode == SHMLEASE_SHARED && in->limit != 0 && in->limit < SHMLEASE_LIMIT_MAX)
+        snprintf(mode, sizeof(mode), " in shared mode (%u of at most %u holders), one",
+                 (unsigned)in->holders, (unsigned)in->limit);
+    else if (in->mode == SHMLEASE_SHARED)
+        snprintf(mode, sizeof(mode), " in shared mode (%u holder%s), one", (unsigned)in->holders,
+                 in->holders == 1 ? "" : "s");
+    snprintf(buf, size, "held%s by pid %ld%s%s, %s, token %llu, %s left", mode,
+             (long)in->holder_pid, shown, in->holder_other_pidns ? " of another PID namespace" : "",
              in->holder_alive > 0 ? "alive" : in->holder_alive == 0 ? "dead" : "liveness unknown",
              (unsigned long long)in->fencing_token, left);
 }
@@ -134,8 +142,13 @@ static void say_acquired(const struct lease_wait *w, const struct seen_holder *l
     if (waited)
         snprintf(how, sizeof(how), "after waiting %lld.%03llds", waited_ms / 1000,
                  waited_ms % 1000);
-    fprintf(stderr, PROG ": acquired %s on table %s, token %llu, ttl %llums, %s\n",
-            w->key_shown, w->table, (unsigned long long)w->lease.fencing_token,
+    char mode[48] = "";
+    if (w->ao.mode == SHMLEASE_SHARED && w->ao.limit != 0)
+        snprintf(mode, sizeof(mode), " (shared, limit %u)", (unsigned)w->ao.limit);
+    else if (w->ao.mode == SHMLEASE_SHARED)
+        snprintf(mode, sizeof(mode), " (shared)");
+    fprintf(stderr, PROG ": acquired %s%s on table %s, token %llu, ttl %llums, %s\n",
+            w->key_shown, mode, w->table, (unsigned long long)w->lease.fencing_token,
             (unsigned long long)w->ao.ttl_ms, how);
     shmlease_stats after;
     if (!last->known || last->in.in_grace || last->in.holder_pid == 0 ||

@@ -40,6 +40,7 @@ struct run_opts {
     int lost_code;
     bool verbose;
     bool close_early;          /* -o: release when COMMAND ends, leave what it started */
+    struct lease_mode lm;      /* -s, -x, --limit */
 };
 
 /*

@@ -7,12 +7,12 @@
  * the tables' metrics for Prometheus.
  *
  * It opens tables with SHMLEASE_OPEN_READONLY|SHMLEASE_OPEN_NOCREATE and uses
- * only the inspection calls (stats_get, foreach, inspect, now_ms), which never
- * take a lock and never write: it works on a table whose structural mutex is
- * held by a dead or stopped process. A segment that is truncated while mapped
- * raises SIGBUS on access; that, or any fault while the library reads a
- * hostile segment, is caught (see guard_* in dump-read.c) and reported as an
- * unusable table (exit 2) instead of a crash.
+ * only the inspection calls (stats_get, foreach, inspect, waiters, now_ms),
+ * which never take a lock and never write: it works on a table whose
+ * structural mutex is held by a dead or stopped process. A segment that is
+ * truncated while mapped raises SIGBUS on access; that, or any fault while
+ * the library reads a hostile segment, is caught (see guard_* in
+ * dump-read.c) and reported as an unusable table (exit 2) instead of a crash.
  *
  * This file: the command line, and one pass over the tables asked for. The
  * other parts are listed in dump.h.
@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 static const enum col_id default_cols[] = {
-    COL_KEY, COL_TOKEN, COL_COMMAND, COL_PID, COL_STATE, COL_LEFT, COL_WAITERS, COL_META
+    COL_KEY, COL_TOKEN, COL_COMMAND, COL_PID, COL_MODE, COL_STATE, COL_LEFT, COL_WAITERS, COL_META
 };
 
 /* ------------------------------------------------------------------------ */
@@ -135,7 +135,7 @@ static void usage(FILE *f)
 "Options:\n"
 "  -l, --list            one line per table found in " TOOL_SHM_DIR "\n"
 "  -a, --all             full dump of every table found in " TOOL_SHM_DIR "\n"
-"  -k, --key KEY         show only the lease of KEY\n"
+"  -k, --key KEY         show only the lease of KEY (each holder of a shared key)\n"
 "  -J, -j, --json        print one JSON document (with --watch: one per line)\n"
 "  -r, --raw             lease rows only, cells split by one space (spaces in a\n"
 "                        cell as \\x20), headings once; for scripts\n"
@@ -152,9 +152,14 @@ static void usage(FILE *f)
 "  -h, --help            this help\n"
 "  -V, --version         print the version\n"
 "\n"
-"Columns (default KEY,TOKEN,COMMAND,PID,STATE,LEFT,WAITERS,METADATA):\n"
+"Columns (default KEY,TOKEN,COMMAND,PID,MODE,STATE,LEFT,WAITERS,METADATA):\n"
 "  KEY TOKEN COMMAND PID STATE LEFT EXPIRES WAITERS METADATA METALEN METAHEX\n"
-"  PIDNS START HANDLE USER CGROUP UNIT UUNIT TABLE\n"
+"  PIDNS START HANDLE USER CGROUP UNIT UUNIT TABLE MODE HOLDERS WAITPIDS\n"
+"A key held in shared mode has one row per holder. MODE is excl, shared, or\n"
+"shared/N (a counted lease: at most N holders at once). WAITERS counts the\n"
+"threads waiting for the key; WAITPIDS names their processes, '4711(3)' for\n"
+"three threads of one. A key with rows in both modes is reserved: its\n"
+"exclusive acquirer waits for the shared holders to leave (a note says so).\n"
 "STATE is alive, dead (the holder exited: the next acquirer takes the lease at\n"
 "once), unknown (liveness cannot be proven: the TTL decides) or grace (released\n"
 "with a grace period, held by nobody; PID '-'). PID '1234*': a PID of another PID\n"

@@ -51,6 +51,9 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #define INVALID_KEY "invalid key (1 to " STR(SHMLEASE_KEY_MAX) " bytes)"
+/* SHMLEASE_LIMIT_MAX is "1023u": its digits for the help texts. */
+#define SHMLEASE_LIMIT_MAX_NUM 1023
+_Static_assert(SHMLEASE_LIMIT_MAX_NUM == SHMLEASE_LIMIT_MAX, "help texts name the limit");
 
 #define DEFAULT_TTL_MS        30000u
 #define DEFAULT_KILL_AFTER_MS 10000u
@@ -64,7 +67,8 @@ static const char exit_status_text[] =
 "         release, check: stale token (its keeper has ended: released already)\n"
 "         create: the table exists; unlink, break: no such table, or KEY not held\n"
 "  64     usage error: bad option or number, invalid table name or key, a TTL\n"
-"         under 0.1 s, -s (shared leases are not available yet), a bad token\n"
+"         under 0.1 s, --limit with -x, a bad token; run, acquire: --limit (or\n"
+"         its absence) differs from the limit KEY's shared holders use (EDOM)\n"
 "  69     the table is unusable: another user's without --share (EPERM),\n"
 "         permission denied (EACCES), not a table (EPROTO), full (ENOSPC), too\n"
 "         many handles (EUSERS); run, acquire: the table named with -t does not\n"
@@ -156,8 +160,12 @@ static void usage_run(FILE *f)
 "  -c, --command COMMAND       run COMMAND with /bin/sh -c (as flock -c)\n"
 "  -o, --close                 release the lease when COMMAND ends, and leave the\n"
 "                              processes it started running, without it\n"
-"  -x, -e, --exclusive         an exclusive lease: the only kind, the default\n"
-"  -s, --shared                refused: shared leases are not available yet\n"
+"  -x, -e, --exclusive         an exclusive lease (the default): KEY's only holder\n"
+"  -s, --shared                a shared lease (flock -s): any number of shared\n"
+"                              holders at once, no exclusive one; a waiting\n"
+"                              exclusive acquirer goes first\n"
+"      --limit N               a counted lease: shared, at most N holders at once\n"
+"                              (1 to " STR(SHMLEASE_LIMIT_MAX_NUM) "); every holder of KEY gives the same N\n"
 "  -E, --conflict-exit-code N  exit status when KEY is held or the wait ran out\n"
 "                              (default 1)\n"
 "  -L, --lost-exit-code N      exit status when the lease was lost (default 75)\n"
@@ -211,8 +219,12 @@ static void usage_acquire(FILE *f)
 "  -T, --ttl SECONDS           lease time to live (default 30, at least 0.1)\n"
 "  -m, --metadata TEXT         metadata stored with the lease, at most %d bytes\n"
 "                              (default: \"for pid PID: \" and its command line)\n"
-"  -x, -e, --exclusive         an exclusive lease: the only kind, the default\n"
-"  -s, --shared                refused: shared leases are not available yet\n"
+"  -x, -e, --exclusive         an exclusive lease (the default): KEY's only holder\n"
+"  -s, --shared                a shared lease (flock -s): any number of shared\n"
+"                              holders at once, no exclusive one; a waiting\n"
+"                              exclusive acquirer goes first\n"
+"      --limit N               a counted lease: shared, at most N holders at once\n"
+"                              (1 to " STR(SHMLEASE_LIMIT_MAX_NUM) "); every holder of KEY gives the same N\n"
 "  -E, --conflict-exit-code N  exit status when KEY is held or the wait ran out\n"
 "                              (default 1)\n"
 "  -v, --verbose               say on stderr whom it waits for and how long it took\n"
@@ -340,7 +352,7 @@ static void report_table_error(const struct tool_table_ref *ref, int rc, const c
 }
 
 /* Long options without a letter (the letters are flock(1)'s or taken). */
-enum { OPT_SHARE = 0x100, OPT_CREATE };
+enum { OPT_SHARE = 0x100, OPT_CREATE, OPT_LIMIT };
 
 
 /* "-t NAME" (a path /dev/shm/shmlease.NAME is taken too). */
@@ -456,12 +468,44 @@ static int check_metadata_opt(const char *s)
     return 0;
 }
 
-/* -s: flock's shared lock. Every lease is exclusive for now. */
-static int refuse_shared(void)
+/* -s, -x (the last one wins, as in flock) and --limit N (a counted lease:
+ * shared, at most N holders at once). */
+static void apply_mode_letter(struct lease_mode *m, int c)
 {
-    fprintf(stderr, PROG ": -s, --shared: shared leases are not available yet; every "
-                    "lease is exclusive (-x, the default)\n");
-    return EXIT_USAGE;
+    m->shared = c == 's';
+    if (c != 's')
+        m->exclusive_given = true;
+}
+
+static int parse_limit_opt(const char *s, struct lease_mode *m)
+{
+    unsigned long long v;
+    if (tool_parse_uint(s, SHMLEASE_LIMIT_MAX, &v) != 0 || v == 0) {
+        fprintf(stderr, PROG ": --limit: '%s' is not a number of holders (1 to %u)\n", s,
+                (unsigned)SHMLEASE_LIMIT_MAX);
+        return -1;
+    }
+    m->limit = (uint32_t)v;
+    m->shared = true;
+    return 0;
+}
+
+/* Once every option is read: --limit counts shared holders, and an
+ * exclusive lease has one. 0, or -1 after a message. */
+static int check_mode_opts(const struct lease_mode *m)
+{
+    if (m->limit != 0 && m->exclusive_given) {
+        fprintf(stderr, PROG ": --limit %u counts the holders of a shared lease; it cannot go "
+                        "with -x (an exclusive lease has one holder)\n", (unsigned)m->limit);
+        return -1;
+    }
+    return 0;
+}
+
+static void mode_to_opts(const struct lease_mode *m, shmlease_acquire_opts *ao)
+{
+    ao->mode = m->shared ? SHMLEASE_SHARED : SHMLEASE_EXCLUSIVE;
+    ao->limit = m->shared ? m->limit : 0;
 }
 
 /* Applies one option of "run" (c as getopt_long returned it, with optarg).
@@ -503,9 +547,12 @@ static int apply_run_option(int c, struct run_opts *o)
         break;
     case 'x':
     case 'e':
-        break;                         /* exclusive: the only kind of lease */
     case 's':
-        return refuse_shared();
+        apply_mode_letter(&o->lm, c);
+        break;
+    case OPT_LIMIT:
+        bad = parse_limit_opt(optarg, &o->lm);
+        break;
     case 'E':
         bad = parse_exit_code("--conflict-exit-code", optarg, &o->conflict_code);
         break;
@@ -572,6 +619,7 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
         { "close",              no_argument,       NULL, 'o' },
         { "exclusive",          no_argument,       NULL, 'x' },
         { "shared",             no_argument,       NULL, 's' },
+        { "limit",              required_argument, NULL, OPT_LIMIT },
         { "conflict-exit-code", required_argument, NULL, 'E' },
         { "lost-exit-code",     required_argument, NULL, 'L' },
         { "kill-after",         required_argument, NULL, 'k' },
@@ -599,6 +647,8 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
                 fprintf(stderr, PROG " run: missing KEY\nTry '" PROG " run --help'.\n");
                 return EXIT_USAGE;
             }
+            if (check_mode_opts(&o->lm) != 0)
+                return EXIT_USAGE;
             return take_command(o, argc, argv, next);
         }
         o->key = argv[next];
@@ -632,6 +682,32 @@ static size_t run_metadata(const struct run_opts *o, char meta[SHMLEASE_METADATA
     return meta_len;
 }
 
+/* "--limit N" or "no --limit" (a shared lease of SHMLEASE_LIMIT_MAX holders). */
+static void limit_text(uint32_t limit, char *buf, size_t size)
+{
+    if (limit == 0 || limit >= SHMLEASE_LIMIT_MAX)
+        snprintf(buf, size, "no --limit");
+    else
+        snprintf(buf, size, "--limit %u", (unsigned)limit);
+}
+
+/* -EDOM: the key's live shared holders agreed on another limit. */
+static void limit_mismatch(const struct lease_wait *w)
+{
+    char mine[32], theirs[64] = "another limit";
+    limit_text(w->ao.limit, mine, sizeof(mine));
+    shmlease_info in;
+    if (shmlease_inspect(w->t, w->key, &in) == 0 && in.mode == SHMLEASE_SHARED) {
+        char l[32];
+        limit_text(in.limit, l, sizeof(l));
+        snprintf(theirs, sizeof(theirs), "%s (%u holder%s now)", l, (unsigned)in.holders,
+                 in.holders == 1 ? "" : "s");
+    }
+    fprintf(stderr, PROG ": cannot acquire %s on table %s with %s: its shared holders use %s; "
+                    "every holder of a key must give the same limit (EDOM)\n",
+            w->key_shown, w->table, mine, theirs);
+}
+
 /* The exit status for an acquisition that failed with w->rc (the conflict
  * code for a held key or a wait that ran out), after a message. */
 static int acquire_failure(const struct lease_wait *w, int conflict_code)
@@ -639,6 +715,10 @@ static int acquire_failure(const struct lease_wait *w, int conflict_code)
     int rc = w->rc;
     if (rc == -EBUSY || rc == -ETIMEDOUT)
         return conflict_code;          /* -v has said who holds it */
+    if (rc == -EDOM) {
+        limit_mismatch(w);
+        return EXIT_USAGE;
+    }
     const char *what = rc == -EINVAL || rc == -ENAMETOOLONG ? INVALID_KEY
                        : rc == -ENOSPC                       ? "the table is full"
                                                              : shmlease_strerror(rc);
@@ -689,6 +769,7 @@ static int cmd_run(int argc, char **argv)
     w.ao.wait_ms = o.wait_ms;
     w.ao.metadata = meta_len ? meta : NULL;
     w.ao.metadata_len = meta_len;
+    mode_to_opts(&o.lm, &w.ao);
     switch (lease_wait(&w, sfd, NULL, 0)) {
     case LEASE_WAIT_ACQUIRED:
         break;
@@ -721,6 +802,7 @@ struct acquire_opts {
     const char *metadata;
     int conflict_code;
     bool verbose;
+    struct lease_mode lm;      /* -s, -x, --limit */
 };
 
 static int parse_acquire_opts(int argc, char **argv, struct acquire_opts *o)
@@ -738,6 +820,7 @@ static int parse_acquire_opts(int argc, char **argv, struct acquire_opts *o)
         { "metadata",           required_argument, NULL, 'm' },
         { "exclusive",          no_argument,       NULL, 'x' },
         { "shared",             no_argument,       NULL, 's' },
+        { "limit",              required_argument, NULL, OPT_LIMIT },
         { "conflict-exit-code", required_argument, NULL, 'E' },
         { "verbose",            no_argument,       NULL, 'v' },
         { "help",               no_argument,       NULL, 'h' },
@@ -760,8 +843,9 @@ static int parse_acquire_opts(int argc, char **argv, struct acquire_opts *o)
             bad = check_metadata_opt(optarg);
             break;
         case 'x':
-        case 'e': break;
-        case 's': return refuse_shared();
+        case 'e':
+        case 's': apply_mode_letter(&o->lm, c); break;
+        case OPT_LIMIT: bad = parse_limit_opt(optarg, &o->lm); break;
         case 'E': bad = parse_exit_code("--conflict-exit-code", optarg, &o->conflict_code); break;
         case 'v': o->verbose = true; break;
         case 'p':
@@ -779,7 +863,7 @@ static int parse_acquire_opts(int argc, char **argv, struct acquire_opts *o)
             return EXIT_USAGE;
         }
     }
-    if (bad != 0)
+    if (bad != 0 || check_mode_opts(&o->lm) != 0)
         return EXIT_USAGE;
     if (argc - optind != 1) {
         fprintf(stderr, PROG " acquire: expected one KEY\nTry '" PROG " acquire --help'.\n");
@@ -838,6 +922,7 @@ static int cmd_acquire(int argc, char **argv)
     w.ao.wait_ms = o.wait_ms;
     w.ao.metadata = meta_len ? meta : NULL;
     w.ao.metadata_len = meta_len;
+    mode_to_opts(&o.lm, &w.ao);
     struct pollfd extra[2];
     keeper_wait_fds(&k, extra);
     switch (lease_wait(&w, k.sfd, extra, 2)) {

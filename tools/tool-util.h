@@ -77,6 +77,13 @@ struct table_choice {
     char default_name[SHMLEASE_NAME_MAX + 1];
 };
 
+/* run, acquire: the lease's mode as the options asked for it. */
+struct lease_mode {
+    bool shared;                             /* -s, or --limit (the last of -s/-x wins) */
+    bool exclusive_given;                    /* -x, -e or --exclusive was given */
+    uint32_t limit;                          /* --limit N (1..SHMLEASE_LIMIT_MAX), 0 none */
+};
+
 struct tool_table_ref {
     const char *name;
     bool is_default;       /* the caller's default table (no name was given) */

@@ -10,6 +10,9 @@
  *           acquire, release_after(GRACE_MS), print {"token":N}, exit
  *   wait    TABLE KEYHEX TTL_MS WAIT_MS   acquire waiting up to WAIT_MS, print
  *           {"rc":"ENAME","token":N}; release; exit
+ *   threads TABLE KEYHEX TTL_MS N         N threads each acquire KEY (waiting up
+ *           to a minute) and release it at once; prints {"pid":P} once they
+ *           are started, then {"rc":"OK"} when every one has had the key
  *   inspect TABLE KEYHEX                  the library's view of one key
  *   stats   TABLE                         the library's counters
  *
@@ -18,6 +21,7 @@
 #include <shmlease.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +135,52 @@ static int cmd_wait(const char *table, const char *key, shmlease_acquire_opts *o
     return rc ? 1 : 0;
 }
 
+/* threads TABLE KEYHEX TTL_MS N: N threads of one process wait for KEY. */
+struct waiter_arg {
+    shmlease_table *t;
+    const char *key;
+    const shmlease_acquire_opts *o;
+    int rc;
+};
+
+static void *waiter_main(void *p)
+{
+    struct waiter_arg *a = p;
+    shmlease_lease l;
+    a->rc = shmlease_acquire(a->t, a->key, a->o, &l);
+    if (a->rc == 0)
+        a->rc = shmlease_release(a->t, &l);
+    return NULL;
+}
+
+static int cmd_threads(const char *table, const char *key, shmlease_acquire_opts *o,
+                       const char *count)
+{
+    enum { MAX = 16 };
+    int n = atoi(count);
+    if (n < 1 || n > MAX)
+        return 2;
+    o->wait_ms = 60000;
+    shmlease_table *t = open_rw(table);
+    pthread_t th[MAX];
+    struct waiter_arg a[MAX];
+    for (int i = 0; i < n; i++) {
+        a[i] = (struct waiter_arg){ .t = t, .key = key, .o = o, .rc = -1 };
+        if (pthread_create(&th[i], NULL, waiter_main, &a[i]) != 0)
+            return 1;
+    }
+    printf("{\"pid\":%d}\n", (int)getpid());
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        pthread_join(th[i], NULL);
+        if (a[i].rc != 0)
+            rc = a[i].rc;
+    }
+    printf("{\"rc\":\"%s\"}\n", rc ? shmlease_errname(rc) : "OK");
+    shmlease_close(t);
+    return rc ? 1 : 0;
+}
+
 /* grace TABLE KEYHEX TTL_MS METAHEX GRACE_MS, once the lease is held */
 static int cmd_grace(shmlease_table *t, shmlease_lease *l, const char *grace_ms)
 {
@@ -210,5 +260,7 @@ int main(int argc, char **argv)
     o.ttl_ms = strtoull(argv[4], NULL, 10);
     if (strcmp(cmd, "wait") == 0)
         return argc < 6 ? 2 : cmd_wait(table, key, &o, argv[5]);
+    if (strcmp(cmd, "threads") == 0)
+        return argc < 6 ? 2 : cmd_threads(table, key, &o, argv[5]);
     return cmd_acquire(argc, argv, key, &o);
 }

@@ -282,7 +282,7 @@ def test_dump2_holder(c):
         # The default columns: COMMAND beside PID, as lslocks has them.
         p = c.dump("-s", t)
         heads = p.stdout.decode().splitlines()[0].split()
-        check(heads == ["KEY", "TOKEN", "COMMAND", "PID", "STATE", "LEFT", "WAITERS",
+        check(heads == ["KEY", "TOKEN", "COMMAND", "PID", "MODE", "STATE", "LEFT", "WAITERS",
                         "METADATA"], f"default columns {heads}")
 
         # JSON: the same facts, raw bytes, null when there is nobody.

@@ -205,7 +205,8 @@ class Ctx:
 
 # ---- parsing the text output -------------------------------------------------
 
-RIGHT_ALIGNED = {"TOKEN", "PID", "LEFT", "EXPIRES", "WAITERS", "METALEN", "START", "HANDLE"}
+RIGHT_ALIGNED = {"TOKEN", "PID", "LEFT", "EXPIRES", "WAITERS", "METALEN", "START", "HANDLE",
+                 "HOLDERS"}
 
 
 def split_row(row, heads):
@@ -241,7 +242,7 @@ def parse_rows(text):
             heads = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", line)]
             rows = []
             for row in lines[i + 1:]:
-                if not row.strip() or re.match(r"^(dead|unknown|\*):", row):
+                if not row.strip() or re.match(r"^(dead|unknown|reserved|\*):", row):
                     break
                 rows.append(split_row(row, heads))
             return rows
@@ -403,8 +404,8 @@ def test_dump_columns(c):
     check(rows2["charlie"]["PIDNS"] == "-", f"grace PIDNS {rows2['charlie']}")
     p = c.dump("-o", "+EXPIRES", "-s", t)
     heads = p.stdout.decode().splitlines()[0].split()
-    check(heads == ["KEY", "TOKEN", "COMMAND", "PID", "STATE", "LEFT", "WAITERS", "METADATA",
-                     "EXPIRES"],
+    check(heads == ["KEY", "TOKEN", "COMMAND", "PID", "MODE", "STATE", "LEFT", "WAITERS",
+                     "METADATA", "EXPIRES"],
           f"-o +EXPIRES headings {heads}")
     p = c.dump("-n", "-s", t)
     check(not p.stdout.startswith(b"KEY"), f"--noheadings printed headings\n{show(p)}")
