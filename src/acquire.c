@@ -419,12 +419,23 @@ static long live_slot(struct acquire *a, uint32_t hw, long skip, uint64_t *w)
         long ei = shmlease__lookup_stable(t, &skb, &kseq);
         if (ei < 0 || ei == skip)
             continue;
-        uint64_t sw = ld_seqcst(&t->entries[ei].state);
-        if (ld_acquire(&t->entries[ei].key_seq) != kseq)
-            continue;                  /* retired and reused: not our slot any more */
-        if (shmlease__slot_live(a, sw, now)) {
-            *w = sw;
-            return ei;
+        struct shm_entry *se = &t->entries[ei];
+        for (;;) {
+            struct lstate ss = ls_snapshot(se);
+            if (ld_acquire(&se->key_seq) != kseq || sw_kind(ss.w) == SW_RETIRED || sw_kind(ss.w) == SW_FREE)
+                break;                 /* free, or retired and reused: not our slot any more */
+            if (shmlease__slot_live(a, ss.w, now)) {
+                *w = ss.w;
+                return ei;
+            }
+            /* Expired, or its holder dead: closed (FREE, same claim) before
+             * we go by it, so that its claimer, late, cannot move its
+             * deadline and hold it beside us (docs/state-machine.md,
+             * section 8). A changed state is looked at again. */
+            if (ls_cas(se, ss, (struct lstate){SW_FREE_WORD, ss.c})) {
+                shmlease__wake_waiters(se, 1);
+                break;
+            }
         }
     }
     return -1;

@@ -406,8 +406,10 @@ static void commit_insert(shmlease_table *t, uint32_t k, struct shmlease__insert
     struct shm_header *h = t->hdr;
     struct shm_entry *e = &t->entries[k];
     struct lstate old = ls_load(e);
-    /* A gate inserted for shared holders is FREE, no holder: no new claim. */
-    uint64_t claims = ins->free_gate ? 0 : 1;
+    /* A new claim, and a gate inserted FREE too: every insert adds one, so
+     * that no state of the entry's earlier key (a snapshot (FREE, c) taken
+     * before it was retired) can match the new key's state. */
+    uint64_t claims = 1;
     struct lstate n = {ins->free_gate ? sw_free_aux(ins->aux)
                                       : sw_held_aux(ins->owner, sw_deadline_after(shmlease__now_rel(t), ins->ttl_ms), ins->aux),
                        old.c + claims};
