@@ -35,11 +35,14 @@
  *                state).
  *   NO_REAP_CHECK  the reaper retires a gate with hw > 0 without looking at
  *                its slots. Expected to fail exclusion.
- *   FRESH_REDRAIN  the fix of finding 1 (README.md): when acquire's last
- *                step moves the deadline of a gate with hw > 0, it drains
- *                again (renew, fence, look) before returning.
+ *   FRESH_FIX    the fix of finding 1 (README.md): when acquire's last
+ *                step (shmlease__finish_claim) moves the deadline of a gate
+ *                with hw > 0, the drain runs again (renew, fence, look);
+ *                when it moves a slot's, the clock is read after the CAS
+ *                and a slot whose old deadline had passed is given back.
  *   NP           processes (2 or 3); OPS1..OPS3 acquires each;
  *   LIMIT        slots (the shared limit); HORIZON, TTL the clock bounds;
+ *   CLAIMS       claiming CASes each process may make (then it ends);
  *   DEATHS       processes killed by the death process (besides exits);
  *   RETIRES      the reaper's attempts.
  *
@@ -74,6 +77,27 @@
 #endif
 #ifndef RETIRES
 #define RETIRES 1
+#endif
+/* What each process does (ROLE1..ROLE3): anything; shared acquires (then
+ * release, or end holding); shared acquires then upgrades; exclusive
+ * acquires (then release, or end holding). */
+#define R_ANY 0
+#define R_SH  1
+#define R_UP  2
+#define R_EX  3
+#ifndef ROLE1
+#define ROLE1 R_ANY
+#endif
+#ifndef ROLE2
+#define ROLE2 R_ANY
+#endif
+#ifndef ROLE3
+#define ROLE3 R_ANY
+#endif
+#ifndef CLAIMS
+#define CLAIMS 2           /* claiming CASes a process may make: keeps the claim
+                              counters finite; a process that has spent them
+                              gives up (ends, as if it exited) */
 #endif
 #ifndef OPS1
 #define OPS1 1
@@ -222,7 +246,7 @@ inline load_gate(excl)
             assert(gdone);
             gdone = false; gseq++; ga = 0;
             if
-            :: excl -> gk = HELD; go = me; gd = now + TTL; gc++; ins = true;
+            :: excl -> gk = HELD; go = me; gd = now + TTL; gc++; ins = true; cb--;
                 printf("P%d inserts the gate HELD\n", me)
             :: else -> gk = FREE; go = 0; gd = 0;
                 printf("P%d inserts the gate FREE\n", me)
@@ -352,7 +376,7 @@ inline finish_gate()
                 if
                 :: gk == HELD && go == me && gd == md && ga == xa && gc == mc ->
                     gd = t + TTL; md = gd; printf("P%d moves its fresh gate's deadline\n", me);
-#ifdef FRESH_REDRAIN
+#ifdef FRESH_FIX
                     if
                     :: xa > 0 -> ok = 3
                     :: else -> skip
@@ -367,8 +391,9 @@ inline finish_gate()
     fi
 }
 
-proctype proc(byte me; byte ops)
+proctype proc(byte me; byte ops; byte role)
 {
+    byte cb = CLAIMS;              /* claiming CASes left */
     byte k, o, d, a, c, q, t, i, j, fence_t;
     byte lk, lo, ld, lc;           /* a load of a slot */
     bool ins;
@@ -381,8 +406,12 @@ proctype proc(byte me; byte ops)
         ops--;
         if
         /* ================= shared acquire (shared.c) ================= */
-        :: true ->
+        :: role != R_EX ->
 s_top: skip;
+            if
+            :: cb == 0 -> printf("P%d gives up (its claim budget is spent)\n", me); goto quit
+            :: else -> skip
+            fi;
             load_gate(false);
             if
             :: !TAKEABLE(k, o, d, t) ->
@@ -425,7 +454,7 @@ s_try: skip;
             d_step {
                 if
                 :: sk[i] == lk && so[i] == lo && sd[i] == ld && sc[i] == lc ->
-                    sk[i] = HELD; so[i] = me; sd[i] = t + TTL; sc[i]++;
+                    sk[i] = HELD; so[i] = me; sd[i] = t + TTL; sc[i]++; cb--;
                     si[me] = i; ssc[me] = sc[i]; ksd = sd[i]; ok = 1;
                     printf("P%d claims slot %d (deadline %d, claim %d)\n", me, i, ksd, sc[i])
                 :: else -> ok = 0
@@ -465,14 +494,29 @@ s_try: skip;
                 d_step {
                     if
                     :: sk[i] == HELD && so[i] == me && sd[i] == ksd && sc[i] == ssc[me] ->
-                        sd[i] = t + TTL; ksd = sd[i]
+                        sd[i] = t + TTL; t = ksd; ksd = sd[i]
                     :: else -> ok = 0
                     fi
                 };
                 if
                 :: !ok -> goto s_top
                 :: else -> skip
-                fi
+                fi;
+#ifdef FRESH_FIX
+                /* the clock after the CAS: was the old deadline still ahead? */
+                if
+                :: d_step { now >= t ->
+                        printf("P%d: the slot's deadline had passed: gives it back\n", me);
+                        if
+                        :: sk[i] == HELD && so[i] == me && sd[i] == ksd && sc[i] == ssc[me] ->
+                            sk[i] = FREE; so[i] = 0; sd[i] = 0
+                        :: else -> skip
+                        fi };
+                    goto s_top
+                :: else -> skip
+                fi;
+#endif
+                t = 0
             :: else -> skip
             fi;
             d_step {
@@ -482,7 +526,7 @@ s_try: skip;
             };
             /* ---- then: release, upgrade, or keep it ---- */
             if
-            :: true ->
+            :: role != R_UP ->
                 /* release: current, before the deadline, CAS to FREE */
                 d_step {
                     if
@@ -493,7 +537,7 @@ s_try: skip;
                     fi;
                     hs[me] = false
                 }
-            :: true ->
+            :: role == R_ANY || role == R_UP ->
                 /* ======== upgrade (shared.c upgrade_round) ======== */
                 d_step { ok = (sk[i] == HELD && so[i] == me && sc[i] == ssc[me] && now < sd[i]) };
                 if
@@ -501,6 +545,10 @@ s_try: skip;
                 :: else -> skip
                 fi;
 u_top: skip;
+            if
+            :: cb == 0 -> printf("P%d gives up (its claim budget is spent)\n", me); goto quit
+            :: else -> skip
+            fi;
             d_step { k = gk; o = go; d = gd; a = ga; c = gc; q = gseq; t = now };
                 if
                 :: k == RET || q != mq ->
@@ -520,7 +568,7 @@ u_top: skip;
                 d_step {
                     if
                     :: gk == k && go == o && gd == d && ga == a && gc == c ->
-                        gk = HELD; go = me; gd = t + TTL; gc++;
+                        gk = HELD; go = me; gd = t + TTL; gc++; cb--;
                         md = gd; mc = gc; xa = ga; ok = 1;
                         printf("P%d upgrade claims the gate\n", me); SHOW_GATE
                     :: else -> ok = 0
@@ -578,11 +626,15 @@ u_fail: skip;
                     fi;
                     hs[me] = false
                 }
-            :: true -> skip      /* keep it: the process ends holding it */
+            :: role != R_UP -> skip      /* keep it: the process ends holding it */
             fi
         /* ================= exclusive acquire (acquire.c) ================= */
-        :: true ->
+        :: role == R_ANY || role == R_EX ->
 x_top: skip;
+            if
+            :: cb == 0 -> printf("P%d gives up (its claim budget is spent)\n", me); goto quit
+            :: else -> skip
+            fi;
             load_gate(true);
             if
             :: ins -> md = d; mc = c; xa = 0; goto x_fin
@@ -597,7 +649,7 @@ x_top: skip;
             d_step {
                 if
                 :: gk == k && go == o && gd == d && ga == a && gc == c ->
-                    gk = HELD; go = me; gd = t + TTL; gc++;
+                    gk = HELD; go = me; gd = t + TTL; gc++; cb--;
                     md = gd; mc = gc; xa = ga; ok = 1;
                     printf("P%d claims the gate\n", me); SHOW_GATE
                 :: else -> ok = 0
@@ -644,7 +696,8 @@ next:   skip;
                  ok = 0; md = 0; mc = 0; xa = 0; ksd = 0; mq = 0;
                  j = 0; lk = 0; lo = 0; ld = 0; lc = 0 }
     :: else -> break
-    od
+    od;
+quit: skip
     } unless { !alive[me] };
     /* the process exits (or died): the kernel drops its registry lock */
 end_exit: skip;
@@ -658,10 +711,10 @@ init {
         :: p <= NP -> alive[p] = true; p++
         :: else -> break
         od;
-        run proc(1, OPS1);
-        run proc(2, OPS2);
+        run proc(1, OPS1, ROLE1);
+        run proc(2, OPS2, ROLE2);
 #if NP >= 3
-        run proc(3, OPS3);
+        run proc(3, OPS3, ROLE3);
 #endif
     }
 }
