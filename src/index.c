@@ -203,6 +203,14 @@ void shmlease__index_repair(shmlease_table *t)
     for (uint32_t k = t->capacity; k-- > 0;) {
         struct shm_entry *e = &t->entries[k];
         uint64_t w = ld_acquire(&e->state);
+        /* A gate whose reaper died while it looked at the gate's slots:
+         * kept (FREE, its slot count), as if the reaper had found one live;
+         * the next reaper looks again. */
+        if (sw_kind(w) == SW_RETIRED && sw_aux(w) != 0) {
+            uint64_t c = ld_relaxed(&e->claim);
+            if (ls_cas(e, (struct lstate){w, c}, (struct lstate){sw_free_aux(sw_aux(w)), c}))
+                w = sw_free_aux(sw_aux(w));
+        }
         uint16_t klen = ld_relaxed(&e->key_len);
         int usable = sw_kind(w) != SW_RETIRED && !(ld_relaxed(&e->key_seq) & 1) &&
                      klen >= 1 && klen <= SHMLEASE_KEY_MAX;
@@ -311,7 +319,8 @@ static uint32_t reap(shmlease_table *t, uint64_t now)
             if (pass == 0 && wg_count(ld_acquire(&e->waitgen)) != 0)
                 continue;
             h->index_intent = (struct shm_intent){SHM_INTENT_RETIRE, k, 0, 0};
-            if (!ls_cas(e, s, (struct lstate){SW_RETIRED_WORD, s.c})) {
+            struct lstate r = {sw_retired_aux(sw_aux(s.w)), s.c};
+            if (!ls_cas(e, s, r)) {
                 h->index_intent.op = SHM_INTENT_NONE;
                 continue;
             }
@@ -323,10 +332,11 @@ static uint32_t reap(shmlease_table *t, uint64_t now)
             if (sw_aux(s.w) != 0) {
                 fence_seqcst();
                 if (guards_live(t, e, s, now)) {
-                    (void)ls_cas(e, (struct lstate){SW_RETIRED_WORD, s.c}, s);
+                    (void)ls_cas(e, r, s);
                     h->index_intent.op = SHM_INTENT_NONE;
                     continue;
                 }
+                (void)ls_cas(e, r, (struct lstate){SW_RETIRED_WORD, s.c});
             }
             SHMLEASE_FAULT("retire.after_cas");
             /* Waiters of the old key look it up again (the count is read

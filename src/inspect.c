@@ -141,8 +141,8 @@ static uint32_t waitview_count(const struct waitview *wv, uint32_t entry)
 }
 
 #define QUEUE_LOOK_MAX 4096u   /* tickets inspect looks at in a fair queue */
-#define INSPECT_LOOKS  1000u   /* looks at a key whose entry changes (or reads
-                                  RETIRED for a moment) before -ENOENT */
+#define INSPECT_LOOKS  8u      /* looks at a key whose entry changes key under
+                                  us before -ENOENT */
 
 /* An entry's key and publication block as read once, maybe torn. */
 struct entry_read {
@@ -311,10 +311,10 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
         }
         /* Free, or the entry changed key under us: look again. A gate
          * that a reaper retires for a moment (to look at its slots, then
-         * give it back) reads RETIRED: look again too. */
+         * give it back) still says how many slots it has (word.h). */
         uint64_t gw = ld_acquire(&e->state);
         uint32_t hw = sw_aux(gw);
-        if (ld_acquire(&e->key_seq) != kseq || sw_kind(gw) == SW_RETIRED) {
+        if (ld_acquire(&e->key_seq) != kseq) {
             sched_yield();
             continue;
         }

@@ -195,13 +195,10 @@ SHM_API int shmlease_check(shmlease_table *t, const shmlease_lease *l)
     return 0;
 }
 
-#define RETIRED_LOOKS 1000u   /* looks at an entry read RETIRED before believing it */
-
 /* Ends the live lease of KB's key (a gate or a slot: KB's hash says
  * which). 1 ended, 0 none; *HW (if not NULL) the entry's aux. */
 static int break_one(shmlease_table *t, const struct keybuf *kb, uint32_t *hw)
 {
-    unsigned retired_looks = 0;
     for (;;) {
         uint32_t kseq;
         long ei = shmlease__lookup_stable(t, kb, &kseq);
@@ -211,14 +208,8 @@ static int break_one(shmlease_table *t, const struct keybuf *kb, uint32_t *hw)
         struct lstate s = ls_load(e);
         if (ld_acquire(&e->key_seq) != kseq)
             continue;                  /* entry reused for another key meanwhile */
-        /* A gate a reaper retires for a moment (to look at its slots, then
-         * give it back) reads RETIRED: look again. */
-        if (sw_kind(s.w) == SW_RETIRED && ++retired_looks < RETIRED_LOOKS) {
-            sched_yield();
-            continue;
-        }
         if (hw)
-            *hw = sw_aux(s.w);
+            *hw = sw_aux(s.w);         /* a gate retired for a moment keeps it */
         if (!sw_live(s.w, shmlease__now_rel(t)))
             return 0;
         if (ls_cas(e, s, (struct lstate){sw_free_aux(hw ? sw_aux(s.w) : 0), s.c})) {

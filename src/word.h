@@ -11,7 +11,7 @@
  *   HELD:   61..50 owner (registry slot), 49..40 aux, 39..0 deadline
  *   GRACE:  61..50 zero, 49..40 aux, 39..0 deadline (held by nobody)
  *   FREE:   61..50 zero, 49..40 aux, 39..0 zero
- *   RETIRED: 61..0 zero
+ *   RETIRED: 61..50 zero, 49..40 aux (only while a reaper looks), 39..0 zero
  *
  * The deadline lives IN the word, and the word and the claim counter change
  * in one CAS: no reader can see a new owner beside an old deadline, and a
@@ -56,7 +56,14 @@ static inline uint64_t sw_grace(uint64_t deadline) { return (SW_GRACE << SW_KIND
 #define SW_AUX_MASK     ((UINT64_C(1) << SW_AUX_BITS) - 1)
 static inline uint32_t sw_aux(uint64_t w)
 {
-    return (w >> SW_KIND_SHIFT) == SW_RETIRED ? 0 : (uint32_t)((w >> SW_AUX_SHIFT) & SW_AUX_MASK);
+    return (uint32_t)((w >> SW_AUX_SHIFT) & SW_AUX_MASK);
+}
+/* RETIRED with aux: a gate a reaper has retired for a moment to look at
+ * its slots (index.c, reap), which readers may still read the slot count
+ * from; retired for good, it is RETIRED_WORD. */
+static inline uint64_t sw_retired_aux(uint32_t aux)
+{
+    return ((uint64_t)aux & SW_AUX_MASK) << SW_AUX_SHIFT;
 }
 static inline uint64_t sw_held_aux(uint32_t owner, uint64_t deadline, uint32_t aux)
 {
