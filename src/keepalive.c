@@ -31,11 +31,8 @@
  * them, closing only the child's copy of the descriptor.
  */
 #include "keepalive.h"
-#include "abi.h"
 #include "atomics.h"
-#include "clock.h"
 #include "compiler.h"
-#include "lease.h"
 #include "names.h"
 #include "proc.h"
 #include "table.h"
@@ -53,6 +50,8 @@ struct shmlease_keepalive {
     struct shmlease_keepalive *next, *prev;   /* K.list, under K.mu */
     shmlease_table *t;         /* NULL once its table was closed */
     shmlease_lease lease;      /* our copy, renewed by the thread (under K.mu) */
+    uint64_t entry, claim;     /* the claim it keeps (lease.h: L_ENTRY, L_CLAIM) */
+    int (*renew)(shmlease_table *, shmlease_lease *, uint64_t);   /* shmlease_renew */
     uint64_t ttl_ms, interval_ms;
     uint64_t due_ms;           /* next renewal, CLOCK_MONOTONIC ms */
     uint64_t renewals;         /* successful renewals, the one at start included */
@@ -191,7 +190,7 @@ static void renew_one(shmlease_keepalive *k)
     shmlease_lease copy = k->lease;
     uint64_t ttl = k->ttl_ms, began = mono_ms();
     pthread_mutex_unlock(&K.mu);
-    int rc = segment_gone(t) ? -EIDRM : shmlease_renew(t, &copy, ttl);
+    int rc = segment_gone(t) ? -EIDRM : k->renew(t, &copy, ttl);
     pthread_mutex_lock(&K.mu);
     k->renewing = 0;
     K.current = NULL;
@@ -301,31 +300,20 @@ __attribute__((destructor)) static void keepalive_fini(void)
         K.state = 0;
 }
 
-/* The running keepalive of the claim L names on T, or NULL. Under K.mu. */
-static shmlease_keepalive *find_claim(const shmlease_table *t, const shmlease_lease *l)
+/* The running keepalive of claim (ENTRY, CLAIM) on T, or NULL. Under K.mu. */
+static shmlease_keepalive *find_claim(const shmlease_table *t, uint64_t entry, uint64_t claim)
 {
-    if (K.current && K.current->status == 0 && K.current->t == t &&
-        L_ENTRY(&K.current->lease) == L_ENTRY(l) && L_CLAIM(&K.current->lease) == L_CLAIM(l))
+    if (K.current && K.current->status == 0 && K.current->t == t && K.current->entry == entry &&
+        K.current->claim == claim)
         return K.current;
     for (shmlease_keepalive *k = K.list; k; k = k->next)
-        if (k->t == t && L_ENTRY(&k->lease) == L_ENTRY(l) && L_CLAIM(&k->lease) == L_CLAIM(l))
+        if (k->t == t && k->entry == entry && k->claim == claim)
             return k;
     return NULL;
 }
 
-SHM_API int shmlease_keepalive_start(shmlease_table *t, const shmlease_lease *l,
-                                     const shmlease_keepalive_opts *o, shmlease_keepalive **out)
+int shmlease__keepalive_add(const struct keepalive_new *n, shmlease_keepalive **out)
 {
-    if (!t || !l || !o || !out)
-        return -EINVAL;
-    *out = NULL;
-    if (!SHMLEASE_RESERVED_ZERO(o) || o->ttl_ms == 0)
-        return -EINVAL;
-    uint64_t interval = o->interval_ms ? o->interval_ms : o->ttl_ms / 3;
-    if (interval == 0)
-        interval = 1;
-    if (interval >= o->ttl_ms)
-        return -EINVAL;                   /* it would never keep the lease */
     pthread_once(&g_init_once, init_once);
     shmlease_keepalive *k = calloc(1, sizeof *k);
     if (!k)
@@ -336,25 +324,21 @@ SHM_API int shmlease_keepalive_start(shmlease_table *t, const shmlease_lease *l,
         free(k);
         return e == EMFILE || e == ENFILE ? -e : -ENOMEM;
     }
-    /* The first renewal, in the caller: proves the lease is ours now. */
-    k->lease = *l;
-    int rc = shmlease_renew(t, &k->lease, o->ttl_ms);
-    if (rc) {
-        close(k->fd);
-        free(k);
-        return rc;
-    }
-    k->t = t;
-    k->ttl_ms = o->ttl_ms;
-    k->interval_ms = interval;
-    k->on_lost = o->on_lost;
-    k->arg = o->arg;
+    k->t = n->t;
+    k->lease = *n->lease;
+    k->entry = n->entry;
+    k->claim = n->claim;
+    k->renew = n->renew;
+    k->ttl_ms = n->ttl_ms;
+    k->interval_ms = n->interval_ms;
+    k->on_lost = n->on_lost;
+    k->arg = n->arg;
     k->renewals = 1;
     k->started_ms = mono_ms();
-    k->due_ms = k->started_ms + interval;
+    k->due_ms = k->started_ms + n->interval_ms;
     k->fork_gen = ld_relaxed(&shmlease__fork_gen);
     pthread_mutex_lock(&K.mu);
-    rc = find_claim(t, l) ? -EEXIST : thread_start();
+    int rc = find_claim(n->t, n->entry, n->claim) ? -EEXIST : thread_start();
     if (rc == 0) {
         add_relaxed(&K.active, 1);
         schedule(k);
@@ -435,12 +419,12 @@ SHM_API int shmlease_keepalive_stop(shmlease_keepalive *k)
     return rc;
 }
 
-void shmlease__keepalive_end(shmlease_table *t, const shmlease_lease *l)
+void shmlease__keepalive_end(shmlease_table *t, uint64_t entry, uint64_t claim)
 {
     if (!ld_relaxed(&K.active))
         return;
     pthread_mutex_lock(&K.mu);
-    shmlease_keepalive *k = find_claim(t, l);
+    shmlease_keepalive *k = find_claim(t, entry, claim);
     if (k) {
         finish(k, -ECANCELED);
         if (!is_keepalive_thread())

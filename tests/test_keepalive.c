@@ -73,7 +73,7 @@ static void test_keepalive_keeps_a_lease_through_a_job_ten_ttls_long(void **stat
     (void)state;
     const char *name = tu_name("kajob");
     shmlease_table *t = tu_open(name, NULL);
-    const uint64_t ttl = 600;
+    const uint64_t ttl = 1200;
     shmlease_lease l;
     TU_RC(tu_acquire(t, "job", ttl, 0, &l), 0);
     struct seen *s = tu_shared(sizeof *s);
@@ -189,7 +189,7 @@ static void test_keepalive_signals_a_lease_lost_while_the_holder_was_stopped(voi
     (void)state;
     const char *name = tu_name("kastop");
     shmlease_table *t = tu_open(name, NULL);
-    const uint64_t ttl = 300;
+    const uint64_t ttl = 1000;
     struct seen *s = tu_shared(sizeof *s);
     tu_chan ch;
     tu_chan_init(&ch);
@@ -440,9 +440,9 @@ static void test_keepalive_callback_may_stop_its_own_keepalive(void **state)
     TU_EQ(atomic_load(&ss->stop_rc), -ESTALE);
     /* The thread goes on serving others. */
     shmlease_lease m;
-    TU_RC(tu_acquire(t, "m", 300, 0, &m), 0);
+    TU_RC(tu_acquire(t, "m", 3000, 0, &m), 0);
     shmlease_keepalive *k;
-    o = kopts(300, 0, NULL);
+    o = kopts(3000, 100, NULL);
     TU_RC(shmlease_keepalive_start(t, &m, &o, &k), 0);
     TU_TRUE(TU_WAIT_FOR(renewals_of(k) > 4, 30000), "renewing after a callback's stop");
     TU_RC(shmlease_keepalive_stop(k), 0);
@@ -457,10 +457,10 @@ static void test_keepalive_start_refuses_bad_input_and_changes_nothing(void **st
     const char *name = tu_name("kabad");
     shmlease_table *t = tu_open(name, NULL);
     shmlease_lease l;
-    TU_RC(tu_acquire(t, "k", 5000, 0, &l), 0);
+    TU_RC(tu_acquire(t, "k", 60000, 0, &l), 0);
     uint64_t exp = tu_inspect_ok(t, "k").expires_at_ms;
     shmlease_keepalive *k = (shmlease_keepalive *)&l;   /* overwritten with NULL */
-    shmlease_keepalive_opts o = kopts(5000, 0, NULL);
+    shmlease_keepalive_opts o = kopts(60000, 0, NULL);
     TU_RC(shmlease_keepalive_start(NULL, &l, &o, &k), -EINVAL);
     TU_RC(shmlease_keepalive_start(t, NULL, &o, &k), -EINVAL);
     TU_RC(shmlease_keepalive_start(t, &l, NULL, &k), -EINVAL);
@@ -468,16 +468,16 @@ static void test_keepalive_start_refuses_bad_input_and_changes_nothing(void **st
     o.ttl_ms = 0;
     TU_RC(shmlease_keepalive_start(t, &l, &o, &k), -EINVAL);
     TU_TRUE(k == NULL, "out cleared on error");
-    o = kopts(5000, 5000, NULL);
+    o = kopts(60000, 60000, NULL);
     TU_RC(shmlease_keepalive_start(t, &l, &o, &k), -EINVAL);
-    o = kopts(5000, 0, NULL);
+    o = kopts(60000, 0, NULL);
     o.reserved_0[3] = 1;
     TU_RC(shmlease_keepalive_start(t, &l, &o, &k), -EINVAL);
     TU_EQU(tu_inspect_ok(t, "k").expires_at_ms, exp);   /* nothing renewed */
     /* A foreign lease value, a read-only handle */
     shmlease_lease junk;
     memset(&junk, 0x5a, sizeof junk);
-    o = kopts(5000, 0, NULL);
+    o = kopts(60000, 0, NULL);
     TU_RC(shmlease_keepalive_start(t, &junk, &o, &k), -EINVAL);
     shmlease_options ro = {0};
     ro.flags = SHMLEASE_OPEN_READONLY;
@@ -510,11 +510,11 @@ static void test_keepalive_fork_child_has_none_of_its_parents(void **state)
     (void)state;
     const char *name = tu_name("kafork");
     shmlease_table *t = tu_open(name, NULL);
-    const uint64_t ttl = 400;
+    const uint64_t ttl = 3000;
     shmlease_lease l;
     TU_RC(tu_acquire(t, "k", ttl, 0, &l), 0);
     struct seen *s = tu_shared(sizeof *s);
-    shmlease_keepalive_opts o = kopts(ttl, 0, s);
+    shmlease_keepalive_opts o = kopts(ttl, 100, s);
     shmlease_keepalive *k;
     TU_RC(shmlease_keepalive_start(t, &l, &o, &k), 0);
     pid_t c = tu_fork();
@@ -551,13 +551,13 @@ static void test_keepalive_keeps_shared_leases(void **state)
     (void)state;
     const char *name = tu_name("kashared");
     shmlease_table *t = tu_open(name, NULL);
-    shmlease_acquire_opts ao = tu_aopts(300, 0);
+    shmlease_acquire_opts ao = tu_aopts(3000, 0);
     ao.mode = SHMLEASE_SHARED;
     shmlease_lease a, b;
     TU_RC(shmlease_acquire(t, "s", &ao, &a), 0);
     TU_RC(shmlease_acquire(t, "s", &ao, &b), 0);
     struct seen *s = tu_shared(sizeof *s);
-    shmlease_keepalive_opts o = kopts(300, 0, s);
+    shmlease_keepalive_opts o = kopts(3000, 100, s);
     shmlease_keepalive *ka, *kb;
     TU_RC(shmlease_keepalive_start(t, &a, &o, &ka), 0);
     TU_RC(shmlease_keepalive_start(t, &b, &o, &kb), 0);
