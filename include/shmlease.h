@@ -533,6 +533,122 @@ SHMLEASE_API int shmlease_fence_accept_fd(int fd, uint64_t token);
  * without changing it. 0, -EBADF (fd not open for reading), -EINVAL (newest
  * NULL, fd not a regular file), -EPROTO, -EIO. */
 SHMLEASE_API int shmlease_fence_read_fd(int fd, uint64_t *newest);
+/* Keepalive: renewal in the background, and a signal when lost (since 1.3)  */
+
+/*
+ * shmlease_keepalive_start() has the library renew a lease every
+ * interval_ms (default: a third of ttl_ms) to now + ttl_ms, from one thread
+ * per process that serves every keepalive of the process (made at the first
+ * start; signals are blocked in it). When the lease is lost anyway, the
+ * keepalive says so, both ways, once:
+ *   - its descriptor (shmlease_keepalive_fd: an eventfd, O_CLOEXEC and
+ *     O_NONBLOCK) becomes readable, and stays readable until stop (reading
+ *     its 8-byte count is allowed and clears that); for poll/epoll/libuv;
+ *   - on_lost(t, lease, why, arg) is called, if given, from the library's
+ *     thread; lease is the keepalive's copy of the value (its latest
+ *     expires_at_ms), valid during the call.
+ * why (also shmlease_keepalive_status's answer from then on):
+ *   -ESTALE  the lease was lost: its deadline passed before a renewal (the
+ *            process was stopped or frozen past its TTL: nothing renews the
+ *            lease of a stopped process, and after SIGCONT the first renewal
+ *            reports the loss), or it was broken (shmlease_break) or taken;
+ *   -EIDRM   the table was removed (shmlease_unlink) or replaced under its
+ *            name: processes that open it now get another table, so the
+ *            lease protects nothing any more. Renewals stop (the lease ends
+ *            at its deadline in the removed segment).
+ * A loss is found at the next renewal: within interval_ms (plus scheduling
+ * delays) of it. Between renewals, shmlease_check() of the value is the
+ * instant answer. The interval runs on CLOCK_MONOTONIC, whatever clock the
+ * table uses.
+ *
+ * Ends without a signal: the lease's release or release_after (of any copy
+ * of the value: the same claim) ends its keepalive before the release
+ * takes effect; shmlease_close() of the table ends the keepalives of its
+ * leases (close releases those leases); shmlease_keepalive_stop(). The
+ * keepalive's status is then -ECANCELED. The keepalive object stays until
+ * shmlease_keepalive_stop(), which every start must be paired with.
+ *
+ * The lease value. The keepalive renews its own copy of it; the caller's
+ * value stays valid (same claim) with an older expires_at_ms: release,
+ * renew and check it as before. shmlease_keepalive_status(k, &cur) gives
+ * the latest deadline.
+ *
+ * fork(): a child has no keepalive (and none of its parent's leases): in
+ * it, status and stats_get of an inherited keepalive say -ESTALE without a
+ * signal, and stop only frees the child's copy (its descriptor included).
+ *
+ * Thread-safety. start, fd, status and stats_get may be called from any
+ * thread, concurrently. stop may be called from any thread (the callback
+ * included), once per keepalive; after it the keepalive is freed. When stop
+ * returns in another thread than the callback's, the callback is not
+ * running and will not run. shmlease_close() of the table waits for the
+ * callbacks of its keepalives that are running (unless called from one).
+ *
+ * The callback runs on the library's thread, which renews every keepalive
+ * of the process: keep it short (a callback that blocks delays the other
+ * keepalives' renewals, which may cost them their leases). It may call any
+ * shmlease function, including stop of its own keepalive (freed after the
+ * callback returns; lease is then no longer to be used) and shmlease_close
+ * of t; it must not wait for another thread that is inside stop or close of
+ * the same keepalive or table. It runs with every signal blocked.
+ */
+typedef struct shmlease_keepalive shmlease_keepalive;   /* opaque */
+
+typedef struct shmlease_keepalive_opts {
+    uint64_t ttl_ms;       /* each renewal sets the deadline to now + ttl_ms; > 0 */
+    uint64_t interval_ms;  /* time between renewals; 0 = ttl_ms / 3 (at least 1);
+                              must be < ttl_ms */
+    void (*on_lost)(shmlease_table *t, const shmlease_lease *l, int why, void *arg);
+                           /* NULL: the descriptor alone */
+    void    *arg;          /* passed to on_lost */
+    uint64_t reserved_0[4];/* must be zero (see "ABI" above) */
+} shmlease_keepalive_opts;
+
+typedef struct shmlease_keepalive_stats {
+    int32_t  status;       /* as shmlease_keepalive_status */
+    uint32_t reserved_0[1];/* zero */
+    uint64_t renewals;     /* successful renewals, the one at start included */
+    uint64_t fencing_token;/* the lease's */
+    uint64_t expires_at_ms;/* the latest deadline it set, on the table's clock */
+    uint64_t ttl_ms;       /* as given */
+    uint64_t interval_ms;  /* as used (the default resolved) */
+    uint64_t running_ms;   /* from start until now, or until it was lost or ended */
+    uint64_t reserved_1[4];/* zero */
+} shmlease_keepalive_stats;
+
+/*
+ * Starts keeping L (a lease of T, held now) alive. Renews it at once, in
+ * the caller (so a lease already lost is refused), then in the background.
+ * 0 and *out, or:
+ *   -EINVAL   t, l, o or out NULL; ttl_ms 0; interval_ms >= ttl_ms; a
+ *             reserved member not zero; l not a lease of this table
+ *   -ESTALE   l is lost (expired, broken, released, or the parent's)
+ *   -EPERM    read-only handle
+ *   -EEXIST   that lease (the same claim: any copy of the value) already
+ *             has a running keepalive
+ *   -EMFILE, -ENFILE  no descriptor for the eventfd
+ *   -EAGAIN, -ENOMEM  no thread or memory
+ * On error nothing is started (the first renewal may have happened).
+ */
+SHMLEASE_API int shmlease_keepalive_start(shmlease_table *t, const shmlease_lease *l,
+                                          const shmlease_keepalive_opts *o,
+                                          shmlease_keepalive **out);
+/* The descriptor that becomes readable when the lease is lost; owned by the
+ * keepalive (closed by stop). -EINVAL for NULL. */
+SHMLEASE_API int shmlease_keepalive_fd(const shmlease_keepalive *k);
+/* 0 while the keepalive keeps the lease (*current, if not NULL, gets the
+ * keepalive's copy of the value, with the latest deadline; a valid lease
+ * value of the caller); -ESTALE or -EIDRM once lost (as on_lost's why);
+ * -ECANCELED once ended without a loss (release, close, stop); -EINVAL. */
+SHMLEASE_API int shmlease_keepalive_status(shmlease_keepalive *k, shmlease_lease *current);
+/* Fills *out (renewals, deadline, ...). Never blocks on the table. 0 or -EINVAL. */
+SHMLEASE_API int shmlease_keepalive_stats_get(shmlease_keepalive *k,
+                                              shmlease_keepalive_stats *out);
+/* Stops renewing (the lease stays held until its latest deadline: release
+ * it, or let it expire), closes the descriptor, frees K. Returns the status
+ * as it was: 0 (held until now), -ESTALE / -EIDRM (lost), -ECANCELED
+ * (released or closed before); -EINVAL for NULL. */
+SHMLEASE_API int shmlease_keepalive_stop(shmlease_keepalive *k);
 
 /* ------------------------------------------------------------------------ */
 /* Inspection (never blocks, never writes the table)                         */

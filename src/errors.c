@@ -30,9 +30,10 @@
     X(ENOTRECOVERABLE, "ENOTRECOVERABLE", "table lock not recoverable")           \
     X(EOVERFLOW,       "EOVERFLOW",       "value too large")                      \
     X(EXDEV,           "EXDEV",           "table made on another clock (other time namespace or boot)") \
-    X(ECANCELED,       "ECANCELED",       "acquire cancelled through its cancel token") \
+    X(ECANCELED,       "ECANCELED",       "cancelled: an acquire through its cancel token, or a keepalive ended by release, close or stop") \
     X(EDEADLK,         "EDEADLK",         "upgrade would deadlock: another holder waits to take the key exclusively") \
-    X(EDOM,            "EDOM",            "shared key held with another limit")
+    X(EDOM,            "EDOM",            "shared key held with another limit") \
+    X(EIDRM,           "EIDRM",           "table removed (unlinked) while a keepalive kept a lease in it")
 
 SHM_API const char *shmlease_strerror(int rc)
 {

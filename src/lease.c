@@ -11,6 +11,7 @@
 #include "compiler.h"
 #include "fault.h"
 #include "index.h"
+#include "keepalive.h"
 #include "key.h"
 #include "wait.h"
 
@@ -131,6 +132,7 @@ static int end_lease(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms)
         return lost(t);
     if (ei < 0)
         return (int)ei;
+    shmlease__keepalive_end(t, L_ENTRY(l), L_CLAIM(l));   /* the holder ends it: no "lost" */
     struct shm_entry *e = &t->entries[ei];
     struct lstate old, n;
     for (;;) {

@@ -10,6 +10,7 @@
 #include "compiler.h"
 #include "fault.h"
 #include "handles.h"
+#include "keepalive.h"
 #include "lockfile.h"
 #include "names.h"
 #include "registry.h"
@@ -91,6 +92,7 @@ SHM_API void shmlease_close(shmlease_table *t)
 {
     if (!t)
         return;
+    shmlease__keepalive_close(t);                /* ends t's keepalives, no "lost" */
     if (!t->readonly)
         shmlease__unregister(t);
     shmlease__handle_free(t);                    /* closing t->fd drops the slot's byte lock */

@@ -97,6 +97,24 @@ AT(shmlease_stats, segment_bytes, 120, 8);
 AT(shmlease_stats, created_at_ms, 128, 8);
 AT(shmlease_stats, table_epoch, 136, 8);
 AT(shmlease_stats, reserved_1, 144, 64);
+
+SIZE(shmlease_keepalive_opts, 64);         /* 1.3 */
+AT(shmlease_keepalive_opts, ttl_ms, 0, 8);
+AT(shmlease_keepalive_opts, interval_ms, 8, 8);
+AT(shmlease_keepalive_opts, on_lost, 16, 8);
+AT(shmlease_keepalive_opts, arg, 24, 8);
+AT(shmlease_keepalive_opts, reserved_0, 32, 32);
+
+SIZE(shmlease_keepalive_stats, 88);        /* 1.3 */
+AT(shmlease_keepalive_stats, status, 0, 4);
+AT(shmlease_keepalive_stats, reserved_0, 4, 4);
+AT(shmlease_keepalive_stats, renewals, 8, 8);
+AT(shmlease_keepalive_stats, fencing_token, 16, 8);
+AT(shmlease_keepalive_stats, expires_at_ms, 24, 8);
+AT(shmlease_keepalive_stats, ttl_ms, 32, 8);
+AT(shmlease_keepalive_stats, interval_ms, 40, 8);
+AT(shmlease_keepalive_stats, running_ms, 48, 8);
+AT(shmlease_keepalive_stats, reserved_1, 56, 32);
 #define LAYOUTS_CHECKED 1
 #else
 #define LAYOUTS_CHECKED 0
