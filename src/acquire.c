@@ -222,9 +222,10 @@ int shmlease__takeable(struct acquire *a, uint64_t w, uint64_t now)
     return 0;
 }
 
-/* The key is held by someone else (or by us: leases are not re-entrant).
- * 0 after a sleep, or the code that ends the acquire. */
-int shmlease__wait_or_give_up(struct acquire *a, struct shm_entry *e, uint64_t w, uint64_t now)
+/* Waits on entry E (state W), watching the holder and deadline of WATCH (W
+ * itself, or a shared holder's slot while E is the key's gate), or gives
+ * up. 0 after a sleep, or the code that ends the acquire. */
+static int wait_on(struct acquire *a, struct shm_entry *e, uint64_t w, uint64_t watch, uint64_t now)
 {
     shmlease_table *t = a->t;
     if (a->o->wait_ms == 0) {
@@ -248,7 +249,11 @@ int shmlease__wait_or_give_up(struct acquire *a, struct shm_entry *e, uint64_t w
         a->counted_wait = 1;
         stats_inc(t, cold.waits);
     }
-    a->ask = shmlease__wait_for_change(t, e, w, now, a->wait_until, &a->dw, shmlease__alive, a->o->cancel);
+    int ask = shmlease__wait_for_change_of(t, e, w, watch, now, a->wait_until, &a->dw, shmlease__alive,
+                                           a->o->cancel);
+    /* Slots watched from their gate are looked at again: ask about their
+     * holders then. */
+    a->ask = watch == w ? ask : 1;
     a->sleeps++;
     if (shmlease__cancel_fired(a->o->cancel)) {
         shmlease__wake_waiters(e, 0);   /* pass on a wake-up we may have consumed */
@@ -257,39 +262,16 @@ int shmlease__wait_or_give_up(struct acquire *a, struct shm_entry *e, uint64_t w
     return a->queued ? shmlease__keep_place(a) : 0;
 }
 
-/* shmlease__wait_or_give_up, sleeping on E (state W) but watching WATCH's holder and
- * deadline: a shared acquire that found every slot taken. */
+/* The key is held by someone else (or by us: leases are not re-entrant). */
+int shmlease__wait_or_give_up(struct acquire *a, struct shm_entry *e, uint64_t w, uint64_t now)
+{
+    return wait_on(a, e, w, w, now);
+}
+
 int shmlease__wait_or_give_up_of(struct acquire *a, struct shm_entry *e, uint64_t w, uint64_t watch,
                                  uint64_t now)
 {
-    shmlease_table *t = a->t;
-    if (a->o->wait_ms == 0) {
-        stats_inc(t, cold.refused);
-        return -EBUSY;
-    }
-    if (!a->counted_contended) {
-        a->counted_contended = 1;
-        stats_inc(t, cold.contended);
-    }
-    if (!a->wait_until)
-        a->wait_until = wait_deadline(a->o, now);
-    if (now >= a->wait_until) {
-        stats_inc(t, cold.timeouts);
-        shmlease__wake_waiters(e, 0);
-        return -ETIMEDOUT;
-    }
-    if (!a->counted_wait) {
-        a->counted_wait = 1;
-        stats_inc(t, cold.waits);
-    }
-    shmlease__wait_for_change_of(t, e, w, watch, now, a->wait_until, &a->dw, shmlease__alive, a->o->cancel);
-    a->ask = 1;                        /* slots are looked at again: ask about their holders */
-    a->sleeps++;
-    if (shmlease__cancel_fired(a->o->cancel)) {
-        shmlease__wake_waiters(e, 0);
-        return -ECANCELED;
-    }
-    return a->queued ? shmlease__keep_place(a) : 0;
+    return wait_on(a, e, w, watch, now);
 }
 
 /* Takes the entry when it is free, expired or its holder is dead, else waits
