@@ -295,8 +295,16 @@ static int guards_live(shmlease_table *t, struct shm_entry *e, struct lstate s, 
         uint32_t kseq;
         long si = shmlease__lookup(t, &skb, &kseq);
         struct lstate ss;
-        if (si >= 0 && !retirable(t, &t->entries[si], now, &ss) && sw_kind(ss.w) != SW_RETIRED)
+        if (si < 0)
+            continue;
+        if (!retirable(t, &t->entries[si], now, &ss) && sw_kind(ss.w) != SW_RETIRED)
             return 1;
+        /* A lapsed slot is closed (FREE, same claim) before the gate goes:
+         * its claimer, held up before its token, must not refresh it once
+         * the gate that counted it is gone (docs/state-machine.md, 8). */
+        if (m == 0 && (sw_kind(ss.w) == SW_HELD || sw_kind(ss.w) == SW_GRACE) &&
+            !ls_cas(&t->entries[si], ss, (struct lstate){SW_FREE_WORD, ss.c}))
+            return 1;                        /* changed meanwhile: keep the gate */
     }
     return 0;
 }
