@@ -41,7 +41,7 @@ static int queue_find(struct acquire *a, struct queue *q, int create)
     shmlease_table *t = a->t;
     struct keybuf qkb;
     shmlease__salted_key(&a->kb, SALT_QUEUE, &qkb);
-    q->ei = shmlease__lookup(t, &qkb, &q->kseq);
+    q->ei = shmlease__lookup_stable(t, &qkb, &q->kseq);   /* must not miss: a miss barges */
     if (q->ei >= 0 && sw_kind(ld_acquire(&t->entries[q->ei].state)) != SW_RETIRED)
         return 0;
     if (!create)
