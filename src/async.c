@@ -205,7 +205,7 @@ static shmlease_async *request_new(shmlease_table *t, const char *key,
     pthread_mutex_init(&a->mu, NULL);
     a->owner = getpid();
     a->t = t;
-    strcpy(a->key, key);                      /* length checked */
+    memcpy(a->key, key, strlen(key) + 1);     /* length checked */
     a->o = *o;
     if (o->metadata_len)
         memcpy(a->meta, o->metadata, o->metadata_len);

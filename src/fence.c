@@ -33,8 +33,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define FENCE_MAGIC "shmlfnc1"
 #define FENCE_MAGIC_LEN 8
+static const unsigned char FENCE_MAGIC[FENCE_MAGIC_LEN] = {'s', 'h', 'm', 'l', 'f', 'n', 'c', '1'};
 #define FENCE_RECORD_LEN 16
 #define FENCE_FILE_LEN (FENCE_MAGIC_LEN + 2 * FENCE_RECORD_LEN)
 
@@ -116,8 +116,8 @@ static int read_state(int fd, struct fence_state *st)
     int found = -1;
     for (int i = 0; i < 2; i++) {
         uint64_t tok, chk;
-        memcpy(&tok, b + FENCE_MAGIC_LEN + i * FENCE_RECORD_LEN, 8);
-        memcpy(&chk, b + FENCE_MAGIC_LEN + i * FENCE_RECORD_LEN + 8, 8);
+        memcpy(&tok, b + FENCE_MAGIC_LEN + (size_t)i * FENCE_RECORD_LEN, 8);
+        memcpy(&chk, b + FENCE_MAGIC_LEN + (size_t)i * FENCE_RECORD_LEN + 8, 8);
         tok = le64toh(tok);
         if (le64toh(chk) != record_check(tok))
             continue;
@@ -203,6 +203,7 @@ SHM_API int shmlease_fence_read_fd(int fd, uint64_t *newest)
     if (rc)
         return rc;
     struct fence_state st;
+    memset(&st, 0, sizeof st);
     rc = read_state(fd, &st);
     unlock_file(fd);
     if (rc == 0)

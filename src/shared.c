@@ -149,7 +149,7 @@ static int other_limit_present(struct acquire *a, uint32_t hw, long mine, uint32
 static int find_slot(struct acquire *a, struct gate *g, uint32_t lim, struct target *sl, uint64_t *soonest)
 {
     struct shm_entry *ge = &a->t->entries[g->ei];
-    uint32_t hw = sw_aux(g->s.w), owners[SHMLEASE_LIMIT_MAX], nlive = 0;
+    uint32_t hw = sw_aux(g->s.w), watch = 0, any = 0;
     uint64_t first = SW_DEADLINE_MASK;
     for (uint32_t i = 0; i < lim; i++) {
         if (i >= hw) {
@@ -165,16 +165,19 @@ static int find_slot(struct acquire *a, struct gate *g, uint32_t lim, struct tar
             return rc;
         if (sw_deadline(live) < first)
             first = sw_deadline(live);
-        owners[nlive++] = sw_kind(live) == SW_HELD ? sw_owner(live) : 0;
+        uint32_t owner = sw_kind(live) == SW_HELD ? sw_owner(live) : 0;
+        if (!any)
+            any = owner;
+        if (i == a->sleeps % lim)
+            watch = owner;
     }
     /* Every slot is live. Sleep until the first deadline, watching one of
      * the holders: another at each sleep, so that the process's death
      * watcher comes to know each of them (any of their deaths then wakes
-     * us at once). */
-    uint32_t owner = owners[a->sleeps % nlive];
-    for (uint32_t k = 0; k < nlive && owner == 0; k++)
-        owner = owners[k];             /* a slot in grace has no holder to watch */
-    *soonest = owner ? sw_held_aux(owner, first, 0) : sw_grace(first);
+     * us at once); a slot in grace has no holder to watch. */
+    if (!watch)
+        watch = any;
+    *soonest = watch ? sw_held_aux(watch, first, 0) : sw_grace(first);
     return SLOT_FULL;
 }
 
@@ -253,7 +256,7 @@ static int shared_round(struct acquire *a, uint32_t lim, shmlease_lease *out, in
         g.s.w = sw_free_aux(sw_aux(g.s.w));
     }
     struct target sl = {0};
-    uint64_t soonest;
+    uint64_t soonest = 0;
     rc = find_slot(a, &g, lim, &sl, &soonest);
     if (rc == SLOT_FULL) {
         /* Every slot is taken: sleep on the gate (a slot's release wakes
