@@ -80,7 +80,7 @@ extern "C" {
  * SHMLEASE_VERSION_NUMBER with shmlease_version_number() at run time.
  */
 #define SHMLEASE_VERSION_MAJOR 1
-#define SHMLEASE_VERSION_MINOR 3
+#define SHMLEASE_VERSION_MINOR 4
 #define SHMLEASE_VERSION_PATCH 0
 
 /* (major << 16) | (minor << 8) | patch; usable in #if. Minor and patch < 256. */
@@ -124,7 +124,9 @@ typedef struct shmlease_options {
                                   still initialising); 0 = 5000 */
     uint32_t gid;              /* with SHMLEASE_OPEN_GROUP: the group of the files
                                   of a table this call creates (since 1.2) */
-    uint32_t reserved_0[6];    /* must be zero (since 1.1; see "ABI" above) */
+    const char *backend;       /* NULL = the local segment; else a Redis server's URL
+                                  (since 1.4; see "Redis backend" below) */
+    uint32_t reserved_0[4];    /* must be zero (since 1.1; see "ABI" above) */
 } shmlease_options;
 
 #define SHMLEASE_OPEN_NOCREATE  (1u << 0)  /* attach only: -ENOENT if missing   */

@@ -40,6 +40,8 @@ static int check_options(const char *name, const shmlease_options *o)
         return -EINVAL;
     if (!SHMLEASE_RESERVED_ZERO(o))
         return -EINVAL;              /* asks for what this version does not know */
+    if (o->backend)
+        return -EPROTONOSUPPORT;     /* no remote backend in this build */
     return 0;
 }
 

@@ -35,7 +35,8 @@ AT(shmlease_options, clock_ms, 16, 8);
 AT(shmlease_options, clock_ctx, 24, 8);
 AT(shmlease_options, open_timeout_ms, 32, 4);
 AT(shmlease_options, gid, 36, 4);            /* 1.2: was reserved */
-AT(shmlease_options, reserved_0, 40, 24);
+AT(shmlease_options, backend, 40, 8);        /* 1.4: was reserved */
+AT(shmlease_options, reserved_0, 48, 16);
 
 SIZE(shmlease_acquire_opts, 64);  /* 1.0: 32 */
 AT(shmlease_acquire_opts, ttl_ms, 0, 8);
