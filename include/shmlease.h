@@ -206,6 +206,65 @@ SHMLEASE_API void shmlease_close(shmlease_table *t);
  * -EPROTO. */
 SHMLEASE_API int shmlease_unlink(const char *name);
 
+/*
+ * Redis backend (since 1.4). With opts->backend set to a Redis URL, the
+ * table lives on that server instead of in a local segment, and every call
+ * below works on it, from any number of hosts:
+ *   redis://[[user]:password@]host[:port][/db][?option=value&...]
+ *   unix:///path/to/redis.sock[?db=N&option=value...]
+ * Options: timeout_ms (the longest a call waits for one answer; default
+ * 2000), connect_timeout_ms (default 2000), retry_ms (how long a call keeps
+ * reconnecting after a lost connection before it reports it; default 5000).
+ * rediss:// (TLS) and other schemes are -EPROTONOSUPPORT; so is any URL when
+ * the library was built without the backend. The table's keys on the
+ * server are "shmlease:{NAME}:...", all in one Redis Cluster slot; a
+ * Cluster node's redirection (MOVED) is followed.
+ *
+ * The same contract, with these differences:
+ *   - Dead holders. A holder of this host and PID namespace that has died
+ *     is proved dead and its lease is taken over at once, as locally. A
+ *     holder on another host is freed only by its TTL: no kernel can prove
+ *     its death to us.
+ *   - Deadlines. The server's clock decides when a lease ends. expires_at_ms
+ *     is on the caller's monotonic clock (shmlease_now_ms): the time the
+ *     request was sent plus the TTL, so it is earlier than the server's
+ *     deadline by the request's trip and at least now + ttl_ms - (the round
+ *     trip) on return. An acquire whose answer comes back after that
+ *     deadline frees the key and is -ETIME.
+ *   - Lost is lost for ever, and proved by the server: renew, release and
+ *     shmlease_check ask it (check costs one round trip here). A call that
+ *     cannot reach the server returns a connection error while the lease's
+ *     deadline has not passed (the lease may still be held: call again),
+ *     and -ESTALE once it has: a lease never outlives a deadline it could
+ *     not confirm, whatever happens to the connection or the server.
+ *   - Fencing tokens are drawn by the script that claims the key: strictly
+ *     increasing per table, and greater than the server's clock in
+ *     microseconds, so they keep increasing even across a restart that lost
+ *     the data or a failover to a replica that had not seen the last ones.
+ *   - Not on this backend: SHMLEASE_SHARED, SHMLEASE_ACQUIRE_FAIR and
+ *     shmlease_upgrade (-EOPNOTSUPP); shmlease_waiters (-EOPNOTSUPP;
+ *     shmlease_info.waiters counts them); the test clock (clock_ms with a
+ *     backend is -EINVAL). capacity, mode, gid and the SHARE and GROUP flags
+ *     are accepted and ignored: access is the server's (AUTH, ACL).
+ *   - Stats: capacity, attached, segment_bytes and created_at_ms are 0;
+ *     format_version is the layout of the table's keys (1).
+ * More errors on this backend:
+ *   -ECONNREFUSED  the server could not be reached for retry_ms
+ *   -ECONNRESET    the connection broke during a call that could not safely
+ *                  be sent again: it may or may not have taken effect
+ *   -ETIME         no answer within timeout_ms (the same uncertainty)
+ *   -EACCES        AUTH or an ACL refused the call
+ *   -ENOSPC        the server is out of memory (maxmemory)
+ *   -EPROTO        the server's keys for this table have another layout, or an
+ *                  answer was not understood
+ *   -EOPNOTSUPP    a mode this backend does not offer (above)
+ */
+/* Removes a table: backend NULL is shmlease_unlink(NAME); a Redis URL
+ * deletes the table's keys on that server (leases held in it are then
+ * lost; handles still open make the table anew). 0, -ENOENT (no key of
+ * the table), -EINVAL, the errors above (since 1.4). */
+SHMLEASE_API int shmlease_unlink_backend(const char *name, const char *backend);
+
 /* ------------------------------------------------------------------------ */
 /* Leases                                                                    */
 

@@ -135,14 +135,8 @@ int shmlease__struct_lock_gave_up(struct acquire *a, int rc)
     return -ETIMEDOUT;
 }
 
-int shmlease__acquire_begin(struct acquire *a, shmlease_table *t, const char *key,
-                         const shmlease_acquire_opts *o, const shmlease_lease *out)
+int shmlease__acquire_opts_check(const shmlease_table *t, const shmlease_acquire_opts *o)
 {
-    if (!t || !o || !out)
-        return -EINVAL;
-    int rc = shmlease__key_prepare(t, key, &a->kb);
-    if (rc)
-        return rc;
     if (o->ttl_ms == 0 || o->wait_ms < SHMLEASE_WAIT_FOREVER)
         return -EINVAL;
     if (o->metadata_len > SHMLEASE_METADATA_MAX || (o->metadata_len && !o->metadata))
@@ -154,8 +148,20 @@ int shmlease__acquire_begin(struct acquire *a, shmlease_table *t, const char *ke
         return -EINVAL;
     if (shmlease__cancel_fired(o->cancel))
         return -ECANCELED;
-    if (t->readonly)
-        return -EPERM;
+    return t->readonly ? -EPERM : 0;
+}
+
+int shmlease__acquire_begin(struct acquire *a, shmlease_table *t, const char *key,
+                         const shmlease_acquire_opts *o, const shmlease_lease *out)
+{
+    if (!t || !o || !out)
+        return -EINVAL;
+    int rc = shmlease__key_prepare(t, key, &a->kb);
+    if (rc)
+        return rc;
+    rc = shmlease__acquire_opts_check(t, o);
+    if (rc)
+        return rc;
     a->t = t;
     a->o = o;
     /* Not yet registered in this process (a fork child): register, waiting

@@ -46,6 +46,9 @@ uint64_t shmlease__struct_lock_ms(struct acquire *a, uint64_t now);
 /* A structural lock that stayed taken: -EBUSY for a try, else -ETIMEDOUT. */
 int shmlease__struct_lock_gave_up(struct acquire *a, int rc);
 /* Checks the arguments and registers the handle: 0 or a code. */
+/* The checks of O that do not depend on the backend: 0, -EINVAL,
+ * -ECANCELED (its token fired), -EPERM (read-only T). */
+int shmlease__acquire_opts_check(const shmlease_table *t, const shmlease_acquire_opts *o);
 int shmlease__acquire_begin(struct acquire *a, shmlease_table *t, const char *key,
                             const shmlease_acquire_opts *o, const shmlease_lease *out);
 /* May the acquire take word W at table time NOW? 0: no; else TAKE_*. */

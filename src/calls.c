@@ -2,6 +2,7 @@
  * The acquire calls of the API: shmlease_acquire, which runs an exclusive
  * (acquire.c) or a shared (shared.c) acquire, and the calls made of it.
  */
+#include "redis.h"
 #include "acquire.h"
 #include "compiler.h"
 
@@ -12,6 +13,8 @@
 SHM_API int shmlease_acquire(shmlease_table *t, const char *key, const shmlease_acquire_opts *o,
                              shmlease_lease *out)
 {
+    if (t && t->remote)
+        return shmlease__redis_acquire(t, key, o, out);
     /* Every field but the key buffer, which key_prepare fills (zeroing its
      * 128 bytes on every call costs more than the rest of this). */
     struct acquire a;
@@ -56,6 +59,8 @@ SHM_API int shmlease_with_lease(shmlease_table *t, const char *key, const shmlea
     /* fn may have ended the lease itself (release, release_after): then its
      * end decides; otherwise ours does. Either way 0 means the lease was ours
      * from the acquire to the end. */
+    if (t->remote)
+        return shmlease__redis_end(t, &l);
     if (sw_owner(L_WORD(&l)) == 0)
         return lease_ended_in_time(&l) ? 0 : -ESTALE;
     return shmlease_release(t, &l);

@@ -21,6 +21,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <urcu/futex.h>
 
 struct shmlease_cancel_token {
@@ -56,8 +57,14 @@ SHM_API int shmlease_cancel(shmlease_cancel_token *c)
     st_release(&c->fired, 1);
     pthread_mutex_lock(&c->mu);
     for (struct cancel_wait *w = c->waits; w; w = w->next) {
-        add_release(w->addr, 1);
-        futex_async((int32_t *)w->addr, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+        if (w->addr) {
+            add_release(w->addr, 1);
+            futex_async((int32_t *)w->addr, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+        } else {
+            uint64_t one = 1;         /* an eventfd: never full at count 1 per cancel */
+            ssize_t n = write(w->fd, &one, sizeof one);
+            (void)n;
+        }
     }
     pthread_mutex_unlock(&c->mu);
     return 0;
@@ -78,12 +85,19 @@ int shmlease__cancel_fired(shmlease_cancel_token *c)
 
 int shmlease__cancel_enter(shmlease_cancel_token *c, struct cancel_wait *w, uint32_t *addr)
 {
+    w->fd = -1;
+    return shmlease__cancel_enter_fd(c, w, addr, -1);
+}
+
+int shmlease__cancel_enter_fd(shmlease_cancel_token *c, struct cancel_wait *w, uint32_t *addr, int fd)
+{
     pthread_mutex_lock(&c->mu);
     if (ld_acquire(&c->fired)) {
         pthread_mutex_unlock(&c->mu);
         return 1;
     }
     w->addr = addr;
+    w->fd = fd;
     w->prev = NULL;
     w->next = c->waits;
     if (c->waits)

@@ -12,7 +12,8 @@
 
 /* One sleep of an acquire given a token: on the futex word ADDR. */
 struct cancel_wait {
-    uint32_t *addr;
+    uint32_t *addr;          /* a futex word, or NULL: */
+    int fd;                  /* an eventfd written to instead */
     struct cancel_wait *next, *prev;
 };
 
@@ -22,6 +23,8 @@ int shmlease__cancel_fired(shmlease_cancel_token *c);
  * been fired already. Whoever lists W must read the futex word after this,
  * and call shmlease__cancel_leave() after the sleep. */
 int shmlease__cancel_enter(shmlease_cancel_token *c, struct cancel_wait *w, uint32_t *addr);
+/* The same for a sleep in poll() that watches eventfd FD (ADDR NULL). */
+int shmlease__cancel_enter_fd(shmlease_cancel_token *c, struct cancel_wait *w, uint32_t *addr, int fd);
 void shmlease__cancel_leave(shmlease_cancel_token *c, struct cancel_wait *w);
 
 #endif

@@ -33,7 +33,12 @@
     X(ECANCELED,       "ECANCELED",       "cancelled: an acquire through its cancel token, or a keepalive ended by release, close or stop") \
     X(EDEADLK,         "EDEADLK",         "upgrade would deadlock: another holder waits to take the key exclusively") \
     X(EDOM,            "EDOM",            "shared key held with another limit") \
-    X(EIDRM,           "EIDRM",           "table removed (unlinked) while a keepalive kept a lease in it")
+    X(EIDRM,           "EIDRM",           "table removed (unlinked) while a keepalive kept a lease in it") \
+    X(ECONNREFUSED,    "ECONNREFUSED",    "the Redis server could not be reached") \
+    X(ECONNRESET,      "ECONNRESET",      "connection to the Redis server lost during the call: it may or may not have taken effect") \
+    X(ETIME,           "ETIME",           "the Redis server did not answer in time: the call may or may not have taken effect") \
+    X(EOPNOTSUPP,      "EOPNOTSUPP",      "not offered by this table's backend") \
+    X(EPROTONOSUPPORT, "EPROTONOSUPPORT", "backend URL scheme not supported (or the Redis backend not built)")
 
 SHM_API const char *shmlease_strerror(int rc)
 {

@@ -4,6 +4,7 @@
  * by a dead or stopped process, and on read-only mappings). Every value read
  * from the segment is bounds-checked before use (docs/failure-modes.md F16).
  */
+#include "redis.h"
 #include "clock.h"
 #include "compiler.h"
 #include "index.h"
@@ -287,6 +288,8 @@ static uint32_t queued_on(const shmlease_table *t, const struct keybuf *kb, stru
 
 SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *out)
 {
+    if (t && t->remote)
+        return shmlease__redis_inspect(t, key, out);
     struct keybuf kb;
     if (!t || !out)
         return -EINVAL;
@@ -344,6 +347,8 @@ SHM_API int shmlease_inspect(shmlease_table *t, const char *key, shmlease_info *
 
 SHM_API long shmlease_waiters(shmlease_table *t, const char *key, shmlease_waiter *out, size_t max)
 {
+    if (t && t->remote)
+        return -EOPNOTSUPP;               /* who waits is not recorded on Redis */
     struct keybuf kb;
     if (!t || (!out && max))
         return -EINVAL;
@@ -366,6 +371,8 @@ SHM_API long shmlease_waiters(shmlease_table *t, const char *key, shmlease_waite
 
 SHM_API int shmlease_foreach(shmlease_table *t, int (*fn)(const shmlease_info *, void *), void *arg)
 {
+    if (t && t->remote)
+        return shmlease__redis_foreach(t, fn, arg);
     if (!t || !fn)
         return -EINVAL;
     shmlease_info info;
@@ -409,6 +416,8 @@ static int is_place(const shmlease_table *t, const struct shm_entry *e)
 
 SHM_API int shmlease_stats_get(shmlease_table *t, shmlease_stats *out)
 {
+    if (t && t->remote)
+        return shmlease__redis_stats(t, out);
     if (!t || !out)
         return -EINVAL;
     memset(out, 0, sizeof *out);

@@ -149,6 +149,8 @@ static void finish(shmlease_keepalive *k, int status)
  * (permissions) is not proof of removal. */
 static int segment_gone(const shmlease_table *t)
 {
+    if (t->remote)
+        return 0;                      /* a Redis table: the server decides */
     char path[PATH_LEN];
     struct stat st;
     shmlease__shm_path(path, sizeof path, t->name);

@@ -6,6 +6,7 @@
  * call reports the lease lost and undoes what it did (docs/state-machine.md,
  * "Proving a call was in time").
  */
+#include "redis.h"
 #include "lease.h"
 #include "clock.h"
 #include "compiler.h"
@@ -90,6 +91,8 @@ static void give_up(struct shm_entry *e, struct lstate n)
 
 SHM_API int shmlease_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms)
 {
+    if (t && t->remote)
+        return shmlease__redis_renew(t, l, ttl_ms);
     long ei = lease_entry(t, l);
     if (ei == -ESTALE)
         return lost(t);
@@ -174,16 +177,22 @@ static int end_lease(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms)
 
 SHM_API int shmlease_release(shmlease_table *t, shmlease_lease *l)
 {
+    if (t && t->remote)
+        return shmlease__redis_release(t, l, 0);
     return end_lease(t, l, 0);
 }
 
 SHM_API int shmlease_release_after(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms)
 {
+    if (t && t->remote)
+        return shmlease__redis_release(t, l, grace_ms);
     return end_lease(t, l, grace_ms);
 }
 
 SHM_API int shmlease_check(shmlease_table *t, const shmlease_lease *l)
 {
+    if (t && t->remote)
+        return shmlease__redis_check(t, l);
     long ei = lease_entry(t, l);
     if (ei == -ESTALE)
         return lost(t);
@@ -224,6 +233,8 @@ static int break_one(shmlease_table *t, const struct keybuf *kb, uint32_t *hw)
 
 SHM_API int shmlease_break(shmlease_table *t, const char *key)
 {
+    if (t && t->remote)
+        return shmlease__redis_break(t, key);
     struct keybuf kb;
     if (!t)
         return -EINVAL;

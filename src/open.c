@@ -13,6 +13,7 @@
 #include "keepalive.h"
 #include "lockfile.h"
 #include "names.h"
+#include "redis.h"
 #include "registry.h"
 #include "segment.h"
 
@@ -40,8 +41,6 @@ static int check_options(const char *name, const shmlease_options *o)
         return -EINVAL;
     if (!SHMLEASE_RESERVED_ZERO(o))
         return -EINVAL;              /* asks for what this version does not know */
-    if (o->backend)
-        return -EPROTONOSUPPORT;     /* no remote backend in this build */
     return 0;
 }
 
@@ -69,6 +68,8 @@ SHM_API int shmlease_open(const char *name, const shmlease_options *opts, shmlea
     int rc = check_options(name, o);
     if (rc)
         return rc;
+    if (o->backend)
+        return shmlease__redis_open(name, o, out);
 #ifdef SHMLEASE_FAULT_POINTS
     shmlease__fault_from_env();
 #endif
@@ -94,6 +95,10 @@ SHM_API void shmlease_close(shmlease_table *t)
 {
     if (!t)
         return;
+    if (t->remote) {
+        shmlease__redis_close(t);
+        return;
+    }
     shmlease__keepalive_close(t);                /* ends t's keepalives, no "lost" */
     if (!t->readonly)
         shmlease__unregister(t);
@@ -175,4 +180,9 @@ SHM_API int shmlease_unlink(const char *name)
     if (t)
         shmlease__handle_free(t);                /* lets go of the init lock */
     return rc;
+}
+
+SHM_API int shmlease_unlink_backend(const char *name, const char *backend)
+{
+    return backend ? shmlease__redis_unlink(name, backend) : shmlease_unlink(name);
 }

@@ -3,6 +3,7 @@
  * docs/state-machine.md, "Shared leases"). The steps they share with an
  * exclusive acquire are acquire.c's (acquire.h).
  */
+#include "redis.h"
 #include "acquire.h"
 #include "cancel.h"
 #include "clock.h"
@@ -385,6 +386,8 @@ static int upgrade_round(struct acquire *a, shmlease_lease *l, shmlease_lease *n
 
 SHM_API int shmlease_upgrade(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms, int64_t wait_ms)
 {
+    if (t && t->remote)
+        return -EOPNOTSUPP;               /* no shared leases on Redis */
     if (!t || !l || ttl_ms == 0 || wait_ms < SHMLEASE_WAIT_FOREVER || !L_GATE(l) ||
         L_EPOCH(l) != t->epoch || L_ENTRY(l) >= t->capacity || L_GATE(l) > t->capacity)
         return -EINVAL;

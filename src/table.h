@@ -60,6 +60,8 @@ struct shmlease_table {
     dev_t     lk_dev;
 
     struct shmlease_table *next;   /* all handles, for the fork handler */
+    struct rtable *remote;    /* a Redis-backed handle (redis.h): every other
+                                 field but name and readonly is unused */
     char      name[SHMLEASE_NAME_MAX + 1];
 };
 

@@ -1,0 +1,380 @@
+/*
+ * Redis backend: opening and closing a table, and the calls on a lease held
+ * (renew, release, release_after, check) and break. The acquire is in
+ * racquire.c, the inspection calls in rinspect.c. docs/redis-backend.md
+ * says what each call promises on this backend and why.
+ */
+#include "redis.h"
+#include "keepalive.h"
+#include "names.h"
+#include "rscripts.h"
+#include "rtable.h"
+
+#include <hiredis.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TTL_MAX (UINT64_C(1) << 40)    /* about 34 years, as the local tables */
+/* How a lease value's own release ended (its _private[3]), for
+ * shmlease_with_lease: 0 not ended by a release of it. */
+#define L_ENDED_OK   1u
+#define L_ENDED_LOST 2u
+
+int shmlease__redis_built(void)
+{
+    return 1;
+}
+
+/* The first element of a script's array answer, or -1000 (not an array). */
+static long long head_of(const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements == 0 || r->element[0]->type != REDIS_REPLY_INTEGER)
+        return -1000;
+    return r->element[0]->integer;
+}
+
+static int open_mode(const shmlease_options *o, char *mode)
+{
+    if (o->flags & (SHMLEASE_OPEN_NOCREATE | SHMLEASE_OPEN_READONLY))
+        *mode = 'n';
+    else
+        *mode = (o->flags & SHMLEASE_OPEN_EXCL) ? 'x' : 'c';
+    return 0;
+}
+
+/* Finds (or makes, as the flags say) the table's record on the server. */
+static int open_on_server(struct rtable *rt, const shmlease_options *o)
+{
+    char names[5][RT_KEYNAME_MAX], mode, epoch[24];
+    struct rcmd cmd;
+    open_mode(o, &mode);
+    shmlease__rt_lease_cmd(rt, &cmd, "", 0, names);
+    shmlease__rcmd_add(&cmd, &mode, 1);
+    shmlease__rcmd_addu(&cmd, epoch, sizeof epoch, rt->nonce);
+    shmlease__rcmd_add(&cmd, RT_FORMAT, strlen(RT_FORMAT));
+    uint32_t bound = o->open_timeout_ms ? o->open_timeout_ms : rt->pool.url.retry_ms;
+    redisReply *r = NULL;
+    int rc = shmlease__rcall(&rt->pool, RS_OPEN, &cmd, RCALL_IDEMPOTENT,
+                             shmlease__rnow_ms() + bound, &r);
+    if (rc)
+        return rc;
+    long long h = head_of(r);
+    freeReplyObject(r);
+    switch (h) {
+    case 1: case 2: return 0;
+    case 0: return -ENOENT;
+    case -1: return -EEXIST;
+    default: return -EPROTO;           /* another layout (-2), or not our script */
+    }
+}
+
+int shmlease__redis_open(const char *name, const shmlease_options *o, shmlease_table **out)
+{
+    if (o->clock_ms)
+        return -EINVAL;                /* deadlines are the server's: no test clock */
+    struct rurl u;
+    int rc = shmlease__rurl_parse(o->backend, &u);
+    if (rc)
+        return rc;
+    shmlease_table *t = calloc(1, sizeof *t);
+    struct rtable *rt = calloc(1, sizeof *rt);
+    if (!t || !rt) {
+        free(t);
+        free(rt);
+        return -ENOMEM;
+    }
+    t->fd = t->sfd = -1;
+    t->readonly = rt->readonly = (o->flags & SHMLEASE_OPEN_READONLY) != 0;
+    strncpy(t->name, name, sizeof t->name - 1);
+    t->remote = rt;
+    shmlease__rt_setup(rt, &u, name);
+    rc = open_on_server(rt, o);
+    if (rc) {
+        shmlease__rt_teardown(rt);
+        free(rt);
+        free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+/* Releases every lease still in the map (best effort, one try each). */
+static void release_all(shmlease_table *t, struct rtable *rt)
+{
+    for (;;) {
+        uint64_t tok = 0;
+        pthread_mutex_lock(&rt->mu);
+        for (unsigned b = 0; b < RT_MAP_BUCKETS && !tok; b++)
+            if (rt->map[b])
+                tok = rt->map[b]->tok;
+        pthread_mutex_unlock(&rt->mu);
+        if (!tok)
+            return;
+        shmlease_lease l;
+        shmlease__rt_lease_value(rt, &l, tok, 0);
+        if (shmlease__redis_release(t, &l, 0) != 0)
+            shmlease__rt_forget(rt, tok);
+    }
+}
+
+void shmlease__redis_close(shmlease_table *t)
+{
+    struct rtable *rt = shmlease__rt(t);
+    shmlease__keepalive_close(t);
+    if (!rt->readonly)
+        release_all(t, rt);
+    shmlease__rt_teardown(rt);
+    free(rt);
+    free(t);
+}
+
+/* The lease L of T, as the map knows it: 0 with its token, key and local
+ * deadline, or -ESTALE (lost, ended, or not a lease of this handle). */
+static int held_lease(struct rtable *rt, const shmlease_lease *l, uint64_t *tok, char *key,
+                      size_t *klen, uint64_t *exp)
+{
+    *tok = shmlease__rt_lease_tok(rt, l);
+    return *tok ? shmlease__rt_find(rt, *tok, key, klen, exp) : -ESTALE;
+}
+
+/* A lease script's command for lease TOK of KEY: keys, then token and owner. */
+static void lease_cmd(struct rtable *rt, struct rcmd *cmd, const char *key, size_t klen,
+                      char names[5][RT_KEYNAME_MAX], char *tokbuf, uint64_t tok)
+{
+    shmlease__rt_lease_cmd(rt, cmd, key, klen, names);
+    shmlease__rcmd_addu(cmd, tokbuf, 24, tok);
+    shmlease__rcmd_add(cmd, rt->own, rt->ownlen);
+}
+
+/* After a call on lease TOK that did not get an answer: lost once its
+ * deadline has passed (we can no longer prove it held), else the error. */
+static int unconfirmed(struct rtable *rt, uint64_t tok, uint64_t exp, int rc)
+{
+    if (shmlease__rnow_ms() < exp)
+        return rc;
+    shmlease__rt_forget(rt, tok);
+    return -ESTALE;
+}
+
+static int send_release(struct rtable *rt, struct rcmd *cmd, uint64_t exp, long long *head);
+
+int shmlease__redis_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms)
+{
+    if (!l || ttl_ms == 0)
+        return -EINVAL;
+    if (t->readonly)
+        return -EPERM;
+    struct rtable *rt = shmlease__rt(t);
+    char key[SHMLEASE_KEY_MAX + 1], names[5][RT_KEYNAME_MAX], tb[24], ttlb[24];
+    size_t klen;
+    uint64_t tok, exp;
+    int rc = held_lease(rt, l, &tok, key, &klen, &exp);
+    if (rc)
+        return rc;
+    if (ttl_ms > TTL_MAX)
+        ttl_ms = TTL_MAX;
+    struct rcmd cmd;
+    lease_cmd(rt, &cmd, key, klen, names, tb, tok);
+    shmlease__rcmd_addu(&cmd, ttlb, sizeof ttlb, ttl_ms);
+    uint64_t sent = shmlease__rnow_ms();
+    redisReply *r = NULL;
+    rc = shmlease__rcall(&rt->pool, RS_RENEW, &cmd, RCALL_IDEMPOTENT, exp, &r);
+    if (rc)
+        return unconfirmed(rt, tok, exp, rc);
+    long long h = head_of(r);
+    freeReplyObject(r);
+    if (h != 1 || shmlease__rnow_ms() >= exp) {
+        /* Lost, or confirmed only after our deadline: by then we may have told
+         * someone it was lost, and lost is for ever. Free the key we kept. */
+        if (h == 1) {
+            struct rcmd rel;
+            lease_cmd(rt, &rel, key, klen, names, tb, tok);
+            shmlease__rcmd_add(&rel, "0", 1);
+            (void)send_release(rt, &rel, shmlease__rnow_ms() + rt->pool.url.timeout_ms, &h);
+        }
+        shmlease__rt_forget(rt, tok);
+        return -ESTALE;
+    }
+    shmlease__rt_set_exp(rt, tok, sent + ttl_ms);
+    l->expires_at_ms = sent + ttl_ms;
+    return 0;
+}
+
+/* Sends the release script; once more, marked as a second sending, when the
+ * first one's answer was lost. */
+static int send_release(struct rtable *rt, struct rcmd *cmd, uint64_t exp, long long *head)
+{
+    redisReply *r = NULL;
+    shmlease__rcmd_add(cmd, "0", 1);
+    int rc = shmlease__rcall(&rt->pool, RS_RELEASE, cmd, 0, exp, &r);
+    if (rc == -ECONNRESET || rc == -ETIME) {
+        cmd->argv[cmd->argc - 1] = "1";
+        rc = shmlease__rcall(&rt->pool, RS_RELEASE, cmd, RCALL_IDEMPOTENT, exp, &r);
+    }
+    if (rc == 0) {
+        *head = head_of(r);
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+int shmlease__redis_release(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms)
+{
+    if (!l)
+        return -EINVAL;
+    if (t->readonly)
+        return -EPERM;
+    struct rtable *rt = shmlease__rt(t);
+    char key[SHMLEASE_KEY_MAX + 1], names[5][RT_KEYNAME_MAX], tb[24], gb[24];
+    size_t klen;
+    uint64_t tok, exp;
+    int rc = held_lease(rt, l, &tok, key, &klen, &exp);
+    if (rc)
+        return rc;
+    shmlease__keepalive_end(t, tok, tok);      /* ours ends it: no "lost" signal */
+    if (grace_ms > TTL_MAX)
+        grace_ms = TTL_MAX;
+    struct rcmd cmd;
+    lease_cmd(rt, &cmd, key, klen, names, tb, tok);
+    shmlease__rcmd_addu(&cmd, gb, sizeof gb, grace_ms);
+    long long h = 0;
+    rc = send_release(rt, &cmd, exp, &h);
+    if (rc) {
+        rc = unconfirmed(rt, tok, exp, rc);
+        if (rc == -ESTALE)
+            l->_private[3] = L_ENDED_LOST;
+        return rc;
+    }
+    shmlease__rt_forget(rt, tok);              /* spent either way */
+    l->_private[3] = h == 1 ? L_ENDED_OK : L_ENDED_LOST;
+    return h == 1 ? 0 : -ESTALE;
+}
+
+int shmlease__redis_end(shmlease_table *t, shmlease_lease *l)
+{
+    if (l->_private[3] == L_ENDED_OK)
+        return 0;
+    if (l->_private[3] == L_ENDED_LOST)
+        return -ESTALE;
+    return shmlease__redis_release(t, l, 0);
+}
+
+int shmlease__redis_check(shmlease_table *t, const shmlease_lease *l)
+{
+    if (!l)
+        return -EINVAL;
+    struct rtable *rt = shmlease__rt(t);
+    char key[SHMLEASE_KEY_MAX + 1], names[5][RT_KEYNAME_MAX], tb[24];
+    size_t klen;
+    uint64_t tok, exp;
+    int rc = held_lease(rt, l, &tok, key, &klen, &exp);
+    if (rc)
+        return rc;
+    struct rcmd cmd;
+    lease_cmd(rt, &cmd, key, klen, names, tb, tok);
+    redisReply *r = NULL;
+    rc = shmlease__rcall(&rt->pool, RS_CHECK, &cmd, RCALL_IDEMPOTENT, exp, &r);
+    if (rc)
+        return unconfirmed(rt, tok, exp, rc);
+    long long h = head_of(r);
+    freeReplyObject(r);
+    if (h == 1 && shmlease__rnow_ms() < exp)
+        return 0;
+    if (h != 1)
+        shmlease__rt_forget(rt, tok);
+    return -ESTALE;
+}
+
+int shmlease__redis_break(shmlease_table *t, const char *key)
+{
+    size_t klen;
+    int rc = shmlease__rt_check_key(key, &klen);
+    if (rc)
+        return rc;
+    if (t->readonly)
+        return -EPERM;
+    struct rtable *rt = shmlease__rt(t);
+    char names[5][RT_KEYNAME_MAX], req[24];
+    struct rcmd cmd;
+    shmlease__rt_lease_cmd(rt, &cmd, key, klen, names);
+    size_t rn = shmlease__rt_reqid(rt, req);
+    char breq[RT_OWN_MAX + 24];
+    memcpy(breq, rt->own, rt->ownlen);
+    memcpy(breq + rt->ownlen, req, rn);
+    shmlease__rcmd_add(&cmd, breq, rt->ownlen + rn);
+    redisReply *r = NULL;
+    rc = shmlease__rcall(&rt->pool, RS_BREAK, &cmd, RCALL_IDEMPOTENT, 0, &r);
+    if (rc)
+        return rc;
+    long long h = head_of(r);
+    freeReplyObject(r);
+    return h == 1 ? 0 : -ENOENT;
+}
+
+/* Deletes every key of the table, in batches of what one SCAN step finds. */
+static int delete_table(struct rtable *rt)
+{
+    char pattern[RT_KEYNAME_MAX], cursor[32] = "0";
+    size_t pn = shmlease__rt_name(rt, pattern, "*", 1);
+    int found = 0;
+    do {
+        const char *argv[6] = { "SCAN", cursor, "MATCH", pattern, "COUNT", "1000" };
+        struct rcmd cmd = { .argc = 0 };
+        for (int i = 0; i < 6; i++)
+            shmlease__rcmd_add(&cmd, argv[i], i == 3 ? pn : strlen(argv[i]));
+        redisReply *r = NULL;
+        int rc = shmlease__rcall(&rt->pool, -1, &cmd, RCALL_IDEMPOTENT, 0, &r);
+        if (rc)
+            return rc;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            freeReplyObject(r);
+            return -EPROTO;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str ? r->element[0]->str : "0");
+        const redisReply *keys = r->element[1];
+        struct rcmd del = { .argc = 0 };
+        shmlease__rcmd_add(&del, "UNLINK", 6);
+        for (size_t i = 0; i < keys->elements; i++) {
+            shmlease__rcmd_add(&del, keys->element[i]->str, keys->element[i]->len);
+            found = 1;
+            if (del.argc == RCMD_ARGS_MAX || i + 1 == keys->elements) {
+                redisReply *d = NULL;
+                rc = shmlease__rcall(&rt->pool, -1, &del, RCALL_IDEMPOTENT, 0, &d);
+                if (rc) {
+                    freeReplyObject(r);
+                    return rc;
+                }
+                freeReplyObject(d);
+                del.argc = 1;
+            }
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return found ? 0 : -ENOENT;
+}
+
+int shmlease__redis_unlink(const char *name, const char *backend)
+{
+    int rc = shmlease__validate_name(name);
+    if (rc)
+        return rc;
+    struct rurl u;
+    rc = shmlease__rurl_parse(backend, &u);
+    if (rc)
+        return rc;
+    struct rtable *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return -ENOMEM;
+    shmlease__rt_setup(rt, &u, name);
+    /* A keyed command first: on a Cluster it moves the pool to the table's node. */
+    shmlease_options o = { .flags = SHMLEASE_OPEN_NOCREATE };
+    rc = open_on_server(rt, &o);
+    if (rc == 0 || rc == -ENOENT)
+        rc = delete_table(rt);
+    shmlease__rt_teardown(rt);
+    free(rt);
+    return rc;
+}
