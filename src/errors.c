@@ -34,6 +34,7 @@
     X(EDEADLK,         "EDEADLK",         "upgrade would deadlock: another holder waits to take the key exclusively") \
     X(EDOM,            "EDOM",            "shared key held with another limit") \
     X(EIDRM,           "EIDRM",           "table removed (unlinked) while a keepalive kept a lease in it") \
+    X(EINPROGRESS,     "EINPROGRESS",     "still in progress (an async acquire not finished yet)") \
     X(ECONNREFUSED,    "ECONNREFUSED",    "the Redis server could not be reached") \
     X(ECONNRESET,      "ECONNRESET",      "connection to the Redis server lost during the call: it may or may not have taken effect") \
     X(ETIME,           "ETIME",           "the Redis server did not answer in time: the call may or may not have taken effect") \

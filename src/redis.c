@@ -124,6 +124,7 @@ void shmlease__redis_close(shmlease_table *t)
 {
     struct rtable *rt = shmlease__rt(t);
     shmlease__keepalive_close(t);
+    rt->closing = 1;
     if (!rt->readonly)
         release_all(t, rt);
     shmlease__rt_teardown(rt);
@@ -147,6 +148,14 @@ static void lease_cmd(struct rtable *rt, struct rcmd *cmd, const char *key, size
     shmlease__rt_lease_cmd(rt, cmd, key, klen, names);
     shmlease__rcmd_addu(cmd, tokbuf, 24, tok);
     shmlease__rcmd_add(cmd, rt->own, rt->ownlen);
+}
+
+/* How long a call on a lease may keep reconnecting: until its deadline,
+ * and never more than the URL's retry_ms. */
+static uint64_t call_bound(const struct rtable *rt, uint64_t exp)
+{
+    uint64_t b = shmlease__rnow_ms() + rt->pool.url.retry_ms;
+    return exp < b ? exp : b;
 }
 
 /* After a call on lease TOK that did not get an answer: lost once its
@@ -181,7 +190,7 @@ int shmlease__redis_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms)
     shmlease__rcmd_addu(&cmd, ttlb, sizeof ttlb, ttl_ms);
     uint64_t sent = shmlease__rnow_ms();
     redisReply *r = NULL;
-    rc = shmlease__rcall(&rt->pool, RS_RENEW, &cmd, RCALL_IDEMPOTENT, exp, &r);
+    rc = shmlease__rcall(&rt->pool, RS_RENEW, &cmd, RCALL_IDEMPOTENT, call_bound(rt, exp), &r);
     if (rc)
         return unconfirmed(rt, tok, exp, rc);
     long long h = head_of(r);
@@ -241,7 +250,10 @@ int shmlease__redis_release(shmlease_table *t, shmlease_lease *l, uint64_t grace
     lease_cmd(rt, &cmd, key, klen, names, tb, tok);
     shmlease__rcmd_addu(&cmd, gb, sizeof gb, grace_ms);
     long long h = 0;
-    rc = send_release(rt, &cmd, exp, &h);
+    uint64_t bound = call_bound(rt, exp);
+    if (rt->closing)
+        bound = shmlease__rnow_ms() + rt->pool.url.timeout_ms;   /* close: one try */
+    rc = send_release(rt, &cmd, bound, &h);
     if (rc) {
         rc = unconfirmed(rt, tok, exp, rc);
         if (rc == -ESTALE)
@@ -276,7 +288,7 @@ int shmlease__redis_check(shmlease_table *t, const shmlease_lease *l)
     struct rcmd cmd;
     lease_cmd(rt, &cmd, key, klen, names, tb, tok);
     redisReply *r = NULL;
-    rc = shmlease__rcall(&rt->pool, RS_CHECK, &cmd, RCALL_IDEMPOTENT, exp, &r);
+    rc = shmlease__rcall(&rt->pool, RS_CHECK, &cmd, RCALL_IDEMPOTENT, call_bound(rt, exp), &r);
     if (rc)
         return unconfirmed(rt, tok, exp, rc);
     long long h = head_of(r);

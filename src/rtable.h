@@ -39,6 +39,7 @@ struct rlease {
 struct rtable {
     struct rpool pool;
     int      readonly;
+    int      closing;          /* shmlease_close: each release tried once */
     pid_t    pid;              /* the process the pool and the leases belong to */
     uint64_t nonce;            /* random, per handle and per fork child */
     char     own[RT_OWN_MAX];  /* owner identity written with our leases */

@@ -166,6 +166,8 @@ int shmlease__rurl_parse(const char *url, struct rurl *u)
     } else if (n > 8 && !strncmp(url, "unix:///", 8)) {
         u->is_unix = 1;
         rc = copy_part(u->path, RURL_PATH_MAX, url + 7, n - 7, 1);
+    } else if (!strncmp(url, "unix:", 5) || !strncmp(url, "redis:", 6)) {
+        return -EINVAL;                 /* ours, malformed */
     } else {
         const char *colon = strstr(url, "://");
         return colon && colon != url ? -EPROTONOSUPPORT : -EINVAL;
