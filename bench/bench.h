@@ -91,6 +91,7 @@ void  *shared_alloc(size_t size);                          /* MAP_SHARED|ANON */
 enum peer_id {
     PEER_CAS, PEER_RMUTEX, PEER_SHMLEASE, PEER_FLOCK, PEER_OFD, PEER_SEM, PEER_REDIS,
     PEER_SHMLEASE_FAIR,
+    PEER_SHMLEASE_REDIS,   /* the library with backend = the bench's redis-server */
     PEER__COUNT
 };
 
@@ -157,7 +158,8 @@ struct bench_env {
 extern struct bench_env g_env;
 
 extern const struct peer_ops peer_cas_word_ops, peer_robust_mutex_ops, peer_shmlease_ops, peer_shmlease_fair_ops,
-                             peer_flock_ops, peer_ofd_lock_ops, peer_posix_sem_ops, peer_redis_ops;
+                             peer_flock_ops, peer_ofd_lock_ops, peer_posix_sem_ops, peer_redis_ops,
+                             peer_shmlease_redis_ops;
 
 const struct peer_ops *peer(int id);
 int  peers_setup(void);                   /* parent, once: files, semaphore, table, mutex */
@@ -174,6 +176,9 @@ void peer_file_detach(struct pinst *pi);
 void redis_start(const char *server_bin);
 void redis_stop(void);
 int  redis_poll_us(void);                 /* blocking acquire polls this often */
+/* One PING and its answer on PI's connection (peer "redis" attached): the
+ * round trip the Redis rows are measured against. 0 or -errno. */
+int  redis_ping(struct pinst *pi);
 extern int g_redis_ttl_ms;                /* TTL of blocking acquires (takeover) */
 
 /* ---- main.c: the driver --------------------------------------------------- */
@@ -271,6 +276,7 @@ extern int g_nprocs_n;
 /* What the goals need from the scenarios; NAN = not measured. */
 struct results {
     double   uncontended_med[PEER__COUNT];
+    double   redis_ping_med;                    /* one PING round trip, ns */
     double   trybusy_med[PEER__COUNT];          /* refused try on a held lock */
     double   contended_rate[PEER__COUNT][NPROCS];
     double   contended_chg[PEER__COUNT][NPROCS];   /* owner changes/s */

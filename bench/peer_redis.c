@@ -257,6 +257,16 @@ static int rd_release(struct pinst *pi)
 
 const struct peer_ops peer_redis_ops = { "redis", rd_attach, rd_try, rd_acquire, rd_release, rd_detach };
 
+int redis_ping(struct pinst *pi)
+{
+    redisReply *r = redisCommand(pi->redis, "PING");
+    if (!r)
+        return -EIO;
+    int rc = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0 ? 0 : -EPROTO;
+    freeReplyObject(r);
+    return rc;
+}
+
 #else /* no hiredis */
 
 void redis_start(const char *server_bin)
@@ -268,5 +278,6 @@ void redis_stop(void) {}
 static int rd_none(struct pinst *pi) { (void)pi; return -ENOSYS; }
 static void rd_none_v(struct pinst *pi) { (void)pi; }
 const struct peer_ops peer_redis_ops = { "redis", rd_none, rd_none, rd_none, rd_none, rd_none_v };
+int redis_ping(struct pinst *pi) { (void)pi; return -ENOSYS; }
 
 #endif

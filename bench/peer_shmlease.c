@@ -5,6 +5,7 @@
 #include "bench.h"
 
 #include <errno.h>
+#include <stdio.h>
 
 static int shm_attach(struct pinst *pi)
 {
@@ -43,4 +44,20 @@ static int shm_acquire_fair(struct pinst *pi)
 
 const struct peer_ops peer_shmlease_fair_ops = {
     "shmlease-fair", shm_attach, shm_try, shm_acquire_fair, shm_release, shm_detach
+};
+
+/* Peer "shmlease-redis": the same calls, on a table of the same name kept
+ * by the bench's redis-server (shmlease_options.backend = its socket's
+ * URL): what the library adds to a hand-written SET NX PX lock (peer
+ * "redis") on the same server and socket. */
+static int shm_attach_redis(struct pinst *pi)
+{
+    char url[sizeof g_env.redis_sock + 16];
+    snprintf(url, sizeof url, "unix://%s", g_env.redis_sock);
+    shmlease_options o = { .backend = url };
+    return shmlease_open(g_env.table_name, &o, &pi->table);
+}
+
+const struct peer_ops peer_shmlease_redis_ops = {
+    "shmlease-redis", shm_attach_redis, shm_try, shm_acquire, shm_release, shm_detach
 };

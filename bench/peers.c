@@ -26,6 +26,7 @@ static const struct peer_ops *const g_ops[PEER__COUNT] = {
     [PEER_OFD]      = &peer_ofd_lock_ops,
     [PEER_SEM]      = &peer_posix_sem_ops,
     [PEER_REDIS]    = &peer_redis_ops,
+    [PEER_SHMLEASE_REDIS] = &peer_shmlease_redis_ops,
 };
 
 const struct peer_ops *peer(int id)
@@ -35,7 +36,7 @@ const struct peer_ops *peer(int id)
 
 int peer_available(int id)
 {
-    return id != PEER_REDIS || g_env.have_redis;
+    return (id != PEER_REDIS && id != PEER_SHMLEASE_REDIS) || g_env.have_redis;
 }
 
 void pinst_init(struct pinst *pi, int id)

@@ -18,6 +18,8 @@ static const struct row g_rows[] = {
     { PEER_OFD,      0, "ofd-lock",   "fcntl F_OFD_SETLKW / F_UNLCK" },
     { PEER_FLOCK,    0, "flock",      "flock LOCK_EX / LOCK_UN" },
     { PEER_SEM,      0, "posix-sem",  "sem_wait / sem_post" },
+    { PEER_SHMLEASE_REDIS, 1, "shmlease-redis",
+      "shmlease_acquire(wait_ms=0) + shmlease_release, backend unix://.../redis.sock" },
     { PEER_REDIS,    0, "redis",      "SET NX PX + EVALSHA compare-and-delete" },
 };
 enum { NROWS = sizeof g_rows / sizeof g_rows[0] };
@@ -76,6 +78,59 @@ static void print_row(FILE *csv, const struct row *row, const struct batch_res *
     csv_batch_row(csv, row->label, row->call, br);
 }
 
+static int op_ping(void *c)
+{
+    return redis_ping(c);
+}
+
+/* The Redis rows in round trips: each median over one PING's (a round
+ * trip on the same socket, measured the same way). */
+static void print_round_trips(const struct batch_res *res, const char (*errs)[64])
+{
+    if (!peer_available(PEER_REDIS))
+        return;
+    progress("[uncontended] PING");
+    struct pinst pi;
+    pinst_init(&pi, PEER_REDIS);
+    struct batch_res ping;
+    memset(&ping, 0, sizeof ping);
+    int r = peer(PEER_REDIS)->attach(&pi);
+    if (r == 0) {
+        measure_batches(op_ping, &pi, &ping);
+        r = ping.err;
+        peer(PEER_REDIS)->detach(&pi);
+    }
+    if (r != 0) {
+        printf("\nPING round trip: ERROR: %s\n", peer_errname(r));
+        g_failed = 1;
+        return;
+    }
+    g_res.redis_ping_med = ping.s.median;
+    printf("\nRound trips (one PING and its answer on the same Unix socket, the unit): "
+           "PING median %s, p99 %s.\n\n", T(ping.s.median), T(ping.s.p99));
+    printf("| peer | acquire+release median | round trips per acquire+release |\n");
+    printf("|---|---:|---:|\n");
+    double shm_redis = NAN, redis = NAN;
+    for (size_t i = 0; i < NROWS; i++) {
+        if (g_rows[i].id != PEER_SHMLEASE_REDIS && g_rows[i].id != PEER_REDIS)
+            continue;
+        if (errs[i][0]) {
+            printf("| %s | %s | |\n", g_rows[i].label, errs[i]);
+            continue;
+        }
+        printf("| %s | %s | %.2f |\n", g_rows[i].label, T(res[i].s.median),
+               res[i].s.median / ping.s.median);
+        if (g_rows[i].id == PEER_SHMLEASE_REDIS)
+            shm_redis = res[i].s.median;
+        else
+            redis = res[i].s.median;
+    }
+    if (!isnan(shm_redis) && !isnan(redis))
+        printf("\nshmlease-redis over the SET NX PX lock: %s per acquire+release = %.2f round "
+               "trips per call (acquire and release are a call each; target <= 1).\n",
+               T(shm_redis - redis), (shm_redis - redis) / ping.s.median / 2.0);
+}
+
 void scenario_uncontended(void)
 {
     printf("\n## `uncontended`: acquire+release, one process, one key\n\n");
@@ -105,5 +160,6 @@ void scenario_uncontended(void)
         fclose(csv);
     printf("\n'vs shmlease' = the peer's median / shmlease's median (wait_ms=0 row); "
            "the CAS word is the floor no lock can beat.\n");
+    print_round_trips(res, (const char (*)[64])errs);
     breakdown_print(shm_med);
 }

@@ -954,7 +954,7 @@ static void check_table(struct doctor *d, const char *name, bool named)
 static void usage(FILE *f)
 {
     fprintf(f,
-"Usage: shmlease doctor [--root DIR] [TABLE...]\n"
+"Usage: shmlease doctor [--root DIR] [--local] [TABLE...]\n"
 "\n"
 "Checks what breaks shmlease tables in the field and explains each finding:\n"
 "OK, INFO (a check that could not be made, and how to make it), WARN (works,\n"
@@ -973,7 +973,12 @@ static void usage(FILE *f)
 "  --root DIR   read the system's configuration (logind.conf and its drop-ins,\n"
 "               /etc/login.defs, lingering users, /run/systemd/system) under\n"
 "               DIR: a container image, or a test\n"
+"  --local      check the local tables even if " TOOL_BACKEND_ENV " is set\n"
 "  -h, --help   this help\n"
+"The doctor checks this host's shared memory and the local tables in it: with\n"
+"--backend URL, or " TOOL_BACKEND_ENV " set (and no --local), it stops with a usage\n"
+"error, since a table on a Redis server has no segment here to check;\n"
+"shmlease-dump --backend URL NAME shows such a table.\n"
 "\n"
 "Exit status:\n"
 "  0   nothing failed (warnings may have been given)\n"
@@ -1022,10 +1027,13 @@ int cmd_doctor(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "root", required_argument, NULL, 'R' },
+        { "backend", required_argument, NULL, 'B' },
+        { "local", no_argument, NULL, 'L' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     struct doctor d;
+    struct tool_backend_choice bc = { 0 };
     memset(&d, 0, sizeof(d));
     d.root = "";
     int c;
@@ -1041,6 +1049,14 @@ int cmd_doctor(int argc, char **argv)
             d.root = strcmp(optarg, "/") == 0 ? "" : optarg;
             break;
         }
+        case 'B':
+            if (tool_backend_option(&bc, PROG, optarg) != 0)
+                return DOCTOR_EXIT_USAGE;
+            break;
+        case 'L':
+            if (tool_local_option(&bc, PROG) != 0)
+                return DOCTOR_EXIT_USAGE;
+            break;
         case 'h':
             usage(stdout);
             return DOCTOR_EXIT_OK;
@@ -1048,6 +1064,15 @@ int cmd_doctor(int argc, char **argv)
             fprintf(stderr, "Try 'shmlease doctor --help'.\n");
             return DOCTOR_EXIT_USAGE;
         }
+    }
+    tool_backend_resolve(&bc);
+    if (bc.url != NULL) {
+        fprintf(stderr, PROG ": checks this host's shared memory (" TOOL_SHM_DIR ") and the "
+                        "local tables in it; a table on the Redis server %s%s has no segment "
+                        "here to check: 'shmlease-dump --backend URL NAME' shows it (--local: "
+                        "check the local tables)\n", bc.shown,
+                bc.from_env ? " (from " TOOL_BACKEND_ENV ")" : "");
+        return DOCTOR_EXIT_USAGE;
     }
     for (int i = optind; i < argc; i++) {
         const char *n = tool_table_name(argv[i]);

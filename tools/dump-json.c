@@ -137,7 +137,10 @@ static void json_lease(struct outbuf *ob, const struct table_view *v, const stru
     ob_str(ob, ",\"holder_start_time\":");
     ob_u64(ob, in->holder_start_time);
     ob_str(ob, ",\"holder_handle\":");
-    ob_u64(ob, in->holder_handle);
+    if (dump_remote(v->opts))          /* no registry of handles on Redis */
+        ob_str(ob, "null");
+    else
+        ob_u64(ob, in->holder_handle);
     json_holder(ob, proc_describe(in));
     ob_str(ob, in->in_grace ? ",\"in_grace\":true" : ",\"in_grace\":false");
     ob_str(ob, ",\"remaining_ms\":");
@@ -147,7 +150,10 @@ static void json_lease(struct outbuf *ob, const struct table_view *v, const stru
     ob_u64(ob, in->expires_at_ms);
     ob_str(ob, ",\"waiters\":");
     ob_u64(ob, in->waiters);
-    json_waiting(ob, v, r);
+    if (dump_remote(v->opts))          /* shmlease_waiters: EOPNOTSUPP on Redis */
+        ob_str(ob, ",\"waiting\":null");
+    else
+        json_waiting(ob, v, r);
     ob_str(ob, r->mode == SHMLEASE_SHARED ? ",\"mode\":\"shared\"" : ",\"mode\":\"exclusive\"");
     ob_str(ob, ",\"limit\":");
     if (r->mode == SHMLEASE_SHARED && r->limit != 0 && r->limit < SHMLEASE_LIMIT_MAX)
@@ -184,6 +190,22 @@ static void json_table_error(FILE *f, const struct table_view *v, const struct d
 }
 
 /* The members of a table that was read: its summary, "stats" as an object. */
+static void json_null(FILE *f, const char *k, bool *first)
+{
+    json_key(f, k, first);
+    fputs("null", f);
+}
+
+/* A member a table on a Redis server does not have: null there. */
+static void json_local_u64(FILE *f, const struct table_view *v, const char *k, uint64_t x,
+                           bool *first)
+{
+    if (dump_remote(v->opts))
+        json_null(f, k, first);
+    else
+        json_u64(f, k, x, first);
+}
+
 static void json_table_summary(FILE *f, const struct table_view *v, bool *first)
 {
     const shmlease_stats *s = &v->st;
@@ -191,13 +213,13 @@ static void json_table_summary(FILE *f, const struct table_view *v, bool *first)
     snprintf(epoch, sizeof(epoch), "%016llx", (unsigned long long)s->table_epoch);
     json_str(f, "status", "ok", first);
     json_u64(f, "format_version", s->format_version, first);
-    json_u64(f, "capacity", s->capacity, first);
+    json_local_u64(f, v, "capacity", s->capacity, first);
     json_u64(f, "held", s->held, first);
     json_u64(f, "live_keys", s->live_keys, first);
-    json_u64(f, "attached", s->attached, first);
+    json_local_u64(f, v, "attached", s->attached, first);
     json_u64(f, "fencing_counter", s->fencing_counter, first);
-    json_u64(f, "segment_bytes", s->segment_bytes, first);
-    json_u64(f, "created_at_ms", s->created_at_ms, first);
+    json_local_u64(f, v, "segment_bytes", s->segment_bytes, first);
+    json_local_u64(f, v, "created_at_ms", s->created_at_ms, first);
     json_u64(f, "now_ms", v->now_ms, first);
     json_str(f, "table_epoch", epoch, first);
 
@@ -254,7 +276,11 @@ static void json_table(FILE *f, const struct table_view *v, const struct dump_op
     bool first = true;
     fputc('{', f);
     json_str(f, "name", v->name, &first);
-    json_str(f, "path", v->path, &first);
+    json_str(f, "backend", o->bc.shown, &first);
+    if (dump_remote(o))
+        json_null(f, "path", &first);
+    else
+        json_str(f, "path", v->path, &first);
     if (v->have_stat) {
         json_u64(f, "owner_uid", v->sb.st_uid, &first);
         char mode[8];
@@ -280,6 +306,7 @@ void print_json(FILE *f, const struct table_view *views, size_t n,
     fputc('{', f);
     json_str(f, "tool", PROG, &first);
     json_u64(f, "json_version", 1, &first);
+    json_str(f, "backend", o->bc.shown, &first);
     json_key(f, "tables", &first);
     fputc('[', f);
     for (size_t i = 0; i < n; i++) {

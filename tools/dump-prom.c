@@ -48,14 +48,15 @@ static void family(FILE *f, const char *name, const char *type, const char *help
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* One sample of every readable table, read by GET from its view. */
+/* One sample of every readable table, read by GET from its view; none of
+ * a table on a Redis server when LOCAL_ONLY (it has no such thing). */
 static void per_table(FILE *f, const struct table_view *views, size_t n, const char *name,
                       const char *type, const char *help,
-                      uint64_t (*get)(const struct table_view *))
+                      uint64_t (*get)(const struct table_view *), bool local_only)
 {
     family(f, name, type, help);
     for (size_t i = 0; i < n; i++) {
-        if (views[i].rc != 0)
+        if (views[i].rc != 0 || (local_only && dump_remote(views[i].opts)))
             continue;
         fprintf(f, "%s{", name);
         table_label(f, &views[i]);
@@ -88,14 +89,15 @@ GETTER(c_recoveries, v->st.recoveries)
 static const struct {
     const char *name, *type, *help;
     uint64_t (*get)(const struct table_view *);
+    bool local_only;           /* a table on a Redis server has none */
 } metrics[] = {
-    { "shmlease_capacity_keys", "gauge", "Live keys the table can hold.", g_capacity },
+    { "shmlease_capacity_keys", "gauge", "Live keys the table can hold.", g_capacity, true },
     { "shmlease_live_keys", "gauge", "Keys in the table: held, in grace, or free but not yet retired.", g_live },
     { "shmlease_held_leases", "gauge", "Leases held or in a grace period, unexpired.", g_held },
     { "shmlease_waiters", "gauge", "Threads of live processes sleeping on a held key.", g_waiters },
     { "shmlease_other_pidns_leases", "gauge", "Leases held by a process of another PID namespace.", g_other_ns },
-    { "shmlease_attached_handles", "gauge", "Handles attached to the table by live processes.", g_attached },
-    { "shmlease_segment_bytes", "gauge", "Size of the table's shared-memory segment.", g_bytes },
+    { "shmlease_attached_handles", "gauge", "Handles attached to the table by live processes.", g_attached, true },
+    { "shmlease_segment_bytes", "gauge", "Size of the table's shared-memory segment.", g_bytes, true },
     { "shmlease_last_fencing_token", "gauge", "The last fencing token the table handed out.", g_fencing },
     { "shmlease_acquisitions_total", "counter", "Successful acquires.", c_acq },
     { "shmlease_contended_total", "counter", "Acquires that found the key held.", c_contended },
@@ -156,7 +158,7 @@ static void age_seconds(FILE *f, const struct table_view *views, size_t n)
            "Time since the table was created (counters start at zero then).");
     for (size_t i = 0; i < n; i++) {
         const struct table_view *v = &views[i];
-        if (v->rc != 0)
+        if (v->rc != 0 || dump_remote(v->opts))   /* no creation time on Redis */
             continue;
         uint64_t age = v->now_ms > v->st.created_at_ms ? v->now_ms - v->st.created_at_ms : 0;
         fputs("shmlease_age_seconds{", f);
@@ -255,9 +257,19 @@ void print_prometheus(FILE *f, const struct table_view *views, size_t n,
         table_label(f, &views[i]);
         fprintf(f, "} %d\n", views[i].rc == 0);
     }
+    family(f, "shmlease_backend_info", "gauge",
+           "Where the table lives: backend=\"local\" (this host's /dev/shm) or the Redis "
+           "server's URL (password masked). Always 1.");
+    for (size_t i = 0; i < n; i++) {
+        fputs("shmlease_backend_info{", f);
+        table_label(f, &views[i]);
+        fputs(",backend=\"", f);
+        label_value(f, views[i].opts->bc.shown);
+        fputs("\"} 1\n", f);
+    }
     for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
         per_table(f, views, n, metrics[m].name, metrics[m].type, metrics[m].help,
-                  metrics[m].get);
+                  metrics[m].get, metrics[m].local_only);
         if (m == 2) {
             leases_by_state(f, views, n);
             holders_by_mode(f, views, n);

@@ -369,7 +369,11 @@ static int resolve_keys(shmlease_table *t, struct table_view *v)
                 return -ENOMEM;
             threads += d.threads;
         }
-        if (nshared > 0 || excl_threads > 0) {
+        if (dump_remote(v->opts)) {
+            /* No waiters' list on a Redis table (shmlease_waiters is
+             * EOPNOTSUPP there): the count inspection gives. */
+            threads = excl_threads + slot_threads;
+        } else if (nshared > 0 || excl_threads > 0) {
             memcpy(key, v->bytes + first->text, first->klen);
             key[first->klen] = '\0';
             int rc = key_waiters(t, key, v, &threads);
@@ -504,8 +508,10 @@ void collect(const char *name, const struct dump_opts *opts, struct table_view *
     memset(v, 0, sizeof(*v));
     v->name = name;
     v->opts = opts;
-    tool_table_path(name, v->path, sizeof(v->path));
-    v->have_stat = stat(v->path, &v->sb) == 0;
+    bool remote = dump_remote(opts);
+    if (!remote)
+        tool_table_path(name, v->path, sizeof(v->path));
+    v->have_stat = !remote && stat(v->path, &v->sb) == 0;
     /* Not handed to the library: opening a FIFO blocks until a writer comes. */
     if (v->have_stat && !S_ISREG(v->sb.st_mode)) {
         v->not_regular = true;
@@ -517,6 +523,7 @@ void collect(const char *name, const struct dump_opts *opts, struct table_view *
     shmlease_options o;
     memset(&o, 0, sizeof(o));
     o.flags = SHMLEASE_OPEN_READONLY | SHMLEASE_OPEN_NOCREATE;
+    o.backend = opts->bc.url;
 
     /* volatile: read after a siglongjmp back here. */
     shmlease_table *volatile t = NULL;
@@ -595,6 +602,22 @@ void describe_error_full(const struct table_view *v, const char *key,
     }
     if (v->not_regular) {
         snprintf(buf, size, "not a shmlease table: %s is not a regular file", v->path);
+        return;
+    }
+    if (dump_remote(v->opts)) {
+        const char *text = tool_backend_error_text(v->rc);
+        if (v->rc == -EINVAL && !tool_valid_table_name(v->name))
+            text = "invalid table name (allowed: [A-Za-z0-9._-]{1,200})";
+        else if ((v->rc == -EINVAL || v->rc == -ENAMETOOLONG) && key != NULL &&
+                 strcmp(v->failed_call, "shmlease_inspect") == 0)
+            text = "invalid key";
+        if (text == NULL)
+            text = shmlease_strerror(v->rc);
+        if (terse)
+            snprintf(buf, size, "%s", text);
+        else
+            snprintf(buf, size, "%s, on %s (%s from %s)", text, v->opts->bc.shown,
+                     shmlease_errname(v->rc), v->failed_call);
         return;
     }
     /* Whose table, its mode and why this user may not read it; or what

@@ -58,6 +58,8 @@ size_t waitpids_text(const struct table_view *v, const struct dump_row *r, char 
 {
     if (size < 8)
         return 0;
+    if (dump_remote(v->opts))          /* shmlease_waiters: EOPNOTSUPP on Redis */
+        return (size_t)(stpcpy(buf, "n/a") - buf);
     if (r->q_n == 0)
         return (size_t)(stpcpy(buf, "-") - buf);
     size_t len = 0;
@@ -186,6 +188,8 @@ static size_t format_cell(enum col_id c, const shmlease_info *in, const struct t
     case COL_START:
         return fmt_u64(buf, in->holder_start_time);
     case COL_HANDLE:
+        if (dump_remote(v->opts))      /* no registry of handles on Redis */
+            return (size_t)(stpcpy(buf, "n/a") - buf);
         return fmt_u64(buf, in->holder_handle);
     case COL_COMMAND:
     case COL_USER:
@@ -232,24 +236,23 @@ static void print_owner_mode(FILE *f, const struct stat *sb)
     fprintf(f, ", mode %04o", (unsigned)(sb->st_mode & 07777));
 }
 
-static void print_summary(FILE *f, const struct table_view *v)
+/* The summary of a table on a Redis server: no segment, capacity or
+ * handles there. */
+static void print_summary_remote(FILE *f, const struct table_view *v)
 {
     const shmlease_stats *s = &v->st;
-    char size[32];
-    tool_format_bytes(s->segment_bytes, size, sizeof(size));
-    fprintf(f, "table:     %s  (%s)\n", v->name, v->path);
-    fprintf(f, "segment:   %s", size);
-    if (v->have_stat) {
-        fputs(", ", f);
-        print_owner_mode(f, &v->sb);
-    }
-    fputc('\n', f);
-    fprintf(f, "format:    %lu\n", (unsigned long)s->format_version);
-    fprintf(f, "capacity:  %lu keys; %lu held (or in grace), %lu live\n",
-            (unsigned long)s->capacity, (unsigned long)s->held,
-            (unsigned long)s->live_keys);
-    fprintf(f, "attached:  %lu handle%s\n", (unsigned long)s->attached,
-            s->attached == 1 ? "" : "s");
+    fprintf(f, "table:     %s\n", v->name);
+    fprintf(f, "backend:   redis %s\n", v->opts->bc.shown);
+    fprintf(f, "format:    %lu (the layout of the table's keys on the server)\n",
+            (unsigned long)s->format_version);
+    fprintf(f, "capacity:  n/a (grows as the server's memory allows); %lu held (or in "
+               "grace), %lu live\n", (unsigned long)s->held, (unsigned long)s->live_keys);
+    fprintf(f, "attached:  n/a (not counted on a Redis server)\n");
+}
+
+/* The lines every summary ends with: the fencing counter and the stats. */
+static void print_summary_counters(FILE *f, const shmlease_stats *s)
+{
     fprintf(f, "fencing:   %llu (last token handed out)\n",
             (unsigned long long)s->fencing_counter);
     fprintf(f,
@@ -262,6 +265,33 @@ static void print_summary(FILE *f, const struct table_view *v)
             (unsigned long long)s->reclaimed_dead, (unsigned long long)s->renewals,
             (unsigned long long)s->lost,
             (unsigned long long)s->broken, (unsigned long long)s->recoveries);
+}
+
+static void print_summary(FILE *f, const struct table_view *v)
+{
+    const shmlease_stats *s = &v->st;
+    if (dump_remote(v->opts)) {
+        print_summary_remote(f, v);
+        print_summary_counters(f, s);
+        return;
+    }
+    char size[32];
+    tool_format_bytes(s->segment_bytes, size, sizeof(size));
+    fprintf(f, "table:     %s  (%s)\n", v->name, v->path);
+    fprintf(f, "backend:   local\n");
+    fprintf(f, "segment:   %s", size);
+    if (v->have_stat) {
+        fputs(", ", f);
+        print_owner_mode(f, &v->sb);
+    }
+    fputc('\n', f);
+    fprintf(f, "format:    %lu\n", (unsigned long)s->format_version);
+    fprintf(f, "capacity:  %lu keys; %lu held (or in grace), %lu live\n",
+            (unsigned long)s->capacity, (unsigned long)s->held,
+            (unsigned long)s->live_keys);
+    fprintf(f, "attached:  %lu handle%s\n", (unsigned long)s->attached,
+            s->attached == 1 ? "" : "s");
+    print_summary_counters(f, s);
 }
 
 /* Decimal digits of V. */

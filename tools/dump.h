@@ -74,7 +74,14 @@ struct dump_opts {
     const char **names;
     size_t nnames;
     bool color;                /* stdout is a terminal: highlight dead holders */
+    struct tool_backend_choice bc;  /* --backend URL, --local, SHMLEASE_BACKEND */
 };
+
+/* The tables shown are on a Redis server (o->bc.url), not in /dev/shm. */
+static inline bool dump_remote(const struct dump_opts *o)
+{
+    return o->bc.url != NULL;
+}
 
 /* ------------------------------------------------------------------------ */
 /* One table as read                                                         */

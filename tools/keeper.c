@@ -412,10 +412,16 @@ _Noreturn void keeper_serve(struct keeper *k, shmlease_table *t, shmlease_lease 
             } else {
                 rc = shmlease_check(t, lease);
             }
-            if (rc != 0)
+            if (tool_connection_error(rc)) {
+                /* The Redis server is out of reach: the lease may still be
+                 * held (-ESTALE once its deadline passed unconfirmed). */
+                next_renew = now + (tick / 4 > 10 ? tick / 4 : 10);
+                timeout = next_renew - now;
+            } else if (rc != 0) {
                 ks.lost = true;              /* told to release or check, we say so */
-            else
+            } else {
                 timeout = next_renew - now < tick ? next_renew - now : tick;
+            }
         }
         for (int i = 0; i < MAX_CLIENTS; i++) {
             if (pfd[P_CLIENTS + i].fd < 0)

@@ -111,6 +111,7 @@ struct run_state {
     bool tree_empty;              /* no child left: everything the command started ended */
     uint64_t renew_every;         /* ms: a third of the TTL */
     uint64_t tick;                /* ms: the longest sleep while the lease is held */
+    bool unreachable;             /* the last renew or check could not reach the server */
     uint64_t next_renew;          /* table clock, ms */
     bool lost;                    /* the lease is gone: the tree is being stopped */
     enum stop_phase stop;
@@ -189,6 +190,11 @@ static int prepare_spawn(struct run_state *s, int errpipe[2])
         setenv("SHMLEASE_FENCING_TOKEN", token, 1) != 0 ||
         setenv("SHMLEASE_KEY", s->o->key, 1) != 0 ||
         setenv("SHMLEASE_TABLE", s->o->table, 1) != 0)
+        return -1;
+    /* The table is named by its name and where it lives: the command's own
+     * shmlease tools find it again. */
+    if (s->o->tc.bc.url != NULL ? setenv(TOOL_BACKEND_ENV, s->o->tc.bc.url, 1) != 0
+                                : unsetenv(TOOL_BACKEND_ENV) != 0)
         return -1;
     return 0;
 }
@@ -394,6 +400,25 @@ static void keep_lease(struct run_state *s, uint64_t now)
             s->next_renew = now + s->renew_every;
     } else {
         rc = shmlease_check(s->t, s->lease);
+    }
+    if (tool_connection_error(rc)) {
+        /* A Redis server out of reach: the lease may still be held, and the
+         * library says -ESTALE once its deadline has passed unconfirmed.
+         * Try again soon (each call waits its own bounded time). */
+        if (!s->unreachable)
+            fprintf(stderr, PROG ": lease %s on table %s: cannot reach the Redis server "
+                            "(%s: %s); trying again until the lease's deadline\n",
+                    s->key_shown, s->o->table, shmlease_errname(rc), shmlease_strerror(rc));
+        s->unreachable = true;
+        uint64_t again = s->tick / 4 > 10 ? s->tick / 4 : 10;
+        if (s->next_renew < now + again)
+            s->next_renew = now + again;
+        return;
+    }
+    if (rc == 0 && s->unreachable) {
+        fprintf(stderr, PROG ": lease %s on table %s: the Redis server answers again; the "
+                        "lease is still held\n", s->key_shown, s->o->table);
+        s->unreachable = false;
     }
     if (rc != 0)
         start_stop(s, shmlease_now_ms(s->t), rc);

@@ -149,6 +149,10 @@ static void usage(FILE *f)
 "  -n, --noheadings      no column headings\n"
 "  -s, --no-summary      no table summary, lease rows only\n"
 "  -H, --list-columns    describe the columns and exit\n"
+"      --backend URL     the tables NAME are on this Redis server (default:\n"
+"                        $" TOOL_BACKEND_ENV " if set); name them: a server's\n"
+"                        tables are not listed\n"
+"      --local           this host's tables, even if " TOOL_BACKEND_ENV " is set\n"
 "  -h, --help            this help\n"
 "  -V, --version         print the version\n"
 "\n"
@@ -166,6 +170,10 @@ static void usage(FILE *f)
 "namespace. COMMAND, USER, CGROUP, UNIT, UUNIT: the holder as /proc shows it;\n"
 "'-' no holder (grace) or a dead one, '?' cannot be read (another PID namespace,\n"
 "no permission). Keys and metadata are escaped (\\\\, \\n, \\t, \\xHH).\n"
+"On a Redis server: no WAITPIDS or HANDLE (n/a), no segment, capacity or\n"
+"handle count; PID '1234*' is a holder on another host or PID namespace\n"
+"(STATE unknown: its TTL frees it). Each output names the backend: a\n"
+"'backend:' line, the JSON member \"backend\", shmlease_backend_info.\n"
 "\n"
 "Exit status:\n"
 "  0   success\n"
@@ -268,7 +276,7 @@ static int watch_loop(struct dump_opts *o, int argc, char **argv)
     }
 }
 
-enum { OPT_LIST_COLUMNS = 'H', OPT_OUTPUT_ALL = 0x100, OPT_PROMETHEUS };
+enum { OPT_LIST_COLUMNS = 'H', OPT_OUTPUT_ALL = 0x100, OPT_PROMETHEUS, OPT_BACKEND, OPT_LOCAL };
 
 /* Applies one option (c as getopt_long returned it, with optarg) to *o.
  * Returns -1 to go on, or the exit code to leave with. */
@@ -298,6 +306,14 @@ static int apply_option(int c, struct dump_opts *o)
             return DUMP_EXIT_USAGE;
         }
         o->prom_file = optarg;
+        break;
+    case OPT_BACKEND:
+        if (tool_backend_option(&o->bc, PROG, optarg) != 0)
+            return DUMP_EXIT_USAGE;
+        break;
+    case OPT_LOCAL:
+        if (tool_local_option(&o->bc, PROG) != 0)
+            return DUMP_EXIT_USAGE;
         break;
     case OPT_OUTPUT_ALL:
         o->ncols = 0;
@@ -349,6 +365,8 @@ static int parse_args(int argc, char **argv, struct dump_opts *o)
         { "raw",          no_argument,       NULL, 'r' },
         { "prometheus",   optional_argument, NULL, OPT_PROMETHEUS },
         { "output-all",   no_argument,       NULL, OPT_OUTPUT_ALL },
+        { "backend",      required_argument, NULL, OPT_BACKEND },
+        { "local",        no_argument,       NULL, OPT_LOCAL },
         { "watch",        required_argument, NULL, 'w' },
         { "output",       required_argument, NULL, 'o' },
         { "noheadings",   no_argument,       NULL, 'n' },
@@ -379,6 +397,14 @@ static int parse_args(int argc, char **argv, struct dump_opts *o)
  * --all means --list. Returns -1 to go on, or the exit code. */
 static int check_args(struct dump_opts *o)
 {
+    tool_backend_resolve(&o->bc);
+    if (dump_remote(o) && (o->list || o->all || o->nnames == 0)) {
+        fprintf(stderr, PROG ": the tables of the Redis server %s%s cannot be listed: name "
+                        "them (" PROG " --backend URL NAME...); --list, --all and --prometheus "
+                        "without NAME read this host's " TOOL_SHM_DIR " (--local)\n",
+                o->bc.shown, o->bc.from_env ? " (from " TOOL_BACKEND_ENV ")" : "");
+        return DUMP_EXIT_USAGE;
+    }
     int outputs = o->json + o->raw + o->prometheus;
     if (outputs > 1) {
         fprintf(stderr, PROG ": --json, --raw and --prometheus exclude each other\n");

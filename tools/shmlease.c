@@ -68,11 +68,14 @@ static const char exit_status_text[] =
 "         create: the table exists; unlink, break: no such table, or KEY not held\n"
 "  64     usage error: bad option or number, invalid table name or key, a TTL\n"
 "         under 0.1 s, --limit with -x, a bad token; run, acquire: --limit (or\n"
-"         its absence) differs from the limit KEY's shared holders use (EDOM)\n"
+"         its absence) differs from the limit KEY's shared holders use (EDOM);\n"
+"         an invalid backend URL; an option a Redis table does not offer\n"
 "  69     the table is unusable: another user's without --share (EPERM),\n"
 "         permission denied (EACCES), not a table (EPROTO), full (ENOSPC), too\n"
 "         many handles (EUSERS); run, acquire: the table named with -t does not\n"
-"         exist; release, check: the keeper is another user's\n"
+"         exist; release, check: the keeper is another user's; a Redis server\n"
+"         that cannot be reached or does not answer (ECONNREFUSED, ETIME), or\n"
+"         refuses the call (EACCES), or a URL scheme not supported\n"
 "  71     system error: fork, memory, descriptors, unexpected library error\n"
 "  75     run: the lease was lost while the command ran (broken, or this process\n"
 "         was paused past the TTL); its processes were stopped; see\n"
@@ -97,6 +100,11 @@ static void usage_main(FILE *f)
 "\n"
 "Named leases (locks that expire, with fencing tokens) shared by the processes\n"
 "of this host through /dev/shm/shmlease.NAME. See shmlease-dump(1) to inspect.\n"
+"Every command but release and check also takes --backend URL: the table then\n"
+"lives on that Redis server (redis://[[user]:password@]host[:port][/db] or\n"
+"unix:///path/to/redis.sock[?db=N]), shared by every host that uses it. Without\n"
+"--backend, " TOOL_BACKEND_ENV " gives the URL if set; --local uses this host's\n"
+"tables whatever it says.\n"
 "Without --table, a command uses your own table, \"" TOOL_DEFAULT_TABLE_PREFIX "UID\" (made on first\n"
 "use); a table named with --table must exist (unless run --create); another\n"
 "user's table is used only with --share.\n"
@@ -132,7 +140,8 @@ static void usage_run(FILE *f)
 "holding nothing.\n"
 "COMMAND runs in a process group of its own (in " PROG "'s when it has a\n"
 "controlling terminal), with SHMLEASE_FENCING_TOKEN, SHMLEASE_KEY and\n"
-"SHMLEASE_TABLE in its environment. SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and\n"
+"SHMLEASE_TABLE in its environment, and " TOOL_BACKEND_ENV " set to the table's\n"
+"server (unset for a local table). SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and\n"
 "SIGUSR2 are forwarded to its process group (SIGINT/SIGQUIT typed at a terminal\n"
 "already reach it and are not sent twice). Processes that COMMAND leaves running\n"
 "keep the lease held until they end (with -o, it is released when COMMAND ends).\n"
@@ -150,6 +159,11 @@ static void usage_run(FILE *f)
 "                              (mode 0600: yours alone)\n"
 "      --share                 use the table named with -t even if it belongs to\n"
 "                              another user (when its mode lets you in)\n"
+"      --backend URL           the table is on this Redis server (default:\n"
+"                              $" TOOL_BACKEND_ENV " if set); no --share, -s\n"
+"                              or --limit there\n"
+"      --local                 this host's tables, even if " TOOL_BACKEND_ENV "\n"
+"                              is set\n"
 "  -n, --nonblock              fail at once if KEY is held (same as -w 0)\n"
 "  -w, --wait, --timeout SECONDS\n"
 "                              wait at most SECONDS for KEY (fractions allowed)\n"
@@ -213,6 +227,11 @@ static void usage_acquire(FILE *f)
 "      --create                create the table named with -t if it is missing\n"
 "      --share                 use the table named with -t even if it belongs to\n"
 "                              another user (when its mode lets you in)\n"
+"      --backend URL           the table is on this Redis server (default:\n"
+"                              $" TOOL_BACKEND_ENV " if set); no --share, -s\n"
+"                              or --limit there\n"
+"      --local                 this host's tables, even if " TOOL_BACKEND_ENV "\n"
+"                              is set\n"
 "  -n, --nonblock              fail at once if KEY is held (same as -w 0)\n"
 "  -w, --wait, --timeout SECONDS\n"
 "                              wait at most SECONDS for KEY\n"
@@ -272,6 +291,9 @@ static void usage_create(FILE *f)
 "                     0660 or 0666 to share the table with other users)\n"
 "  -g, --group GROUP  the table's group (a name or a number; you must be in it,\n"
 "                     or root): its files get it before their mode opens them\n"
+"      --backend URL  create it on this Redis server (default: $" TOOL_BACKEND_ENV "\n"
+"                     if set); --capacity, --mode and --group do not apply there\n"
+"      --local        a local table, even if " TOOL_BACKEND_ENV " is set\n"
 "  -h, --help         this help\n"
 "\n"
 "Example (a table for the members of group ops, who use it with --share):\n"
@@ -282,11 +304,14 @@ static void usage_create(FILE *f)
 static void usage_unlink(FILE *f)
 {
     fprintf(f,
-"Usage: " PROG " unlink NAME\n"
+"Usage: " PROG " unlink [--backend URL | --local] NAME\n"
 "\n"
 "Removes table NAME. Processes that have it open keep using their copy; the\n"
 "next opener creates a new, empty table. Only a table is removed: anything else\n"
 "under the name (a directory, an empty or foreign file) is left alone.\n"
+"On a Redis server (--backend URL, or $" TOOL_BACKEND_ENV "), the table's keys\n"
+"are deleted: its leases are lost, and their holders learn it at their next\n"
+"renewal. --local removes a local table even if " TOOL_BACKEND_ENV " is set.\n"
 "\n%s", exit_status_text);
 }
 
@@ -300,6 +325,9 @@ static void usage_break(FILE *f)
 "gets a greater fencing token.\n"
 "  -t, --table NAME   table (default: your own, \"" TOOL_DEFAULT_TABLE_PREFIX "UID\"); never created\n"
 "      --share        the table named with -t may belong to another user\n"
+"      --backend URL  the table is on this Redis server (default:\n"
+"                     $" TOOL_BACKEND_ENV " if set)\n"
+"      --local        this host's tables, even if " TOOL_BACKEND_ENV " is set\n"
 "  -q, --quiet        print nothing on success\n"
 "  -h, --help         this help\n"
 "\n%s", exit_status_text);
@@ -314,11 +342,17 @@ static int table_error_exit(int rc)
     case EINVAL:
     case ENAMETOOLONG:
         return EXIT_USAGE;
+    case EOPNOTSUPP:
+        return EXIT_USAGE;
     case EACCES:
     case EPROTO:
     case ENOSPC:
     case EUSERS:
     case EPERM:
+    case ECONNREFUSED:
+    case ECONNRESET:
+    case ETIME:
+    case EPROTONOSUPPORT:
         return EXIT_UNAVAILABLE;
     default:
         return EXIT_OSERR;
@@ -343,6 +377,14 @@ static const char *open_error_text(int rc)
  * naming its owner, mode and group where that is the reason. */
 static void report_table_error(const struct tool_table_ref *ref, int rc, const char *doing)
 {
+    if (ref->backend != NULL) {
+        const char *text = tool_backend_error_text(rc);
+        if (rc == -EINVAL && !tool_valid_table_name(ref->name))
+            text = open_error_text(rc);
+        fprintf(stderr, PROG ": cannot %s table '%s' on %s: %s (%s)\n", doing, ref->name,
+                ref->backend, text != NULL ? text : shmlease_strerror(rc), shmlease_errname(rc));
+        return;
+    }
     char why[1024];
     if (tool_explain_table_error(ref, rc, why, sizeof(why)))
         fprintf(stderr, PROG ": %s (%s)\n", why, shmlease_errname(rc));
@@ -352,7 +394,7 @@ static void report_table_error(const struct tool_table_ref *ref, int rc, const c
 }
 
 /* Long options without a letter (the letters are flock(1)'s or taken). */
-enum { OPT_SHARE = 0x100, OPT_CREATE, OPT_LIMIT };
+enum { OPT_SHARE = 0x100, OPT_CREATE, OPT_LIMIT, OPT_BACKEND, OPT_LOCAL };
 
 
 /* "-t NAME" (a path /dev/shm/shmlease.NAME is taken too). */
@@ -366,6 +408,7 @@ static void choose_table(struct table_choice *c, const char *arg)
  * named. */
 static const char *chosen_table(struct table_choice *c)
 {
+    tool_backend_resolve(&c->bc);
     if (c->name == NULL) {
         tool_default_table(c->default_name, sizeof(c->default_name));
         c->name = c->default_name;
@@ -377,7 +420,8 @@ static const char *chosen_table(struct table_choice *c)
 static struct tool_table_ref table_ref(const struct table_choice *c, bool may_create)
 {
     struct tool_table_ref r = { .name = c->name, .is_default = c->is_default, .share = c->share,
-                                .may_create = may_create };
+                                .may_create = may_create,
+                                .backend = c->bc.url != NULL ? c->bc.shown : NULL };
     return r;
 }
 
@@ -393,12 +437,48 @@ static int open_table(struct table_choice *c, bool may_create, shmlease_table **
         o.flags |= SHMLEASE_OPEN_NOCREATE;
     if (c->share && !c->is_default)    /* your default table is yours: never shared */
         o.flags |= SHMLEASE_OPEN_SHARE;
+    o.backend = c->bc.url;
     int rc = shmlease_open(name, &o, t);
     if (rc != 0) {
         struct tool_table_ref ref = table_ref(c, may_create);
         report_table_error(&ref, rc, "use");
     }
     return rc;
+}
+
+/* --backend URL, --local (PROG_CMD: "shmlease run", ... for messages).
+ * 0, or -1 after a message. */
+static int apply_backend_option(struct table_choice *c, int opt, const char *arg,
+                                const char *prog_cmd)
+{
+    if (opt == OPT_BACKEND)
+        return tool_backend_option(&c->bc, prog_cmd, arg);
+    return tool_local_option(&c->bc, prog_cmd);
+}
+
+/* Once the options are read: what a table on a Redis server does not
+ * offer (--share; shared and counted leases: LM, NULL for none) is refused
+ * with a message naming the server. -1 to go on, or EXIT_USAGE. */
+static int check_backend_opts(struct table_choice *c, const struct lease_mode *lm,
+                              const char *cmd)
+{
+    chosen_table(c);
+    if (c->bc.url == NULL)
+        return -1;
+    if (c->share) {
+        fprintf(stderr, PROG " %s: --share does not apply to a table on the Redis server %s%s: "
+                        "such a table has no owner on this host; who may use it is the "
+                        "server's choice (AUTH, ACL)\n", cmd, c->bc.shown,
+                c->bc.from_env ? " (from " TOOL_BACKEND_ENV ")" : "");
+        return EXIT_USAGE;
+    }
+    if (lm != NULL && lm->shared) {
+        fprintf(stderr, PROG " %s: shared and counted leases (-s, --limit) are not offered by "
+                        "the Redis backend (%s%s): only exclusive leases (EOPNOTSUPP)\n", cmd,
+                c->bc.shown, c->bc.from_env ? ", from " TOOL_BACKEND_ENV : "");
+        return EXIT_USAGE;
+    }
+    return -1;
 }
 
 /* KEY as shown in messages: escaped (it may hold any byte but NUL), cut. */
@@ -523,6 +603,10 @@ static int apply_run_option(int c, struct run_opts *o)
     case OPT_CREATE:
         o->tc.create = true;
         break;
+    case OPT_BACKEND:
+    case OPT_LOCAL:
+        bad = apply_backend_option(&o->tc, c, optarg, PROG " run");
+        break;
     case 'n':
         o->wait_ms = 0;
         break;
@@ -608,6 +692,8 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
         { "table",              required_argument, NULL, 't' },
         { "share",              no_argument,       NULL, OPT_SHARE },
         { "create",             no_argument,       NULL, OPT_CREATE },
+        { "backend",            required_argument, NULL, OPT_BACKEND },
+        { "local",              no_argument,       NULL, OPT_LOCAL },
         { "nonblock",           no_argument,       NULL, 'n' },
         { "nb",                 no_argument,       NULL, 'n' },
         { "wait",               required_argument, NULL, 'w' },
@@ -649,6 +735,9 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
             }
             if (check_mode_opts(&o->lm) != 0)
                 return EXIT_USAGE;
+            int code = check_backend_opts(&o->tc, &o->lm, "run");
+            if (code >= 0)
+                return code;
             return take_command(o, argc, argv, next);
         }
         o->key = argv[next];
@@ -710,7 +799,8 @@ static void limit_mismatch(const struct lease_wait *w)
 
 /* The exit status for an acquisition that failed with w->rc (the conflict
  * code for a held key or a wait that ran out), after a message. */
-static int acquire_failure(const struct lease_wait *w, int conflict_code)
+static int acquire_failure(const struct lease_wait *w, const struct table_choice *tc,
+                           int conflict_code)
 {
     int rc = w->rc;
     if (rc == -EBUSY || rc == -ETIMEDOUT)
@@ -722,6 +812,14 @@ static int acquire_failure(const struct lease_wait *w, int conflict_code)
     const char *what = rc == -EINVAL || rc == -ENAMETOOLONG ? INVALID_KEY
                        : rc == -ENOSPC                       ? "the table is full"
                                                              : shmlease_strerror(rc);
+    if (tc->bc.url != NULL) {
+        const char *btext = tool_backend_error_text(rc);
+        if (btext != NULL && rc != -EINVAL && rc != -ENOENT)
+            what = btext;
+        fprintf(stderr, PROG ": cannot acquire %s on table %s on %s: %s (%s)\n", w->key_shown,
+                w->table, tc->bc.shown, what, shmlease_errname(rc));
+        return table_error_exit(rc);
+    }
     fprintf(stderr, PROG ": cannot acquire %s on table %s: %s (%s)\n", w->key_shown, w->table,
             what, shmlease_errname(rc));
     return table_error_exit(rc);
@@ -774,7 +872,7 @@ static int cmd_run(int argc, char **argv)
     case LEASE_WAIT_ACQUIRED:
         break;
     case LEASE_WAIT_FAILED:
-        code = acquire_failure(&w, o.conflict_code);
+        code = acquire_failure(&w, &o.tc, o.conflict_code);
         shmlease_close(t);
         return code;
     case LEASE_WAIT_SIGNAL:
@@ -811,6 +909,8 @@ static int parse_acquire_opts(int argc, char **argv, struct acquire_opts *o)
         { "table",              required_argument, NULL, 't' },
         { "share",              no_argument,       NULL, OPT_SHARE },
         { "create",             no_argument,       NULL, OPT_CREATE },
+        { "backend",            required_argument, NULL, OPT_BACKEND },
+        { "local",              no_argument,       NULL, OPT_LOCAL },
         { "pid",                required_argument, NULL, 'p' },
         { "nonblock",           no_argument,       NULL, 'n' },
         { "nb",                 no_argument,       NULL, 'n' },
@@ -835,6 +935,10 @@ static int parse_acquire_opts(int argc, char **argv, struct acquire_opts *o)
         case 't': choose_table(&o->tc, optarg); break;
         case OPT_SHARE: o->tc.share = true; break;
         case OPT_CREATE: o->tc.create = true; break;
+        case OPT_BACKEND:
+        case OPT_LOCAL:
+            bad = apply_backend_option(&o->tc, c, optarg, PROG " acquire");
+            break;
         case 'n': o->wait_ms = 0; break;
         case 'w': bad = parse_wait_opt(optarg, &o->wait_ms); break;
         case 'T': bad = parse_ttl_opt(optarg, &o->ttl_ms); break;
@@ -869,6 +973,9 @@ static int parse_acquire_opts(int argc, char **argv, struct acquire_opts *o)
         fprintf(stderr, PROG " acquire: expected one KEY\nTry '" PROG " acquire --help'.\n");
         return EXIT_USAGE;
     }
+    int code = check_backend_opts(&o->tc, &o->lm, "acquire");
+    if (code >= 0)
+        return code;
     o->key = argv[optind];
     return -1;
 }
@@ -929,7 +1036,7 @@ static int cmd_acquire(int argc, char **argv)
     case LEASE_WAIT_ACQUIRED:
         keeper_serve(&k, t, &w.lease, o.table, o.key, o.ttl_ms);
     case LEASE_WAIT_FAILED:
-        keeper_fail(&k, acquire_failure(&w, o.conflict_code));
+        keeper_fail(&k, acquire_failure(&w, &o.tc, o.conflict_code));
     case LEASE_WAIT_SIGNAL:
         _exit(128 + w.signo);          /* acquire told us to give up */
     case LEASE_WAIT_EVENT:
@@ -1055,9 +1162,13 @@ static int cmd_create(int argc, char **argv)
         { "capacity", required_argument, NULL, 'c' },
         { "mode",     required_argument, NULL, 'm' },
         { "group",    required_argument, NULL, 'g' },
+        { "backend",  required_argument, NULL, OPT_BACKEND },
+        { "local",    no_argument,       NULL, OPT_LOCAL },
         { "help",     no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    struct tool_backend_choice bc = { 0 };
+    bool capacity_given = false;
     shmlease_options so;
     memset(&so, 0, sizeof(so));
     so.flags = SHMLEASE_OPEN_EXCL;
@@ -1069,6 +1180,15 @@ static int cmd_create(int argc, char **argv)
         switch (c) {
         case 'c':
             if (parse_capacity_opt(optarg, &so.capacity) != 0)
+                return EXIT_USAGE;
+            capacity_given = true;
+            break;
+        case OPT_BACKEND:
+            if (tool_backend_option(&bc, PROG " create", optarg) != 0)
+                return EXIT_USAGE;
+            break;
+        case OPT_LOCAL:
+            if (tool_local_option(&bc, PROG " create") != 0)
                 return EXIT_USAGE;
             break;
         case 'm':
@@ -1092,6 +1212,17 @@ static int cmd_create(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *name = tool_table_name(argv[optind]);
+    tool_backend_resolve(&bc);
+    if (bc.url != NULL && (capacity_given || mode_given || group != NULL)) {
+        fprintf(stderr, PROG " create: %s does not apply to a table on the Redis server %s%s: "
+                        "such a table has no capacity, mode or group of its own (it grows as "
+                        "the server's memory allows; who may use it is the server's choice: "
+                        "AUTH, ACL)\n",
+                capacity_given ? "--capacity" : mode_given ? "--mode" : "--group", bc.shown,
+                bc.from_env ? " (from " TOOL_BACKEND_ENV ")" : "");
+        return EXIT_USAGE;
+    }
+    so.backend = bc.url;
     if (group != NULL) {
         int code = check_group_opt(group, &so, mode_given);
         if (code != 0)
@@ -1100,7 +1231,8 @@ static int cmd_create(int argc, char **argv)
     shmlease_table *t;
     int rc = shmlease_open(name, &so, &t);
     if (rc != 0) {
-        struct tool_table_ref ref = { .name = name };
+        struct tool_table_ref ref = { .name = name,
+                                      .backend = bc.url != NULL ? bc.shown : NULL };
         if (rc == -EPERM && group != NULL)
             fprintf(stderr, PROG ": cannot create table '%s' with group %s: you are not in that group "
                             "(EPERM)\n", name, group);
@@ -1115,9 +1247,12 @@ static int cmd_create(int argc, char **argv)
 static int cmd_unlink(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        { "help", no_argument, NULL, 'h' },
+        { "backend", required_argument, NULL, OPT_BACKEND },
+        { "local",   no_argument,       NULL, OPT_LOCAL },
+        { "help",    no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    struct tool_backend_choice bc = { 0 };
     int c;
     optind = 0;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -1125,7 +1260,12 @@ static int cmd_unlink(int argc, char **argv)
             usage_unlink(stdout);
             return 0;
         }
-        fprintf(stderr, "Try '" PROG " unlink --help'.\n");
+        if (c == OPT_BACKEND && tool_backend_option(&bc, PROG " unlink", optarg) == 0)
+            continue;
+        if (c == OPT_LOCAL && tool_local_option(&bc, PROG " unlink") == 0)
+            continue;
+        if (c != OPT_BACKEND && c != OPT_LOCAL)
+            fprintf(stderr, "Try '" PROG " unlink --help'.\n");
         return EXIT_USAGE;
     }
     if (argc - optind != 1) {
@@ -1133,9 +1273,11 @@ static int cmd_unlink(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *name = tool_table_name(argv[optind]);
-    int rc = shmlease_unlink(name);
+    tool_backend_resolve(&bc);
+    int rc = shmlease_unlink_backend(name, bc.url);
     if (rc != 0) {
-        struct tool_table_ref ref = { .name = name, .removing = true };
+        struct tool_table_ref ref = { .name = name, .removing = true,
+                                      .backend = bc.url != NULL ? bc.shown : NULL };
         report_table_error(&ref, rc, "unlink");
         return table_error_exit(rc);
     }
@@ -1144,17 +1286,19 @@ static int cmd_unlink(int argc, char **argv)
 
 /* "broke KEY on table T", with what was known of the lease (in: NULL if
  * nothing): its token, and its holder or that it was in a grace period. */
-static void say_broken(const char *shown, const char *table, const shmlease_info *in)
+static void say_broken(const char *shown, const char *table, const char *where,
+                       const shmlease_info *in)
 {
     if (in != NULL && !in->in_grace && in->holder_pid != 0)
-        printf("broke %s on table %s (token %llu, holder pid %ld%s)\n", shown, table,
+        printf("broke %s on table %s%s (token %llu, holder pid %ld%s%s)\n", shown, table, where,
                (unsigned long long)in->fencing_token, (long)in->holder_pid,
+               in->holder_other_pidns ? " on another host or PID namespace" : "",
                in->holder_alive == 0 ? ", dead" : "");
     else if (in != NULL)
-        printf("broke %s on table %s (token %llu, grace period)\n", shown, table,
+        printf("broke %s on table %s%s (token %llu, grace period)\n", shown, table, where,
                (unsigned long long)in->fencing_token);
     else
-        printf("broke %s on table %s\n", shown, table);
+        printf("broke %s on table %s%s\n", shown, table, where);
 }
 
 static int cmd_break(int argc, char **argv)
@@ -1162,6 +1306,8 @@ static int cmd_break(int argc, char **argv)
     static const struct option longopts[] = {
         { "table", required_argument, NULL, 't' },
         { "share", no_argument,       NULL, OPT_SHARE },
+        { "backend", required_argument, NULL, OPT_BACKEND },
+        { "local", no_argument,       NULL, OPT_LOCAL },
         { "quiet", no_argument,       NULL, 'q' },
         { "help",  no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -1178,6 +1324,11 @@ static int cmd_break(int argc, char **argv)
         case OPT_SHARE:
             tc.share = true;
             break;
+        case OPT_BACKEND:
+        case OPT_LOCAL:
+            if (apply_backend_option(&tc, c, optarg, PROG " break") != 0)
+                return EXIT_USAGE;
+            break;
         case 'q':
             quiet = true;
             break;
@@ -1193,6 +1344,9 @@ static int cmd_break(int argc, char **argv)
         fprintf(stderr, PROG " break: expected one KEY\n");
         return EXIT_USAGE;
     }
+    int code = check_backend_opts(&tc, NULL, "break");
+    if (code >= 0)
+        return code;
     const char *key = argv[optind];
     char kbuf[SHOWN_KEY_SIZE];
     const char *shown = shown_key(key, kbuf);
@@ -1205,19 +1359,24 @@ static int cmd_break(int argc, char **argv)
     bool have_info = shmlease_inspect(t, key, &in) == 0;
     rc = shmlease_break(t, key);
     shmlease_close(t);
+    char where[sizeof(tc.bc.shown) + 8] = "";
+    if (tc.bc.url != NULL)
+        snprintf(where, sizeof(where), " on %s", tc.bc.shown);
     if (rc == -ENOENT) {
-        fprintf(stderr, PROG ": %s is not held on table %s\n", shown, table);
+        fprintf(stderr, PROG ": %s is not held on table %s%s\n", shown, table, where);
         return EXIT_NOT_DONE;
     }
     if (rc != 0) {
-        fprintf(stderr, PROG ": cannot break %s on table %s: %s (%s)\n", shown, table,
+        const char *btext = tc.bc.url != NULL ? tool_backend_error_text(rc) : NULL;
+        fprintf(stderr, PROG ": cannot break %s on table %s%s: %s (%s)\n", shown, table, where,
                 rc == -EINVAL || rc == -ENAMETOOLONG ? INVALID_KEY
+                : btext != NULL                      ? btext
                                                      : shmlease_strerror(rc),
                 shmlease_errname(rc));
         return table_error_exit(rc);
     }
     if (!quiet)
-        say_broken(shown, table, have_info ? &in : NULL);
+        say_broken(shown, table, where, have_info ? &in : NULL);
     return 0;
 }
 

@@ -91,6 +91,121 @@ void tool_default_table(char *buf, size_t size)
     snprintf(buf, size, TOOL_DEFAULT_TABLE_PREFIX "%lu", (unsigned long)geteuid());
 }
 
+int tool_backend_option(struct tool_backend_choice *b, const char *prog, const char *arg)
+{
+    if (arg[0] == '\0') {
+        fprintf(stderr, "%s: --backend: empty URL; the local tables of this host are "
+                        "--local\n", prog);
+        return -1;
+    }
+    if (b->local) {
+        fprintf(stderr, "%s: --backend and --local exclude each other\n", prog);
+        return -1;
+    }
+    b->given = arg;
+    return 0;
+}
+
+int tool_local_option(struct tool_backend_choice *b, const char *prog)
+{
+    if (b->given != NULL) {
+        fprintf(stderr, "%s: --backend and --local exclude each other\n", prog);
+        return -1;
+    }
+    b->local = true;
+    return 0;
+}
+
+void tool_backend_resolve(struct tool_backend_choice *b)
+{
+    b->url = NULL;
+    b->from_env = false;
+    if (b->given != NULL) {
+        b->url = b->given;
+    } else if (!b->local) {
+        const char *e = getenv(TOOL_BACKEND_ENV);
+        if (e != NULL && e[0] != '\0') {
+            b->url = e;
+            b->from_env = true;
+        }
+    }
+    if (b->url != NULL)
+        tool_url_shown(b->url, b->shown, sizeof(b->shown));
+    else
+        snprintf(b->shown, sizeof(b->shown), "local");
+}
+
+void tool_url_shown(const char *url, char *buf, size_t size)
+{
+    const char *sep = strstr(url, "://");
+    if (sep == NULL) {
+        snprintf(buf, size, "%s", url);
+        return;
+    }
+    const char *auth = sep + 3;
+    size_t alen = strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (size_t i = 0; i < alen; i++)     /* the last '@' ends the user part */
+        if (auth[i] == '@')
+            at = auth + i;
+    if (at == NULL) {
+        snprintf(buf, size, "%s", url);
+        return;
+    }
+    const char *colon = memchr(auth, ':', (size_t)(at - auth));
+    /* "user:password@" -> "user:***@"; anything else before '@' -> "***@" */
+    size_t keep = colon != NULL ? (size_t)(colon + 1 - url) : (size_t)(auth - url);
+    snprintf(buf, size, "%.*s***%s", (int)keep, url, at);
+}
+
+bool tool_valid_table_name(const char *name)
+{
+    size_t n = strnlen(name, SHMLEASE_NAME_MAX + 1);
+    if (n == 0 || n > SHMLEASE_NAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+bool tool_connection_error(int rc)
+{
+    return rc == -ECONNREFUSED || rc == -ECONNRESET || rc == -ETIME;
+}
+
+const char *tool_backend_error_text(int rc)
+{
+    switch (-rc) {
+    case EINVAL:
+        return "invalid backend URL (expected redis://[[user]:password@]host[:port][/db]"
+               "[?option=value&...] or unix:///path/to/redis.sock[?db=N&...])";
+    case EPROTONOSUPPORT:
+        return "backend URL not supported: only redis:// and unix:// (no TLS), and only "
+               "when shmlease was built with the Redis backend";
+    case ECONNREFUSED:
+        return "the Redis server could not be reached (is it running? right address?)";
+    case ECONNRESET:
+        return "the connection to the Redis server broke during the call";
+    case ETIME:
+        return "the Redis server did not answer in time";
+    case EACCES:
+        return "the Redis server refused the call (AUTH or ACL)";
+    case ENOSPC:
+        return "the Redis server is out of memory (maxmemory)";
+    case EPROTO:
+        return "the server's keys for this table have another layout, or its answer was "
+               "not understood";
+    case ENOENT:
+        return "no such table on this server";
+    default:
+        return NULL;
+    }
+}
+
 bool tool_in_group(gid_t gid)
 {
     if (gid == getegid())

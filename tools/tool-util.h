@@ -61,6 +61,46 @@ int tool_group_id(const char *group, gid_t *gid);
 void tool_user_name(uid_t uid, char *buf, size_t size);
 void tool_group_name(gid_t gid, char *buf, size_t size);
 
+/*
+ * Where a tool's tables live. "--backend URL" names a Redis server (a
+ * shmlease_options.backend URL); without it the environment variable
+ * SHMLEASE_BACKEND gives the default (the tools read it; the library never
+ * does); "--local" forces the local tables of this host whatever the
+ * variable says. An empty SHMLEASE_BACKEND counts as unset.
+ */
+#define TOOL_BACKEND_ENV "SHMLEASE_BACKEND"
+struct tool_backend_choice {
+    const char *given;                       /* --backend URL */
+    bool local;                              /* --local */
+    const char *url;                         /* once resolved: NULL for local */
+    bool from_env;                           /* url came from SHMLEASE_BACKEND */
+    char shown[512];                         /* url with any password masked */
+};
+
+/* --backend ARG (PROG and the command for messages): 0, or -1 after a
+ * message (an empty URL, or with --local). */
+int tool_backend_option(struct tool_backend_choice *b, const char *prog, const char *arg);
+/* --local: 0, or -1 after a message (with --backend). */
+int tool_local_option(struct tool_backend_choice *b, const char *prog);
+/* Resolves b->url (and b->shown) once the options are read. */
+void tool_backend_resolve(struct tool_backend_choice *b);
+
+/* URL as messages and outputs show it: a password in it replaced by "***". */
+void tool_url_shown(const char *url, char *buf, size_t size);
+
+/* Is NAME a valid table name ([A-Za-z0-9._-]{1,200}, not "." or "..")? */
+bool tool_valid_table_name(const char *name);
+
+/* Errors of a Redis backend that say the server could not be reached or
+ * did not answer: the lease may still be held (call again before its
+ * deadline). */
+bool tool_connection_error(int rc);
+
+/* The sentence for an error of a table on a Redis backend (URL shown), or
+ * NULL when the library's text says it: connection refused, bad URL, ...
+ * RC is the library's negative errno. */
+const char *tool_backend_error_text(int rc);
+
 /* A table as an error message speaks of it. */
 /*
  * Which table a command uses. "-t NAME" names one, which must exist unless
@@ -75,6 +115,7 @@ struct table_choice {
     bool share;                              /* --share */
     bool create;                             /* --create */
     char default_name[SHMLEASE_NAME_MAX + 1];
+    struct tool_backend_choice bc;           /* --backend, --local */
 };
 
 /* run, acquire: the lease's mode as the options asked for it. */
@@ -91,6 +132,8 @@ struct tool_table_ref {
     bool may_create;       /* --create was possible here ("shmlease run") */
     bool reading;          /* the tool only reads it (shmlease-dump) */
     bool removing;         /* shmlease unlink */
+    const char *backend;   /* a Redis server's URL as shown (password masked);
+                              NULL: the local tables */
 };
 
 /*
