@@ -313,17 +313,20 @@ class Lease:
     lease is released when the block ends (see ``Table.lease``).
     """
 
-    __slots__ = ("_table", "_s", "key", "ttl", "_spent", "_keepalive", "__weakref__")
+    __slots__ = ("_table", "_s", "key", "_ttl_ms", "_spent", "_keepalive", "__weakref__")
 
     def __init__(self, table: "Table", key: str, ttl_ms: int, s: _native.LeaseStruct) -> None:
         self._table = table
         self._s = s
         self.key = key
-        """The key, as given to acquire."""
-        self.ttl = ttl_ms / 1000.0
-        """The TTL (seconds) renew() uses when given none."""
+        self._ttl_ms = ttl_ms
         self._spent = False
         self._keepalive: Optional[Keepalive] = None
+
+    @property
+    def ttl(self) -> float:
+        """The TTL (seconds) it was acquired with: what renew() uses when given none."""
+        return self._ttl_ms / 1000.0
 
     @property
     def fencing_token(self) -> int:
@@ -351,8 +354,8 @@ class Lease:
 
         True if the lease was still held; False once it is lost (expired,
         broken, taken over, released): lost is lost for ever."""
-        ms = _to_ms(ttl, "ttl", positive=True) if ttl is not None else round(self.ttl * 1000)
-        rc = _native.load().shmlease_renew(self._table._h(), byref(self._s), ms)
+        ms = _to_ms(ttl, "ttl", positive=True) if ttl is not None else self._ttl_ms
+        rc = _native.fast.renew(self._table._h(), byref(self._s), ctypes.c_uint64(ms))
         if rc == 0:
             return True
         if rc == -_errno.ESTALE:
@@ -361,7 +364,7 @@ class Lease:
 
     def check(self) -> bool:
         """True while this lease is still the current, unexpired claim of its key (cheap)."""
-        rc = _native.load().shmlease_check(self._table._h(), byref(self._s))
+        rc = _native.fast.check(self._table._h(), byref(self._s))
         if rc in (0, -_errno.ESTALE):
             return rc == 0
         raise from_rc(rc, f"check of {self.key!r}")
@@ -374,9 +377,10 @@ class Lease:
         """Frees the key at once (waiters wake). True if the lease was still held;
         False if it was lost or already released (then nothing changes)."""
         h = self._table._h()
-        self._stop_keepalive()
+        if self._keepalive is not None:
+            self._keepalive.stop()
         self._spent = True
-        rc = _native.load().shmlease_release(h, byref(self._s))
+        rc = _native.fast.release(h, byref(self._s))
         if rc in (0, -_errno.ESTALE):
             return rc == 0
         raise from_rc(rc, f"release of {self.key!r}")
@@ -398,7 +402,7 @@ class Lease:
         """Has the library renew this lease in the background, to now + ttl
         (default: its TTL) every ``interval`` (default: a third of ttl), until
         the keepalive is stopped or the lease released. One per lease."""
-        ttl_ms = _to_ms(ttl, "ttl", positive=True) if ttl is not None else round(self.ttl * 1000)
+        ttl_ms = _to_ms(ttl, "ttl", positive=True) if ttl is not None else self._ttl_ms
         interval_ms = _to_ms(interval, "interval", positive=True) if interval is not None else 0
         if interval_ms and interval_ms >= ttl_ms:
             raise invalid("interval must be shorter than ttl")
@@ -522,6 +526,8 @@ class Table:
         ``ManualClock()``), for a new table that every user opens with it.
         """
         self._handle: Optional[int] = None
+        self._hp: Optional[c_void_p] = None
+        self._try_opts: Dict[Any, _native.AcquireOpts] = {}
         self._keepalives: "set[Keepalive]" = set()
         self._lock = threading.Lock()
         self._pending = 0
@@ -589,11 +595,12 @@ class Table:
         if rc:
             raise from_rc(rc, f"open table {name!r}" + (f" ({backend})" if backend else ""))
         self._handle = out.value
+        self._hp = out
 
     # -- the handle -------------------------------------------------------
 
-    def _h(self) -> int:
-        h = self._handle
+    def _h(self) -> c_void_p:
+        h = self._hp
         if h is None or self._closing:
             raise closed(self.name)
         return h
@@ -623,7 +630,7 @@ class Table:
             self._close_now()
 
     def _close_now(self) -> None:
-        h, self._handle = self._handle, None
+        h, self._handle, self._hp = self._hp, None, None
         _native.load().shmlease_close(h)
 
     def __enter__(self) -> "Table":
@@ -700,8 +707,29 @@ class Table:
         once when limit > 0; fair=True: waiters served in arrival order.
         None when the key stays held (EBUSY, ETIMEDOUT); an Error otherwise.
         """
+        tw = type(wait)
+        if (tw is int or tw is float) and wait == 0 and metadata is None and type(key) is str \
+                and not (shared or limit or fair):
+            # the common try, with options made once per TTL
+            opts = self._try_opts.get(ttl) if type(ttl) is not bool else None
+            if opts is None:
+                opts = self._try_opts_for(ttl)
+            if "\0" not in key:
+                s = _native.LeaseStruct()
+                rc = _native.fast.acquire(self._h(), key.encode(), byref(opts), byref(s))
+                if rc == 0:
+                    return Lease(self, key, opts.ttl_ms, s)
+                if rc == -_errno.EBUSY:
+                    return None
         req = _Request(key, ttl, wait, metadata, shared, limit, fair)
         return self._acquire(req)
+
+    def _try_opts_for(self, ttl: Any) -> _native.AcquireOpts:
+        o = _native.AcquireOpts()
+        o.ttl_ms = _to_ms(ttl, "ttl", positive=True)
+        if len(self._try_opts) < 64 and type(ttl) in (int, float):
+            self._try_opts[ttl] = o
+        return o
 
     def _acquire(self, req: _Request) -> Optional[Lease]:
         lib = _native.load()
@@ -800,7 +828,7 @@ class Table:
         (expired, broken), raises LeaseLost. The block may end the lease
         itself (``lease.release_after(grace)``): it is then left as it is.
         """
-        return LeaseContext(self, _Request(key, ttl, wait, metadata, shared, limit, fair))
+        return LeaseContext(self, (key, ttl, wait, metadata), dict(shared=shared, limit=limit, fair=fair))
 
     def lease_async(
         self,
@@ -817,7 +845,7 @@ class Table:
 
         ``lease()`` for asyncio: the wait happens off the event loop, and
         cancelling the task ends it."""
-        return AsyncLeaseContext(self, _Request(key, ttl, wait, metadata, shared, limit, fair))
+        return AsyncLeaseContext(self, (key, ttl, wait, metadata), dict(shared=shared, limit=limit, fair=fair))
 
     # -- operator's calls and inspection ----------------------------------
 
@@ -875,22 +903,23 @@ class Table:
 class LeaseContext:
     """What ``Table.lease()`` returns: acquires on entry, releases on exit."""
 
-    def __init__(self, table: Table, req: _Request) -> None:
+    def __init__(self, table: Table, args: "tuple[Any, ...]", kwargs: Dict[str, Any]) -> None:
         self._table = table
-        self._req = req
+        self._args = args
+        self._kwargs = kwargs
         self._lease: Optional[Lease] = None
 
     def _got(self, lease: Optional[Lease]) -> Lease:
         if lease is None:
-            why = _errno.EBUSY if self._req.opts.wait_ms == 0 else _errno.ETIMEDOUT
+            key, wait = self._args[0], self._args[2]
+            why = _errno.EBUSY if wait == 0 else _errno.ETIMEDOUT
             how = "held by another owner" if why == _errno.EBUSY else "still held when the wait ran out"
-            raise NotAcquired(why, f"lease of {self._req.key!r} not acquired: {how}",
-                              _errno.errorcode[why])
+            raise NotAcquired(why, f"lease of {key!r} not acquired: {how}", _errno.errorcode[why])
         self._lease = lease
         return lease
 
     def __enter__(self) -> Lease:
-        return self._got(self._table._acquire(self._req))
+        return self._got(self._table.acquire(*self._args, **self._kwargs))
 
     def __exit__(
         self,
@@ -909,7 +938,7 @@ class AsyncLeaseContext(LeaseContext):
         raise TypeError("use 'async with table.lease_async(...)' (or 'with table.lease(...)')")
 
     async def __aenter__(self) -> Lease:
-        return self._got(await self._table._acquire_async(self._req))
+        return self._got(await self._table.acquire_async(*self._args, **self._kwargs))
 
     async def __aexit__(
         self,
