@@ -284,10 +284,11 @@ def test_shared_leases_and_limit(table, table_name):
 
 
 def test_keep_alive_renews_and_signals_a_loss(table):
-    lease = table.acquire("k", ttl=0.3)
+    lease = table.acquire("k", ttl=1.5)
+    start = table.now()
     with lease.keep_alive(interval=0.05) as ka:
-        wait_for(lambda: ka.renewals >= 4, what="renewals")
-        assert lease.check()  # kept well past the 0.3 s TTL
+        wait_for(lambda: ka.renewals >= 4 and table.now() > start + 2.5, what="renewals")
+        assert lease.check()  # kept past the 1.5 s TTL
         assert ka.status() is None and not ka.lost
         table.break_lease("k")
         wait_for(lambda: ka.lost, what="the loss")

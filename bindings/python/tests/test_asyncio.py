@@ -163,13 +163,14 @@ def test_keepalive_wait_lost(table):
 def test_lock_decorator_on_a_coroutine(table, table_name):
     calls = []
 
-    @shmlease.lock(name="job", table=table, max_duration=0.3)
+    @shmlease.lock(name="job", table=table, max_duration=1.5)
     async def job(x):
         calls.append(x)
         # longer than max_duration: the keepalive keeps the lease
+        start = table.now()
         with shmlease.Table(table_name) as other:
-            for _ in range(3):
-                await asyncio.sleep(0.2)
+            while table.now() < start + 2.5:
+                await asyncio.sleep(0.1)
                 assert other.acquire("job", ttl=1) is None
         return x * 2
 

@@ -145,7 +145,7 @@ def test_lock_of_a_frozen_process_lapses_after_max_duration(table):
         token = parent_end.recv()
         # alive and running: the keepalive keeps it well past max_duration
         t0 = table.now()
-        wait_for(lambda: table.now() > t0 + 1.5, what="time to pass")
+        wait_for(lambda: table.now() > t0 + 2.5, what="time to pass")
         assert table.acquire("frozen", ttl=1) is None
         os.kill(p.pid, signal.SIGSTOP)  # frozen: nobody renews it any more
         lease = table.acquire("frozen", ttl=5, wait=30)

@@ -114,9 +114,9 @@ def locked_once(table_name, outdir, barrier, worker, results):
 
 
 def locked_then_sleep(table_name, conn):
-    """Runs a lock function (max_duration 0.5 s) that says so and then sleeps."""
+    """Runs a lock function (max_duration 1.5 s) that says so and then sleeps."""
 
-    @shmlease.lock(name="frozen", table=table_name, max_duration=0.5)
+    @shmlease.lock(name="frozen", table=table_name, max_duration=1.5)
     def job():
         conn.send(shmlease.Table(table_name).inspect("frozen").fencing_token)
         while True:
