@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Optional
+from typing import Dict, Optional, Type
 
 from . import _native
 
@@ -20,7 +20,7 @@ class Error(OSError):
 
     def __init__(self, errnum: int, message: str, code: Optional[str] = None) -> None:
         super().__init__(errnum, message)
-        self.code = code or _errno.errorcode.get(errnum, "E?")
+        self.code = code if code is not None else _errno.errorcode.get(errnum, "E?")
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.strerror}"
@@ -46,7 +46,7 @@ class LeaseLost(Error):
     """
 
 
-_CLASSES = {
+_CLASSES: Dict[int, Type[Error]] = {
     _errno.EINVAL: InvalidArgument,
     _errno.ENAMETOOLONG: InvalidArgument,
     _errno.ESTALE: LeaseLost,
@@ -56,21 +56,21 @@ _CLASSES = {
 def code_name(rc: int) -> str:
     """The errno name of a negative return code, as the library names it."""
     lib = _native.load()
-    name = lib.shmlease_errname(rc).decode()
+    name = str(lib.shmlease_errname(rc).decode())
     if name == "E?":
         name = _errno.errorcode.get(-rc, "E?")
     return name
 
 
-def from_rc(rc: int, what: str, cls: Optional[type] = None) -> Error:
+def from_rc(rc: int, what: str, cls: Optional[Type[Error]] = None) -> Error:
     """The exception for a negative return code ``rc`` of the call described by ``what``."""
     lib = _native.load()
     num = -rc
     name = code_name(rc)
-    text = lib.shmlease_strerror(rc).decode()
+    text = str(lib.shmlease_strerror(rc).decode())
     if not text or text.startswith("unknown"):
         text = os.strerror(num)
-    klass = cls or _CLASSES.get(num, Error)
+    klass: Type[Error] = cls if cls is not None else _CLASSES.get(num, Error)
     return klass(num, f"{what}: {text}", name)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union, cast
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union, cast, overload
 
 from ._errors import LeaseLost, invalid
 from ._table import Lease, Metadata, Seconds, Table, _to_ms
@@ -35,6 +35,34 @@ def _lost(key: str, lease: Lease) -> LeaseLost:
         "function ran: its work may have overlapped another holder's",
         "ESTALE",
     )
+
+
+@overload
+def lock(
+    *,
+    name: Union[str, Callable[..., str], None] = None,
+    handler: None = None,
+    table: Union[Table, str] = "locks",
+    backend: Optional[str] = None,
+    wait: Union[bool, Seconds, None] = False,
+    max_duration: Seconds = 60.0,
+    grace_period: Optional[Seconds] = None,
+    metadata: Metadata = None,
+) -> Callable[[F], F]: ...
+
+
+@overload
+def lock(
+    *,
+    name: Union[str, Callable[..., str], None] = None,
+    handler: F,
+    table: Union[Table, str] = "locks",
+    backend: Optional[str] = None,
+    wait: Union[bool, Seconds, None] = False,
+    max_duration: Seconds = 60.0,
+    grace_period: Optional[Seconds] = None,
+    metadata: Metadata = None,
+) -> F: ...
 
 
 def lock(

@@ -26,7 +26,7 @@ from ctypes import (
     c_uint64,
     c_void_p,
 )
-from typing import List, Optional
+from typing import Any, List, Optional
 
 #: The oldest library this package works with: 1.4 (shmlease_options.backend).
 REQUIRED_VERSION = (1 << 16) | (4 << 8)
@@ -213,6 +213,11 @@ _FAST = ("shmlease_acquire", "shmlease_release", "shmlease_renew", "shmlease_che
 class Fast:
     """Unchecked entry points: internal use only, with exact C types."""
 
+    acquire: Any
+    release: Any
+    renew: Any
+    check: Any
+
     def __init__(self, lib: ctypes.CDLL) -> None:
         for name in _FAST:
             fn = lib._FuncPtr((name, lib))  # a new function object: no argtypes
@@ -220,7 +225,8 @@ class Fast:
             setattr(self, name[len("shmlease_"):], fn)
 
 
-fast: Optional[Fast] = None
+# Set by load(): every object that uses it (a Table, its leases) exists after a load.
+fast: Any = None
 
 
 class LibraryNotFoundError(ImportError):

@@ -338,7 +338,7 @@ class Lease:
     def expires_at(self) -> float:
         """The deadline, in seconds on the table's clock (``time.monotonic()``
         for the default clock); moved by renew()."""
-        return self._s.expires_at_ms / 1000.0
+        return float(self._s.expires_at_ms) / 1000.0
 
     @property
     def expires_at_ms(self) -> int:
@@ -366,7 +366,7 @@ class Lease:
         """True while this lease is still the current, unexpired claim of its key (cheap)."""
         rc = _native.fast.check(self._table._h(), byref(self._s))
         if rc in (0, -_errno.ESTALE):
-            return rc == 0
+            return bool(rc == 0)
         raise from_rc(rc, f"check of {self.key!r}")
 
     def _stop_keepalive(self) -> None:
@@ -382,7 +382,7 @@ class Lease:
         self._spent = True
         rc = _native.fast.release(h, byref(self._s))
         if rc in (0, -_errno.ESTALE):
-            return rc == 0
+            return bool(rc == 0)
         raise from_rc(rc, f"release of {self.key!r}")
 
     def release_after(self, grace: Seconds) -> bool:
@@ -395,7 +395,7 @@ class Lease:
         self._spent = True
         rc = _native.load().shmlease_release_after(h, byref(self._s), ms)
         if rc in (0, -_errno.ESTALE):
-            return rc == 0
+            return bool(rc == 0)
         raise from_rc(rc, f"release_after of {self.key!r}")
 
     def keep_alive(self, ttl: Optional[Seconds] = None, interval: Optional[Seconds] = None) -> Keepalive:
@@ -577,10 +577,11 @@ class Table:
             if not callable(clock):
                 raise invalid("clock must be a function returning milliseconds")
             last = [0]
+            clock_fn = clock
 
             def read(_ctx: Optional[int]) -> int:
                 try:
-                    last[0] = int(clock())
+                    last[0] = int(clock_fn())
                 except BaseException:  # never let an exception cross into C
                     pass
                 return last[0]
@@ -668,9 +669,11 @@ class Table:
                 return None
             if rc:
                 raise from_rc(rc, f"acquire of {req.key!r}")
+            ptr = a.value
+            assert ptr is not None  # 0 returned: the request exists
             self._pending += 1
-            self._pending_reqs.add(a.value)
-            return a.value
+            self._pending_reqs.add(ptr)
+            return ptr
 
     def _finish_async(self, a: int, cancel: bool) -> "tuple[int, _native.LeaseStruct]":
         lib = _native.load()
@@ -855,7 +858,7 @@ class Table:
         key_b = _encode_key(key)
         rc = _native.load().shmlease_break(self._h(), key_b)
         if rc in (0, -_errno.ENOENT):
-            return rc == 0
+            return bool(rc == 0)
         raise from_rc(rc, f"break of {key!r}")
 
     def inspect(self, key: str) -> Optional[Info]:
@@ -957,7 +960,7 @@ def unlink(name: str) -> bool:
         raise invalid(f"table name must be a str, not {type(name).__name__}")
     rc = _native.load().shmlease_unlink(name.encode("utf-8"))
     if rc in (0, -_errno.ENOENT):
-        return rc == 0
+        return bool(rc == 0)
     raise from_rc(rc, f"unlink table {name!r}")
 
 
