@@ -430,3 +430,22 @@ def test_library_found_through_the_loader_path(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == shmlease.library_version()
+
+
+def test_open_options(table_name):
+    with shmlease.Table(table_name, capacity=64, mode=0o640, open_timeout=2.5) as t:
+        assert t.stats().capacity >= 64
+        assert os.stat(f"/dev/shm/shmlease.{table_name}").st_mode & 0o777 == 0o640
+        lease = t.acquire("k", ttl=30, metadata="by t")
+        with pytest.raises(shmlease.Error) as e:
+            shmlease.Table(table_name, exclusive=True)
+        assert e.value.code == "EEXIST"
+        with shmlease.Table(table_name, readonly=True) as ro:
+            info = ro.inspect("k")
+            assert info.holder_alive is True and info.metadata == b"by t"
+            with pytest.raises(shmlease.Error) as e:
+                ro.acquire("other", ttl=1)
+            assert e.value.code == "EPERM"
+        with shmlease.Table(table_name, create=False) as again:
+            assert again.acquire("k", ttl=1) is None
+        lease.release()
