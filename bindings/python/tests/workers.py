@@ -123,3 +123,30 @@ def locked_then_sleep(table_name, conn):
             time.sleep(1)
 
     job()
+
+
+def redis_worker(table_name, backend, outdir, items, barrier, worker):
+    """coordinate() on a table kept by a Redis server."""
+    with shmlease.Table(table_name, backend=backend) as t:
+        barrier.wait(60)
+        lease = t.acquire("startup:migrate", ttl=30)
+        if lease is not None:
+            record(outdir, "startup", f"{worker} {lease.fencing_token}")
+            assert lease.release_after(60)
+        for i in range(items):
+            lease = t.acquire(f"item:{i}", ttl=30)
+            if lease is None:
+                continue
+            if not lines(outdir, f"item-{i}"):
+                record(outdir, f"item-{i}", f"{worker} {lease.fencing_token}")
+            assert lease.release()
+
+
+def hold_forever_backend(table_name, backend, key, ready):
+    """hold_forever() on a table kept by a Redis server."""
+    t = shmlease.Table(table_name, backend=backend)
+    lease = t.acquire(key, ttl=60)
+    assert lease is not None
+    ready.send(lease.fencing_token)
+    while True:
+        signal.pause()

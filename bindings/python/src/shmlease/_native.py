@@ -203,6 +203,12 @@ _PROTOTYPES = {
 }
 
 
+# Calls that a 1.4 library may lack (built before the Redis backend): bound
+# when present.
+_OPTIONAL = {
+    "shmlease_unlink_backend": (c_int, [c_char_p, c_char_p]),
+}
+
 # The calls of an uncontended acquire+release, also bound without argtypes
 # (about half the cost of a call through ctypes' argument conversion). Their
 # callers pass exactly the C types: a c_void_p handle, bytes, byref() of the
@@ -292,6 +298,11 @@ def load() -> ctypes.CDLL:
                 fn = getattr(lib, fname)
                 fn.restype = restype
                 fn.argtypes = argtypes
+            for fname, (restype, argtypes) in _OPTIONAL.items():
+                if hasattr(lib, fname):
+                    fn = getattr(lib, fname)
+                    fn.restype = restype
+                    fn.argtypes = argtypes
         except AttributeError as e:
             raise LibraryNotFoundError(
                 f"shmlease: {tried[-1]} is not a usable libshmlease ({e}); "

@@ -953,12 +953,21 @@ class AsyncLeaseContext(LeaseContext):
             self._lease._finish(et is not None)
 
 
-def unlink(name: str) -> bool:
-    """Removes table ``name`` (open handles keep working on the removed files).
+def unlink(name: str, backend: Optional[str] = None) -> bool:
+    """Removes table ``name`` (open handles keep working on the removed files);
+    with a backend (a Redis URL), deletes the table's keys on that server.
     True if removed, False if there was no such table."""
     if not isinstance(name, str):
         raise invalid(f"table name must be a str, not {type(name).__name__}")
-    rc = _native.load().shmlease_unlink(name.encode("utf-8"))
+    if backend is not None and not isinstance(backend, str):
+        raise invalid(f"backend must be a str (a URL) or None, not {type(backend).__name__}")
+    lib = _native.load()
+    if backend is None:
+        rc = lib.shmlease_unlink(name.encode("utf-8"))
+    elif not hasattr(lib, "shmlease_unlink_backend"):
+        rc = -_errno.EPROTONOSUPPORT  # a library built before the Redis backend
+    else:
+        rc = lib.shmlease_unlink_backend(name.encode("utf-8"), backend.encode("utf-8"))
     if rc in (0, -_errno.ENOENT):
         return bool(rc == 0)
     raise from_rc(rc, f"unlink table {name!r}")
