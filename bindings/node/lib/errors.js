@@ -1,5 +1,19 @@
 'use strict';
+const os = require('node:os');
 const native = require('./native');
+
+// The errno name of rc: the library's, else the system's (for a code the
+// library's table does not name).
+function errname(rc) {
+  const name = native.errname(rc);
+  if (name !== 'E?')
+    return name;
+  for (const [n, v] of Object.entries(os.constants.errno)) {
+    if (v === -rc)
+      return n;
+  }
+  return name;
+}
 
 /**
  * An Error for a negative errno of libshmlease: `code` is the errno name
@@ -7,7 +21,7 @@ const native = require('./native');
  */
 function shmleaseError(rc, what) {
   const err = new Error(`shmlease: ${what}: ${native.strerror(rc)}`);
-  err.code = native.errname(rc);
+  err.code = errname(rc);
   err.errno = rc;
   return err;
 }

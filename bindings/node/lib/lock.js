@@ -40,8 +40,6 @@ function lock(options) {
     keyOf = name;
   else if (typeof name === 'string' && name.length > 0)
     keyOf = () => name;
-  else if (name === undefined && handler.name)
-    keyOf = () => handler.name;
   else
     throw invalid('lock() needs a name: a string, or a function of the arguments');
   const ttlMs = toMs(maxDuration, 'maxDuration');

@@ -556,8 +556,13 @@ function createLocks(options = {}) {
     throw invalid(`capacity must be a whole number >= 0, not ${JSON.stringify(capacity)}`);
   if (!Number.isInteger(mode) || mode < 0 || mode > 0xffffffff)
     throw invalid(`mode must be permission bits such as 0o660, not ${JSON.stringify(mode)}`);
-  const t = new native.Table(table, backend ?? undefined, clock ? clock._native() : undefined,
-    capacity, mode, options._offload === true);
+  let t;
+  try {
+    t = new native.Table(table, backend ?? undefined, clock ? clock._native() : undefined,
+      capacity, mode, options._offload === true);
+  } catch (e) {
+    throw typeof e.errno === 'number' ? shmleaseError(e.errno, `open table '${table}'`) : e;
+  }
   return new Locks(t, table);
 }
 
