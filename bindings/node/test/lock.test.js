@@ -149,3 +149,14 @@ test('durations: ms numbers and [n, unit] tuples; anything else is EINVAL', () =
   assert.throws(() => lock({ name: 'x' }), { code: 'EINVAL' });
   assert.throws(() => lock({ handler: () => {} }), { code: 'EINVAL' });
 });
+
+test('without locks, lock() uses the table $SHMLEASE_TABLE', async () => {
+  const table = freshTable('default');
+  process.env.SHMLEASE_TABLE = table;
+  const view = createLocks({ table });
+  const job = lock({ name: 'k', handler: () => view.inspect('k') });
+  const info = await job();
+  assert.equal(info.holderPid, process.pid);
+  assert.equal(await view.inspect('k'), null);
+  await view.close();
+});

@@ -212,6 +212,52 @@ test('keepAlive renews in the background past the TTL; onLost tells a break', as
   await locks.close();
 });
 
+test('withLease with keepAlive: the lease outlives its TTL while fn runs', async () => {
+  const locks = createLocks({ table: freshTable('withkeep') });
+  const r = await locks.withLease('k', { ttlMs: 600, keepAlive: true }, async ({ lease }) => {
+    const first = lease.expiresAt;
+    await waitFor(() => locks.now() > first + 300, { what: 'the first deadline to pass' });
+    return lease.check();
+  });
+  assert.equal(r, true);
+  assert.equal(await locks.inspect('k'), null);
+  await locks.close();
+});
+
+test('fair waiters are served in arrival order', async () => {
+  const table = freshTable('fair');
+  const holder = createLocks({ table });
+  const first = createLocks({ table });
+  const second = createLocks({ table });
+  const { lease } = await holder.acquire('q', { ttlMs: 60000, fair: true });
+  const got = [];
+  const a = first.acquire('q', { ttlMs: 60000, waitMs: 60000, fair: true }).then((r) => { got.push('first'); return r; });
+  await waitFor(() => holder.inspect('q').then((i) => i.queued === 1), { what: 'the first in the queue' });
+  const b = second.acquire('q', { ttlMs: 60000, waitMs: 60000, fair: true }).then((r) => { got.push('second'); return r; });
+  await waitFor(() => holder.inspect('q').then((i) => i.queued === 2), { what: 'the second in the queue' });
+  await lease.release();
+  const ra = await a;
+  assert.deepEqual(got, ['first']);
+  await ra.lease.release();
+  assert.equal((await b).acquired, true);
+  assert.deepEqual(got, ['first', 'second']);
+  for (const l of [holder, first, second])
+    await l.close();
+});
+
+test('shared leases coexist and exclude an exclusive one', async () => {
+  const locks = createLocks({ table: freshTable('sharedany') });
+  const a = await locks.acquire('cfg', { ttlMs: 60000, shared: true });
+  const b = await locks.acquire('cfg', { ttlMs: 60000, shared: true });
+  assert.deepEqual([a.acquired, b.acquired], [true, true]);
+  assert.equal((await locks.inspect('cfg')).mode, 'shared');
+  assert.deepEqual(await locks.acquire('cfg', { ttlMs: 60000 }), { acquired: false });
+  await a.lease.release();
+  await b.lease.release();
+  assert.equal((await locks.acquire('cfg', { ttlMs: 60000 })).acquired, true);
+  await locks.close();
+});
+
 test('shared leases with a limit: at most N holders', async () => {
   const locks = createLocks({ table: freshTable('shared') });
   const a = await locks.acquire('enc', { ttlMs: 60000, limit: 2 });
