@@ -7,6 +7,16 @@ const { shmleaseError, invalid } = require('./errors');
 const C = native.constants;
 const DEFAULT_TTL_MS = 30000;
 
+// The addon's scratch buffer, where lease values cross (see src/addon.cc):
+// copied out at once after an acquire, copied in before a call on a lease.
+const scratch = new BigUint64Array(native.scratch);
+
+function takeLease() {
+  const value = new BigUint64Array(8);
+  value.set(scratch);
+  return value;
+}
+
 // ---------------------------------------------------------------- input
 
 function checkName(value, what, max) {
@@ -134,7 +144,8 @@ function waitAcquire(table, key, o) {
       let r;
       try {
         r = table.acquireAsync(key, o.ttl, wait, o.metadata, o.mode, o.limit, o.flags,
-          (rc, value) => {
+          (rc) => {
+            const value = rc === 0 ? takeLease() : undefined;
             request = null;
             waitDone();
             finish(rc, value);
@@ -157,11 +168,9 @@ function waitAcquire(table, key, o) {
 
 // ---------------------------------------------------------------- calls
 
-// Calls a native method: inline on a local table ([rc, extra] or rc), on the
-// thread pool for a remote one (then a Promise of [rc, extra]).
-function call(table, method, ...args) {
-  if (!table.offloaded())
-    return Promise.resolve(table[method](...args));
+// Calls a native method on the thread pool (a remote table): a Promise of
+// [rc, extra].
+function offloaded(table, method, ...args) {
   return new Promise((resolve) => table[method](...args, (rc, extra) => resolve([rc, extra])));
 }
 
@@ -211,7 +220,6 @@ class KeepAlive {
 class Lease {
   #locks;
   #value;
-  #words;
   #ttlMs;
   #state = 'held';
   #keepAlive = null;
@@ -219,25 +227,39 @@ class Lease {
   constructor(locks, key, value, ttlMs) {
     this.#locks = locks;
     this.#value = value;
-    this.#words = new BigUint64Array(value, 0, 2);
     this.#ttlMs = ttlMs;
     /** The key this lease holds. */
     this.key = key;
     /** Greater than every earlier holder's token of this key (a bigint). */
-    this.fencingToken = this.#words[0];
+    this.fencingToken = value[0];
     Object.freeze(this);
   }
 
   /** The deadline, in ms on the table's clock (see locks.now()). */
   get expiresAt() {
     const k = this.#keepAlive && this.#keepAlive._expiresAt();
-    return k !== undefined && k !== null ? k : Number(this.#words[1]);
+    return k !== undefined && k !== null ? k : Number(this.#value[1]);
   }
 
   /** 'held', 'released' or 'lost', as far as this process has seen. */
   get state() { return this.#state; }
 
   #table() { return this.#locks._table(); }
+
+  // A call on this lease's value: rc, or a Promise of rc on a remote table.
+  #op(method, ...args) {
+    const table = this.#table();
+    scratch.set(this.#value);
+    if (!this.#locks._offloaded) {
+      const rc = table[method](...args);
+      this.#value.set(scratch);
+      return rc;
+    }
+    return new Promise((resolve) => table[method](...args, (rc) => {
+      this.#value.set(scratch);
+      resolve(rc);
+    }));
+  }
 
   // 0 -> true; ESTALE -> false (lost); anything else throws.
   #answer(rc, what, after) {
@@ -262,8 +284,7 @@ class Lease {
     const ttl = msArg(ttlMs, 'ttlMs', { dflt: this.#ttlMs });
     if (ttl === 0)
       throw invalid('ttlMs must be > 0');
-    const r = await call(this.#table(), 'renew', this.#value, ttl);
-    const ok = this.#answer(Array.isArray(r) ? r[0] : r, 'renew');
+    const ok = this.#answer(await this.#op('renew', ttl), 'renew');
     if (ok)
       this.#ttlMs = ttl;
     return ok;
@@ -272,8 +293,7 @@ class Lease {
   /** Frees the key and wakes a waiter. false: it was lost (or released) before. */
   async release() {
     this.#stopKeepAlive();
-    const r = await call(this.#table(), 'release', this.#value);
-    return this.#answer(Array.isArray(r) ? r[0] : r, 'release', 'released');
+    return this.#answer(await this.#op('release'), 'release', 'released');
   }
 
   /**
@@ -285,14 +305,12 @@ class Lease {
     if (grace === undefined)
       throw invalid('releaseAfter needs graceMs');
     this.#stopKeepAlive();
-    const r = await call(this.#table(), 'releaseAfter', this.#value, grace);
-    return this.#answer(Array.isArray(r) ? r[0] : r, 'releaseAfter', 'released');
+    return this.#answer(await this.#op('releaseAfter', grace), 'releaseAfter', 'released');
   }
 
   /** true while this lease is still the current, unexpired claim of its key. */
   async check() {
-    const r = await call(this.#table(), 'check', this.#value);
-    return this.#answer(Array.isArray(r) ? r[0] : r, 'check');
+    return this.#answer(await this.#op('check'), 'check');
   }
 
   /**
@@ -310,7 +328,9 @@ class Lease {
     if (this.#keepAlive)
       throw shmleaseError(-17 /* EEXIST */, `keepAlive '${this.key}'`);
     let ka = null;
-    const k = this.#table().keepAlive(this.#value, ttl, interval, (rc) => {
+    const table = this.#table();
+    scratch.set(this.#value);
+    const k = table.keepAlive(ttl, interval, (rc) => {
       this.#state = 'lost';
       const err = ka._lost(rc);
       if (onLost)
@@ -346,6 +366,7 @@ class Locks {
   constructor(table, name) {
     this.#table = table;
     this.#name = name;
+    this._offloaded = table.offloaded();
     this.leases = new LeaseView(this);
   }
 
@@ -376,12 +397,19 @@ class Locks {
     checkName(key, 'key');
     const o = acquireOptions(opts);
     const table = this._table();
-    let r;
-    if (o.wait === 0)
-      r = await call(table, 'tryAcquire', key, o.ttl, 0, o.metadata, o.mode, o.limit, o.flags);
-    else
-      r = await waitAcquire(table, key, o);
-    return [r[0], r[0] === 0 ? new Lease(this, key, r[1], o.ttl) : undefined];
+    let rc;
+    let value;
+    if (o.wait !== 0) {
+      [rc, value] = await waitAcquire(table, key, o);
+    } else if (!this._offloaded) {
+      rc = table.tryAcquire(key, o.ttl, 0, o.metadata, o.mode, o.limit, o.flags);
+      value = rc === 0 ? takeLease() : undefined;
+    } else {
+      [rc, value] = await new Promise((resolve) =>
+        table.tryAcquire(key, o.ttl, 0, o.metadata, o.mode, o.limit, o.flags,
+          (r) => resolve([r, r === 0 ? takeLease() : undefined])));
+    }
+    return [rc, rc === 0 ? new Lease(this, key, value, o.ttl) : undefined];
   }
 
   /**
@@ -424,8 +452,8 @@ class Locks {
   /** Operator's tool: ends whoever holds key. false when nobody held it. */
   async break(key) {
     checkName(key, 'key');
-    const r = await call(this._table(), 'breakKey', key);
-    const rc = Array.isArray(r) ? r[0] : r;
+    const table = this._table();
+    const rc = this._offloaded ? (await offloaded(table, 'breakKey', key))[0] : table.breakKey(key);
     if (rc === 0)
       return true;
     if (rc === C.ENOENT)
@@ -441,9 +469,9 @@ class Locks {
   async inspect(key) {
     checkName(key, 'key');
     const table = this._table();
-    if (!table.offloaded())
+    if (!this._offloaded)
       return this._inspectNow(key);
-    const [rc, info] = await call(table, 'inspect', key);
+    const [rc, info] = await offloaded(table, 'inspect', key);
     return this.#infoOrNull(rc, info, key);
   }
 
@@ -466,8 +494,8 @@ class Locks {
     const table = this._table();
     let rc = 0;
     let all;
-    if (table.offloaded()) {
-      [rc, all] = await call(table, 'list');
+    if (this._offloaded) {
+      [rc, all] = await offloaded(table, 'list');
     } else {
       all = table.list();
       if (typeof all === 'number')

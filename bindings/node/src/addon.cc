@@ -6,9 +6,12 @@
 //  - on a table with a remote backend (every call a network round trip), calls
 //    run on libuv's thread pool (Napi::AsyncWorker) so that none blocks the
 //    event loop. Local calls are a few atomics: they run inline.
-// A lease value is kept in a 64-byte ArrayBuffer owned by JavaScript (the
-// struct shmlease_lease, native byte order); JavaScript reads the fencing
-// token and deadline from it and hands it back for renew and release.
+// Lease values (struct shmlease_lease, 64 bytes) cross between JavaScript
+// and the library through one scratch buffer per environment: an acquire
+// leaves its lease there, JavaScript copies it into the lease object at
+// once (synchronously, in the same callback), and copies it back there before
+// a renew or release. Nothing is allocated per call: a call costs about as
+// much as the library's.
 // Results are negative errnos, mapped to Error objects by lib/errors.js.
 #include <napi.h>
 #include <uv.h>
@@ -77,21 +80,6 @@ private:
 };
 
 // ---------------------------------------------------------------- helpers
-
-shmlease_lease *lease_of(const Napi::Value &v)
-{
-    Napi::ArrayBuffer ab = v.As<Napi::ArrayBuffer>();
-    if (ab.ByteLength() != sizeof(shmlease_lease))
-        throw Napi::TypeError::New(v.Env(), "not a lease value");
-    return static_cast<shmlease_lease *>(ab.Data());
-}
-
-Napi::ArrayBuffer new_lease_value(Napi::Env env, const shmlease_lease &l)
-{
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, sizeof(shmlease_lease));
-    std::memcpy(ab.Data(), &l, sizeof l);
-    return ab;
-}
 
 Napi::Object info_object(Napi::Env env, const shmlease_info &i)
 {
@@ -167,7 +155,14 @@ class Table;
 struct AddonData {
     Napi::FunctionReference request;
     Napi::FunctionReference keepalive;
+    Napi::Reference<Napi::ArrayBuffer> scratch;   // exported as `scratch`
+    shmlease_lease *lease = nullptr;              // its contents
 };
+
+shmlease_lease *scratch_lease(Napi::Env env)
+{
+    return env.GetInstanceData<AddonData>()->lease;
+}
 
 // ---------------------------------------------------------------- waiting acquire
 
@@ -335,7 +330,7 @@ public:
             if (with_callbacks) {
                 Napi::HandleScope scope(p->env);
                 Request::Unwrap(p->self.Value())->p = nullptr;
-                p->cb.Call({Napi::Number::New(p->env, -ECANCELED), p->env.Undefined()});
+                p->cb.Call({Napi::Number::New(p->env, -ECANCELED)});
             }
             p->self.Reset();
             p->cb.Reset();
@@ -421,23 +416,23 @@ private:
         int rc_ = 0;
     };
 
-    // A call on a lease value: inline for a local table (returns rc), or
-    // offloaded when the last argument is a callback (returns undefined).
+    // A call on the lease value in the scratch buffer: inline for a local
+    // table (returns rc), or offloaded when the argument at cb_index is a
+    // callback (returns undefined; the value is copied now, and copied back
+    // to the scratch buffer just before cb(rc) runs).
     Napi::Value LeaseCall(const Napi::CallbackInfo &info, size_t cb_index,
                           std::function<int(shmlease_table *, shmlease_lease *)> op)
     {
         Napi::Env env = info.Env();
         shmlease_table *t = Open(env);
-        shmlease_lease *caller = lease_of(info[0]);
+        shmlease_lease *scratch = scratch_lease(env);
         if (!offload_ || !info[cb_index].IsFunction())
-            return Napi::Number::New(env, op(t, caller));
-        auto copy = std::make_shared<shmlease_lease>(*caller);
-        auto ref = std::make_shared<Napi::Reference<Napi::ArrayBuffer>>(
-            Napi::Persistent(info[0].As<Napi::ArrayBuffer>()));
+            return Napi::Number::New(env, op(t, scratch));
+        auto copy = std::make_shared<shmlease_lease>(*scratch);
         (new Offload(this, info[cb_index].As<Napi::Function>(),
                      [t, copy, op]() { return op(t, copy.get()); },
-                     [copy, ref](Napi::Env e, int) {
-                         std::memcpy(ref->Value().Data(), copy.get(), sizeof(shmlease_lease));
+                     [copy](Napi::Env e, int) {
+                         *scratch_lease(e) = *copy;
                          return e.Undefined();
                      }))
             ->Queue();
@@ -449,31 +444,31 @@ private:
         return Napi::Boolean::New(info.Env(), offload_);
     }
 
-    // tryAcquire(key, ttl, 0, meta, mode, limit, flags[, cb]) -> [rc, lease|undefined]
+    // tryAcquire(key, ttl, 0, meta, mode, limit, flags[, cb]) -> rc; the
+    // lease in the scratch buffer
     Napi::Value TryAcquire(const Napi::CallbackInfo &info)
     {
         Napi::Env env = info.Env();
         shmlease_table *t = Open(env);
-        auto a = std::make_shared<AcquireArgs>(info, 0);
-        auto out = std::make_shared<shmlease_lease>();
         if (offload_ && info[7].IsFunction()) {
+            auto a = std::make_shared<AcquireArgs>(info, 0);
+            auto out = std::make_shared<shmlease_lease>();
             (new Offload(this, info[7].As<Napi::Function>(),
                          [t, a, out]() { return shmlease_acquire(t, a->key.c_str(), a->opts(), out.get()); },
                          [out](Napi::Env e, int rc) -> Napi::Value {
-                             return rc == 0 ? Napi::Value(new_lease_value(e, *out)) : e.Undefined();
+                             if (rc == 0)
+                                 *scratch_lease(e) = *out;
+                             return e.Undefined();
                          }))
                 ->Queue();
             return env.Undefined();
         }
-        int rc = shmlease_acquire(t, a->key.c_str(), a->opts(), out.get());
-        Napi::Array r = Napi::Array::New(env, 2);
-        r.Set(0u, Napi::Number::New(env, rc));
-        r.Set(1u, rc == 0 ? Napi::Value(new_lease_value(env, *out)) : env.Undefined());
-        return r;
+        AcquireArgs a(info, 0);
+        return Napi::Number::New(env, shmlease_acquire(t, a.key.c_str(), a.opts(), scratch_lease(env)));
     }
 
     // acquireAsync(key, ttl, wait, meta, mode, limit, flags, cb) -> Request
-    // cb(rc, lease|undefined) once, from the event loop.
+    // cb(rc) once, from the event loop, the lease in the scratch buffer.
     Napi::Value AcquireAsync(const Napi::CallbackInfo &info)
     {
         Napi::Env env = info.Env();
@@ -524,35 +519,36 @@ private:
         Napi::HandleScope scope(env);
         Request::Unwrap(p->self.Value())->p = nullptr;
         p->self.Reset();
-        Napi::Value lease = rc == 0 ? Napi::Value(new_lease_value(env, l)) : env.Undefined();
-        call_from_loop(env, p->cb, {Napi::Number::New(env, rc), lease});
+        if (rc == 0)
+            *scratch_lease(env) = l;
+        call_from_loop(env, p->cb, {Napi::Number::New(env, rc)});
         p->cb.Reset();
         self->Unref();
     }
 
     Napi::Value Renew(const Napi::CallbackInfo &info)
     {
-        uint64_t ttl = (uint64_t)info[1].As<Napi::Number>().Int64Value();
-        return LeaseCall(info, 2, [ttl](shmlease_table *t, shmlease_lease *l) {
+        uint64_t ttl = (uint64_t)info[0].As<Napi::Number>().Int64Value();
+        return LeaseCall(info, 1, [ttl](shmlease_table *t, shmlease_lease *l) {
             return shmlease_renew(t, l, ttl);
         });
     }
     Napi::Value Release(const Napi::CallbackInfo &info)
     {
-        return LeaseCall(info, 1, [](shmlease_table *t, shmlease_lease *l) {
+        return LeaseCall(info, 0, [](shmlease_table *t, shmlease_lease *l) {
             return shmlease_release(t, l);
         });
     }
     Napi::Value ReleaseAfter(const Napi::CallbackInfo &info)
     {
-        uint64_t grace = (uint64_t)info[1].As<Napi::Number>().Int64Value();
-        return LeaseCall(info, 2, [grace](shmlease_table *t, shmlease_lease *l) {
+        uint64_t grace = (uint64_t)info[0].As<Napi::Number>().Int64Value();
+        return LeaseCall(info, 1, [grace](shmlease_table *t, shmlease_lease *l) {
             return shmlease_release_after(t, l, grace);
         });
     }
     Napi::Value Check(const Napi::CallbackInfo &info)
     {
-        return LeaseCall(info, 1, [](shmlease_table *t, shmlease_lease *l) {
+        return LeaseCall(info, 0, [](shmlease_table *t, shmlease_lease *l) {
             return shmlease_check(t, l);
         });
     }
@@ -659,16 +655,17 @@ private:
         return Napi::Number::New(info.Env(), (double)shmlease_now_ms(Open(info.Env())));
     }
 
-    // keepAlive(lease, ttl, interval, onLost(why)) -> KeepAlive | rc
+    // keepAlive(ttl, interval, onLost(why)) -> KeepAlive | rc, for the lease
+    // in the scratch buffer
     Napi::Value StartKeepAlive(const Napi::CallbackInfo &info)
     {
         Napi::Env env = info.Env();
         shmlease_table *t = Open(env);
-        shmlease_lease *l = lease_of(info[0]);
+        shmlease_lease *l = scratch_lease(env);
         shmlease_keepalive_opts o;
         std::memset(&o, 0, sizeof o);
-        o.ttl_ms = (uint64_t)info[1].As<Napi::Number>().Int64Value();
-        o.interval_ms = (uint64_t)info[2].As<Napi::Number>().Int64Value();
+        o.ttl_ms = (uint64_t)info[0].As<Napi::Number>().Int64Value();
+        o.interval_ms = (uint64_t)info[1].As<Napi::Number>().Int64Value();
         shmlease_keepalive *k = nullptr;
         int rc = shmlease_keepalive_start(t, l, &o, &k);
         if (rc)
@@ -684,8 +681,8 @@ private:
             return Napi::Number::New(env, -EIO);
         }
         s->polling = true;
-        if (info[3].IsFunction())
-            s->on_lost = Napi::Persistent(info[3].As<Napi::Function>());
+        if (info[2].IsFunction())
+            s->on_lost = Napi::Persistent(info[2].As<Napi::Function>());
         uv_poll_start(&s->poll, UV_READABLE, &Table::OnKeepAliveLost);
         // A keepalive does not keep the process running by itself: the work
         // it protects does.
@@ -815,7 +812,11 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports)
     AddonData *data = new AddonData();
     data->request = Napi::Persistent(Request::Init(env));
     data->keepalive = Napi::Persistent(KeepAlive::Init(env));
+    Napi::ArrayBuffer scratch = Napi::ArrayBuffer::New(env, sizeof(shmlease_lease));
+    data->scratch = Napi::Persistent(scratch);
+    data->lease = static_cast<shmlease_lease *>(scratch.Data());
     env.SetInstanceData(data);
+    exports.Set("scratch", scratch);
     exports.Set("errname", Napi::Function::New(env, ErrName));
     exports.Set("strerror", Napi::Function::New(env, StrError));
     exports.Set("unlink", Napi::Function::New(env, Unlink));
