@@ -19,15 +19,11 @@ function takeLease() {
 
 // ---------------------------------------------------------------- input
 
-function checkName(value, what, max) {
+function checkName(value, what) {
   if (typeof value !== 'string' || value.length === 0)
     throw invalid(`${what} must be a non-empty string, not ${JSON.stringify(value)}`);
   if (value.includes('\0'))
     throw invalid(`${what} must not contain a NUL character`);
-  if (max !== undefined && Buffer.byteLength(value) > max) {
-    const err = shmleaseError(-36 /* ENAMETOOLONG */, `${what} is ${Buffer.byteLength(value)} bytes, at most ${max}`);
-    throw err;
-  }
   return value;
 }
 
@@ -326,7 +322,7 @@ class Lease {
     if (onLost !== undefined && typeof onLost !== 'function')
       throw invalid('onLost must be a function');
     if (this.#keepAlive)
-      throw shmleaseError(-17 /* EEXIST */, `keepAlive '${this.key}'`);
+      throw shmleaseError(C.EEXIST, `keepAlive '${this.key}'`);
     let ka = null;
     const table = this.#table();
     scratch.set(this.#value);
@@ -375,7 +371,7 @@ class Locks {
 
   _table() {
     if (!this.#table)
-      throw shmleaseError(-9 /* EBADF */, `table '${this.#name}' is closed`);
+      throw shmleaseError(C.EBADF, `table '${this.#name}' is closed`);
     return this.#table;
   }
 

@@ -830,6 +830,9 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports)
     c.Set("EINVAL", Napi::Number::New(env, -EINVAL));
     c.Set("EAGAIN", Napi::Number::New(env, -EAGAIN));
     c.Set("EALREADY", Napi::Number::New(env, -EALREADY));
+    c.Set("ENAMETOOLONG", Napi::Number::New(env, -ENAMETOOLONG));
+    c.Set("EEXIST", Napi::Number::New(env, -EEXIST));
+    c.Set("EBADF", Napi::Number::New(env, -EBADF));
     c.Set("WAIT_FOREVER", Napi::Number::New(env, SHMLEASE_WAIT_FOREVER));
     c.Set("KEY_MAX", Napi::Number::New(env, SHMLEASE_KEY_MAX));
     c.Set("METADATA_MAX", Napi::Number::New(env, SHMLEASE_METADATA_MAX));

@@ -17,15 +17,19 @@ test('without wait, a call that finds the lock held returns undefined without ru
   const g = gate();
   let runs = 0;
   const job = lock({ locks, name: 'daily', handler: async (x) => { runs++; await g.p; return x * 2; } });
-  const first = job(21);
-  await waitFor(() => locks.inspect('daily'), { what: 'the first call to hold the key' });
-  assert.equal(await job(1), undefined);
-  assert.equal(runs, 1);
-  g.open();
-  assert.equal(await first, 42);
-  assert.equal(await locks.inspect('daily'), null);
-  assert.equal(await job(5), 10);           // free again: runs
-  await locks.close();
+  try {
+    const first = job(21);
+    await waitFor(() => runs === 1, { what: 'the first call to run' });
+    assert.equal(await job(1), undefined);
+    assert.equal(runs, 1);
+    g.open();
+    assert.equal(await first, 42);
+    assert.equal(await locks.inspect('daily'), null);
+    assert.equal(await job(5), 10);           // free again: runs
+  } finally {
+    g.open();
+    await locks.close();
+  }
 });
 
 test('with wait, a call waits for the holder, then runs', async () => {
@@ -36,15 +40,19 @@ test('with wait, a call waits for the holder, then runs', async () => {
     locks, name: 'migration', wait: true,
     handler: async (v) => { order.push(`start ${v}`); if (v === 1) await g.p; order.push(`end ${v}`); },
   });
-  const a = migration(1);
-  await waitFor(() => locks.inspect('migration'), { what: 'the first call to hold the key' });
-  const b = migration(2);
-  await waitFor(() => locks.inspect('migration').then((i) => i.waiters > 0), { what: 'a waiter' });
-  assert.deepEqual(order, ['start 1']);
-  g.open();
-  await Promise.all([a, b]);
-  assert.deepEqual(order, ['start 1', 'end 1', 'start 2', 'end 2']);
-  await locks.close();
+  try {
+    const a = migration(1);
+    await waitFor(() => order.length === 1, { what: 'the first call to run' });
+    const b = migration(2);
+    await waitFor(() => locks.inspect('migration').then((i) => i.waiters > 0), { what: 'a waiter' });
+    assert.deepEqual(order, ['start 1']);
+    g.open();
+    await Promise.all([a, b]);
+    assert.deepEqual(order, ['start 1', 'end 1', 'start 2', 'end 2']);
+  } finally {
+    g.open();                 // a failure above leaves no wait behind
+    await locks.close();
+  }
 });
 
 test('a bounded wait that runs out rejects with ETIMEDOUT', async () => {
@@ -67,16 +75,20 @@ test('a dynamic name: one lock per argument', async () => {
     locks, name: (fileId) => `file-processing:${fileId}`,
     handler: async (fileId) => { seen.push(fileId); await g.p; },
   });
-  const a = processFile('a');
-  const b = processFile('b');
-  await waitFor(() => seen.length === 2, { what: 'both files to start' });
-  assert.equal(await processFile('a'), undefined);
-  assert.notEqual(await locks.inspect('file-processing:a'), null);
-  assert.notEqual(await locks.inspect('file-processing:b'), null);
-  g.open();
-  await Promise.all([a, b]);
-  assert.deepEqual(seen.sort(), ['a', 'b']);
-  await locks.close();
+  try {
+    const a = processFile('a');
+    const b = processFile('b');
+    await waitFor(() => seen.length === 2, { what: 'both files to start' });
+    assert.equal(await processFile('a'), undefined);
+    assert.notEqual(await locks.inspect('file-processing:a'), null);
+    assert.notEqual(await locks.inspect('file-processing:b'), null);
+    g.open();
+    await Promise.all([a, b]);
+    assert.deepEqual(seen.sort(), ['a', 'b']);
+  } finally {
+    g.open();
+    await locks.close();
+  }
 });
 
 test('gracePeriod keeps the key that long after the handler: the job does not run again before', async () => {
@@ -98,11 +110,11 @@ test('maxDuration is the TTL, renewed while the handler runs', async () => {
   const locks = createLocks({ table: freshTable('maxdur') });
   let first;
   const job = lock({
-    locks, name: 'long', maxDuration: 900,
+    locks, name: 'long', maxDuration: 3000,   // renewed every second
     handler: async () => {
       const info = await locks.inspect('long');
       first = info.expiresAt;
-      assert.ok(first <= locks.now() + 900);
+      assert.ok(first <= locks.now() + 3000);
       await waitFor(() => locks.now() > first + 300, { what: 'the first deadline to pass' });
       const later = await locks.inspect('long');
       assert.equal(later.fencingToken, info.fencingToken);

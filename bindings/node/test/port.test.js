@@ -195,7 +195,8 @@ test('releaseAfter keeps the key held by nobody for the grace period', async () 
 
 test('keepAlive renews in the background past the TTL; onLost tells a break', async () => {
   const locks = createLocks({ table: freshTable('keep') });
-  const { lease } = await locks.acquire('long', { ttlMs: 600 });
+  // renewed every second: a deadline 2 s after each renewal leaves room for a loaded machine
+  const { lease } = await locks.acquire('long', { ttlMs: 3000 });
   const first = lease.expiresAt;
   let lostErr = null;
   const ka = lease.keepAlive({ onLost: (e) => { lostErr = e; } });
@@ -214,7 +215,7 @@ test('keepAlive renews in the background past the TTL; onLost tells a break', as
 
 test('withLease with keepAlive: the lease outlives its TTL while fn runs', async () => {
   const locks = createLocks({ table: freshTable('withkeep') });
-  const r = await locks.withLease('k', { ttlMs: 600, keepAlive: true }, async ({ lease }) => {
+  const r = await locks.withLease('k', { ttlMs: 3000, keepAlive: true }, async ({ lease }) => {
     const first = lease.expiresAt;
     await waitFor(() => locks.now() > first + 300, { what: 'the first deadline to pass' });
     return lease.check();
