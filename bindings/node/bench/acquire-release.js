@@ -69,8 +69,14 @@ function findProperLockfile() {
 
 // The C figure: the shmlease row of shmlease-bench's uncontended table.
 function cFigure(bin) {
-  const out = execFileSync(bin, ['--quick', '--no-redis', '--scenarios', 'uncontended'],
-    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], cwd: os.tmpdir() });
+  const csv = fs.mkdtempSync(path.join(os.tmpdir(), 'shmlease-bench-c-'));
+  let out;
+  try {
+    out = execFileSync(bin, ['--quick', '--no-redis', '--scenarios', 'uncontended', '--out', csv],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  } finally {
+    fs.rmSync(csv, { recursive: true, force: true });
+  }
   const row = out.split('\n').find((l) => l.startsWith('| shmlease |'));
   const m = row && row.match(/\|\s*([\d.]+) (ns|us)\s*\|/);
   if (!m)
@@ -120,7 +126,9 @@ async function main() {
   fs.rmSync(dir, { recursive: true, force: true });
 
   const cbin = opt('--c-bench');
-  if (cbin)
+  if (cbin && !fs.existsSync(cbin))
+    console.error(`${cbin} not built: no C figure`);
+  else if (cbin)
     rows.push(['shmlease, C', 'shmlease_acquire(wait_ms=0) + shmlease_release', cFigure(cbin)]);
 
   const base = rows.find((r) => r[0] === 'shmlease, C');
