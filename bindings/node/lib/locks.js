@@ -116,8 +116,14 @@ function waitAcquire(table, key, o) {
     let request = null;
     let settled = false;
     const onAbort = () => {
-      if (request)
-        request.cancel();
+      if (request) {
+        request.cancel();               // the callback below settles
+      } else {
+        const i = overflow.indexOf(start);
+        if (i >= 0)
+          overflow.splice(i, 1);        // queued here: nothing started
+        finish(C.ECANCELED);
+      }
     };
     o.signal?.addEventListener('abort', onAbort, { once: true });
     const finish = (rc, value) => {

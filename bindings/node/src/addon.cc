@@ -304,7 +304,7 @@ public:
     std::set<Pending *> pending_;
     std::set<KeepAliveState *> keepalives_;
     int inflight_ = 0;       // offloaded calls running on the thread pool
-    bool closing_ = false;   // close asked while calls were in flight
+    bool closing_ = false;   // closed or closing (once the offloaded calls end)
 
     void CloseIfIdle()
     {
@@ -318,6 +318,7 @@ public:
     // with_callbacks), stops the keepalives, closes the table.
     void Shutdown(bool with_callbacks)
     {
+        closing_ = true;   // from now on calls are EBADF (the callbacks below included)
         std::set<Pending *> ps;
         ps.swap(pending_);
         for (Pending *p : ps) {
@@ -340,13 +341,9 @@ public:
         ks.swap(keepalives_);
         for (KeepAliveState *k : ks)
             StopKeepAliveState(k);
-        if (t_) {
-            if (inflight_ > 0) {
-                closing_ = true;   // the last offloaded call closes it
-            } else {
-                shmlease_close(t_);
-                t_ = nullptr;
-            }
+        if (t_ && inflight_ == 0) {   // else the last offloaded call closes it
+            shmlease_close(t_);
+            t_ = nullptr;
         }
     }
 
@@ -364,11 +361,10 @@ private:
     {
         Table *self = static_cast<Table *>(arg);
         self->hook_ = false;
+        // With offloaded calls still running on the thread pool, the handle
+        // is left open (closing it under them is unsafe; they will not
+        // finish in this environment): the process's exit releases it.
         self->Shutdown(false);
-        if (self->t_) {            // process teardown: nothing will finish them
-            shmlease_close(self->t_);
-            self->t_ = nullptr;
-        }
     }
 
     shmlease_table *Open(Napi::Env env)

@@ -96,6 +96,27 @@ test('a wait that runs out is { acquired: false }; an AbortSignal ends a wait', 
   await waiter.close();
 });
 
+test('more waiting acquires than the library runs at once (256 a process) wait their turn', async () => {
+  const table = freshTable('many');
+  const holder = createLocks({ table });
+  const waiter = createLocks({ table });
+  const N = 300;
+  const leases = [];
+  for (let i = 0; i < N; i++)
+    leases.push((await holder.acquire(`k${i}`, { ttlMs: 600000 })).lease);
+  const waits = leases.map((_, i) => waiter.acquire(`k${i}`, { ttlMs: 60000, waitMs: 120000 }));
+  const ac = new AbortController();
+  const aborted = waiter.acquire('k0', { ttlMs: 1000, waitMs: Infinity, signal: ac.signal });
+  ac.abort();   // the 301st: queued in the binding (the keys of the first 256 are held)
+  assert.equal((await rejection(aborted)).name, 'AbortError');
+  for (const l of leases)
+    await l.release();
+  const got = await Promise.all(waits);
+  assert.equal(got.filter((r) => r.acquired).length, N);
+  await holder.close();
+  await waiter.close();
+});
+
 test('closing the table ends its waiting acquires (ECANCELED) and releases its leases', async () => {
   const table = freshTable('close');
   const holder = createLocks({ table });
