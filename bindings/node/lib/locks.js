@@ -223,6 +223,8 @@ class Lease {
   #locks;
   #value;
   #ttlMs;
+  #key;
+  #token;
   #state = 'held';
   #keepAlive = null;
 
@@ -230,12 +232,15 @@ class Lease {
     this.#locks = locks;
     this.#value = value;
     this.#ttlMs = ttlMs;
-    /** The key this lease holds. */
-    this.key = key;
-    /** Greater than every earlier holder's token of this key (a bigint). */
-    this.fencingToken = value[0];
-    Object.freeze(this);
+    this.#key = key;
+    this.#token = value[0];
   }
+
+  /** The key this lease holds. */
+  get key() { return this.#key; }
+
+  /** Greater than every earlier holder's token of this key (a bigint). */
+  get fencingToken() { return this.#token; }
 
   /** The deadline, in ms on the table's clock (see locks.now()). */
   get expiresAt() {
@@ -387,12 +392,23 @@ class Locks {
    * failures reject with an Error whose code is the errno name.
    */
   async acquire(key, opts) {
-    const [rc, lease] = await this._acquire(key, opts);
+    const [rc, lease] = this._tryNow(key, opts) ?? await this._acquire(key, opts);
     if (rc === 0)
       return { acquired: true, lease };
     if (rc === C.EBUSY || rc === C.ETIMEDOUT)
       return { acquired: false };
     throw shmleaseError(rc, `acquire '${key}'`);
+  }
+
+  // The common case, a try on a local table, without a promise of its own:
+  // [rc, lease], or undefined for the other cases.
+  _tryNow(key, opts) {
+    if (this._offloaded || (opts && opts.waitMs !== undefined && opts.waitMs !== 0))
+      return undefined;
+    checkName(key, 'key');
+    const o = acquireOptions(opts);
+    const rc = this._table().tryAcquire(key, o.ttl, 0, o.metadata, o.mode, o.limit, o.flags);
+    return [rc, rc === 0 ? new Lease(this, key, takeLease(), o.ttl) : undefined];
   }
 
   async _acquire(key, opts) {
