@@ -227,10 +227,16 @@ SHMLEASE_API int shmlease_unlink(const char *name);
  *     its death to us.
  *   - Deadlines. The server's clock decides when a lease ends. expires_at_ms
  *     is on the caller's monotonic clock (shmlease_now_ms): the time the
- *     request was sent plus the TTL, so it is earlier than the server's
- *     deadline by the request's trip and at least now + ttl_ms - (the round
- *     trip) on return. An acquire whose answer comes back after that
- *     deadline frees the key and is -ETIME.
+ *     request was sent plus the TTL less 2 ms (the server counts whole ms
+ *     of its own clock), so it is earlier than the server's deadline, and
+ *     at least now + ttl_ms - 2 - (the round trip) on return. An acquire
+ *     whose answer comes back after that deadline frees the key and is
+ *     -ETIME. The server's clock must not jump (Redis needs that too):
+ *     a jump forward ends leases early.
+ *   - A server gone away never raises SIGPIPE in the caller (the library
+ *     blocks it around its writes). shmlease_close releases the handle's
+ *     leases if the server answers; once one release cannot be sent, the
+ *     rest end at their TTL.
  *   - Lost is lost for ever, and proved by the server: renew, release and
  *     shmlease_check ask it (check costs one round trip here). A call that
  *     cannot reach the server returns a connection error while the lease's

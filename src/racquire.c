@@ -79,24 +79,38 @@ static void give_back(struct racq *a, uint64_t tok, uint64_t exp)
         shmlease__rt_forget(a->rt, tok);
 }
 
-/* A grant {1, token, ...} sent at SENT: ours if it is still good now. */
+/* A grant {1, token, ...} sent at SENT: ours if it is still good once it
+ * is recorded and its value made (the last clock read before we return). */
 static int take_grant(struct racq *a, const redisReply *r, uint64_t sent, shmlease_lease *out)
 {
     uint64_t tok = r->elements > 1 ? shmlease__rt_u64(r->element[1]) : 0;
-    uint64_t exp = sent + a->ttl;
+    uint64_t exp = shmlease__rt_deadline(sent, a->ttl);
     if (!tok)
         return -EPROTO;
-    if (shmlease__rnow_ms() >= exp) {
-        give_back(a, tok, exp);     /* over before we could return it */
-        return -ETIME;
-    }
     int rc = shmlease__rt_add(a->rt, tok, exp, a->key, a->klen);
     if (rc) {
         give_back(a, tok, exp);
         return rc;
     }
     shmlease__rt_lease_value(a->rt, out, tok, exp);
+    if (shmlease__rnow_ms() >= exp) {
+        shmlease__rt_forget(a->rt, tok);
+        give_back(a, tok, exp);     /* over before we could return it */
+        return -ETIME;
+    }
     return 1;
+}
+
+/* How long one attempt may keep reconnecting: retry_ms, and for a waiting
+ * acquire not past its own deadline (but long enough for one answer). */
+static uint64_t attempt_bound(const struct racq *a)
+{
+    const struct rurl *u = &a->rt->pool.url;
+    uint64_t now = shmlease__rnow_ms(), b = now + u->retry_ms;
+    uint64_t floor = now + u->timeout_ms;
+    if (a->o->wait_ms != 0 && a->deadline < b)
+        b = a->deadline > floor ? a->deadline : floor;
+    return b;
 }
 
 static int try_once(struct racq *a, const char *count, uint64_t dead_tok, shmlease_lease *out)
@@ -118,7 +132,7 @@ static int try_once(struct racq *a, const char *count, uint64_t dead_tok, shmlea
         shmlease__rcmd_add(&cmd, "", 0);
     uint64_t sent = shmlease__rnow_ms();
     redisReply *r = NULL;
-    int rc = shmlease__rcall(&rt->pool, RS_ACQUIRE, &cmd, RCALL_IDEMPOTENT, 0, &r);
+    int rc = shmlease__rcall(&rt->pool, RS_ACQUIRE, &cmd, RCALL_IDEMPOTENT, attempt_bound(a), &r);
     if (rc)
         return rc;
     long long h = r->type == REDIS_REPLY_ARRAY && r->elements && r->element[0]->type == REDIS_REPLY_INTEGER
@@ -147,10 +161,11 @@ struct rsleep {
     struct cancel_wait cw;
 };
 
-static void subscribe(struct racq *a, struct rsleep *s)
+static void subscribe_on(struct racq *a, struct rsleep *s)
 {
     struct rtable *rt = a->rt;
-    if (shmlease__rconn_get(&rt->pool, &s->sub, shmlease__rnow_ms() + rt->pool.url.connect_timeout_ms))
+    uint64_t bound = shmlease__rnow_ms() + rt->pool.url.connect_timeout_ms;
+    if (shmlease__rconn_get(&rt->pool, &s->sub, a->deadline < bound ? a->deadline : bound))
         return;
     char w[SHMLEASE_KEY_MAX + 3] = "w:";
     memcpy(w + 2, a->key, a->klen);
@@ -165,6 +180,16 @@ static void subscribe(struct racq *a, struct rsleep *s)
     }
     if (r)
         freeReplyObject(r);
+}
+
+/* Subscribes to the key's channel (a connection of its own); on failure
+ * the waits are timed only. */
+static void subscribe(struct racq *a, struct rsleep *s)
+{
+    struct rpipe_guard g;
+    shmlease__rpipe_block(&g);
+    subscribe_on(a, s);
+    shmlease__rpipe_restore(&g);
 }
 
 static void drop_sub(struct racq *a, struct rsleep *s)
@@ -237,7 +262,7 @@ static int wait_loop(struct racq *a, struct rsleep *s, shmlease_lease *out)
             continue;
         }
         uint64_t now = shmlease__rnow_ms();
-        if (rc < 0 && rc != -ETIME && !err_since)
+        if (rc < 0 && rc != AGAIN && !err_since)
             err_since = now;
         else if (rc >= 0)
             err_since = 0;
@@ -307,7 +332,7 @@ int shmlease__redis_acquire(shmlease_table *t, const char *key, const shmlease_a
         return 0;
     if (rc == 0 && o->wait_ms == 0)
         return -EBUSY;
-    if (rc < 0 && rc != -ETIME)
-        return rc;
+    if (rc < 0 && (rc != -ETIME || o->wait_ms == 0))
+        return rc;                      /* a try reports what stopped it */
     return acquire_wait(&a, out);
 }

@@ -5,6 +5,7 @@
 #include <hiredis.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,33 @@ static void sleep_ms(uint32_t ms)
     struct timespec ts = { (time_t)(ms / 1000u), (long)(ms % 1000u) * 1000000L };
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
+}
+
+/* hiredis writes with write(2): a server gone away would raise SIGPIPE and
+ * kill the caller. Blocked for the call's thread, and a SIGPIPE that the
+ * call raised is taken back before the mask is restored. */
+void shmlease__rpipe_block(struct rpipe_guard *g)
+{
+    sigset_t set, pend;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, &g->old);
+    sigpending(&pend);
+    g->pending_before = sigismember(&pend, SIGPIPE);
+}
+
+void shmlease__rpipe_restore(struct rpipe_guard *g)
+{
+    sigset_t set, pend;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    sigpending(&pend);
+    if (!g->pending_before && sigismember(&pend, SIGPIPE)) {
+        struct timespec zero = { 0, 0 };
+        while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
 }
 
 void shmlease__rpool_init(struct rpool *p, const struct rurl *u)
@@ -150,10 +178,16 @@ static int connect_new(struct rpool *p, struct rconn **out, uint64_t deadline_ms
     if (!c)
         return -ENOMEM;
     int rc = c->err ? -ECONNREFUSED : 0;
-    if (!rc && redisSetTimeout(c, tv_of(p->url.timeout_ms)) != REDIS_OK)
+    uint32_t st = p->url.timeout_ms;       /* AUTH, SELECT, scripts: within the deadline too */
+    now = shmlease__rnow_ms();
+    if (deadline_ms > now && deadline_ms - now < st)
+        st = (uint32_t)(deadline_ms - now);
+    if (!rc && redisSetTimeout(c, tv_of(st ? st : 1)) != REDIS_OK)
         rc = -ECONNREFUSED;
     if (!rc)
         rc = setup(p, c);
+    if (!rc && redisSetTimeout(c, tv_of(p->url.timeout_ms)) != REDIS_OK)
+        rc = -ECONNREFUSED;
     struct rconn *rc_conn = rc ? NULL : calloc(1, sizeof *rc_conn);
     if (!rc && !rc_conn)
         rc = -ENOMEM;
@@ -231,7 +265,7 @@ static int take_redirect(struct rpool *p, const redisReply *r)
     pthread_mutex_lock(&p->mu);
     memcpy(p->node_host, sp + 1, (size_t)(colon - sp - 1));
     p->node_host[colon - sp - 1] = 0;
-    p->node_port = atoi(colon + 1);
+    p->node_port = (int)strtol(colon + 1, NULL, 10);
     free_list(p->idle);                  /* connections to the old node */
     p->idle = NULL;
     p->nidle = 0;
@@ -302,14 +336,6 @@ static enum outcome attempt(struct rpool *p, struct rconn *c, int script, struct
     }
 }
 
-int shmlease__rcall_on(struct rpool *p, struct rconn *c, int script, struct rcmd *cmd,
-                       struct redisReply **out)
-{
-    int rc = 0;
-    enum outcome o = attempt(p, c, script, cmd, out, &rc);
-    return o == DONE ? 0 : rc ? rc : -EAGAIN;
-}
-
 /* Sets C's socket timeout for an answer due before DEADLINE_MS (never
  * longer than the URL's timeout_ms). */
 static void fit_timeout(struct rpool *p, struct rconn *c, uint64_t deadline_ms)
@@ -332,13 +358,17 @@ int shmlease__rcall(struct rpool *p, int script, struct rcmd *cmd, unsigned flag
     uint32_t backoff = BACKOFF_MIN_MS;
     for (int moves = 0;;) {
         struct rconn *c = NULL;
+        struct rpipe_guard g;
+        shmlease__rpipe_block(&g);
         int rc = shmlease__rconn_get(p, &c, deadline_ms);
         enum outcome o = RETRY_SAFE;
         if (rc == 0) {
             fit_timeout(p, c, deadline_ms);
             o = attempt(p, c, script, cmd, out, &rc);
             shmlease__rconn_put(p, c, o == RETRY_LOST || o == RETRY_MOVED);
-        } else if (rc != -ECONNREFUSED) {
+        }
+        shmlease__rpipe_restore(&g);
+        if (rc != 0 && o == RETRY_SAFE && rc != -ECONNREFUSED) {
             return rc;                   /* AUTH or SELECT refused: no use retrying */
         }
         if (o == DONE)

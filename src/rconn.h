@@ -14,6 +14,7 @@
 #include "rurl.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -81,9 +82,14 @@ void shmlease__rcmd_addu(struct rcmd *cmd, char *buf, size_t bufsz, uint64_t v);
 int  shmlease__rcall(struct rpool *p, int script, struct rcmd *cmd, unsigned flags,
                      uint64_t deadline_ms, struct redisReply **out);
 
-/* The same on connection C (already taken): one try, no reconnection. */
-int  shmlease__rcall_on(struct rpool *p, struct rconn *c, int script, struct rcmd *cmd,
-                        struct redisReply **out);
+/* SIGPIPE blocked around network I/O in the calling thread (a server gone
+ * away must not kill the caller); restore takes back one the I/O raised. */
+struct rpipe_guard {
+    sigset_t old;
+    int pending_before;
+};
+void shmlease__rpipe_block(struct rpipe_guard *g);
+void shmlease__rpipe_restore(struct rpipe_guard *g);
 
 /* Milliseconds on the monotonic clock. */
 uint64_t shmlease__rnow_ms(void);

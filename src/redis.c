@@ -115,8 +115,11 @@ static void release_all(shmlease_table *t, struct rtable *rt)
             return;
         shmlease_lease l;
         shmlease__rt_lease_value(rt, &l, tok, 0);
-        if (shmlease__redis_release(t, &l, 0) != 0)
+        int rc = shmlease__redis_release(t, &l, 0);
+        if (rc != 0)
             shmlease__rt_forget(rt, tok);
+        if (rc != 0 && rc != -ESTALE)
+            rt->server_down = 1;       /* the rest end at their TTL */
     }
 }
 
@@ -207,8 +210,10 @@ int shmlease__redis_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms)
         shmlease__rt_forget(rt, tok);
         return -ESTALE;
     }
-    shmlease__rt_set_exp(rt, tok, sent + ttl_ms);
-    l->expires_at_ms = sent + ttl_ms;
+    uint64_t nexp = shmlease__rt_deadline(sent, ttl_ms);
+    if (shmlease__rt_set_exp(rt, tok, nexp) != 0)
+        return -ESTALE;                /* a copy was found lost meanwhile */
+    l->expires_at_ms = nexp;
     return 0;
 }
 
@@ -244,6 +249,10 @@ int shmlease__redis_release(shmlease_table *t, shmlease_lease *l, uint64_t grace
     if (rc)
         return rc;
     shmlease__keepalive_end(t, tok, tok);      /* ours ends it: no "lost" signal */
+    if (rt->closing && rt->server_down) {
+        shmlease__rt_forget(rt, tok);
+        return -ECONNREFUSED;
+    }
     if (grace_ms > TTL_MAX)
         grace_ms = TTL_MAX;
     struct rcmd cmd;

@@ -39,6 +39,9 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
+    /* The process's identity is read again in the child (proc.h): our owner
+     * field must carry the child's start time, not its parent's. */
+    __atomic_add_fetch(&shmlease__fork_gen, 1, __ATOMIC_RELAXED);
     for (struct rtable *rt = g_all; rt; rt = rt->next_all) {
         pthread_mutex_unlock(&rt->pool.mu);
         pthread_mutex_unlock(&rt->mu);
@@ -67,7 +70,7 @@ static void make_owner(struct rtable *rt)
     const struct shmlease__self *s = shmlease__self();
     char boot[33];
     for (int i = 0; i < 16; i++)
-        snprintf(boot + 2 * i, 3, "%02x", s->boot_id[i]);
+        snprintf(boot + (size_t)2 * (size_t)i, 3, "%02x", s->boot_id[i]);
     rt->nonce = random64();
     rt->pid = getpid();
     int n = snprintf(rt->own, sizeof rt->own, "%s-%llu-%d-%llu-%016llx", boot,
@@ -245,13 +248,29 @@ int shmlease__rt_find(struct rtable *rt, uint64_t tok, char *key, size_t *klen, 
     return rc;
 }
 
-void shmlease__rt_set_exp(struct rtable *rt, uint64_t tok, uint64_t exp)
+int shmlease__rt_set_exp(struct rtable *rt, uint64_t tok, uint64_t exp)
 {
+    uint64_t now = shmlease__rnow_ms();
+    int rc = -ESTALE;
     pthread_mutex_lock(&rt->mu);
     struct rlease **p = find_link(rt, tok);
-    if (p)
+    if (p && (*p)->exp > now) {
         (*p)->exp = exp;
+        rc = 0;
+    } else if (p) {                    /* its old deadline passed: lost already */
+        struct rlease *e = *p;
+        *p = e->next;
+        free(e);
+        rt->nleases--;
+    }
     pthread_mutex_unlock(&rt->mu);
+    return rc;
+}
+
+uint64_t shmlease__rt_deadline(uint64_t sent, uint64_t ttl)
+{
+    uint64_t margin = ttl > RT_CLOCK_MARGIN_MS ? RT_CLOCK_MARGIN_MS : ttl - 1;
+    return sent + ttl - margin;
 }
 
 void shmlease__rt_forget(struct rtable *rt, uint64_t tok)
@@ -289,9 +308,16 @@ uint64_t shmlease__rt_lease_tok(const struct rtable *rt, const shmlease_lease *l
 int shmlease__rt_owner_alive(const struct rtable *rt, const char *own, int32_t *pid, uint64_t *start)
 {
     const char *p = strchr(own, '-'), *q = p ? strchr(p + 1, '-') : NULL;
-    long long id = 0;
-    unsigned long long st = 0;
-    if (!q || sscanf(q + 1, "%lld-%llu-", &id, &st) != 2 || id <= 0 || id > INT32_MAX)
+    if (!q)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    long long id = strtoll(q + 1, &end, 10);
+    if (errno || end == q + 1 || *end != '-' || id <= 0 || id > INT32_MAX)
+        return -1;
+    const char *s1 = end + 1;
+    unsigned long long st = strtoull(s1, &end, 10);
+    if (errno || end == s1 || *end != '-')
         return -1;
     if (pid)
         *pid = (int32_t)id;

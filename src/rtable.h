@@ -40,6 +40,7 @@ struct rtable {
     struct rpool pool;
     int      readonly;
     int      closing;          /* shmlease_close: each release tried once */
+    int      server_down;      /* ... and none after one could not be sent */
     pid_t    pid;              /* the process the pool and the leases belong to */
     uint64_t nonce;            /* random, per handle and per fork child */
     char     own[RT_OWN_MAX];  /* owner identity written with our leases */
@@ -77,7 +78,16 @@ size_t shmlease__rt_reqid(struct rtable *rt, char *buf);
  * deadline; forget it. */
 int  shmlease__rt_add(struct rtable *rt, uint64_t tok, uint64_t exp, const char *key, size_t klen);
 int  shmlease__rt_find(struct rtable *rt, uint64_t tok, char *key, size_t *klen, uint64_t *exp);
-void shmlease__rt_set_exp(struct rtable *rt, uint64_t tok, uint64_t exp);
+/* set_exp: 0, or -ESTALE when the lease's current deadline has passed
+ * (it was lost before this renewal's answer came: lost for ever). */
+int  shmlease__rt_set_exp(struct rtable *rt, uint64_t tok, uint64_t exp);
+
+/* Our deadline for a lease granted or renewed for TTL by a request sent at
+ * SENT (our clock, whole ms): SENT + TTL, less RT_CLOCK_MARGIN_MS. The
+ * server counts whole ms of its own clock from a moment after SENT; the two
+ * roundings differ by less than 1 ms, so our deadline is never after its. */
+uint64_t shmlease__rt_deadline(uint64_t sent, uint64_t ttl);
+#define RT_CLOCK_MARGIN_MS 2u
 void shmlease__rt_forget(struct rtable *rt, uint64_t tok);
 
 /* Fills lease value L for token TOK, deadline EXP. */

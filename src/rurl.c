@@ -79,8 +79,8 @@ static int parse_query(struct rurl *u, const char *q)
         if (parse_option(u, q, n))
             return -EINVAL;
         q += n;
-        if (*q == '&')
-            q++;
+        if (*q == '&' && !*++q)
+            return -EINVAL;             /* a trailing '&' */
     }
     return 0;
 }

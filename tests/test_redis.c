@@ -8,6 +8,8 @@
 #include "testutil.h"
 #include "redis_server.h"
 
+#include <hiredis.h>
+
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
@@ -16,6 +18,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static shmlease_table *open_url(const char *name, const char *url)
@@ -291,6 +294,149 @@ static void test_cluster_of_three(void **state)
     }
 }
 
+/* A fork child of a process with only Redis handles holds its own lease:
+ * others see it alive, and cannot take its key (its owner carries its own
+ * start time, not its parent's). */
+static void test_fork_child_of_a_redis_only_process_is_alive(void **state)
+{
+    (void)state;
+    need_redis();
+    struct tu_redis r;
+    tu_redis_start(&r, NULL, 0);
+    const char *name = tu_name("forkown");
+    shmlease_table *t = open_url(name, r.url);
+    tu_sleep_ms(1100);                  /* a child's start time differs from ours */
+    tu_chan c;
+    tu_chan_init(&c);
+    pid_t p = tu_fork();
+    if (p == 0) {
+        tu_chan_child(&c);
+        shmlease_lease l;
+        TU_CK_RC(tu_acquire(t, "k", 60000, 0, &l), 0);
+        tu_up(&c, 1);
+        (void)tu_down_recv(&c);
+        TU_CK_RC(shmlease_check(t, &l), 0);
+        TU_CK_RC(shmlease_release(t, &l), 0);
+        _exit(0);
+    }
+    tu_chan_parent(&c, p);
+    TU_EQ(tu_up_recv(&c, 30000), 1);
+    shmlease_table *u = open_url(name, r.url);
+    shmlease_info i = tu_inspect_ok(u, "k");
+    TU_EQ(i.holder_pid, p);
+    TU_EQ(i.holder_alive, 1);
+    shmlease_lease m;
+    TU_RC(tu_acquire(u, "k", 1000, 0, &m), -EBUSY);
+    tu_down(&c, 1);
+    tu_expect_exit0(p);
+    tu_redis_stop(&r);
+}
+
+/* A server gone away does not kill the caller with SIGPIPE. */
+static void test_no_sigpipe_when_the_server_goes_away(void **state)
+{
+    (void)state;
+    need_redis();
+    struct tu_redis r;
+    tu_redis_start(&r, NULL, 0);
+    char url[400];
+    snprintf(url, sizeof url, "%s?retry_ms=200&connect_timeout_ms=200", r.url);
+    const char *name = tu_name("pipe");
+    tu_chan c;
+    tu_chan_init(&c);
+    pid_t p = tu_fork();
+    if (p == 0) {
+        tu_chan_child(&c);
+        signal(SIGPIPE, SIG_DFL);
+        shmlease_options o;
+        memset(&o, 0, sizeof o);
+        o.backend = url;
+        shmlease_table *t = NULL;
+        TU_CK_RC(shmlease_open(name, &o, &t), 0);
+        shmlease_lease l;
+        TU_CK_RC(tu_acquire(t, "k", 60000, 0, &l), 0);
+        tu_up(&c, 1);
+        (void)tu_down_recv(&c);          /* the server is gone */
+        for (int i = 0; i < 3; i++)
+            TU_CK(shmlease_check(t, &l) != 0);
+        shmlease_close(t);
+        _exit(0);
+    }
+    tu_chan_parent(&c, p);
+    TU_EQ(tu_up_recv(&c, 30000), 1);
+    tu_redis_kill(&r, SIGKILL);
+    tu_down(&c, 1);
+    tu_expect_exit0(p);
+    tu_redis_stop(&r);
+}
+
+/* Our deadline is never after the server's: read both on the wall clock. */
+static void test_local_deadline_is_not_after_the_servers(void **state)
+{
+    (void)state;
+    need_redis();
+    struct tu_redis r;
+    tu_redis_start(&r, NULL, 0);
+    const char *name = tu_name("skew");
+    shmlease_table *t = open_url(name, r.url);
+    struct timeval tv = { 2, 0 };
+    redisContext *rc = redisConnectUnixWithTimeout(r.sock, tv);
+    assert_true(rc && !rc->err);
+    char hash[300];
+    snprintf(hash, sizeof hash, "shmlease:{%s}:k:k", name);
+    int late = 0;
+    for (int i = 0; i < 400; i++) {
+        shmlease_lease l;
+        TU_RC(tu_acquire(t, "k", 5000, 0, &l), 0);
+        struct timespec w, m;
+        clock_gettime(CLOCK_REALTIME, &w);
+        clock_gettime(CLOCK_MONOTONIC, &m);
+        double off = (w.tv_sec - m.tv_sec) * 1e3 + (w.tv_nsec - m.tv_nsec) / 1e6;
+        redisReply *rep = redisCommand(rc, "HGET %s exp", hash);
+        assert_true(rep && rep->type == REDIS_REPLY_STRING);
+        double server = strtod(rep->str, NULL);
+        freeReplyObject(rep);
+        /* expires_at_ms counts whole ms: the moment it passes is at most
+         * expires_at_ms + 1 on the monotonic clock */
+        if ((double)l.expires_at_ms + 1.0 + off > server + 1e-6)
+            late++;
+        TU_RC(shmlease_release(t, &l), 0);
+    }
+    redisFree(rc);
+    TU_EQ(late, 0);
+    tu_redis_stop(&r);
+}
+
+/* A stalled server: a try and close() keep to their bounds. */
+static void test_stalled_server_bounds_try_and_close(void **state)
+{
+    (void)state;
+    need_redis();
+    struct tu_redis r;
+    tu_redis_start(&r, NULL, 0);
+    char url[400];
+    snprintf(url, sizeof url, "%s?timeout_ms=300&retry_ms=300&connect_timeout_ms=300", r.url);
+    const char *name = tu_name("bound");
+    shmlease_table *t = open_url(name, url);
+    tu_forget(t);
+    shmlease_lease l;
+    for (int i = 0; i < 5; i++) {
+        char key[8];
+        snprintf(key, sizeof key, "k%d", i);
+        TU_RC(tu_acquire(t, key, 60000, 0, &l), 0);
+    }
+    TU_EQ(tu_redis_cmd(&r, "DEBUG SLEEP 6", 1), 0);
+    uint64_t t0 = tu_mono_ms();
+    int rc = tu_acquire(t, "k0", 1000, 0, &l);
+    TU_TRUE(rc == -ETIME || rc == -ECONNREFUSED, "try: %s", shmlease_errname(rc));
+    uint64_t t1 = tu_mono_ms();
+    shmlease_close(t);
+    uint64_t t2 = tu_mono_ms();
+    TU_TRUE(t1 - t0 < 3000 && t2 - t1 < 3000, "try %llu ms, close %llu ms: both before the server wakes",
+            (unsigned long long)(t1 - t0), (unsigned long long)(t2 - t1));
+    tu_redis_stop(&r);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -301,6 +447,10 @@ int main(int argc, char **argv)
         TU_TEST(test_stalled_server),
         TU_TEST(test_another_hosts_dead_holder_waits_for_its_ttl),
         TU_TEST(test_cluster_of_three),
+        TU_TEST(test_fork_child_of_a_redis_only_process_is_alive),
+        TU_TEST(test_no_sigpipe_when_the_server_goes_away),
+        TU_TEST(test_local_deadline_is_not_after_the_servers),
+        TU_TEST(test_stalled_server_bounds_try_and_close),
     };
     return TU_RUN(tests);
 }
