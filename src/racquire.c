@@ -24,7 +24,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define TTL_MAX (UINT64_C(1) << 40)
 #define AGAIN 1000                 /* try again at once */
 #define SAFETY_SLEEP_MS 2000u      /* longest sleep without a try (a message lost
                                       with a dropped subscription) */
@@ -135,8 +134,7 @@ static int try_once(struct racq *a, const char *count, uint64_t dead_tok, shmlea
     int rc = shmlease__rcall(&rt->pool, RS_ACQUIRE, &cmd, RCALL_IDEMPOTENT, attempt_bound(a), &r);
     if (rc)
         return rc;
-    long long h = r->type == REDIS_REPLY_ARRAY && r->elements && r->element[0]->type == REDIS_REPLY_INTEGER
-                  ? r->element[0]->integer : -1000;
+    long long h = shmlease__rt_head(r);
     if (h == 1)
         rc = take_grant(a, r, sent, out);
     else if (h == 0)
@@ -320,7 +318,7 @@ int shmlease__redis_acquire(shmlease_table *t, const char *key, const shmlease_a
     if (o->mode != SHMLEASE_EXCLUSIVE || (o->flags & SHMLEASE_ACQUIRE_FAIR))
         return -EOPNOTSUPP;             /* not on this backend (docs/redis-backend.md) */
     struct racq a = { .t = t, .rt = shmlease__rt(t), .o = o, .key = key, .klen = klen,
-                      .ttl = o->ttl_ms > TTL_MAX ? TTL_MAX : o->ttl_ms };
+                      .ttl = o->ttl_ms > RT_TTL_MAX ? RT_TTL_MAX : o->ttl_ms };
     uint64_t now = shmlease__rnow_ms();
     a.deadline = o->wait_ms == SHMLEASE_WAIT_FOREVER ? UINT64_MAX : now + (uint64_t)o->wait_ms;
     rc = try_once(&a, o->wait_ms == 0 ? "cb" : "c", 0, out);

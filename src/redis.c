@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TTL_MAX (UINT64_C(1) << 40)    /* about 34 years, as the local tables */
 /* How a lease value's own release ended (its _private[3]), for
  * shmlease_with_lease: 0 not ended by a release of it. */
 #define L_ENDED_OK   1u
@@ -25,14 +24,6 @@
 int shmlease__redis_built(void)
 {
     return 1;
-}
-
-/* The first element of a script's array answer, or -1000 (not an array). */
-static long long head_of(const redisReply *r)
-{
-    if (r->type != REDIS_REPLY_ARRAY || r->elements == 0 || r->element[0]->type != REDIS_REPLY_INTEGER)
-        return -1000;
-    return r->element[0]->integer;
 }
 
 static int open_mode(const shmlease_options *o, char *mode)
@@ -60,7 +51,7 @@ static int open_on_server(struct rtable *rt, const shmlease_options *o)
                              shmlease__rnow_ms() + bound, &r);
     if (rc)
         return rc;
-    long long h = head_of(r);
+    long long h = shmlease__rt_head(r);
     freeReplyObject(r);
     switch (h) {
     case 1: case 2: return 0;
@@ -135,22 +126,42 @@ void shmlease__redis_close(shmlease_table *t)
     free(t);
 }
 
-/* The lease L of T, as the map knows it: 0 with its token, key and local
- * deadline, or -ESTALE (lost, ended, or not a lease of this handle). */
-static int held_lease(struct rtable *rt, const shmlease_lease *l, uint64_t *tok, char *key,
-                      size_t *klen, uint64_t *exp)
+/* A call on a lease held: what the map knows of it (its token, key and
+ * our deadline), and its script's command so far. */
+struct lcall {
+    struct rtable *rt;
+    uint64_t tok, exp;
+    size_t klen;
+    char key[SHMLEASE_KEY_MAX + 1];
+    char names[5][RT_KEYNAME_MAX];
+    char tb[24], arg[24];
+    struct rcmd cmd;
+};
+
+/* A lease script's command for LC's lease into CMD: keys, then token and owner. */
+static void lcall_cmd(struct lcall *lc, struct rcmd *cmd)
 {
-    *tok = shmlease__rt_lease_tok(rt, l);
-    return *tok ? shmlease__rt_find(rt, *tok, key, klen, exp) : -ESTALE;
+    shmlease__rt_lease_cmd(lc->rt, cmd, lc->key, lc->klen, lc->names);
+    shmlease__rcmd_addu(cmd, lc->tb, sizeof lc->tb, lc->tok);
+    shmlease__rcmd_add(cmd, lc->rt->own, lc->rt->ownlen);
 }
 
-/* A lease script's command for lease TOK of KEY: keys, then token and owner. */
-static void lease_cmd(struct rtable *rt, struct rcmd *cmd, const char *key, size_t klen,
-                      char names[5][RT_KEYNAME_MAX], char *tokbuf, uint64_t tok)
+/* Starts a call on lease L of T (WRITE: one that changes it): 0 with LC
+ * ready and ARG (a number, the script's next argument) added, or -EINVAL,
+ * -EPERM (WRITE on a read-only handle), -ESTALE (lost, ended, or not a
+ * lease of this handle). */
+static int lcall_begin(shmlease_table *t, const shmlease_lease *l, int write, struct lcall *lc)
 {
-    shmlease__rt_lease_cmd(rt, cmd, key, klen, names);
-    shmlease__rcmd_addu(cmd, tokbuf, 24, tok);
-    shmlease__rcmd_add(cmd, rt->own, rt->ownlen);
+    if (!l)
+        return -EINVAL;
+    if (write && t->readonly)
+        return -EPERM;
+    lc->rt = shmlease__rt(t);
+    lc->tok = shmlease__rt_lease_tok(lc->rt, l);
+    int rc = lc->tok ? shmlease__rt_find(lc->rt, lc->tok, lc->key, &lc->klen, &lc->exp) : -ESTALE;
+    if (rc == 0)
+        lcall_cmd(lc, &lc->cmd);
+    return rc;
 }
 
 /* How long a call on a lease may keep reconnecting: until its deadline,
@@ -175,43 +186,37 @@ static int send_release(struct rtable *rt, struct rcmd *cmd, uint64_t exp, long 
 
 int shmlease__redis_renew(shmlease_table *t, shmlease_lease *l, uint64_t ttl_ms)
 {
-    if (!l || ttl_ms == 0)
+    struct lcall lc;
+    if (ttl_ms == 0)
         return -EINVAL;
-    if (t->readonly)
-        return -EPERM;
-    struct rtable *rt = shmlease__rt(t);
-    char key[SHMLEASE_KEY_MAX + 1], names[5][RT_KEYNAME_MAX], tb[24], ttlb[24];
-    size_t klen;
-    uint64_t tok, exp;
-    int rc = held_lease(rt, l, &tok, key, &klen, &exp);
+    int rc = lcall_begin(t, l, 1, &lc);
     if (rc)
         return rc;
-    if (ttl_ms > TTL_MAX)
-        ttl_ms = TTL_MAX;
-    struct rcmd cmd;
-    lease_cmd(rt, &cmd, key, klen, names, tb, tok);
-    shmlease__rcmd_addu(&cmd, ttlb, sizeof ttlb, ttl_ms);
+    struct rtable *rt = lc.rt;
+    if (ttl_ms > RT_TTL_MAX)
+        ttl_ms = RT_TTL_MAX;
+    shmlease__rcmd_addu(&lc.cmd, lc.arg, sizeof lc.arg, ttl_ms);
     uint64_t sent = shmlease__rnow_ms();
     redisReply *r = NULL;
-    rc = shmlease__rcall(&rt->pool, RS_RENEW, &cmd, RCALL_IDEMPOTENT, call_bound(rt, exp), &r);
+    rc = shmlease__rcall(&rt->pool, RS_RENEW, &lc.cmd, RCALL_IDEMPOTENT, call_bound(rt, lc.exp), &r);
     if (rc)
-        return unconfirmed(rt, tok, exp, rc);
-    long long h = head_of(r);
+        return unconfirmed(rt, lc.tok, lc.exp, rc);
+    long long h = shmlease__rt_head(r);
     freeReplyObject(r);
-    if (h != 1 || shmlease__rnow_ms() >= exp) {
+    if (h != 1 || shmlease__rnow_ms() >= lc.exp) {
         /* Lost, or confirmed only after our deadline: by then we may have told
          * someone it was lost, and lost is for ever. Free the key we kept. */
         if (h == 1) {
             struct rcmd rel;
-            lease_cmd(rt, &rel, key, klen, names, tb, tok);
+            lcall_cmd(&lc, &rel);
             shmlease__rcmd_add(&rel, "0", 1);
             (void)send_release(rt, &rel, shmlease__rnow_ms() + rt->pool.url.timeout_ms, &h);
         }
-        shmlease__rt_forget(rt, tok);
+        shmlease__rt_forget(rt, lc.tok);
         return -ESTALE;
     }
     uint64_t nexp = shmlease__rt_deadline(sent, ttl_ms);
-    if (shmlease__rt_set_exp(rt, tok, nexp) != 0)
+    if (shmlease__rt_set_exp(rt, lc.tok, nexp) != 0)
         return -ESTALE;                /* a copy was found lost meanwhile */
     l->expires_at_ms = nexp;
     return 0;
@@ -229,7 +234,7 @@ static int send_release(struct rtable *rt, struct rcmd *cmd, uint64_t exp, long 
         rc = shmlease__rcall(&rt->pool, RS_RELEASE, cmd, RCALL_IDEMPOTENT, exp, &r);
     }
     if (rc == 0) {
-        *head = head_of(r);
+        *head = shmlease__rt_head(r);
         freeReplyObject(r);
     }
     return rc;
@@ -237,39 +242,31 @@ static int send_release(struct rtable *rt, struct rcmd *cmd, uint64_t exp, long 
 
 int shmlease__redis_release(shmlease_table *t, shmlease_lease *l, uint64_t grace_ms)
 {
-    if (!l)
-        return -EINVAL;
-    if (t->readonly)
-        return -EPERM;
-    struct rtable *rt = shmlease__rt(t);
-    char key[SHMLEASE_KEY_MAX + 1], names[5][RT_KEYNAME_MAX], tb[24], gb[24];
-    size_t klen;
-    uint64_t tok, exp;
-    int rc = held_lease(rt, l, &tok, key, &klen, &exp);
+    struct lcall lc;
+    int rc = lcall_begin(t, l, 1, &lc);
     if (rc)
         return rc;
-    shmlease__keepalive_end(t, tok, tok);      /* ours ends it: no "lost" signal */
+    struct rtable *rt = lc.rt;
+    shmlease__keepalive_end(t, lc.tok, lc.tok);   /* ours ends it: no "lost" signal */
     if (rt->closing && rt->server_down) {
-        shmlease__rt_forget(rt, tok);
+        shmlease__rt_forget(rt, lc.tok);
         return -ECONNREFUSED;
     }
-    if (grace_ms > TTL_MAX)
-        grace_ms = TTL_MAX;
-    struct rcmd cmd;
-    lease_cmd(rt, &cmd, key, klen, names, tb, tok);
-    shmlease__rcmd_addu(&cmd, gb, sizeof gb, grace_ms);
+    if (grace_ms > RT_TTL_MAX)
+        grace_ms = RT_TTL_MAX;
+    shmlease__rcmd_addu(&lc.cmd, lc.arg, sizeof lc.arg, grace_ms);
     long long h = 0;
-    uint64_t bound = call_bound(rt, exp);
+    uint64_t bound = call_bound(rt, lc.exp);
     if (rt->closing)
         bound = shmlease__rnow_ms() + rt->pool.url.timeout_ms;   /* close: one try */
-    rc = send_release(rt, &cmd, bound, &h);
+    rc = send_release(rt, &lc.cmd, bound, &h);
     if (rc) {
-        rc = unconfirmed(rt, tok, exp, rc);
+        rc = unconfirmed(rt, lc.tok, lc.exp, rc);
         if (rc == -ESTALE)
             l->_private[3] = L_ENDED_LOST;
         return rc;
     }
-    shmlease__rt_forget(rt, tok);              /* spent either way */
+    shmlease__rt_forget(rt, lc.tok);              /* spent either way */
     l->_private[3] = h == 1 ? L_ENDED_OK : L_ENDED_LOST;
     return h == 1 ? 0 : -ESTALE;
 }
@@ -285,27 +282,20 @@ int shmlease__redis_end(shmlease_table *t, shmlease_lease *l)
 
 int shmlease__redis_check(shmlease_table *t, const shmlease_lease *l)
 {
-    if (!l)
-        return -EINVAL;
-    struct rtable *rt = shmlease__rt(t);
-    char key[SHMLEASE_KEY_MAX + 1], names[5][RT_KEYNAME_MAX], tb[24];
-    size_t klen;
-    uint64_t tok, exp;
-    int rc = held_lease(rt, l, &tok, key, &klen, &exp);
+    struct lcall lc;
+    int rc = lcall_begin(t, l, 0, &lc);
     if (rc)
         return rc;
-    struct rcmd cmd;
-    lease_cmd(rt, &cmd, key, klen, names, tb, tok);
     redisReply *r = NULL;
-    rc = shmlease__rcall(&rt->pool, RS_CHECK, &cmd, RCALL_IDEMPOTENT, call_bound(rt, exp), &r);
+    rc = shmlease__rcall(&lc.rt->pool, RS_CHECK, &lc.cmd, RCALL_IDEMPOTENT, call_bound(lc.rt, lc.exp), &r);
     if (rc)
-        return unconfirmed(rt, tok, exp, rc);
-    long long h = head_of(r);
+        return unconfirmed(lc.rt, lc.tok, lc.exp, rc);
+    long long h = shmlease__rt_head(r);
     freeReplyObject(r);
-    if (h == 1 && shmlease__rnow_ms() < exp)
+    if (h == 1 && shmlease__rnow_ms() < lc.exp)
         return 0;
     if (h != 1)
-        shmlease__rt_forget(rt, tok);
+        shmlease__rt_forget(lc.rt, lc.tok);
     return -ESTALE;
 }
 
@@ -330,7 +320,7 @@ int shmlease__redis_break(shmlease_table *t, const char *key)
     rc = shmlease__rcall(&rt->pool, RS_BREAK, &cmd, RCALL_IDEMPOTENT, 0, &r);
     if (rc)
         return rc;
-    long long h = head_of(r);
+    long long h = shmlease__rt_head(r);
     freeReplyObject(r);
     return h == 1 ? 0 : -ENOENT;
 }

@@ -344,6 +344,14 @@ int shmlease__rt_check_key(const char *key, size_t *klen)
     return 0;
 }
 
+long long shmlease__rt_head(const void *reply)
+{
+    const redisReply *r = reply;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements == 0 || r->element[0]->type != REDIS_REPLY_INTEGER)
+        return -1000;
+    return r->element[0]->integer;
+}
+
 uint64_t shmlease__rt_u64(const void *reply_element)
 {
     const redisReply *r = reply_element;

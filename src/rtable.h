@@ -26,6 +26,7 @@
 #define RT_OWN_MAX 96
 #define RT_MAP_BUCKETS 256u
 #define RT_FORMAT "1"          /* the layout of a table's keys (rscripts.c) */
+#define RT_TTL_MAX (UINT64_C(1) << 40)   /* about 34 years, as the local tables */
 #define RT_LEASE_MAGIC UINT64_C(0x52454449534c5345)   /* a Redis lease value */
 
 struct rlease {
@@ -103,6 +104,10 @@ int  shmlease__rt_owner_alive(const struct rtable *rt, const char *own, int32_t 
 
 /* Checks KEY as the local calls do: 0, -EINVAL, -ENAMETOOLONG. */
 int  shmlease__rt_check_key(const char *key, size_t *klen);
+
+/* The first element of a script's array answer (an integer), or -1000
+ * when the answer is not one. */
+long long shmlease__rt_head(const void *reply);
 
 /* Parses a decimal string reply element; 0 when it is not one. */
 uint64_t shmlease__rt_u64(const void *reply_element);
